@@ -1,0 +1,72 @@
+"""Errors a person can act on. Every message says what happened and what to do next."""
+
+from __future__ import annotations
+
+
+class FednbError(Exception):
+    """Base class of every error fednb raises on purpose."""
+
+
+class InvalidInput(FednbError, ValueError):
+    """The caller passed something fednb cannot use (a bad column, bins, arguments...)."""
+
+
+class NotFound(FednbError, LookupError):
+    """A domain, dataset or request that does not exist (or is not visible to you)."""
+
+
+class DomainError(FednbError):
+    """A remote domain answered with an error or did not answer.
+
+    ``domain`` names it so that the analyst knows whom to ask.
+    """
+
+    def __init__(self, domain: str, message: str, *, status: int | None = None):
+        self.domain = domain
+        self.message = message
+        self.status = status
+        super().__init__(f"[{domain}] {message}")
+
+
+class DomainUnavailable(DomainError):
+    """The domain is down, unreachable or too slow."""
+
+
+class AuthenticationError(DomainError):
+    """The token was refused: missing, wrong or revoked."""
+
+
+class RequestDenied(DomainError):
+    """The data owner denied the request; ``message`` is the owner's reason."""
+
+
+class RequestBlocked(DomainError):
+    """Disclosure control refused to release the result; ``message`` says why."""
+
+
+class RequestFailed(DomainError):
+    """The approved code ran and failed (an exception, a timeout, a limit)."""
+
+
+class NotEnoughDomains(FednbError):
+    """Fewer domains answered than ``min_domains`` requires.
+
+    ``problems`` maps each missing domain to the reason it is missing.
+    """
+
+    def __init__(self, needed: int, got: int, problems: dict[str, str]):
+        self.needed = needed
+        self.got = got
+        self.problems = dict(problems)
+        lines = "\n".join(f"  - {d}: {why}" for d, why in self.problems.items())
+        super().__init__(
+            f"{got} domain(s) gave a result but {needed} are required (min_domains={needed}).\n{lines}"
+        )
+
+
+class PolicyError(FednbError):
+    """The domain's policy.toml is invalid; the message names the setting."""
+
+
+class SandboxError(FednbError):
+    """The sandbox could not be started or a job could not be run in it."""
