@@ -1,5 +1,45 @@
-"""fednb: federated data science from Jupyter; the data never leaves its owners' servers."""
+"""fednb: federated data science from Jupyter; the data never leaves its owners' servers.
+
+``import fednb`` is cheap: pandas, the HTTP client and (never) torch load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 from fednb._version import __version__
+from fednb.errors import (
+    DomainError,
+    DomainUnavailable,
+    FednbError,
+    NotEnoughDomains,
+    RequestBlocked,
+    RequestDenied,
+    RequestFailed,
+)
 
-__all__ = ["__version__"]
+_LAZY = {
+    "connect": ("fednb.client.federation", "connect"),
+    "Federation": ("fednb.client.federation", "Federation"),
+    "function": ("fednb.client.functions", "function"),
+    "dry_run": ("fednb.client.functions", "dry_run"),
+    "save_profile": ("fednb.client.profile", "save"),
+}
+
+__all__ = ["__version__", "DomainError", "DomainUnavailable", "FednbError", "NotEnoughDomains",
+           "RequestBlocked", "RequestDenied", "RequestFailed", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fednb' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

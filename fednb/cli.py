@@ -1,0 +1,213 @@
+"""The ``fednb`` command: ``fednb demo`` and the owner's ``fednb domain ...`` commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from fednb._version import __version__
+from fednb.errors import FednbError
+
+
+class _Group(click.Group):
+    """Turns fednb errors into one readable line and exit status 2, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except FednbError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="fednb")
+def main() -> None:
+    """fednb: federated data science from Jupyter; the data stays on its owners' servers."""
+
+
+@main.command()
+@click.option("--dir", "workdir", type=click.Path(path_type=Path), default=None,
+              help="Where to create the demo domains (default: a temporary folder, removed afterwards).")
+@click.option("--lab", is_flag=True, help="Open JupyterLab on the tutorial with the domains running.")
+def demo(workdir: Path | None, lab: bool) -> None:
+    """Start two hospitals and a lithium plant on this machine and run the tour."""
+    from fednb.demo.tour import run_demo
+
+    sys.exit(run_demo(workdir=workdir, lab=lab))
+
+
+@main.group(cls=_Group)
+def domain() -> None:
+    """Run a data domain: create it, add datasets, invite analysts, serve, review, audit."""
+
+
+def _open(path: Path):
+    from fednb.domain import Domain
+
+    return Domain(path)
+
+
+@domain.command("init")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="The domain's name, as analysts will see it.")
+@click.option("--description", default="", help="One line shown to analysts.")
+def domain_init(path: Path, name: str, description: str) -> None:
+    """Create a domain folder with its policy.toml and store."""
+    from fednb.domain import Domain
+
+    d = Domain.init(path, name, description)
+    click.echo(f"created domain '{d.name}' in {d.path}\n"
+               f"next: edit {d.path / 'policy.toml'}, then `fednb domain add-dataset {path} FILE --name NAME`")
+
+
+@domain.command("add-dataset")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--name", required=True)
+@click.option("--description", default="")
+def domain_add_dataset(path: Path, file: Path, name: str, description: str) -> None:
+    """Register a CSV or Parquet file and generate its mock."""
+    meta = _open(path).add_dataset(file, name, description)
+    cols = ", ".join(f"{c.name} ({c.kind})" for c in meta.columns)
+    click.echo(f"dataset '{meta.name}': about {meta.rows} rows; columns: {cols}; mock written")
+
+
+@domain.command("datasets")
+@click.argument("path", type=click.Path(path_type=Path))
+def domain_datasets(path: Path) -> None:
+    """List the domain's datasets."""
+    for d in _open(path).datasets():
+        click.echo(f"{d.name:20} ~{d.rows:>8} rows  {len(d.columns):>3} columns  {d.description}")
+
+
+@domain.command("invite")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("name")
+@click.option("--owner", is_flag=True, help="An owner token (review and audit over HTTP), not an analyst's.")
+def domain_invite(path: Path, name: str, owner: bool) -> None:
+    """Print a new token for NAME (shown once; only its hash is stored)."""
+    token = _open(path).invite(name, role="owner" if owner else "analyst")
+    click.echo(token)
+    click.echo(f"(token for {'owner' if owner else 'analyst'} '{name}': shown once, give it to them privately; "
+               f"revoke with `fednb domain revoke {path} {name}`)", err=True)
+
+
+@domain.command("revoke")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("name")
+def domain_revoke(path: Path, name: str) -> None:
+    """Revoke every token of NAME."""
+    n = _open(path).revoke(name)
+    click.echo(f"revoked {n} token(s) of '{name}'")
+
+
+@domain.command("serve")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Keep 127.0.0.1 unless analysts connect from other machines.")
+@click.option("--port", default=8701, show_default=True, type=int, help="0 picks a free port.")
+@click.option("--certfile", type=click.Path(exists=True), default=None, help="TLS certificate (PEM).")
+@click.option("--keyfile", type=click.Path(exists=True), default=None, help="TLS private key (PEM).")
+def domain_serve(path: Path, host: str, port: int, certfile: str | None, keyfile: str | None) -> None:
+    """Serve the domain's HTTP API, run approved jobs."""
+    from fednb.domain.server import serve
+
+    if bool(certfile) != bool(keyfile):
+        raise click.UsageError("--certfile and --keyfile go together")
+    serve(path, host, port, certfile=certfile, keyfile=keyfile)
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else ""
+
+
+@domain.command("requests")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--status", default=None, help="Only requests in this state (pending, done, ...).")
+@click.option("--json", "as_json", is_flag=True)
+def domain_requests(path: Path, status: str | None, as_json: bool) -> None:
+    """List requests, pending first."""
+    reqs = _open(path).requests(status=status)
+    if as_json:
+        click.echo(json.dumps([r.model_dump(exclude={"code", "result"}) for r in reqs], indent=2))
+        return
+    if not reqs:
+        click.echo("no requests")
+    for r in reqs:
+        what = f"{r.kind}:{r.name}"
+        click.echo(f"{r.id}  {r.status:8}  {_when(r.created_at)}  {r.analyst:14} {r.dataset:14} {what:22} "
+                   f"{r.description[:50]}")
+
+
+@domain.command("show")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("request_id")
+def domain_show(path: Path, request_id: str) -> None:
+    """Everything about one request: who, what, the exact code and its hash."""
+    d = _open(path)
+    r = d.request(d.resolve(request_id))
+    click.echo(f"request      {r.id}\nstatus       {r.status}" + (f" ({r.reason})" if r.reason else ""))
+    click.echo(f"analyst      {r.analyst}\ndataset      {r.dataset}\nkind         {r.kind}: {r.name}")
+    click.echo(f"submitted    {_when(r.created_at)}\ndescription  {r.description or '-'}")
+    click.echo(f"arguments    {json.dumps(r.args)}\nsha256       {r.code_hash}")
+    if r.code:
+        click.echo("code:")
+        for i, line in enumerate(r.code.splitlines(), 1):
+            click.echo(f"  {i:3} | {line}")
+    if r.result is not None:
+        click.echo(f"released     {json.dumps(r.result)[:2000]}")
+
+
+@domain.command("approve")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("request_id")
+@click.option("--reason", default="", help="A note for the analyst and the audit log.")
+def domain_approve(path: Path, request_id: str, reason: str) -> None:
+    """Approve a pending request (its exact code hash)."""
+    d = _open(path)
+    r = d.approve(d.resolve(request_id), reason)
+    click.echo(f"approved {r.id} ({r.kind}:{r.name}, sha256 {r.code_hash[:12]}...); it runs on the serving domain")
+
+
+@domain.command("deny")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("request_id")
+@click.option("--reason", required=True, help="Why; the analyst reads this.")
+def domain_deny(path: Path, request_id: str, reason: str) -> None:
+    """Deny a pending request, with a reason the analyst will read."""
+    d = _open(path)
+    r = d.deny(d.resolve(request_id), reason)
+    click.echo(f"denied {r.id}: {r.reason}")
+
+
+@domain.command("audit")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--verify", is_flag=True, help="Check the hash chain; exit 1 if broken.")
+@click.option("--head", default=None, help="With --verify: a published head ('SEQ:HASH' or HASH) the log must contain.")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON lines.")
+@click.option("--tail", default=None, type=int, help="Only the last N entries.")
+def domain_audit(path: Path, verify: bool, head: str | None, as_json: bool, tail: int | None) -> None:
+    """Show or verify the tamper-evident audit log."""
+    d = _open(path)
+    if verify:
+        v = d.verify_audit(head)
+        click.echo(str(v))
+        sys.exit(0 if v.ok else 1)
+    entries = d.audit_entries()
+    if tail:
+        entries = entries[-tail:]
+    for e in entries:
+        if as_json:
+            click.echo(e.model_dump_json())
+        else:
+            click.echo(f"{e.seq:6} {e.time[:19]} {e.actor:18} {e.action:8} {e.object_id or '':12} "
+                       f"{json.dumps(e.payload)[:80]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""A dataset as the analyst sees it across domains: metadata, mocks, federated statistics, requests."""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from fednb.client.functions import Function, function
+from fednb.client.http import DomainClient, run
+from fednb.client.requests import FederatedRequest
+from fednb.errors import InvalidInput, NotEnoughDomains
+from fednb.federated import stats
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fednb.client.federation import Federation
+
+_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(==|!=|<=|>=|<|>|not in|in)\s*(.+?)\s*$")
+DEFAULT_TIMEOUT = 60.0
+
+
+def parse_where(where: Any) -> list[dict]:
+    """Filters as data, never code: ``"age > 50 and sex == 'F'"``, ``{"sex": "F"}`` or ``[("age", ">", 50)]``."""
+    if where is None:
+        return []
+    if isinstance(where, str):
+        out = []
+        for part in re.split(r"\s+and\s+", where.strip()):
+            m = _CONDITION.match(part)
+            if not m:
+                raise InvalidInput(f"cannot read the condition {part!r}; write e.g. \"age > 50 and sex == 'F'\"")
+            col, op, raw = m.groups()
+            try:
+                value = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                raise InvalidInput(f"{raw!r} in {part!r} is not a number, a quoted string or a list") from None
+            out.append({"column": col, "op": op, "value": list(value) if isinstance(value, tuple) else value})
+        return out
+    if isinstance(where, dict):
+        return [{"column": k, "op": "in" if isinstance(v, (list, tuple)) else "==",
+                 "value": list(v) if isinstance(v, tuple) else v} for k, v in where.items()]
+    return [{"column": c, "op": op, "value": v} for c, op, v in where]
+
+
+class FederatedDataset:
+    """``fed.dataset(name)``: the same-named dataset on every domain that has it."""
+
+    def __init__(self, fed: Federation, name: str, clients: dict[str, DomainClient], meta: dict[str, dict]):
+        self.fed, self.name, self.clients, self.meta = fed, name, clients, meta
+        self._mock: pd.DataFrame | None = None
+
+    def __repr__(self) -> str:
+        rows = ", ".join(f"{d}: ~{m['rows']}" for d, m in self.meta.items())
+        return f"<FederatedDataset {self.name!r} on {len(self.clients)} domain(s) ({rows} rows)>"
+
+    @property
+    def domains(self) -> list[str]:
+        return list(self.clients)
+
+    @property
+    def rows(self) -> dict[str, int]:
+        """Rounded row counts as each domain publishes them."""
+        return {d: m["rows"] for d, m in self.meta.items()}
+
+    @property
+    def columns(self) -> pd.DataFrame:
+        """The schema: one row per column and domain (dtypes, kinds, public levels and ranges)."""
+        import pandas as pd
+
+        return pd.DataFrame([{"domain": d, **{k: c.get(k) for k in ("name", "dtype", "kind", "levels", "range", "missing")}}
+                             for d, m in self.meta.items() for c in m["columns"]])
+
+    def column(self, name: str) -> dict:
+        """Column metadata merged across domains (kinds must agree; levels and ranges are unions)."""
+        found = [c for m in self.meta.values() for c in m["columns"] if c["name"] == name]
+        if not found:
+            raise InvalidInput(f"{self.name!r} has no column {name!r}")
+        levels = [lvl for c in found for lvl in (c.get("levels") or [])]
+        ranges = [c["range"] for c in found if c.get("range")]
+        return {"name": name, "kind": found[0]["kind"], "levels": list(dict.fromkeys(levels)),
+                "range": [min(r[0] for r in ranges), max(r[1] for r in ranges)] if ranges else None}
+
+    @property
+    def mock(self) -> pd.DataFrame:
+        """Every domain's mock (synthetic look-alike, never real rows), with a ``domain`` column."""
+        if self._mock is None:
+            import pandas as pd
+
+            from fednb.client.federation import _gather
+
+            found, problems = run(_gather({d: c.mock(self.name) for d, c in self.clients.items()}))
+            self.fed._warn(problems)
+            frames = []
+            for d, m in found.items():
+                df = pd.DataFrame(m["data"], columns=m["columns"])
+                for col, dtype in m["dtypes"].items():
+                    try:
+                        df[col] = pd.to_datetime(df[col]) if dtype.startswith("datetime") else df[col].astype(dtype)
+                    except (TypeError, ValueError):
+                        pass
+                df.insert(0, "domain", d)
+                frames.append(df)
+            self._mock = pd.concat(frames, ignore_index=True)
+        return self._mock
+
+    # -- built-in statistics ---------------------------------------------------------------------
+    def _builtin(self, name: str, args: dict, where: Any, timeout: float, description: str = "") -> FederatedRequest:
+        body = {"dataset": self.name, "kind": "builtin", "name": name,
+                "args": {**args, **({"where": parse_where(where)} if where is not None else {})},
+                "description": description or f"{name} {args}"}
+        req = self.fed.submit(self.clients, body, wait=min(timeout, 60.0))
+        if not req.done:
+            req.wait(timeout)
+        return req
+
+    def _pooled(self, statistic: str, req: FederatedRequest, min_domains: int, pool, keys: tuple[str, ...],
+                notes: list[str] | None = None) -> stats.Pooled:
+        parts = req.raw_results()
+        if len(parts) < min_domains:
+            raise NotEnoughDomains(min_domains, len(parts), req.problems)
+        return stats.Pooled(statistic, pool(parts), stats.by_domain_frame(parts, keys), req.problems,
+                            notes or [], req)
+
+    def count(self, column: str | None = None, *, where: Any = None, min_domains: int = 1,
+              timeout: float = DEFAULT_TIMEOUT) -> stats.Pooled:
+        """Rows (or non-missing values of ``column``), pooled over domains."""
+        req = self._builtin("count", {"column": column} if column else {}, where, timeout)
+        return self._pooled("count", req, min_domains, stats.pool_count, ("n",))
+
+    def sum(self, column: str, *, where: Any = None, min_domains: int = 1, timeout: float = DEFAULT_TIMEOUT) -> stats.Pooled:
+        req = self._builtin("sum", {"column": column}, where, timeout)
+        return self._pooled(f"sum of {column}", req, min_domains, stats.pool_sum, ("n", "sum"))
+
+    def mean(self, column: str, *, where: Any = None, min_domains: int = 1, timeout: float = DEFAULT_TIMEOUT) -> stats.Pooled:
+        req = self._builtin("mean", {"column": column}, where, timeout)
+        return self._pooled(f"mean of {column}", req, min_domains, stats.pool_mean, ("n", "mean"))
+
+    def var(self, column: str, *, ddof: int = 1, where: Any = None, min_domains: int = 1,
+            timeout: float = DEFAULT_TIMEOUT) -> stats.Pooled:
+        """Variance, exactly that of the pooled rows (``ddof=1``: the sample variance)."""
+        req = self._builtin("variance", {"column": column}, where, timeout)
+        return self._pooled(f"variance of {column}", req, min_domains,
+                            lambda p: stats.pool_variance(p, ddof), ("n", "mean", "m2"))
+
+    def std(self, column: str, **kwargs: Any) -> stats.Pooled:
+        v = self.var(column, **kwargs)
+        v.statistic, v.value = f"standard deviation of {column}", math.sqrt(v.value)
+        return v
+
+    def histogram(self, column: str, bins: Sequence[float] | int = 10, *, where: Any = None, min_domains: int = 1,
+                  timeout: float = DEFAULT_TIMEOUT) -> stats.Pooled:
+        """Counts over ``bins`` (edges, or a number of equal bins over the column's public range),
+        plus the rows below and above; cells a domain suppressed are NA."""
+        edges = self._edges(column, bins)
+        req = self._builtin("histogram", {"column": column, "bins": edges}, where, timeout)
+        pooled = self._pooled(f"histogram of {column}", req, min_domains, stats.pool_histogram, ("n", "suppressed"))
+        if pooled.value["count"].isna().any():
+            pooled.notes.append("NA cells were suppressed by a domain (fewer rows than its minimum cell count)")
+        return pooled
+
+    def _edges(self, column: str, bins: Sequence[float] | int) -> list[float]:
+        if isinstance(bins, int):
+            rng = self.column(column)["range"]
+            if rng is None:
+                raise InvalidInput(f"column {column!r} has no public range; pass explicit bin edges")
+            step = (rng[1] - rng[0]) / bins
+            return [rng[0] + i * step for i in range(bins + 1)]
+        return [float(b) for b in bins]
+
+    def quantile(self, column: str, q: float | Sequence[float] = 0.5, *, where: Any = None, min_domains: int = 1,
+                 timeout: float = DEFAULT_TIMEOUT) -> stats.Pooled:
+        """Quantiles of the pooled rows (numpy's linear rule) by iterative histogram refinement:
+        exact where bins can close on one value, otherwise within ``error_bound`` (in ``by_domain``
+        and ``value.attrs``)."""
+        import pandas as pd
+
+        from fednb.federated.quantiles import federated_quantiles
+
+        qs = [q] if isinstance(q, (int, float)) else list(q)
+        if any(not 0 <= x <= 1 for x in qs):
+            raise InvalidInput("quantiles must be between 0 and 1")
+        meta = self.column(column)
+        if meta["range"] is None:
+            raise InvalidInput(f"column {column!r} is not numeric with a public range")
+        rounds: list[FederatedRequest] = []
+
+        def ask(edges: list[float]):
+            req = self._builtin("quantiles", {"column": column, "bins": edges}, where, timeout)
+            parts = req.raw_results()
+            if len(parts) < min_domains:
+                raise NotEnoughDomains(min_domains, len(parts), req.problems)
+            rounds.append(req)
+            table = stats.pool_histogram(parts)
+            cells = [None if pd.isna(c) else int(c) for c in table["count"]]
+            return cells, stats.pool_count(parts)
+
+        values, bounds, n_rounds = federated_quantiles(
+            ask, qs, tuple(meta["range"]), integer=meta["kind"] == "integer",
+            rows_per_bin=10 * len(self.clients))
+        value = pd.Series(values, index=pd.Index(qs, name="q"), name=column)
+        value.attrs["error_bound"] = dict(zip(qs, bounds))
+        last = rounds[-1]
+        by = stats.by_domain_frame(last.raw_results(), ("n",))
+        notes = [f"{n_rounds} round(s) of counting; " + ", ".join(
+            f"q={q:g}: {'exact' if b == 0 else f'within ±{b:.4g}'}" for q, b in zip(qs, bounds))]
+        return stats.Pooled(f"quantiles of {column}", value if len(qs) > 1 else float(values[0]), by,
+                            last.problems, notes, last)
+
+    def crosstab(self, row: str, col: str, *, where: Any = None, min_domains: int = 1,
+                 timeout: float = DEFAULT_TIMEOUT) -> stats.Pooled:
+        """Counts by the public levels of two categorical columns (rarer levels as '(other)');
+        cells a domain suppressed are NA."""
+        req = self._builtin("crosstab", {"row": row, "col": col}, where, timeout)
+        pooled = self._pooled(f"crosstab of {row} by {col}", req, min_domains, stats.pool_crosstab, ("n", "suppressed"))
+        if pooled.value.isna().to_numpy().any():
+            pooled.notes.append("NA cells were suppressed by a domain, with complements so they cannot be derived")
+        return pooled
+
+    # -- custom functions ------------------------------------------------------------------------
+    def submit(self, fn: Function | Any, *, description: str = "", args: dict | None = None,
+               max_runtime_s: float | None = None) -> FederatedRequest:
+        """Send a function's source for review on every domain; returns a request to follow."""
+        f = function(fn)
+        body = {"dataset": self.name, "kind": "function", "name": f.name, "code": f.source,
+                "args": dict(args or {}), "description": description,
+                "limits": {"max_runtime_s": max_runtime_s} if max_runtime_s else {}}
+        return self.fed.submit(self.clients, body)

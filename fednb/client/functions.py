@@ -1,0 +1,116 @@
+"""Analyst functions: the source text that is sent for review (never a pickle), and dry runs on mocks."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+from fednb import codec
+from fednb.errors import InvalidInput
+from fednb.models import code_hash
+
+
+class Function:
+    """A function whose *source* is what a domain reviews and runs.
+
+    Use it as a decorator (``@fednb.function``) or wrap a source string
+    (``fednb.function(source, name="cohort_stats")``). Imports go inside the function body;
+    ``np`` and ``pd`` are available on the domains. It receives the dataset as a pandas DataFrame
+    plus the keyword arguments given at submission, and must return numbers, strings, lists, dicts,
+    numpy arrays or pandas objects.
+    """
+
+    def __init__(self, fn: Callable | str, *, name: str | None = None):
+        if isinstance(fn, str):
+            self.source = textwrap.dedent(fn).strip() + "\n"
+            self.name = name or _first_def(self.source)
+            self._fn: Callable | None = None
+        else:
+            self._fn = fn
+            self.name = name or fn.__name__
+            self.source = source_of(fn)
+        _check(self.source, self.name)
+        self.__name__ = self.name
+        self.__doc__ = getattr(self._fn, "__doc__", None)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._callable()(*args, **kwargs)
+
+    def _callable(self) -> Callable:
+        if self._fn is None:
+            import numpy as np
+            import pandas as pd
+
+            namespace: dict[str, Any] = {"np": np, "pd": pd}
+            exec(compile(self.source, f"<fednb function {self.name}>", "exec"), namespace)
+            self._fn = namespace[self.name]
+        return self._fn
+
+    def hash(self, args: dict | None = None) -> str:
+        return code_hash("function", self.name, self.source, args or {})
+
+    def __repr__(self) -> str:
+        return f"<fednb.function {self.name} sha256={self.hash()[:12]}>"
+
+
+def source_of(fn: Callable) -> str:
+    """The function's own source, without decorators, dedented."""
+    try:
+        text = textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError) as exc:
+        raise InvalidInput(
+            f"cannot read the source of {getattr(fn, '__name__', fn)!r} ({exc}); define it in a notebook cell "
+            "or a file, or pass the source text to fednb.function(...)") from None
+    tree = ast.parse(text)
+    node = next((n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
+    if node is None:
+        raise InvalidInput(f"{fn!r} is not a plain function (lambdas and methods cannot be submitted)")
+    lines = text.splitlines()
+    return "\n".join(lines[node.lineno - 1:node.end_lineno]) + "\n"
+
+
+def _first_def(source: str) -> str:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise InvalidInput(f"the code does not parse: {exc.msg} (line {exc.lineno})") from None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            return node.name
+    raise InvalidInput("the code defines no function")
+
+
+def _check(source: str, name: str) -> None:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise InvalidInput(f"the code does not parse: {exc.msg} (line {exc.lineno})") from None
+    if not any(isinstance(n, ast.FunctionDef) and n.name == name for n in tree.body):
+        raise InvalidInput(f"the code defines no top-level function {name!r}")
+
+
+def function(fn: Callable | str | None = None, *, name: str | None = None):
+    """Decorator marking a function for federated submission (see :class:`Function`)."""
+    if fn is None:
+        return lambda f: Function(f, name=name)
+    return fn if isinstance(fn, Function) else Function(fn, name=name)
+
+
+def dry_run(fn: Callable | Function, data: Any, **args: Any) -> dict[str, Any]:
+    """Run ``fn`` on each domain's mock, locally, exactly as a domain would; returns {domain: result}.
+
+    The result goes through the same JSON encoding as a real release, so a return value that could
+    not cross the wire fails here first.
+    """
+    f = function(fn)
+    mock = data.mock if hasattr(data, "mock") else data
+    frames = {name: part.drop(columns="domain") for name, part in mock.groupby("domain", sort=False)} \
+        if "domain" in getattr(mock, "columns", ()) else {"mock": mock}
+    out = {}
+    for domain, frame in frames.items():
+        value = f(frame.reset_index(drop=True), **args)
+        out[domain] = codec.decode(codec.encode(value))
+    return out

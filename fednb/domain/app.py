@@ -1,0 +1,272 @@
+"""The domain's HTTP API. Routes only: every decision is made by :class:`fednb.domain.Domain`.
+
+Errors are JSON ``{"error": "...", "detail": ...}`` with a 4xx status a client can act on; no
+traceback or internal path ever leaves the server (unexpected errors are logged, answered with 500
+and a reference the owner can find in the log).
+"""
+
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request as HttpRequest
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fednb._version import __version__
+from fednb.domain.domain import Domain
+from fednb.domain.review import Conflict, TooManyPending
+from fednb.errors import FednbError, InvalidInput, NotFound
+from fednb.models import AuditEntry, Dataset, Decision, DomainInfo, ErrorBody, Request, RequestIn, Session
+
+log = logging.getLogger("fednb.domain.app")
+
+MAX_BODY_BYTES = 2_000_000
+MAX_WAIT_SECONDS = 60.0
+RECHECK_SECONDS = 0.25  # long-polls also re-read the store: the CLI may decide from another process
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, detail: Any = None, headers: dict | None = None):
+        self.status, self.message, self.detail, self.headers = status, message, detail, headers
+
+
+class Caller:
+    def __init__(self, name: str, role: str):
+        self.name, self.role = name, role
+
+    @property
+    def actor(self) -> str:
+        return f"owner:{self.name}" if self.role == "owner" else self.name
+
+
+class Notifier:
+    """Wakes long-polls when the domain changes (called from worker threads)."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+
+    def bind(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+
+    def fire_threadsafe(self) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._fire)
+
+    def _fire(self) -> None:
+        if self._event is not None:
+            self._event.set()
+            self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        if self._event is None or self.loop is not asyncio.get_running_loop():
+            self.bind()
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes, declared or streamed."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await _too_large(send, self.limit)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise ApiError(413, f"request body over {self.limit:,} bytes")
+            return message
+
+        return await self.app(scope, limited, send)
+
+
+async def _too_large(send, limit: int) -> None:
+    body = ErrorBody(error=f"request body over {limit:,} bytes").model_dump_json().encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
+    app = FastAPI(title=f"fednb domain {domain.name}", version=__version__, docs_url=None, redoc_url=None,
+                  description="The API of one fednb data domain. Analysts see metadata, mocks and released "
+                              "results of approved requests; owners review requests and read the audit log.")
+    notifier = Notifier()
+    domain.subscribe(notifier.fire_threadsafe)
+    info = DomainInfo(name=domain.name, version=__version__, isolation=isolation or {"level": "none"},
+                      description=domain.policy.domain.description)
+
+    # -- errors: never a traceback ---------------------------------------------------------------
+    def _error(status: int, message: str, detail: Any = None, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse(ErrorBody(error=message, detail=detail).model_dump(), status_code=status, headers=headers)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: HttpRequest, exc: ApiError):
+        return _error(exc.status, exc.message, exc.detail, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: HttpRequest, exc: RequestValidationError):
+        problems = [{"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
+                    for e in exc.errors()]
+        summary = "; ".join(f"{p['where']}: {p['problem']}" for p in problems[:5])
+        return _error(422, f"invalid input: {summary}", problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: HttpRequest, exc: StarletteHTTPException):
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(FednbError)
+    async def _fednb(_: HttpRequest, exc: FednbError):
+        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else \
+            429 if isinstance(exc, TooManyPending) else 400 if isinstance(exc, InvalidInput) else 500
+        return _error(status, str(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: HttpRequest, exc: Exception):
+        ref = secrets.token_hex(4)
+        log.error("unexpected error (ref %s)", ref, exc_info=exc)
+        return _error(500, f"the domain hit an unexpected error (reference {ref} in its log); try again later")
+
+    # -- authentication ------------------------------------------------------------------------
+    def caller(request: HttpRequest) -> Caller:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "this endpoint needs a token: send 'Authorization: Bearer <token>'",
+                           headers={"WWW-Authenticate": "Bearer"})
+        found = domain.authenticate(token.strip())
+        if found is None:
+            state = domain.token_state(token.strip())
+            why = "has been revoked" if state == "revoked" else "is not known here"
+            raise ApiError(401, f"the token {why}; ask the owner of '{domain.name}' for a new one",
+                           headers={"WWW-Authenticate": "Bearer"})
+        return Caller(*found)
+
+    def owner(c: Annotated[Caller, Depends(caller)]) -> Caller:
+        if c.role != "owner":
+            raise ApiError(403, "only the domain's owner may do this")
+        return c
+
+    def analyst(c: Annotated[Caller, Depends(caller)]) -> Caller:
+        if c.role != "analyst":
+            raise ApiError(403, "owner tokens review requests; submit with an analyst token")
+        return c
+
+    AnyCaller = Annotated[Caller, Depends(caller)]
+    Owner = Annotated[Caller, Depends(owner)]
+    Analyst = Annotated[Caller, Depends(analyst)]
+    Wait = Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, description="Seconds to wait for a final state.")]
+
+    def scope(c: Caller) -> str | None:
+        return None if c.role == "owner" else c.name
+
+    async def until_final(request_id: str, c: Caller, wait: float) -> Request:
+        deadline = time.monotonic() + wait
+        while True:
+            req = domain.request(request_id, analyst=scope(c))
+            remaining = deadline - time.monotonic()
+            if req.final or remaining <= 0:
+                return req
+            await notifier.wait(min(remaining, RECHECK_SECONDS))
+
+    errors = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody},
+              422: {"model": ErrorBody}}
+
+    # -- routes --------------------------------------------------------------------------------
+    @app.get("/v1/info", response_model=DomainInfo, tags=["domain"])
+    async def get_info() -> DomainInfo:
+        """The domain's name, version and the sandbox isolation that holds on its machine. Public."""
+        return info
+
+    @app.post("/v1/session", response_model=Session, responses=errors, tags=["domain"])
+    async def open_session(c: AnyCaller) -> Session:
+        """Who the token belongs to; recorded as a ``connect`` in the audit log."""
+        await run_in_threadpool(domain.connect, c.actor)
+        return Session(domain=domain.name, analyst=c.name, role=c.role)
+
+    @app.get("/v1/datasets", response_model=list[Dataset], responses=errors, tags=["datasets"])
+    async def list_datasets(c: AnyCaller) -> list[Dataset]:
+        return domain.datasets()
+
+    @app.get("/v1/datasets/{name}", response_model=Dataset, responses=errors, tags=["datasets"])
+    async def get_dataset(name: str, c: AnyCaller) -> Dataset:
+        return domain.dataset(name)
+
+    @app.get("/v1/datasets/{name}/mock", responses=errors, tags=["datasets"])
+    async def get_mock(name: str, c: AnyCaller) -> dict:
+        """The synthetic mock: ``{"columns", "dtypes", "data"}`` (rows as lists)."""
+        return await run_in_threadpool(_mock_json, domain, name)
+
+    @app.post("/v1/requests", response_model=Request, status_code=201, tags=["requests"],
+              responses={**errors, 409: {"model": ErrorBody}, 429: {"model": ErrorBody}})
+    async def submit(body: RequestIn, c: Analyst, wait: Wait = 0) -> Request:
+        """Submit work on a dataset. Built-ins the policy allows are approved at once; with ``wait``
+        the answer comes when the request is final (or the wait is over)."""
+        req, _ = await run_in_threadpool(domain.submit, c.name, body)
+        return await until_final(req.id, c, wait) if wait else req
+
+    @app.get("/v1/requests", response_model=list[Request], responses=errors, tags=["requests"])
+    async def list_requests(c: AnyCaller, status: Annotated[str | None, Query(
+            pattern="^(pending|approved|denied|running|done|failed|blocked)$")] = None,
+            limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[Request]:
+        """Analysts see their own requests; the owner sees all, pending first."""
+        return domain.requests(analyst=scope(c), status=status, limit=limit)
+
+    @app.get("/v1/requests/{request_id}", response_model=Request, responses=errors, tags=["requests"])
+    async def get_request(request_id: str, c: AnyCaller, wait: Wait = 0) -> Request:
+        return await until_final(request_id, c, wait)
+
+    @app.post("/v1/requests/{request_id}/approve", response_model=Request, tags=["review"],
+              responses={**errors, 409: {"model": ErrorBody}})
+    async def approve(request_id: str, c: Owner, body: Decision | None = None) -> Request:
+        return await run_in_threadpool(domain.approve, request_id, (body or Decision()).reason, actor=c.actor)
+
+    @app.post("/v1/requests/{request_id}/deny", response_model=Request, tags=["review"],
+              responses={**errors, 409: {"model": ErrorBody}})
+    async def deny(request_id: str, body: Decision, c: Owner) -> Request:
+        return await run_in_threadpool(domain.deny, request_id, body.reason, actor=c.actor)
+
+    @app.get("/v1/audit", response_model=list[AuditEntry], responses=errors, tags=["audit"])
+    async def get_audit(c: Owner, since: Annotated[int, Query(ge=0)] = 0,
+                        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[AuditEntry]:
+        return domain.audit_entries(since=since, limit=limit)
+
+    @app.get("/v1/audit/verify", responses=errors, tags=["audit"])
+    async def verify_audit(c: Owner) -> dict:
+        v = await run_in_threadpool(domain.verify_audit)
+        return {"ok": v.ok, "entries": v.entries, "head": v.head, "problems": v.problems}
+
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    return app
+
+
+def _mock_json(domain: Domain, name: str) -> dict:
+    import json
+
+    import pandas as pd
+
+    path = domain.mock_path(name)
+    if not path.exists():
+        raise NotFound(f"dataset {name!r} has no mock")
+    df = pd.read_parquet(path)
+    return {"columns": list(df.columns), "dtypes": {c: str(t) for c, t in df.dtypes.items()},
+            "data": json.loads(df.to_json(orient="values", date_format="iso"))}

@@ -1,0 +1,230 @@
+"""A data domain: one folder that is the whole state of an owner's server.
+
+``DIR/policy.toml`` (the owner's rules), ``DIR/domain.db`` (requests, jobs, tokens, audit log) and
+``DIR/datasets/NAME/`` (private data and its mock). The CLI, the HTTP app and the tests all act on a
+domain through this class.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fednb.domain import audit, datasets, review
+from fednb.domain.policy import Policy, load_policy, render_template
+from fednb.domain.store import Store
+from fednb.errors import InvalidInput, NotFound
+from fednb.models import NAME_PATTERN, Dataset, Request, RequestIn
+
+TOKEN_PREFIX = "fednb_"
+
+
+def hash_token(token: str) -> str:
+    """Tokens carry 256 random bits, so one SHA-256 is enough to store them safely."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _check_name(what: str, name: str) -> str:
+    if not re.match(NAME_PATTERN, name or ""):
+        raise InvalidInput(f"{what} {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return name
+
+
+def owner_actor() -> str:
+    try:
+        return f"owner:{getpass.getuser()}"
+    except Exception:  # no login name in some containers
+        return "owner"
+
+
+class Domain:
+    """Open an existing domain folder (``Domain.init`` creates one)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path).resolve()
+        if not (self.path / "policy.toml").exists():
+            raise NotFound(f"{self.path} is not a fednb domain (no policy.toml); create one with `fednb domain init`")
+        self.policy: Policy = load_policy(self.path / "policy.toml")
+        self.store = Store(self.path / "domain.db")
+        self.store.check()
+        self._cache = datasets.DataCache()
+        self._listeners: list[Callable[[], None]] = []
+
+    @classmethod
+    def init(cls, path: str | os.PathLike, name: str, description: str = "") -> Domain:
+        folder = Path(path)
+        _check_name("domain name", name)
+        if (folder / "policy.toml").exists():
+            raise InvalidInput(f"{folder} is already a fednb domain")
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        (folder / "datasets").mkdir(exist_ok=True)
+        (folder / "datasets").chmod(0o755)
+        (folder / "policy.toml").write_text(render_template(name, description), encoding="utf-8")
+        store = Store(folder / "domain.db")
+        store.create()
+        (folder / "domain.db").chmod(0o600)
+        with store.transaction() as tx:
+            audit.append(tx, owner_actor(), "init", name, {"description": description})
+        store.close()
+        return cls(folder)
+
+    @property
+    def name(self) -> str:
+        return self.policy.domain.name
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- change notification (the HTTP app wakes its long-polls; the runner wakes its workers) ----
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def changed(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+    # -- datasets ------------------------------------------------------------------------------
+    def add_dataset(self, file: str | os.PathLike, name: str, description: str = "") -> Dataset:
+        _check_name("dataset name", name)
+        source = Path(file)
+        if not source.is_file():
+            raise InvalidInput(f"{source} is not a file")
+        meta, data_file = datasets.register(self.path, source, name, description, self.policy,
+                                            seed=int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
+        with self.store.transaction() as tx:
+            tx.execute("INSERT OR REPLACE INTO datasets (name, file, format, meta_json, created_at)"
+                       " VALUES (?, ?, 'parquet', ?, ?)",
+                       (name, str(data_file.relative_to(self.path)), meta.model_dump_json(), time.time()))
+            audit.append(tx, owner_actor(), "dataset", name,
+                         {"rows": meta.rows, "columns": [c.name for c in meta.columns], "description": description})
+        return meta
+
+    def datasets(self) -> list[Dataset]:
+        return [Dataset.model_validate_json(r["meta_json"])
+                for r in self.store.query("SELECT meta_json FROM datasets ORDER BY name")]
+
+    def dataset(self, name: str) -> Dataset:
+        row = self.store.query_one("SELECT meta_json FROM datasets WHERE name = ?", (name,))
+        if row is None:
+            raise NotFound(f"this domain has no dataset {name!r}")
+        return Dataset.model_validate_json(row["meta_json"])
+
+    def data_path(self, name: str) -> Path:
+        row = self.store.query_one("SELECT file FROM datasets WHERE name = ?", (name,))
+        if row is None:
+            raise NotFound(f"this domain has no dataset {name!r}")
+        return self.path / row["file"]
+
+    def mock_path(self, name: str) -> Path:
+        return self.data_path(name).with_name(datasets.MOCK_FILE)
+
+    def load(self, name: str):
+        """The private DataFrame (domain side only)."""
+        return self._cache.load(self.data_path(name))
+
+    def levels(self, name: str) -> dict[str, list]:
+        return {c.name: c.levels for c in self.dataset(name).columns if c.levels is not None}
+
+    # -- analysts and tokens ---------------------------------------------------------------------
+    def invite(self, analyst: str, *, role: str = "analyst") -> str:
+        """Create a token for ``analyst``; it is shown once and only its hash is kept."""
+        _check_name("analyst name", analyst)
+        if role not in ("analyst", "owner"):
+            raise InvalidInput("role must be 'analyst' or 'owner'")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self.store.transaction() as tx:
+            row = tx.execute("SELECT role FROM analysts WHERE name = ?", (analyst,)).fetchone()
+            if row is None:
+                tx.execute("INSERT INTO analysts (name, role, created_at) VALUES (?, ?, ?)", (analyst, role, time.time()))
+            elif row["role"] != role:
+                raise InvalidInput(f"{analyst!r} is already invited as {row['role']}")
+            tx.execute("INSERT INTO tokens (hash, analyst, created_at) VALUES (?, ?, ?)",
+                       (hash_token(token), analyst, time.time()))
+            audit.append(tx, owner_actor(), "invite", analyst, {"role": role})
+        return token
+
+    def revoke(self, analyst: str) -> int:
+        with self.store.transaction() as tx:
+            n = tx.execute("UPDATE tokens SET revoked_at = ? WHERE analyst = ? AND revoked_at IS NULL",
+                           (time.time(), analyst)).rowcount
+            if n == 0:
+                raise NotFound(f"{analyst!r} has no active token")
+            audit.append(tx, owner_actor(), "revoke", analyst, {"tokens": n})
+        return n
+
+    def authenticate(self, token: str) -> tuple[str, str] | None:
+        """(analyst, role) for a valid, unrevoked token; None otherwise."""
+        if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        row = self.store.query_one(
+            "SELECT a.name, a.role FROM tokens t JOIN analysts a ON a.name = t.analyst"
+            " WHERE t.hash = ? AND t.revoked_at IS NULL", (hash_token(token),))
+        return None if row is None else (row["name"], row["role"])
+
+    def token_state(self, token: str) -> str:
+        """'valid', 'revoked' or 'unknown' (for the message a refused caller gets)."""
+        row = self.store.query_one("SELECT revoked_at FROM tokens WHERE hash = ?", (hash_token(token or ""),))
+        if row is None:
+            return "unknown"
+        return "revoked" if row["revoked_at"] else "valid"
+
+    def connect(self, analyst: str) -> None:
+        with self.store.transaction() as tx:
+            audit.append(tx, analyst, "connect", self.name, {})
+
+    # -- requests ------------------------------------------------------------------------------
+    def submit(self, analyst: str, req: RequestIn) -> tuple[Request, bool]:
+        self._check_columns(req)
+        result = review.submit(self.store, self.policy, analyst, req)
+        self.changed()
+        return result
+
+    def _check_columns(self, req: RequestIn) -> None:
+        if req.kind != "builtin":
+            return
+        meta = self.dataset(req.dataset)
+        names = {c.name for c in meta.columns}
+        used = [req.args.get(k) for k in ("column", "row", "col")]
+        used += [c.get("column") for c in req.args.get("where", []) if isinstance(c, dict)]
+        missing = sorted({u for u in used if isinstance(u, str) and u not in names})
+        if missing:
+            raise InvalidInput(f"dataset {req.dataset!r} has no column(s) {missing}; it has {sorted(names)}")
+
+    def requests(self, *, analyst: str | None = None, status: str | None = None, limit: int = 200) -> list[Request]:
+        return review.listing(self.store, analyst=analyst, status=status, limit=limit)
+
+    def request(self, request_id: str, *, analyst: str | None = None) -> Request:
+        return review.get(self.store, request_id, analyst=analyst)
+
+    def resolve(self, prefix: str) -> str:
+        return review.resolve_id(self.store, prefix)
+
+    def approve(self, request_id: str, reason: str = "", *, actor: str | None = None) -> Request:
+        req = review.decide(self.store, request_id, approve=True, actor=actor or owner_actor(), reason=reason)
+        self.changed()
+        return req
+
+    def deny(self, request_id: str, reason: str, *, actor: str | None = None) -> Request:
+        req = review.decide(self.store, request_id, approve=False, actor=actor or owner_actor(), reason=reason)
+        self.changed()
+        return req
+
+    # -- audit ---------------------------------------------------------------------------------
+    def audit_entries(self, since: int = 0, limit: int | None = None):
+        return audit.entries(self.store.connect(), since=since, limit=limit)
+
+    def verify_audit(self, expected_head: str | None = None) -> audit.Verification:
+        return audit.verify(self.store.connect(), expected_head=expected_head)
+
+    def remove(self) -> None:
+        """Delete the whole domain folder (tests and demos)."""
+        self.close()
+        shutil.rmtree(self.path)

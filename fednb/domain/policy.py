@@ -1,0 +1,144 @@
+"""The owner's written policy: one readable ``policy.toml`` per domain.
+
+Thresholds are named in plain words, after DataSHIELD's disclosure filters (``nfilter.subset``,
+``nfilter.tab``); :data:`TEMPLATE` documents each setting with its default and the reason for it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fednb.errors import PolicyError
+from fednb.models import BUILTINS
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DomainSection(_Section):
+    name: str
+    description: str = ""
+
+
+class ReviewSection(_Section):
+    auto_approve: list[str] = Field(default_factory=lambda: list(BUILTINS))
+    reuse_approvals: bool = True
+    max_pending_per_analyst: int = Field(50, ge=1)
+
+
+class DisclosureSection(_Section):
+    min_cohort: int = Field(10, ge=1)
+    min_cell_count: int = Field(5, ge=1)
+    rows_per_value: int = Field(10, ge=1)
+    round_counts_to: int = Field(10, ge=1)
+    max_output_bytes: int = Field(1_000_000, ge=1_000)
+
+
+class SandboxSection(_Section):
+    cpu_seconds: float = Field(60, gt=0)
+    wall_seconds: float = Field(120, gt=0)
+    memory_mb: int = Field(2048, ge=64)
+    max_file_mb: int = Field(64, ge=1)
+    min_isolation: Literal["strong", "standard", "minimal"] = "standard"
+    workers: int = Field(2, ge=1, le=64)
+
+
+class Policy(_Section):
+    domain: DomainSection
+    review: ReviewSection = Field(default_factory=ReviewSection)
+    disclosure: DisclosureSection = Field(default_factory=DisclosureSection)
+    sandbox: SandboxSection = Field(default_factory=SandboxSection)
+
+    def auto_approves(self, kind: str, name: str) -> bool:
+        """Only built-in aggregates can be approved by policy; custom code always waits for a person."""
+        return kind == "builtin" and name in self.review.auto_approve
+
+
+TEMPLATE = '''\
+# Policy of the fednb data domain "{name}".
+# Every setting is written out with its default and the reason for it. Edit the values, then
+# restart `fednb domain serve`. A misspelt setting stops the server with an error naming it.
+
+[domain]
+name = "{name}"
+# Shown to analysts next to the domain's name.
+description = "{description}"
+
+[review]
+# Built-in aggregates that run without waiting for a person. Their outputs are aggregates that still
+# pass the disclosure checks below. Custom functions and training always wait for a person.
+# Default: all built-ins. Remove a name to review it by hand; [] to review everything.
+auto_approve = {auto_approve}
+# An analyst re-submitting code whose SHA-256 you already approved (same dataset, same static
+# arguments) runs it without a new review. Any change to the code is a new, pending request.
+# Default: true.
+reuse_approvals = true
+# Pending requests one analyst may have at a time; more are refused. Default: 50 (stops flooding).
+max_pending_per_analyst = 50
+
+[disclosure]
+# Fewest rows any released aggregate may come from (DataSHIELD nfilter.subset). Default: 10.
+min_cohort = 10
+# Table cells (histograms, crosstabs) with fewer rows than this, but more than 0, are suppressed,
+# together with enough other cells that they cannot be worked out from totals (nfilter.tab).
+# Categories rarer than this are also left out of the mock and the metadata. Default: 5.
+min_cell_count = 5
+# Each released value must stand for at least this many rows on average; a result with more values
+# than rows / rows_per_value, or one that grows with the number of rows, is refused as row-level.
+# Default: 10.
+rows_per_value = 10
+# Row counts shown in dataset listings are rounded to a multiple of this. Default: 10.
+round_counts_to = 10
+# Largest result, in bytes, a job may return. Default: 1000000 (1 MB).
+max_output_bytes = 1000000
+
+[sandbox]
+# Limits for approved custom code. It runs in a locked-down subprocess (see SECURITY.md).
+# CPU seconds per job. Default: 60.
+cpu_seconds = 60
+# Wall-clock seconds per job before it is killed. Default: 120.
+wall_seconds = 120
+# Memory per job, MiB. Default: 2048.
+memory_mb = 2048
+# Largest file a job may write in its temporary folder, MiB. Default: 64.
+max_file_mb = 64
+# Weakest isolation under which custom code may run at all: "strong", "standard" or "minimal".
+# `fednb domain serve` reports the level that holds on this machine. Default: "standard".
+min_isolation = "standard"
+# Jobs that may run at the same time. Default: 2.
+workers = 2
+'''
+
+
+def render_template(name: str, description: str = "") -> str:
+    auto = "[" + ", ".join(f'"{b}"' for b in BUILTINS) + "]"
+    desc = description.replace("\\", "\\\\").replace('"', '\\"')
+    return TEMPLATE.format(name=name, description=desc, auto_approve=auto)
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and validate ``policy.toml``; any problem is a :class:`PolicyError` naming the setting."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PolicyError(f"{path} is missing; create the domain with `fednb domain init`") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{path} is not valid TOML: {exc}") from None
+    try:
+        policy = Policy.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise PolicyError(f"{path}: {problems}") from None
+    unknown = sorted(set(policy.review.auto_approve) - set(BUILTINS))
+    if unknown:
+        raise PolicyError(
+            f"{path}: review.auto_approve names {unknown}, which are not built-ins {list(BUILTINS)}"
+        )
+    return policy

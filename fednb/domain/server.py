@@ -1,0 +1,73 @@
+"""``fednb domain serve``: the domain's HTTP server, its sandbox and its job runner in one process."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from fednb.domain.domain import Domain
+from fednb.domain.runner import Runner
+from fednb.errors import SandboxError
+
+
+def describe_isolation(iso: dict[str, Any]) -> str:
+    parts = [name for name, key in (("network namespace", "netns"), ("mount namespace", "mountns"),
+                                    ("pid namespace", "pidns"), ("seccomp", "seccomp"),
+                                    ("per-job uid", "uid_drop")) if iso.get(key)]
+    if iso.get("landlock_abi"):
+        parts.append(f"landlock ABI {iso['landlock_abi']}")
+    return f"{iso.get('level', 'none')}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def start_sandbox(domain: Domain):
+    """The sandbox for custom code; ``(None, report)`` where none can run (built-ins still work)."""
+    try:
+        from fednb.domain.sandbox import Sandbox
+
+        sandbox = Sandbox(domain.path / "datasets")
+        return sandbox, sandbox.start()
+    except (ImportError, OSError, SandboxError) as exc:
+        return None, {"level": "none", "details": f"custom code disabled: {exc}"}
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
+          certfile: str | None = None, keyfile: str | None = None, log_level: str = "warning") -> None:
+    import uvicorn
+
+    from fednb.domain.app import create_app
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    domain = Domain(path)
+    sandbox, isolation = start_sandbox(domain)
+    runner = Runner(domain, sandbox)
+    try:
+        runner.start()
+        app = create_app(domain, isolation=isolation)
+        sock = bind(host, port)
+        actual = sock.getsockname()[1]
+        scheme = "https" if certfile else "http"
+        shown_host = f"[{host}]" if ":" in host else host
+        print(f"fednb domain '{domain.name}' serving on {scheme}://{shown_host}:{actual} "
+              f"| isolation: {describe_isolation(isolation)}", flush=True)
+        config = uvicorn.Config(app, log_level=log_level, access_log=False, ssl_certfile=certfile,
+                                ssl_keyfile=keyfile, timeout_keep_alive=30, lifespan="off")
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        runner.stop()
+        if sandbox is not None:
+            sandbox.close()
+        domain.close()
+        sys.stdout.flush()
