@@ -33,12 +33,12 @@ def main() -> None:
 @main.command()
 @click.option("--dir", "workdir", type=click.Path(path_type=Path), default=None,
               help="Where to create the demo domains (default: a temporary folder, removed afterwards).")
-@click.option("--lab", is_flag=True, help="Open JupyterLab on the tutorial with the domains running.")
-def demo(workdir: Path | None, lab: bool) -> None:
+@click.option("--serve", is_flag=True, help="Keep the domains running after the tour, until Ctrl-C.")
+def demo(workdir: Path | None, serve: bool) -> None:
     """Start two hospitals and a lithium plant on this machine and run the tour."""
     from fednb.demo.tour import run_demo
 
-    sys.exit(run_demo(workdir=workdir, lab=lab))
+    sys.exit(run_demo(workdir=workdir, serve=serve))
 
 
 @main.group(cls=_Group)
@@ -89,9 +89,10 @@ def domain_datasets(path: Path) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("name")
 @click.option("--owner", is_flag=True, help="An owner token (review and audit over HTTP), not an analyst's.")
-def domain_invite(path: Path, name: str, owner: bool) -> None:
+@click.option("--token", default=None, help="Register this token instead of making one (same token on several domains).")
+def domain_invite(path: Path, name: str, owner: bool, token: str | None) -> None:
     """Print a new token for NAME (shown once; only its hash is stored)."""
-    token = _open(path).invite(name, role="owner" if owner else "analyst")
+    token = _open(path).invite(name, role="owner" if owner else "analyst", token=token)
     click.echo(token)
     click.echo(f"(token for {'owner' if owner else 'analyst'} '{name}': shown once, give it to them privately; "
                f"revoke with `fednb domain revoke {path} {name}`)", err=True)

@@ -178,7 +178,7 @@ class FederatedDataset:
         and ``value.attrs``)."""
         import pandas as pd
 
-        from fednb.federated.quantiles import federated_quantiles
+        from fednb.federated.quantiles import Answer, federated_quantiles
 
         qs = [q] if isinstance(q, (int, float)) else list(q)
         if any(not 0 <= x <= 1 for x in qs):
@@ -188,19 +188,16 @@ class FederatedDataset:
             raise InvalidInput(f"column {column!r} is not numeric with a public range")
         rounds: list[FederatedRequest] = []
 
-        def ask(edges: list[float]):
+        def ask(edges: list[float]) -> list[Answer]:
             req = self._builtin("quantiles", {"column": column, "bins": edges}, where, timeout)
             parts = req.raw_results()
             if len(parts) < min_domains:
                 raise NotEnoughDomains(min_domains, len(parts), req.problems)
             rounds.append(req)
-            table = stats.pool_histogram(parts)
-            cells = [None if pd.isna(c) else int(c) for c in table["count"]]
-            return cells, stats.pool_count(parts)
+            return [Answer(p["n"], p["edges"], p["below"]) for p in parts.values()]
 
-        values, bounds, n_rounds = federated_quantiles(
-            ask, qs, tuple(meta["range"]), integer=meta["kind"] == "integer",
-            rows_per_bin=10 * len(self.clients))
+        values, bounds, n_rounds = federated_quantiles(ask, qs, tuple(meta["range"]),
+                                                       integer=meta["kind"] == "integer")
         value = pd.Series(values, index=pd.Index(qs, name="q"), name=column)
         value.attrs["error_bound"] = dict(zip(qs, bounds))
         last = rounds[-1]

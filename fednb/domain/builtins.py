@@ -122,6 +122,30 @@ def _cells(values: np.ndarray, edges: list[float], rules: DisclosureSection) -> 
             "suppressed": int(hidden.sum())}
 
 
+def _cumulative(values: np.ndarray, edges: list[float], rules: DisclosureSection) -> dict[str, Any]:
+    """Counts of values below each edge, at the edges that keep every bin empty or >= min_cell_count.
+
+    Adjacent small bins are merged rather than suppressed, so every released count is exact and
+    none can be recovered from its neighbours. The analyst's quantile protocol refines on these.
+    """
+    n = len(values)
+    disclosure.check_cohort(n, rules)
+    k = rules.min_cell_count
+    below = np.searchsorted(np.sort(values), np.asarray(edges), side="left")  # values < edge
+    kept: list[int] = []
+    last = 0  # count below the last kept edge
+    for i, c in enumerate(below):
+        group = c - last
+        if group == 0 or group >= k:
+            kept.append(i)
+            last = c
+    # the group above the last kept edge must be empty or large enough too; dropping an edge only
+    # merges into that top group, so the groups below stay valid
+    while kept and 0 < n - below[kept[-1]] < k:
+        kept.pop()
+    return {"n": n, "edges": [float(edges[i]) for i in kept], "below": [int(below[i]) for i in kept]}
+
+
 def compute(name: str, args: dict[str, Any], df: pd.DataFrame, rules: DisclosureSection,
             levels: dict[str, list] | None = None) -> dict[str, Any]:
     """Run built-in ``name`` on the private frame; raises :class:`Blocked` or :class:`InvalidInput`."""
@@ -141,8 +165,10 @@ def compute(name: str, args: dict[str, Any], df: pd.DataFrame, rules: Disclosure
         if name == "mean":
             return {"n": n, "mean": mean}
         return {"n": n, "mean": mean, "m2": float(((x - mean) ** 2).sum())}
-    if name in ("histogram", "quantiles"):
+    if name == "histogram":
         return _cells(_numeric(df, parsed.column), parsed.bins, rules)
+    if name == "quantiles":
+        return _cumulative(_numeric(df, parsed.column), parsed.bins, rules)
     if name == "crosstab":
         return _crosstab(df, parsed.row, parsed.col, rules, levels or {})
     raise InvalidInput(f"unknown built-in {name!r}")

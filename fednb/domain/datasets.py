@@ -46,7 +46,7 @@ def describe(name: str, description: str, df: pd.DataFrame, policy: Policy) -> D
         kind = mocks.column_kind(s)
         columns.append(Column(
             name=str(col), dtype=str(s.dtype), kind=kind,
-            levels=mocks.revealed_levels(s, k) if kind in ("categorical", "boolean") else None,
+            levels=mocks.revealed_levels(s, k) if mocks.has_levels(s, kind) else None,
             range=mocks.public_range(s, k) if kind in ("integer", "numeric") else None,
             missing=bool(s.isna().any()),
         ))

@@ -31,6 +31,10 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
 def _check_name(what: str, name: str) -> str:
     if not re.match(NAME_PATTERN, name or ""):
         raise InvalidInput(f"{what} {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
@@ -134,18 +138,25 @@ class Domain:
         return {c.name: c.levels for c in self.dataset(name).columns if c.levels is not None}
 
     # -- analysts and tokens ---------------------------------------------------------------------
-    def invite(self, analyst: str, *, role: str = "analyst") -> str:
-        """Create a token for ``analyst``; it is shown once and only its hash is kept."""
+    def invite(self, analyst: str, *, role: str = "analyst", token: str | None = None) -> str:
+        """Create a token for ``analyst``; it is shown once and only its hash is kept.
+
+        ``token`` registers one made elsewhere (the same token on each of a teacher's domains).
+        """
         _check_name("analyst name", analyst)
         if role not in ("analyst", "owner"):
             raise InvalidInput("role must be 'analyst' or 'owner'")
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        if token is not None and not re.match(rf"^{TOKEN_PREFIX}[A-Za-z0-9_\-]{{32,100}}$", token):
+            raise InvalidInput(f"a token must be '{TOKEN_PREFIX}' followed by at least 32 random URL-safe characters")
+        token = token or new_token()
         with self.store.transaction() as tx:
             row = tx.execute("SELECT role FROM analysts WHERE name = ?", (analyst,)).fetchone()
             if row is None:
                 tx.execute("INSERT INTO analysts (name, role, created_at) VALUES (?, ?, ?)", (analyst, role, time.time()))
             elif row["role"] != role:
                 raise InvalidInput(f"{analyst!r} is already invited as {row['role']}")
+            if tx.execute("SELECT 1 FROM tokens WHERE hash = ?", (hash_token(token),)).fetchone():
+                raise InvalidInput("this token is already registered here")
             tx.execute("INSERT INTO tokens (hash, analyst, created_at) VALUES (?, ?, ?)",
                        (hash_token(token), analyst, time.time()))
             audit.append(tx, owner_actor(), "invite", analyst, {"role": role})

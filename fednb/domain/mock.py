@@ -35,6 +35,13 @@ def column_kind(s: pd.Series) -> str:
     return "text"
 
 
+CODE_LEVELS = 20  # an integer column with this few distinct values is a code (0/1, a score), with levels
+
+
+def has_levels(s: pd.Series, kind: str) -> bool:
+    return kind in ("categorical", "boolean") or (kind == "integer" and s.nunique(dropna=True) <= CODE_LEVELS)
+
+
 def nice_floor(x: float) -> float:
     return _nice(x, math.floor)
 
@@ -125,18 +132,35 @@ def _draw_levels(s: pd.Series, k: int, rows: int, rng: np.random.Generator) -> p
 
 
 def make_mock(df: pd.DataFrame, *, min_cell_count: int, rows: int | None = None, seed: int = 0) -> pd.DataFrame:
-    """A synthetic frame with ``df``'s columns and dtypes and coarsened marginals."""
+    """A synthetic frame with ``df``'s columns and dtypes and coarsened marginals.
+
+    Rows that happen to equal a real row (likely when every column is coarse) are drawn again, and
+    dropped if they keep matching: a mock never shows a real record, even by chance.
+    """
     rng = np.random.default_rng(seed)
-    k = max(1, min_cell_count)
     rows = int(rows if rows is not None else min(len(df), 500))
+    mock = _draw_frame(df, min_cell_count, rows, rng)
+    real = set(pd.util.hash_pandas_object(df, index=False))
+    for _ in range(20):
+        clash = pd.util.hash_pandas_object(mock, index=False).isin(real).to_numpy()
+        if not clash.any():
+            return mock
+        redraw = _draw_frame(df, min_cell_count, int(clash.sum()), rng)
+        mock = pd.concat([mock[~clash], redraw], ignore_index=True)
+    clash = pd.util.hash_pandas_object(mock, index=False).isin(real).to_numpy()
+    return mock[~clash].reset_index(drop=True)
+
+
+def _draw_frame(df: pd.DataFrame, min_cell_count: int, rows: int, rng: np.random.Generator) -> pd.DataFrame:
+    k = max(1, min_cell_count)
     out: dict[str, pd.Series] = {}
     for name in df.columns:
         s = df[name]
         kind = column_kind(s)
-        if kind in ("integer", "numeric", "datetime"):
-            col = _draw_numeric(s, k, rows, rng)
-        elif kind in ("boolean", "categorical"):
+        if has_levels(s, kind):
             col = _draw_levels(s, k, rows, rng)
+        elif kind in ("integer", "numeric", "datetime"):
+            col = _draw_numeric(s, k, rows, rng)
         else:
             col = pd.Series([f"{name}-{i % 20}" for i in range(rows)], dtype=object)
         missing = round(float(s.isna().mean()), 2)

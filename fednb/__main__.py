@@ -1,0 +1,3 @@
+from fednb.cli import main
+
+main()

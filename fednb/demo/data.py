@@ -1,0 +1,65 @@
+"""Synthetic data for the demo, the tutorials and the tests: two hospitals and a lithium plant.
+
+Nothing here is real. The hospitals' patients follow one known logistic model of readmission
+(:data:`READMISSION_MODEL`) with a different case mix per hospital, so a federated regression can be
+checked against the truth; the plant's brine batches follow a known yield curve.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# logit P(readmitted) = intercept + sum(coef * x); sex enters as an indicator of "M"
+READMISSION_MODEL: dict[str, float] = {
+    "Intercept": -6.2, "age": 0.035, "bmi": 0.07, "C(sex)[T.M]": 0.35, "smoker": 0.6, "diabetes": 0.8,
+}
+
+HOSPITALS: dict[str, dict] = {
+    # an urban teaching hospital with younger patients
+    "hospital-a": {"rows": 1200, "age": (50, 15), "bmi": (26.0, 4.0), "smoker": 0.20, "male": 0.45, "seed": 11},
+    # a regional hospital with an older, heavier-smoking population
+    "hospital-b": {"rows": 800, "age": (63, 12), "bmi": (28.5, 5.0), "smoker": 0.35, "male": 0.55, "seed": 22},
+}
+
+
+def patients(rows: int, *, age: tuple[float, float], bmi: tuple[float, float], smoker: float, male: float,
+             seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    a = np.clip(np.round(rng.normal(*age, rows)), 18, 95).astype(int)
+    sex = np.where(rng.random(rows) < male, "M", "F")
+    b = np.round(np.clip(rng.normal(*bmi, rows), 15, 55), 1)
+    smokes = rng.random(rows) < smoker
+    diabetes_logit = -7.5 + 0.05 * a + 0.12 * b
+    diabetes = rng.random(rows) < 1 / (1 + np.exp(-diabetes_logit))
+    sbp = np.round(95 + 0.5 * a + 0.8 * b + 6 * smokes + rng.normal(0, 12, rows)).astype(int)
+    m = READMISSION_MODEL
+    logit = (m["Intercept"] + m["age"] * a + m["bmi"] * b + m["C(sex)[T.M]"] * (sex == "M")
+             + m["smoker"] * smokes + m["diabetes"] * diabetes)
+    readmitted = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame({"age": a, "sex": sex, "bmi": b, "smoker": smokes, "systolic_bp": sbp,
+                         "diabetes": diabetes, "readmitted": readmitted})
+
+
+def hospital(name: str) -> pd.DataFrame:
+    return patients(**HOSPITALS[name])
+
+
+# recovery yield of lithium from brine: warmer, longer evaporation and richer brine recover more
+YIELD_MODEL: dict[str, float] = {"Intercept": 0.20, "li_concentration_gl": 0.18, "temperature_c": 0.008,
+                                 "evaporation_days": 0.0009}
+
+
+def brine_batches(rows: int = 600, seed: int = 33) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    pond = rng.choice([f"P{i}" for i in range(1, 7)], rows, p=[0.22, 0.2, 0.18, 0.16, 0.14, 0.10])
+    pond_effect = {f"P{i}": e for i, e in enumerate([0.0, 0.01, -0.02, 0.03, -0.01, 0.02], 1)}
+    li = np.round(np.clip(rng.normal(0.8, 0.2, rows), 0.2, 1.6), 3)
+    temp = np.round(rng.normal(12, 6, rows), 1)
+    days = rng.integers(120, 420, rows)
+    m = YIELD_MODEL
+    y = (m["Intercept"] + m["li_concentration_gl"] * li + m["temperature_c"] * temp
+         + m["evaporation_days"] * days + np.array([pond_effect[p] for p in pond]) + rng.normal(0, 0.03, rows))
+    return pd.DataFrame({"batch": [f"B{seed}-{i:04d}" for i in range(rows)], "pond": pond,
+                         "li_concentration_gl": li, "temperature_c": temp, "evaporation_days": days,
+                         "recovery_yield": np.round(np.clip(y, 0.05, 0.95), 4)})

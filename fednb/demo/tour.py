@@ -1,0 +1,208 @@
+"""``fednb demo``: three local domains and the whole analyst/owner tour, end to end, in under a minute."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+
+from fednb.demo import data
+
+ANALYST = "ana"
+
+
+def _step(title: str) -> None:
+    click.secho(f"\n== {title}", fg="cyan", bold=True)
+
+
+def _owner(text: str) -> None:
+    click.secho(f"   [owner] {text}", fg="magenta")
+
+
+def build_domains(root: Path, token: str) -> dict[str, Path]:
+    """Create hospital-a, hospital-b (dataset 'patients') and ylb-uyuni (dataset 'brine_batches')."""
+    from fednb.domain import Domain
+
+    sources = root / "sources"
+    sources.mkdir(parents=True, exist_ok=True)
+    folders = {}
+    specs = [(name, "patients", data.hospital(name), f"Public hospital '{name}' (synthetic)",
+              "Adult admissions: age, sex, bmi, smoker, systolic_bp, diabetes, readmitted within 30 days")
+             for name in data.HOSPITALS]
+    specs.append(("ylb-uyuni", "brine_batches", data.brine_batches(), "Lithium plant, Salar de Uyuni (synthetic)",
+                  "Evaporation pond batches: Li concentration, temperature, days, pond, recovery yield"))
+    for name, dataset, frame, about, describe in specs:
+        csv = sources / f"{name}-{dataset}.csv"
+        frame.to_csv(csv, index=False)
+        d = Domain.init(root / name, name, about)
+        d.add_dataset(csv, dataset, describe)
+        d.invite(ANALYST, token=token)
+        d.close()
+        folders[name] = root / name
+    return folders
+
+
+def run_demo(workdir: Path | None = None, serve: bool = False) -> int:
+    """Run the tour; returns a process exit status. Servers are always stopped, even on Ctrl-C."""
+    from fednb.domain.domain import new_token
+    from fednb.domain.process import DomainProcess
+
+    started = time.monotonic()
+    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fednb-demo-"))
+    if workdir and root.exists() and any(root.iterdir()):
+        raise click.UsageError(f"{root} is not empty; give an empty or new folder")
+    servers: list[DomainProcess] = []
+    try:
+        _step("1. Data owners create their domains (their data stays on their machines)")
+        token = new_token()
+        folders = build_domains(root, token)
+        for name, folder in folders.items():
+            _owner(f"fednb domain init {folder} --name {name}; add-dataset; invite {ANALYST}")
+        _step("2. Each owner serves their domain on 127.0.0.1")
+        for folder in folders.values():
+            servers.append(DomainProcess(folder))
+        for s in servers:
+            s.start()
+            click.echo(f"   {s.banner}")
+        failures = tour(servers, folders, token)
+        _step(f"Done in {time.monotonic() - started:.1f} s")
+        if serve:
+            click.echo("   Domains keep running; connect with:")
+            click.echo(f"   fednb.connect({[s.url for s in servers]!r}, token={token!r})")
+            click.echo("   Ctrl-C stops them.")
+            with contextlib.suppress(KeyboardInterrupt):
+                while all(s.alive() for s in servers):
+                    time.sleep(1)
+        return 1 if failures else 0
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted; stopping the domains")
+        return 130
+    finally:
+        for s in servers:
+            s.stop()
+        if workdir is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def tour(servers, folders: dict[str, Path], token: str) -> list[str]:
+    """The analyst's tour, with the owners' steps in between. Returns the checks that failed."""
+    import fednb
+    from fednb.domain import Domain
+
+    failures: list[str] = []
+
+    def check(ok: bool, what: str) -> None:
+        click.secho(f"   {'ok ' if ok else 'FAIL'} {what}", fg="green" if ok else "red")
+        if not ok:
+            failures.append(what)
+
+    truth = pd.concat([data.hospital(h) for h in data.HOSPITALS], ignore_index=True)
+    _step("3. The analyst connects and browses: metadata and mocks only")
+    fed = fednb.connect([s.url for s in servers], token=token)
+    click.echo(_indent(fed.datasets.to_string(index=False)))
+    patients = fed.dataset("patients")
+    click.echo("   mock rows (synthetic look-alikes, never real rows):")
+    click.echo(_indent(patients.mock.head(4).to_string(index=False)))
+
+    _step("4. Pooled statistics: built-ins auto-approved by policy, pooled exactly")
+    n = patients.count()
+    check(n.value == len(truth), f"patients: {n.value} (concatenated data: {len(truth)})")
+    mean = patients.mean("age")
+    check(np.isclose(mean.value, truth.age.mean(), rtol=1e-12), f"mean age {mean.value:.4f} (true {truth.age.mean():.4f})")
+    var = patients.var("bmi")
+    check(np.isclose(var.value, truth.bmi.var(), rtol=1e-9), f"variance of bmi {var.value:.4f} (true {truth.bmi.var():.4f})")
+    ct = patients.crosstab("smoker", "readmitted")
+    click.echo(_indent(ct.value.to_string()))
+    true_ct = pd.crosstab(truth.smoker, truth.readmitted)
+    check(bool((ct.value.to_numpy(dtype=float) == true_ct.to_numpy()).all()), "crosstab smoker x readmitted equals the pooled table")
+    q = patients.quantile("age", [0.25, 0.5, 0.75])
+    true_q = truth.age.quantile([0.25, 0.5, 0.75]).to_numpy()
+    bounds = np.array(list(q.value.attrs["error_bound"].values()))
+    check(bool(np.all(np.abs(q.value.to_numpy() - true_q) <= bounds + 1e-9)),
+          f"age quartiles {q.value.round(2).tolist()} (true {true_q.tolist()}; {q.notes[0]})")
+    hist = patients.histogram("bmi", [15, 20, 25, 30, 35, 40])
+    click.echo(_indent(hist.value.to_string(index=False)))
+
+    _step("5. A custom function: tried on the mock, submitted, reviewed by each owner, run in the sandbox")
+
+    @fednb.function
+    def readmission_by_risk(df):
+        """Readmission rate and group size by smoking and diabetes."""
+        g = df.groupby(["smoker", "diabetes"])["readmitted"]
+        return {"rate": g.mean(), "n": g.size()}
+
+    click.echo("   dry run on the mocks:")
+    click.echo(_indent(str(fednb.dry_run(readmission_by_risk, patients)["hospital-a"]["rate"])))
+    req = patients.submit(readmission_by_risk, description="Readmission rate by smoking and diabetes")
+    click.echo(f"   submitted: {req.status}")
+    for name in ("hospital-a", "hospital-b"):
+        d = Domain(folders[name])
+        pending = d.requests(status="pending")[0]
+        _owner(f"{name}: fednb domain show {pending.id} -> {pending.kind}:{pending.name}, sha256 {pending.code_hash[:16]}...")
+        d.approve(pending.id, "aggregates by group; fine")
+        _owner(f"{name}: fednb domain approve {pending.id}")
+        d.close()
+    results = req.wait(60).result(min_domains=2)
+    for domain, value in results.items():
+        click.echo(f"   {domain}: " + ", ".join(f"{k}={v:.3f}" for k, v in value["rate"].items()))
+    check(set(results) == {"hospital-a", "hospital-b"}, "both hospitals released the approved function's result")
+    again = patients.submit(readmission_by_risk, description="same code again").wait(30)
+    check(all(s == "done" for s in again.status.values()), "re-submitting the approved hash runs without a new review")
+
+    _step("6. A request the owner denies, with a reason")
+
+    @fednb.function
+    def first_rows(df):
+        return df.head(20)
+
+    denied = patients.submit(first_rows, description="just a look")
+    for name in ("hospital-a", "hospital-b"):
+        d = Domain(folders[name])
+        rid = d.requests(status="pending")[0].id
+        d.deny(rid, "returns individual patient rows; ask for aggregates")
+        _owner(f"{name}: fednb domain deny {rid} --reason 'returns individual patient rows; ask for aggregates'")
+        d.close()
+    denied.wait(30)
+    for domain, why in denied.problems.items():
+        click.echo(f"   {domain}: {why}")
+    check(all("denied" in w for w in denied.problems.values()), "the analyst sees each owner's reason")
+
+    _step("7. A query on too few people is blocked by disclosure control")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            patients.mean("bmi", where="age >= 93 and smoker == True")
+        check(False, "a small cohort must be blocked")
+    except fednb.NotEnoughDomains as exc:
+        for domain, why in exc.problems.items():
+            click.echo(f"   {domain}: {why}")
+        check(all("blocked" in w for w in exc.problems.values()), "blocked everywhere, with the reason")
+
+    _step("8. The lithium plant: the same tools on plant data")
+    brine = fed.dataset("brine_batches")
+    y = brine.mean("recovery_yield")
+    true_y = data.brine_batches().recovery_yield.mean()
+    check(np.isclose(y.value, true_y, rtol=1e-12), f"mean recovery yield {y.value:.4f} (true {true_y:.4f})")
+    h = brine.histogram("li_concentration_gl", [0.2, 0.5, 0.8, 1.1, 1.4])
+    click.echo(_indent(h.value.to_string(index=False)))
+
+    _step("9. Oversight: every step is in each domain's tamper-evident audit log")
+    for name, folder in folders.items():
+        d = Domain(folder)
+        v = d.verify_audit()
+        actions = pd.Series([e.action for e in d.audit_entries()]).value_counts().to_dict()
+        check(v.ok, f"{name}: {v.entries} entries, chain intact, head {v.head[:16]}...  {actions}")
+        d.close()
+    fed.close()
+    return failures
+
+
+def _indent(text: str, prefix: str = "   ") -> str:
+    return "\n".join(prefix + line for line in text.splitlines())

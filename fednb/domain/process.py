@@ -1,0 +1,114 @@
+"""Running ``fednb domain serve`` as a child process: the demo, the tests and the benchmarks use it.
+
+The child gets its own session (a terminal's Ctrl-C reaches only the parent, which stops it in
+order) and, on Linux, dies with its parent (``PR_SET_PDEATHSIG``), so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from fednb.errors import FednbError
+
+READY = "serving on "
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class DomainProcess:
+    """``fednb domain serve PATH`` on ``host:port`` (0: a free port), stderr to ``PATH/server.log``."""
+
+    def __init__(self, path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 0,
+                 extra_args: list[str] | None = None, env: dict[str, str] | None = None):
+        self.path = Path(path)
+        self.host, self.port = host, port
+        self.extra_args = list(extra_args or [])
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.url: str | None = None
+        self.banner: str = ""
+
+    def start(self, timeout: float = 60) -> str:
+        """Start the server; returns its URL once it listens."""
+        cmd = [sys.executable, "-m", "fednb", "domain", "serve", str(self.path), "--host", self.host,
+               "--port", str(self.port), *self.extra_args]
+        log = open(self.path / "server.log", "ab")
+        env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,
+                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        log.close()
+        found: list[str] = []
+        ready = threading.Event()
+
+        def drain() -> None:  # read the banner, then keep the pipe empty
+            for raw in self.proc.stdout:
+                line = raw.decode(errors="replace").strip()
+                if READY in line and not found:
+                    found.append(line)
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        if not ready.wait(timeout) or not found:
+            self.kill()
+            tail = (self.path / "server.log").read_text(errors="replace")[-2000:]
+            raise FednbError(f"the domain server in {self.path} did not start:\n{tail}")
+        self.banner = found[0]
+        self.url = self.banner.split(READY, 1)[1].split()[0]
+        self.port = int(self.url.rsplit(":", 1)[1])
+        return self.url
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """kill -9, as a crash would (for durability tests)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self, timeout: float = 60) -> str:
+        """Start again on the same port (after a kill)."""
+        self.stop()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.start(timeout)
+            except FednbError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def __enter__(self) -> DomainProcess:
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,133 @@
+"""Shared fixtures: real domain folders and real ``fednb domain serve`` processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fednb.demo import data
+from fednb.domain import Domain
+from fednb.domain.domain import new_token
+from fednb.domain.process import DomainProcess
+
+os.environ.setdefault("FEDNB_HOME", "/tmp/fednb-test-home")
+
+
+@dataclass
+class LiveDomain:
+    """A domain folder with a running server, an analyst token and an owner token."""
+
+    name: str
+    path: Path
+    server: DomainProcess
+    token: str
+    owner_token: str
+    frame: pd.DataFrame
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def domain(self) -> Domain:
+        return Domain(self.path)
+
+
+def make_domain(root: Path, name: str, frame: pd.DataFrame, *, dataset: str = "patients", token: str | None = None,
+                policy_edits: dict[str, str] | None = None) -> Domain:
+    """A domain folder with one dataset; ``policy_edits`` replaces lines of policy.toml."""
+    d = Domain.init(root / name, name, f"test domain {name}")
+    if policy_edits:
+        text = (d.path / "policy.toml").read_text()
+        for old, new in policy_edits.items():
+            assert old in text, old
+            text = text.replace(old, new)
+        (d.path / "policy.toml").write_text(text)
+        d = Domain(d.path)
+    csv = root / f"{name}-{dataset}.csv"
+    frame.to_csv(csv, index=False)
+    d.add_dataset(csv, dataset, f"{dataset} of {name}")
+    if token:
+        d.invite("alice", token=token)
+    return d
+
+
+def start_live(root: Path, name: str, frame: pd.DataFrame, token: str, **kwargs) -> LiveDomain:
+    d = make_domain(root, name, frame, token=token, **kwargs)
+    owner = d.invite("olga", role="owner")
+    d.close()
+    server = DomainProcess(root / name)
+    server.start()
+    return LiveDomain(name, root / name, server, token, owner, pd.read_csv(root / f"{name}-patients.csv")
+                      if (root / f"{name}-patients.csv").exists() else frame)
+
+
+@pytest.fixture(scope="session")
+def alice_token() -> str:
+    return new_token()
+
+
+@pytest.fixture(scope="session")
+def hospitals(tmp_path_factory, alice_token) -> Iterator[list[LiveDomain]]:
+    """Two hospital domains with different case mixes, served for the whole session."""
+    root = tmp_path_factory.mktemp("hospitals")
+    live = [start_live(root, name, data.hospital(name), alice_token) for name in data.HOSPITALS]
+    yield live
+    for d in live:
+        d.server.stop()
+
+
+@pytest.fixture(scope="session")
+def fed(hospitals, alice_token):
+    import fednb
+
+    f = fednb.connect([d.url for d in hospitals], token=alice_token)
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def fresh_domain(tmp_path, alice_token) -> Iterator[LiveDomain]:
+    """A served hospital domain for one test (for tests that change or kill it)."""
+    live = start_live(tmp_path, "hospital-t", data.hospital("hospital-a"), alice_token)
+    yield live
+    live.server.stop()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP server that accepts connections and never answers: a hung domain."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    conns = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conns.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    stop.set()
+    t.join()
+    for c in conns:
+        c.close()
+    sock.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
