@@ -131,8 +131,11 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
         return _error(422, f"invalid input: {summary}", problems)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: HttpRequest, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail))
+    async def _http(request: HttpRequest, exc: StarletteHTTPException):
+        message = {404: "no such endpoint; the API is described at /openapi.json",
+                   405: f"{request.method} is not allowed here; the API is described at /openapi.json"
+                   }.get(exc.status_code, str(exc.detail))
+        return _error(exc.status_code, message)
 
     @app.exception_handler(FednbError)
     async def _fednb(_: HttpRequest, exc: FednbError):

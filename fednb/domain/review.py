@@ -66,14 +66,15 @@ def normalise(req: RequestIn) -> RequestIn:
     return req
 
 
-def row_to_request(row: sqlite3.Row, *, with_result: bool = True) -> Request:
+def row_to_request(row: sqlite3.Row, *, full: bool = True) -> Request:
+    """A stored request; listings (``full=False``) leave out the code and the result."""
     return Request(
         id=row["id"], analyst=row["analyst"], dataset=row["dataset"], kind=row["kind"], name=row["name"],
-        code=row["code"], args=json.loads(row["args_json"]), code_hash=row["code_hash"],
+        code=row["code"] if full else None, args=json.loads(row["args_json"]), code_hash=row["code_hash"],
         description=row["description"], limits=json.loads(row["limits_json"]), status=row["status"],
         reason=row["reason"], decided_by=row["decided_by"], created_at=row["created_at"],
         decided_at=row["decided_at"], finished_at=row["finished_at"],
-        result=json.loads(row["result_json"]) if with_result and row["result_json"] else None,
+        result=json.loads(row["result_json"]) if full and row["result_json"] else None,
         disclosure=json.loads(row["disclosure_json"]) if row["disclosure_json"] else None,
     )
 
@@ -175,7 +176,7 @@ def listing(store: Store, *, analyst: str | None = None, status: str | None = No
         params.append(status)
     sql += " ORDER BY status != 'pending', created_at DESC LIMIT ?"
     params.append(limit)
-    return [row_to_request(r, with_result=False) for r in store.query(sql, tuple(params))]
+    return [row_to_request(r, full=False) for r in store.query(sql, tuple(params))]
 
 
 def decide(store: Store, request_id: str, *, approve: bool, actor: str, reason: str = "") -> Request:
