@@ -52,6 +52,7 @@ class Runner:
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         self.recover()
+        self.domain.subscribe(self.wake)
         lanes = ["builtin"] + ["sandbox"] * self.domain.policy.sandbox.workers
         for i, lane in enumerate(lanes):
             t = threading.Thread(target=self._loop, args=(lane,), name=f"fednb-{lane}-{i}", daemon=True)
