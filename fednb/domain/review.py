@@ -18,7 +18,7 @@ from fednb.domain import audit, builtins
 from fednb.domain.policy import Policy
 from fednb.domain.store import Store
 from fednb.errors import InvalidInput, NotFound
-from fednb.models import BUILTINS, Request, RequestIn, code_hash
+from fednb.models import Request, RequestIn, code_hash
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 # Decisions an owner took, which a re-submission of the same hash may reuse.
@@ -53,8 +53,6 @@ def check_code(code: str | None, entry: str, kind: str) -> None:
 def normalise(req: RequestIn) -> RequestIn:
     """Validate a submission's shape before anything is stored."""
     if req.kind == "builtin":
-        if req.name not in BUILTINS:
-            raise InvalidInput(f"unknown built-in {req.name!r}; built-ins are {list(BUILTINS)}")
         if req.code:
             raise InvalidInput("a built-in request carries no code")
         return req.model_copy(update={"args": builtins.validate_args(req.name, req.args)})

@@ -156,8 +156,8 @@ class Runner:
         rules = self.domain.policy.disclosure
         try:
             df = self.domain.load(req["dataset"])
-            levels = self.domain.levels(req["dataset"])
-            result = builtins.compute(req["name"], json.loads(req["args_json"]), df, rules, levels)
+            ctx = builtins.Context(rules, self.domain.levels(req["dataset"]))
+            result = builtins.compute(req["name"], json.loads(req["args_json"]), df, ctx)
         except Blocked as exc:
             return Outcome("block", reason=str(exc))
         except FednbError as exc:
