@@ -119,10 +119,18 @@ class ZygoteLink:
             pass
 
     def abort(self) -> None:
-        """Kill the zygote and, with it, every job (its pid namespace, or their PDEATHSIG)."""
+        """Kill the zygote and, with it, every job (its pid namespace, or their PDEATHSIG).
+
+        With a pid namespace the server is the exec'd process's child: kill the server and let
+        its parent reap it and exit, so that no zombie is left to the host's init.
+        """
         self.alive = False
+        server = getattr(self, "host_pid", None)
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            if server and server != self.proc.pid:
+                os.kill(server, signal.SIGKILL)
+            else:
+                os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
 
@@ -136,7 +144,14 @@ class ZygoteLink:
             self.proc.wait(grace)
         except subprocess.TimeoutExpired:
             self.abort()
-            self.proc.wait()
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait()
         pidfd = getattr(self, "_zygote_pidfd", None)
         if pidfd is not None:  # pid 1 of the namespace exits only after every job in it
             if not select.select([pidfd], [], [], grace)[0]:

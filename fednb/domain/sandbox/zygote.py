@@ -84,6 +84,7 @@ class Zygote:
             self.jobs_root = tempfile.mkdtemp(prefix="fednb-jobs-")
             os.chmod(self.jobs_root, 0o711)
         self._warm(config["warm"])
+        keep = self._python_paths()  # now with the warmed packages
         unreadable = [p for p in keep if os.path.exists(p) and not namespaces.world_readable(p)]
         self.uid_drop = os.geteuid() == 0 and not ns["userns"] and not unreadable
         if os.geteuid() == 0 and unreadable:
@@ -103,13 +104,24 @@ class Zygote:
 
     @staticmethod
     def _python_paths() -> list[str]:
-        """What jobs need to import lazily: the interpreter's prefixes, sys.path, the fednb package."""
-        import fednb
-
-        pkg = os.path.dirname(os.path.abspath(fednb.__file__))
-        root = os.path.dirname(pkg)  # BOOT put it on sys.path; only the package itself is needed
-        paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, pkg}
-        paths |= {os.path.abspath(p) for p in sys.path if p and os.path.abspath(p) != root}
+        """What jobs need to import lazily: the interpreter's prefixes (stdlib, site-packages) and,
+        from any other sys.path entry (a source checkout, an editable install), only the packages
+        already imported from it: never the whole checkout (.git, configs, a domain folder)."""
+        prefixes = {os.path.abspath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+        paths = set(prefixes)
+        inside = (lambda p: any(p == q or p.startswith(q + "/") for q in prefixes))
+        for entry in sys.path:
+            entry = os.path.abspath(entry) if entry else ""
+            if entry and inside(entry):
+                paths.add(entry)
+        for name, module in list(sys.modules.items()):
+            origin = getattr(module, "__file__", None)
+            if "." in name or not origin:
+                continue
+            origin = os.path.abspath(origin)
+            if not inside(origin):
+                is_pkg = hasattr(module, "__path__")
+                paths.add(os.path.dirname(origin) if is_pkg else origin)
         return sorted(p for p in paths if os.path.exists(p))
 
     @staticmethod
