@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import math
 import threading
+import weakref
 from pathlib import Path
 
 from fednb.domain.sandbox import harness, jobs, selftest
@@ -45,6 +46,7 @@ class Sandbox:
         self._link: ZygoteLink | None = None
         self._isolation: dict = {}
         self._closed = False
+        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
         atexit.register(self.close)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -103,6 +105,9 @@ class Sandbox:
         with self._lock:
             self._closed = True
             link, self._link = self._link, None
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.abandon("the sandbox was closed")
         if link is not None:
             link.close()
         atexit.unregister(self.close)
@@ -123,7 +128,9 @@ class Sandbox:
     def session(self, spec: JobSpec) -> Session:
         """A kept-alive worker for the rounds of one request (same lockdown; see Session)."""
         self._check(spec)
-        return Session(self._ready_link(), spec)
+        session = Session(self._ready_link(), spec)
+        self._sessions.add(session)
+        return session
 
     def _check(self, spec: JobSpec) -> None:
         if spec.data_format not in FORMATS:

@@ -109,6 +109,17 @@ class Session:
                 pass
         self._in = self._reader.fd = -1
 
+    def abandon(self, why: str) -> None:
+        """The sandbox is closing and kills the worker itself: just mark this session ended.
+
+        A call in flight on another thread sees the worker die and cleans up after itself."""
+        self._dead = self._dead or why
+        if self._lock.acquire(blocking=False):
+            try:
+                self._close_fds()
+            finally:
+                self._lock.release()
+
     def close(self) -> None:
         """End the worker: it sees end of input and exits; killed if it does not. Idempotent."""
         with self._lock:
