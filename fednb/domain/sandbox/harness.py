@@ -61,11 +61,18 @@ def register(cls: type[Harness]) -> type[Harness]:
 
 
 def load_all() -> None:
-    """Import every harness module (in the zygote, before it forks)."""
+    """Import every harness module (in the zygote, before it forks; once per process)."""
+    global _loaded
+    if _loaded:
+        return
     from fednb.domain.sandbox import harnesses
 
     for mod in pkgutil.iter_modules(harnesses.__path__):
         importlib.import_module(f"{harnesses.__name__}.{mod.name}")
+    _loaded = True
+
+
+_loaded = False
 
 
 def get(name: str) -> type[Harness]:

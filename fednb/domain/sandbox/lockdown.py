@@ -38,7 +38,7 @@ def die_with_parent(expected_ppid: int) -> None:
 def reset_signals() -> None:
     """Default dispositions (the zygote's handlers must not run in the job), nothing blocked."""
     for sig in signal.valid_signals():
-        if sig in (signal.SIGKILL, signal.SIGSTOP):
+        if sig in (signal.SIGKILL, signal.SIGSTOP) or signal.getsignal(sig) is signal.SIG_DFL:
             continue
         try:
             signal.signal(sig, signal.SIG_DFL)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import platform
 import struct
@@ -88,8 +89,24 @@ def _assemble(program: list[tuple]) -> bytes:
     return b"".join(out)
 
 
+_PID_PLACEHOLDER = 0x7EADBEEF
+_PID_K = struct.pack("<I", _PID_PLACEHOLDER)
+
+
 def build(own_pid: int) -> bytes:
     """The filter program for a job whose pid (in its pid namespace) is ``own_pid``."""
+    program = bytearray(_template())
+    at = [i + 4 for i in range(0, len(program), 8) if program[i + 4:i + 8] == _PID_K]
+    if len(at) != 1:
+        raise AssertionError("the filter must compare against the job's pid exactly once")
+    program[at[0]:at[0] + 4] = struct.pack("<I", own_pid)
+    return bytes(program)
+
+
+@functools.lru_cache(maxsize=1)
+def _template() -> bytes:
+    """Assembled once in the zygote; jobs only patch their pid in."""
+    own_pid = _PID_PLACEHOLDER
     p: list = [
         (_LD_ABS_W, None, None, _OFF_ARCH),
         (_JEQ, "arch_ok", None, AUDIT_ARCH_X86_64),  # i386 (int 0x80) and others: kill

@@ -93,6 +93,8 @@ class Zygote:
         self.read_only = sorted(set(keep) | set(SYSTEM_READ_ONLY))
         self.landlock_abi = landlock.abi_version()
         self.seccomp = seccomp.supported()
+        if self.seccomp:
+            seccomp.build(1)  # assemble the filter once, before any fork
         lockdown.prctl(lockdown.PR_SET_CHILD_SUBREAPER, 1)  # orphans come back to us to be reaped
         threads = lockdown.thread_count()
         if threads != 1:
