@@ -103,3 +103,34 @@ def test_refuses_to_run_when_the_self_test_fails(domain, monkeypatch):
             Runner(sb, domain)(SUM)
     finally:
         sb.close()
+
+
+def test_hung_zygote_is_replaced_by_the_domain_backstop(sandbox, run, domain):
+    # A stopped zygote cannot enforce the wall limit: the domain's own deadline (wall + 5 s) must.
+    stuck = sandbox.zygote_pid
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        out = run("def f(df):\n    return 1\n", wall_seconds=1)
+    finally:
+        try:
+            os.kill(stuck, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    assert out.status == "timeout" and 5000 <= out.wall_ms < 9000
+    wait_gone(stuck)
+    out = run(SUM)
+    assert (out.status, out.value) == ("ok", int(domain.frame["y"].sum()))
+    assert sandbox.zygote_pid != stuck
+
+
+def test_dropped_session_lets_its_worker_exit(sandbox, run):
+    import gc
+
+    session = sandbox.session(run.spec("def f(df):\n    return 1\n"))
+    assert session.call({}).value == 1
+    worker = descendants(sandbox.zygote_pid)
+    assert len(worker) == 1
+    del session
+    gc.collect()
+    for pid in worker:
+        wait_gone(pid)

@@ -9,7 +9,7 @@ import weakref
 from pathlib import Path
 
 from fednb.domain.sandbox import harness, jobs, selftest
-from fednb.domain.sandbox.link import ZygoteLink
+from fednb.domain.sandbox.link import NotSubmitted, ZygoteLink
 from fednb.domain.sandbox.session import Session
 from fednb.domain.sandbox.spec import JobOutcome, JobSpec
 from fednb.errors import SandboxError
@@ -123,12 +123,18 @@ class Sandbox:
     def run(self, spec: JobSpec) -> JobOutcome:
         """Run one job and wait for it. Thread-safe."""
         self._check(spec)
-        return jobs.run(self._ready_link(), spec)
+        try:
+            return jobs.run(self._ready_link(), spec)
+        except NotSubmitted:  # the zygote died just now; nothing ran: once more on a fresh one
+            return jobs.run(self._ready_link(), spec)
 
     def session(self, spec: JobSpec) -> Session:
         """A kept-alive worker for the rounds of one request (same lockdown; see Session)."""
         self._check(spec)
-        session = Session(self._ready_link(), spec)
+        try:
+            session = Session(self._ready_link(), spec)
+        except NotSubmitted:
+            session = Session(self._ready_link(), spec)
         self._sessions.add(session)
         return session
 

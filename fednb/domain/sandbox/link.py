@@ -27,6 +27,10 @@ ZYGOTE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1"
 READY_TIMEOUT = 120.0
 
 
+class NotSubmitted(SandboxError):
+    """The zygote was gone before the job reached it: nothing ran, the job may be retried."""
+
+
 class ZygoteLink:
     def __init__(self, config: dict):
         import fednb
@@ -106,7 +110,7 @@ class ZygoteLink:
             with self._waiters_lock:
                 self._waiters.pop(jid, None)
             self.alive = False
-            raise SandboxError(f"the sandbox server is not reachable: {e}") from None
+            raise NotSubmitted(f"the sandbox server is not reachable: {e}") from None
         if not self.alive:  # the reader may have drained the waiters before ours was added
             waiter.set({"event": "lost"})
         return jid, waiter

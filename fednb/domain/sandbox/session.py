@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 
 from fednb.domain.sandbox import frames, jobs, outcome
 from fednb.domain.sandbox.link import ZygoteLink
@@ -41,6 +42,9 @@ class Session:
         self._reader = frames.Reader(r)
         self._in = in_w
         os.set_blocking(in_w, False)
+        # Dropped without close(): closing our ends lets the worker see end of input and exit.
+        self._open_fds = [in_w, r]
+        weakref.finalize(self, _close_all, self._open_fds)
 
     @property
     def alive(self) -> bool:
@@ -102,11 +106,7 @@ class Session:
         self._waiter.wait(jobs.BACKSTOP_S)
 
     def _close_fds(self) -> None:
-        for fd in (self._in, self._reader.fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        _close_all(self._open_fds)
         self._in = self._reader.fd = -1
 
     def abandon(self, why: str) -> None:
@@ -126,10 +126,8 @@ class Session:
             if self._dead:
                 return
             self._dead = "closed"
-            try:
-                os.close(self._in)
-            except OSError:
-                pass
+            os.close(self._in)
+            self._open_fds.remove(self._in)
             self._in = -1
             if self._waiter.wait(1.0) is None:
                 self._link.kill(self._id)
@@ -141,3 +139,12 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _close_all(fds: list[int]) -> None:
+    """Close each fd once (the list is shared with the finalizer, so no fd is closed twice)."""
+    while fds:
+        try:
+            os.close(fds.pop())
+        except OSError:
+            pass
