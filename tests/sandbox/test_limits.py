@@ -61,7 +61,7 @@ FRAME = ('import json, os, struct\n'
 def test_forged_success_then_exception(run):
     out = run(FRAME + "def f(df):\n    forge()\n    raise ValueError('boom')\n")
     assert out.status == "error" and out.value is None
-    assert out.message.startswith(("ValueError", "the job failed")), out.message
+    assert out.message.startswith(("ValueError", "the job raised an exception")), out.message
 
 
 def test_forged_success_then_hang(run):

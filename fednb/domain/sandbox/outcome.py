@@ -13,6 +13,12 @@ from fednb.domain.sandbox.frames import FrameError, unpack
 from fednb.domain.sandbox.spec import EXIT_ORPHAN, EXIT_SETUP, STATUS_BY_EXIT, JobOutcome, JobSpec
 
 MAX_MESSAGE = 2000
+# When a failed job's own report is missing or unreadable (it may have closed or flooded fd 3).
+_FAILED = {
+    "error": "the job raised an exception; its report could not be read",
+    "memory": "the job ran out of its memory budget ({lim.memory_mb} MB)",
+    "output_too_large": "the result is larger than the output limit ({lim.max_output_bytes} bytes)",
+}
 
 
 def _signal_name(sig: int) -> str:
@@ -84,7 +90,7 @@ def fill(out: JobOutcome, status: str, data: bytes, spec: JobSpec, t_sent: float
         if status == "ok":
             out.status, out.message = "bad_output", f"the job's result could not be read: {e}"
         else:
-            out.status, out.message = status, f"the job failed ({status}); its report could not be read"
+            out.status, out.message = status, _FAILED.get(status, "the job failed").format(lim=spec.limits)
         return out
     out.status = status
     message = envelope.get("message")
