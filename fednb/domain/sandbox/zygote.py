@@ -28,6 +28,7 @@ import tempfile
 import time
 
 from fednb.domain.sandbox import child, harness, landlock, lockdown, namespaces, seccomp
+from fednb.domain.sandbox.spec import EXIT_SETUP
 
 UID_BASE, UID_SLOTS = 1_900_000_000, 4096  # per-job uids: no files, no other processes
 NPROC = 64  # threads + processes per job uid (processes are denied by seccomp anyway)
@@ -227,11 +228,17 @@ class Zygote:
                 try:
                     child.main(ctx)
                 finally:
-                    os._exit(13)
+                    os._exit(EXIT_SETUP)
         except BaseException:
             self._cleanup(tmp, slot)
             raise
-        return Job(int(msg["id"]), pid, deadline, tmp, slot)
+        try:
+            return Job(int(msg["id"]), pid, deadline, tmp, slot)
+        except BaseException:  # no pidfd: the child must not run untracked
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            self._cleanup(tmp, slot)
+            raise
 
     @staticmethod
     def _kill(job: Job) -> None:
