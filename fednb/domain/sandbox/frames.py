@@ -11,7 +11,12 @@ import select
 import struct
 import time
 
+from fednb.codec import MAX_DEPTH as CODEC_MAX_DEPTH
+
 HEADER = struct.Struct("!II")  # json length, blob length
+# The codec's deepest output: a tagged dict ({"items": [[k, v]]}) costs 3 JSON levels per level of
+# its own limit, plus the envelope and a table's rows. Anything deeper was not written by the codec.
+MAX_DEPTH = 3 * CODEC_MAX_DEPTH + 8
 
 
 class FrameError(ValueError):
@@ -32,13 +37,41 @@ def unpack(data: bytes) -> tuple[dict, bytes | None]:
     if HEADER.size + n_json + n_blob != len(data):
         raise FrameError("result frame has the wrong length")
     try:
-        envelope = json.loads(data[HEADER.size:HEADER.size + n_json])
+        envelope = json.loads(data[HEADER.size:HEADER.size + n_json], parse_constant=_no_constant,
+                              parse_float=_finite_float)
     except (ValueError, RecursionError) as e:  # RecursionError: "[[[[..." bombs
         raise FrameError(f"result is not valid JSON ({type(e).__name__})") from None
     if not isinstance(envelope, dict):
         raise FrameError("result envelope is not an object")
+    if _depth_exceeds(envelope, MAX_DEPTH):
+        raise FrameError(f"result is nested deeper than {MAX_DEPTH} levels")
     blob = data[HEADER.size + n_json:] if n_blob else None
     return envelope, blob
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")  # json.loads accepts NaN/Infinity unless told otherwise
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")
+    return value
+
+
+def _depth_exceeds(value: object, limit: int) -> bool:
+    """Iterative (a recursive walk could itself overflow on the values it is checking)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
 
 
 def write_all(fd: int, data: bytes, deadline: float | None = None) -> None:
