@@ -101,12 +101,12 @@ class Domain:
         source = Path(file)
         if not source.is_file():
             raise InvalidInput(f"{source} is not a file")
-        meta, data_file = datasets.register(self.path, source, name, description, self.policy,
+        meta, data_file, rows = datasets.register(self.path, source, name, description, self.policy,
                                             seed=int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
         with self.store.transaction() as tx:
-            tx.execute("INSERT OR REPLACE INTO datasets (name, file, format, meta_json, created_at)"
-                       " VALUES (?, ?, 'parquet', ?, ?)",
-                       (name, str(data_file.relative_to(self.path)), meta.model_dump_json(), time.time()))
+            tx.execute("INSERT OR REPLACE INTO datasets (name, file, format, meta_json, rows, created_at)"
+                       " VALUES (?, ?, 'parquet', ?, ?, ?)",
+                       (name, str(data_file.relative_to(self.path)), meta.model_dump_json(), rows, time.time()))
             audit.append(tx, owner_actor(), "dataset", name,
                          {"rows": meta.rows, "columns": [c.name for c in meta.columns], "description": description})
         return meta
@@ -126,6 +126,13 @@ class Domain:
         if row is None:
             raise NotFound(f"this domain has no dataset {name!r}")
         return self.path / row["file"]
+
+    def row_count(self, name: str) -> int:
+        """The exact number of rows (private: for disclosure checks, never shown to analysts)."""
+        row = self.store.query_one("SELECT rows FROM datasets WHERE name = ?", (name,))
+        if row is None:
+            raise NotFound(f"this domain has no dataset {name!r}")
+        return int(row["rows"])
 
     def mock_path(self, name: str) -> Path:
         return self.data_path(name).with_name(datasets.MOCK_FILE)

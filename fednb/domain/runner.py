@@ -185,29 +185,40 @@ class Runner:
                        data_path=str(self.domain.data_path(req["dataset"])), data_format="parquet",
                        probe_fraction=0.5, limits=limits)
         out = self.sandbox.run(spec)
-        return self._judge(out, limits)
+        return self._judge(out, limits, self.domain.row_count(req["dataset"]))
 
-    def _judge(self, out: Any, limits: Any) -> Outcome:
-        """Map a sandbox outcome to release, block or fail, with reasons an analyst can act on."""
+    def _judge(self, out: Any, limits: Any, rows: int) -> Outcome:
+        """Map a sandbox outcome to release, block or fail, with reasons an analyst can act on.
+
+        ``rows`` is the domain's own count, never the job's. The probe (the same code run on half
+        the rows) catches careless row-level output; code written to lie about it is what the
+        owner's review and the value-count rule on the released value are for.
+        """
         rules = self.domain.policy.disclosure
         if out.status == "ok":
             probe = out.probe or {}
             values = codec.count_values(out.value)
             try:
-                disclosure.check_cohort(int(probe.get("rows", 0)), rules, "the dataset's rows")
-                disclosure.check_values(values, int(probe.get("rows", 0)), rules, probe.get("probe_values"))
+                disclosure.check_cohort(rows, rules, "the dataset's rows")
+                disclosure.check_values(values, rows, rules, probe.get("probe_values"))
             except Blocked as exc:
                 return Outcome("block", reason=str(exc))
             return Outcome("release", result=out.value, disclosure={"values": values})
         reasons = {
-            "error": f"your code raised {out.message}",
+            "error": f"your code raised {_clip(out.message)}",
             "timeout": f"the job ran past its wall-clock limit of {limits.wall_seconds:g} s and was stopped",
             "cpu_limit": f"the job used more than {limits.cpu_seconds:g} CPU seconds and was stopped",
             "memory": f"the job ran out of memory (limit {limits.memory_mb} MiB)",
-            "bad_output": f"the result could not be released: {out.message}",
-            "killed": f"the job was stopped by the sandbox: {out.message}",
+            "bad_output": f"the result could not be released: {_clip(out.message)}",
+            "killed": f"the job was stopped by the sandbox: {_clip(out.message)}",
         }
         if out.status == "output_too_large":
             return Outcome("block", reason=f"the result is larger than the domain's limit of "
                                            f"{limits.max_output_bytes:,} bytes; return a smaller aggregate")
         return Outcome("fail", reason=reasons.get(out.status, f"the job ended with status {out.status}: {out.message}"))
+
+
+def _clip(message: str, limit: int = 300) -> str:
+    """Analyst code writes its own error text: keep it short, like any other output."""
+    message = (message or "").strip()
+    return message if len(message) <= limit else message[:limit] + "..."

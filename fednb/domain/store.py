@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS datasets (
     file       TEXT NOT NULL,               -- relative to the domain folder
     format     TEXT NOT NULL CHECK (format IN ('csv', 'parquet')),
     meta_json  TEXT NOT NULL,               -- fednb.models.Dataset as the analyst sees it
+    rows       INTEGER NOT NULL,            -- exact row count: private, for disclosure checks
     created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS requests (
