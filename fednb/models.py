@@ -25,10 +25,14 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def code_hash(kind: str, name: str, code: str | None, args: dict) -> str:
-    """SHA-256 binding an approval to the exact code and static arguments of a request."""
-    payload = canonical_json({"kind": kind, "name": name, "code": code or "", "args": args})
-    return hashlib.sha256(payload.encode()).hexdigest()
+def code_hash(kind: str, name: str, code: str | None, args: dict, limits: dict | None = None) -> str:
+    """SHA-256 binding an approval to the exact code, static arguments and limits (e.g. a training
+    request's round budget) of a request."""
+    body: dict[str, Any] = {"kind": kind, "name": name, "code": code or "", "args": args}
+    limits = {k: v for k, v in (limits or {}).items() if v is not None}
+    if limits:
+        body["limits"] = limits
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
 class _Model(BaseModel):
@@ -117,6 +121,19 @@ class Request(_Model):
     @property
     def final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+
+class Round(_Model):
+    """One round of a training request on one domain (its weights are fetched separately)."""
+
+    request_id: str
+    round: int
+    status: Literal["queued", "running", "done", "failed"]
+    reason: str | None = None
+    n: int | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    eval: dict[str, Any] | None = None
+    weights_sha256: str | None = None
 
 
 class Decision(_Model):

@@ -93,16 +93,19 @@ class DomainClient:
 
     # -- transport -----------------------------------------------------------------------------
     async def call(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
-                   extra_wait: float = 0.0) -> Any:
-        """One API call. Connection failures are retried (GETs, and POSTs that carry an idempotency key)."""
+                   extra_wait: float = 0.0, content: bytes | None = None, raw: bool = False,
+                   idempotent: bool = False) -> Any:
+        """One API call. Connection failures are retried (GETs, and POSTs that are safe to repeat)."""
         timeout = httpx.Timeout(self.timeout + extra_wait, connect=self.timeout)
+        headers = {"content-type": "application/octet-stream"} if content is not None else None
         attempt = 0
         while True:
             try:
-                response = await self._client().request(method, path, json=json, params=params, timeout=timeout)
+                response = await self._client().request(method, path, json=json, params=params, timeout=timeout,
+                                                         content=content, headers=headers)
                 break
             except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                retriable = method == "GET" or (isinstance(json, dict) and json.get("idempotency_key"))
+                retriable = method == "GET" or idempotent or (isinstance(json, dict) and json.get("idempotency_key"))
                 if attempt < self.retries and retriable:
                     attempt += 1
                     await asyncio.sleep(0.2 * attempt)
@@ -112,6 +115,8 @@ class DomainClient:
                 raise DomainUnavailable(self.name, f"did not answer within {self.timeout + extra_wait:g} s") from None
             except httpx.HTTPError as exc:
                 raise DomainUnavailable(self.name, f"connection failed: {_why(exc)}") from None
+        if raw and response.is_success:
+            return response.content
         return self._decode(response)
 
     def _decode(self, response: httpx.Response) -> Any:
@@ -169,6 +174,23 @@ class DomainClient:
 
     async def deny(self, request_id: str, reason: str) -> dict:
         return await self.call("POST", f"/v1/requests/{_seg(request_id)}/deny", json={"reason": reason})
+
+    async def submit_round(self, request_id: str, weights: bytes, *, wait: float = 0) -> dict:
+        """Send one round's global weights (safetensors carrying the round number: safe to repeat)."""
+        wait = min(wait, SERVER_MAX_WAIT)
+        return await self.call("POST", f"/v1/requests/{_seg(request_id)}/rounds", content=weights,
+                               params={"wait": wait}, extra_wait=wait, idempotent=True)
+
+    async def round(self, request_id: str, number: int, *, wait: float = 0) -> dict:
+        wait = min(wait, SERVER_MAX_WAIT)
+        return await self.call("GET", f"/v1/requests/{_seg(request_id)}/rounds/{int(number)}",
+                               params={"wait": wait}, extra_wait=wait)
+
+    async def round_weights(self, request_id: str, number: int) -> bytes:
+        return await self.call("GET", f"/v1/requests/{_seg(request_id)}/rounds/{int(number)}/weights", raw=True)
+
+    async def finish(self, request_id: str) -> dict:
+        return await self.call("POST", f"/v1/requests/{_seg(request_id)}/finish", idempotent=True)
 
     async def audit(self, since: int = 0) -> list[dict]:
         return await self.call("GET", "/v1/audit", params={"since": since})

@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fednb.domain import audit, datasets, review
+from fednb.domain import audit, datasets, review, training
 from fednb.domain.policy import Policy, load_policy, render_template
 from fednb.domain.store import Store
 from fednb.errors import InvalidInput, NotFound
-from fednb.models import NAME_PATTERN, Dataset, Request, RequestIn
+from fednb.models import NAME_PATTERN, Dataset, Request, RequestIn, Round
 
 TOKEN_PREFIX = "fednb_"
 
@@ -234,6 +234,23 @@ class Domain:
         req = review.decide(self.store, request_id, approve=False, actor=actor or owner_actor(), reason=reason)
         self.changed()
         return req
+
+    # -- training rounds -----------------------------------------------------------------------
+    def submit_round(self, analyst: str, request_id: str, weights: bytes) -> Round:
+        result = training.submit_round(self.store, self.policy, analyst, request_id, weights)
+        self.changed()
+        return result
+
+    def round(self, request_id: str, number: int, *, analyst: str | None = None) -> Round:
+        return training.get_round(self.store, request_id, number, analyst=analyst)
+
+    def round_weights(self, request_id: str, number: int, *, analyst: str | None = None) -> bytes:
+        return training.round_weights(self.store, request_id, number, analyst=analyst)
+
+    def finish(self, analyst: str, request_id: str) -> Request:
+        result = training.finish(self.store, request_id, analyst)
+        self.changed()
+        return result
 
     # -- audit ---------------------------------------------------------------------------------
     def audit_entries(self, since: int = 0, limit: int | None = None):

@@ -50,7 +50,7 @@ def check_code(code: str | None, entry: str, kind: str) -> None:
         raise InvalidInput(f"the code defines no top-level function named {entry!r}")
 
 
-def normalise(req: RequestIn) -> RequestIn:
+def normalise(req: RequestIn, policy: Policy) -> RequestIn:
     """Validate a submission's shape before anything is stored."""
     if req.kind == "builtin":
         if req.code:
@@ -61,6 +61,10 @@ def normalise(req: RequestIn) -> RequestIn:
         json.dumps(req.args, allow_nan=False)
     except ValueError:
         raise InvalidInput("arguments must be JSON without NaN or infinity") from None
+    if req.kind == "training":
+        from fednb.domain.training import check_request
+
+        check_request(req.args, req.code, req.limits.max_rounds, policy)
     return req
 
 
@@ -91,8 +95,8 @@ def enqueue(tx: sqlite3.Connection, request_id: str, kind: str, inputs: Any = No
 
 def submit(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[Request, bool]:
     """Record a request and decide what policy allows. Returns (request, created)."""
-    req = normalise(req)
-    digest = code_hash(req.kind, req.name, req.code, req.args)
+    req = normalise(req, policy)
+    digest = code_hash(req.kind, req.name, req.code, req.args, req.limits.model_dump())
     with store.transaction() as tx:
         if tx.execute("SELECT 1 FROM datasets WHERE name = ?", (req.dataset,)).fetchone() is None:
             raise NotFound(f"this domain has no dataset {req.dataset!r}")
@@ -138,7 +142,8 @@ def submit(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[
                                                    "code_hash": digest, "description": req.description})
         if status == "approved":
             audit.append(tx, decided_by, "approve", rid, {"code_hash": digest, "reason": reason})
-            enqueue(tx, rid, req.kind)
+            if req.kind != "training":  # a training request's jobs are its rounds, sent by the analyst
+                enqueue(tx, rid, req.kind)
         row = tx.execute("SELECT * FROM requests WHERE id = ?", (rid,)).fetchone()
     return row_to_request(row), True
 
@@ -197,7 +202,7 @@ def decide(store: Store, request_id: str, *, approve: bool, actor: str, reason: 
         )
         audit.append(tx, actor, "approve" if approve else "deny", request_id,
                      {"code_hash": row["code_hash"], "reason": reason})
-        if approve:
+        if approve and row["kind"] != "training":
             enqueue(tx, request_id, row["kind"])
         row = tx.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
     return row_to_request(row)
