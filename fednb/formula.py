@@ -16,6 +16,7 @@ because each domain would compute them from its own rows and the designs would n
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,7 @@ class Design:
     frame: pd.DataFrame  # the used columns on the rows kept, categorical ones over the agreed levels
 
 
+@functools.lru_cache(maxsize=64)  # every round of a fit parses the same formula twice on each domain
 def parse(formula: str) -> Spec:
     """Read and check ``formula``; raises :class:`InvalidInput` saying what is not allowed."""
     from formulaic import Formula

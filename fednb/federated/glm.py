@@ -228,6 +228,8 @@ def glm(formula: str, data: FederatedDataset, family: str = "gaussian", *, where
 
     if family not in FAMILIES:
         raise InvalidInput(f"family must be one of {list(FAMILIES)}, not {family!r}")
+    if not isinstance(formula, str):
+        raise InvalidInput("a model formula is a string like \"readmitted ~ age + C(sex)\"")
     spec = formulas.parse(formula)
     agreed = agree_levels(spec, data, levels or {})
     rounds = _Rounds(data, {"formula": formula, "family": family, "levels": agreed}, where, min_domains, timeout)
@@ -242,7 +244,8 @@ def glm(formula: str, data: FederatedDataset, family: str = "gaussian", *, where
             raise
         left_out = "; ".join(f"{d}: {why}" for d, why in rounds.missing.items())
         raise SingularDesign(f"{exc} (fitted without {left_out})") from None
-    return GlmResult.build(formula, family, fit, rounds.report(), rounds.null_model(fit, family))
+    null = rounds.null_model(fit, family)
+    return GlmResult.build(formula, family, fit, rounds.report(), null)
 
 
 def agree_levels(spec: formulas.Spec, data: FederatedDataset, overrides: dict[str, list]) -> dict[str, list]:

@@ -16,6 +16,10 @@ column, the outcome or a level of a categorical term has between 1 and min_cell_
 
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
@@ -31,6 +35,8 @@ from fednb.errors import InvalidInput
 
 EXTRA_VALUES = 4  # deviance, Pearson chi2, log-likelihood, sum of y
 _EPS = np.finfo(float).eps
+CACHED_DESIGNS = 8  # a fit asks for the same design every round; building it is most of a round's work
+CACHE_MAX_BYTES = 64 * 2**20
 
 
 class GlmArgs(Args):
@@ -129,7 +135,7 @@ def released_values(p: int) -> int:
 
 def glm(a: GlmArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
     spec = formulas.parse(a.formula)
-    d = formulas.design(spec, df, a.levels)
+    d = _design(spec, df, a.levels)
     n, p = d.X.shape[0], len(d.names)
     disclosure.check_cohort(n, ctx.rules, "the rows with every model column present")
     _check_size(n, p, ctx.rules)
@@ -161,6 +167,31 @@ def glm(a: GlmArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
         # coefficients far outside the data's range (an overshooting step): the analyst halves it
         return {**out, "finite": False}
     return {**out, "finite": True, "xtwx": upper.tolist(), "xtwz": xtwz.tolist(), **stats}
+
+
+_cache: OrderedDict[str, formulas.Design] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _design(spec: formulas.Spec, df: pd.DataFrame, levels: dict[str, list]) -> formulas.Design:
+    """The design matrix, from a small cache keyed by the formula, the levels and the used data's hash."""
+    used = [spec.outcome, *spec.variables]
+    if not set(used) <= set(df.columns):
+        return formulas.design(spec, df, levels)  # raises, naming the missing column
+    h = hashlib.sha256(json.dumps([spec.formula, levels, used], default=str).encode())
+    h.update(pd.util.hash_pandas_object(df[used], index=False).to_numpy().tobytes())
+    key = h.hexdigest()
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    d = formulas.design(spec, df, levels)
+    if d.X.nbytes <= CACHE_MAX_BYTES // CACHED_DESIGNS:
+        with _cache_lock:
+            _cache[key] = d
+            while len(_cache) > CACHED_DESIGNS:
+                _cache.popitem(last=False)
+    return d
 
 
 def _check_size(n: int, p: int, rules: DisclosureSection) -> None:
