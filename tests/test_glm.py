@@ -249,6 +249,13 @@ def test_perfect_separation_in_a_logistic_model(visits):
     assert err.value.terms == ["C(ward)[T.icu]"]
 
 
+def test_complete_separation_in_a_logistic_model(patients):
+    # every selected patient was readmitted: the intercept runs off to infinity
+    with pytest.raises(fednb.PerfectSeparation, match="grow without bound") as err:
+        fednb.glm("readmitted ~ age + bmi", data=patients, family="binomial", where="readmitted == 1")
+    assert "Intercept" in err.value.terms
+
+
 def test_perfect_separation_in_a_poisson_model(visits):
     with pytest.raises(fednb.PerfectSeparation, match="fitted means reach 0") as err:
         fednb.glm("followups ~ age + C(ward)", data=visits, family="poisson")

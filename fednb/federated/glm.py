@@ -146,6 +146,9 @@ def irls(ask: Callable[[np.ndarray | None], Sums], family: str, *, maxiter: int 
     (whose ``result`` is then filled in by the caller).
     """
     start = ask(None)
+    if not start.finite:
+        raise ModelError("the model's sums overflow at the starting values; rescale covariates with very large "
+                         "values (e.g. income in thousands) or transform them (log)")
     check_rank(start)
     names = start.names
     beta, _ = newton(start)
