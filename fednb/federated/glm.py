@@ -186,11 +186,11 @@ def irls(ask: Callable[[np.ndarray | None], Sums], family: str, *, maxiter: int 
         else:
             stalls = 0
         anchor, beta, last_step = beta, new, size
-    if len(deviances) > 1 and _stalled(deviances) and family != "gaussian":
+    if stalls:  # out of rounds while walking away, not while closing in
         raise _separation(family, names, betas)
     fit = Fit(beta, inverse, s, maxiter, False, deviances)
     change = abs(deviances[-1] - deviances[-2]) if len(deviances) > 1 else math.nan
-    raise NotConverged(f"IRLS did not converge in {maxiter} rounds (last change in deviance {change:.3g}); "
+    raise NotConverged(f"IRLS did not converge in {maxiter} iteration(s) (last change in deviance {change:.3g}); "
                        "raise maxiter=, rescale covariates with large values, or simplify the model",
                        result=fit)
 
