@@ -263,7 +263,7 @@ def test_perfect_separation_in_a_poisson_model(visits):
 
 
 def test_non_convergence_is_an_error_with_the_last_iterate(patients):
-    with pytest.raises(fednb.NotConverged, match="did not converge in 2 iteration\(s\).*raise maxiter") as err:
+    with pytest.raises(fednb.NotConverged, match=r"did not converge in 2 iteration\(s\).*raise maxiter") as err:
         fednb.glm(LOGISTIC, data=patients, family="binomial", maxiter=2)
     last = err.value.result
     assert last is not None and not last.converged and last.iterations == 2

@@ -217,10 +217,12 @@ class Summary:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<tr><th>{ll}</th><td>{lv}</td><th>{rl}</th><td>{rv}</td></tr>"
+        from html import escape
+
+        head = "".join(f"<tr><th>{ll}</th><td>{escape(lv)}</td><th>{rl}</th><td>{escape(rv)}</td></tr>"
                        for (ll, lv), (rl, rv) in self.header)
         body = self.table.to_html(float_format=lambda v: _cell(v, "", 0, True).strip())
-        notes = "".join(f"<br><i>{n}</i>" for n in self.notes)
+        notes = "".join(f"<br><i>{escape(n)}</i>" for n in self.notes)
         return f"<div><b>{self.title}</b><table>{head}</table>{body}{notes}</div>"
 
 
