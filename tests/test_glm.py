@@ -10,13 +10,12 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.api as statsmodels  # the test extra: parity is checked against it, never skipped
+import statsmodels.formula.api as smf
 
 import fednb
 from fednb.demo import data
 from tests.conftest import start_live
-
-statsmodels = pytest.importorskip("statsmodels.api")
-smf = pytest.importorskip("statsmodels.formula.api")
 
 LOGISTIC = "readmitted ~ age + bmi + C(sex) + smoker + diabetes"
 RTOL = 1e-6
