@@ -161,6 +161,17 @@ def test_logistic_recovers_the_generating_model(patients):
         assert abs(fit.params[name] - true) < 3 * fit.bse[name], name
 
 
+def test_the_demo_step_compares_with_the_generating_model(patients, capsys):
+    from fednb.demo.tour import _regression
+
+    checks: list[tuple[bool, str]] = []
+    _regression(patients, lambda ok, what: checks.append((ok, what)))
+    assert len(checks) == len(data.READMISSION_MODEL) and all(ok for ok, _ in checks)
+    out = capsys.readouterr().out
+    assert "4b. A federated logistic regression" in out
+    assert all(name in out for name in data.READMISSION_MODEL)
+
+
 def test_where_filters_rows_like_the_pooled_statistics(patients, truth):
     fit = fednb.glm("readmitted ~ age + bmi + smoker", data=patients, family="binomial", where="sex == 'F'")
     assert_parity(fit, pooled_fit("readmitted ~ age + bmi + smoker", truth[truth.sex == "F"], "binomial"))
