@@ -112,6 +112,7 @@ class GlmResult:
 
     @property
     def aic(self) -> float:
+        """-2 log-likelihood + 2 p (statsmodels counts df_model + 1, the same whenever there is an intercept)."""
         return -2 * self.llf + 2 * len(self.params)
 
     @property
