@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 RequestKind = Literal["builtin", "function", "training"]
 RequestStatus = Literal["pending", "approved", "denied", "running", "done", "failed", "blocked"]
 FINAL_STATUSES: frozenset[str] = frozenset({"denied", "done", "failed", "blocked"})
-BUILTINS: tuple[str, ...] = ("count", "sum", "mean", "variance", "histogram", "quantiles", "crosstab")
+BUILTINS: tuple[str, ...] = ("count", "sum", "mean", "variance", "histogram", "quantiles", "crosstab", "glm")
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
