@@ -133,6 +133,7 @@ class Round(_Model):
     n: int | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     eval: dict[str, Any] | None = None
+    train_seconds: float | None = Field(None, description="Time the domain's training function took.")
     weights_sha256: str | None = None
 
 

@@ -275,7 +275,8 @@ def test_round_input_validation(patients, owners, hospitals_fl, alice_token):
                           (W.encode(RiskNet().state_dict(), {"round": 0}), "round number")]:
         with pytest.raises(fednb.DomainError, match=message):
             run(client.submit_round(parts[0].id, body))
-    ok = run(client.submit_round(parts[0].id, W.encode(RiskNet().state_dict(), {"round": 1}), wait=30))
-    assert ok["status"] == "done"
+    ok, weights = run(client.submit_round(parts[0].id, W.encode(RiskNet().state_dict(), {"round": 1}), wait=30))
+    assert ok["status"] == "done" and set(W.decode(weights)) == set(RiskNet().state_dict())
+    assert ok["weights_sha256"] == __import__("hashlib").sha256(weights).hexdigest()
     with pytest.raises(fednb.DomainError, match="same parameters"):
         run(client.submit_round(parts[0].id, W.encode(RiskNet(hidden=3).state_dict(), {"round": 2})))

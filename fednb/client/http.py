@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import threading
 import uuid
 from collections.abc import Coroutine
@@ -94,10 +95,13 @@ class DomainClient:
     # -- transport -----------------------------------------------------------------------------
     async def call(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
                    extra_wait: float = 0.0, content: bytes | None = None, raw: bool = False,
-                   idempotent: bool = False) -> Any:
-        """One API call. Connection failures are retried (GETs, and POSTs that are safe to repeat)."""
+                   idempotent: bool = False, accept: str | None = None) -> Any:
+        """One API call. Connection failures are retried (GETs, and POSTs that are safe to repeat).
+        With ``raw``, a successful answer comes back as the ``httpx.Response`` itself."""
         timeout = httpx.Timeout(self.timeout + extra_wait, connect=self.timeout)
-        headers = {"content-type": "application/octet-stream"} if content is not None else None
+        headers = {"content-type": "application/octet-stream"} if content is not None else {}
+        if accept:
+            headers["accept"] = accept
         attempt = 0
         while True:
             try:
@@ -116,7 +120,7 @@ class DomainClient:
             except httpx.HTTPError as exc:
                 raise DomainUnavailable(self.name, f"connection failed: {_why(exc)}") from None
         if raw and response.is_success:
-            return response.content
+            return response
         return self._decode(response)
 
     def _decode(self, response: httpx.Response) -> Any:
@@ -175,11 +179,21 @@ class DomainClient:
     async def deny(self, request_id: str, reason: str) -> dict:
         return await self.call("POST", f"/v1/requests/{_seg(request_id)}/deny", json={"reason": reason})
 
-    async def submit_round(self, request_id: str, weights: bytes, *, wait: float = 0) -> dict:
-        """Send one round's global weights (safetensors carrying the round number: safe to repeat)."""
+    async def submit_round(self, request_id: str, weights: bytes, *, wait: float = 0) -> tuple[dict, bytes | None]:
+        """Send one round's global weights (safetensors carrying the round number: safe to repeat).
+
+        Returns (the round, its released weights if it finished within ``wait``): one round trip.
+        """
         wait = min(wait, SERVER_MAX_WAIT)
-        return await self.call("POST", f"/v1/requests/{_seg(request_id)}/rounds", content=weights,
-                               params={"wait": wait}, extra_wait=wait, idempotent=True)
+        response = await self.call("POST", f"/v1/requests/{_seg(request_id)}/rounds", content=weights,
+                                   params={"wait": wait}, extra_wait=wait, idempotent=True, raw=True,
+                                   accept="application/octet-stream")
+        if response.headers.get("content-type", "").startswith("application/octet-stream"):
+            try:
+                return json.loads(response.headers["x-fednb-round"]), response.content
+            except (KeyError, ValueError):
+                raise DomainError(self.name, "sent weights without a valid X-Fednb-Round header") from None
+        return self._decode(response), None
 
     async def round(self, request_id: str, number: int, *, wait: float = 0) -> dict:
         wait = min(wait, SERVER_MAX_WAIT)
@@ -187,7 +201,8 @@ class DomainClient:
                                params={"wait": wait}, extra_wait=wait)
 
     async def round_weights(self, request_id: str, number: int) -> bytes:
-        return await self.call("GET", f"/v1/requests/{_seg(request_id)}/rounds/{int(number)}/weights", raw=True)
+        response = await self.call("GET", f"/v1/requests/{_seg(request_id)}/rounds/{int(number)}/weights", raw=True)
+        return response.content
 
     async def finish(self, request_id: str) -> dict:
         return await self.call("POST", f"/v1/requests/{_seg(request_id)}/finish", idempotent=True)

@@ -68,8 +68,9 @@ def run_demo(workdir: Path | None = None, serve: bool = False) -> int:
         _step("2. Each owner serves their domain on 127.0.0.1")
         for folder in folders.values():
             servers.append(DomainProcess(folder))
+            servers[-1].launch()  # all three start in parallel
         for s in servers:
-            s.start()
+            s.wait_ready()
             click.echo(f"   {s.banner}")
         failures = tour(servers, folders, token)
         _step(f"Done in {time.monotonic() - started:.1f} s")

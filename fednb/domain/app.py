@@ -261,15 +261,24 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
         return {"ok": v.ok, "entries": v.entries, "head": v.head, "problems": v.problems}
 
     @app.post("/v1/requests/{request_id}/rounds", response_model=Round, status_code=202, tags=["training"],
-              responses={**errors, 409: {"model": ErrorBody}, 413: {"model": ErrorBody}},
+              responses={**errors, 409: {"model": ErrorBody}, 413: {"model": ErrorBody},
+                         200: {"description": "With `Accept: application/octet-stream`, a round that is done "
+                                              "within `wait` answers with its weights; the round is in the "
+                                              "`X-Fednb-Round` header.",
+                               "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
-    async def submit_round(request_id: str, request: HttpRequest, c: Analyst, wait: Wait = 0) -> Round:
+    async def submit_round(request_id: str, request: HttpRequest, c: Analyst, wait: Wait = 0):
         """One training round: the body is the global weights as safetensors, with the round's
         inputs (``{"round": N, "config": {...}}``) as JSON under the metadata key ``fednb``."""
         body = await request.body()
         r = await run_in_threadpool(domain.submit_round, c.name, request_id, body)
-        return await round_final(request_id, r.round, c, wait) if wait else r
+        if wait:
+            r = await round_final(request_id, r.round, c, wait)
+        if r.status == "done" and "application/octet-stream" in request.headers.get("accept", ""):
+            data = await run_in_threadpool(domain.round_weights, request_id, r.round, analyst=c.name)
+            return Response(data, media_type="application/octet-stream", headers={"X-Fednb-Round": r.model_dump_json()})
+        return JSONResponse(r.model_dump(), status_code=202)
 
     async def round_final(request_id: str, number: int, c: Caller, wait: float) -> Round:
         deadline = time.monotonic() + wait

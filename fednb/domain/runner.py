@@ -252,7 +252,8 @@ class Runner:
             disclosure.check_cohort(n, rules, "the samples this round trained on")
         except Blocked as exc:
             return Outcome("block", reason=str(exc))
-        result = {"n": n, "metrics": value.get("metrics") or {}, "eval": value.get("eval")}
+        result = {"n": n, "metrics": value.get("metrics") or {}, "eval": value.get("eval"),
+                  "train_seconds": float(value.get("train_seconds") or 0.0)}
         return Outcome("release", result=result, blob=out.blob,
                        disclosure={"parameters": tensors.parameter_count(tensors.header(out.blob)[0])})
 

@@ -31,6 +31,7 @@ def row_to_round(row) -> Round:
     result = json.loads(row["result_json"]) if row["result_json"] else {}
     return Round(request_id=row["request_id"], round=row["round"], status=row["status"], reason=row["reason"],
                  n=result.get("n"), metrics=result.get("metrics") or {}, eval=result.get("eval"),
+                 train_seconds=result.get("train_seconds"),
                  weights_sha256=_sha(row["result_blob"]) if row["result_blob"] else None)
 
 

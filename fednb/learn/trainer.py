@@ -143,30 +143,33 @@ class Trainer:
         blob = W.encode(self.model.state_dict(), {"round": number, "config": config})
         started = time.monotonic()
         answers = run(gather(*(self._one(p, number, blob) for p in parts)), self.round_timeout + 60)
-        updates = []
+        updates, slowest = [], 0.0
         for part, (status, state, data, seconds) in zip(parts, answers):
             metrics = (state or {}).get("metrics") or {}
             evaluation = (state or {}).get("eval") or {}
             record = {"round": number, "domain": part.domain, "status": status, "n": (state or {}).get("n"),
                       "loss": metrics.get("loss"), "accuracy": metrics.get("accuracy"),
                       "eval_loss": evaluation.get("loss"), "eval_accuracy": evaluation.get("accuracy"),
-                      "seconds": round(seconds, 3), "reason": (state or {}).get("reason") if status != "ok" else None}
+                      "seconds": round(seconds, 4), "train_seconds": (state or {}).get("train_seconds"),
+                      "reason": (state or {}).get("reason") if status != "ok" else None}
             self._record(record)
             if status == "ok":
                 updates.append(Update(part.domain, W.decode(data), int(state["n"]), metrics))
+                slowest = max(slowest, float(state.get("train_seconds") or 0.0))
         if len(updates) < self.min_domains:
             problems = {r["domain"]: f"{r['status']}: {r['reason']}" for r in self.records[-len(parts):]
                         if r["status"] != "ok"}
             raise NotEnoughDomains(self.min_domains, len(updates), problems)
         new = self.strategy.aggregate(current, updates)
         self.model.load_state_dict(W.to_torch(new))
-        self._record(self._global_record(number, updates, started))
+        self._record(self._global_record(number, updates, started, slowest))
         if self.checkpoint:
             ckpt.save(self.checkpoint, ckpt.Checkpoint(
                 round=number, code_hash=self.code_hash, requests={p.client.url: p.id for p in parts},
                 history=self.records, weights=new, strategy=self.strategy.state()))
 
-    def _global_record(self, number: int, updates: list[Update], started: float) -> dict:
+    def _global_record(self, number: int, updates: list[Update], started: float, slowest: float) -> dict:
+        """The round as a whole; ``train_seconds`` is the slowest domain's local training."""
         n = sum(u.n for u in updates)
 
         def weighted(key: str) -> float | None:
@@ -175,7 +178,7 @@ class Trainer:
 
         record = {"round": number, "domain": "global", "status": "ok", "n": n, "loss": weighted("loss"),
                   "accuracy": weighted("accuracy"), "eval_loss": None, "eval_accuracy": None,
-                  "seconds": round(time.monotonic() - started, 3), "reason": None}
+                  "seconds": round(time.monotonic() - started, 4), "train_seconds": slowest, "reason": None}
         if self.central_eval is not None:
             self.model.eval()
             with torch.no_grad():
@@ -190,11 +193,12 @@ class Trainer:
         t0 = time.monotonic()
         deadline = t0 + self.round_timeout
         try:
-            state = await client.submit_round(part.id, blob, wait=self.round_timeout)
+            state, data = await client.submit_round(part.id, blob, wait=self.round_timeout)
             while state["status"] not in ("done", "failed") and time.monotonic() < deadline:
                 state = await client.round(part.id, number, wait=deadline - time.monotonic())
             if state["status"] == "done":
-                return "ok", state, await client.round_weights(part.id, number), time.monotonic() - t0
+                data = data if data is not None else await client.round_weights(part.id, number)
+                return "ok", state, data, time.monotonic() - t0
             if state["status"] == "failed":
                 return "failed", state, None, time.monotonic() - t0
             return "timeout", {**state, "reason": f"no answer within {self.round_timeout:g} s"}, None, time.monotonic() - t0

@@ -145,10 +145,18 @@ class Zygote:
             import pyarrow.parquet  # noqa: F401  (import only: a parquet read starts threads)
         if "torch" in modules:
             import torch
+            from safetensors.torch import load, save
 
             torch.set_num_threads(1)
-            w = torch.zeros(3, requires_grad=True)
-            (w * torch.ones(3)).sum().backward()
+            # a training step on made-up data: the first optimizer alone costs ~2 s of lazy imports
+            model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+            x, y = torch.randn(8, 4), torch.tensor([0, 1] * 4)
+            for opt in (torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), torch.optim.Adam(model.parameters())):
+                opt.zero_grad()
+                (torch.nn.functional.cross_entropy(model(x), y)
+                 + torch.nn.functional.binary_cross_entropy_with_logits(model(x)[:, 0], y.float())).backward()
+                opt.step()
+            load(save(model.state_dict()))
 
     def _send(self, msg: dict) -> None:
         try:

@@ -77,12 +77,15 @@ class TrainingHarness(Harness):
                 with torch.no_grad():
                     evaluation = self.evaluate(self.model, self.df, **_public(config))
             self.model.train()
+            t0 = time.perf_counter()
             metrics = self.train(self.model, self.df, **config) or {}
+            seconds = time.perf_counter() - t0
             if not isinstance(metrics, dict):
                 return Reply("error", message="TypeError: the training function must return a dict of metrics")
             n = int(metrics.pop("n", len(self.df)))
             weights = save_weights({k: v.detach().contiguous().clone() for k, v in self.model.state_dict().items()})
-            value = {"n": n, "metrics": encode(metrics), "eval": encode(evaluation) if evaluation is not None else None}
+            value = {"n": n, "metrics": encode(metrics), "eval": encode(evaluation) if evaluation is not None else None,
+                     "train_seconds": seconds}
         except EncodeError as e:
             return Reply("error", message=describe(e))
         except BaseException as e:  # analyst code: anything may be raised
