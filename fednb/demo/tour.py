@@ -158,6 +158,8 @@ def tour(servers, folders: dict[str, Path], token: str) -> list[str]:
     again = patients.submit(readmission_by_risk, description="same code again").wait(30)
     check(all(s == "done" for s in again.status.values()), "re-submitting the approved hash runs without a new review")
 
+    _learning_step(patients, folders, check)
+
     _step("6. A request the owner denies, with a reason")
 
     @fednb.function
@@ -221,6 +223,51 @@ def _regression(patients, check) -> None:
     for name, row in table.iterrows():
         check(abs(row["estimate"] - row["true"]) <= 3 * row["std err"],
               f"{name}: the true {row['true']:g} lies within 3 standard errors of {row['estimate']:.4f}")
+
+
+def _learning_step(patients, folders: dict[str, Path], check) -> None:
+    _step("5b. Federated learning: a small torch model trained over both hospitals, approved once")
+    try:
+        import torch
+
+        import fednb.learn as fl
+        from fednb.demo.learning import ReadmissionNet, readmission_features, train_readmission
+    except ImportError:
+        click.echo("   (skipped: install fednb[learn] for federated learning)")
+        return
+    import threading
+
+    from fednb.domain import Domain
+
+    stop = threading.Event()
+
+    def owners() -> None:  # each owner reviews the training code and its round budget once
+        while not stop.is_set():
+            for name in ("hospital-a", "hospital-b"):
+                d = Domain(folders[name])
+                for r in d.requests(status="pending"):
+                    d.approve(r.id, "small model, 5 rounds")
+                d.close()
+            stop.wait(0.1)
+
+    threading.Thread(target=owners, daemon=True).start()
+
+    def show(record: dict) -> None:
+        if record["domain"] == "global":
+            click.echo(f"   round {record['round']}: loss {record['loss']:.4f}, accuracy {record['accuracy']:.3f} "
+                       f"over {record['n']} patients ({record['seconds'] * 1000:.0f} ms)")
+
+    torch.manual_seed(0)
+    trainer = fl.Trainer(ReadmissionNet(), train_readmission, data=patients, rounds=5, min_domains=2,
+                         helpers=[readmission_features], on_round=show, progress=False,
+                         description="readmission risk model, 5 rounds of FedAvg")
+    try:
+        _, history = trainer.fit()
+    finally:
+        stop.set()
+    glob = history[history.domain == "global"]
+    check(glob["loss"].iloc[-1] < glob["loss"].iloc[0],
+          f"the global loss fell from {glob['loss'].iloc[0]:.4f} to {glob['loss'].iloc[-1]:.4f}; only weights left the hospitals")
 
 
 def _indent(text: str, prefix: str = "   ") -> str:
