@@ -245,11 +245,14 @@ def domain_approve(path: Path, request_id: str, reason: str, same_code: bool) ->
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("request_id")
 @click.option("--reason", required=True, help="Why; the analyst reads this.")
-def domain_deny(path: Path, request_id: str, reason: str) -> None:
+@click.option("--same-code", is_flag=True,
+              help="Also deny every other pending request with the same code hash, whoever sent it (a class).")
+def domain_deny(path: Path, request_id: str, reason: str, same_code: bool) -> None:
     """Deny a pending request, with a reason the analyst will read."""
     d = _open(path)
-    r = d.deny(d.resolve(request_id), reason)
-    click.echo(f"denied {r.id}: {r.reason}")
+    rid = d.resolve(request_id)
+    for r in d.deny_same_code(rid, reason) if same_code else [d.deny(rid, reason)]:
+        click.echo(f"denied {r.id} ({r.analyst}): {r.reason}")
 
 
 @domain.command("audit")

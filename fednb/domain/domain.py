@@ -245,15 +245,22 @@ class Domain:
         """Approve ``request_id`` and every other pending request on the same dataset with the same
         code hash, whoever sent it: the owner read that exact code once (a class submitting one
         exercise). Each approval is its own audit entry."""
+        return self._decide_same_code(request_id, lambda rid: self.approve(rid, reason, actor=actor))
+
+    def deny_same_code(self, request_id: str, reason: str, *, actor: str | None = None) -> list[Request]:
+        """Deny ``request_id`` and every other pending request with the same code hash (see
+        :meth:`approve_same_code`), each with ``reason``."""
+        return self._decide_same_code(request_id, lambda rid: self.deny(rid, reason, actor=actor))
+
+    def _decide_same_code(self, request_id: str, decide: Callable[[str], Request]) -> list[Request]:
         first = self.request(request_id)
-        same = [r.id for r in self.requests(status="pending", limit=100_000)
-                if r.code_hash == first.code_hash and r.dataset == first.dataset and r.id != first.id]
-        done = [self.approve(request_id, reason, actor=actor)]
-        for rid in same:
-            try:
-                done.append(self.approve(rid, reason, actor=actor))
-            except review.Conflict:  # decided meanwhile (another owner session, say)
-                continue
+        done = [decide(first.id)]
+        for r in self.requests(status="pending", limit=100_000):
+            if r.code_hash == first.code_hash and r.dataset == first.dataset and r.id != first.id:
+                try:
+                    done.append(decide(r.id))
+                except review.Conflict:  # decided meanwhile (another owner session, say)
+                    continue
         return done
 
     def deny(self, request_id: str, reason: str, *, actor: str | None = None) -> Request:

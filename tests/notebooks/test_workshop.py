@@ -77,28 +77,30 @@ def test_invite_bulk_is_all_or_nothing(tmp_path):
     d.close()
 
 
-def test_approve_same_code_approves_the_whole_class_and_nothing_else(workshop):
-    """Three students send the same function, a fourth a different one: one review covers the three."""
+def test_same_code_decides_for_the_whole_class_and_nothing_else(workshop):
+    """Three students send one function, two others another: one review covers each group."""
     folder = workshop.root / "hospital-a"
     d = Domain(folder)
-    tokens = d.invite_many({f"pupil{i}": None for i in range(4)})
+    tokens = d.invite_many({f"pupil{i}": None for i in range(5)})
     d.close()
-    same = fednb.function("def mean_age(df):\n    return float(df.age.mean())\n")
-    other = fednb.function("def mean_bmi(df):\n    return float(df.bmi.mean())\n")
-    reqs = []
+    good = fednb.function("def mean_age(df):\n    return float(df.age.mean())\n")
+    rows = fednb.function("def some_rows(df):\n    return df.head(3)\n")
+    ids = []
     for i, token in enumerate(tokens.values()):
         with fednb.connect([workshop.urls["hospital-a"]], token=token) as fed:
-            reqs.append(fed.dataset("patients").submit(other if i == 3 else same))
-    first = reqs[0].parts[0].id
-    out = _fednb("domain", "approve", str(folder), first, "--same-code", "--reason", "class exercise")
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.count("approved ") == 3 and all(f"pupil{i}" in out.stdout for i in range(3))
+            ids.append(fed.dataset("patients").submit(good if i < 3 else rows).parts[0].id)
+    approved = _fednb("domain", "approve", str(folder), ids[0], "--same-code", "--reason", "class exercise")
+    assert approved.returncode == 0, approved.stderr
+    assert approved.stdout.count("approved ") == 3 and all(f"pupil{i}" in approved.stdout for i in range(3))
     d = Domain(folder)
-    states = {r.parts[0].id: d.request(r.parts[0].id) for r in reqs}
-    assert [s.status for s in states.values()][3] == "pending"
-    assert all(s.status in ("approved", "running", "done") and s.decided_by == "owner"
-               for s in list(states.values())[:3])
-    approvals = [e for e in d.audit_entries() if e.action == "approve" and e.object_id in states]
+    assert [d.request(i).status for i in ids[3:]] == ["pending", "pending"]
+    denied = _fednb("domain", "deny", str(folder), ids[4], "--same-code", "--reason", "rows of patients")
+    assert denied.returncode == 0, denied.stderr
+    assert denied.stdout.count("denied ") == 2
+    states = [d.request(i) for i in ids]
+    assert all(s.status in ("approved", "running", "done") and s.decided_by == "owner" for s in states[:3])
+    assert [(s.status, s.reason) for s in states[3:]] == [("denied", "rows of patients")] * 2
+    approvals = [e for e in d.audit_entries() if e.action == "approve" and e.object_id in ids]
     assert len(approvals) == 3 and all(e.payload["reason"] == "class exercise" for e in approvals)
     d.close()
 
