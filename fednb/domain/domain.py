@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fednb.domain import audit, datasets, review, training
+from fednb.domain import audit, datasets, review, rounds
 from fednb.domain.policy import Policy, load_policy, render_template
 from fednb.domain.store import Store
 from fednb.errors import InvalidInput, NotFound
@@ -235,20 +235,20 @@ class Domain:
         self.changed()
         return req
 
-    # -- training rounds -----------------------------------------------------------------------
-    def submit_round(self, analyst: str, request_id: str, weights: bytes) -> Round:
-        result = training.submit_round(self.store, self.policy, analyst, request_id, weights)
+    # -- rounds (training, iterative built-ins) -----------------------------------------------------------------------
+    def submit_round(self, analyst: str, request_id: str, body: bytes) -> Round:
+        result = rounds.submit_round(self.store, self.policy, analyst, request_id, body)
         self.changed()
         return result
 
     def round(self, request_id: str, number: int, *, analyst: str | None = None) -> Round:
-        return training.get_round(self.store, request_id, number, analyst=analyst)
+        return rounds.get_round(self.store, request_id, number, analyst=analyst)
 
     def round_weights(self, request_id: str, number: int, *, analyst: str | None = None) -> bytes:
-        return training.round_weights(self.store, request_id, number, analyst=analyst)
+        return rounds.round_weights(self.store, request_id, number, analyst=analyst)
 
     def finish(self, analyst: str, request_id: str) -> Request:
-        result = training.finish(self.store, request_id, analyst)
+        result = rounds.finish(self.store, request_id, analyst)
         self.changed()
         return result
 

@@ -136,7 +136,7 @@ class Runner:
     def _finish(self, tx, job, request_id: str, outcome: Outcome) -> None:
         now = time.time()
         result_json = None if outcome.result is None else json.dumps(outcome.result, allow_nan=False)
-        job_status = "done" if outcome.action == "release" else "failed"
+        job_status = {"release": "done", "block": "blocked", "fail": "failed"}[outcome.action]
         tx.execute("UPDATE jobs SET status = ?, result_json = ?, result_blob = ?, reason = ?, finished_at = ?"
                    " WHERE id = ?", (job_status, result_json, outcome.blob, outcome.reason, now, job["id"]))
         if job["round"] is None:  # a training request lives on across its rounds
@@ -161,19 +161,20 @@ class Runner:
     def _execute(self, job) -> Outcome:
         req = self.domain.store.query_one("SELECT * FROM requests WHERE id = ?", (job["request_id"],))
         if req["kind"] == "builtin":
-            return self._builtin(req)
+            return self._builtin(req, job)
         if req["kind"] == "function":
             return self._function(req, job)
         if req["kind"] == "training":
             return self._training(req, job)
         return Outcome("fail", reason=f"this domain cannot run {req['kind']} requests")
 
-    def _builtin(self, req) -> Outcome:
+    def _builtin(self, req, job) -> Outcome:
         rules = self.domain.policy.disclosure
+        inputs = json.loads(job["inputs_json"]) if job["round"] is not None and job["inputs_json"] else None
         try:
             df = self.domain.load(req["dataset"])
             ctx = builtins.Context(rules, self.domain.levels(req["dataset"]))
-            result = builtins.compute(req["name"], json.loads(req["args_json"]), df, ctx)
+            result = builtins.compute(req["name"], json.loads(req["args_json"]), df, ctx, inputs)
         except Blocked as exc:
             return Outcome("block", reason=str(exc))
         except FednbError as exc:

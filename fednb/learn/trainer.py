@@ -27,9 +27,7 @@ from fednb.errors import DomainError, DomainUnavailable, InvalidInput, NotEnough
 from fednb.learn import checkpoint as ckpt
 from fednb.learn import weights as W
 from fednb.learn.strategies import FedAvg, Strategy, Update
-from fednb.models import canonical_json
-
-POLL_SECONDS = 0.5
+from fednb.models import ROUND_FINAL, canonical_json
 
 
 class Trainer:
@@ -106,7 +104,7 @@ class Trainer:
             first, parts = self._start()
             for number in range(first, self.rounds + 1):
                 self._round(number, parts)
-            run(gather(*(p.client.finish(p.id) for p in parts), return_exceptions=True))
+            run(gather(*(p.client.finish(p.id) for p in parts), return_exceptions=True))  # no more rounds
         finally:
             if display is not None:
                 display.close()
@@ -127,11 +125,7 @@ class Trainer:
     def _submit(self) -> list[Part]:
         req = self.data.fed.submit(self.data.clients, self.body)
         self.request = req
-        deadline = time.monotonic() + self.approval_timeout
-        while any(p.status == "pending" for p in req.parts) and time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
-            req.refresh()
-        active = [p for p in req.parts if p.status in ("approved", "running")]
+        active = req.wait_decided(self.approval_timeout)
         if len(active) < self.min_domains:
             raise NotEnoughDomains(self.min_domains, len(active),
                                    {p.domain: p.why or p.status for p in req.parts if p not in active})
@@ -194,13 +188,13 @@ class Trainer:
         deadline = t0 + self.round_timeout
         try:
             state, data = await client.submit_round(part.id, blob, wait=self.round_timeout)
-            while state["status"] not in ("done", "failed") and time.monotonic() < deadline:
+            while state["status"] not in ROUND_FINAL and time.monotonic() < deadline:
                 state = await client.round(part.id, number, wait=deadline - time.monotonic())
             if state["status"] == "done":
                 data = data if data is not None else await client.round_weights(part.id, number)
                 return "ok", state, data, time.monotonic() - t0
-            if state["status"] == "failed":
-                return "failed", state, None, time.monotonic() - t0
+            if state["status"] in ("failed", "blocked"):
+                return state["status"], state, None, time.monotonic() - t0
             return "timeout", {**state, "reason": f"no answer within {self.round_timeout:g} s"}, None, time.monotonic() - t0
         except DomainUnavailable as exc:
             return "dropped", {"reason": exc.message}, None, time.monotonic() - t0
