@@ -15,7 +15,7 @@ import statsmodels.formula.api as smf
 
 import fednb
 from fednb.demo import data
-from tests.conftest import start_live
+from tests.conftest import live_domains, start_live
 
 LOGISTIC = "readmitted ~ age + bmi + C(sex) + smoker + diabetes"
 RTOL = 1e-6
@@ -56,16 +56,6 @@ def assert_parity(fit, ref) -> None:
         assert ours == pytest.approx(theirs, rel=1e-8)
 
 
-@pytest.fixture(scope="module")
-def truth(hospitals) -> pd.DataFrame:
-    return pd.concat([d.frame for d in hospitals], ignore_index=True)
-
-
-@pytest.fixture(scope="module")
-def patients(fed):
-    return fed.dataset("patients")
-
-
 def clinic(name: str, seed: int) -> pd.DataFrame:
     """A hospital's patients with a count outcome, a ward, some missing bmi, and outcomes that a ward
     predicts perfectly: every ICU patient has a complication and no follow-up."""
@@ -86,12 +76,9 @@ def clinic(name: str, seed: int) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def clinics(tmp_path_factory, alice_token):
-    root = tmp_path_factory.mktemp("clinics")
-    live = [start_live(root, f"clinic-{h[-1]}", clinic(h, seed), alice_token)
-            for h, seed in zip(data.HOSPITALS, (101, 202))]
-    yield live
-    for d in live:
-        d.server.stop()
+    frames = {f"clinic-{h[-1]}": clinic(h, seed) for h, seed in zip(data.HOSPITALS, (101, 202))}
+    with live_domains(tmp_path_factory.mktemp("clinics"), frames, alice_token) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")
@@ -385,7 +372,6 @@ def test_the_owner_approves_a_fit_once_and_its_rounds_follow(tmp_path, alice_tok
 
     from fednb.demo import data
     from fednb.models import BUILTINS
-    from tests.conftest import start_live
 
     listed = "auto_approve = [" + ", ".join(f'"{b}"' for b in BUILTINS) + "]"
     live = start_live(tmp_path, "strict-glm", data.hospital("hospital-b"), alice_token,
