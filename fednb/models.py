@@ -45,6 +45,8 @@ class Column(_Model):
     kind: Literal["numeric", "integer", "boolean", "categorical", "datetime", "text"]
     levels: list[Any] | None = Field(None, description="Categories seen at least min_cell_count times.")
     range: list[float] | None = Field(None, description="Approximate public range (tails trimmed).")
+    bounds: list[float] | None = Field(None, description="Clamping bounds [lo, hi] the owner set for noisy "
+                                                         "(differentially private) sums, means and variances.")
     missing: bool = False
     unit: str | None = None
 

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fednb._version import __version__
+from fednb.domain import privacy_api
 from fednb.domain.domain import Domain
 from fednb.domain.review import Conflict, TooManyPending
 from fednb.errors import FednbError, InvalidInput, NotFound
@@ -299,6 +300,8 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
         """End a training request: no more rounds; the domain stops its worker."""
         return await run_in_threadpool(domain.finish, c.name, request_id)
 
+    privacy_api.add_routes(app, domain, caller=AnyCaller, analyst=Analyst,
+                           responses={**errors, 409: {"model": ErrorBody}})
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, large=domain.policy.learning.max_model_mb * 1_000_000)
     return app
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fednb import codec, tensors
-from fednb.domain import audit, builtins, disclosure
+from fednb.domain import audit, budget, builtins, disclosure, noisy, secure_inputs
 from fednb.domain.disclosure import Blocked
 from fednb.errors import FednbError
 
@@ -40,6 +40,7 @@ class Outcome:
     reason: str | None = None
     disclosure: dict[str, Any] = field(default_factory=dict)
     blob: bytes | None = None
+    spend: noisy.Spend | None = None  # privacy budget this release spends (debited in _finish)
 
 
 class Runner:
@@ -134,6 +135,8 @@ class Runner:
         return job
 
     def _finish(self, tx, job, request_id: str, outcome: Outcome) -> None:
+        if outcome.spend is not None and outcome.action == "release":
+            outcome = self._debit(tx, job, request_id, outcome)
         now = time.time()
         result_json = None if outcome.result is None else json.dumps(outcome.result, allow_nan=False)
         job_status = "done" if outcome.action == "release" else "failed"
@@ -157,6 +160,21 @@ class Runner:
             payload["reason"] = outcome.reason
         audit.append(tx, "domain", outcome.action, request_id, payload)
 
+    def _debit(self, tx, job, request_id: str, outcome: Outcome) -> Outcome:
+        """Spend the release's epsilon in the releasing transaction, or block it if that would overspend."""
+        req = tx.execute("SELECT analyst, dataset FROM requests WHERE id = ?", (request_id,)).fetchone()
+        spend = outcome.spend
+        try:
+            after = budget.spend(tx, self.domain.policy, analyst=req["analyst"], dataset=req["dataset"],
+                                 request_id=request_id, job_id=job["id"], epsilon=spend.epsilon, delta=spend.delta,
+                                 mechanism=spend.mechanism)
+        except Blocked as exc:
+            return Outcome("block", reason=str(exc))
+        outcome.disclosure = {**outcome.disclosure, "privacy": {
+            "mechanism": spend.mechanism, "epsilon": spend.epsilon, "delta": spend.delta,
+            "remaining_epsilon": after.remaining_epsilon, "remaining_delta": after.remaining_delta}}
+        return outcome
+
     # -- execution -----------------------------------------------------------------------------
     def _execute(self, job) -> Outcome:
         req = self.domain.store.query_one("SELECT * FROM requests WHERE id = ?", (job["request_id"],))
@@ -170,15 +188,28 @@ class Runner:
 
     def _builtin(self, req) -> Outcome:
         rules = self.domain.policy.disclosure
+        args = json.loads(req["args_json"])
+        spend = None
         try:
             df = self.domain.load(req["dataset"])
             ctx = builtins.Context(rules, self.domain.levels(req["dataset"]))
-            result = builtins.compute(req["name"], json.loads(req["args_json"]), df, ctx)
+            if noisy.wanted(req["name"], args, self.domain.policy):
+                spend = noisy.plan(req["name"], args, self.domain.policy, req["analyst"], req["dataset"])
+                bounds = self.domain.bounds(req["dataset"])
+                noisy.check(req["name"], args, bounds)
+                result = noisy.release(req["name"], args, df, ctx, bounds, spend)
+            else:
+                result = builtins.compute(req["name"], args, df, ctx)
+            outcome = Outcome("release", result=result, spend=spend,
+                              disclosure={"noise": spend.mechanism} if spend else
+                              {"suppressed_cells": result.get("suppressed", 0)})
+            if args.get("secure"):
+                outcome.result, outcome.blob = secure_inputs.from_builtin(req["name"], result)
         except Blocked as exc:
             return Outcome("block", reason=str(exc))
         except FednbError as exc:
             return Outcome("fail", reason=str(exc))
-        return Outcome("release", result=result, disclosure={"suppressed_cells": result.get("suppressed", 0)})
+        return outcome
 
     def _unsafe(self) -> Outcome | None:
         """Why custom code may not run here now (no sandbox, or weaker isolation than the policy asks)."""
