@@ -136,6 +136,7 @@ class Round(_Model):
     metrics: dict[str, Any] = Field(default_factory=dict)
     eval: dict[str, Any] | None = None
     weights_sha256: str | None = None
+    dp: dict[str, Any] | None = Field(None, description="DP-SGD settings the domain used (noise multiplier...).")
 
 
 class Decision(_Model):

@@ -265,6 +265,12 @@ class Domain:
 
     def _check_privacy(self, analyst: str, req: RequestIn) -> None:
         """Noise and secure sums the policy cannot give are refused at submission, not after a wait."""
+        dp = req.args.get("dp") if req.kind == "training" else None
+        if isinstance(dp, dict) and isinstance(dp.get("epsilon"), (int, float)):
+            left = self.budget(analyst, req.dataset).remaining_epsilon
+            if dp["epsilon"] > left + budget.SLACK:
+                raise InvalidInput(f"this training would spend epsilon {dp['epsilon']:g}, but your privacy budget on "
+                                   f"{req.dataset!r} has {left:.4g} left; ask for less, or ask the owner for more")
         if req.kind != "builtin":
             return
         if req.args.get("secure"):

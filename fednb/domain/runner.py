@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fednb import codec, tensors
-from fednb.domain import audit, budget, builtins, disclosure, noisy, secure_inputs
+from fednb.domain import audit, budget, builtins, disclosure, dp_training, noisy, secure_inputs
 from fednb.domain.disclosure import Blocked
 from fednb.errors import FednbError
 
@@ -40,7 +40,7 @@ class Outcome:
     reason: str | None = None
     disclosure: dict[str, Any] = field(default_factory=dict)
     blob: bytes | None = None
-    spend: noisy.Spend | None = None  # privacy budget this release spends (debited in _finish)
+    spend: noisy.Spend | dp_training.RoundSpend | None = None  # privacy budget to debit in _finish
 
 
 class Runner:
@@ -164,6 +164,8 @@ class Runner:
         """Spend the release's epsilon in the releasing transaction, or block it if that would overspend."""
         req = tx.execute("SELECT analyst, dataset FROM requests WHERE id = ?", (request_id,)).fetchone()
         spend = outcome.spend
+        if isinstance(spend, dp_training.RoundSpend):
+            spend = spend.resolve(tx, request_id)
         try:
             after = budget.spend(tx, self.domain.policy, analyst=req["analyst"], dataset=req["dataset"],
                                  request_id=request_id, job_id=job["id"], epsilon=spend.epsilon, delta=spend.delta,
@@ -262,10 +264,21 @@ class Runner:
             return Outcome("block", reason=str(exc))
         blob = bytes(job["input_blob"])
         expected = tensors.signature(tensors.header(blob)[0])
-        budget = json.loads(req["limits_json"]).get("max_rounds") or 1
-        limits = self._limits(req, cpu_scale=budget, max_output_bytes=len(blob) + 1_000_000)
+        rounds = json.loads(req["limits_json"]).get("max_rounds") or 1
+        limits = self._limits(req, cpu_scale=rounds, max_output_bytes=len(blob) + 1_000_000)
+        args = json.loads(req["args_json"])
+        inputs = json.loads(job["inputs_json"] or "{}")
+        inputs.pop("dp", None)  # only the domain sets DP-SGD's parameters
+        plan = None
+        if args.get("dp") is not None:
+            try:
+                plan = dp_training.plan(args, rounds, self.domain.dataset(req["dataset"]).rows, self.domain.policy,
+                                        req["analyst"], req["dataset"])
+            except FednbError as exc:
+                return Outcome("fail", reason=str(exc))
+            inputs["dp"] = plan.inputs()
         session = self._session(req, job, limits)
-        out = session.call(json.loads(job["inputs_json"] or "{}"), blob)
+        out = session.call(inputs, blob)
         if not session.alive:
             self._drop_session(req["id"])
         if out.status != "ok":
@@ -284,8 +297,15 @@ class Runner:
         except Blocked as exc:
             return Outcome("block", reason=str(exc))
         result = {"n": n, "metrics": value.get("metrics") or {}, "eval": value.get("eval")}
-        return Outcome("release", result=result, blob=out.blob,
-                       disclosure={"parameters": tensors.parameter_count(tensors.header(out.blob)[0])})
+        shown = {"parameters": tensors.parameter_count(tensors.header(out.blob)[0])}
+        if plan is not None:  # exact losses and counts are outside the noise: release weights only
+            result = {"n": self.domain.dataset(req["dataset"]).rows, "metrics": {}, "eval": None,
+                      "dp": {"noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,
+                             "steps": plan.steps_per_round, "target_epsilon": plan.epsilon}}
+        if args.get("secure_aggregation"):
+            result["secure"] = True
+        return Outcome("release", result=result, blob=out.blob, disclosure=shown,
+                       spend=dp_training.RoundSpend(plan) if plan is not None else None)
 
     def _session(self, req, job, limits):
         with self._sessions_lock:
