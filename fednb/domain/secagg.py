@@ -12,7 +12,9 @@ and its private keys live only in this process's memory. Four steps, each a call
    y = x + PRG(b) + Σ_{j∈U1} ±PRG(s_ij) (mod 2⁶⁴), with x this domain's secret vector in fixed point.
 4. ``unmask``: given the domains U2 whose y the analyst received, reveal the b-shares of U2 and the
    mask-key shares of U1 − U2, so the analyst removes the self masks of the living and the pairwise
-   masks of the dropped, and learns Σ_{U2} x only.
+   masks of the dropped, and learns Σ_{U2} x only. Each input is unmasked in one session only
+   (recorded in the store with the audit row), so two sums over different domains can never be
+   subtracted to expose it.
 
 Drop-outs are recovered, not re-run: any domain that vanishes after step 2 is unmasked from the
 others' shares as long as t remain. (A re-run would make every domain mask the same input twice,
@@ -44,9 +46,18 @@ from fednb.errors import InvalidInput, NotFound
 if TYPE_CHECKING:
     from fednb.domain.domain import Domain
 
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS secagg_unmasked (
+    request_id TEXT NOT NULL,
+    round      INTEGER NOT NULL,            -- -1 for a built-in's one job
+    session    TEXT NOT NULL,
+    PRIMARY KEY (request_id, round)
+);
+"""
 SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 SESSION_TTL = 3600.0
 MAX_SESSIONS = 200
+MAX_WAIT = 600.0  # seconds the masked step may wait for its job (a training round) to finish
 
 
 @dataclass
@@ -68,6 +79,7 @@ class Session:
     own_shares: tuple[int, int] | None = None  # my shares of my own (s_sk, b)
     shares_in: dict[int, tuple[int, int]] = field(default_factory=dict)  # j -> my shares of j's (s_sk, b)
     masked: dict[str, Any] | None = None
+    masked_sha256: str | None = None
     live: frozenset[int] | None = None  # U1
     survivors: frozenset[int] | None = None  # U2, once answered
 
@@ -79,6 +91,13 @@ class SecureAggregation:
         self.domain = domain
         self._sessions: dict[tuple[str, str], Session] = {}
         self._lock = threading.Lock()
+        self._jobs_changed = threading.Condition()
+        domain.subscribe(self._wake)
+        domain.store.connect().executescript(SCHEMA)
+
+    def _wake(self) -> None:
+        with self._jobs_changed:
+            self._jobs_changed.notify_all()
 
     # -- step 1 --------------------------------------------------------------------------------
     def keys(self, analyst: str, sid: str, body: dict) -> dict:
@@ -112,7 +131,6 @@ class SecureAggregation:
                 raise Conflict(f"you have {MAX_SESSIONS} open secure-aggregation sessions here; finish some first")
             session = Session(sid, analyst, request_id, number, n, index, t, KeyPair(), KeyPair())
             self._sessions[(analyst, sid)] = session
-        self._audit(session, "keys", {"participants": n, "index": index, "threshold": t})
         return _public(session)
 
     # -- step 2 --------------------------------------------------------------------------------
@@ -154,7 +172,6 @@ class SecureAggregation:
                 shared = session.c_keys.agree(peers[j][0])
                 out[str(j)] = masking.seal(shared, salt, session.index, j, bundle).hex()
             session.shares_out = out
-        self._audit(session, "shares", {"domains": points})
         return {"shares": out}
 
     # -- step 3 --------------------------------------------------------------------------------
@@ -185,10 +202,11 @@ class SecureAggregation:
                 except (InvalidTag, ValueError, KeyError, TypeError):
                     raise InvalidInput(f"the share from domain {j} could not be opened: it was altered or is not "
                                        "for this domain") from None
+            self._check_unused(session)
             live = frozenset(received) | {session.index}
             if len(live) < session.threshold:
                 raise InvalidInput(f"only {len(live)} domains are live, fewer than the threshold {session.threshold}")
-            x = self._vector(session)
+            x = self._vector(session, wait=_wait(body))
             y = fixedpoint.encode(x, parties=session.n)
             y = y + masking.self_mask(session.b_seed, salt, y.size)
             for j in sorted(live - {session.index}):
@@ -199,8 +217,7 @@ class SecureAggregation:
             data = y.astype("<u8").tobytes()
             session.masked = {"masked": base64.b64encode(data).decode(), "length": int(y.size),
                               "frac_bits": fixedpoint.FRAC_BITS}
-        self._audit(session, "masked", {"live": sorted(live), "length": int(y.size),
-                                        "masked_sha256": hashlib.sha256(data).hexdigest()})
+            session.masked_sha256 = hashlib.sha256(data).hexdigest()
         return session.masked
 
     # -- step 4 --------------------------------------------------------------------------------
@@ -216,16 +233,30 @@ class SecureAggregation:
                 raise Conflict("this domain has not sent its masked input in this session")
             if session.survivors is not None and session.survivors != survivors:
                 raise Conflict("this domain already answered for another set of survivors; it answers once")
+            repeat = session.survivors is not None
             if session.index not in survivors:
                 raise InvalidInput("this domain's masked input is not among the survivors")
             if not survivors <= session.live:
                 raise InvalidInput("the survivors must be live domains of this session")
             if len(survivors) < minimum:
                 raise InvalidInput(f"{len(survivors)} survivors: the sum would cover fewer than {minimum} domains")
-            session.survivors = survivors
             out = {"b_shares": {str(j): format(session.shares_in[j][1], "x") for j in sorted(survivors)},
                    "s_shares": {str(j): format(session.shares_in[j][0], "x") for j in sorted(session.live - survivors)}}
-        self._audit(session, "unmask", {"survivors": sorted(survivors), "dropped": sorted(session.live - survivors)})
+            # One audit row per session, written before the shares leave: this is when the masked input
+            # becomes part of a sum the analyst can open (alone it is uniformly random). The same
+            # transaction marks the input as used: it never enters a second sum, whose difference
+            # with the first would expose it.
+            if not repeat:
+                with self.domain.store.transaction() as tx:
+                    self._check_unused(session, tx)
+                    tx.execute("INSERT INTO secagg_unmasked (request_id, round, session) VALUES (?, ?, ?)",
+                               (session.request_id, -1 if session.round is None else session.round, session.sid))
+                    audit.append(tx, session.analyst, "secagg", session.request_id, {
+                        "session": session.sid, "step": "unmask", "round": session.round,
+                        "masked_sha256": session.masked_sha256, "length": session.masked["length"],
+                        "live": sorted(session.live), "survivors": sorted(survivors),
+                        "dropped": sorted(session.live - survivors)})
+            session.survivors = survivors
         return out
 
     # -- helpers -------------------------------------------------------------------------------
@@ -239,10 +270,19 @@ class SecureAggregation:
         if not (args.get("secure") or args.get("secure_aggregation")):
             raise InvalidInput(f"request {request_id} was not made for secure aggregation")
 
-    def _vector(self, session: Session) -> np.ndarray:
+    def _vector(self, session: Session, wait: float = 0.0) -> np.ndarray:
+        """The job's secret vector; with ``wait``, waits that long for a queued or running job to end
+        (so the analyst can ask for the masked input while the round still trains)."""
         sql = "SELECT * FROM jobs WHERE request_id = ? AND " + ("round IS NULL" if session.round is None else "round = ?")
         params = (session.request_id,) if session.round is None else (session.request_id, session.round)
-        job = self.domain.store.query_one(sql + " ORDER BY id DESC LIMIT 1", params)
+        deadline = time.monotonic() + wait
+        while True:
+            job = self.domain.store.query_one(sql + " ORDER BY id DESC LIMIT 1", params)
+            remaining = deadline - time.monotonic()
+            if (job is not None and job["status"] in ("done", "failed")) or remaining <= 0:
+                break
+            with self._jobs_changed:
+                self._jobs_changed.wait(min(remaining, 0.25))
         what = f"request {session.request_id}" + (f" round {session.round}" if session.round is not None else "")
         if job is None:
             raise NotFound(f"{what} has not been run here")
@@ -263,14 +303,24 @@ class SecureAggregation:
         for key in [k for k, s in self._sessions.items() if now - s.created > SESSION_TTL]:
             del self._sessions[key]
 
-    def _audit(self, session: Session, step: str, payload: dict) -> None:
-        with self.domain.store.transaction() as tx:
-            audit.append(tx, session.analyst, "secagg", session.request_id,
-                         {"session": session.sid, "step": step, "round": session.round, **payload})
+    def _check_unused(self, session: Session, tx=None) -> None:
+        row = (tx or self.domain.store.connect()).execute(
+            "SELECT session FROM secagg_unmasked WHERE request_id = ? AND round = ?",
+            (session.request_id, -1 if session.round is None else session.round)).fetchone()
+        if row is not None and row["session"] != session.sid:
+            raise Conflict(f"this input was already unmasked in a secure sum (session {row['session']}); it enters "
+                           "one sum only, so that two sums can never be subtracted to expose it")
 
 
 def _public(session: Session) -> dict:
     return {"index": session.index, "c_pk": session.c_keys.public.hex(), "s_pk": session.s_keys.public.hex()}
+
+
+def _wait(body: dict) -> float:
+    value = body.get("wait", 0)
+    if not isinstance(value, (int, float)) or not 0 <= value <= MAX_WAIT:
+        raise InvalidInput(f"wait must be between 0 and {MAX_WAIT:g} seconds")
+    return float(value)
 
 
 def _int(body: dict, key: str) -> int:

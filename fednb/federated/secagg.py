@@ -61,10 +61,11 @@ class SecureSum:
     def _name(self, i: int) -> str:
         return self.names[i - 1]
 
-    async def _step(self, step: str, bodies: dict[int, dict]) -> dict[int, Any]:
+    async def _step(self, step: str, bodies: dict[int, dict], wait: float = 0.0) -> dict[int, Any]:
         async def one(i: int, body: dict):
             m = self.members[i]
-            return await m.client.call("POST", f"/v1/secagg/{self.session}/{step}", json=body, idempotent=True)
+            return await m.client.call("POST", f"/v1/secagg/{self.session}/{step}", json=body, idempotent=True,
+                                       extra_wait=wait)
 
         keys = list(bodies)
         answers = await asyncio.gather(*(one(i, bodies[i]) for i in keys), return_exceptions=True)
@@ -90,11 +91,13 @@ class SecureSum:
         answers = await self._step("shares", {i: {"keys": published} for i in self.keys})
         self.boxes = {i: a["shares"] for i, a in answers.items()}
 
-    async def collect(self) -> None:
-        """Step 3: each live domain gets the shares sealed for it and answers with its masked input."""
+    async def collect(self, wait: float = 0.0) -> None:
+        """Step 3: each live domain gets the shares sealed for it and answers with its masked input
+        (waiting up to ``wait`` seconds for its job, e.g. a training round, to finish)."""
         live = sorted(self.boxes)
-        bodies = {i: {"shares": {str(j): self.boxes[j][str(i)] for j in live if j != i}} for i in live}
-        answers = await self._step("masked", bodies)
+        bodies = {i: {"shares": {str(j): self.boxes[j][str(i)] for j in live if j != i}, "wait": wait}
+                  for i in live}
+        answers = await self._step("masked", bodies, wait)
         self.live = live
         self.masked = {i: np.frombuffer(base64.b64decode(a["masked"]), dtype="<u8").astype(np.uint64)
                        for i, a in answers.items()}

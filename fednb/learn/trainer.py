@@ -213,21 +213,21 @@ class Trainer:
         return record
 
     async def _secure_round(self, parts: list[Part], number: int, blob: bytes):
-        """The round with secure aggregation: keys and shares are exchanged while the domains train;
-        then each trained domain sends its masked update and the analyst unmasks only the sum."""
+        """The round with secure aggregation: keys and shares are exchanged while the domains train, and
+        each sends its masked update as its round ends; then the analyst unmasks only the sum."""
         from fednb.federated.secagg import Member, SecureSum
 
         session = SecureSum({p.domain: Member(p.client, p.id, number) for p in parts})
 
-        async def prepare() -> None:
+        async def masked_inputs() -> None:  # runs while the domains train; each answers when its round ends
             await session.advertise()
             await session.share()
+            await session.collect(wait=self.round_timeout)
 
-        setup = asyncio.ensure_future(prepare())
+        pending = asyncio.ensure_future(masked_inputs())
         answers = await gather(*(self._one(p, number, blob) for p in parts))
         try:
-            await setup
-            await session.collect()
+            await pending
             total = await session.unmask()
         except NotEnoughDomains as exc:
             for part, answer in zip(parts, answers):
