@@ -88,10 +88,12 @@ class FederatedDataset:
 
     @property
     def columns(self) -> pd.DataFrame:
-        """The schema: one row per column and domain (dtypes, kinds, public levels and ranges)."""
+        """The schema: one row per column and domain (dtypes, kinds, public levels and ranges, and the
+        clamping bounds an owner set for noisy releases)."""
         import pandas as pd
 
-        return pd.DataFrame([{"domain": d, **{k: c.get(k) for k in ("name", "dtype", "kind", "levels", "range", "missing")}}
+        return pd.DataFrame([{"domain": d, **{k: c.get(k) for k in ("name", "dtype", "kind", "levels", "range", "missing",
+                                                                      "bounds")}}
                              for d, m in self.meta.items() for c in m["columns"]])
 
     def column(self, name: str) -> dict:

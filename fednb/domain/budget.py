@@ -49,11 +49,13 @@ class Budget:
 
     @property
     def remaining_epsilon(self) -> float:
-        return max(0.0, self.epsilon - self.spent_epsilon)
+        left = self.epsilon - self.spent_epsilon
+        return left if left > SLACK else 0.0
 
     @property
     def remaining_delta(self) -> float:
-        return max(0.0, self.delta - self.spent_delta)
+        left = self.delta - self.spent_delta
+        return left if left > SLACK * self.delta else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {"analyst": self.analyst, "dataset": self.dataset, "epsilon": self.epsilon, "delta": self.delta,

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-ORDERS = tuple(range(2, 257)) + (320, 384, 512, 768, 1024)
+ORDERS = tuple(range(2, 65)) + (80, 96, 128, 192, 256, 384, 512, 1024)
 
 
 def rdp_sampled_gaussian(q: float, z: float, order: int) -> float:
