@@ -159,7 +159,8 @@ def test_domains_refuse_what_would_expose_one_input(local):
 @pytest.fixture(scope="module")
 def trio(tmp_path_factory, alice_token):
     root = tmp_path_factory.mktemp("secagg-live")
-    live = [start_live(root, name, data.hospital(src), alice_token)
+    live = [start_live(root, name, data.hospital(src), alice_token,
+                       policy_edits={"warm_torch = false": "warm_torch = true"})
             for name, src in [("hosp-1", "hospital-a"), ("hosp-2", "hospital-b"), ("hosp-3", "hospital-a")]]
     yield live
     for d in live:
@@ -204,3 +205,57 @@ def test_a_killed_domain_does_not_spoil_the_secure_sum(trio, alice_token):
     finally:
         trio[2].server.restart()
         fed.close()
+
+
+def test_secure_federated_averaging_equals_the_plain_one(trio, alice_token):
+    torch = pytest.importorskip("torch")
+    import threading
+    import time
+
+    import fednb.learn as fl
+    from tests.secure_models import Line
+
+    stop = threading.Event()
+
+    def approve():
+        while not stop.is_set():
+            for d in trio:
+                dom = d.domain()
+                for r in dom.requests(status="pending"):
+                    dom.approve(r.id, "reviewed")
+                dom.close()
+            time.sleep(0.1)
+
+    owners = threading.Thread(target=approve, daemon=True)
+    owners.start()
+    fed = fednb.connect([d.url for d in trio], token=alice_token)
+    ds = fed.dataset("patients")
+    try:
+        models = {}
+        for secure in (False, True):
+            torch.manual_seed(0)
+            model = Line()
+            trainer = fl.Trainer(model, fit_line, data=ds, rounds=2, min_domains=3, secure_aggregation=secure,
+                                 strategy=fl.FedAdam(eta=0.05), progress=False)
+            models[secure], history = trainer.fit()
+        for a, b in zip(models[False].parameters(), models[True].parameters()):
+            np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), atol=1e-6)
+        assert history[history.domain == "global"]["n"].tolist() == [3200, 3200]
+    finally:
+        stop.set()
+        owners.join()
+        fed.close()
+
+
+def fit_line(model, df, **config):
+    import torch
+
+    x = torch.tensor(((df[["age", "bmi"]] - [55.0, 27.0]) / [15.0, 5.0]).to_numpy(), dtype=torch.float32)
+    y = torch.tensor(df["systolic_bp"].to_numpy() / 100.0, dtype=torch.float32)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for _ in range(3):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x).squeeze(-1), y)
+        loss.backward()
+        opt.step()
+    return {"loss": float(loss)}
