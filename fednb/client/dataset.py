@@ -60,12 +60,6 @@ def _privacy(epsilon: float | None, mechanism: str, delta: float | None) -> dict
     return out
 
 
-def pd_frame(columns: dict):
-    import pandas as pd
-
-    return pd.DataFrame(columns)
-
-
 class FederatedDataset:
     """``fed.dataset(name)``: the same-named dataset on every domain that has it."""
 
@@ -166,6 +160,8 @@ class FederatedDataset:
 
     def _secure(self, statistic: str, kind: str, req: FederatedRequest, min_domains: int) -> stats.Pooled:
         """Pool a secure count, sum or mean: run secure aggregation over the domains that ran it."""
+        import pandas as pd
+
         from fednb.federated import noisy
         from fednb.federated.secagg import Member, secure_sum
 
@@ -191,7 +187,7 @@ class FederatedDataset:
             notes.append("noise added by " + ", ".join(f"{d} (epsilon {e:g})" for d, e in spent.items()))
         if kind == "count":
             value = value if spent else int(round(value))
-        return stats.Pooled(statistic, value, pd_frame({"domain": result.included}),
+        return stats.Pooled(statistic, value, pd.DataFrame({"domain": result.included}),
                             {**req.problems, **result.dropped}, notes, req,
                             se=se if spent else None, epsilon=spent)
 
