@@ -65,6 +65,8 @@ def test_fifty_concurrent_requests_spend_exactly_the_budget(clinic, alice_token)
     assert len(spends) == 10 and spends[-1].payload["spent_epsilon"] == pytest.approx(1.0)
     assert dom.verify_audit().ok
     dom.close()
+    shown = CliRunner().invoke(cli, ["domain", "budget", str(live.path)])
+    assert shown.exit_code == 0 and "alice" in shown.output and "epsilon 1 of 1" in shown.output, shown.output
     # exhausted: the next noisy release is refused with the reason, through the analyst's API too
     fed = fednb.connect([live.url], token=alice_token)
     with pytest.raises(fednb.NotEnoughDomains, match="privacy budget"):
