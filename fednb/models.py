@@ -46,6 +46,8 @@ class Column(_Model):
     kind: Literal["numeric", "integer", "boolean", "categorical", "datetime", "text"]
     levels: list[Any] | None = Field(None, description="Categories seen at least min_cell_count times.")
     range: list[float] | None = Field(None, description="Approximate public range (tails trimmed).")
+    bounds: list[float] | None = Field(None, description="Clamping bounds [lo, hi] the owner set for noisy "
+                                                         "(differentially private) sums, means and variances.")
     missing: bool = False
     unit: str | None = None
 
@@ -137,6 +139,7 @@ class Round(_Model):
     train_seconds: float | None = Field(None, description="Time the domain's training function took.")
     weights_sha256: str | None = None
     result: Any = Field(None, description="What an iterative built-in released this round.")
+    dp: dict[str, Any] | None = Field(None, description="DP-SGD settings the domain used (noise multiplier...).")
 
 
 class Decision(_Model):

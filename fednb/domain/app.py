@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fednb._version import __version__
+from fednb.domain import privacy_api
 from fednb.domain.domain import Domain
 from fednb.domain.review import Conflict, TooManyPending
 from fednb.errors import FednbError, InvalidInput, NotFound
@@ -280,8 +281,13 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
         if wait:
             r = await round_final(request_id, r.round, c, wait)
         if r.status == "done" and "application/octet-stream" in request.headers.get("accept", ""):
-            data = await run_in_threadpool(domain.round_weights, request_id, r.round, analyst=c.name)
-            return Response(data, media_type="application/octet-stream", headers={"X-Fednb-Round": r.model_dump_json()})
+            try:
+                data = await run_in_threadpool(domain.round_weights, request_id, r.round, analyst=c.name)
+            except Conflict:  # secure aggregation: the weights leave only masked, inside a sum
+                data = None
+            if data is not None:
+                return Response(data, media_type="application/octet-stream",
+                                headers={"X-Fednb-Round": r.model_dump_json()})
         return JSONResponse(r.model_dump(), status_code=202)
 
     async def round_final(request_id: str, number: int, c: Caller, wait: float) -> Round:
@@ -312,6 +318,8 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
         """End a request that runs in rounds: no more rounds; the domain stops its worker."""
         return await run_in_threadpool(domain.finish, c.name, request_id)
 
+    privacy_api.add_routes(app, domain, caller=AnyCaller, analyst=Analyst,
+                           responses={**errors, 409: {"model": ErrorBody}})
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, large=domain.policy.learning.max_model_mb * 1_000_000)
     return app
 

@@ -37,7 +37,8 @@ def row_to_round(row) -> Round:
     return Round(request_id=row["request_id"], round=row["round"], status=row["status"], reason=row["reason"],
                  n=result.get("n"), metrics=result.get("metrics") or {}, eval=result.get("eval"),
                  train_seconds=result.get("train_seconds"),
-                 weights_sha256=_sha(row["result_blob"]) if row["result_blob"] else None)
+                 weights_sha256=_sha(row["result_blob"]) if row["result_blob"] and not result.get("secure") else None,
+                 dp=result.get("dp"))
 
 
 def check_request(args: dict, code: str, limits_max_rounds: int | None, policy: Policy) -> None:
@@ -57,6 +58,11 @@ def check_request(args: dict, code: str, limits_max_rounds: int | None, policy: 
     for key in ("model_args", "config"):
         if not isinstance(args.get(key, {}), dict):
             raise InvalidInput(f"args[{key!r}] must be a dict")
+    if not isinstance(args.get("secure_aggregation", False), bool):
+        raise InvalidInput("args['secure_aggregation'] must be true or false")
+    from fednb.domain import dp_training
+
+    dp_training.check(args, policy)
     if not policy.learning.enabled:
         raise InvalidInput("this domain does not accept training requests (policy: learning.enabled = false)")
     if limits_max_rounds is None:
@@ -143,7 +149,10 @@ def get_round(store: Store, request_id: str, number: int, *, analyst: str | None
 
 
 def round_weights(store: Store, request_id: str, number: int, *, analyst: str | None = None) -> bytes:
-    get(store, request_id, analyst=analyst)
+    req = get(store, request_id, analyst=analyst)
+    if req.args.get("secure_aggregation"):
+        raise Conflict(f"request {request_id} uses secure aggregation: its weights leave this domain only masked, "
+                       "inside a sum over domains (POST /v1/secagg/...)")
     row = store.query_one("SELECT status, result_blob FROM jobs WHERE request_id = ? AND round = ?",
                           (request_id, number))
     if row is None:

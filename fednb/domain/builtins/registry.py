@@ -29,11 +29,23 @@ class Condition(BaseModel):
     value: Union[Scalar, list[Scalar]]
 
 
+class Noise(BaseModel):
+    """Ask for a differentially private release (see :mod:`fednb.domain.noisy`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    epsilon: float | None = Field(None, gt=0, le=100, description="Spent by this release; default: the policy's.")
+    mechanism: Literal["laplace", "gaussian"] = "laplace"
+    delta: float | None = Field(None, gt=0, lt=1, description="Gaussian only; default: 1% of your delta budget.")
+
+
 class Args(BaseModel):
-    """Every built-in takes ``where``: rows matching all conditions (structured, never ``eval``)."""
+    """Every built-in takes ``where``: rows matching all conditions (structured, never ``eval``);
+    ``privacy`` asks for noise, ``secure`` for release only inside a secure sum over domains."""
 
     model_config = ConfigDict(extra="forbid")
     where: list[Condition] = Field(default_factory=list, max_length=20)
+    privacy: Noise | None = None
+    secure: bool = False
 
 
 @dataclass
