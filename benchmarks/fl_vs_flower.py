@@ -89,8 +89,8 @@ def run_fednb(strategy_name: str, rounds: int, seed: int) -> dict:
     import fednb
     import fednb.learn as fl
     from fednb.domain import Domain
+    from fednb.demo.local import create_domain, serve
     from fednb.domain.domain import new_token
-    from fednb.domain.process import DomainProcess
 
     parts, test = task.split()
     token = new_token()
@@ -98,23 +98,11 @@ def run_fednb(strategy_name: str, rounds: int, seed: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="fednb-fl-") as tmp, PeakMemory(os.getpid()) as memory, \
             PeakMemory(os.getpid(), tree=False) as analyst_memory:
         root = Path(tmp)
-        servers = []
         for i, part in enumerate(parts):
-            csv = root / f"digits-{i}.csv"
-            part.to_csv(csv, index=False)
-            d = Domain.init(root / f"d{i}", f"clinic-{i}")
-            policy = (d.path / "policy.toml").read_text().replace("warm_torch = false", "warm_torch = true")
-            (d.path / "policy.toml").write_text(policy)
-            d = Domain(d.path)
-            d.add_dataset(csv, "digits")
-            d.invite("bench", token=token)
-            d.close()
-            servers.append(DomainProcess(root / f"d{i}"))
+            create_domain(root, f"clinic-{i}", part, "digits", token=token,
+                          policy_edits={"warm_torch = false": "warm_torch = true"}).close()
         t_start = time.perf_counter()
-        for s in servers:  # started together: they import and warm up in parallel
-            s.launch()
-        for s in servers:
-            s.wait_ready()
+        servers = serve([root / f"clinic-{i}" for i in range(len(parts))])  # in parallel
         server_start = time.perf_counter() - t_start
         stop = threading.Event()
 

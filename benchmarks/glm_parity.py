@@ -25,9 +25,8 @@ import pandas as pd  # noqa: E402
 
 import fednb  # noqa: E402
 from fednb.demo import data  # noqa: E402
-from fednb.domain import Domain  # noqa: E402
 from fednb.domain.domain import new_token  # noqa: E402
-from fednb.domain.process import DomainProcess  # noqa: E402
+from fednb.demo.local import create_domain, serving  # noqa: E402
 
 MODELS = [
     ("gaussian", "systolic_bp ~ age + bmi + C(sex) + smoker + diabetes"),
@@ -55,18 +54,9 @@ def main() -> None:
                 "poisson": sm.families.Poisson()}
     with tempfile.TemporaryDirectory(prefix="fednb-bench-") as tmp:
         root = Path(tmp)
-        servers = []
         for name, frame in zip(data.HOSPITALS, frames):
-            csv = root / f"{name}.csv"
-            frame.to_csv(csv, index=False)
-            d = Domain.init(root / name, name)
-            d.add_dataset(csv, "patients")
-            d.invite("bench", token=token)
-            d.close()
-            servers.append(DomainProcess(root / name))
-        try:
-            for s in servers:
-                s.start()
+            create_domain(root, name, frame, "patients", token=token).close()
+        with serving([root / name for name in data.HOSPITALS]) as servers:
             fed = fednb.connect([s.url for s in servers], token=token)
             ds = fed.dataset("patients")
             fednb.glm(MODELS[0][1], data=ds)  # warm connections and the domains' imports
@@ -87,9 +77,6 @@ def main() -> None:
                             "wall_per_round_s": round(statistics.median(times) / fit.rounds, 4)})
                 print(json.dumps(row), flush=True)
             fed.close()
-        finally:
-            for s in servers:
-                s.stop()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import fednb  # noqa: E402
 from fednb.demo import data  # noqa: E402
 from fednb.domain import Domain  # noqa: E402
 from fednb.domain.domain import new_token  # noqa: E402
-from fednb.domain.process import DomainProcess  # noqa: E402
+from fednb.demo.local import create_domain, serving  # noqa: E402
 
 
 def _summary(name: str, domains: int, times: list[float], **extra) -> dict:
@@ -41,18 +41,10 @@ def main() -> None:
     token = new_token()
     with tempfile.TemporaryDirectory(prefix="fednb-bench-") as tmp:
         root = Path(tmp)
-        servers = []
-        for i, name in enumerate(["hospital-a", "hospital-b", "hospital-a"]):
-            csv = root / f"{i}.csv"
-            data.hospital(name).to_csv(csv, index=False)
-            d = Domain.init(root / f"d{i}", f"bench-{i}")
-            d.add_dataset(csv, "patients")
-            d.invite("bench", token=token)
-            d.close()
-            servers.append(DomainProcess(root / f"d{i}"))
-        try:
-            for s in servers:
-                s.start()
+        names = [f"bench-{i}" for i in range(3)]
+        for name, source in zip(names, ["hospital-a", "hospital-b", "hospital-a"]):
+            create_domain(root, name, data.hospital(source), "patients", token=token).close()
+        with serving([root / name for name in names]) as servers:
             isolation = servers[0].banner.split("isolation: ", 1)[-1]
             fn = fednb.function("def mean_age(df, **kw):\n    return float(df['age'].mean())\n", name="mean_age")
             for n in (1, 3):
@@ -80,9 +72,6 @@ def main() -> None:
                     times.append(time.perf_counter() - t)
                 print(json.dumps(_summary("function_already_approved", n, times, isolation=isolation)), flush=True)
                 fed.close()
-        finally:
-            for s in servers:
-                s.stop()
 
 
 if __name__ == "__main__":

@@ -85,6 +85,35 @@ def domain_datasets(path: Path) -> None:
         click.echo(f"{d.name:20} ~{d.rows:>8} rows  {len(d.columns):>3} columns  {d.description}")
 
 
+@domain.command("set-bounds")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("dataset")
+@click.argument("column")
+@click.argument("lo", type=float)
+@click.argument("hi", type=float)
+def domain_set_bounds(path: Path, dataset: str, column: str, lo: float, hi: float) -> None:
+    """Clamp COLUMN to [LO, HI] in noisy sums, means and variances (public; choose from the column's
+    meaning, never from its values)."""
+    _open(path).set_bounds(dataset, column, lo, hi)
+    click.echo(f"{dataset}.{column}: noisy releases clamp values to [{lo:g}, {hi:g}]; analysts see these bounds")
+
+
+@domain.command("budget")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def domain_budget(path: Path, as_json: bool) -> None:
+    """Privacy budget spent by each analyst on each dataset, and what is left."""
+    rows = _open(path).budgets()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no noisy release yet: every budget is whole")
+    for r in rows:
+        click.echo(f"{r['analyst']:16} {r['dataset']:16} epsilon {r['epsilon']:.4g} of {r['budget_epsilon']:g}"
+                   f"  delta {r['delta']:.3g} of {r['budget_delta']:g}  ({r['releases']} releases)")
+
+
 @domain.command("invite")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("name")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 RequestKind = Literal["builtin", "function", "training"]
 RequestStatus = Literal["pending", "approved", "denied", "running", "done", "failed", "blocked"]
 FINAL_STATUSES: frozenset[str] = frozenset({"denied", "done", "failed", "blocked"})
+ROUND_FINAL: frozenset[str] = frozenset({"done", "failed", "blocked"})
 BUILTINS: tuple[str, ...] = ("count", "sum", "mean", "variance", "histogram", "quantiles", "crosstab", "glm")
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -45,6 +46,8 @@ class Column(_Model):
     kind: Literal["numeric", "integer", "boolean", "categorical", "datetime", "text"]
     levels: list[Any] | None = Field(None, description="Categories seen at least min_cell_count times.")
     range: list[float] | None = Field(None, description="Approximate public range (tails trimmed).")
+    bounds: list[float] | None = Field(None, description="Clamping bounds [lo, hi] the owner set for noisy "
+                                                         "(differentially private) sums, means and variances.")
     missing: bool = False
     unit: str | None = None
 
@@ -124,17 +127,19 @@ class Request(_Model):
 
 
 class Round(_Model):
-    """One round of a training request on one domain (its weights are fetched separately)."""
+    """One round of a request that runs in rounds (training: its weights are fetched separately)."""
 
     request_id: str
     round: int
-    status: Literal["queued", "running", "done", "failed"]
+    status: Literal["queued", "running", "done", "failed", "blocked"]
     reason: str | None = None
     n: int | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     eval: dict[str, Any] | None = None
     train_seconds: float | None = Field(None, description="Time the domain's training function took.")
     weights_sha256: str | None = None
+    result: Any = Field(None, description="What an iterative built-in released this round.")
+    dp: dict[str, Any] | None = Field(None, description="DP-SGD settings the domain used (noise multiplier...).")
 
 
 class Decision(_Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 
 from fednb.demo import data
+from fednb.demo.local import create_domain
 from fednb.domain import Domain
 from fednb.domain.domain import new_token
 from fednb.domain.process import DomainProcess
@@ -41,21 +43,11 @@ class LiveDomain:
 
 def make_domain(root: Path, name: str, frame: pd.DataFrame, *, dataset: str = "patients", token: str | None = None,
                 policy_edits: dict[str, str] | None = None) -> Domain:
-    """A domain folder with one dataset; ``policy_edits`` replaces lines of policy.toml."""
-    d = Domain.init(root / name, name, f"test domain {name}")
-    if policy_edits:
-        text = (d.path / "policy.toml").read_text()
-        for old, new in policy_edits.items():
-            assert old in text, old
-            text = text.replace(old, new)
-        (d.path / "policy.toml").write_text(text)
-        d = Domain(d.path)
-    csv = root / f"{name}-{dataset}.csv"
-    frame.to_csv(csv, index=False)
-    d.add_dataset(csv, dataset, f"{dataset} of {name}")
-    if token:
-        d.invite("alice", token=token)
-    return d
+    """A domain folder with one dataset (alice invited with ``token``); ``policy_edits`` replaces
+    lines of policy.toml."""
+    return create_domain(root, name, frame, dataset, description=f"test domain {name}",
+                         dataset_description=f"{dataset} of {name}", token=token, analyst="alice",
+                         policy_edits=policy_edits)
 
 
 def start_live(root: Path, name: str, frame: pd.DataFrame, token: str, **kwargs) -> LiveDomain:
@@ -64,8 +56,18 @@ def start_live(root: Path, name: str, frame: pd.DataFrame, token: str, **kwargs)
     d.close()
     server = DomainProcess(root / name)
     server.start()
-    return LiveDomain(name, root / name, server, token, owner, pd.read_csv(root / f"{name}-patients.csv")
-                      if (root / f"{name}-patients.csv").exists() else frame)
+    return LiveDomain(name, root / name, server, token, owner, frame)
+
+
+@contextlib.contextmanager
+def live_domains(root: Path, frames: dict[str, pd.DataFrame], token: str, **kwargs) -> Iterator[list[LiveDomain]]:
+    """Several served domains (``{name: frame}``), stopped on the way out."""
+    live = [start_live(root, name, frame, token, **kwargs) for name, frame in frames.items()]
+    try:
+        yield live
+    finally:
+        for d in live:
+            d.server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -76,11 +78,9 @@ def alice_token() -> str:
 @pytest.fixture(scope="session")
 def hospitals(tmp_path_factory, alice_token) -> Iterator[list[LiveDomain]]:
     """Two hospital domains with different case mixes, served for the whole session."""
-    root = tmp_path_factory.mktemp("hospitals")
-    live = [start_live(root, name, data.hospital(name), alice_token) for name in data.HOSPITALS]
-    yield live
-    for d in live:
-        d.server.stop()
+    with live_domains(tmp_path_factory.mktemp("hospitals"), {n: data.hospital(n) for n in data.HOSPITALS},
+                      alice_token) as live:
+        yield live
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +90,17 @@ def fed(hospitals, alice_token):
     f = fednb.connect([d.url for d in hospitals], token=alice_token)
     yield f
     f.close()
+
+
+@pytest.fixture(scope="session")
+def truth(hospitals) -> pd.DataFrame:
+    """The two hospitals' rows concatenated: what pooled results must equal."""
+    return pd.concat([d.frame for d in hospitals], ignore_index=True)
+
+
+@pytest.fixture(scope="session")
+def patients(fed):
+    return fed.dataset("patients")
 
 
 @pytest.fixture

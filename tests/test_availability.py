@@ -31,7 +31,7 @@ def test_a_hung_domain_times_out_with_its_name(hospitals, alice_token, silent_se
     started = time.monotonic()
     with pytest.raises(fednb.DomainUnavailable, match="did not answer within 1 s"):
         run(client.info())
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15  # a 1 s timeout: the bound only guards against a hang
 
 
 def test_partial_result_when_a_domain_dies_and_min_domains(fresh_domain, hospitals, alice_token):
@@ -43,7 +43,7 @@ def test_partial_result_when_a_domain_dies_and_min_domains(fresh_domain, hospita
         warnings.simplefilter("ignore")
         started = time.monotonic()
         r = ds.mean("age", timeout=3)
-        assert time.monotonic() - started < 15
+        assert time.monotonic() - started < 30  # guards against a hang
         assert r.domains == [hospitals[0].name]
         assert "hospital-t" in r.missing and "cannot reach" in r.missing["hospital-t"]
         with pytest.raises(fednb.NotEnoughDomains, match="hospital-t"):

@@ -52,7 +52,7 @@ def test_an_approved_function_runs_and_releases_its_aggregate(domain):
     ("return df['age'].tolist()", "blocked", "values from"),                   # one column, row by row
     ("return df.head(len(df) // 12)['age'].tolist()", "blocked", "grows with the number of rows"),
     ("return 'x' * 100_000", "blocked", "larger than the domain's limit"),
-    ("while True:\n    pass", "failed", "CPU seconds"),
+    ("while True:\n    pass", "failed", ("CPU seconds", "wall-clock limit")),  # whichever comes first under load
     ("import time\ntime.sleep(60)", "failed", "wall-clock limit of 4 s"),
     ("x = bytearray(2_000_000_000)\nreturn len(x)", "failed", "out of memory"),
     ("import os\nos.fork()", "failed", "PermissionError"),
@@ -68,7 +68,8 @@ def test_an_approved_function_runs_and_releases_its_aggregate(domain):
 def test_bad_or_hostile_code_is_contained(domain, body, status, reason):
     part = run(domain, body)
     assert part.status == status, (part.status, part.state.get("reason"))
-    assert reason in (part.state.get("reason") or "")
+    reasons = reason if isinstance(reason, tuple) else (reason,)
+    assert any(r in (part.state.get("reason") or "") for r in reasons), part.state.get("reason")
     if status == "done":
         from fednb import codec
 

@@ -15,7 +15,7 @@ import statsmodels.formula.api as smf
 
 import fednb
 from fednb.demo import data
-from tests.conftest import start_live
+from tests.conftest import live_domains, start_live
 
 LOGISTIC = "readmitted ~ age + bmi + C(sex) + smoker + diabetes"
 RTOL = 1e-6
@@ -56,16 +56,6 @@ def assert_parity(fit, ref) -> None:
         assert ours == pytest.approx(theirs, rel=1e-8)
 
 
-@pytest.fixture(scope="module")
-def truth(hospitals) -> pd.DataFrame:
-    return pd.concat([d.frame for d in hospitals], ignore_index=True)
-
-
-@pytest.fixture(scope="module")
-def patients(fed):
-    return fed.dataset("patients")
-
-
 def clinic(name: str, seed: int) -> pd.DataFrame:
     """A hospital's patients with a count outcome, a ward, some missing bmi, and outcomes that a ward
     predicts perfectly: every ICU patient has a complication and no follow-up."""
@@ -86,12 +76,9 @@ def clinic(name: str, seed: int) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def clinics(tmp_path_factory, alice_token):
-    root = tmp_path_factory.mktemp("clinics")
-    live = [start_live(root, f"clinic-{h[-1]}", clinic(h, seed), alice_token)
-            for h, seed in zip(data.HOSPITALS, (101, 202))]
-    yield live
-    for d in live:
-        d.server.stop()
+    frames = {f"clinic-{h[-1]}": clinic(h, seed) for h, seed in zip(data.HOSPITALS, (101, 202))}
+    with live_domains(tmp_path_factory.mktemp("clinics"), frames, alice_token) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")
@@ -375,3 +362,44 @@ def test_no_warnings_from_a_fit(patients):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fednb.glm(LOGISTIC, data=patients, family="binomial")
+
+
+def test_the_owner_approves_a_fit_once_and_its_rounds_follow(tmp_path, alice_token):
+    """With glm reviewed by hand, one approval covers every IRLS round, within its round budget."""
+    import re
+    import threading
+    import time
+
+    from fednb.demo import data
+    from fednb.models import BUILTINS
+
+    listed = "auto_approve = [" + ", ".join(f'"{b}"' for b in BUILTINS) + "]"
+    live = start_live(tmp_path, "strict-glm", data.hospital("hospital-b"), alice_token,
+                      policy_edits={listed: 'auto_approve = ["count"]'})
+    approvals = []
+
+    def owner() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not approvals:
+            d = live.domain()
+            for r in d.requests(status="pending"):
+                approvals.append(d.approve(r.id, "formula reviewed").id)
+            d.close()
+            time.sleep(0.1)
+
+    threading.Thread(target=owner, daemon=True).start()
+    try:
+        fed = fednb.connect([live.url], token=alice_token)
+        fit = fednb.glm(LOGISTIC, data=fed.dataset("patients"), family="binomial")
+        assert fit.converged and len(approvals) == 1
+        d = live.domain()
+        entries = [e for e in d.audit_entries() if e.object_id == approvals[0]]
+        actions = [e.action for e in entries]
+        assert actions.count("submit") == 1 and actions.count("approve") == 1
+        assert actions.count("round") == fit.rounds == actions.count("release") and actions[-1] == "finish"
+        assert all(re.fullmatch("[0-9a-f]{64}", e.payload["inputs_sha256"]) for e in entries if e.action == "round")
+        assert d.request(approvals[0]).status == "done"
+        d.close()
+        fed.close()
+    finally:
+        live.server.stop()

@@ -18,7 +18,7 @@ from fednb.client.http import DomainClient, run  # noqa: E402
 from fednb.demo import data  # noqa: E402
 from fednb.learn import weights as W  # noqa: E402
 from fednb.learn.strategies import Update  # noqa: E402
-from tests.conftest import start_live  # noqa: E402
+from tests.conftest import live_domains  # noqa: E402
 
 # -- strategies ----------------------------------------------------------------------------------
 
@@ -134,11 +134,9 @@ WARM = {"warm_torch = false": "warm_torch = true"}
 
 @pytest.fixture(scope="module")
 def hospitals_fl(tmp_path_factory, alice_token):
-    root = tmp_path_factory.mktemp("fl")
-    live = [start_live(root, name, data.hospital(name), alice_token, policy_edits=WARM) for name in data.HOSPITALS]
-    yield live
-    for d in live:
-        d.server.stop()
+    with live_domains(tmp_path_factory.mktemp("fl"), {n: data.hospital(n) for n in data.HOSPITALS}, alice_token,
+                      policy_edits=WARM) as live:
+        yield live
 
 
 def _auto_approve(live, stop: threading.Event):
@@ -224,7 +222,7 @@ def test_a_domain_that_drops_out_or_times_out_does_not_hang_the_round(hospitals_
                          config={"sleep_if_rows": 800}, helpers=[features], progress=False)
     started = time.monotonic()
     _, history = trainer.fit()
-    assert time.monotonic() - started < 25
+    assert time.monotonic() - started < 60  # guards against a hang (the slow domain sleeps 30 s per round)
     b = history[history.domain == "hospital-b"]
     assert set(b["status"]) <= {"timeout", "failed"} and b["reason"].str.contains("s").all()
     assert (history[history.domain == "global"]["n"] == 1200).all()

@@ -9,16 +9,6 @@ import pytest
 import fednb
 
 
-@pytest.fixture(scope="module")
-def truth(hospitals) -> pd.DataFrame:
-    return pd.concat([d.frame for d in hospitals], ignore_index=True)
-
-
-@pytest.fixture(scope="module")
-def patients(fed):
-    return fed.dataset("patients")
-
-
 def test_listing_shows_metadata_with_rounded_counts(fed, hospitals):
     listing = fed.datasets
     assert set(listing["domain"]) == {d.name for d in hospitals}

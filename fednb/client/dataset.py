@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from fednb.client.functions import Function, function
-from fednb.client.http import DomainClient, run
+from fednb.client.http import DomainClient, _seg, run
 from fednb.client.requests import FederatedRequest
 from fednb.errors import InvalidInput, NotEnoughDomains
 from fednb.federated import stats
@@ -46,6 +46,20 @@ def parse_where(where: Any) -> list[dict]:
     return [{"column": c, "op": op, "value": v} for c, op, v in where]
 
 
+def _privacy(epsilon: float | None, mechanism: str, delta: float | None) -> dict | None:
+    """The ``privacy`` argument of a noisy built-in (None: exact, unless a domain's policy says otherwise)."""
+    if epsilon is None and delta is None and mechanism == "laplace":
+        return None
+    if mechanism not in ("laplace", "gaussian"):
+        raise InvalidInput(f"mechanism must be 'laplace' or 'gaussian', not {mechanism!r}")
+    out: dict[str, Any] = {"mechanism": mechanism}
+    if epsilon is not None:
+        out["epsilon"] = float(epsilon)
+    if delta is not None:
+        out["delta"] = float(delta)
+    return out
+
+
 class FederatedDataset:
     """``fed.dataset(name)``: the same-named dataset on every domain that has it."""
 
@@ -68,10 +82,12 @@ class FederatedDataset:
 
     @property
     def columns(self) -> pd.DataFrame:
-        """The schema: one row per column and domain (dtypes, kinds, public levels and ranges)."""
+        """The schema: one row per column and domain (dtypes, kinds, public levels and ranges, and the
+        clamping bounds an owner set for noisy releases)."""
         import pandas as pd
 
-        return pd.DataFrame([{"domain": d, **{k: c.get(k) for k in ("name", "dtype", "kind", "levels", "range", "missing")}}
+        return pd.DataFrame([{"domain": d, **{k: c.get(k) for k in ("name", "dtype", "kind", "levels", "range", "missing",
+                                                                      "bounds")}}
                              for d, m in self.meta.items() for c in m["columns"]])
 
     def column(self, name: str) -> dict:
@@ -108,9 +124,18 @@ class FederatedDataset:
         return self._mock
 
     # -- built-in statistics ---------------------------------------------------------------------
-    def _builtin(self, name: str, args: dict, where: Any, timeout: float, description: str = "") -> FederatedRequest:
-        body = {"dataset": self.name, "kind": "builtin", "name": name,
-                "args": {**args, **({"where": parse_where(where)} if where is not None else {})},
+    # Every statistic takes ``epsilon=`` (with ``mechanism="laplace"|"gaussian"``, ``delta=``) to ask
+    # for a differentially private release that spends that much of your budget on each domain (a
+    # domain's policy may require noise anyway); count, sum and mean take ``secure=True`` to learn only
+    # the sum over domains (secure aggregation), never one domain's value.
+    def _builtin(self, name: str, args: dict, where: Any, timeout: float, description: str = "", *,
+                 privacy: dict | None = None, secure: bool = False) -> FederatedRequest:
+        args = {**args, **({"where": parse_where(where)} if where is not None else {})}
+        if privacy:
+            args["privacy"] = privacy
+        if secure:
+            args["secure"] = True
+        body = {"dataset": self.name, "kind": "builtin", "name": name, "args": args,
                 "description": description or f"{name} {args}"}
         req = self.fed.submit(self.clients, body, wait=min(timeout, 60.0))
         if not req.done:
@@ -118,46 +143,133 @@ class FederatedDataset:
         return req
 
     def _pooled(self, statistic: str, req: FederatedRequest, min_domains: int, pool, keys: tuple[str, ...],
-                notes: list[str] | None = None) -> stats.Pooled:
+                notes: list[str] | None = None, noisy_pool=None) -> stats.Pooled:
+        from fednb.federated import noisy
+
         parts = req.raw_results()
         if len(parts) < min_domains:
             raise NotEnoughDomains(min_domains, len(parts), req.problems)
+        if noisy.noisy(parts):
+            value, se = noisy_pool(parts)
+            spent = noisy.spent(parts)
+            note = "noise added by " + ", ".join(f"{d} (epsilon {e:g})" for d, e in spent.items())
+            return stats.Pooled(statistic, value, stats.by_domain_frame(parts, keys), req.problems,
+                                [*(notes or []), note], req, se=se, epsilon=spent)
         return stats.Pooled(statistic, pool(parts), stats.by_domain_frame(parts, keys), req.problems,
                             notes or [], req)
 
+    def _secure(self, statistic: str, kind: str, req: FederatedRequest, min_domains: int) -> stats.Pooled:
+        """Pool a secure count, sum or mean: run secure aggregation over the domains that ran it."""
+        import pandas as pd
+
+        from fednb.federated import noisy
+        from fednb.federated.secagg import Member, secure_sum
+
+        done = {p.domain: p for p in req.parts if p.status == "done"}
+        public = {d: p.state["result"] for d, p in done.items()}
+        needed = max(min_domains, 2)
+        if len(done) < needed:
+            raise NotEnoughDomains(needed, len(done), {**req.problems, **(
+                {"(secure aggregation)": "a secure sum needs at least 2 domains"} if len(done) < 2 else {})})
+        layouts = {tuple(p["fields"]) for p in public.values()}
+        if len(layouts) != 1:
+            raise InvalidInput("the domains disagree on noise (some add it by policy, some do not); ask with "
+                               "epsilon=... so that every domain adds noise, or without secure=True")
+        fields = list(layouts.pop())
+        result = secure_sum({d: Member(p.client, p.id) for d, p in done.items()})
+        if len(result.included) < min_domains:
+            raise NotEnoughDomains(min_domains, len(result.included), {**req.problems, **result.dropped})
+        value, se = noisy.secure(dict(zip(fields, result.total.tolist())),
+                                 {d: public[d] for d in result.included}, kind)
+        spent = noisy.spent({d: public[d] for d in result.included})
+        notes = [f"secure aggregation: only the sum over {len(result.included)} domains was revealed"]
+        if spent:
+            notes.append("noise added by " + ", ".join(f"{d} (epsilon {e:g})" for d, e in spent.items()))
+        if kind == "count":
+            value = value if spent else int(round(value))
+        return stats.Pooled(statistic, value, pd.DataFrame({"domain": result.included}),
+                            {**req.problems, **result.dropped}, notes, req,
+                            se=se if spent else None, epsilon=spent)
+
     def count(self, column: str | None = None, *, where: Any = None, min_domains: int = 1,
-              timeout: float = DEFAULT_TIMEOUT) -> stats.Pooled:
+              timeout: float = DEFAULT_TIMEOUT, secure: bool = False, epsilon: float | None = None,
+              mechanism: str = "laplace", delta: float | None = None) -> stats.Pooled:
         """Rows (or non-missing values of ``column``), pooled over domains."""
-        req = self._builtin("count", {"column": column} if column else {}, where, timeout)
-        return self._pooled("count", req, min_domains, stats.pool_count, ("n",))
+        req = self._builtin("count", {"column": column} if column else {}, where, timeout,
+                            privacy=_privacy(epsilon, mechanism, delta), secure=secure)
+        if secure:
+            return self._secure("count", "count", req, min_domains)
+        from fednb.federated import noisy
 
-    def sum(self, column: str, *, where: Any = None, min_domains: int = 1, timeout: float = DEFAULT_TIMEOUT) -> stats.Pooled:
-        req = self._builtin("sum", {"column": column}, where, timeout)
-        return self._pooled(f"sum of {column}", req, min_domains, stats.pool_sum, ("n", "sum"))
+        return self._pooled("count", req, min_domains, stats.pool_count, ("n",), noisy_pool=noisy.count)
 
-    def mean(self, column: str, *, where: Any = None, min_domains: int = 1, timeout: float = DEFAULT_TIMEOUT) -> stats.Pooled:
-        req = self._builtin("mean", {"column": column}, where, timeout)
-        return self._pooled(f"mean of {column}", req, min_domains, stats.pool_mean, ("n", "mean"))
+    def sum(self, column: str, *, where: Any = None, min_domains: int = 1, timeout: float = DEFAULT_TIMEOUT,
+            secure: bool = False, epsilon: float | None = None, mechanism: str = "laplace",
+            delta: float | None = None) -> stats.Pooled:
+        req = self._builtin("sum", {"column": column}, where, timeout, privacy=_privacy(epsilon, mechanism, delta),
+                            secure=secure)
+        if secure:
+            return self._secure(f"sum of {column}", "sum", req, min_domains)
+        from fednb.federated import noisy
+
+        return self._pooled(f"sum of {column}", req, min_domains, stats.pool_sum, ("n", "sum"), noisy_pool=noisy.total)
+
+    def mean(self, column: str, *, where: Any = None, min_domains: int = 1, timeout: float = DEFAULT_TIMEOUT,
+             secure: bool = False, epsilon: float | None = None, mechanism: str = "laplace",
+             delta: float | None = None) -> stats.Pooled:
+        req = self._builtin("mean", {"column": column}, where, timeout, privacy=_privacy(epsilon, mechanism, delta),
+                            secure=secure)
+        if secure:
+            return self._secure(f"mean of {column}", "mean", req, min_domains)
+        from fednb.federated import noisy
+
+        return self._pooled(f"mean of {column}", req, min_domains, stats.pool_mean, ("n", "mean"), noisy_pool=noisy.mean)
 
     def var(self, column: str, *, ddof: int = 1, where: Any = None, min_domains: int = 1,
-            timeout: float = DEFAULT_TIMEOUT) -> stats.Pooled:
+            timeout: float = DEFAULT_TIMEOUT, epsilon: float | None = None, mechanism: str = "laplace",
+            delta: float | None = None) -> stats.Pooled:
         """Variance, exactly that of the pooled rows (``ddof=1``: the sample variance)."""
-        req = self._builtin("variance", {"column": column}, where, timeout)
+        from fednb.federated import noisy
+
+        req = self._builtin("variance", {"column": column}, where, timeout, privacy=_privacy(epsilon, mechanism, delta))
         return self._pooled(f"variance of {column}", req, min_domains,
-                            lambda p: stats.pool_variance(p, ddof), ("n", "mean", "m2"))
+                            lambda p: stats.pool_variance(p, ddof), ("n", "mean", "m2"),
+                            noisy_pool=lambda p: noisy.variance(p, ddof))
 
     def std(self, column: str, **kwargs: Any) -> stats.Pooled:
         v = self.var(column, **kwargs)
-        v.statistic, v.value = f"standard deviation of {column}", math.sqrt(v.value)
+        v.statistic, value = f"standard deviation of {column}", math.sqrt(v.value)
+        if v.se is not None:
+            v.se = v.se / (2 * value) if value > 0 else math.inf  # delta method: d sqrt(v) = dv / (2 sqrt(v))
+        v.value = value
         return v
 
+    def budget(self):
+        """Your privacy budget on this dataset at each domain: allowance, spent, remaining (epsilon, delta)."""
+        import pandas as pd
+
+        from fednb.client.federation import _gather
+
+        path = f"/v1/datasets/{_seg(self.name)}/budget"
+        found, problems = run(_gather({d: c.call("GET", path) for d, c in self.clients.items()}))
+        self.fed._warn(problems)
+        cols = ["epsilon", "spent_epsilon", "remaining_epsilon", "delta", "spent_delta", "remaining_delta",
+                "releases", "noisy", "training"]
+        return pd.DataFrame([{"domain": d, **{k: b.get(k) for k in cols}} for d, b in found.items()],
+                            columns=["domain", *cols])
+
     def histogram(self, column: str, bins: Sequence[float] | int = 10, *, where: Any = None, min_domains: int = 1,
-                  timeout: float = DEFAULT_TIMEOUT) -> stats.Pooled:
+                  timeout: float = DEFAULT_TIMEOUT, epsilon: float | None = None, mechanism: str = "laplace",
+                  delta: float | None = None) -> stats.Pooled:
         """Counts over ``bins`` (edges, or a number of equal bins over the column's public range),
         plus the rows below and above; cells a domain suppressed are NA."""
+        from fednb.federated import noisy
+
         edges = self._edges(column, bins)
-        req = self._builtin("histogram", {"column": column, "bins": edges}, where, timeout)
-        pooled = self._pooled(f"histogram of {column}", req, min_domains, stats.pool_histogram, ("n", "suppressed"))
+        req = self._builtin("histogram", {"column": column, "bins": edges}, where, timeout,
+                            privacy=_privacy(epsilon, mechanism, delta))
+        pooled = self._pooled(f"histogram of {column}", req, min_domains, stats.pool_histogram, ("n", "suppressed"),
+                              noisy_pool=noisy.histogram)
         if pooled.value["count"].isna().any():
             pooled.notes.append("NA cells were suppressed by a domain (fewer rows than its minimum cell count)")
         return pooled
@@ -208,11 +320,16 @@ class FederatedDataset:
                             last.problems, notes, last)
 
     def crosstab(self, row: str, col: str, *, where: Any = None, min_domains: int = 1,
-                 timeout: float = DEFAULT_TIMEOUT) -> stats.Pooled:
+                 timeout: float = DEFAULT_TIMEOUT, epsilon: float | None = None, mechanism: str = "laplace",
+                 delta: float | None = None) -> stats.Pooled:
         """Counts by the public levels of two categorical columns (rarer levels as '(other)');
         cells a domain suppressed are NA."""
-        req = self._builtin("crosstab", {"row": row, "col": col}, where, timeout)
-        pooled = self._pooled(f"crosstab of {row} by {col}", req, min_domains, stats.pool_crosstab, ("n", "suppressed"))
+        from fednb.federated import noisy
+
+        req = self._builtin("crosstab", {"row": row, "col": col}, where, timeout,
+                            privacy=_privacy(epsilon, mechanism, delta))
+        pooled = self._pooled(f"crosstab of {row} by {col}", req, min_domains, stats.pool_crosstab, ("n", "suppressed"),
+                              noisy_pool=noisy.crosstab)
         if pooled.value.isna().to_numpy().any():
             pooled.notes.append("NA cells were suppressed by a domain, with complements so they cannot be derived")
         return pooled

@@ -195,6 +195,12 @@ class DomainClient:
                 raise DomainError(self.name, "sent weights without a valid X-Fednb-Round header") from None
         return self._decode(response), None
 
+    async def submit_inputs_round(self, request_id: str, number: int, inputs: dict, *, wait: float = 0) -> dict:
+        """One round of an iterative built-in (e.g. a GLM's coefficients); safe to repeat."""
+        wait = min(wait, SERVER_MAX_WAIT)
+        return await self.call("POST", f"/v1/requests/{_seg(request_id)}/rounds", json={"round": int(number), "inputs": inputs},
+                               params={"wait": wait}, extra_wait=wait, idempotent=True)
+
     async def round(self, request_id: str, number: int, *, wait: float = 0) -> dict:
         wait = min(wait, SERVER_MAX_WAIT)
         return await self.call("GET", f"/v1/requests/{_seg(request_id)}/rounds/{int(number)}",

@@ -28,37 +28,31 @@ def _owner(text: str) -> None:
 
 def build_domains(root: Path, token: str) -> dict[str, Path]:
     """Create hospital-a, hospital-b (dataset 'patients') and ylb-uyuni (dataset 'brine_batches')."""
-    from fednb.domain import Domain
+    from fednb.demo.local import create_domain
 
     sources = root / "sources"
     sources.mkdir(parents=True, exist_ok=True)
-    folders = {}
     specs = [(name, "patients", data.hospital(name), f"Public hospital '{name}' (synthetic)",
               "Adult admissions: age, sex, bmi, smoker, systolic_bp, diabetes, readmitted within 30 days")
              for name in data.HOSPITALS]
     specs.append(("ylb-uyuni", "brine_batches", data.brine_batches(), "Lithium plant, Salar de Uyuni (synthetic)",
                   "Evaporation pond batches: Li concentration, temperature, days, pond, recovery yield"))
     for name, dataset, frame, about, describe in specs:
-        csv = sources / f"{name}-{dataset}.csv"
-        frame.to_csv(csv, index=False)
-        d = Domain.init(root / name, name, about)
-        d.add_dataset(csv, dataset, describe)
-        d.invite(ANALYST, token=token)
-        d.close()
-        folders[name] = root / name
-    return folders
+        create_domain(root, name, frame, dataset, description=about, dataset_description=describe,
+                      token=token, analyst=ANALYST).close()
+    return {name: root / name for name, *_ in specs}
 
 
 def run_demo(workdir: Path | None = None, serve: bool = False) -> int:
     """Run the tour; returns a process exit status. Servers are always stopped, even on Ctrl-C."""
+    from fednb.demo.local import serve as serve_all
     from fednb.domain.domain import new_token
-    from fednb.domain.process import DomainProcess
 
     started = time.monotonic()
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fednb-demo-"))
     if workdir and root.exists() and any(root.iterdir()):
         raise click.UsageError(f"{root} is not empty; give an empty or new folder")
-    servers: list[DomainProcess] = []
+    servers: list = []
     try:
         _step("1. Data owners create their domains (their data stays on their machines)")
         token = new_token()
@@ -66,11 +60,8 @@ def run_demo(workdir: Path | None = None, serve: bool = False) -> int:
         for name, folder in folders.items():
             _owner(f"fednb domain init {folder} --name {name}; add-dataset; invite {ANALYST}")
         _step("2. Each owner serves their domain on 127.0.0.1")
-        for folder in folders.values():
-            servers.append(DomainProcess(folder))
-            servers[-1].launch()  # all three start in parallel
+        servers = serve_all(list(folders.values()))  # all three start in parallel
         for s in servers:
-            s.wait_ready()
             click.echo(f"   {s.banner}")
         failures = tour(servers, folders, token)
         _step(f"Done in {time.monotonic() - started:.1f} s")

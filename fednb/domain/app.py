@@ -19,10 +19,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fednb._version import __version__
+from fednb.domain import privacy_api
 from fednb.domain.domain import Domain
 from fednb.domain.review import Conflict, TooManyPending
 from fednb.errors import FednbError, InvalidInput, NotFound
-from fednb.models import AuditEntry, Dataset, Decision, DomainInfo, ErrorBody, Request, RequestIn, Round, Session
+from fednb.models import ROUND_FINAL, AuditEntry, Dataset, Decision, DomainInfo, ErrorBody, Request, RequestIn, Round, Session
 
 log = logging.getLogger("fednb.domain.app")
 
@@ -267,17 +268,26 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
                                               "`X-Fednb-Round` header.",
                                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
               openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                  "application/json": {"schema": {"type": "object", "properties": {
+                      "round": {"type": "integer", "minimum": 1}, "inputs": {"type": "object"}},
+                      "required": ["round"]}}}}})
     async def submit_round(request_id: str, request: HttpRequest, c: Analyst, wait: Wait = 0):
-        """One training round: the body is the global weights as safetensors, with the round's
-        inputs (``{"round": N, "config": {...}}``) as JSON under the metadata key ``fednb``."""
+        """One round. Training: the body is the global weights as safetensors, with the round's
+        inputs (``{"round": N, "config": {...}}``) as JSON under the metadata key ``fednb``.
+        Iterative built-ins (glm): JSON ``{"round": N, "inputs": {...}}``."""
         body = await request.body()
         r = await run_in_threadpool(domain.submit_round, c.name, request_id, body)
         if wait:
             r = await round_final(request_id, r.round, c, wait)
         if r.status == "done" and "application/octet-stream" in request.headers.get("accept", ""):
-            data = await run_in_threadpool(domain.round_weights, request_id, r.round, analyst=c.name)
-            return Response(data, media_type="application/octet-stream", headers={"X-Fednb-Round": r.model_dump_json()})
+            try:
+                data = await run_in_threadpool(domain.round_weights, request_id, r.round, analyst=c.name)
+            except Conflict:  # secure aggregation: the weights leave only masked, inside a sum
+                data = None
+            if data is not None:
+                return Response(data, media_type="application/octet-stream",
+                                headers={"X-Fednb-Round": r.model_dump_json()})
         return JSONResponse(r.model_dump(), status_code=202)
 
     async def round_final(request_id: str, number: int, c: Caller, wait: float) -> Round:
@@ -285,7 +295,7 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
         while True:
             r = domain.round(request_id, number, analyst=scope(c))
             remaining = deadline - time.monotonic()
-            if r.status in ("done", "failed") or remaining <= 0:
+            if r.status in ROUND_FINAL or remaining <= 0:
                 return r
             await notifier.wait(min(remaining, RECHECK_SECONDS))
 
@@ -305,9 +315,11 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
     @app.post("/v1/requests/{request_id}/finish", response_model=Request, responses={**errors, 409: {"model": ErrorBody}},
               tags=["training"])
     async def finish(request_id: str, c: Analyst) -> Request:
-        """End a training request: no more rounds; the domain stops its worker."""
+        """End a request that runs in rounds: no more rounds; the domain stops its worker."""
         return await run_in_threadpool(domain.finish, c.name, request_id)
 
+    privacy_api.add_routes(app, domain, caller=AnyCaller, analyst=Analyst,
+                           responses={**errors, 409: {"model": ErrorBody}})
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, large=domain.policy.learning.max_model_mb * 1_000_000)
     return app
 

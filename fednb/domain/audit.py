@@ -21,6 +21,7 @@ GENESIS = "0" * 64
 ACTIONS = (
     "init", "dataset", "invite", "revoke", "connect", "submit", "approve", "deny",
     "run", "release", "block", "fail", "requeue", "policy", "round", "finish",
+    "bounds", "spend", "secagg",
 )
 
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fednb.domain import audit, datasets, review, training
+from fednb.domain import audit, budget, datasets, noisy, review, rounds, secure_inputs
 from fednb.domain.policy import Policy, load_policy, render_template
 from fednb.domain.store import Store
 from fednb.errors import InvalidInput, NotFound
@@ -58,6 +58,7 @@ class Domain:
         self.policy: Policy = load_policy(self.path / "policy.toml")
         self.store = Store(self.path / "domain.db")
         self.store.check()
+        budget.ensure(self.store.connect())  # domains made before privacy budgets get the table here
         self._cache = datasets.DataCache()
         self._listeners: list[Callable[[], None]] = []
 
@@ -103,6 +104,10 @@ class Domain:
             raise InvalidInput(f"{source} is not a file")
         meta, data_file, rows = datasets.register(self.path, source, name, description, self.policy,
                                             seed=int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
+        kept = self.bounds(name) if self.store.query_one("SELECT 1 FROM datasets WHERE name = ?", (name,)) else {}
+        for c in meta.columns:  # re-registering a dataset keeps the owner's bounds
+            if c.name in kept and c.kind in ("numeric", "integer", "boolean"):
+                c.bounds = kept[c.name]
         with self.store.transaction() as tx:
             tx.execute("INSERT OR REPLACE INTO datasets (name, file, format, meta_json, rows, created_at)"
                        " VALUES (?, ?, 'parquet', ?, ?, ?)",
@@ -110,6 +115,47 @@ class Domain:
             audit.append(tx, owner_actor(), "dataset", name,
                          {"rows": meta.rows, "columns": [c.name for c in meta.columns], "description": description})
         return meta
+
+    def set_bounds(self, dataset: str, column: str, lo: float, hi: float) -> Dataset:
+        """The owner's clamping bounds for noisy sums, means and variances of a numeric column.
+
+        They are public (analysts see them in the metadata), so choose them from what the column can
+        mean (ages 0..120), never from the private values; changing them is recorded in the audit log.
+        """
+        import math
+
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise InvalidInput(f"bounds must be finite numbers with LO < HI; got {lo} and {hi}")
+        with self.store.transaction() as tx:
+            row = tx.execute("SELECT meta_json FROM datasets WHERE name = ?", (dataset,)).fetchone()
+            if row is None:
+                raise NotFound(f"this domain has no dataset {dataset!r}")
+            meta = Dataset.model_validate_json(row["meta_json"])
+            found = [c for c in meta.columns if c.name == column]
+            if not found:
+                raise InvalidInput(f"dataset {dataset!r} has no column {column!r}; it has {[c.name for c in meta.columns]}")
+            if found[0].kind not in ("numeric", "integer", "boolean"):
+                raise InvalidInput(f"column {column!r} is {found[0].kind}; bounds are for numeric columns")
+            found[0].bounds = [float(lo), float(hi)]
+            tx.execute("UPDATE datasets SET meta_json = ? WHERE name = ?", (meta.model_dump_json(), dataset))
+            audit.append(tx, owner_actor(), "bounds", dataset, {"column": column, "bounds": [float(lo), float(hi)]})
+        return meta
+
+    def bounds(self, dataset: str) -> dict[str, list[float]]:
+        return {c.name: c.bounds for c in self.dataset(dataset).columns if c.bounds is not None}
+
+    def budget(self, analyst: str, dataset: str) -> budget.Budget:
+        """What ``analyst`` has spent of, and has left in, their privacy budget on ``dataset``."""
+        self.dataset(dataset)
+        return budget.status(self.store.connect(), self.policy, analyst, dataset)
+
+    def budgets(self) -> list[dict]:
+        """Every analyst's spending, per dataset, with their allowance (the owner's view)."""
+        rows = budget.ledger(self.store.connect())
+        for r in rows:
+            allowance = self.policy.privacy.allowance(r["analyst"], r["dataset"])
+            r["budget_epsilon"], r["budget_delta"] = allowance.epsilon, allowance.delta
+        return rows
 
     def datasets(self) -> list[Dataset]:
         return [Dataset.model_validate_json(r["meta_json"])
@@ -212,6 +258,7 @@ class Domain:
     # -- requests ------------------------------------------------------------------------------
     def submit(self, analyst: str, req: RequestIn) -> tuple[Request, bool]:
         self._check_columns(req)
+        self._check_privacy(analyst, req)
         result = review.submit(self.store, self.policy, analyst, req)
         self.changed()
         return result
@@ -226,6 +273,22 @@ class Domain:
         missing = sorted({u for u in used if isinstance(u, str) and u not in names})
         if missing:
             raise InvalidInput(f"dataset {req.dataset!r} has no column(s) {missing}; it has {sorted(names)}")
+
+    def _check_privacy(self, analyst: str, req: RequestIn) -> None:
+        """Noise and secure sums the policy cannot give are refused at submission, not after a wait."""
+        dp = req.args.get("dp") if req.kind == "training" else None
+        if isinstance(dp, dict) and isinstance(dp.get("epsilon"), (int, float)):
+            left = self.budget(analyst, req.dataset).remaining_epsilon
+            if dp["epsilon"] > left + budget.SLACK:
+                raise InvalidInput(f"this training would spend epsilon {dp['epsilon']:g}, but your privacy budget on "
+                                   f"{req.dataset!r} has {left:.4g} left; ask for less, or ask the owner for more")
+        if req.kind != "builtin":
+            return
+        if req.args.get("secure"):
+            secure_inputs.check_builtin(req.name)
+        if noisy.wanted(req.name, req.args, self.policy):
+            noisy.plan(req.name, req.args, self.policy, analyst, req.dataset)
+            noisy.check(req.name, req.args, self.bounds(req.dataset))
 
     def requests(self, *, analyst: str | None = None, status: str | None = None, limit: int = 200) -> list[Request]:
         return review.listing(self.store, analyst=analyst, status=status, limit=limit)
@@ -268,20 +331,20 @@ class Domain:
         self.changed()
         return req
 
-    # -- training rounds -----------------------------------------------------------------------
-    def submit_round(self, analyst: str, request_id: str, weights: bytes) -> Round:
-        result = training.submit_round(self.store, self.policy, analyst, request_id, weights)
+    # -- rounds (training, iterative built-ins) -----------------------------------------------------------------------
+    def submit_round(self, analyst: str, request_id: str, body: bytes) -> Round:
+        result = rounds.submit_round(self.store, self.policy, analyst, request_id, body)
         self.changed()
         return result
 
     def round(self, request_id: str, number: int, *, analyst: str | None = None) -> Round:
-        return training.get_round(self.store, request_id, number, analyst=analyst)
+        return rounds.get_round(self.store, request_id, number, analyst=analyst)
 
     def round_weights(self, request_id: str, number: int, *, analyst: str | None = None) -> bytes:
-        return training.round_weights(self.store, request_id, number, analyst=analyst)
+        return rounds.round_weights(self.store, request_id, number, analyst=analyst)
 
     def finish(self, analyst: str, request_id: str) -> Request:
-        result = training.finish(self.store, request_id, analyst)
+        result = rounds.finish(self.store, request_id, analyst)
         self.changed()
         return result
 

@@ -56,12 +56,40 @@ class LearningSection(_Section):
     warm_torch: bool = False
 
 
+NOISY_BUILTINS = ("count", "sum", "mean", "variance", "histogram", "crosstab")
+
+
+class Allowance(_Section):
+    epsilon: float = Field(ge=0)
+    delta: float = Field(0.0, ge=0, lt=1)
+
+
+class PrivacySection(_Section):
+    noisy: list[str] = Field(default_factory=list)
+    epsilon: float = Field(3.0, ge=0)
+    delta: float = Field(1e-6, ge=0, lt=1)
+    query_epsilon: float = Field(0.1, gt=0)
+    max_query_epsilon: float = Field(1.0, gt=0)
+    training: Literal["none", "dp"] = "none"
+    secure_min_domains: int = Field(2, ge=2)
+    budgets: dict[str, Allowance] = Field(default_factory=dict)
+
+    def allowance(self, analyst: str, dataset: str) -> Allowance:
+        """The analyst's budget on the dataset: the most specific of "analyst/dataset", "analyst/*",
+        "*/dataset", else the section's own epsilon and delta."""
+        for key in (f"{analyst}/{dataset}", f"{analyst}/*", f"*/{dataset}"):
+            if key in self.budgets:
+                return self.budgets[key]
+        return Allowance(epsilon=self.epsilon, delta=self.delta)
+
+
 class Policy(_Section):
     domain: DomainSection
     review: ReviewSection = Field(default_factory=ReviewSection)
     disclosure: DisclosureSection = Field(default_factory=DisclosureSection)
     sandbox: SandboxSection = Field(default_factory=SandboxSection)
     learning: LearningSection = Field(default_factory=LearningSection)
+    privacy: PrivacySection = Field(default_factory=PrivacySection)
 
     def auto_approves(self, kind: str, name: str) -> bool:
         """Only built-in aggregates can be approved by policy; custom code always waits for a person."""
@@ -136,6 +164,41 @@ idle_minutes = 15
 # Import torch once when the server starts, so each training request's first round starts in
 # milliseconds instead of ~3 s; costs ~2.5 s of start-up and ~200 MB of memory. Default: false.
 warm_torch = false
+
+[privacy]
+# Differential privacy (Dwork & Roth, "The Algorithmic Foundations of Differential Privacy", 2014):
+# a noisy release adds noise scaled to how much one person could change it, and spends part of the
+# analyst's budget epsilon (and delta) on that dataset. Noisy releases that would overspend it are
+# refused. `fednb domain budget DIR` shows what each analyst has spent.
+# Built-ins released ONLY with noise; analysts may ask for noise on the others too. Any of
+# "count", "sum", "mean", "variance", "histogram", "crosstab". sum, mean and variance need clamping
+# bounds on the column, which you choose and analysts see: `fednb domain set-bounds DIR DATASET COLUMN LO HI`.
+# Noisy releases skip the small-cell rules above: the noise protects small groups, and an exact
+# threshold would leak outside the budget. Default: [] (exact aggregates under the rules above, as before).
+noisy = []
+# Budget per analyst and dataset, for the life of the domain (a new dataset name is a new budget).
+# Default: 3.0 (around what published DP deployments allow per person; 0 allows no noisy release).
+epsilon = 3.0
+# Chance that the epsilon guarantee does not hold, spent by the Gaussian mechanism and DP training.
+# Keep it well under 1 / (number of rows). Default: 1e-6.
+delta = 1e-6
+# Epsilon one noisy built-in spends when the analyst does not say. Default: 0.1.
+query_epsilon = 0.1
+# Most epsilon one noisy built-in may spend. Default: 1.0.
+max_query_epsilon = 1.0
+# Training: "none" releases each round's weights after the checks above; "dp" accepts only training
+# with DP-SGD, whose noise, clipping and accounting are this domain's and spend the budget above.
+# Default: "none".
+training = "none"
+# Secure aggregation: this domain's masked inputs are unmasked only in a sum over at least this many
+# domains (Bonawitz et al. 2017), so the analyst never learns this domain's own numbers. Default: 2.
+secure_min_domains = 2
+
+# Budgets for particular analysts or datasets, most specific first: "analyst/dataset",
+# "analyst/*", "*/dataset". For example:
+# [privacy.budgets]
+# "alice/patients" = {{ epsilon = 5.0, delta = 1e-6 }}
+# "*/genomes" = {{ epsilon = 0.5 }}
 '''
 
 
@@ -160,6 +223,11 @@ def load_policy(path: Path) -> Policy:
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise PolicyError(f"{path}: {problems}") from None
+    noisy = sorted(set(policy.privacy.noisy) - set(NOISY_BUILTINS))
+    if noisy:
+        raise PolicyError(f"{path}: privacy.noisy names {noisy}; noise is available for {list(NOISY_BUILTINS)}")
+    if policy.privacy.max_query_epsilon < policy.privacy.query_epsilon:
+        raise PolicyError(f"{path}: privacy.query_epsilon is above privacy.max_query_epsilon")
     unknown = sorted(set(policy.review.auto_approve) - set(BUILTINS))
     if unknown:
         raise PolicyError(

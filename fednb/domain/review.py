@@ -55,14 +55,19 @@ def normalise(req: RequestIn, policy: Policy) -> RequestIn:
     if req.kind == "builtin":
         if req.code:
             raise InvalidInput("a built-in request carries no code")
-        return req.model_copy(update={"args": builtins.validate_args(req.name, req.args)})
+        args = builtins.validate_args(req.name, req.args)
+        if builtins.iterative(req.name) and not req.limits.max_rounds:
+            raise InvalidInput(f"{req.name} runs in rounds: state the round budget (limits.max_rounds)")
+        if builtins.iterative(req.name) and req.limits.max_rounds > policy.learning.max_rounds:
+            raise InvalidInput(f"this domain allows at most {policy.learning.max_rounds} rounds per request")
+        return req.model_copy(update={"args": args})
     check_code(req.code, req.name, req.kind)
     try:
         json.dumps(req.args, allow_nan=False)
     except ValueError:
         raise InvalidInput("arguments must be JSON without NaN or infinity") from None
     if req.kind == "training":
-        from fednb.domain.training import check_request
+        from fednb.domain.rounds import check_request
 
         check_request(req.args, req.code, req.limits.max_rounds, policy)
     return req
@@ -79,6 +84,11 @@ def row_to_request(row: sqlite3.Row, *, full: bool = True) -> Request:
         result=json.loads(row["result_json"]) if full and row["result_json"] else None,
         disclosure=json.loads(row["disclosure_json"]) if row["disclosure_json"] else None,
     )
+
+
+def runs_in_rounds(kind: str, name: str) -> bool:
+    """Training and iterative built-ins get no job at approval: the analyst sends each round."""
+    return kind == "training" or (kind == "builtin" and builtins.iterative(name))
 
 
 def _lane(kind: str) -> str:
@@ -142,7 +152,7 @@ def submit(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[
                                                    "code_hash": digest, "description": req.description})
         if status == "approved":
             audit.append(tx, decided_by, "approve", rid, {"code_hash": digest, "reason": reason})
-            if req.kind != "training":  # a training request's jobs are its rounds, sent by the analyst
+            if not runs_in_rounds(req.kind, req.name):
                 enqueue(tx, rid, req.kind)
         row = tx.execute("SELECT * FROM requests WHERE id = ?", (rid,)).fetchone()
     return row_to_request(row), True
@@ -202,7 +212,7 @@ def decide(store: Store, request_id: str, *, approve: bool, actor: str, reason: 
         )
         audit.append(tx, actor, "approve" if approve else "deny", request_id,
                      {"code_hash": row["code_hash"], "reason": reason})
-        if approve and row["kind"] != "training":
+        if approve and not runs_in_rounds(row["kind"], row["name"]):
             enqueue(tx, request_id, row["kind"])
         row = tx.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
     return row_to_request(row)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fednb import codec, tensors
-from fednb.domain import audit, builtins, disclosure
+from fednb.domain import audit, budget, builtins, disclosure, dp_training, noisy, secure_inputs
 from fednb.domain.disclosure import Blocked
 from fednb.errors import FednbError
 
@@ -40,6 +40,7 @@ class Outcome:
     reason: str | None = None
     disclosure: dict[str, Any] = field(default_factory=dict)
     blob: bytes | None = None
+    spend: noisy.Spend | dp_training.RoundSpend | None = None  # privacy budget to debit in _finish
 
 
 class Runner:
@@ -134,9 +135,11 @@ class Runner:
         return job
 
     def _finish(self, tx, job, request_id: str, outcome: Outcome) -> None:
+        if outcome.spend is not None and outcome.action == "release":
+            outcome = self._debit(tx, job, request_id, outcome)
         now = time.time()
         result_json = None if outcome.result is None else json.dumps(outcome.result, allow_nan=False)
-        job_status = "done" if outcome.action == "release" else "failed"
+        job_status = {"release": "done", "block": "blocked", "fail": "failed"}[outcome.action]
         tx.execute("UPDATE jobs SET status = ?, result_json = ?, result_blob = ?, reason = ?, finished_at = ?"
                    " WHERE id = ?", (job_status, result_json, outcome.blob, outcome.reason, now, job["id"]))
         if job["round"] is None:  # a training request lives on across its rounds
@@ -157,28 +160,59 @@ class Runner:
             payload["reason"] = outcome.reason
         audit.append(tx, "domain", outcome.action, request_id, payload)
 
+    def _debit(self, tx, job, request_id: str, outcome: Outcome) -> Outcome:
+        """Spend the release's epsilon in the releasing transaction, or block it if that would overspend."""
+        req = tx.execute("SELECT analyst, dataset FROM requests WHERE id = ?", (request_id,)).fetchone()
+        spend = outcome.spend
+        if isinstance(spend, dp_training.RoundSpend):
+            spend = spend.resolve(tx, request_id)
+        try:
+            after = budget.spend(tx, self.domain.policy, analyst=req["analyst"], dataset=req["dataset"],
+                                 request_id=request_id, job_id=job["id"], epsilon=spend.epsilon, delta=spend.delta,
+                                 mechanism=spend.mechanism)
+        except Blocked as exc:
+            return Outcome("block", reason=str(exc))
+        outcome.disclosure = {**outcome.disclosure, "privacy": {
+            "mechanism": spend.mechanism, "epsilon": spend.epsilon, "delta": spend.delta,
+            "remaining_epsilon": after.remaining_epsilon, "remaining_delta": after.remaining_delta}}
+        return outcome
+
     # -- execution -----------------------------------------------------------------------------
     def _execute(self, job) -> Outcome:
         req = self.domain.store.query_one("SELECT * FROM requests WHERE id = ?", (job["request_id"],))
         if req["kind"] == "builtin":
-            return self._builtin(req)
+            return self._builtin(req, job)
         if req["kind"] == "function":
             return self._function(req, job)
         if req["kind"] == "training":
             return self._training(req, job)
         return Outcome("fail", reason=f"this domain cannot run {req['kind']} requests")
 
-    def _builtin(self, req) -> Outcome:
+    def _builtin(self, req, job) -> Outcome:
         rules = self.domain.policy.disclosure
+        args = json.loads(req["args_json"])
+        inputs = json.loads(job["inputs_json"]) if job["round"] is not None and job["inputs_json"] else None
+        spend = None
         try:
             df = self.domain.load(req["dataset"])
             ctx = builtins.Context(rules, self.domain.levels(req["dataset"]))
-            result = builtins.compute(req["name"], json.loads(req["args_json"]), df, ctx)
+            if noisy.wanted(req["name"], args, self.domain.policy):
+                spend = noisy.plan(req["name"], args, self.domain.policy, req["analyst"], req["dataset"])
+                bounds = self.domain.bounds(req["dataset"])
+                noisy.check(req["name"], args, bounds)
+                result = noisy.release(req["name"], args, df, ctx, bounds, spend)
+            else:
+                result = builtins.compute(req["name"], args, df, ctx, inputs)
+            outcome = Outcome("release", result=result, spend=spend,
+                              disclosure={"noise": spend.mechanism} if spend else
+                              {"suppressed_cells": result.get("suppressed", 0)})
+            if args.get("secure"):
+                outcome.result, outcome.blob = secure_inputs.from_builtin(req["name"], result)
         except Blocked as exc:
             return Outcome("block", reason=str(exc))
         except FednbError as exc:
             return Outcome("fail", reason=str(exc))
-        return Outcome("release", result=result, disclosure={"suppressed_cells": result.get("suppressed", 0)})
+        return outcome
 
     def _unsafe(self) -> Outcome | None:
         """Why custom code may not run here now (no sandbox, or weaker isolation than the policy asks)."""
@@ -231,10 +265,21 @@ class Runner:
             return Outcome("block", reason=str(exc))
         blob = bytes(job["input_blob"])
         expected = tensors.signature(tensors.header(blob)[0])
-        budget = json.loads(req["limits_json"]).get("max_rounds") or 1
-        limits = self._limits(req, cpu_scale=budget, max_output_bytes=len(blob) + 1_000_000)
+        rounds = json.loads(req["limits_json"]).get("max_rounds") or 1
+        limits = self._limits(req, cpu_scale=rounds, max_output_bytes=len(blob) + 1_000_000)
+        args = json.loads(req["args_json"])
+        inputs = json.loads(job["inputs_json"] or "{}")
+        inputs.pop("dp", None)  # only the domain sets DP-SGD's parameters
+        plan = None
+        if args.get("dp") is not None:
+            try:
+                plan = dp_training.plan(args, rounds, self.domain.dataset(req["dataset"]).rows, self.domain.policy,
+                                        req["analyst"], req["dataset"])
+            except FednbError as exc:
+                return Outcome("fail", reason=str(exc))
+            inputs["dp"] = plan.inputs()
         session = self._session(req, job, limits)
-        out = session.call(json.loads(job["inputs_json"] or "{}"), blob)
+        out = session.call(inputs, blob)
         if not session.alive:
             self._drop_session(req["id"])
         if out.status != "ok":
@@ -254,8 +299,15 @@ class Runner:
             return Outcome("block", reason=str(exc))
         result = {"n": n, "metrics": value.get("metrics") or {}, "eval": value.get("eval"),
                   "train_seconds": float(value.get("train_seconds") or 0.0)}
-        return Outcome("release", result=result, blob=out.blob,
-                       disclosure={"parameters": tensors.parameter_count(tensors.header(out.blob)[0])})
+        shown = {"parameters": tensors.parameter_count(tensors.header(out.blob)[0])}
+        if plan is not None:  # exact losses and counts are outside the noise: release weights only
+            result = {"n": self.domain.dataset(req["dataset"]).rows, "metrics": {}, "eval": None,
+                      "dp": {"noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,
+                             "steps": plan.steps_per_round, "target_epsilon": plan.epsilon}}
+        if args.get("secure_aggregation"):
+            result["secure"] = True
+        return Outcome("release", result=result, blob=out.blob, disclosure=shown,
+                       spend=dp_training.RoundSpend(plan) if plan is not None else None)
 
     def _session(self, req, job, limits):
         with self._sessions_lock:

@@ -22,19 +22,31 @@ def describe_isolation(iso: dict[str, Any]) -> str:
     return f"{iso.get('level', 'none')}" + (f" ({', '.join(parts)})" if parts else "")
 
 
-def start_sandbox(domain: Domain):
-    """The sandbox for custom code; ``(None, report)`` where none can run (built-ins still work)."""
-    try:
-        import importlib.util
+def start_sandbox(domain: Domain, attempts: int = 2):
+    """The sandbox for custom code; ``(None, report)`` where none can run (built-ins still work).
 
-        from fednb.domain.sandbox import Sandbox
+    A start that fails is tried once more (a machine under heavy load can miss a start-up deadline);
+    the reason is logged for the owner and shown in the isolation report.
+    """
+    import importlib.util
 
-        learning = domain.policy.learning
-        torch = learning.enabled and learning.warm_torch and importlib.util.find_spec("torch") is not None
-        sandbox = Sandbox(domain.path / "datasets", warm=("numpy", "pandas", "torch") if torch else ("numpy", "pandas"))
-        return sandbox, sandbox.start()
-    except (ImportError, OSError, SandboxError) as exc:
-        return None, {"level": "none", "details": f"custom code disabled: {exc}"}
+    learning = domain.policy.learning
+    torch = learning.enabled and learning.warm_torch and importlib.util.find_spec("torch") is not None
+    warm = ("numpy", "pandas", "torch") if torch else ("numpy", "pandas")
+    problem: Exception | None = None
+    for _ in range(attempts):
+        sandbox = None
+        try:
+            from fednb.domain.sandbox import Sandbox
+
+            sandbox = Sandbox(domain.path / "datasets", warm=warm)
+            return sandbox, sandbox.start()
+        except (ImportError, OSError, SandboxError) as exc:
+            problem = exc
+            logging.getLogger("fednb.domain.server").warning("the sandbox did not start: %s", exc)
+            if sandbox is not None:
+                sandbox.close()
+    return None, {"level": "none", "details": f"custom code disabled: {problem}"}
 
 
 def bind(host: str, port: int) -> socket.socket:

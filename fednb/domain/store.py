@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     request_id  TEXT NOT NULL REFERENCES requests(id),
     round       INTEGER,                    -- training rounds: 1, 2, ...; NULL for one-off jobs
     lane        TEXT NOT NULL CHECK (lane IN ('builtin', 'sandbox')),
-    status      TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    status      TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'blocked')),
     attempts    INTEGER NOT NULL DEFAULT 0,
     inputs_json TEXT,                       -- dynamic inputs (e.g. a training round's number and config)
     input_blob  BLOB,                       -- a training round's global weights (safetensors)

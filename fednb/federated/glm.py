@@ -17,6 +17,7 @@ Perfect separation shows as a deviance that has stopped falling while steps stay
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fednb import formula as formulas
-from fednb.errors import InvalidInput, ModelError, NotConverged, NotEnoughDomains, PerfectSeparation, SingularDesign
+from fednb.client.http import gather, run
+from fednb.models import ROUND_FINAL
+from fednb.errors import (DomainError, InvalidInput, ModelError, NotConverged, NotEnoughDomains, PerfectSeparation,
+                          SingularDesign)
 
 if TYPE_CHECKING:
     from fednb.client.dataset import FederatedDataset
@@ -235,19 +239,24 @@ def glm(formula: str, data: FederatedDataset, family: str = "gaussian", *, where
         raise InvalidInput("a model formula is a string like \"readmitted ~ age + C(sex)\"")
     spec = formulas.parse(formula)
     agreed = agree_levels(spec, data, levels or {})
-    rounds = _Rounds(data, {"formula": formula, "family": family, "levels": agreed}, where, min_domains, timeout)
+    # each IRLS step is one round, each step halving one more; one more for the null model
+    rounds = _Rounds(data, {"formula": formula, "family": family, "levels": agreed}, where, min_domains, timeout,
+                     budget=3 * maxiter + 2)
     try:
-        fit = irls(rounds.ask, family, maxiter=maxiter, tol=tol)
-    except NotConverged as exc:
-        if exc.result is not None:
-            exc.result = GlmResult.build(formula, family, exc.result, rounds.report(), None)
-        raise
-    except SingularDesign as exc:
-        if not rounds.missing:
+        try:
+            fit = irls(rounds.ask, family, maxiter=maxiter, tol=tol)
+        except NotConverged as exc:
+            if exc.result is not None:
+                exc.result = GlmResult.build(formula, family, exc.result, rounds.report(), None)
             raise
-        left_out = "; ".join(f"{d}: {why}" for d, why in rounds.missing.items())
-        raise SingularDesign(f"{exc} (fitted without {left_out})") from None
-    null = rounds.null_model(fit, family)
+        except SingularDesign as exc:
+            if not rounds.missing:
+                raise
+            left_out = "; ".join(f"{d}: {why}" for d, why in rounds.missing.items())
+            raise SingularDesign(f"{exc} (fitted without {left_out})") from None
+        null = rounds.null_model(fit, family)
+    finally:
+        rounds.close()
     return GlmResult.build(formula, family, fit, rounds.report(), null)
 
 
@@ -275,42 +284,76 @@ def agree_levels(spec: formulas.Spec, data: FederatedDataset, overrides: dict[st
 
 
 class _Rounds:
-    """The rounds of one fit: the same domains every round, or an error naming the one that left."""
+    """One ``glm`` request per domain, approved once (by policy or by the owner) for the formula and
+    a round budget; each IRLS step is then a round carrying the current coefficients. The domains
+    that answer the first round take part in every round, or the fit stops naming the one that left."""
 
-    def __init__(self, data: FederatedDataset, args: dict, where: Any, min_domains: int, timeout: float):
+    def __init__(self, data: FederatedDataset, args: dict, where: Any, min_domains: int, timeout: float,
+                 budget: int):
         from fednb.client.dataset import parse_where
 
-        self.data, self.args, self.min_domains, self.timeout = data, args, min_domains, timeout
+        self.data, self.args, self.min_domains, self.timeout, self.budget = data, args, min_domains, timeout, budget
         self.where = parse_where(where)
+        self.request = None
+        self.parts: list = []
         self.participants: list[str] | None = None
         self.missing: dict[str, str] = {}
         self.last: dict[str, dict] = {}
         self.count = 0
 
+    def _open(self) -> None:
+        body = {"dataset": self.data.name, "kind": "builtin", "name": "glm",
+                "args": {**self.args, **({"where": self.where} if self.where else {})},
+                "description": f"glm: {self.args['formula']} ({self.args['family']})",
+                "limits": {"max_rounds": self.budget}}
+        self.request = self.data.fed.submit(self.data.clients, body)
+        self.parts = self.request.wait_decided(self.timeout)
+        approved = {p.domain for p in self.parts}
+        self.missing = {d: why for d, why in self.request.problems.items() if d not in approved}
+        if len(self.parts) < self.min_domains:
+            raise NotEnoughDomains(self.min_domains, len(self.parts), self.missing)
+
+    async def _one(self, part, number: int, inputs: dict) -> dict:
+        deadline = time.monotonic() + self.timeout
+        try:
+            state = await part.client.submit_inputs_round(part.id, number, inputs, wait=self.timeout)
+            while state["status"] not in ROUND_FINAL and time.monotonic() < deadline:
+                state = await part.client.round(part.id, number, wait=deadline - time.monotonic())
+        except DomainError as exc:
+            return {"status": "failed", "reason": exc.message}
+        if state["status"] not in ROUND_FINAL:
+            return {"status": "failed", "reason": f"no answer within {self.timeout:g} s"}
+        if state["status"] == "blocked":
+            return {**state, "reason": f"blocked by disclosure control: {state.get('reason')}"}
+        return state
+
     def ask(self, beta: np.ndarray | None) -> Sums:
+        if self.request is None:
+            self._open()
         self.count += 1
-        args = {**self.args, **({"beta": [float(b) for b in beta]} if beta is not None else {}),
-                **({"where": self.where} if self.where else {})}
-        body = {"dataset": self.data.name, "kind": "builtin", "name": "glm", "args": args,
-                "description": f"glm round {self.count}: {self.args['formula']} ({self.args['family']})"}
-        clients = self.data.clients if self.participants is None else \
-            {d: self.data.clients[d] for d in self.participants}
-        req = self.data.fed.submit(clients, body, wait=min(self.timeout, 60.0))
-        if not req.done:
-            req.wait(self.timeout)
-        parts = req.raw_results()
+        inputs = {"beta": [float(b) for b in beta]} if beta is not None else {}
+        states = run(gather(*(self._one(p, self.count, inputs) for p in self.parts)), self.timeout + 30)
+        parts = {p.domain: st["result"] for p, st in zip(self.parts, states) if st["status"] == "done"}
+        problems = {p.domain: st.get("reason") or st["status"] for p, st in zip(self.parts, states)
+                    if st["status"] != "done"}
         if self.participants is None:
             if len(parts) < self.min_domains:
-                raise NotEnoughDomains(self.min_domains, len(parts), req.problems)
-            self.participants, self.missing = list(parts), req.problems
+                raise NotEnoughDomains(self.min_domains, len(parts), {**self.missing, **problems})
+            self.participants = list(parts)
+            self.parts = [p for p in self.parts if p.domain in parts]
+            self.missing.update(problems)
             _same_columns(parts)
-        elif set(parts) != set(self.participants):
-            gone = {d: why for d, why in req.problems.items() if d in self.participants}
-            lines = "; ".join(f"{d}: {why}" for d, why in gone.items())
+        elif problems:
+            lines = "; ".join(f"{d}: {why}" for d, why in problems.items())
             raise ModelError(f"a domain gave no result in round {self.count} ({lines}); every round needs the "
                              "same domains, so fit again (or connect without it)")
         self.last = parts
         return pool([Sums.from_result(parts[d]) for d in self.participants])
+
+    def close(self) -> None:
+        """No more rounds: the domains close the request."""
+        if self.request is not None:
+            self.request.finish()
 
     def report(self) -> tuple[list[dict], dict[str, str], int]:
         rows = [{"domain": d, "n": p["n"], "dropped": p["dropped"]} for d, p in self.last.items()]

@@ -16,7 +16,12 @@ import pandas as pd
 
 @dataclass
 class Pooled:
-    """A federated statistic: ``value`` pooled over ``by_domain``; ``missing`` says who is absent and why."""
+    """A federated statistic: ``value`` pooled over ``by_domain``; ``missing`` says who is absent and why.
+
+    When domains added differential-privacy noise, ``se`` is the standard error that noise gives the
+    value (a number, or one per cell) and :meth:`ci` a confidence interval; ``epsilon`` what each
+    domain's release spent of your budget.
+    """
 
     statistic: str
     value: Any
@@ -24,6 +29,17 @@ class Pooled:
     missing: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     request: Any = None
+    se: Any = None
+    epsilon: dict[str, float] = field(default_factory=dict)
+
+    def ci(self, level: float = 0.95) -> tuple[Any, Any]:
+        """(low, high) around ``value`` from the noise's standard error; exact values have none."""
+        if self.se is None:
+            raise ValueError(f"{self.statistic} is exact (no noise was added), so it has no noise interval")
+        from fednb.federated.noisy import interval
+
+        value = self.value["count"] if isinstance(self.value, pd.DataFrame) and "count" in self.value else self.value
+        return interval(value, self.se, level)
 
     @property
     def domains(self) -> list[str]:
@@ -32,6 +48,8 @@ class Pooled:
     def __repr__(self) -> str:
         head = f"{self.statistic} over {len(self.domains)} domain(s): "
         value = self.value if np.isscalar(self.value) else f"\n{self.value}"
+        if self.se is not None and np.isscalar(self.se):
+            value = f"{value:.6g} ± {self.se:.3g} (noise s.e.)"
         tail = "".join(f"\n  missing {d}: {why}" for d, why in self.missing.items())
         tail += "".join(f"\n  note: {n}" for n in self.notes)
         return head + f"{value}{tail}"

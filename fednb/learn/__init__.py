@@ -3,8 +3,9 @@
 Importing this module imports torch; ``import fednb`` never does.
 """
 
+from fednb.learn.privacy import DPSGD
 from fednb.learn.strategies import FedAdam, FedAvg, FedMedian, FedProx, FedTrimmedAvg, Strategy, Update
 from fednb.learn.trainer import Trainer, proximal_term
 
-__all__ = ["Trainer", "proximal_term", "Strategy", "Update", "FedAvg", "FedProx", "FedAdam", "FedMedian",
+__all__ = ["DPSGD", "Trainer", "proximal_term", "Strategy", "Update", "FedAvg", "FedProx", "FedAdam", "FedMedian",
            "FedTrimmedAvg"]

@@ -26,10 +26,9 @@ from fednb.client.requests import FederatedRequest, Part
 from fednb.errors import DomainError, DomainUnavailable, InvalidInput, NotEnoughDomains
 from fednb.learn import checkpoint as ckpt
 from fednb.learn import weights as W
-from fednb.learn.strategies import FedAvg, Strategy, Update
-from fednb.models import canonical_json
-
-POLL_SECONDS = 0.5
+from fednb.learn.privacy import DPSGD
+from fednb.learn.strategies import FedAdam, FedAvg, FedProx, Strategy, Update
+from fednb.models import ROUND_FINAL, canonical_json
 
 
 class Trainer:
@@ -41,6 +40,12 @@ class Trainer:
     ``evaluate_fn(model, df, **config) -> dict``, if given, scores the incoming global model on each
     domain (federated evaluation); ``central_eval(model) -> dict`` scores it on the analyst's side.
     ``helpers``: other functions or classes the model or training code uses, sent along.
+
+    ``secure_aggregation=True``: the domains' updates are summed by secure aggregation (Bonawitz et
+    al. 2017), so you learn only their weighted sum (for FedAvg, FedProx and FedAdam, which need no
+    more). ``dp=DPSGD(epsilon=...)``: each domain trains with DP-SGD under its own accountant, and
+    ``train_fn`` becomes a data function ``fn(df, **config) -> (inputs, targets)`` (see
+    :mod:`fednb.learn.privacy`).
     """
 
     def __init__(self, model: nn.Module, train_fn: Callable, data: Any, *, strategy: Strategy | None = None,
@@ -49,11 +54,17 @@ class Trainer:
                  model_args: dict | None = None, helpers: Sequence[Callable | type] = (),
                  round_timeout: float = 120.0, approval_timeout: float = 600.0, checkpoint: str | None = None,
                  description: str = "", on_round: Callable[[dict], None] | None = None,
-                 progress: bool | None = None, seed: int = 0):
+                 progress: bool | None = None, seed: int = 0, secure_aggregation: bool = False,
+                 dp: DPSGD | None = None):
         if rounds < 1 or min_domains < 1:
             raise InvalidInput("rounds and min_domains must be at least 1")
+        strategy = strategy or FedAvg()
+        if secure_aggregation and not isinstance(strategy, (FedAvg, FedProx, FedAdam)):
+            raise InvalidInput(f"{type(strategy).__name__} needs each domain's update, but secure aggregation "
+                               "reveals only their sum; use FedAvg, FedProx or FedAdam")
+        self.secure_aggregation, self.dp = secure_aggregation, dp
         self.model, self.train_fn, self.data = model, train_fn, data
-        self.strategy = strategy or FedAvg()
+        self.strategy = strategy
         self.rounds, self.min_domains = rounds, min_domains
         self.evaluate_fn, self.central_eval = evaluate_fn, central_eval
         self.config, self.model_args = dict(config or {}), dict(model_args or {})
@@ -73,6 +84,10 @@ class Trainer:
             parts.append(source_of(self.evaluate_fn))
         args = {"model": type(self.model).__name__, "model_args": self.model_args, "config": self.config,
                 "evaluate": self.evaluate_fn.__name__ if self.evaluate_fn else None, "seed": self.seed}
+        if self.secure_aggregation:
+            args["secure_aggregation"] = True
+        if self.dp is not None:
+            args["dp"] = self.dp.args()
         return {"dataset": self.data.name, "kind": "training", "name": self.train_fn.__name__,
                 "code": "\n\n".join(parts), "args": args,
                 "description": self.description or f"train {args['model']} for {self.rounds} rounds",
@@ -106,7 +121,7 @@ class Trainer:
             first, parts = self._start()
             for number in range(first, self.rounds + 1):
                 self._round(number, parts)
-            run(gather(*(p.client.finish(p.id) for p in parts), return_exceptions=True))
+            run(gather(*(p.client.finish(p.id) for p in parts), return_exceptions=True))  # no more rounds
         finally:
             if display is not None:
                 display.close()
@@ -127,11 +142,7 @@ class Trainer:
     def _submit(self) -> list[Part]:
         req = self.data.fed.submit(self.data.clients, self.body)
         self.request = req
-        deadline = time.monotonic() + self.approval_timeout
-        while any(p.status == "pending" for p in req.parts) and time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
-            req.refresh()
-        active = [p for p in req.parts if p.status in ("approved", "running")]
+        active = req.wait_decided(self.approval_timeout)
         if len(active) < self.min_domains:
             raise NotEnoughDomains(self.min_domains, len(active),
                                    {p.domain: p.why or p.status for p in req.parts if p not in active})
@@ -142,7 +153,10 @@ class Trainer:
         current = W.to_numpy(self.model.state_dict())
         blob = W.encode(self.model.state_dict(), {"round": number, "config": config})
         started = time.monotonic()
-        answers = run(gather(*(self._one(p, number, blob) for p in parts)), self.round_timeout + 60)
+        if self.secure_aggregation:
+            answers, secure = run(self._secure_round(parts, number, blob), self.round_timeout + 120)
+        else:
+            answers = run(gather(*(self._one(p, number, blob) for p in parts)), self.round_timeout + 60)
         updates, slowest = [], 0.0
         for part, (status, state, data, seconds) in zip(parts, answers):
             metrics = (state or {}).get("metrics") or {}
@@ -153,13 +167,22 @@ class Trainer:
                       "seconds": round(seconds, 4), "train_seconds": (state or {}).get("train_seconds"),
                       "reason": (state or {}).get("reason") if status != "ok" else None}
             self._record(record)
-            if status == "ok":
+            if status == "ok" and not self.secure_aggregation:
                 updates.append(Update(part.domain, W.decode(data), int(state["n"]), metrics))
-                slowest = max(slowest, float(state.get("train_seconds") or 0.0))
+            if status == "ok":
+                slowest = max(slowest, float((state or {}).get("train_seconds") or 0.0))
+        if self.secure_aggregation and secure is not None:
+            for name, why in secure.dropped.items():
+                self._record({**self._blank(number, name), "status": "dropped", "reason": why})
+            updates = [Update(d, {}, 0, {}) for d in secure.included]
         if len(updates) < self.min_domains:
             problems = {r["domain"]: f"{r['status']}: {r['reason']}" for r in self.records[-len(parts):]
                         if r["status"] != "ok"}
             raise NotEnoughDomains(self.min_domains, len(updates), problems)
+        if self.secure_aggregation:
+            total_n = float(secure.total[-1])
+            mean = _unflatten(secure.total[:-1] / total_n, current)
+            updates = [Update("secure sum", mean, int(round(total_n)), {})]
         new = self.strategy.aggregate(current, updates)
         self.model.load_state_dict(W.to_torch(new))
         self._record(self._global_record(number, updates, started, slowest))
@@ -187,6 +210,38 @@ class Trainer:
             record["eval_loss"], record["eval_accuracy"] = scores.get("loss"), scores.get("accuracy")
         return record
 
+    async def _secure_round(self, parts: list[Part], number: int, blob: bytes):
+        """The round with secure aggregation: keys and shares are exchanged while the domains train, and
+        each sends its masked update as its round ends; then the analyst unmasks only the sum."""
+        from fednb.federated.secagg import Member, SecureSum
+
+        session = SecureSum({p.domain: Member(p.client, p.id, number) for p in parts})
+
+        async def masked_inputs() -> None:  # runs while the domains train; each answers when its round ends
+            await session.advertise()
+            await session.share()
+            await session.collect(wait=self.round_timeout)
+
+        pending = asyncio.ensure_future(masked_inputs())
+        answers = await gather(*(self._one(p, number, blob) for p in parts))
+        try:
+            await pending
+            total = await session.unmask()
+        except NotEnoughDomains as exc:
+            for part, answer in zip(parts, answers):
+                if answer[0] == "ok":
+                    exc.problems.setdefault(part.domain, "trained, but the secure sum could not be completed")
+            raise
+        from fednb.federated.secagg import SecureResult
+
+        return answers, SecureResult(total, [session.names[i - 1] for i in sorted(session.masked)],
+                                     {d: why for d, why in session.dropped.items()
+                                      if d not in {p.domain for p, a in zip(parts, answers) if a[0] != "ok"}})
+
+    def _blank(self, number: int, domain: str) -> dict:
+        return {"round": number, "domain": domain, "status": "ok", "n": None, "loss": None, "accuracy": None,
+                "eval_loss": None, "eval_accuracy": None, "seconds": None, "reason": None}
+
     async def _one(self, part: Part, number: int, blob: bytes) -> tuple[str, dict | None, bytes | None, float]:
         """One domain's round: ("ok" | "failed" | "timeout" | "dropped", state, weights, seconds)."""
         client: DomainClient = part.client
@@ -194,13 +249,15 @@ class Trainer:
         deadline = t0 + self.round_timeout
         try:
             state, data = await client.submit_round(part.id, blob, wait=self.round_timeout)
-            while state["status"] not in ("done", "failed") and time.monotonic() < deadline:
+            while state["status"] not in ROUND_FINAL and time.monotonic() < deadline:
                 state = await client.round(part.id, number, wait=deadline - time.monotonic())
             if state["status"] == "done":
+                if self.secure_aggregation:  # its update leaves the domain only masked, in the sum
+                    return "ok", state, None, time.monotonic() - t0
                 data = data if data is not None else await client.round_weights(part.id, number)
                 return "ok", state, data, time.monotonic() - t0
-            if state["status"] == "failed":
-                return "failed", state, None, time.monotonic() - t0
+            if state["status"] in ("failed", "blocked"):
+                return state["status"], state, None, time.monotonic() - t0
             return "timeout", {**state, "reason": f"no answer within {self.round_timeout:g} s"}, None, time.monotonic() - t0
         except DomainUnavailable as exc:
             return "dropped", {"reason": exc.message}, None, time.monotonic() - t0
@@ -229,6 +286,16 @@ class Trainer:
                        initial=0)
         self.on_round(lambda r: bar.update(1) if r["domain"] == "global" else None)
         return bar
+
+
+def _unflatten(flat: np.ndarray, like: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A flat vector (tensors in name order, as the domains encode them) back into ``like``'s shapes."""
+    out, at = {}, 0
+    for name in sorted(like):
+        size = like[name].size
+        out[name] = like[name].astype(np.float64) + flat[at:at + size].reshape(like[name].shape)
+        at += size
+    return out
 
 
 def proximal_term(model: nn.Module, global_params: list[torch.Tensor], mu: float) -> torch.Tensor:

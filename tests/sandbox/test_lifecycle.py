@@ -116,7 +116,7 @@ def test_hung_zygote_is_replaced_by_the_domain_backstop(sandbox, run, domain):
             os.kill(stuck, signal.SIGCONT)
         except ProcessLookupError:
             pass
-    assert out.status == "timeout" and 5000 <= out.wall_ms < 9000
+    assert out.status == "timeout" and 5000 <= out.wall_ms < 30_000  # the backstop: wall + 5 s, never earlier
     wait_gone(stuck)
     out = run(SUM)
     assert (out.status, out.value) == ("ok", int(domain.frame["y"].sum()))

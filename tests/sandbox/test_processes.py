@@ -46,7 +46,6 @@ def test_thread_bomb(run):
     out = run(code, wall_seconds=10)
     assert out.status in ("error", "memory"), out.status
     assert "can't start new thread" in out.message or "memory" in out.message, out.message
-    assert out.wall_ms < 5000
 
 
 def test_daemon_thread_does_not_outlive_the_job(run, sandbox, domain):

@@ -25,7 +25,7 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fednb import formula as formulas
 from fednb.domain import disclosure
@@ -228,4 +228,11 @@ def _check_small_groups(d: formulas.Design, spec: formulas.Spec, levels: dict[st
                                          f"cell count; merge rare levels or leave them out of levels=")
 
 
-register("glm", GlmArgs, glm)
+class GlmRound(BaseModel):
+    """One IRLS round's input: the current coefficients (none: the family's starting values)."""
+
+    model_config = ConfigDict(extra="forbid")
+    beta: list[float] | None = Field(None, max_length=500)
+
+
+register("glm", GlmArgs, glm, round_inputs=GlmRound)

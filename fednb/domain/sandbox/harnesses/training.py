@@ -71,6 +71,8 @@ class TrainingHarness(Harness):
             torch.manual_seed(int(config.get("seed", 0)) * 100_003 + config["round"])
             if self.t_call is None:
                 self.t_call = time.monotonic()
+            if inputs.get("dp"):  # trusted settings from the domain: fednb's DP-SGD, not the analyst's loop
+                return self._dp_round(inputs["dp"], config, save_weights)
             evaluation = None
             if self.evaluate is not None:
                 self.model.eval()
@@ -91,6 +93,24 @@ class TrainingHarness(Harness):
         except BaseException as e:  # analyst code: anything may be raised
             return failure(e)
         return Reply("ok", {"value": value, "t_call": self.t_call}, blob=weights)
+
+
+    def _dp_round(self, dp: dict, config: dict, save_weights) -> Reply:
+        """One round of DP-SGD (:mod:`fednb.privacy.dpsgd`); the entry function only turns the frame
+        into (inputs, targets) tensors. No metrics: the domain releases the weights alone."""
+        from fednb.privacy.dpsgd import train
+
+        try:
+            data = self.train(self.df, **_public(config))
+            if not (isinstance(data, tuple) and len(data) == 2):
+                return Reply("error", message="TypeError: with DP training, your function returns (inputs, targets)")
+            self.model.train()
+            train(self.model, *data, **dp)
+            weights = save_weights({k: v.detach().contiguous().clone() for k, v in self.model.state_dict().items()})
+        except BaseException as e:  # analyst code: anything may be raised
+            return failure(e)
+        return Reply("ok", {"value": {"n": len(self.df), "metrics": {}, "eval": None}, "t_call": self.t_call},
+                     blob=weights)
 
 
 def _public(config: dict) -> dict:

@@ -1,0 +1,63 @@
+"""Local domains on this machine, for the demo, tutorials, tests and benchmarks: make a domain
+folder from a DataFrame, serve several at once, stop them all."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from fednb.domain import Domain
+from fednb.domain.process import DomainProcess
+
+
+def create_domain(root: Path, name: str, frame: pd.DataFrame, dataset: str, *, description: str = "",
+                  dataset_description: str = "", token: str | None = None, analyst: str = "ana",
+                  policy_edits: dict[str, str] | None = None) -> Domain:
+    """``root/name``: a domain with ``frame`` as ``dataset``; ``policy_edits`` replaces lines of its
+    policy.toml (each must be there); ``token`` invites ``analyst`` with it. Returns it open."""
+    d = Domain.init(Path(root) / name, name, description)
+    if policy_edits:
+        path = d.path / "policy.toml"
+        text = path.read_text()
+        for old, new in policy_edits.items():
+            if old not in text:
+                raise ValueError(f"policy.toml has no line {old!r}")
+            text = text.replace(old, new)
+        path.write_text(text)
+        d.close()
+        d = Domain(d.path)
+    csv = Path(root) / f"{name}-{dataset}.csv"
+    frame.to_csv(csv, index=False)
+    d.add_dataset(csv, dataset, dataset_description)
+    if token:
+        d.invite(analyst, token=token)
+    return d
+
+
+def serve(folders: list[Path]) -> list[DomainProcess]:
+    """Start a server for each folder, all at once; returns them once every one listens."""
+    servers = [DomainProcess(f) for f in folders]
+    try:
+        for s in servers:
+            s.launch()
+        for s in servers:
+            s.wait_ready()
+    except BaseException:
+        for s in servers:
+            s.stop()
+        raise
+    return servers
+
+
+@contextlib.contextmanager
+def serving(folders: list[Path]) -> Iterator[list[DomainProcess]]:
+    """:func:`serve`, stopping every server on the way out."""
+    servers = serve(folders)
+    try:
+        yield servers
+    finally:
+        for s in servers:
+            s.stop()

@@ -1,0 +1,71 @@
+"""The domain's accountant for DP-SGD: Rényi differential privacy of the sampled Gaussian mechanism.
+
+One DP-SGD step (Abadi et al., "Deep Learning with Differential Privacy", CCS 2016) samples each row
+with probability q (Poisson), clips each row's gradient to norm C and adds N(0, (zC)²) to their sum:
+a sampled Gaussian mechanism with noise multiplier z. Its Rényi DP of integer order α is
+log(A_α)/(α−1) with A_α = Σₖ C(α,k) (1−q)^(α−k) qᵏ exp((k²−k)/(2z²)) (Mironov, Talwar & Zhang,
+"Rényi Differential Privacy of the Sampled Gaussian Mechanism", 2019, §3.3); RDP adds up over steps
+(Mironov, "Rényi Differential Privacy", CSF 2017, Prop. 1) and converts to (ε, δ) by
+ε = RDP(α) + log((α−1)/α) − (log δ + log α)/(α−1), minimised over α (Balle, Barthe, Gaboardi, Hsu &
+Sato, "Hypothesis Testing Interpretations and Renyi Differential Privacy", AISTATS 2020, Thm 21;
+the conversion Opacus uses). Pure numpy/scipy: the domain process never imports torch for this.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+ORDERS = tuple(range(2, 65)) + (80, 96, 128, 192, 256, 384, 512, 1024)
+
+
+def rdp_sampled_gaussian(q: float, z: float, order: int) -> float:
+    """RDP of order ``order`` (an integer ≥ 2) of one sampled Gaussian step."""
+    from scipy.special import gammaln, logsumexp
+
+    if not 0 < q <= 1:
+        raise ValueError("the sample rate must be in (0, 1]")
+    if z <= 0:
+        return math.inf
+    if q == 1:
+        return order / (2 * z * z)
+    k = np.arange(order + 1, dtype=float)
+    log_terms = (gammaln(order + 1) - gammaln(k + 1) - gammaln(order - k + 1)
+                 + k * math.log(q) + (order - k) * math.log1p(-q) + (k * k - k) / (2 * z * z))
+    return float(logsumexp(log_terms)) / (order - 1)
+
+
+def rdp(q: float, z: float, steps: int, orders=ORDERS) -> np.ndarray:
+    return np.array([steps * rdp_sampled_gaussian(q, z, a) for a in orders])
+
+
+def epsilon(q: float, z: float, steps: int, delta: float, orders=ORDERS) -> float:
+    """ε after ``steps`` sampled Gaussian steps at sample rate q and noise multiplier z, for this δ."""
+    if steps <= 0:
+        return 0.0
+    if not 0 < delta < 1:
+        raise ValueError("delta must be in (0, 1)")
+    orders_arr = np.asarray(orders, dtype=float)
+    values = rdp(q, z, steps, orders)
+    eps = values + np.log1p(-1 / orders_arr) - (math.log(delta) + np.log(orders_arr)) / (orders_arr - 1)
+    eps = eps[np.isfinite(eps)]
+    return float(max(0.0, eps.min())) if eps.size else math.inf
+
+
+def noise_multiplier(target_epsilon: float, q: float, steps: int, delta: float) -> float:
+    """The smallest z (to 0.1 %) whose ε after ``steps`` steps is at most ``target_epsilon``."""
+    if target_epsilon <= 0:
+        raise ValueError("the target epsilon must be positive")
+    lo, hi = 0.0, 1.0
+    while epsilon(q, hi, steps, delta) > target_epsilon:
+        lo, hi = hi, hi * 2
+        if hi > 1e6:
+            raise ValueError(f"no noise level reaches epsilon {target_epsilon} in {steps} steps")
+    while hi - lo > 1e-3 * hi:
+        mid = (lo + hi) / 2
+        if epsilon(q, mid, steps, delta) > target_epsilon:
+            lo = mid
+        else:
+            hi = mid
+    return hi

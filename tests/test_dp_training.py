@@ -1,0 +1,129 @@
+"""Federated learning with privacy through real domains: DP-SGD under the domain's accountant, which
+debits each released round; a policy that requires it; secure aggregation of the updates, equal to
+plain FedAvg, with the weights never released in the clear."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import fednb  # noqa: E402
+import fednb.learn as fl  # noqa: E402
+from fednb.client.http import DomainClient, run  # noqa: E402
+from fednb.demo import data  # noqa: E402
+from fednb.domain import dp_training  # noqa: E402
+from tests.conftest import start_live  # noqa: E402
+
+
+class Risk(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def risk_data(df, **config):
+    import torch
+
+    x = ((df[["age", "bmi"]] - [55.0, 27.0]) / [15.0, 5.0]).assign(s=df["smoker"].astype(float))
+    return torch.tensor(x.to_numpy(), dtype=torch.float32), torch.tensor(df["readmitted"].to_numpy(), dtype=torch.long)
+
+
+def risk_train(model, df, **config):
+    import torch
+
+    x, y = risk_data(df)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for i in range(0, len(x), 64):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x[i:i + 64]), y[i:i + 64])
+        loss.backward()
+        opt.step()
+    return {"loss": float(loss)}
+
+
+DP_POLICY = {"warm_torch = false": "warm_torch = true", 'training = "none"': 'training = "dp"',
+             "epsilon = 3.0": "epsilon = 4.0", "delta = 1e-6": "delta = 1e-4"}
+
+
+@pytest.fixture(scope="module")
+def hospitals_dp(tmp_path_factory, alice_token):
+    root = tmp_path_factory.mktemp("dp")
+    live = [start_live(root, name, data.hospital(name), alice_token, policy_edits=DP_POLICY)
+            for name in data.HOSPITALS]
+    stop = threading.Event()
+
+    def approve():  # the owners, approving every pending request as it arrives
+        while not stop.is_set():
+            for d in live:
+                dom = d.domain()
+                for r in dom.requests(status="pending"):
+                    dom.approve(r.id, "reviewed")
+                dom.close()
+            time.sleep(0.1)
+
+    t = threading.Thread(target=approve, daemon=True)
+    t.start()
+    yield live
+    stop.set()
+    t.join()
+    for d in live:
+        d.server.stop()
+
+
+def test_dp_sgd_spends_the_target_epsilon_round_by_round(hospitals_dp, alice_token):
+    fed = fednb.connect([d.url for d in hospitals_dp], token=alice_token)
+    ds = fed.dataset("patients")
+    with pytest.raises(fednb.errors.InvalidInput, match="only with differential privacy"):
+        fl.Trainer(Risk(), risk_train, data=ds, rounds=1, helpers=[risk_data], progress=False).fit()
+    start = Risk()
+    dp = fl.DPSGD(epsilon=1.5, delta=1e-5, batch_size=50, max_grad_norm=1.0, epochs=1, lr=0.5)
+    trainer = fl.Trainer(Risk(), risk_data, data=ds, rounds=3, dp=dp, progress=False)
+    trainer.model.load_state_dict(start.state_dict())
+    model, history = trainer.fit()
+    assert set(history["status"]) == {"ok"} and history[history.domain != "global"]["loss"].isna().all()
+    assert not torch.equal(model.net[0].weight, start.net[0].weight)
+    for d, part in zip(hospitals_dp, trainer.request.parts):
+        dom = d.domain()
+        spends = [e.payload for e in dom.audit_entries() if e.action == "spend" and e.object_id == part.id]
+        rnd = dom.round(part.id, 3)
+        dom.close()
+        assert len(spends) == 3 and spends[0]["delta"] == 1e-5 and spends[1]["delta"] == 0
+        # the rounds add up to the accountant's epsilon for the whole run, which meets the target
+        q, z, steps = rnd.dp["sample_rate"], rnd.dp["noise_multiplier"], rnd.dp["steps"]
+        total = sum(s["epsilon"] for s in spends)
+        assert total == pytest.approx(dp_training._epsilon(q, z, 3 * steps, 1e-5), rel=1e-9)
+        assert 1.45 < total <= 1.5
+        assert rnd.metrics == {} and rnd.n % 10 == 0  # no exact loss or count leaves the domain
+    budget = ds.budget()
+    assert (budget["remaining_epsilon"] < 4.0 - 1.45).all()
+    # a run that would need more than what is left is refused before it starts
+    with pytest.raises(fednb.errors.InvalidInput, match="privacy budget"):
+        fl.Trainer(Risk(), risk_data, data=ds, rounds=2, dp=fl.DPSGD(epsilon=3.0), progress=False).fit()
+    fed.close()
+
+
+def test_secure_aggregation_of_dp_updates_never_releases_weights(hospitals_dp, alice_token):
+    fed = fednb.connect([d.url for d in hospitals_dp], token=alice_token)
+    ds = fed.dataset("patients")
+    trainer = fl.Trainer(Risk(), risk_data, data=ds, rounds=1, secure_aggregation=True, progress=False,
+                         dp=fl.DPSGD(epsilon=0.5, delta=1e-5, batch_size=50))
+    model, history = trainer.fit()
+    glob = history[history.domain == "global"].iloc[0]
+    assert glob["n"] == 2000 and all(np.isfinite(p.detach().numpy()).all() for p in model.parameters())
+    part = trainer.request.parts[0]
+    client = DomainClient(part.client.url, alice_token)
+    with pytest.raises(fednb.DomainError, match="secure aggregation"):
+        run(client.round_weights(part.id, 1))
+    assert run(client.round(part.id, 1))["weights_sha256"] is None
+    with pytest.raises(fednb.errors.InvalidInput, match="needs each domain's update"):
+        fl.Trainer(Risk(), risk_data, data=ds, secure_aggregation=True, strategy=fl.FedMedian())
+    fed.close()

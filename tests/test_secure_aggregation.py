@@ -1,0 +1,261 @@
+"""Secure aggregation: the analyst learns the sum, exactly, and nothing about one domain's input; a
+domain that vanishes mid-protocol is unmasked from the others' shares; the domains enforce the rules.
+
+The protocol runs through the real client (:class:`SecureSum`) and the real domain code, in process
+for the protocol's corner cases and through real servers (with a real kill -9) where it matters."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import fednb
+from fednb.demo import data
+from fednb.domain import Domain
+from fednb.domain.review import Conflict
+from fednb.domain.secagg import SecureAggregation
+from fednb.errors import DomainError, DomainUnavailable, FednbError, InvalidInput, NotEnoughDomains
+from fednb.federated.secagg import Member, SecureSum
+from fednb.models import RequestIn
+from fednb.privacy import fixedpoint
+from tests.conftest import start_live
+
+# -- in process: the real client against the real domain code, without HTTP ---------------------
+
+
+class LocalClient:
+    """Stands in for a DomainClient: calls the domain's secure-aggregation service directly."""
+
+    def __init__(self, name: str, service: SecureAggregation):
+        self.name, self.service, self.down = name, service, False
+
+    async def call(self, method, path, *, json=None, **_):
+        if self.down:
+            raise DomainUnavailable(self.name, "cannot reach it (stopped by the test)")
+        _, _, _, session, step = path.split("/")
+        try:
+            return getattr(self.service, step)("alice", session, json)
+        except FednbError as exc:
+            raise DomainError(self.name, str(exc), status=409 if isinstance(exc, Conflict) else 400) from None
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    """Four domains (not served) with a finished secure job each, whose secret vectors we choose."""
+    root = tmp_path_factory.mktemp("secagg")
+    frame = data.hospital("hospital-a")
+    frame.to_csv(root / "h.csv", index=False)
+    rng = np.random.default_rng(1)
+    vectors = [np.linspace(-500, 500, 3000) * (i + 1) + rng.normal(0, 1, 3000) for i in range(4)]
+    domains = []
+    for i in range(len(vectors)):
+        d = Domain.init(root / f"d{i}", f"d{i}")
+        d.add_dataset(root / "h.csv", "patients")
+        domains.append((d, SecureAggregation(d)))
+    yield domains, vectors
+    for d, _ in domains:
+        d.close()
+
+
+def _session(local):
+    """A new secure request on each domain (an input enters one sum only), done with its vector."""
+    domains, vectors = local
+    clients, members = {}, {}
+    for i, ((d, service), x) in enumerate(zip(domains, vectors)):
+        req, _ = d.submit("alice", RequestIn(dataset="patients", kind="builtin", name="sum",
+                                             args={"column": "age", "secure": True}))
+        with d.store.transaction() as tx:  # as if the job had run and kept this vector secret
+            tx.execute("UPDATE jobs SET status = 'done', result_blob = ? WHERE request_id = ?",
+                       (x.astype("<f8").tobytes(), req.id))
+        clients[f"d{i}"] = LocalClient(f"d{i}", service)
+        members[f"d{i}"] = Member(clients[f"d{i}"], req.id)
+    return SecureSum(members), clients
+
+
+def test_the_sum_is_exact_and_one_masked_input_says_nothing(local):
+    from fednb.client.http import run
+
+    domains, vectors = local
+    s, _ = _session(local)
+    result = s.run()
+    np.testing.assert_allclose(result.total, np.sum(vectors, axis=0), atol=4 * 2.0**-24)
+    assert result.included == ["d0", "d1", "d2", "d3"] and not result.dropped
+    y = s.masked[1]  # what the analyst holds of domain d0: uniform on the ring, unrelated to its input
+    assert stats.kstest(y.astype(float) / 2.0**64, "uniform").pvalue > 1e-4
+    assert abs(np.corrcoef(fixedpoint.decode(y), vectors[0])[0, 1]) < 4 / math.sqrt(y.size)
+    # a domain answers the unmask step once: another set of survivors (to subtract sums) is refused
+    with pytest.raises(DomainError, match="answers once"):
+        run(s.members[1].client.call("POST", f"/v1/secagg/{s.session}/unmask", json={"survivors": [1, 2, 3]}))
+    # and an input enters one sum only: a second session over fewer domains cannot be subtracted
+    again = SecureSum({name: Member(m.client, m.request_id) for name, m in
+                       zip(["d0", "d1", "d2"], list(s.members.values())[:3])})
+    with pytest.raises(NotEnoughDomains) as err:
+        again.run()
+    assert all("already unmasked" in why for why in err.value.problems.values())
+
+
+def test_a_domain_that_vanishes_after_its_shares_is_unmasked_from_the_others(local):
+    domains, vectors = local
+    s, clients = _session(local)
+    from fednb.client.http import run
+
+    run(s.advertise())
+    run(s.share())
+    clients["d2"].down = True  # gone before sending its masked input: its pairwise masks must go
+    run(s.collect())
+    total = run(s.unmask())
+    np.testing.assert_allclose(total, vectors[0] + vectors[1] + vectors[3], atol=4 * 2.0**-24)
+    assert "d2" in s.dropped
+
+
+def test_a_domain_that_vanishes_after_masking_stays_in_the_sum(local):
+    domains, vectors = local
+    s, clients = _session(local)
+    from fednb.client.http import run
+
+    run(s.advertise())
+    run(s.share())
+    run(s.collect())
+    clients["d3"].down = True  # its masked input arrived; its self mask comes back from the shares
+    total = run(s.unmask())
+    np.testing.assert_allclose(total, np.sum(vectors, axis=0), atol=4 * 2.0**-24)
+
+
+def test_too_many_drop_outs_stop_the_sum_without_revealing_anything(local):
+    s, clients = _session(local)
+    from fednb.client.http import run
+
+    run(s.advertise())
+    run(s.share())
+    clients["d1"].down = clients["d2"].down = clients["d3"].down = True
+    with pytest.raises(NotEnoughDomains):
+        run(s.collect())
+
+
+def test_domains_refuse_what_would_expose_one_input(local):
+    s, _ = _session(local)
+    svc = s.members[1].client.service
+    base = {"request_id": s.members[1].request_id, "round": None, "participants": 4, "index": 1}
+    with pytest.raises(InvalidInput, match="more than half"):
+        svc.keys("alice", "s" * 20, {**base, "threshold": 2})
+    with pytest.raises(InvalidInput, match="at least 2 domains"):
+        svc.keys("alice", "t" * 20, {**base, "participants": 1, "threshold": 1})
+    with pytest.raises(fednb.errors.NotFound):  # another analyst's request does not exist for you
+        svc.keys("mallory", "u" * 20, {**base, "threshold": 3})
+    keys = svc.keys("alice", "v" * 20, {**base, "threshold": 3})
+    with pytest.raises(InvalidInput, match="own keys"):
+        svc.shares("alice", "v" * 20, {"keys": {"1": {"c_pk": "00" * 32, "s_pk": keys["s_pk"]}}})
+    with pytest.raises(Conflict, match="masked input"):
+        svc.unmask("alice", "v" * 20, {"survivors": [1, 2, 3]})
+
+
+# -- through real servers -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trio(tmp_path_factory, alice_token):
+    root = tmp_path_factory.mktemp("secagg-live")
+    live = [start_live(root, name, data.hospital(src), alice_token,
+                       policy_edits={"warm_torch = false": "warm_torch = true"})
+            for name, src in [("hosp-1", "hospital-a"), ("hosp-2", "hospital-b"), ("hosp-3", "hospital-a")]]
+    yield live
+    for d in live:
+        d.server.stop()
+
+
+def test_secure_statistics_equal_the_plain_ones(trio, alice_token):
+    fed = fednb.connect([d.url for d in trio], token=alice_token)
+    ds = fed.dataset("patients")
+    truth = pd.concat([d.frame for d in trio])
+    s = ds.sum("systolic_bp", secure=True)
+    assert s.value == pytest.approx(truth.systolic_bp.sum(), abs=1e-4)
+    assert s.by_domain["domain"].tolist() == ["hosp-1", "hosp-2", "hosp-3"] and "secure aggregation" in s.notes[0]
+    assert ds.count(secure=True).value == len(truth)
+    assert ds.mean("age", where="sex == 'F'", secure=True).value == pytest.approx(truth[truth.sex == "F"].age.mean())
+    # the analyst's request shows no per-domain number, and the domains log the unmasking
+    assert all(set(p.state["result"]) == {"secure", "fields"} for p in s.request.parts)
+    dom = trio[0].domain()
+    assert [e.action for e in dom.audit_entries()].count("secagg") >= 3
+    dom.close()
+    with pytest.raises(InvalidInput, match="cannot be securely aggregated"):
+        ds._builtin("variance", {"column": "age"}, None, 10, secure=True)
+    fed.close()
+
+
+def test_a_killed_domain_does_not_spoil_the_secure_sum(trio, alice_token):
+    fed = fednb.connect([d.url for d in trio], token=alice_token)
+    ds = fed.dataset("patients")
+    req = ds._builtin("sum", {"column": "age"}, None, 30, secure=True)
+    s = SecureSum({p.domain: Member(p.client, p.id) for p in req.parts})
+    from fednb.client.http import run
+
+    run(s.advertise())
+    run(s.share())
+    trio[2].server.kill()  # kill -9 after it sent its shares: its keys die with it
+    try:
+        run(s.collect())
+        total = run(s.unmask())
+        assert total[1] == pytest.approx(trio[0].frame.age.sum() + trio[1].frame.age.sum(), abs=1e-4)
+        assert total[0] == pytest.approx(len(trio[0].frame) + len(trio[1].frame), abs=1e-4)
+        assert list(s.dropped) == ["hosp-3"] and "masked" in s.dropped["hosp-3"]
+    finally:
+        trio[2].server.restart()
+        fed.close()
+
+
+def test_secure_federated_averaging_equals_the_plain_one(trio, alice_token):
+    torch = pytest.importorskip("torch")
+    import threading
+    import time
+
+    import fednb.learn as fl
+    from tests.secure_models import Line
+
+    stop = threading.Event()
+
+    def approve():
+        while not stop.is_set():
+            for d in trio:
+                dom = d.domain()
+                for r in dom.requests(status="pending"):
+                    dom.approve(r.id, "reviewed")
+                dom.close()
+            time.sleep(0.1)
+
+    owners = threading.Thread(target=approve, daemon=True)
+    owners.start()
+    fed = fednb.connect([d.url for d in trio], token=alice_token)
+    ds = fed.dataset("patients")
+    try:
+        models = {}
+        for secure in (False, True):
+            torch.manual_seed(0)
+            model = Line()
+            trainer = fl.Trainer(model, fit_line, data=ds, rounds=2, min_domains=3, secure_aggregation=secure,
+                                 strategy=fl.FedAdam(eta=0.05), progress=False)
+            models[secure], history = trainer.fit()
+        for a, b in zip(models[False].parameters(), models[True].parameters()):
+            np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), atol=1e-6)
+        assert history[history.domain == "global"]["n"].tolist() == [3200, 3200]
+    finally:
+        stop.set()
+        owners.join()
+        fed.close()
+
+
+def fit_line(model, df, **config):
+    import torch
+
+    x = torch.tensor(((df[["age", "bmi"]] - [55.0, 27.0]) / [15.0, 5.0]).to_numpy(), dtype=torch.float32)
+    y = torch.tensor(df["systolic_bp"].to_numpy() / 100.0, dtype=torch.float32)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for _ in range(3):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x).squeeze(-1), y)
+        loss.backward()
+        opt.step()
+    return {"loss": float(loss)}
