@@ -93,8 +93,8 @@ def owner_folders(profile: str = PROFILE) -> dict[str, Path]:
 def serve(root: str | os.PathLike, *, host: str = "127.0.0.1", port: int = PORT, profile: str = PROFILE):
     """Create (on first use) and start the three domains; saves ``profile``; returns the running
     :class:`~fednb.domain.process.DomainProcess` list (stop them when done)."""
+    from fednb.demo.local import serve as serve_all
     from fednb.domain.domain import new_token
-    from fednb.domain.process import DomainProcess
 
     folders = existing(root)
     if folders is None:
@@ -102,17 +102,7 @@ def serve(root: str | os.PathLike, *, host: str = "127.0.0.1", port: int = PORT,
         folders = create(root, token)
     else:
         token = local_token(folders, profile)
-    servers = [DomainProcess(folder, host=host, port=port + i if port else 0)
-               for i, folder in enumerate(folders.values())]
-    try:
-        for s in servers:
-            s.launch()  # all three start in parallel
-        for s in servers:
-            s.wait_ready()
-    except BaseException:
-        for s in servers:
-            s.stop()
-        raise
+    servers = serve_all(list(folders.values()), host=host, port=port)  # all three start in parallel
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     urls = {name: f"http://{local}:{s.port}" for name, s in zip(folders, servers)}
     save_profile(profile, urls, token, folders)

@@ -71,7 +71,7 @@ def executed(workshop, tmp_path_factory) -> dict:
 def test_there_are_parallel_notebooks_in_english_and_spanish():
     en = sorted(p.name[:2] for p in ROOT.glob("en/*.ipynb"))
     es = sorted(p.name[:2] for p in ROOT.glob("es/*.ipynb"))
-    assert en == es == ["01", "02", "03", "04"]
+    assert en == es == ["01", "02", "03", "04", "05"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -116,7 +116,7 @@ def _skeleton(code: str) -> str:
     return re.sub(r"#[^\n]*", "", code).replace(" ", "")
 
 
-@pytest.mark.parametrize("number", ["01", "02", "03", "04"])
+@pytest.mark.parametrize("number", ["01", "02", "03", "04", "05"])
 def test_spanish_notebook_has_the_same_code_as_the_english_one(number):
     (en,), (es,) = ROOT.glob(f"en/{number}-*.ipynb"), ROOT.glob(f"es/{number}-*.ipynb")
     a, b = nbformat.read(en, as_version=4), nbformat.read(es, as_version=4)
