@@ -27,9 +27,9 @@ server=""
 say() { printf '[binder-replay %3ds] %s\n' $((SECONDS - started)) "$*"; }
 
 cleanup() {
-    if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
-        kill -TERM -- "-$server" 2>/dev/null || true  # start's process group: JupyterLab and the domains
-        for _ in $(seq 1 40); do kill -0 "$server" 2>/dev/null || break; sleep 0.25; done
+    if [ -n "$server" ]; then  # start's process group: JupyterLab and the domains, even if JupyterLab died
+        kill -TERM -- "-$server" 2>/dev/null || true
+        for _ in $(seq 1 40); do kill -0 -- "-$server" 2>/dev/null || break; sleep 0.25; done
         kill -KILL -- "-$server" 2>/dev/null || true
     fi
     if [ "$keep" = "--keep" ]; then say "left $work"; else rm -rf "$work"; fi
@@ -40,6 +40,7 @@ unset FEDNB_HOME  # as on Binder: the profile goes to ~/.fednb
 home="$work/home"
 mkdir -p "$home"
 
+say "working in $work"
 say "1/3 fresh virtual environment; pip install -r binder/requirements.txt (with constraints.txt)"
 python3 -m venv "$work/venv"
 # shellcheck disable=SC1091

@@ -33,3 +33,7 @@ def test_binder_replay_passes():
     for step in ("2/3 binder/postBuild", "3/3 binder/start", "hospital-a      patients  1200",
                  "opens /lab/tree/notebooks/en/01-analyst-tour.ipynb", "OK: Binder replay passed"):
         assert step in out.stdout
+    work = re.search(r"working in (\S+)", out.stdout).group(1)
+    left = subprocess.run(["pgrep", "-af", work], capture_output=True, text=True)
+    assert left.returncode == 1, f"the replay left processes running:\n{left.stdout}"
+    assert not Path(work).exists()
