@@ -48,11 +48,18 @@ class SandboxSection(_Section):
     workers: int = Field(2, ge=1, le=64)
 
 
+class AccessSection(_Section):
+    failed_token_limit: int = Field(20, ge=1)
+    failed_token_window_seconds: float = Field(60, gt=0)
+    lockout_seconds: float = Field(60, gt=0)
+
+
 class Policy(_Section):
     domain: DomainSection
     review: ReviewSection = Field(default_factory=ReviewSection)
     disclosure: DisclosureSection = Field(default_factory=DisclosureSection)
     sandbox: SandboxSection = Field(default_factory=SandboxSection)
+    access: AccessSection = Field(default_factory=AccessSection)
 
     def auto_approves(self, kind: str, name: str) -> bool:
         """Only built-in aggregates can be approved by policy; custom code always waits for a person."""
@@ -112,6 +119,14 @@ max_file_mb = 64
 min_isolation = "standard"
 # Jobs that may run at the same time. Default: 2.
 workers = 2
+
+[access]
+# A client address that presents this many unknown or revoked tokens within the window below is
+# refused (HTTP 429) for lockout_seconds, valid tokens included. Other addresses are unaffected.
+# Default: 20 failures in 60 seconds, then 60 seconds refused (slows guessing and log flooding).
+failed_token_limit = 20
+failed_token_window_seconds = 60
+lockout_seconds = 60
 '''
 
 
