@@ -158,6 +158,7 @@ class Runner:
             df = self.domain.load(req["dataset"])
             ctx = builtins.Context(rules, self.domain.levels(req["dataset"]))
             result = builtins.compute(req["name"], json.loads(req["args_json"]), df, ctx)
+            disclosure.check_size(len(json.dumps(result, allow_nan=False)), rules)
         except Blocked as exc:
             return Outcome("block", reason=str(exc))
         except FednbError as exc:
