@@ -10,7 +10,7 @@ from typing import Any
 
 from fednb.domain.domain import Domain
 from fednb.domain.runner import Runner
-from fednb.errors import SandboxError
+from fednb.errors import FednbError, SandboxError
 
 
 def describe_isolation(iso: dict[str, Any]) -> str:
@@ -33,6 +33,17 @@ def start_sandbox(domain: Domain):
         return None, {"level": "none", "details": f"custom code disabled: {exc}"}
 
 
+def check_tls(certfile: str, keyfile: str) -> None:
+    """Load the pair once before anything starts: a wrong file is one clear line, not a traceback."""
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except (ssl.SSLError, OSError) as exc:
+        raise FednbError(f"cannot serve TLS with {certfile} and {keyfile} ({exc}); give a PEM certificate "
+                         "and the private key that belongs to it") from None
+
+
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto must say TCP: asyncio only turns Nagle off (TCP_NODELAY) for such sockets, and with Nagle
@@ -53,6 +64,8 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
     from fednb.domain.app import create_app
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if certfile:
+        check_tls(certfile, keyfile or certfile)
     domain = Domain(path)
     sandbox, isolation = start_sandbox(domain)
     runner = Runner(domain, sandbox)
