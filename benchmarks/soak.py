@@ -269,9 +269,11 @@ def check(paths: list[Path], traffic: Traffic) -> dict:
         by_domain.setdefault(a.domain, []).append(a)
     for d, path in enumerate(paths):
         conn = _connect(path)
-        stored = {r["id"]: r for r in conn.execute("SELECT id, analyst, idempotency_key, status, result_json FROM requests")}
+        stored = {r["id"]: r for r in conn.execute(
+            "SELECT id, analyst, idempotency_key, status, result_json FROM requests")}
+        marks = ", ".join("?" * len(TERMINAL_ACTIONS))
         terminal = Counter(r[0] for r in conn.execute(
-            f"SELECT object_id FROM audit WHERE action IN ({', '.join('?' * len(TERMINAL_ACTIONS))})", TERMINAL_ACTIONS))
+            f"SELECT object_id FROM audit WHERE action IN ({marks})", TERMINAL_ACTIONS))
         released = {}
         for r in conn.execute("SELECT object_id, payload_json FROM audit WHERE action = 'release'"):
             released.setdefault(r[0], []).append(json.loads(r[1]).get("result_sha256"))
@@ -300,7 +302,8 @@ def check(paths: list[Path], traffic: Traffic) -> dict:
                 expected = hashlib.sha256((row["result_json"] or "").encode()).hexdigest()
                 counts["released_not_audited"] += released.get(a.id) != [expected]
         counts["store_requests_nobody_saw_accepted"] += len(set(stored) - {a.id for a in mine})
-        counts["audited_release_not_done"] += sum(1 for rid in released if stored.get(rid, {"status": None})["status"] != "done")
+        counts["audited_release_not_done"] += sum(1 for rid in released
+                                                  if rid not in stored or stored[rid]["status"] != "done")
         conn.close()
         verify = subprocess.run([sys.executable, "-m", "fednb", "domain", "audit", str(path), "--verify"],
                                 capture_output=True, text=True, timeout=120)

@@ -30,3 +30,43 @@ def test_kill_9_under_load_loses_nothing(tmp_path, capsys):
     assert checks["still_busy_after_settle"] == 0
     assert checks["sandboxes_seen"] >= cfg.kills and checks["sandboxes_left_behind"] == 0
     assert checks["final_states"].get("done", 0) > 0.5 * traffic["accepted"]
+
+
+def test_the_soak_checks_catch_what_they_claim_to(tmp_path):
+    """The checker itself: a lost request, a duplicate, a stuck job, a release without its audit row."""
+    import sqlite3
+    import time
+
+    from benchmarks.soak import Accepted, Traffic, check
+    from fednb.demo import data
+    from fednb.domain.runner import Runner
+    from fednb.models import RequestIn
+    from tests.conftest import make_domain
+
+    d = make_domain(tmp_path, "checked", data.hospital("hospital-b"))
+    d.invite("ana")
+    done, _ = d.submit("ana", RequestIn(dataset="patients", kind="builtin", name="count", idempotency_key="k1"))
+    runner = Runner(d)
+    runner.start()
+    deadline = time.monotonic() + 20
+    while d.request(done.id).status != "done" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    runner.stop()
+    stuck, _ = d.submit("ana", RequestIn(dataset="patients", kind="builtin", name="mean", args={"column": "age"},
+                                         idempotency_key="k2"))  # approved, never run: no runner now
+    d.close()
+    traffic = Traffic(accepted=[Accepted(0, done.id, "ana", "k1", "builtin"),
+                                Accepted(0, stuck.id, "ana", "k2", "builtin"),
+                                Accepted(0, "nosuchid", "ana", "k3", "builtin"),
+                                Accepted(0, "otherid", "ana", "k1", "builtin")])  # same key, another id
+    first = check([d.path], traffic)
+    assert first["lost"] == 2 and first["duplicate_submissions"] == 1
+    assert first["stuck_approved_or_running"] == 1 and first["released_not_audited"] == 0
+    assert first["audit_verify_failed"] == 0
+    conn = sqlite3.connect(d.path / "domain.db")
+    conn.execute("DELETE FROM audit WHERE action = 'release'")
+    conn.commit()
+    conn.close()
+    second = check([d.path], traffic)
+    assert second["released_not_audited"] == 1 and second["final_without_one_audit_end"] == 1
+    assert second["audit_verify_failed"] == 1

@@ -35,7 +35,8 @@ def render(report: dict[str, Any], lang: str = "en") -> str:
              f'<h1>{t("title", domain=report["domain"])}</h1>\n']
     if report.get("description"):
         parts.append(f'<p>{escape(report["description"])}</p>\n')
-    parts.append(f'<p>{t("intro")}</p>\n<p class="muted">{t("generated", time=report["generated_at"], version=report["fednb_version"])}'
+    generated = t("generated", time=report["generated_at"], version=report["fednb_version"])
+    parts.append(f'<p>{t("intro")}</p>\n<p class="muted">{generated}'
                  + (f' {t("period", first=report["period"]["first"], last=report["period"]["last"])}'
                     if report["period"]["first"] else "") + "</p>\n")
 
