@@ -137,3 +137,13 @@ def test_serve_refuses_a_key_that_does_not_match_its_certificate(tls_domain, tmp
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "cannot serve TLS" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_plain_http_beyond_loopback_gets_a_warning():
+    from fednb.domain.server import plain_http_warning
+
+    assert "unencrypted" in plain_http_warning("0.0.0.0", None)
+    assert "--certfile" in plain_http_warning("192.0.2.7", None)
+    assert "unencrypted" in plain_http_warning("::", None)
+    for quiet in (("127.0.0.1", None), ("::1", None), ("localhost", None), ("0.0.0.0", "cert.pem")):
+        assert plain_http_warning(*quiet) is None

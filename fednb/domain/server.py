@@ -44,6 +44,22 @@ def check_tls(certfile: str, keyfile: str) -> None:
                          "and the private key that belongs to it") from None
 
 
+def plain_http_warning(host: str, certfile: str | None) -> str | None:
+    """A line for the owner when tokens and results would cross a network unencrypted."""
+    import ipaddress
+
+    if certfile:
+        return None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (f"warning: serving plain http on {host}: tokens and results cross the network unencrypted; "
+            "serve with --certfile and --keyfile (SECURITY.md, TLS)")
+
+
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto must say TCP: asyncio only turns Nagle off (TCP_NODELAY) for such sockets, and with Nagle
@@ -78,6 +94,9 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
         shown_host = f"[{host}]" if ":" in host else host
         print(f"fednb domain '{domain.name}' serving on {scheme}://{shown_host}:{actual} "
               f"| isolation: {describe_isolation(isolation)}", flush=True)
+        warning = plain_http_warning(host, certfile)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
         config = uvicorn.Config(app, log_level=log_level, access_log=False, ssl_certfile=certfile,
                                 ssl_keyfile=keyfile, timeout_keep_alive=30, lifespan="off")
         uvicorn.Server(config).run(sockets=[sock])
