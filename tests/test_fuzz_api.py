@@ -4,7 +4,8 @@ Every operation gets schemathesis' coverage cases (boundary values, wrong types,
 unexpected methods; each sent with no token, an analyst's and the owner's), then random valid
 (positive) and schema-violating (negative) requests, each sent with one of: no token, a garbage
 token, a garbage header, a revoked token, analyst A, analyst B, the owner. No answer may be a 5xx,
-carry a traceback or a path on the owner's machine, or be a 4xx without a JSON sentence saying why.
+carry a traceback or a path on the owner's machine, or be a 4xx without a JSON sentence saying why; every
+2xx must match the response schema the API documents.
 The seed is fixed so that CI is repeatable; ``FEDNB_FUZZ_SEED`` and ``FEDNB_FUZZ_EXAMPLES`` run a
 different or bigger campaign.
 """
@@ -27,10 +28,12 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
+from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance  # noqa: E402
 
 EXAMPLES = int(os.environ.get("FEDNB_FUZZ_EXAMPLES", "90"))  # per operation and mode; with coverage ~3,000
 SEED = int(os.environ.get("FEDNB_FUZZ_SEED", "20261123"))
 MIN_CASES = 2000 if "FEDNB_FUZZ_EXAMPLES" not in os.environ else 1
+CONFORMANCE = [response_schema_conformance, content_type_conformance]
 HEADER_TEXT = "".join(c for c in string.printable if c not in "\t\r\n\x0b\x0c")
 
 
@@ -72,7 +75,13 @@ def test_fuzz_the_api_from_its_schema(target):
     def send(label: str, case, headers: dict) -> None:
         response = case.call(base_url=live.url, session=session, headers=headers, timeout=30)
         cases[label] = cases.get(label, 0) + 1
-        for problem in error_problems(response.status_code, response.headers, response.text, private=private):
+        problems = error_problems(response.status_code, response.headers, response.text, private=private)
+        if response.status_code < 300:  # what the schema documents is what comes back
+            try:
+                case.validate_response(response, checks=CONFORMANCE)
+            except Exception as exc:  # schemathesis raises its own failure types, grouped
+                problems.append(f"does not match the documented response: {str(exc)[:300]}")
+        for problem in problems:
             if len(failures) < 50:
                 failures.append(f"{label}: {problem}: {case.as_curl_command(headers=headers)}"
                                 f" with {headers} -> {response.text[:200]}")
