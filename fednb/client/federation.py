@@ -11,7 +11,8 @@ from typing import Any
 from fednb.client import profile as profiles
 from fednb.client.http import DomainClient, gather, run
 from fednb.client.requests import FederatedRequest, Part
-from fednb.errors import AuthenticationError, DomainError, FednbError, InvalidInput, NotEnoughDomains, NotFound
+from fednb.errors import (AuthenticationError, CertificateError, DomainError, FednbError, InvalidInput,
+                          NotEnoughDomains, NotFound)
 
 
 async def _gather(calls: dict[str, Any]) -> tuple[dict[str, Any], dict[str, DomainError]]:
@@ -56,6 +57,9 @@ class Federation:
         if refused:
             lines = "; ".join(f"{by_url[u].name}: {exc.message}" for u, exc in refused.items())
             raise AuthenticationError(", ".join(by_url[u].name for u in refused), lines)
+        untrusted = [exc for exc in problems.values() if isinstance(exc, CertificateError)]
+        if untrusted:  # a configuration problem, not a domain that is down: say so now
+            raise untrusted[0]
         _dedupe_names(clients)
         down = {by_url[url].name: exc.message for url, exc in problems.items()}
         for name, why in down.items():
