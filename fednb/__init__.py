@@ -24,6 +24,7 @@ _LAZY = {
     "function": ("fednb.client.functions", "function"),
     "dry_run": ("fednb.client.functions", "dry_run"),
     "save_profile": ("fednb.client.profile", "save"),
+    "set_language": ("fednb.i18n", "set_language"),
 }
 
 __all__ = ["__version__", "DomainError", "DomainUnavailable", "FednbError", "NotEnoughDomains",
@@ -43,3 +44,15 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext fednb``: the ``%%fednb submit`` cell magic."""
+    from fednb.jupyter.magic import load_ipython_extension as load
+
+    load(ipython)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt JupyterLab extension lives (``jupyter labextension develop``)."""
+    return [{"src": "labextension", "dest": "fednb-jupyterlab"}]

@@ -1,0 +1,198 @@
+"""A live dashboard of a federated training run: loss and accuracy per round, per domain and for
+the global model, with drop-outs marked.
+
+The trainer calls :meth:`TrainingDashboard.update` once per domain and round (and once with
+``domain="global"`` for the aggregate)::
+
+    dash = fednb.widgets.TrainingDashboard()
+    display(dash)
+    dash.update({"round": 3, "domain": "hospital-a", "loss": 0.41, "accuracy": 0.83, "n": 1200,
+                 "status": "ok"})           # or "dropped" / "timeout", with loss and accuracy None
+
+Updates may come from any thread; the plots redraw in place.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as w
+
+from fednb.i18n import t
+from fednb.widgets import _html as h
+
+GLOBAL = "global"
+STATUSES = ("ok", "dropped", "timeout")
+METRICS = ("loss", "accuracy")
+_DROPOUTS = "\0dropouts"  # the key of the drop-out markers among a plot's lines (no domain is named so)
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+
+
+@dataclass(frozen=True)
+class Record:
+    round: int
+    domain: str
+    loss: float | None
+    accuracy: float | None
+    n: int | None
+    status: str
+
+
+def _metric(record: dict, key: str) -> float | None:
+    value = record.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        raise ValueError(t("train.bad_record", what=f"'{key}' as a number or None", got=value))
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def parse(record: dict) -> Record:
+    """Check one record; a message names what is wrong (the trainer's bug, not the analyst's)."""
+    if not isinstance(record, dict):
+        raise ValueError(t("train.bad_record", what="a dict", got=record))
+    rnd = record.get("round")
+    if isinstance(rnd, bool) or not isinstance(rnd, int) and not (hasattr(rnd, "__index__")):
+        raise ValueError(t("train.bad_record", what="'round' as an integer", got=rnd))
+    domain = record.get("domain")
+    if not isinstance(domain, str) or not domain:
+        raise ValueError(t("train.bad_record", what="'domain' as text ('global' for the aggregate)", got=domain))
+    status = record.get("status", "ok")
+    if status not in STATUSES:
+        raise ValueError(t("train.bad_record", what=f"'status' in {STATUSES}", got=status))
+    n = record.get("n")
+    if n is not None and (isinstance(n, bool) or not hasattr(n, "__index__")):
+        raise ValueError(t("train.bad_record", what="'n' as an integer or None", got=n))
+    return Record(int(rnd), domain, _metric(record, "loss"), _metric(record, "accuracy"),
+                  None if n is None else int(n), status)
+
+
+class TrainingDashboard(w.VBox):
+    """Loss and accuracy by round: one line per domain, a bold line for the global model, and an
+    ✕ where a domain dropped out or timed out."""
+
+    def __init__(self, title: str | None = None):
+        import plotly.graph_objects as go
+
+        self.records: list[Record] = []
+        self._lock = threading.Lock()
+        self._domains: list[str] = []  # in order of first appearance; "global" first
+        self._header = w.HTML(h.heading(title or t("train.title"), 2))
+        self._status = w.HTML(h.muted(t("train.waiting")))
+        self._dropouts = w.HTML()
+        self.figures: dict[str, Any] = {}
+        self._traces: dict[str, dict[str, Any]] = {}
+        for metric in METRICS:
+            fig = go.FigureWidget()
+            fig.update_layout(title=t(f"train.{metric}"), height=300, width=460, template="plotly_white",
+                              margin=dict(l=50, r=10, t=40, b=40), xaxis_title=t("train.round"),
+                              legend=dict(orientation="h", y=-0.25), xaxis=dict(tickformat="d"))
+            fig.add_scatter(x=[], y=[], mode="markers", name=t("train.dropped"),
+                            marker=dict(symbol="x", size=11, color="#d62728", line=dict(width=1)),
+                            hovertext=[], hoverinfo="text")
+            self.figures[metric] = fig
+            self._traces[metric] = {_DROPOUTS: fig.data[-1]}
+        super().__init__([self._header, self._status, w.HBox(list(self.figures.values())), self._dropouts])
+        self.add_class("fednb-training")
+
+    # -- feeding -----------------------------------------------------------------------------------
+    def update(self, record: dict) -> TrainingDashboard:
+        """Add one record (see the module's docstring) and redraw."""
+        return self.extend([record])
+
+    def extend(self, records: list[dict]) -> TrainingDashboard:
+        parsed = [parse(r) for r in records]
+        with self._lock:
+            for r in parsed:
+                self.records.append(r)
+                if r.domain not in self._domains:
+                    self._domains.append(r.domain)
+                    self._domains.sort(key=lambda d: d != GLOBAL)
+            self._redraw()
+        return self
+
+    @property
+    def frame(self):
+        """Every record so far as a DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame([r.__dict__ for r in self.records],
+                            columns=["round", "domain", "loss", "accuracy", "n", "status"])
+
+    # -- drawing -----------------------------------------------------------------------------------
+    def _series(self, domain: str, metric: str) -> tuple[list[int], list[float | None], list[str]]:
+        """Points of one line; a drop-out leaves a gap (None) so the line breaks there."""
+        latest: dict[int, Record] = {}
+        for r in self.records:
+            if r.domain == domain:
+                latest[r.round] = r
+        xs = sorted(latest)
+        ys = [getattr(latest[x], metric) if latest[x].status == "ok" else None for x in xs]
+        texts = [f"{domain} · {t('train.round')} {x}" + (f" · n={latest[x].n:,}" if latest[x].n is not None else "")
+                 for x in xs]
+        return xs, ys, texts
+
+    def _dropout_points(self, metric: str) -> tuple[list[int], list[float], list[str]]:
+        """Where to draw each ✕: at the domain's last value before it dropped, else at the global
+        model's value in that round, else at 0."""
+        xs, ys, texts = [], [], []
+        ok = [o for o in self.records if o.status == "ok" and getattr(o, metric) is not None]
+        for r in self.records:
+            if r.status == "ok":
+                continue
+            own = [getattr(o, metric) for o in ok if o.domain == r.domain and o.round < r.round]
+            glob = [getattr(o, metric) for o in ok if o.domain == GLOBAL and o.round <= r.round]
+            xs.append(r.round)
+            ys.append(own[-1] if own else glob[-1] if glob else 0.0)
+            texts.append(t("train.dropout_item", round=r.round, domain=r.domain, why=self._why(r.status)))
+        return xs, ys, texts
+
+    @staticmethod
+    def _why(status: str) -> str:
+        return t("train.timeout") if status == "timeout" else t("train.dropped")
+
+    def _trace(self, metric: str, domain: str):
+        """The line of ``domain`` on ``metric``'s plot, added the first time it is needed."""
+        import plotly.graph_objects as go
+
+        traces = self._traces[metric]
+        if domain not in traces:
+            fig = self.figures[metric]
+            is_global = domain == GLOBAL
+            colour = "#111111" if is_global else PALETTE[len(set(traces) - {GLOBAL, _DROPOUTS}) % len(PALETTE)]
+            fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", connectgaps=False,
+                                     name=t("train.global") if is_global else domain,
+                                     line=dict(width=4 if is_global else 2, color=colour,
+                                               dash="solid" if is_global else "dot"),
+                                     hoverinfo="text+y"))
+            traces[domain] = fig.data[-1]
+        return traces[domain]
+
+    def _redraw(self) -> None:
+        for metric, fig in self.figures.items():
+            lines = {d: self._trace(metric, d) for d in self._domains}
+            with fig.batch_update():
+                for domain, trace in lines.items():
+                    trace.x, trace.y, trace.hovertext = self._series(domain, metric)
+                drop = self._traces[metric][_DROPOUTS]
+                drop.x, drop.y, drop.hovertext = self._dropout_points(metric)
+        self._status.value = self._status_html()
+        dropouts = [r for r in self.records if r.status != "ok"]
+        self._dropouts.value = h.muted(t("train.dropouts", list="; ".join(
+            t("train.dropout_item", round=r.round, domain=r.domain, why=self._why(r.status)) for r in dropouts))) \
+            if dropouts else ""
+
+    def _status_html(self) -> str:
+        last = max(r.round for r in self.records)
+        this_round = {r.domain: r for r in self.records if r.round == last and r.domain != GLOBAL}
+        ok = sum(r.status == "ok" for r in this_round.values())
+        parts = [t("train.status", round=last, ok=ok, total=len(this_round))]
+        glob = next((r for r in reversed(self.records) if r.domain == GLOBAL and r.status == "ok"), None)
+        if glob is not None:
+            parts.append(t("train.global_now", loss=h.number(glob.loss) if glob.loss is not None else "–",
+                           accuracy=h.number(glob.accuracy) if glob.accuracy is not None else "–"))
+        return f'<div class="fednb-training-status">{h.esc(" · ".join(parts))}</div>'
