@@ -170,8 +170,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "lab.owner.deny": ("Deny", "Denegar"),
     "lab.owner.decided": ("{status} by {by}", "{status} por {by}"),
     "lab.owner.open": ("Review {name}", "Revisar {name}"),
-    "lab.owner.builtin": ("Built-in aggregate: no code to read; its arguments are below.",
-                          "Agregado predefinido: no hay código que leer; sus argumentos están abajo."),
+    "lab.owner.builtin": ("Built-in aggregate (fednb's own code): review its dataset and arguments above.",
+                          "Agregado predefinido (código propio de fednb): revise arriba su conjunto de datos y sus argumentos."),
+    "lab.owner.decided_note": ("Decided; a changed request comes back as a new one.",
+                               "Decidida; una solicitud modificada vuelve como una nueva."),
     "lab.owner.tab": ("Review: {name}", "Revisión: {name}"),
     # -- JupyterLab: submit command ----------------------------------------------------------------
     "lab.submit.command": ("Submit to federation…", "Enviar a la federación…"),

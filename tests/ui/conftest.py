@@ -152,3 +152,24 @@ def lab(federation: Federation, tmp_path_factory) -> Iterator[Lab]:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture(autouse=True)
+def screenshot_on_failure(request):
+    """A picture of the page a failed browser test left, in artifacts/screenshots/failed-*.png."""
+    yield
+    report = getattr(request.node, "rep_call", None)
+    page = request.node.funcargs.get("page")
+    if report is not None and report.failed and page is not None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        try:
+            page.screenshot(path=SCREENSHOTS / f"failed-{request.node.name.split('[')[0]}.png")
+        except Exception:  # the page may be gone; the failure itself is what matters
+            pass

@@ -194,7 +194,9 @@ export class AnalystPanel extends RefreshingPanel {
       h('span', { className: 'fednb-name' }, p.domain),
       ' ',
       badge(p.status, stateLabel(p.status)),
-      why ? h('div', { className: 'fednb-reason' }, why) : null,
+      why
+        ? h('div', { className: p.status === 'pending' ? 'fednb-muted' : 'fednb-reason' }, why)
+        : null,
       detail && detail.result.length
         ? h(
             'table',

@@ -160,7 +160,7 @@ export class ReviewWidget extends Widget {
   }
 
   private async render(d: IRequestDetail): Promise<void> {
-    this.title.label = tr('lab.owner.tab', { name: d.name });
+    this.title.label = tr('lab.owner.tab', { name: `${d.name} · ${d.domain}` });
     const facts: [string, string][] = [
       [tr('common.domain'), d.domain],
       [tr('common.dataset'), d.dataset],
@@ -197,13 +197,15 @@ export class ReviewWidget extends Widget {
         d.code ? h('h3', {}, tr('lab.owner.code')) : null,
         code,
         d.code ? this.comparison(d.previous ?? null) : null,
-        h(
-          'div',
-          { className: 'fednb-decide' },
-          h('label', {}, tr('lab.owner.reason'), this.reason),
-          h('div', { className: 'fednb-buttons' }, this.approveButton, this.denyButton),
-          this.message
-        )
+        pending
+          ? h(
+              'div',
+              { className: 'fednb-decide' },
+              h('label', {}, tr('lab.owner.reason'), this.reason),
+              h('div', { className: 'fednb-buttons' }, this.approveButton, this.denyButton),
+              this.message
+            )
+          : h('div', { className: 'fednb-muted fednb-decided' }, tr('lab.owner.decided_note'), this.message)
       )
     );
   }

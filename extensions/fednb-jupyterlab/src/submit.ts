@@ -139,5 +139,7 @@ export async function submitActiveCell(tracker: INotebookTracker): Promise<void>
   const payload = JSON.stringify({ source, ...result.value });
   const code = `__import__('fednb.jupyter.magic', fromlist=['submit_from_ui']).submit_from_ui(${pyString(payload)})`;
   cell.outputArea.model.clear();
+  // as when the cell runs: the analyst ran this, so its outputs (the tracker widget) may render
+  cell.model.trusted = true;
   await OutputArea.execute(code, cell.outputArea, panel.sessionContext);
 }
