@@ -111,10 +111,12 @@ class Federation:
                 for d, listing in found.items() for ds in listing]
         return pd.DataFrame(rows, columns=["domain", "dataset", "rows", "columns", "description"])
 
-    def catalog(self) -> dict[str, list[dict]]:
-        """Every dataset's full metadata (schema included), by domain; unreachable domains are left out."""
+    def catalog(self, *, quiet: bool = False) -> dict[str, list[dict]]:
+        """Every dataset's full metadata (schema included), by domain; unreachable domains are left
+        out (with a warning unless ``quiet``: a widget shows them its own way)."""
         found, problems = run(_gather({n: c.datasets() for n, c in self._clients.items()}))
-        self._warn(problems)
+        if not quiet:
+            self._warn(problems)
         return found
 
     def dataset(self, name: str, *, domains: Iterable[str] | None = None):

@@ -81,6 +81,18 @@ def mock_html(mock: Any, rows: int = MOCK_ROWS) -> str:
     return mock.to_html(index=False, classes="fednb-mock", border=0, max_cols=30)
 
 
+class _Collect:
+    """Stands in for the federation where a dataset would warn about a domain: keeps the problems
+    for the widget to show instead (warnings from a background thread land in whichever cell runs)."""
+
+    def __init__(self, fed: Federation):
+        self.fed = fed
+        self.problems: dict[str, Any] = {}
+
+    def _warn(self, problems: dict[str, Any]) -> None:
+        self.problems.update(problems)
+
+
 class FederationView(w.VBox):
     """``display(fed)`` (or just ``fed`` as a cell's last line) shows this."""
 
@@ -115,13 +127,10 @@ class FederationView(w.VBox):
             self._load()
 
     def _load(self) -> None:
-        import warnings
-
-        with self._lock, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a down domain is shown in the table, not as a warning
-            try:
+        with self._lock:
+            try:  # a down domain is shown in the table, not warned about
                 self.status_rows = self.fed.status.to_dict("records")
-                self.catalog = self.fed.catalog()
+                self.catalog = self.fed.catalog(quiet=True)
             except Exception as exc:  # shown in the widget; the notebook goes on
                 self._domains.value = h.esc(t("magic.error", message=exc))
                 return
@@ -150,13 +159,13 @@ class FederationView(w.VBox):
         threading.Thread(target=self._load_mock, args=(name, per_domain), daemon=True).start()
 
     def _load_mock(self, name: str, per_domain: dict[str, dict]) -> None:
-        import warnings
+        from fednb.client.dataset import FederatedDataset
 
+        quiet = _Collect(self.fed)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                mock = self.fed.dataset(name, domains=list(per_domain)).mock
+            mock = FederatedDataset(quiet, name, {d: self.fed.client(d) for d in per_domain}, per_domain).mock
             if self._picker.value == name:  # the analyst may have picked another one meanwhile
-                self._mock.value = mock_html(mock)
+                self._mock.value = mock_html(mock) + "".join(
+                    f"<div>{h.muted(f'{d}: {exc.message}')}</div>" for d, exc in quiet.problems.items())
         except Exception as exc:
             self._mock.value = h.esc(t("magic.error", message=exc))

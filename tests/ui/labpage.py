@@ -41,13 +41,17 @@ def cell(page: Page, index: int):
     return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").nth(index)
 
 
+def start_cell(page: Page, index: int) -> None:
+    """Run cell ``index`` (Shift+Enter in command mode) without waiting for it."""
+    cell(page, index).locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Shift+Enter")
+
+
 def run_cell(page: Page, index: int, *, count: int | None = None, timeout: float = 60_000) -> None:
     """Run cell ``index`` and wait for its execution count (``count``, default any number)."""
-    target = cell(page, index)
-    target.locator(".jp-InputArea-editor").click()
-    page.keyboard.press("Escape")  # command mode: Shift+Enter runs the selected cell
-    page.keyboard.press("Shift+Enter")
-    prompt = target.locator(".jp-InputArea-prompt")
+    start_cell(page, index)
+    prompt = cell(page, index).locator(".jp-InputArea-prompt")
     expect(prompt).to_have_text(f"[{count}]:" if count else _numbered(), timeout=timeout)
 
 

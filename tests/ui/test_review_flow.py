@@ -48,12 +48,13 @@ def test_owner_decides_in_the_review_panel_and_the_analyst_sees_it_live(page, la
 
     review = open_side_panel(page, "fednb-review")
     pending = review.locator(".fednb-pending .fednb-owner-request")
-    expect(pending.filter(has_text="builtin:count")).to_have_count(2)
-    expect(pending.filter(has_text="builtin:mean")).to_have_count(2)
-    expect(review).to_contain_text("How many patients are there?")
+    counts = pending.filter(has_text="How many patients are there?")
+    means = pending.filter(has_text="Mean age of the patients")
+    expect(counts.filter(has_text="builtin:count")).to_have_count(2)
+    expect(means.filter(has_text="builtin:mean")).to_have_count(2)
     page.screenshot(path=screenshots / "owner-review-panel-pending.png")
 
-    pending.filter(has_text="builtin:count").filter(has_text="hospital-a").click()
+    counts.filter(has_text="hospital-a").click()
     tab = page.locator(".fednb-review-tab:visible")
     expect(tab.locator("h2")).to_contain_text("builtin:count")
     expect(tab).to_contain_text("alice")
@@ -66,7 +67,7 @@ def test_owner_decides_in_the_review_panel_and_the_analyst_sees_it_live(page, la
     page.screenshot(path=screenshots / "owner-review-tab-denied-with-reason.png")
 
     for domain in ("hospital-a", "hospital-b"):
-        pending.filter(has_text="builtin:mean").filter(has_text=domain).click()
+        means.filter(has_text=domain).click()
         tab = page.locator(".fednb-review-tab:visible")
         expect(tab).to_contain_text(domain)
         tab.locator(".fednb-reason-input").fill("an average over hundreds of patients")

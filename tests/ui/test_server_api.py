@@ -7,12 +7,18 @@ import fednb
 from fednb.client.federation import Federation as ClientFederation
 
 
-def _submit(federation, name: str = "count", args: dict | None = None, description: str = "api test"):
+def _submit(federation, name: str, args: dict, description: str):
+    """A built-in request that waits for the owner. The args must differ from every other test's:
+    the same code hash would be the same pending request, or run on a prior approval."""
     fed = fednb.connect([d.url for d in federation.domains], token=federation.token)
     ds = fed.dataset("patients")
-    req = fed.submit(ds.clients, {"dataset": "patients", "kind": "builtin", "name": name, "args": args or {},
+    req = fed.submit(ds.clients, {"dataset": "patients", "kind": "builtin", "name": name, "args": args,
                                   "description": description})
     return fed, req
+
+
+def _older_than(age: int) -> dict:
+    return {"where": [{"column": "age", "op": ">", "value": age}]}
 
 
 def test_every_route_needs_jupyters_authentication(lab):
@@ -41,7 +47,7 @@ def test_analyst_sees_domains_datasets_and_requests(lab, federation):
     datasets = lab.api("GET", "/fednb/api/analyst/datasets").json()
     assert {(d["domain"], d["name"]) for d in datasets} == {("hospital-a", "patients"), ("hospital-b", "patients")}
     assert "age" in datasets[0]["columns"]
-    fed, req = _submit(federation, description="analyst listing")
+    fed, req = _submit(federation, "count", _older_than(21), "analyst listing")
     listing = lab.api("GET", "/fednb/api/analyst/requests").json()
     mine = [s for s in listing["submissions"] if s["description"] == "analyst listing"]
     assert len(mine) == 1, "the copies on both domains are one submission"
@@ -51,7 +57,7 @@ def test_analyst_sees_domains_datasets_and_requests(lab, federation):
 
 
 def test_owner_denies_with_a_reason_and_approves_and_the_analyst_sees_both(lab, federation):
-    fed, req = _submit(federation, "mean", {"column": "age"}, description="owner decisions")
+    fed, req = _submit(federation, "mean", {"column": "bmi", **_older_than(22)}, "owner decisions")
     ids = {p.domain: p.id for p in req.parts}
     pending = lab.api("GET", "/fednb/api/owner/requests").json()
     assert {d["domain"] for d in pending["domains"]} == {"hospital-a", "hospital-b"}
@@ -83,20 +89,20 @@ def test_owner_denies_with_a_reason_and_approves_and_the_analyst_sees_both(lab, 
 def test_review_detail_has_the_code_and_the_diff_against_the_approved_version(lab, federation):
     fed = fednb.connect([federation.a.url], token=federation.token)
     ds = fed.dataset("patients")
-    v1 = ds.submit(fednb.function("def bmi_by_sex(df):\n    return df.groupby('sex').bmi.mean()\n"),
+    v1 = ds.submit(fednb.function("def bmi_by_smoking(df):\n    return df.groupby('smoker').bmi.mean()\n"),
                    description="v1")
     rid1 = v1.parts[0].id
     lab_path = f"/fednb/api/owner/requests/hospital-a/{rid1}"
     first = lab.api("GET", lab_path).json()
-    assert first["code"].startswith("def bmi_by_sex") and first["previous"] is None
+    assert first["code"].startswith("def bmi_by_smoking") and first["previous"] is None
     assert lab.api("POST", f"{lab_path}/approve", json={"reason": "aggregates"}).status_code == 200
-    v2 = ds.submit(fednb.function("def bmi_by_sex(df):\n    g = df.groupby('sex').bmi\n"
+    v2 = ds.submit(fednb.function("def bmi_by_smoking(df):\n    g = df.groupby('smoker').bmi\n"
                                   "    return {'mean': g.mean(), 'n': g.size()}\n"), description="v2")
     rid2 = v2.parts[0].id
     second = lab.api("GET", f"/fednb/api/owner/requests/hospital-a/{rid2}").json()
     assert second["previous"]["id"] == rid1 and not second["previous"]["identical"]
     ops = [(line["op"], line["text"]) for line in second["previous"]["diff"]]
-    assert ("-", "    return df.groupby('sex').bmi.mean()") in ops
+    assert ("-", "    return df.groupby('smoker').bmi.mean()") in ops
     assert ("+", "    return {'mean': g.mean(), 'n': g.size()}") in ops
     lab.api("POST", f"/fednb/api/owner/requests/hospital-a/{rid2}/deny", json={"reason": "test done"})
     fed.close()
