@@ -104,6 +104,8 @@ def test_result_views_plot_histograms_and_crosstabs(fed, english):
     bars = view.figure.data[0]
     expected = [None if c is None or str(c) == "<NA>" else int(c) for c in hist.value["count"].astype(object)]
     assert list(bars.y) == expected and bars.x[1] == "[15, 20)"
+    shown = view.children[1].children[0].outputs[0]["data"]["application/vnd.plotly.v1+json"]
+    assert shown["data"][0]["type"] == "bar" and shown["data"][0]["y"] == expected
     ct = ResultView(patients.crosstab("sex", "readmitted"))
     assert ct.figure.data[0].type == "heatmap"
     assert [list(map(lambda v: None if v is None else int(v), row)) for row in ct.figure.data[0].z] == \
@@ -128,7 +130,8 @@ def test_a_result_with_a_plot_method_shows_its_figure():
             return "<table><tr><td>age</td><td>0.1</td></tr></table>"
 
     view = widget_for(GLMResult())
-    assert isinstance(view.children[0], go.FigureWidget) and "age" in view.children[1].value
+    shown = view.children[0].outputs[0]["data"]["application/vnd.plotly.v1+json"]
+    assert shown["data"][0]["y"] == ["age", "bmi"] and "age" in view.children[1].value
 
 
 def test_training_dashboard_lines_gaps_and_dropouts(english):
@@ -140,10 +143,15 @@ def test_training_dashboard_lines_gaps_and_dropouts(english):
         dash.update({"round": r, "domain": "b", "loss": None if r == 2 else 2 / r, "accuracy": None,
                      "n": None, "status": "timeout" if r == 2 else "ok"})
         dash.update({"round": r, "domain": "global", "loss": 1.5 / r, "accuracy": 0.6, "n": 20, "status": "ok"})
-    lines = {tr.name: tr for tr in dash.figures["loss"].data}
-    assert list(lines["b"].x) == [1, 2, 3] and list(lines["b"].y) == [2.0, None, 2 / 3]  # a gap at round 2
-    assert list(lines["global"].y) == [1.5, 0.75, 0.5] and lines["global"].line.width == 4
-    assert list(lines["dropped out"].x) == [2] and list(lines["dropped out"].y) == [2.0]  # at b's last value
+    loss = dash.plotted("loss")
+    assert loss["b"] == ([1, 2, 3], [2.0, None, 2 / 3])  # a gap at round 2
+    assert loss["global"] == ([1, 2, 3], [1.5, 0.75, 0.5])
+    assert loss["dropped out"] == ([2], [2.0])  # at b's last value before it dropped
+    assert dash.plotted("accuracy")["b"] == ([1, 2, 3], [None, None, None])
+    assert dash.plotted("accuracy")["a"][1] == [0.6, 0.7, 0.8]
+    widths = {tr.name: tr.line.width for tr in dash.figure.data if tr.mode == "lines+markers"}
+    assert widths["global"] == 4 and widths["a"] == 2
+    assert sum(tr.showlegend is not False for tr in dash.figure.data) == 4  # one legend entry per line
     assert "round 3: 2 of 2 domain(s) answered" in dash._status.value
     assert "round 2 b (timed out)" in dash._dropouts.value
     assert len(dash.frame) == 9

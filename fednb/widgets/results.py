@@ -41,26 +41,46 @@ def histogram_figure(pooled: Pooled):
 
     frame = pooled.value
     counts = [None if c is None or c is _na() else int(c) for c in frame["count"].astype(object)]
-    fig = go.FigureWidget(data=[go.Bar(x=bin_labels(frame), y=counts, name=t("result.count"),
+    fig = go.Figure(data=[go.Bar(x=bin_labels(frame), y=counts, name=t("result.count"),
                                        marker_color="#3b75af")])
     fig.update_layout(title=pooled.statistic, height=PLOT_HEIGHT, margin=dict(l=50, r=20, t=40, b=50),
                       xaxis_title=t("result.bin"), yaxis_title=t("result.count"), template="plotly_white")
     return fig
 
 
+def crosstab_axes(pooled: Pooled) -> tuple[str, str]:
+    """The row and column variables, from the request that produced the table."""
+    request = getattr(pooled, "request", None)
+    args = next((p.state.get("args") for p in getattr(request, "parts", []) if p.state.get("args")), {})
+    return str(args.get("row", "")), str(args.get("col", ""))
+
+
 def crosstab_figure(pooled: Pooled):
     import plotly.graph_objects as go
 
     frame = pooled.value
+    row, col = crosstab_axes(pooled)
     z = [[None if v is None or v is _na() else int(v) for v in row] for row in frame.astype(object).to_numpy()]
     text = [[t("result.suppressed") if v is None else f"{v:,}" for v in row] for row in z]
-    fig = go.FigureWidget(data=[go.Heatmap(z=z, x=[str(c) for c in frame.columns], y=[str(i) for i in frame.index],
+    fig = go.Figure(data=[go.Heatmap(z=z, x=[str(c) for c in frame.columns], y=[str(i) for i in frame.index],
                                            text=text, texttemplate="%{text}", colorscale="Blues",
                                            hoverongaps=False)])
     fig.update_layout(title=pooled.statistic, height=PLOT_HEIGHT, margin=dict(l=60, r=20, t=40, b=40),
-                      xaxis_title=str(frame.columns.name or ""), yaxis_title=str(frame.index.name or ""),
-                      template="plotly_white")
+                      xaxis_title=col, yaxis_title=row, yaxis_autorange="reversed", template="plotly_white")
     return fig
+
+
+def figure_output(fig: Any) -> w.Output:
+    """A static plotly figure inside a widget layout: an Output holding plotly's own mime bundle
+    (rendered by jupyterlab-plotly), not a FigureWidget, which ships plotly's whole bundle per plot."""
+    import json
+
+    spec = json.loads(fig.to_json())
+    spec["config"] = {"displaylogo": False, "responsive": True}
+    out = w.Output()
+    out.outputs = ({"output_type": "display_data", "metadata": {},
+                    "data": {"application/vnd.plotly.v1+json": spec, "text/plain": repr(fig.layout.title.text or "")}},)
+    return out
 
 
 def _na():
@@ -83,6 +103,9 @@ def value_html(pooled: Pooled) -> str:
         return h.table(["q", t("result.value"), ""], rows, css_class="fednb-quantiles")
     if hasattr(value, "to_html"):
         shown = value.astype(object).where(value.notna(), t("result.suppressed")) if hasattr(value, "notna") else value
+        if is_crosstab(pooled):
+            row, col = crosstab_axes(pooled)
+            shown = shown.rename_axis(index=row or None, columns=col or None)
         return shown.to_html(classes="fednb-frame", border=0)
     return f'<div class="fednb-value" style="font-size:1.6em;font-weight:600;margin:4px 0">{h.esc(h.number(value))}</div>'
 
@@ -116,8 +139,8 @@ class ResultView(w.VBox):
             self.figure = crosstab_figure(pooled)
         table = w.HTML(value_html(pooled))
         if self.figure is not None:
-            children.append(w.HBox([self.figure, table], layout=w.Layout(align_items="flex-start")))
-            self.figure.layout.width = 520
+            self.figure.update_layout(width=520)
+            children.append(w.HBox([figure_output(self.figure), table], layout=w.Layout(align_items="flex-start")))
         else:
             children.append(table)
         children.append(w.HTML(by_domain_html(pooled) + notes_html(pooled)))
@@ -134,10 +157,10 @@ class PlotResultView(w.VBox):
         self.result = result
         children: list[w.Widget] = []
         figure = result.plot()
-        if isinstance(figure, go.Figure):
-            figure = go.FigureWidget(figure)
         if isinstance(figure, w.Widget):
             children.append(figure)
+        elif isinstance(figure, go.Figure):
+            children.append(figure_output(figure))
         summary = getattr(result, "_repr_html_", None)
         children.append(w.HTML(summary() if callable(summary) else f"<pre>{h.esc(repr(result))}</pre>"))
         super().__init__(children)

@@ -77,6 +77,7 @@ class TrainingDashboard(w.VBox):
 
     def __init__(self, title: str | None = None):
         import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
 
         self.records: list[Record] = []
         self._lock = threading.Lock()
@@ -84,19 +85,20 @@ class TrainingDashboard(w.VBox):
         self._header = w.HTML(h.heading(title or t("train.title"), 2))
         self._status = w.HTML(h.muted(t("train.waiting")))
         self._dropouts = w.HTML()
-        self.figures: dict[str, Any] = {}
-        self._traces: dict[str, dict[str, Any]] = {}
-        for metric in METRICS:
-            fig = go.FigureWidget()
-            fig.update_layout(title=t(f"train.{metric}"), height=300, width=460, template="plotly_white",
-                              margin=dict(l=50, r=10, t=40, b=40), xaxis_title=t("train.round"),
-                              legend=dict(orientation="h", y=-0.25), xaxis=dict(tickformat="d"))
-            fig.add_scatter(x=[], y=[], mode="markers", name=t("train.dropped"),
-                            marker=dict(symbol="x", size=11, color="#d62728", line=dict(width=1)),
-                            hovertext=[], hoverinfo="text")
-            self.figures[metric] = fig
-            self._traces[metric] = {_DROPOUTS: fig.data[-1]}
-        super().__init__([self._header, self._status, w.HBox(list(self.figures.values())), self._dropouts])
+        # one figure with a plot per metric: a FigureWidget ships plotly's whole bundle to the browser
+        self.figure = go.FigureWidget(make_subplots(rows=1, cols=len(METRICS), horizontal_spacing=0.1,
+                                                    subplot_titles=[t(f"train.{m}") for m in METRICS]))
+        self.figure.update_layout(height=340, width=940, template="plotly_white", margin=dict(l=50, r=10, t=40, b=40),
+                                  legend=dict(orientation="h", y=-0.22))
+        self.figure.update_xaxes(title_text=t("train.round"), tickformat="d")
+        self._traces: dict[str, dict[str, Any]] = {m: {} for m in METRICS}
+        for col, metric in enumerate(METRICS, 1):
+            self.figure.add_trace(go.Scatter(x=[], y=[], mode="markers", name=t("train.dropped"),
+                                             legendgroup=_DROPOUTS, showlegend=col == 1, hoverinfo="text",
+                                             marker=dict(symbol="x", size=11, color="#d62728", line=dict(width=1))),
+                                  row=1, col=col)
+            self._traces[metric][_DROPOUTS] = self.figure.data[-1]
+        super().__init__([self._header, self._status, self.figure, self._dropouts])
         self.add_class("fednb-training")
 
     # -- feeding -----------------------------------------------------------------------------------
@@ -156,28 +158,34 @@ class TrainingDashboard(w.VBox):
         return t("train.timeout") if status == "timeout" else t("train.dropped")
 
     def _trace(self, metric: str, domain: str):
-        """The line of ``domain`` on ``metric``'s plot, added the first time it is needed."""
+        """The line of ``domain`` on ``metric``'s plot, added the first time it is needed; a domain's
+        lines share one legend entry (clicking it hides both)."""
         import plotly.graph_objects as go
 
         traces = self._traces[metric]
         if domain not in traces:
-            fig = self.figures[metric]
+            col = METRICS.index(metric) + 1
             is_global = domain == GLOBAL
             colour = "#111111" if is_global else PALETTE[len(set(traces) - {GLOBAL, _DROPOUTS}) % len(PALETTE)]
-            fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", connectgaps=False,
-                                     name=t("train.global") if is_global else domain,
-                                     line=dict(width=4 if is_global else 2, color=colour,
-                                               dash="solid" if is_global else "dot"),
-                                     hoverinfo="text+y"))
-            traces[domain] = fig.data[-1]
+            self.figure.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", connectgaps=False,
+                                             name=t("train.global") if is_global else domain, legendgroup=domain,
+                                             showlegend=col == 1, hoverinfo="text+y",
+                                             line=dict(width=4 if is_global else 2, color=colour,
+                                                       dash="solid" if is_global else "dot")),
+                                  row=1, col=col)
+            traces[domain] = self.figure.data[-1]
         return traces[domain]
 
+    def plotted(self, metric: str) -> dict[str, tuple[list, list]]:
+        """What ``metric``'s plot shows: {line name: (rounds, values)}, drop-outs under "dropped out"."""
+        return {trace.name: (list(trace.x), list(trace.y)) for trace in self._traces[metric].values()}
+
     def _redraw(self) -> None:
-        for metric, fig in self.figures.items():
-            lines = {d: self._trace(metric, d) for d in self._domains}
-            with fig.batch_update():
-                for domain, trace in lines.items():
-                    trace.x, trace.y, trace.hovertext = self._series(domain, metric)
+        lines = {(m, d): self._trace(m, d) for m in METRICS for d in self._domains}
+        with self.figure.batch_update():
+            for (metric, domain), trace in lines.items():
+                trace.x, trace.y, trace.hovertext = self._series(domain, metric)
+            for metric in METRICS:
                 drop = self._traces[metric][_DROPOUTS]
                 drop.x, drop.y, drop.hovertext = self._dropout_points(metric)
         self._status.value = self._status_html()

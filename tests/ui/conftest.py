@@ -1,7 +1,7 @@
 """JupyterLab with fednb, two real domains and a headless Chromium (Debian's /usr/bin/chromium).
 
-One session: hospital-a and hospital-b serve with ``auto_approve = []``, so even built-ins wait
-for the owner; the analyst (alice) has a fednb profile with both; the owner (olga) reviews
+One session: hospital-a and hospital-b serve with only histograms and crosstabs auto-approved, so
+the other built-ins wait for the owner; the analyst (alice) has a fednb profile with both; the owner (olga) reviews
 hospital-a through its folder and hospital-b through its URL and an owner token. JupyterLab runs
 with that profile's FEDNB_HOME, so its kernels and its server extension act as alice and olga.
 """
@@ -69,7 +69,7 @@ class Federation:
 def federation(tmp_path_factory) -> Iterator[Federation]:
     root = tmp_path_factory.mktemp("lab")
     token = new_token()
-    manual = {AUTO_APPROVE_ALL: "auto_approve = []"}
+    manual = {AUTO_APPROVE_ALL: 'auto_approve = ["histogram", "crosstab"]'}
     a = start_live(root, "hospital-a", data.hospital("hospital-a"), token, policy_edits=manual)
     b = start_live(root, "hospital-b", data.hospital("hospital-b"), token, policy_edits=manual)
     home = root / "fednb-home"
@@ -125,7 +125,8 @@ def lab(federation: Federation, tmp_path_factory) -> Iterator[Lab]:
            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
     env.pop("FEDNB_PROFILE", None)
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-           f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0"]
+           f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
+           "--KernelManager.shutdown_wait_time=1"]  # a kernel that dawdles at exit is killed, not waited for
     if os.geteuid() == 0:
         cmd.append("--allow-root")
     log = base / "jupyter.log"

@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.ui.labpage import open_lab, open_side_panel, outputs, run_cell, start_cell, write_notebook
+from tests.ui.labpage import cell, open_lab, open_side_panel, outputs, run_cell, start_cell, write_notebook
 
 FEED = """\
 import time
@@ -45,22 +45,44 @@ def test_training_dashboard_updates_live_from_the_kernel(page, lab, screenshots)
     open_lab(page, lab, notebook)
     run_cell(page, 0)
     board = outputs(page, 0).locator(".fednb-training")
-    figures = board.locator(".js-plotly-plot")
-    expect(figures).to_have_count(2)
+    figure = board.locator(".js-plotly-plot")
+    expect(figure).to_have_count(1)
+    expect(figure.locator(".gtitle, .annotation-text")).to_contain_text(["Loss", "Accuracy"])
     expect(board).to_contain_text("waiting for the first round")
 
     start_cell(page, 1)  # no waiting for its end: the plots must grow while it runs
-    loss = figures.nth(0)
     expect(board.locator(".fednb-training-status")).to_contain_text(re.compile(r"round [1-3]:"), timeout=15_000)
-    early = _points(loss)
+    early = _points(figure)
     expect(board.locator(".fednb-training-status")).to_contain_text("round 8: 3 of 3 domain(s) answered",
                                                                       timeout=30_000)
-    late = _points(loss)
+    late = _points(figure)
     assert 0 < early < late, (early, late)  # the plot grew while the cell was still running
     expect(board).to_contain_text("Drop-outs: round 4 hospital-b (dropped out); round 6 ylb-uyuni (timed out)")
-    expect(loss.locator(".legendtext")).to_contain_text(["dropped out", "hospital-a", "global"], timeout=5_000)
+    expect(figure.locator(".legendtext")).to_contain_text(["dropped out", "hospital-a", "global"], timeout=5_000)
     expect(board.locator(".fednb-training-status")).to_contain_text("global loss 0.1375")
     page.screenshot(path=screenshots / "training-dashboard-live.png")
+
+
+def test_pooled_results_show_as_tables_and_plots(page, lab, screenshots):
+    notebook = write_notebook(lab.root, "results.ipynb", [
+        "import fednb\npatients = fednb.connect(profile='default').dataset('patients')\n"
+        "patients.histogram('bmi', [15, 20, 25, 30, 35, 40])",
+        "patients.crosstab('smoker', 'readmitted')",
+    ])
+    open_lab(page, lab, notebook)
+    run_cell(page, 0)
+    run_cell(page, 1)
+    histogram = outputs(page, 0).locator(".fednb-result")
+    expect(histogram).to_contain_text("histogram of bmi over 2 domain(s)")
+    expect(histogram.locator(".js-plotly-plot .bars .point")).to_have_count(7)  # below, 5 bins, above
+    expect(histogram.locator(".fednb-histogram")).to_contain_text("[25, 30)")
+    expect(histogram.locator(".fednb-by-domain")).to_contain_text("hospital-b")
+    crosstab = outputs(page, 1).locator(".fednb-result")
+    expect(crosstab.locator(".js-plotly-plot .hm")).to_have_count(1)
+    expect(crosstab.locator("table.fednb-frame")).to_contain_text("readmitted")
+    expect(crosstab.locator("table.fednb-frame")).to_contain_text("smoker")
+    cell(page, 0).screenshot(path=screenshots / "notebook-pooled-histogram.png")
+    cell(page, 1).screenshot(path=screenshots / "notebook-pooled-crosstab.png")
 
 
 def test_spanish_lab_shows_spanish_panels_and_widgets(page, lab, federation, screenshots):
