@@ -180,6 +180,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "lab.submit.title": ("Submit {name} to the federation", "Enviar {name} a la federación"),
     "lab.submit.dataset": ("Dataset", "Conjunto de datos"),
     "lab.submit.description": ("Description for the data owners", "Descripción para los propietarios de los datos"),
+    "lab.submit.function": ("Function to run", "Función a ejecutar"),
     "lab.submit.placeholder": ("What it computes and why", "Qué calcula y por qué"),
     "lab.submit.ok": ("Submit", "Enviar"),
     "lab.submit.cancel": ("Cancel", "Cancelar"),

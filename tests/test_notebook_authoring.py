@@ -59,8 +59,10 @@ def test_magic_submits_the_cell_and_shows_its_tracker(fresh_domain, tmp_path):
                "%%fednb submit patients\nprint('not a function')\n",
                "%%fednb submit\ndef f(df):\n    return 1\n",
                "%%fednb submit patients --fed nope\ndef f(df):\n    return 1\n"], str(tmp_path))
-    outputs = nb.cells[1].outputs
-    assert any(WIDGET in o.get("data", {}) for o in outputs), outputs
+    shown = next(o["data"] for o in nb.cells[1].outputs if WIDGET in o.get("data", {}))
+    # the live widget, and the request's own text and HTML for saved notebooks and exports
+    assert shown["text/plain"].startswith("<FederatedRequest function:mean_age on 'patients'>")
+    assert "<table" in shown["text/html"]
     assert "{'hospital-t': 'pending'} mean_age" in nb.cells[2].outputs[0]["text"]
     owner = fresh_domain.domain()
     pending = owner.requests(status="pending")

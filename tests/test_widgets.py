@@ -171,15 +171,16 @@ def test_display_uses_widgets_in_a_kernel_and_plain_reprs_elsewhere(fed, monkeyp
     d.show(fed)  # not in a kernel: the plain reprs, as before
     assert shown[-1][0]["text/plain"].startswith("<Federation of 2 domain(s)") and shown[-1][1] == {"raw": True}
     monkeypatch.setattr(d, "in_kernel", lambda: True)
-    d.show(fed)
-    assert type(shown[-1][0]).__name__ == "FederationView"
+    view = d.show(fed)
+    assert type(view).__name__ == "FederationView"
+    bundle = shown[-1][0]  # the widget, with the object's own text for saved notebooks and exports
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == view.model_id
+    assert bundle["text/plain"].startswith("<Federation of 2 domain(s)")
     monkeypatch.setenv("FEDNB_WIDGETS", "0")
-    d.show(fed)
-    assert isinstance(shown[-1][0], dict)
+    assert d.show(fed) is None and "application/vnd.jupyter.widget-view+json" not in shown[-1][0]
     monkeypatch.delenv("FEDNB_WIDGETS")
     monkeypatch.setitem(sys.modules, "ipywidgets", None)  # ipywidgets not installed
-    d.show(fed)
-    assert isinstance(shown[-1][0], dict)
+    assert d.show(fed) is None and "application/vnd.jupyter.widget-view+json" not in shown[-1][0]
 
 
 def test_import_fednb_stays_light():

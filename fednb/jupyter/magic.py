@@ -23,7 +23,7 @@ from typing import Any
 
 from fednb.errors import FednbError, InvalidInput
 from fednb.i18n import t
-from fednb.jupyter.cell import function_source
+from fednb.jupyter.cell import function_source, strip_magic
 
 
 class _Parser(argparse.ArgumentParser):
@@ -132,7 +132,7 @@ def ui_options(source: str) -> _Json:
     try:
         import ast
 
-        tree = ast.parse(source.split("\n", 1)[1] if source.lstrip().startswith("%%") else source)
+        tree = ast.parse(strip_magic(source))
         out["functions"] = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
     except SyntaxError as exc:
         out["error"] = t("magic.syntax", msg=exc.msg, line=exc.lineno)

@@ -74,22 +74,25 @@ def _plot_widget(obj: Any) -> Any | None:
     return PlotResultView(obj)
 
 
-def fallback(obj: Any) -> None:
-    from IPython.display import display
-
-    bundle = {"text/plain": repr(obj)}
+def plain_bundle(obj: Any) -> dict[str, Any]:
+    """The object's own text and HTML reprs."""
+    bundle: dict[str, Any] = {"text/plain": repr(obj)}
     html = getattr(obj, "_repr_html_", None)
     if callable(html):
         bundle["text/html"] = html()
-    display(bundle, raw=True)
+    return bundle
 
 
-def show(obj: Any) -> None:
-    """Display ``obj``: its widget where one can render, else its plain reprs."""
+def show(obj: Any) -> Any | None:
+    """Display ``obj``: its widget where one can render, else its plain reprs; returns the widget.
+
+    The widget's output also carries the object's own text and HTML, so a saved notebook, its HTML
+    export and a notebook run by nbclient read the result, not "ResultView(children=...)"."""
     from IPython.display import display
 
     widget = widget_for(obj) if widgets_enabled() else None
-    if widget is None:
-        fallback(obj)
-    else:
-        display(widget)
+    bundle = plain_bundle(obj)
+    if widget is not None:
+        bundle = {**(widget._repr_mimebundle_() or {}), **bundle}
+    display(bundle, raw=True)
+    return widget

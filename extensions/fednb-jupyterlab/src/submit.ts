@@ -78,7 +78,9 @@ class SubmitForm extends Widget {
     });
     this.node.append(
       h('label', {}, tr('lab.submit.dataset'), this.datasetSelect),
-      options.functions.length > 1 ? h('label', {}, 'def', this.fn) : h('span'),
+      options.functions.length > 1
+        ? h('label', {}, tr('lab.submit.function'), this.fn)
+        : h('span'),
       h('label', {}, tr('lab.submit.description'), this.description)
     );
   }
@@ -124,9 +126,8 @@ export async function submitActiveCell(tracker: INotebookTracker): Promise<void>
     });
     return;
   }
-  const name = options.functions.length === 1 ? options.functions[0] : '';
   const result = await showDialog<IChoice>({
-    title: tr('lab.submit.title', { name: name || 'def' }),
+    title: tr('lab.submit.title', { name: options.functions.join(', ') }),
     body: new SubmitForm(options),
     buttons: [
       Dialog.cancelButton({ label: tr('lab.submit.cancel') }),
