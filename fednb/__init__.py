@@ -32,6 +32,10 @@ __all__ = ["__version__", "DomainError", "DomainUnavailable", "FednbError", "Not
 
 
 def __getattr__(name: str) -> Any:
+    if name == "widgets":  # fednb.widgets.TrainingDashboard() after a plain `import fednb`
+        import importlib
+
+        return importlib.import_module("fednb.widgets")
     if name in _LAZY:
         import importlib
 

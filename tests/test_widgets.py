@@ -184,9 +184,10 @@ def test_display_uses_widgets_in_a_kernel_and_plain_reprs_elsewhere(fed, monkeyp
 
 
 def test_import_fednb_stays_light():
-    code = ("import sys, fednb; fednb.set_language; "
+    code = ("import sys, fednb; fednb.set_language; fednb.widgets; "
             "print(sorted(m for m in ('ipywidgets', 'plotly', 'IPython', 'pandas', 'jupyter_server', 'tornado') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+    assert fednb.widgets.TrainingDashboard.__name__ == "TrainingDashboard"
