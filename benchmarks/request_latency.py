@@ -69,7 +69,8 @@ def main() -> None:
                 # an already-approved custom function: approve once by hash, then re-submit it
                 first = ds.submit(fn, args={"warm": True})
                 for s, part in zip(servers, first.parts):
-                    Domain(s.path).approve(part.id)
+                    if part.status == "pending":  # domains approved in an earlier pass reuse that approval
+                        Domain(s.path).approve(part.id)
                 first.wait(30)
                 times = []
                 for _ in range(max(10, args.runs // 2)):

@@ -12,10 +12,15 @@ from fednb.errors import (
     DomainError,
     DomainUnavailable,
     FednbError,
+    MissingExtra,
+    ModelError,
+    NotConverged,
     NotEnoughDomains,
+    PerfectSeparation,
     RequestBlocked,
     RequestDenied,
     RequestFailed,
+    SingularDesign,
 )
 
 _LAZY = {
@@ -25,10 +30,12 @@ _LAZY = {
     "dry_run": ("fednb.client.functions", "dry_run"),
     "save_profile": ("fednb.client.profile", "save"),
     "set_language": ("fednb.i18n", "set_language"),
+    "glm": ("fednb.federated.glm", "glm"),
 }
 
 __all__ = ["__version__", "DomainError", "DomainUnavailable", "FednbError", "NotEnoughDomains",
-           "RequestBlocked", "RequestDenied", "RequestFailed", *_LAZY]
+           "RequestBlocked", "RequestDenied", "RequestFailed", *_LAZY,
+           "ModelError", "SingularDesign", "PerfectSeparation", "NotConverged", "MissingExtra"]
 
 
 def __getattr__(name: str) -> Any:

@@ -70,3 +70,34 @@ class PolicyError(FednbError):
 
 class SandboxError(FednbError):
     """The sandbox could not be started or a job could not be run in it."""
+
+
+class ModelError(FednbError):
+    """A federated model could not be fitted; the message says what to change in the model or data."""
+
+
+class SingularDesign(ModelError, ValueError):
+    """The pooled design matrix is singular: collinear terms, or a column that is zero on every row."""
+
+
+class PerfectSeparation(ModelError):
+    """Some coefficients have no finite estimate: the outcome is predicted perfectly for some rows.
+
+    ``terms`` names the coefficients that grow without bound.
+    """
+
+    def __init__(self, message: str, terms: list[str]):
+        self.terms = list(terms)
+        super().__init__(message)
+
+
+class NotConverged(ModelError):
+    """The iterations did not converge; ``result`` is the last iterate (``converged`` is False)."""
+
+    def __init__(self, message: str, result=None):
+        self.result = result
+        super().__init__(message)
+
+
+class MissingExtra(FednbError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""

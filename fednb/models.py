@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 RequestKind = Literal["builtin", "function", "training"]
 RequestStatus = Literal["pending", "approved", "denied", "running", "done", "failed", "blocked"]
 FINAL_STATUSES: frozenset[str] = frozenset({"denied", "done", "failed", "blocked"})
-BUILTINS: tuple[str, ...] = ("count", "sum", "mean", "variance", "histogram", "quantiles", "crosstab")
+ROUND_FINAL: frozenset[str] = frozenset({"done", "failed", "blocked"})
+BUILTINS: tuple[str, ...] = ("count", "sum", "mean", "variance", "histogram", "quantiles", "crosstab", "glm")
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
@@ -25,10 +26,14 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def code_hash(kind: str, name: str, code: str | None, args: dict) -> str:
-    """SHA-256 binding an approval to the exact code and static arguments of a request."""
-    payload = canonical_json({"kind": kind, "name": name, "code": code or "", "args": args})
-    return hashlib.sha256(payload.encode()).hexdigest()
+def code_hash(kind: str, name: str, code: str | None, args: dict, limits: dict | None = None) -> str:
+    """SHA-256 binding an approval to the exact code, static arguments and limits (e.g. a training
+    request's round budget) of a request."""
+    body: dict[str, Any] = {"kind": kind, "name": name, "code": code or "", "args": args}
+    limits = {k: v for k, v in (limits or {}).items() if v is not None}
+    if limits:
+        body["limits"] = limits
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
 class _Model(BaseModel):
@@ -117,6 +122,21 @@ class Request(_Model):
     @property
     def final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+
+class Round(_Model):
+    """One round of a request that runs in rounds (training: its weights are fetched separately)."""
+
+    request_id: str
+    round: int
+    status: Literal["queued", "running", "done", "failed", "blocked"]
+    reason: str | None = None
+    n: int | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    eval: dict[str, Any] | None = None
+    train_seconds: float | None = Field(None, description="Time the domain's training function took.")
+    weights_sha256: str | None = None
+    result: Any = Field(None, description="What an iterative built-in released this round.")
 
 
 class Decision(_Model):

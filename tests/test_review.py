@@ -108,11 +108,12 @@ def test_owner_reviews_over_http_with_an_owner_token(fresh_domain, analyst):
 
 def test_policy_auto_approval_can_be_turned_off(tmp_path, alice_token):
     from fednb.demo import data
+    from fednb.models import BUILTINS
     from tests.conftest import start_live
 
-    live = start_live(tmp_path, "strict", data.hospital("hospital-b"), alice_token, policy_edits={
-        'auto_approve = ["count", "sum", "mean", "variance", "histogram", "quantiles", "crosstab"]':
-        'auto_approve = ["count"]'})
+    default = "auto_approve = [" + ", ".join(f'"{b}"' for b in BUILTINS) + "]"
+    live = start_live(tmp_path, "strict", data.hospital("hospital-b"), alice_token,
+                      policy_edits={default: 'auto_approve = ["count"]'})
     try:
         fed = fednb.connect([live.url], token=alice_token)
         ds = fed.dataset("patients")

@@ -56,20 +56,51 @@ class Function:
         return f"<fednb.function {self.name} sha256={self.hash()[:12]}>"
 
 
-def source_of(fn: Callable) -> str:
-    """The function's own source, without decorators, dedented."""
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def source_of(obj: Callable | type) -> str:
+    """A function's or class's own source, without decorators, dedented.
+
+    Classes defined in a notebook have no file Python can find; their cell is then looked up in
+    the kernel's line cache (the latest cell that defines that name at top level).
+    """
+    name = getattr(obj, "__name__", repr(obj))
     try:
-        text = textwrap.dedent(inspect.getsource(fn))
+        text = textwrap.dedent(inspect.getsource(obj))
     except (OSError, TypeError) as exc:
-        raise InvalidInput(
-            f"cannot read the source of {getattr(fn, '__name__', fn)!r} ({exc}); define it in a notebook cell "
-            "or a file, or pass the source text to fednb.function(...)") from None
+        text = _from_line_cache(name)
+        if text is None:
+            raise InvalidInput(
+                f"cannot read the source of {name!r} ({exc}); define it in a notebook cell "
+                "or a file, or pass the source text to fednb.function(...)") from None
     tree = ast.parse(text)
-    node = next((n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
+    node = next((n for n in tree.body if isinstance(n, _DEFS) and n.name == name), None)
     if node is None:
-        raise InvalidInput(f"{fn!r} is not a plain function (lambdas and methods cannot be submitted)")
+        node = next((n for n in tree.body if isinstance(n, _DEFS)), None)
+    if node is None or (name == "<lambda>"):
+        raise InvalidInput(f"{obj!r} is not a plain function or class (lambdas and methods cannot be submitted)")
     lines = text.splitlines()
     return "\n".join(lines[node.lineno - 1:node.end_lineno]) + "\n"
+
+
+def _from_line_cache(name: str) -> str | None:
+    import linecache
+
+    found = None
+    for entry in list(linecache.cache.values()):
+        lines = entry[2] if len(entry) > 2 else None
+        if not lines:
+            continue
+        text = "".join(lines)
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, _DEFS) and node.name == name:
+                found = "\n".join(text.splitlines()[node.lineno - 1:node.end_lineno]) + "\n"
+    return found
 
 
 def _first_def(source: str) -> str:

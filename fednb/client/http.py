@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import threading
 import uuid
 from collections.abc import Coroutine
@@ -93,16 +94,22 @@ class DomainClient:
 
     # -- transport -----------------------------------------------------------------------------
     async def call(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
-                   extra_wait: float = 0.0) -> Any:
-        """One API call. Connection failures are retried (GETs, and POSTs that carry an idempotency key)."""
+                   extra_wait: float = 0.0, content: bytes | None = None, raw: bool = False,
+                   idempotent: bool = False, accept: str | None = None) -> Any:
+        """One API call. Connection failures are retried (GETs, and POSTs that are safe to repeat).
+        With ``raw``, a successful answer comes back as the ``httpx.Response`` itself."""
         timeout = httpx.Timeout(self.timeout + extra_wait, connect=self.timeout)
+        headers = {"content-type": "application/octet-stream"} if content is not None else {}
+        if accept:
+            headers["accept"] = accept
         attempt = 0
         while True:
             try:
-                response = await self._client().request(method, path, json=json, params=params, timeout=timeout)
+                response = await self._client().request(method, path, json=json, params=params, timeout=timeout,
+                                                         content=content, headers=headers)
                 break
             except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                retriable = method == "GET" or (isinstance(json, dict) and json.get("idempotency_key"))
+                retriable = method == "GET" or idempotent or (isinstance(json, dict) and json.get("idempotency_key"))
                 if attempt < self.retries and retriable:
                     attempt += 1
                     await asyncio.sleep(0.2 * attempt)
@@ -112,6 +119,8 @@ class DomainClient:
                 raise DomainUnavailable(self.name, f"did not answer within {self.timeout + extra_wait:g} s") from None
             except httpx.HTTPError as exc:
                 raise DomainUnavailable(self.name, f"connection failed: {_why(exc)}") from None
+        if raw and response.is_success:
+            return response
         return self._decode(response)
 
     def _decode(self, response: httpx.Response) -> Any:
@@ -169,6 +178,40 @@ class DomainClient:
 
     async def deny(self, request_id: str, reason: str) -> dict:
         return await self.call("POST", f"/v1/requests/{_seg(request_id)}/deny", json={"reason": reason})
+
+    async def submit_round(self, request_id: str, weights: bytes, *, wait: float = 0) -> tuple[dict, bytes | None]:
+        """Send one round's global weights (safetensors carrying the round number: safe to repeat).
+
+        Returns (the round, its released weights if it finished within ``wait``): one round trip.
+        """
+        wait = min(wait, SERVER_MAX_WAIT)
+        response = await self.call("POST", f"/v1/requests/{_seg(request_id)}/rounds", content=weights,
+                                   params={"wait": wait}, extra_wait=wait, idempotent=True, raw=True,
+                                   accept="application/octet-stream")
+        if response.headers.get("content-type", "").startswith("application/octet-stream"):
+            try:
+                return json.loads(response.headers["x-fednb-round"]), response.content
+            except (KeyError, ValueError):
+                raise DomainError(self.name, "sent weights without a valid X-Fednb-Round header") from None
+        return self._decode(response), None
+
+    async def submit_inputs_round(self, request_id: str, number: int, inputs: dict, *, wait: float = 0) -> dict:
+        """One round of an iterative built-in (e.g. a GLM's coefficients); safe to repeat."""
+        wait = min(wait, SERVER_MAX_WAIT)
+        return await self.call("POST", f"/v1/requests/{_seg(request_id)}/rounds", json={"round": int(number), "inputs": inputs},
+                               params={"wait": wait}, extra_wait=wait, idempotent=True)
+
+    async def round(self, request_id: str, number: int, *, wait: float = 0) -> dict:
+        wait = min(wait, SERVER_MAX_WAIT)
+        return await self.call("GET", f"/v1/requests/{_seg(request_id)}/rounds/{int(number)}",
+                               params={"wait": wait}, extra_wait=wait)
+
+    async def round_weights(self, request_id: str, number: int) -> bytes:
+        response = await self.call("GET", f"/v1/requests/{_seg(request_id)}/rounds/{int(number)}/weights", raw=True)
+        return response.content
+
+    async def finish(self, request_id: str) -> dict:
+        return await self.call("POST", f"/v1/requests/{_seg(request_id)}/finish", idempotent=True)
 
     async def audit(self, since: int = 0) -> list[dict]:
         return await self.call("GET", "/v1/audit", params={"since": since})

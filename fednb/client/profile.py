@@ -88,3 +88,17 @@ def _write(profiles: dict) -> Path:
 def add_domain(name: str, url: str, token: str | None) -> Path:
     domains = [d for d in load_all().get(name, {}).get("domains", []) if d["url"] != url.rstrip("/")]
     return save(name, domains + [{"url": url, "token": token}])
+
+
+def remove(name: str, url: str | None = None) -> None:
+    profiles = load_all()
+    if name not in profiles:
+        raise NotFound(f"no fednb profile {name!r}")
+    if url is None:
+        del profiles[name]
+    else:
+        domains = [d for d in profiles[name].get("domains", []) if d["url"] != url.rstrip("/")]
+        if len(domains) == len(profiles[name].get("domains", [])):
+            raise NotFound(f"profile {name!r} has no domain {url}")
+        profiles[name]["domains"] = domains
+    _write(profiles)

@@ -120,6 +120,19 @@ class FederatedRequest:
         self._changed()
         return self
 
+    def wait_decided(self, timeout: float = 600, *, poll: float = 0.5) -> list[Part]:
+        """For requests that run in rounds: wait until no domain is still pending review; returns
+        the parts approved (the others' reasons are in :attr:`problems`)."""
+        deadline = time.monotonic() + timeout
+        while any(p.status == "pending" for p in self.parts) and time.monotonic() < deadline:
+            time.sleep(poll)
+            self.refresh()
+        return [p for p in self.parts if p.status in ("approved", "running")]
+
+    def finish(self) -> None:
+        """End a request that runs in rounds on every domain (no more rounds)."""
+        run(gather(*(p.client.finish(p.id) for p in self.parts if p.id), return_exceptions=True))
+
     def wait(self, timeout: float = 60, *, progress: bool | None = None) -> FederatedRequest:
         """Wait until every domain is final, or ``timeout`` seconds; never raises for a slow domain."""
         from fednb.client.progress import Progress

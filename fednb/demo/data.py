@@ -45,6 +45,21 @@ def hospital(name: str) -> pd.DataFrame:
     return patients(**HOSPITALS[name])
 
 
+# outpatient visits in the year after discharge, a count: log E[visits] = intercept + sum(coef * x)
+VISITS_MODEL: dict[str, float] = {
+    "Intercept": -1.0, "age": 0.018, "C(sex)[T.M]": -0.12, "smoker": 0.25, "diabetes": 0.45,
+}
+
+
+def with_visits(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """``frame`` (a hospital's patients) plus a Poisson count ``visits`` following :data:`VISITS_MODEL`."""
+    rng = np.random.default_rng(seed)
+    m = VISITS_MODEL
+    log_mean = (m["Intercept"] + m["age"] * frame["age"] + m["C(sex)[T.M]"] * (frame["sex"] == "M")
+                + m["smoker"] * frame["smoker"] + m["diabetes"] * frame["diabetes"])
+    return frame.assign(visits=rng.poisson(np.exp(log_mean.to_numpy(dtype=float))))
+
+
 # recovery yield of lithium from brine: warmer, longer evaporation and richer brine recover more
 YIELD_MODEL: dict[str, float] = {"Intercept": 0.20, "li_concentration_gl": 0.18, "temperature_c": 0.008,
                                  "evaporation_days": 0.0009}

@@ -68,8 +68,9 @@ def run_demo(workdir: Path | None = None, serve: bool = False) -> int:
         _step("2. Each owner serves their domain on 127.0.0.1")
         for folder in folders.values():
             servers.append(DomainProcess(folder))
+            servers[-1].launch()  # all three start in parallel
         for s in servers:
-            s.start()
+            s.wait_ready()
             click.echo(f"   {s.banner}")
         failures = tour(servers, folders, token)
         _step(f"Done in {time.monotonic() - started:.1f} s")
@@ -129,6 +130,7 @@ def tour(servers, folders: dict[str, Path], token: str) -> list[str]:
           f"age quartiles {q.value.round(2).tolist()} (true {true_q.tolist()}; {q.notes[0]})")
     hist = patients.histogram("bmi", [15, 20, 25, 30, 35, 40])
     click.echo(_indent(hist.value.to_string(index=False)))
+    _regression(patients, check)
 
     _step("5. A custom function: tried on the mock, submitted, reviewed by each owner, run in the sandbox")
 
@@ -155,6 +157,8 @@ def tour(servers, folders: dict[str, Path], token: str) -> list[str]:
     check(set(results) == {"hospital-a", "hospital-b"}, "both hospitals released the approved function's result")
     again = patients.submit(readmission_by_risk, description="same code again").wait(30)
     check(all(s == "done" for s in again.status.values()), "re-submitting the approved hash runs without a new review")
+
+    _learning_step(patients, folders, check)
 
     _step("6. A request the owner denies, with a reason")
 
@@ -202,6 +206,68 @@ def tour(servers, folders: dict[str, Path], token: str) -> list[str]:
         d.close()
     fed.close()
     return failures
+
+
+def _regression(patients, check) -> None:
+    """Federated logistic regression across the hospitals, against the model that generated the data."""
+    import fednb
+
+    _step("4b. A federated logistic regression: each round, each hospital releases only XᵀWX and XᵀWz")
+    formula = "readmitted ~ " + " + ".join(n for n in data.READMISSION_MODEL if n != "Intercept")
+    formula = formula.replace("C(sex)[T.M]", "C(sex)")
+    fit = fednb.glm(formula, data=patients, family="binomial")
+    click.echo(f"   {formula}: {fit.iterations} IRLS iterations, n={fit.nobs} over {len(fit.domains)} hospitals")
+    table = pd.DataFrame({"estimate": fit.params, "std err": fit.bse,
+                          "true": pd.Series(data.READMISSION_MODEL)}).loc[fit.params.index]
+    click.echo(_indent(table.to_string(float_format="{:.4f}".format)))
+    for name, row in table.iterrows():
+        check(abs(row["estimate"] - row["true"]) <= 3 * row["std err"],
+              f"{name}: the true {row['true']:g} lies within 3 standard errors of {row['estimate']:.4f}")
+
+
+def _learning_step(patients, folders: dict[str, Path], check) -> None:
+    _step("5b. Federated learning: a small torch model trained over both hospitals, approved once")
+    try:
+        import torch
+
+        import fednb.learn as fl
+        from fednb.demo.learning import ReadmissionNet, readmission_features, train_readmission
+    except ImportError:
+        click.echo("   (skipped: install fednb[learn] for federated learning)")
+        return
+    import threading
+
+    from fednb.domain import Domain
+
+    stop = threading.Event()
+
+    def owners() -> None:  # each owner reviews the training code and its round budget once
+        while not stop.is_set():
+            for name in ("hospital-a", "hospital-b"):
+                d = Domain(folders[name])
+                for r in d.requests(status="pending"):
+                    d.approve(r.id, "small model, 5 rounds")
+                d.close()
+            stop.wait(0.1)
+
+    threading.Thread(target=owners, daemon=True).start()
+
+    def show(record: dict) -> None:
+        if record["domain"] == "global":
+            click.echo(f"   round {record['round']}: loss {record['loss']:.4f}, accuracy {record['accuracy']:.3f} "
+                       f"over {record['n']} patients ({record['seconds'] * 1000:.0f} ms)")
+
+    torch.manual_seed(0)
+    trainer = fl.Trainer(ReadmissionNet(), train_readmission, data=patients, rounds=5, min_domains=2,
+                         helpers=[readmission_features], on_round=show, progress=False,
+                         description="readmission risk model, 5 rounds of FedAvg")
+    try:
+        _, history = trainer.fit()
+    finally:
+        stop.set()
+    glob = history[history.domain == "global"]
+    check(glob["loss"].iloc[-1] < glob["loss"].iloc[0],
+          f"the global loss fell from {glob['loss'].iloc[0]:.4f} to {glob['loss'].iloc[-1]:.4f}; only weights left the hospitals")
 
 
 def _indent(text: str, prefix: str = "   ") -> str:

@@ -12,7 +12,7 @@ import secrets
 import time
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request as HttpRequest
+from fastapi import Depends, FastAPI, Path, Query, Request as HttpRequest, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +22,7 @@ from fednb._version import __version__
 from fednb.domain.domain import Domain
 from fednb.domain.review import Conflict, TooManyPending
 from fednb.errors import FednbError, InvalidInput, NotFound
-from fednb.models import AuditEntry, Dataset, Decision, DomainInfo, ErrorBody, Request, RequestIn, Session
+from fednb.models import ROUND_FINAL, AuditEntry, Dataset, Decision, DomainInfo, ErrorBody, Request, RequestIn, Round, Session
 
 log = logging.getLogger("fednb.domain.app")
 
@@ -75,25 +75,27 @@ class Notifier:
 
 
 class BodyLimit:
-    """ASGI middleware: refuse request bodies over ``limit`` bytes, declared or streamed."""
+    """ASGI middleware: refuse request bodies over ``limit`` bytes, declared or streamed
+    (``large`` for paths ending in ``large_suffix``: a training round's weights)."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int, large: int = 0, large_suffix: str = "/rounds"):
+        self.app, self.limit, self.large, self.large_suffix = app, limit, large, large_suffix
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = max(self.limit, self.large) if scope.get("path", "").endswith(self.large_suffix) else self.limit
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            return await _too_large(send, self.limit)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return await _too_large(send, limit)
         seen = 0
 
         async def limited():
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise ApiError(413, f"request body over {self.limit:,} bytes")
+            if seen > limit:
+                raise ApiError(413, f"request body over {limit:,} bytes")
             return message
 
         return await self.app(scope, limited, send)
@@ -258,7 +260,59 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
         v = await run_in_threadpool(domain.verify_audit)
         return {"ok": v.ok, "entries": v.entries, "head": v.head, "problems": v.problems}
 
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    @app.post("/v1/requests/{request_id}/rounds", response_model=Round, status_code=202, tags=["training"],
+              responses={**errors, 409: {"model": ErrorBody}, 413: {"model": ErrorBody},
+                         200: {"description": "With `Accept: application/octet-stream`, a round that is done "
+                                              "within `wait` answers with its weights; the round is in the "
+                                              "`X-Fednb-Round` header.",
+                               "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                  "application/json": {"schema": {"type": "object", "properties": {
+                      "round": {"type": "integer", "minimum": 1}, "inputs": {"type": "object"}},
+                      "required": ["round"]}}}}})
+    async def submit_round(request_id: str, request: HttpRequest, c: Analyst, wait: Wait = 0):
+        """One round. Training: the body is the global weights as safetensors, with the round's
+        inputs (``{"round": N, "config": {...}}``) as JSON under the metadata key ``fednb``.
+        Iterative built-ins (glm): JSON ``{"round": N, "inputs": {...}}``."""
+        body = await request.body()
+        r = await run_in_threadpool(domain.submit_round, c.name, request_id, body)
+        if wait:
+            r = await round_final(request_id, r.round, c, wait)
+        if r.status == "done" and "application/octet-stream" in request.headers.get("accept", ""):
+            data = await run_in_threadpool(domain.round_weights, request_id, r.round, analyst=c.name)
+            return Response(data, media_type="application/octet-stream", headers={"X-Fednb-Round": r.model_dump_json()})
+        return JSONResponse(r.model_dump(), status_code=202)
+
+    async def round_final(request_id: str, number: int, c: Caller, wait: float) -> Round:
+        deadline = time.monotonic() + wait
+        while True:
+            r = domain.round(request_id, number, analyst=scope(c))
+            remaining = deadline - time.monotonic()
+            if r.status in ROUND_FINAL or remaining <= 0:
+                return r
+            await notifier.wait(min(remaining, RECHECK_SECONDS))
+
+    @app.get("/v1/requests/{request_id}/rounds/{number}", response_model=Round, responses=errors, tags=["training"])
+    async def get_round(request_id: str, number: Annotated[int, Path(ge=1, le=1_000_000)], c: AnyCaller,
+                        wait: Wait = 0) -> Round:
+        return await round_final(request_id, number, c, wait)
+
+    @app.get("/v1/requests/{request_id}/rounds/{number}/weights", tags=["training"],
+             responses={**errors, 409: {"model": ErrorBody},
+                        200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def get_round_weights(request_id: str, number: Annotated[int, Path(ge=1, le=1_000_000)], c: AnyCaller):
+        """The round's released weights (safetensors)."""
+        data = await run_in_threadpool(domain.round_weights, request_id, number, analyst=scope(c))
+        return Response(data, media_type="application/octet-stream")
+
+    @app.post("/v1/requests/{request_id}/finish", response_model=Request, responses={**errors, 409: {"model": ErrorBody}},
+              tags=["training"])
+    async def finish(request_id: str, c: Analyst) -> Request:
+        """End a request that runs in rounds: no more rounds; the domain stops its worker."""
+        return await run_in_threadpool(domain.finish, c.name, request_id)
+
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, large=domain.policy.learning.max_model_mb * 1_000_000)
     return app
 
 

@@ -20,7 +20,7 @@ GENESIS = "0" * 64
 
 ACTIONS = (
     "init", "dataset", "invite", "revoke", "connect", "submit", "approve", "deny",
-    "run", "release", "block", "fail", "requeue", "policy",
+    "run", "release", "block", "fail", "requeue", "policy", "round", "finish",
 )
 
 

@@ -55,8 +55,9 @@ def describe(name: str, description: str, df: pd.DataFrame, policy: Policy) -> D
 
 
 def register(domain_dir: Path, source: Path, name: str, description: str, policy: Policy,
-             *, seed: int = 0) -> tuple[Dataset, Path]:
-    """Copy ``source`` into the domain as Parquet, write its mock, return its public metadata."""
+             *, seed: int = 0) -> tuple[Dataset, Path, int]:
+    """Copy ``source`` into the domain as Parquet, write its mock; returns (public metadata, data
+    file, exact row count)."""
     df = read_table(source)
     if df.empty:
         raise InvalidInput(f"{source} has no rows")
@@ -73,7 +74,7 @@ def register(domain_dir: Path, source: Path, name: str, description: str, policy
     tmp.rename(folder)
     for f in folder.iterdir():
         f.chmod(0o644)
-    return describe(name, description, df, policy), folder / DATA_FILE
+    return describe(name, description, df, policy), folder / DATA_FILE, len(df)
 
 
 class DataCache:

@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fednb.domain import audit, datasets, review
+from fednb.domain import audit, datasets, review, rounds
 from fednb.domain.policy import Policy, load_policy, render_template
 from fednb.domain.store import Store
 from fednb.errors import InvalidInput, NotFound
-from fednb.models import NAME_PATTERN, Dataset, Request, RequestIn
+from fednb.models import NAME_PATTERN, Dataset, Request, RequestIn, Round
 
 TOKEN_PREFIX = "fednb_"
 
@@ -101,12 +101,12 @@ class Domain:
         source = Path(file)
         if not source.is_file():
             raise InvalidInput(f"{source} is not a file")
-        meta, data_file = datasets.register(self.path, source, name, description, self.policy,
+        meta, data_file, rows = datasets.register(self.path, source, name, description, self.policy,
                                             seed=int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
         with self.store.transaction() as tx:
-            tx.execute("INSERT OR REPLACE INTO datasets (name, file, format, meta_json, created_at)"
-                       " VALUES (?, ?, 'parquet', ?, ?)",
-                       (name, str(data_file.relative_to(self.path)), meta.model_dump_json(), time.time()))
+            tx.execute("INSERT OR REPLACE INTO datasets (name, file, format, meta_json, rows, created_at)"
+                       " VALUES (?, ?, 'parquet', ?, ?, ?)",
+                       (name, str(data_file.relative_to(self.path)), meta.model_dump_json(), rows, time.time()))
             audit.append(tx, owner_actor(), "dataset", name,
                          {"rows": meta.rows, "columns": [c.name for c in meta.columns], "description": description})
         return meta
@@ -126,6 +126,13 @@ class Domain:
         if row is None:
             raise NotFound(f"this domain has no dataset {name!r}")
         return self.path / row["file"]
+
+    def row_count(self, name: str) -> int:
+        """The exact number of rows (private: for disclosure checks, never shown to analysts)."""
+        row = self.store.query_one("SELECT rows FROM datasets WHERE name = ?", (name,))
+        if row is None:
+            raise NotFound(f"this domain has no dataset {name!r}")
+        return int(row["rows"])
 
     def mock_path(self, name: str) -> Path:
         return self.data_path(name).with_name(datasets.MOCK_FILE)
@@ -227,6 +234,23 @@ class Domain:
         req = review.decide(self.store, request_id, approve=False, actor=actor or owner_actor(), reason=reason)
         self.changed()
         return req
+
+    # -- rounds (training, iterative built-ins) -----------------------------------------------------------------------
+    def submit_round(self, analyst: str, request_id: str, body: bytes) -> Round:
+        result = rounds.submit_round(self.store, self.policy, analyst, request_id, body)
+        self.changed()
+        return result
+
+    def round(self, request_id: str, number: int, *, analyst: str | None = None) -> Round:
+        return rounds.get_round(self.store, request_id, number, analyst=analyst)
+
+    def round_weights(self, request_id: str, number: int, *, analyst: str | None = None) -> bytes:
+        return rounds.round_weights(self.store, request_id, number, analyst=analyst)
+
+    def finish(self, analyst: str, request_id: str) -> Request:
+        result = rounds.finish(self.store, request_id, analyst)
+        self.changed()
+        return result
 
     # -- audit ---------------------------------------------------------------------------------
     def audit_entries(self, since: int = 0, limit: int | None = None):

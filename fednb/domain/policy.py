@@ -48,11 +48,20 @@ class SandboxSection(_Section):
     workers: int = Field(2, ge=1, le=64)
 
 
+class LearningSection(_Section):
+    enabled: bool = True
+    max_rounds: int = Field(200, ge=1)
+    max_model_mb: int = Field(50, ge=1)
+    idle_minutes: float = Field(15, gt=0)
+    warm_torch: bool = False
+
+
 class Policy(_Section):
     domain: DomainSection
     review: ReviewSection = Field(default_factory=ReviewSection)
     disclosure: DisclosureSection = Field(default_factory=DisclosureSection)
     sandbox: SandboxSection = Field(default_factory=SandboxSection)
+    learning: LearningSection = Field(default_factory=LearningSection)
 
     def auto_approves(self, kind: str, name: str) -> bool:
         """Only built-in aggregates can be approved by policy; custom code always waits for a person."""
@@ -112,6 +121,21 @@ max_file_mb = 64
 min_isolation = "standard"
 # Jobs that may run at the same time. Default: 2.
 workers = 2
+
+[learning]
+# Federated learning: a training request is approved once, for its code and its round budget; each
+# round trains the analyst's torch model on this domain's data in the sandbox and releases only the
+# updated weights (same parameters as the model: never data). Default: true.
+enabled = true
+# The largest round budget one request may ask for. Default: 200.
+max_rounds = 200
+# Largest model (weights), MB, accepted or released per round. Default: 50.
+max_model_mb = 50
+# A training worker idle this many minutes is stopped (the next round starts a new one). Default: 15.
+idle_minutes = 15
+# Import torch once when the server starts, so each training request's first round starts in
+# milliseconds instead of ~3 s; costs ~2.5 s of start-up and ~200 MB of memory. Default: false.
+warm_torch = false
 '''
 
 

@@ -27,6 +27,12 @@ def _die_with_parent() -> None:
         pass
 
 
+def _pdeathsig_safe() -> bool:
+    """PR_SET_PDEATHSIG fires when the *thread* that started the child exits: arm it only from the
+    main thread, which lives as long as the process."""
+    return sys.platform == "linux" and threading.current_thread() is threading.main_thread()
+
+
 class DomainProcess:
     """``fednb domain serve PATH`` on ``host:port`` (0: a free port), stderr to ``PATH/server.log``."""
 
@@ -42,26 +48,34 @@ class DomainProcess:
 
     def start(self, timeout: float = 60) -> str:
         """Start the server; returns its URL once it listens."""
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting (launch several, then :meth:`wait_ready` each)."""
         cmd = [sys.executable, "-m", "fednb", "domain", "serve", str(self.path), "--host", self.host,
                "--port", str(self.port), *self.extra_args]
         log = open(self.path / "server.log", "ab")
         env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,
-                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                     preexec_fn=_die_with_parent if _pdeathsig_safe() else None)
         log.close()
-        found: list[str] = []
-        ready = threading.Event()
+        self._found: list[str] = []
+        self._ready = threading.Event()
 
         def drain() -> None:  # read the banner, then keep the pipe empty
             for raw in self.proc.stdout:
                 line = raw.decode(errors="replace").strip()
-                if READY in line and not found:
-                    found.append(line)
-                    ready.set()
-            ready.set()
+                if READY in line and not self._found:
+                    self._found.append(line)
+                    self._ready.set()
+            self._ready.set()
 
         threading.Thread(target=drain, daemon=True).start()
-        if not ready.wait(timeout) or not found:
+
+    def wait_ready(self, timeout: float = 60) -> str:
+        found = self._found
+        if not self._ready.wait(timeout) or not found:
             self.kill()
             tail = (self.path / "server.log").read_text(errors="replace")[-2000:]
             raise FednbError(f"the domain server in {self.path} did not start:\n{tail}")

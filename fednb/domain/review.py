@@ -50,17 +50,26 @@ def check_code(code: str | None, entry: str, kind: str) -> None:
         raise InvalidInput(f"the code defines no top-level function named {entry!r}")
 
 
-def normalise(req: RequestIn) -> RequestIn:
+def normalise(req: RequestIn, policy: Policy) -> RequestIn:
     """Validate a submission's shape before anything is stored."""
     if req.kind == "builtin":
         if req.code:
             raise InvalidInput("a built-in request carries no code")
-        return req.model_copy(update={"args": builtins.validate_args(req.name, req.args)})
+        args = builtins.validate_args(req.name, req.args)
+        if builtins.iterative(req.name) and not req.limits.max_rounds:
+            raise InvalidInput(f"{req.name} runs in rounds: state the round budget (limits.max_rounds)")
+        if builtins.iterative(req.name) and req.limits.max_rounds > policy.learning.max_rounds:
+            raise InvalidInput(f"this domain allows at most {policy.learning.max_rounds} rounds per request")
+        return req.model_copy(update={"args": args})
     check_code(req.code, req.name, req.kind)
     try:
         json.dumps(req.args, allow_nan=False)
     except ValueError:
         raise InvalidInput("arguments must be JSON without NaN or infinity") from None
+    if req.kind == "training":
+        from fednb.domain.rounds import check_request
+
+        check_request(req.args, req.code, req.limits.max_rounds, policy)
     return req
 
 
@@ -77,6 +86,11 @@ def row_to_request(row: sqlite3.Row, *, full: bool = True) -> Request:
     )
 
 
+def runs_in_rounds(kind: str, name: str) -> bool:
+    """Training and iterative built-ins get no job at approval: the analyst sends each round."""
+    return kind == "training" or (kind == "builtin" and builtins.iterative(name))
+
+
 def _lane(kind: str) -> str:
     return "builtin" if kind == "builtin" else "sandbox"
 
@@ -91,8 +105,8 @@ def enqueue(tx: sqlite3.Connection, request_id: str, kind: str, inputs: Any = No
 
 def submit(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[Request, bool]:
     """Record a request and decide what policy allows. Returns (request, created)."""
-    req = normalise(req)
-    digest = code_hash(req.kind, req.name, req.code, req.args)
+    req = normalise(req, policy)
+    digest = code_hash(req.kind, req.name, req.code, req.args, req.limits.model_dump())
     with store.transaction() as tx:
         if tx.execute("SELECT 1 FROM datasets WHERE name = ?", (req.dataset,)).fetchone() is None:
             raise NotFound(f"this domain has no dataset {req.dataset!r}")
@@ -138,7 +152,8 @@ def submit(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[
                                                    "code_hash": digest, "description": req.description})
         if status == "approved":
             audit.append(tx, decided_by, "approve", rid, {"code_hash": digest, "reason": reason})
-            enqueue(tx, rid, req.kind)
+            if not runs_in_rounds(req.kind, req.name):
+                enqueue(tx, rid, req.kind)
         row = tx.execute("SELECT * FROM requests WHERE id = ?", (rid,)).fetchone()
     return row_to_request(row), True
 
@@ -197,7 +212,7 @@ def decide(store: Store, request_id: str, *, approve: bool, actor: str, reason: 
         )
         audit.append(tx, actor, "approve" if approve else "deny", request_id,
                      {"code_hash": row["code_hash"], "reason": reason})
-        if approve:
+        if approve and not runs_in_rounds(row["kind"], row["name"]):
             enqueue(tx, request_id, row["kind"])
         row = tx.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
     return row_to_request(row)

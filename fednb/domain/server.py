@@ -25,9 +25,13 @@ def describe_isolation(iso: dict[str, Any]) -> str:
 def start_sandbox(domain: Domain):
     """The sandbox for custom code; ``(None, report)`` where none can run (built-ins still work)."""
     try:
+        import importlib.util
+
         from fednb.domain.sandbox import Sandbox
 
-        sandbox = Sandbox(domain.path / "datasets")
+        learning = domain.policy.learning
+        torch = learning.enabled and learning.warm_torch and importlib.util.find_spec("torch") is not None
+        sandbox = Sandbox(domain.path / "datasets", warm=("numpy", "pandas", "torch") if torch else ("numpy", "pandas"))
         return sandbox, sandbox.start()
     except (ImportError, OSError, SandboxError) as exc:
         return None, {"level": "none", "details": f"custom code disabled: {exc}"}

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS datasets (
     file       TEXT NOT NULL,               -- relative to the domain folder
     format     TEXT NOT NULL CHECK (format IN ('csv', 'parquet')),
     meta_json  TEXT NOT NULL,               -- fednb.models.Dataset as the analyst sees it
+    rows       INTEGER NOT NULL,            -- exact row count: private, for disclosure checks
     created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS requests (
@@ -66,10 +67,12 @@ CREATE INDEX IF NOT EXISTS requests_by_hash ON requests (analyst, dataset, code_
 CREATE TABLE IF NOT EXISTS jobs (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     request_id  TEXT NOT NULL REFERENCES requests(id),
+    round       INTEGER,                    -- training rounds: 1, 2, ...; NULL for one-off jobs
     lane        TEXT NOT NULL CHECK (lane IN ('builtin', 'sandbox')),
-    status      TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    status      TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'blocked')),
     attempts    INTEGER NOT NULL DEFAULT 0,
-    inputs_json TEXT,                       -- dynamic inputs (e.g. a training round's global weights)
+    inputs_json TEXT,                       -- dynamic inputs (e.g. a training round's number and config)
+    input_blob  BLOB,                       -- a training round's global weights (safetensors)
     result_json TEXT,
     result_blob BLOB,                       -- safetensors bytes; never pickle
     reason      TEXT,
@@ -78,6 +81,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (status, lane, id);
+CREATE INDEX IF NOT EXISTS jobs_by_request ON jobs (request_id, round);
 CREATE TABLE IF NOT EXISTS audit (
     seq          INTEGER PRIMARY KEY,
     time         TEXT NOT NULL,

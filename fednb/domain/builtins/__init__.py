@@ -1,6 +1,7 @@
 """Built-in aggregates, one module per family; each registers itself in :mod:`.registry`."""
 
-from fednb.domain.builtins import stats  # noqa: F401  (registers the descriptive built-ins)
-from fednb.domain.builtins.registry import REGISTRY, Context, compute, select, validate_args
+from fednb.domain.builtins import glm, stats  # noqa: F401  (importing a module registers its built-ins)
+from fednb.domain.builtins.registry import (REGISTRY, Context, compute, iterative, select, validate_args,
+                                            validate_round_inputs)
 
-__all__ = ["REGISTRY", "Context", "compute", "select", "validate_args"]
+__all__ = ["REGISTRY", "Context", "compute", "iterative", "select", "validate_args", "validate_round_inputs"]

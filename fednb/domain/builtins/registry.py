@@ -49,13 +49,29 @@ class Builtin:
     name: str
     args: type[Args]
     fn: Callable[[Any, pd.DataFrame, Context], dict[str, Any]]
+    # An iterative built-in (a GLM's IRLS) is approved once for its static arguments and round
+    # budget; each round is then a job whose inputs (validated by this model) join the arguments.
+    round_inputs: type[BaseModel] | None = None
 
 
 REGISTRY: dict[str, Builtin] = {}
 
 
-def register(name: str, args: type[Args], fn: Callable[[Any, pd.DataFrame, Context], dict[str, Any]]) -> None:
-    REGISTRY[name] = Builtin(name, args, fn)
+def register(name: str, args: type[Args], fn: Callable[[Any, pd.DataFrame, Context], dict[str, Any]], *,
+             round_inputs: type[BaseModel] | None = None) -> None:
+    REGISTRY[name] = Builtin(name, args, fn, round_inputs)
+
+
+def iterative(name: str) -> bool:
+    return name in REGISTRY and REGISTRY[name].round_inputs is not None
+
+
+def validate_round_inputs(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return REGISTRY[name].round_inputs.model_validate(inputs).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'inputs'}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"bad round inputs for {name}: {problems}") from None
 
 
 def validate_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -94,10 +110,12 @@ def select(df: pd.DataFrame, where: list[Condition]) -> pd.DataFrame:
     return df[mask]
 
 
-def compute(name: str, args: dict[str, Any], df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    """Run built-in ``name`` on the private frame; raises ``Blocked`` or :class:`InvalidInput`."""
+def compute(name: str, args: dict[str, Any], df: pd.DataFrame, ctx: Context,
+            inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run built-in ``name`` on the private frame (with a round's ``inputs``); raises ``Blocked`` or
+    :class:`InvalidInput`."""
     if name not in REGISTRY:
         raise InvalidInput(f"unknown built-in {name!r}")
     builtin = REGISTRY[name]
-    parsed = builtin.args.model_validate(args)
+    parsed = builtin.args.model_validate({**args, **(inputs or {})})
     return builtin.fn(parsed, select(df, parsed.where), ctx)

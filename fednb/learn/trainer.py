@@ -1,0 +1,236 @@
+"""Federated training of a torch model over the domains of a dataset.
+
+The model class and the training function are sent as source, approved once by hash with a round
+budget; each round sends the global weights to every domain concurrently, collects the updated
+weights (safetensors) with sample counts and metrics, and aggregates them with a strategy
+(FedAvg by default). A domain that drops out or times out is left out of that round and recorded;
+fewer than ``min_domains`` answers stop the run with every reason. The global model is checkpointed
+each round, so a restarted kernel resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fednb.client.functions import source_of
+from fednb.client.http import DomainClient, gather, run
+from fednb.client.requests import FederatedRequest, Part
+from fednb.errors import DomainError, DomainUnavailable, InvalidInput, NotEnoughDomains
+from fednb.learn import checkpoint as ckpt
+from fednb.learn import weights as W
+from fednb.learn.strategies import FedAvg, Strategy, Update
+from fednb.models import ROUND_FINAL, canonical_json
+
+
+class Trainer:
+    """``Trainer(model, train_fn, data=ds, strategy=FedAvg(), rounds=10, min_domains=2).fit()``.
+
+    ``train_fn(model, df, **config) -> dict`` trains in place on a domain and returns metrics
+    (``loss``, ``accuracy``, ...; ``n`` if it used fewer rows than the dataset has). It receives
+    ``config`` plus ``round`` (and ``proximal_mu``/``global_params`` under FedProx).
+    ``evaluate_fn(model, df, **config) -> dict``, if given, scores the incoming global model on each
+    domain (federated evaluation); ``central_eval(model) -> dict`` scores it on the analyst's side.
+    ``helpers``: other functions or classes the model or training code uses, sent along.
+    """
+
+    def __init__(self, model: nn.Module, train_fn: Callable, data: Any, *, strategy: Strategy | None = None,
+                 rounds: int = 10, min_domains: int = 2, evaluate_fn: Callable | None = None,
+                 central_eval: Callable[[nn.Module], dict] | None = None, config: dict | None = None,
+                 model_args: dict | None = None, helpers: Sequence[Callable | type] = (),
+                 round_timeout: float = 120.0, approval_timeout: float = 600.0, checkpoint: str | None = None,
+                 description: str = "", on_round: Callable[[dict], None] | None = None,
+                 progress: bool | None = None, seed: int = 0):
+        if rounds < 1 or min_domains < 1:
+            raise InvalidInput("rounds and min_domains must be at least 1")
+        self.model, self.train_fn, self.data = model, train_fn, data
+        self.strategy = strategy or FedAvg()
+        self.rounds, self.min_domains = rounds, min_domains
+        self.evaluate_fn, self.central_eval = evaluate_fn, central_eval
+        self.config, self.model_args = dict(config or {}), dict(model_args or {})
+        self.round_timeout, self.approval_timeout = round_timeout, approval_timeout
+        self.checkpoint, self.description, self.seed = checkpoint, description, seed
+        self.progress = progress
+        self._listeners: list[Callable[[dict], None]] = [on_round] if on_round else []
+        self.records: list[dict[str, Any]] = []
+        self.request: FederatedRequest | None = None
+        self.body = self._body(helpers)
+        self.code_hash = hashlib.sha256(canonical_json(self.body).encode()).hexdigest()
+
+    # -- what is sent ----------------------------------------------------------------------------
+    def _body(self, helpers: Sequence[Callable | type]) -> dict:
+        parts = [source_of(h) for h in helpers] + [source_of(type(self.model)), source_of(self.train_fn)]
+        if self.evaluate_fn is not None:
+            parts.append(source_of(self.evaluate_fn))
+        args = {"model": type(self.model).__name__, "model_args": self.model_args, "config": self.config,
+                "evaluate": self.evaluate_fn.__name__ if self.evaluate_fn else None, "seed": self.seed}
+        return {"dataset": self.data.name, "kind": "training", "name": self.train_fn.__name__,
+                "code": "\n\n".join(parts), "args": args,
+                "description": self.description or f"train {args['model']} for {self.rounds} rounds",
+                "limits": {"max_rounds": self.rounds, "max_runtime_s": self.round_timeout}}
+
+    # -- results ---------------------------------------------------------------------------------
+    @property
+    def history(self):
+        """One row per round and domain (``domain == "global"`` for the aggregate)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.records)
+
+    def on_round(self, listener: Callable[[dict], None]) -> None:
+        """Call ``listener(record)`` for every record as it happens (the live dashboard uses this)."""
+        self._listeners.append(listener)
+
+    def _record(self, record: dict) -> None:
+        self.records.append(record)
+        for listener in list(self._listeners):
+            try:
+                listener(record)
+            except Exception:  # a display problem must never stop training
+                pass
+
+    # -- the run ---------------------------------------------------------------------------------
+    def fit(self) -> tuple[nn.Module, Any]:
+        """Train; returns (the trained model, the history DataFrame)."""
+        display = self._display()
+        try:
+            first, parts = self._start()
+            for number in range(first, self.rounds + 1):
+                self._round(number, parts)
+            run(gather(*(p.client.finish(p.id) for p in parts), return_exceptions=True))  # no more rounds
+        finally:
+            if display is not None:
+                display.close()
+        return self.model, self.history
+
+    def _start(self) -> tuple[int, list[Part]]:
+        saved = ckpt.load(self.checkpoint) if self.checkpoint else None
+        if saved is not None and saved.code_hash == self.code_hash:
+            self.model.load_state_dict(W.to_torch(saved.weights))
+            self.strategy.load_state(saved.strategy)
+            self.records = list(saved.history)
+            by_url = {c.url: c for c in self.data.clients.values()}
+            parts = [Part(by_url[url], id=rid, state={"status": "running"})
+                     for url, rid in saved.requests.items() if url in by_url]
+            return saved.round + 1, parts
+        return 1, self._submit()
+
+    def _submit(self) -> list[Part]:
+        req = self.data.fed.submit(self.data.clients, self.body)
+        self.request = req
+        active = req.wait_decided(self.approval_timeout)
+        if len(active) < self.min_domains:
+            raise NotEnoughDomains(self.min_domains, len(active),
+                                   {p.domain: p.why or p.status for p in req.parts if p not in active})
+        return active
+
+    def _round(self, number: int, parts: list[Part]) -> None:
+        config = self.strategy.configure(number)
+        current = W.to_numpy(self.model.state_dict())
+        blob = W.encode(self.model.state_dict(), {"round": number, "config": config})
+        started = time.monotonic()
+        answers = run(gather(*(self._one(p, number, blob) for p in parts)), self.round_timeout + 60)
+        updates, slowest = [], 0.0
+        for part, (status, state, data, seconds) in zip(parts, answers):
+            metrics = (state or {}).get("metrics") or {}
+            evaluation = (state or {}).get("eval") or {}
+            record = {"round": number, "domain": part.domain, "status": status, "n": (state or {}).get("n"),
+                      "loss": metrics.get("loss"), "accuracy": metrics.get("accuracy"),
+                      "eval_loss": evaluation.get("loss"), "eval_accuracy": evaluation.get("accuracy"),
+                      "seconds": round(seconds, 4), "train_seconds": (state or {}).get("train_seconds"),
+                      "reason": (state or {}).get("reason") if status != "ok" else None}
+            self._record(record)
+            if status == "ok":
+                updates.append(Update(part.domain, W.decode(data), int(state["n"]), metrics))
+                slowest = max(slowest, float(state.get("train_seconds") or 0.0))
+        if len(updates) < self.min_domains:
+            problems = {r["domain"]: f"{r['status']}: {r['reason']}" for r in self.records[-len(parts):]
+                        if r["status"] != "ok"}
+            raise NotEnoughDomains(self.min_domains, len(updates), problems)
+        new = self.strategy.aggregate(current, updates)
+        self.model.load_state_dict(W.to_torch(new))
+        self._record(self._global_record(number, updates, started, slowest))
+        if self.checkpoint:
+            ckpt.save(self.checkpoint, ckpt.Checkpoint(
+                round=number, code_hash=self.code_hash, requests={p.client.url: p.id for p in parts},
+                history=self.records, weights=new, strategy=self.strategy.state()))
+
+    def _global_record(self, number: int, updates: list[Update], started: float, slowest: float) -> dict:
+        """The round as a whole; ``train_seconds`` is the slowest domain's local training."""
+        n = sum(u.n for u in updates)
+
+        def weighted(key: str) -> float | None:
+            pairs = [(u.n, u.metrics.get(key)) for u in updates if isinstance(u.metrics.get(key), (int, float))]
+            return float(sum(w * v for w, v in pairs) / sum(w for w, _ in pairs)) if pairs else None
+
+        record = {"round": number, "domain": "global", "status": "ok", "n": n, "loss": weighted("loss"),
+                  "accuracy": weighted("accuracy"), "eval_loss": None, "eval_accuracy": None,
+                  "seconds": round(time.monotonic() - started, 4), "train_seconds": slowest, "reason": None}
+        if self.central_eval is not None:
+            self.model.eval()
+            with torch.no_grad():
+                scores = self.central_eval(self.model) or {}
+            self.model.train()
+            record["eval_loss"], record["eval_accuracy"] = scores.get("loss"), scores.get("accuracy")
+        return record
+
+    async def _one(self, part: Part, number: int, blob: bytes) -> tuple[str, dict | None, bytes | None, float]:
+        """One domain's round: ("ok" | "failed" | "timeout" | "dropped", state, weights, seconds)."""
+        client: DomainClient = part.client
+        t0 = time.monotonic()
+        deadline = t0 + self.round_timeout
+        try:
+            state, data = await client.submit_round(part.id, blob, wait=self.round_timeout)
+            while state["status"] not in ROUND_FINAL and time.monotonic() < deadline:
+                state = await client.round(part.id, number, wait=deadline - time.monotonic())
+            if state["status"] == "done":
+                data = data if data is not None else await client.round_weights(part.id, number)
+                return "ok", state, data, time.monotonic() - t0
+            if state["status"] in ("failed", "blocked"):
+                return state["status"], state, None, time.monotonic() - t0
+            return "timeout", {**state, "reason": f"no answer within {self.round_timeout:g} s"}, None, time.monotonic() - t0
+        except DomainUnavailable as exc:
+            return "dropped", {"reason": exc.message}, None, time.monotonic() - t0
+        except DomainError as exc:
+            return "failed", {"reason": exc.message}, None, time.monotonic() - t0
+
+    def _display(self):
+        """Live progress: the notebook dashboard when there is one, else a progress bar."""
+        if self.progress is False:
+            return None
+        try:
+            from fednb.widgets import TrainingDashboard, in_notebook  # type: ignore[attr-defined]
+
+            if in_notebook():
+                board = TrainingDashboard(rounds=self.rounds, domains=list(self.data.domains))
+                self.on_round(board.update)
+                from IPython.display import display
+
+                display(board)
+                return None
+        except ImportError:
+            pass
+        from fednb.client.progress import Progress
+
+        bar = Progress(total=self.rounds, desc=f"training {self.body['args']['model']}", enabled=self.progress,
+                       initial=0)
+        self.on_round(lambda r: bar.update(1) if r["domain"] == "global" else None)
+        return bar
+
+
+def proximal_term(model: nn.Module, global_params: list[torch.Tensor], mu: float) -> torch.Tensor:
+    """FedProx's mu/2 * ||w - w_global||^2, to add to the local loss (Li et al. 2020)."""
+    total = torch.zeros(())
+    for p, g in zip(model.parameters(), global_params):
+        total = total + ((p - g) ** 2).sum()
+    return 0.5 * mu * total
+
+
+__all__ = ["Trainer", "proximal_term"]

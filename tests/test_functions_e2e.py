@@ -1,0 +1,89 @@
+"""Approved custom code through the real server: it runs in the sandbox, its output is checked before
+release, and attempts to break out end as failures the analyst can read while the domain keeps serving."""
+
+from __future__ import annotations
+
+import pytest
+
+import fednb
+from fednb.demo import data
+from tests.conftest import start_live
+
+FAST = {"wall_seconds = 120": "wall_seconds = 4", "cpu_seconds = 60": "cpu_seconds = 1",
+        "memory_mb = 2048": "memory_mb = 256", "max_output_bytes = 1000000": "max_output_bytes = 20000"}
+
+
+@pytest.fixture(scope="module")
+def domain(tmp_path_factory, alice_token):
+    live = start_live(tmp_path_factory.mktemp("fn"), "sandboxed", data.hospital("hospital-a"), alice_token,
+                      policy_edits=FAST)
+    fed = fednb.connect([live.url], token=alice_token)
+    yield live, fed.dataset("patients")
+    fed.close()
+    live.server.stop()
+
+
+def run(domain, body: str, args: dict | None = None):
+    """Submit, approve as the owner, wait; returns the domain's part of the request."""
+    live, ds = domain
+    src = "def job(df, **kw):\n" + "\n".join("    " + line for line in body.strip().splitlines()) + "\n"
+    req = ds.submit(fednb.function(src, name="job"), args=args or {})
+    part = req.parts[0]
+    if part.status == "pending":
+        d = live.domain()
+        d.approve(part.id, "test")
+        d.close()
+    req.wait(30)
+    return req.parts[0]
+
+
+def test_an_approved_function_runs_and_releases_its_aggregate(domain):
+    part = run(domain, "return df.groupby('sex')['bmi'].mean().round(2)")
+    assert part.status == "done"
+    value = fednb.codec.decode(part.state["result"]) if hasattr(fednb, "codec") else None
+    from fednb import codec
+
+    value = codec.decode(part.state["result"])
+    assert set(value.index) == {"F", "M"}
+
+
+@pytest.mark.parametrize("body,status,reason", [
+    ("return df[['age']].head(150)", "blocked", "values from"),                   # rows of a table
+    ("return df['age'].tolist()", "blocked", "values from"),                   # one column, row by row
+    ("return df.head(len(df) // 12)['age'].tolist()", "blocked", "grows with the number of rows"),
+    ("return 'x' * 100_000", "blocked", "larger than the domain's limit"),
+    ("while True:\n    pass", "failed", ("CPU seconds", "wall-clock limit")),  # whichever comes first under load
+    ("import time\ntime.sleep(60)", "failed", "wall-clock limit of 4 s"),
+    ("x = bytearray(2_000_000_000)\nreturn len(x)", "failed", "out of memory"),
+    ("import os\nos.fork()", "failed", "PermissionError"),
+    ("import subprocess\nsubprocess.run(['ls'])", "failed", "Error"),
+    ("import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=1)", "failed", "Error"),
+    ("import urllib.request\nurllib.request.urlopen('http://example.org', timeout=2)", "failed", "Error"),
+    ("return open('/etc/passwd').read()[:10]", "failed", "Error"),
+    ("import glob\nreturn glob.glob('/**/domain.db', recursive=True)", "done", ""),  # sees nothing
+    ("import pickle, os\nclass E:\n    def __reduce__(self):\n        return (os.system, ('id',))\nreturn E()",
+     "failed", "cannot release an object"),
+    ("return 1 / 0", "failed", "ZeroDivisionError: division by zero"),
+])
+def test_bad_or_hostile_code_is_contained(domain, body, status, reason):
+    part = run(domain, body)
+    assert part.status == status, (part.status, part.state.get("reason"))
+    reasons = reason if isinstance(reason, tuple) else (reason,)
+    assert any(r in (part.state.get("reason") or "") for r in reasons), part.state.get("reason")
+    if status == "done":
+        from fednb import codec
+
+        assert codec.decode(part.state["result"]) == []
+
+
+def test_the_domain_files_are_out_of_reach(domain):
+    live, _ = domain
+    for target in (live.path / "domain.db", live.path / "policy.toml", live.path / "server.log"):
+        part = run(domain, f"return open({str(target)!r}, 'rb').read(10).hex()")
+        assert part.status == "failed", target
+        assert str(live.path) not in (part.state.get("reason") or "").replace(str(target), "")
+
+
+def test_the_server_still_serves_after_all_that(domain):
+    _, ds = domain
+    assert ds.count().value == 1200
