@@ -191,3 +191,40 @@ def test_import_fednb_stays_light():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
     assert fednb.widgets.TrainingDashboard.__name__ == "TrainingDashboard"
+
+
+def test_the_trainers_records_and_calls_drive_the_dashboard(english):
+    """The Trainer (fednb.learn) asks in_notebook(), builds TrainingDashboard(rounds=, domains=) and
+    feeds it its own records: extra keys, "failed", reasons, held-out evaluation of the global model."""
+    from fednb.widgets import TrainingDashboard, in_notebook
+
+    assert in_notebook() is False  # not in a kernel: the Trainer shows a progress bar instead
+    dash = TrainingDashboard(rounds=3, domains=["hospital-a", "hospital-b"])
+    assert list(dash.plotted("loss")) == ["dropped out", "global", "hospital-a", "hospital-b"]
+    assert tuple(dash.figure.layout.xaxis.range) == (0.5, 3.5)
+    common = {"seconds": 0.1, "train_seconds": 0.05, "eval_loss": None, "eval_accuracy": None}
+    dash.update({**common, "round": 1, "domain": "hospital-a", "status": "ok", "n": 800, "loss": 0.7,
+                 "accuracy": 0.6, "reason": None})
+    dash.update({**common, "round": 1, "domain": "hospital-b", "status": "failed", "n": None, "loss": None,
+                 "accuracy": None, "reason": "the sandbox ran out of memory"})
+    dash.update({**common, "round": 1, "domain": "global", "status": "ok", "n": 800, "loss": 0.7, "accuracy": 0.6,
+                 "eval_loss": 0.72, "eval_accuracy": 0.58, "reason": None})
+    assert dash.plotted("accuracy")["global (held-out evaluation)"] == ([1], [0.58])
+    assert "round 1: 1 of 2 domain(s) answered" in dash._status.value
+    assert "round 1 hospital-b (failed)" in dash._dropouts.value
+    drop = next(tr for tr in dash.figure.data if tr.name == "dropped out")
+    assert drop.hovertext == ("round 1 hospital-b (failed): the sandbox ran out of memory",)
+
+
+def test_a_glm_result_shows_its_coefficient_plot_and_summary(fed, monkeypatch):
+    from fednb.widgets import display as d
+
+    result = fednb.glm("readmitted ~ age + bmi", data=fed.dataset("patients"), family="binomial")
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append(obj))
+    monkeypatch.setattr(d, "in_kernel", lambda: True)
+    view = d.show(result)
+    plot = view.children[0].outputs[0]["data"]["application/vnd.plotly.v1+json"]
+    assert plot["data"][0]["y"] == ["age", "bmi"]
+    assert "Generalized Linear Model" in view.children[1].value
+    assert shown[-1]["text/plain"].startswith("federated binomial GLM")

@@ -21,6 +21,7 @@ _LAZY = {
     "ResultView": "fednb.widgets.results",
     "PlotResultView": "fednb.widgets.results",
     "show": "fednb.widgets.display",
+    "in_notebook": "fednb.widgets.display",
     "register": "fednb.widgets.display",
 }
 

@@ -39,6 +39,12 @@ def widgets_enabled() -> bool:
     return True
 
 
+def in_notebook() -> bool:
+    """Whether widgets can show here (a Jupyter kernel with ipywidgets, not FEDNB_WIDGETS=0): the
+    Trainer asks this before it shows a TrainingDashboard instead of a progress bar."""
+    return widgets_enabled()
+
+
 def register(qualname: str, factory: Callable[[Any], Any]) -> None:
     FACTORIES[qualname] = factory
 

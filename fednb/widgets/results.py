@@ -156,7 +156,10 @@ class PlotResultView(w.VBox):
 
         self.result = result
         children: list[w.Widget] = []
-        figure = result.plot()
+        try:
+            figure = result.plot()
+        except Exception:  # no plot (a missing extra, nothing to draw): the summary alone
+            figure = None
         if isinstance(figure, w.Widget):
             children.append(figure)
         elif isinstance(figure, go.Figure):
