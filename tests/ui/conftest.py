@@ -22,13 +22,14 @@ import httpx
 import pytest
 
 from fednb.demo import data
+from fednb.models import BUILTINS
 from fednb.domain.domain import new_token
 from tests.conftest import LiveDomain, free_port, start_live
 
 CHROMIUM = "/usr/bin/chromium"
 TOKEN = "fednb-ui-tests"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-AUTO_APPROVE_ALL = 'auto_approve = ["count", "sum", "mean", "variance", "histogram", "quantiles", "crosstab"]'
+AUTO_APPROVE_ALL = "auto_approve = [" + ", ".join(f'"{b}"' for b in BUILTINS) + "]"  # policy.toml's default
 
 
 def pytest_collection_modifyitems(items):

@@ -58,7 +58,7 @@ def test_training_dashboard_updates_live_from_the_kernel(page, lab, screenshots)
     late = _points(figure)
     assert 0 < early < late, (early, late)  # the plot grew while the cell was still running
     expect(board).to_contain_text("Drop-outs: round 4 hospital-b (dropped out); round 6 ylb-uyuni (timed out)")
-    expect(figure.locator(".legendtext")).to_contain_text(["dropped out", "hospital-a", "global"], timeout=5_000)
+    expect(figure.locator(".legendtext")).to_contain_text(["dropped out", "global", "hospital-a"], timeout=5_000)
     expect(board.locator(".fednb-training-status")).to_contain_text("global loss 0.1375")
     page.screenshot(path=screenshots / "training-dashboard-live.png")
 
