@@ -4,7 +4,7 @@
  * a description; then the kernel submits the cell's function and its tracker widget appears under
  * the cell. Everything that decides anything runs in Python (fednb.jupyter.magic).
  */
-import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { Dialog, Notification, showDialog } from '@jupyterlab/apputils';
 import { CodeCell } from '@jupyterlab/cells';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { OutputArea } from '@jupyterlab/outputarea';
@@ -94,6 +94,22 @@ class SubmitForm extends Widget {
   }
 }
 
+/** `work`, with a "Loading…" notification while it takes more than a second (the kernel may connect first). */
+async function slowNotice<T>(work: Promise<T>): Promise<T> {
+  let notice: string | undefined;
+  const timer = window.setTimeout(() => {
+    notice = Notification.emit(tr('common.loading'), 'in-progress', { autoClose: false });
+  }, 1000);
+  try {
+    return await work;
+  } finally {
+    window.clearTimeout(timer);
+    if (notice) {
+      Notification.dismiss(notice);
+    }
+  }
+}
+
 export async function submitActiveCell(tracker: INotebookTracker): Promise<void> {
   const panel = tracker.currentWidget;
   const cell = tracker.activeCell;
@@ -108,7 +124,7 @@ export async function submitActiveCell(tracker: INotebookTracker): Promise<void>
   const source = cell.model.sharedModel.getSource();
   let options: IOptions;
   try {
-    options = await askKernel(tracker, source);
+    options = await slowNotice(askKernel(tracker, source));
   } catch (error) {
     await showDialog({
       title: tr('lab.submit.command'),
