@@ -29,6 +29,7 @@ _LAZY = {
     "function": ("fednb.client.functions", "function"),
     "dry_run": ("fednb.client.functions", "dry_run"),
     "save_profile": ("fednb.client.profile", "save"),
+    "set_language": ("fednb.i18n", "set_language"),
     "glm": ("fednb.federated.glm", "glm"),
 }
 
@@ -38,6 +39,10 @@ __all__ = ["__version__", "DomainError", "DomainUnavailable", "FednbError", "Not
 
 
 def __getattr__(name: str) -> Any:
+    if name == "widgets":  # fednb.widgets.TrainingDashboard() after a plain `import fednb`
+        import importlib
+
+        return importlib.import_module("fednb.widgets")
     if name in _LAZY:
         import importlib
 
@@ -50,3 +55,15 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext fednb``: the ``%%fednb submit`` cell magic."""
+    from fednb.jupyter.magic import load_ipython_extension as load
+
+    load(ipython)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt JupyterLab extension lives (``jupyter labextension develop``)."""
+    return [{"src": "labextension", "dest": "fednb-jupyterlab"}]

@@ -290,9 +290,22 @@ def domain_deny(path: Path, request_id: str, reason: str, same_code: bool) -> No
 @click.option("--head", default=None, help="With --verify: a published head ('SEQ:HASH' or HASH) the log must contain.")
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON lines.")
 @click.option("--tail", default=None, type=int, help="Only the last N entries.")
-def domain_audit(path: Path, verify: bool, head: str | None, as_json: bool, tail: int | None) -> None:
-    """Show or verify the tamper-evident audit log."""
+@click.option("--export", "export_to", type=click.Path(path_type=Path), default=None,
+              help="Write a transparency report to publish: REPORT.html (one self-contained page) or REPORT.json.")
+@click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True,
+              help="Language of the HTML report.")
+def domain_audit(path: Path, verify: bool, head: str | None, as_json: bool, tail: int | None,
+                 export_to: Path | None, lang: str) -> None:
+    """Show, verify or export (as a transparency report) the tamper-evident audit log."""
     d = _open(path)
+    if export_to is not None:
+        from fednb.domain.report import export
+
+        report = export(d, export_to, lang)
+        audit = report["audit"]
+        click.echo(f"wrote {export_to}: {report['totals']['requests']} requests, audit head {audit['head']}"
+                   + ("" if audit["intact"] else " -- the audit log does NOT verify, see the report"))
+        sys.exit(0 if audit["intact"] else 1)
     if verify:
         v = d.verify_audit(head)
         click.echo(str(v))

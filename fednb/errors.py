@@ -36,6 +36,10 @@ class AuthenticationError(DomainError):
     """The token was refused: missing, wrong or revoked."""
 
 
+class CertificateError(DomainError):
+    """The domain's TLS certificate is not trusted (unknown authority, wrong host, expired)."""
+
+
 class RequestDenied(DomainError):
     """The data owner denied the request; ``message`` is the owner's reason."""
 

@@ -1,5 +1,5 @@
 """Approved custom code through the real server: it runs in the sandbox, its output is checked before
-release, and attempts to break out end as failures the analyst can read while the domain keeps serving."""
+release, and row-level output is blocked with reasons the analyst can read (escapes: test_escapes.py)."""
 
 from __future__ import annotations
 
@@ -51,37 +51,13 @@ def test_an_approved_function_runs_and_releases_its_aggregate(domain):
     ("return df[['age']].head(150)", "blocked", "values from"),                   # rows of a table
     ("return df['age'].tolist()", "blocked", "values from"),                   # one column, row by row
     ("return df.head(len(df) // 12)['age'].tolist()", "blocked", "grows with the number of rows"),
-    ("return 'x' * 100_000", "blocked", "larger than the domain's limit"),
-    ("while True:\n    pass", "failed", ("CPU seconds", "wall-clock limit")),  # whichever comes first under load
-    ("import time\ntime.sleep(60)", "failed", "wall-clock limit of 4 s"),
-    ("x = bytearray(2_000_000_000)\nreturn len(x)", "failed", "out of memory"),
-    ("import os\nos.fork()", "failed", "PermissionError"),
-    ("import subprocess\nsubprocess.run(['ls'])", "failed", "Error"),
-    ("import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=1)", "failed", "Error"),
-    ("import urllib.request\nurllib.request.urlopen('http://example.org', timeout=2)", "failed", "Error"),
-    ("return open('/etc/passwd').read()[:10]", "failed", "Error"),
-    ("import glob\nreturn glob.glob('/**/domain.db', recursive=True)", "done", ""),  # sees nothing
-    ("import pickle, os\nclass E:\n    def __reduce__(self):\n        return (os.system, ('id',))\nreturn E()",
-     "failed", "cannot release an object"),
     ("return 1 / 0", "failed", "ZeroDivisionError: division by zero"),
 ])
-def test_bad_or_hostile_code_is_contained(domain, body, status, reason):
+def test_row_level_output_is_blocked_and_errors_are_readable(domain, body, status, reason):
+    """Escape attempts (files, network, processes, resources, outputs) are in test_escapes.py."""
     part = run(domain, body)
     assert part.status == status, (part.status, part.state.get("reason"))
-    reasons = reason if isinstance(reason, tuple) else (reason,)
-    assert any(r in (part.state.get("reason") or "") for r in reasons), part.state.get("reason")
-    if status == "done":
-        from fednb import codec
-
-        assert codec.decode(part.state["result"]) == []
-
-
-def test_the_domain_files_are_out_of_reach(domain):
-    live, _ = domain
-    for target in (live.path / "domain.db", live.path / "policy.toml", live.path / "server.log"):
-        part = run(domain, f"return open({str(target)!r}, 'rb').read(10).hex()")
-        assert part.status == "failed", target
-        assert str(live.path) not in (part.state.get("reason") or "").replace(str(target), "")
+    assert reason in (part.state.get("reason") or "")
 
 
 def test_the_server_still_serves_after_all_that(domain):

@@ -11,7 +11,8 @@ from typing import Any
 from fednb.client import profile as profiles
 from fednb.client.http import DomainClient, gather, run
 from fednb.client.requests import FederatedRequest, Part
-from fednb.errors import AuthenticationError, DomainError, FednbError, InvalidInput, NotEnoughDomains, NotFound
+from fednb.errors import (AuthenticationError, CertificateError, DomainError, FednbError, InvalidInput,
+                          NotEnoughDomains, NotFound)
 
 
 async def _gather(calls: dict[str, Any]) -> tuple[dict[str, Any], dict[str, DomainError]]:
@@ -56,6 +57,9 @@ class Federation:
         if refused:
             lines = "; ".join(f"{by_url[u].name}: {exc.message}" for u, exc in refused.items())
             raise AuthenticationError(", ".join(by_url[u].name for u in refused), lines)
+        untrusted = [exc for exc in problems.values() if isinstance(exc, CertificateError)]
+        if untrusted:  # a configuration problem, not a domain that is down: say so now
+            raise untrusted[0]
         _dedupe_names(clients)
         down = {by_url[url].name: exc.message for url, exc in problems.items()}
         for name, why in down.items():
@@ -110,6 +114,14 @@ class Federation:
                  "description": ds.get("description", "")}
                 for d, listing in found.items() for ds in listing]
         return pd.DataFrame(rows, columns=["domain", "dataset", "rows", "columns", "description"])
+
+    def catalog(self, *, quiet: bool = False) -> dict[str, list[dict]]:
+        """Every dataset's full metadata (schema included), by domain; unreachable domains are left
+        out (with a warning unless ``quiet``: a widget shows them its own way)."""
+        found, problems = run(_gather({n: c.datasets() for n, c in self._clients.items()}))
+        if not quiet:
+            self._warn(problems)
+        return found
 
     def dataset(self, name: str, *, domains: Iterable[str] | None = None):
         """The dataset ``name`` on every connected domain that has it (or on ``domains``)."""
@@ -167,6 +179,11 @@ class Federation:
         down = f", {len(self._down)} down at connect" if self._down else ""
         return f"<Federation of {len(self._clients)} domain(s): {', '.join(self.domains)}{down}>"
 
+    def _ipython_display_(self) -> None:
+        from fednb.widgets.display import show  # a browser of domains and datasets where ipywidgets can show one
+
+        show(self)
+
 
 def _entries(urls, token, tokens, profile) -> list[tuple[str, str | None]]:
     if urls is None:
@@ -199,7 +216,12 @@ def _dedupe_names(clients: list[DomainClient]) -> None:
 def connect(urls: str | Iterable[str] | None = None, **kwargs: Any) -> Federation:
     """Connect to one or many domains: ``fednb.connect([url, ...], token=...)``, ``tokens={url: token}``,
     or a saved ``profile=``. Records a ``connect`` in each domain's audit log."""
-    return Federation.connect(urls, **kwargs)
+    global last_connected
+    last_connected = Federation.connect(urls, **kwargs)
+    return last_connected
+
+
+last_connected: Federation | None = None  # the notebook's ``%%fednb submit`` uses it when no --fed is given
 
 
 __all__ = ["Federation", "connect", "FednbError"]

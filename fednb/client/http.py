@@ -18,7 +18,8 @@ from urllib.parse import urlparse
 
 import httpx
 
-from fednb.errors import AuthenticationError, DomainError, DomainUnavailable, NotFound
+from fednb.client import tls
+from fednb.errors import AuthenticationError, CertificateError, DomainError, DomainUnavailable, NotFound
 
 SERVER_MAX_WAIT = 60.0  # the domain caps one long-poll at this many seconds
 
@@ -73,7 +74,7 @@ class DomainClient:
         self.name = _label(self.url)  # replaced by the domain's own name once it answers
         self.timeout = timeout
         self.retries = retries
-        self.verify = verify
+        self.verify = tls.trust(verify)
         self._http: httpx.AsyncClient | None = None
 
     def _client(self) -> httpx.AsyncClient:
@@ -109,6 +110,10 @@ class DomainClient:
                                                          content=content, headers=headers)
                 break
             except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                failed_tls = tls.ssl_error(exc)
+                if failed_tls is not None:  # not transient: retrying cannot help
+                    certificate, why = tls.explain(failed_tls, self.url)
+                    raise (CertificateError if certificate else DomainUnavailable)(self.name, why) from None
                 retriable = method == "GET" or idempotent or (isinstance(json, dict) and json.get("idempotency_key"))
                 if attempt < self.retries and retriable:
                     attempt += 1

@@ -48,7 +48,29 @@ def save(name: str, domains: list[dict]) -> Path:
         if not isinstance(d.get("url"), str):
             raise InvalidInput("each domain needs a 'url'")
     profiles = load_all()
-    profiles[name] = {"domains": [{"url": d["url"].rstrip("/"), "token": d.get("token")} for d in domains]}
+    profiles[name] = {**profiles.get(name, {}),  # keeps the profile's owner credentials
+                      "domains": [{"url": d["url"].rstrip("/"), "token": d.get("token")} for d in domains]}
+    return _write(profiles)
+
+
+def load_owner(name: str = DEFAULT) -> list[dict]:
+    """The profile's owner credentials (for JupyterLab's review panel): ``[{"path": DIR}`` for a
+    domain folder on this machine, or ``{"url": ..., "token": OWNER_TOKEN}]``; [] when there are none."""
+    return list(load_all().get(name, {}).get("owner", []))
+
+
+def save_owner(name: str, owners: list[dict]) -> Path:
+    """Write (or replace) the owner credentials of profile ``name``; its analyst domains stay."""
+    entries = []
+    for o in owners:
+        if isinstance(o.get("path"), str):
+            entries.append({"path": str(Path(o["path"]).expanduser().resolve())})
+        elif isinstance(o.get("url"), str) and isinstance(o.get("token"), str):
+            entries.append({"url": o["url"].rstrip("/"), "token": o["token"]})
+        else:
+            raise InvalidInput("each owner entry needs a 'path' (a domain folder) or a 'url' and an owner 'token'")
+    profiles = load_all()
+    profiles[name] = {"domains": [], **profiles.get(name, {}), "owner": entries}
     return _write(profiles)
 
 

@@ -68,6 +68,7 @@ class FederatedRequest:
         self.dataset, self.kind, self.name, self.description = dataset, kind, name, description
         self.parts = parts
         self._listeners: list = []
+        self._watcher = None
 
     # -- state ---------------------------------------------------------------------------------
     @property
@@ -92,6 +93,19 @@ class FederatedRequest:
     def on_change(self, listener) -> None:
         """Call ``listener(self)`` whenever a domain's state changes (widgets use this)."""
         self._listeners.append(listener)
+
+    def off_change(self, listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def watch(self):
+        """Follow this request in a background thread until every domain is final; listeners hear
+        each change (one watcher per request, however many widgets show it)."""
+        from fednb.client.watch import Watcher
+
+        if self._watcher is None:
+            self._watcher = Watcher(self)
+        return self._watcher.start()
 
     def _changed(self) -> None:
         for listener in list(self._listeners):
@@ -122,8 +136,9 @@ class FederatedRequest:
     def wait(self, timeout: float = 60, *, progress: bool | None = None) -> FederatedRequest:
         """Wait until every domain is final, or ``timeout`` seconds; never raises for a slow domain."""
         from fednb.client.progress import Progress
+        from fednb.i18n import t
 
-        bar = Progress(total=len(self.parts), desc=f"{self.name} on {len(self.parts)} domain(s)",
+        bar = Progress(total=len(self.parts), desc=t("progress.wait", name=self.name, n=len(self.parts)),
                        enabled=progress, initial=sum(p.final for p in self.parts))
         deadline = time.monotonic() + timeout
 
@@ -180,3 +195,8 @@ class FederatedRequest:
 
     def _repr_html_(self) -> str:
         return f"<b>{self.kind}:{self.name}</b> on <code>{self.dataset}</code>" + self.table.to_html(index=False)
+
+    def _ipython_display_(self) -> None:
+        from fednb.widgets.display import show  # a live tracker widget where ipywidgets can show one
+
+        show(self)

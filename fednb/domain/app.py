@@ -12,15 +12,17 @@ import secrets
 import time
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Path, Query, Request as HttpRequest, Response
+from fastapi import Depends, FastAPI, Path, Query, Request as HttpRequest, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fednb._version import __version__
 from fednb.domain import privacy_api
 from fednb.domain.domain import Domain
+from fednb.domain.ratelimit import FailedTokenLimiter
 from fednb.domain.review import Conflict, TooManyPending
 from fednb.errors import FednbError, InvalidInput, NotFound
 from fednb.models import ROUND_FINAL, AuditEntry, Dataset, Decision, DomainInfo, ErrorBody, Request, RequestIn, Round, Session
@@ -30,6 +32,13 @@ log = logging.getLogger("fednb.domain.app")
 MAX_BODY_BYTES = 2_000_000
 MAX_WAIT_SECONDS = 60.0
 RECHECK_SECONDS = 0.25  # long-polls also re-read the store: the CLI may decide from another process
+BAD_BODY = ("the request body is not valid JSON: send UTF-8 JSON, not nested too deeply, with integers "
+            "of at most 4300 digits")
+# Documents the token in the OpenAPI schema; `caller` reads the header itself for its own messages.
+BEARER = HTTPBearer(auto_error=False, description="A token from the domain's owner (`fednb domain invite`).")
+# What /v1/info shows anyone: the level and which walls held, never the owner's paths or notes.
+PUBLIC_ISOLATION = ("level", "netns", "mountns", "pidns", "userns", "landlock_abi", "seccomp", "uid_drop",
+                    "tmpfs", "probe")
 
 
 class ApiError(Exception):
@@ -87,19 +96,33 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         limit = max(self.limit, self.large) if scope.get("path", "").endswith(self.large_suffix) else self.limit
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            return await _too_large(send, limit)
-        seen = 0
-
-        async def limited():
-            nonlocal seen
+        if declared is not None:  # the server reads no more than the declared length
+            if not declared.isdigit() or int(declared) > limit:
+                return await _too_large(send, limit)
+            return await self.app(scope, receive, send)
+        # Streamed (chunked): read it all here, up to the limit, so that going over it is a 413
+        # before the app starts, not an exception in the middle of its body parsing.
+        chunks, seen = [], 0
+        while True:
             message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise ApiError(413, f"request body over {limit:,} bytes")
-            return message
+                return await _too_large(send, limit)
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        return await self.app(scope, limited, send)
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        return await self.app(scope, replay, send)
 
 
 async def _too_large(send, limit: int) -> None:
@@ -115,8 +138,11 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
                               "results of approved requests; owners review requests and read the audit log.")
     notifier = Notifier()
     domain.subscribe(notifier.fire_threadsafe)
-    info = DomainInfo(name=domain.name, version=__version__, isolation=isolation or {"level": "none"},
+    info = DomainInfo(name=domain.name, version=__version__, isolation=public_isolation(isolation),
                       description=domain.policy.domain.description)
+    access = domain.policy.access
+    failed_tokens = FailedTokenLimiter(access.failed_token_limit, access.failed_token_window_seconds,
+                                       access.lockout_seconds)
 
     # -- errors: never a traceback ---------------------------------------------------------------
     def _error(status: int, message: str, detail: Any = None, headers: dict | None = None) -> JSONResponse:
@@ -138,6 +164,8 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
         message = {404: "no such endpoint; the API is described at /openapi.json",
                    405: f"{request.method} is not allowed here; the API is described at /openapi.json"
                    }.get(exc.status_code, str(exc.detail))
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            message = BAD_BODY
         return _error(exc.status_code, message)
 
     @app.exception_handler(FednbError)
@@ -153,14 +181,22 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
         return _error(500, f"the domain hit an unexpected error (reference {ref} in its log); try again later")
 
     # -- authentication ------------------------------------------------------------------------
-    def caller(request: HttpRequest) -> Caller:
+    def caller(request: HttpRequest, credentials: Annotated[Any, Security(BEARER)] = None) -> Caller:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "this endpoint needs a token: send 'Authorization: Bearer <token>'",
                            headers={"WWW-Authenticate": "Bearer"})
+        address = request.client.host if request.client else "unknown"
+        wait = failed_tokens.retry_after(address)
+        if wait:
+            raise ApiError(429, f"too many refused tokens from your address ({address}); try again in {wait} s",
+                           headers={"Retry-After": str(wait)})
         found = domain.authenticate(token.strip())
         if found is None:
+            if failed_tokens.record_failure(address):
+                log.warning("%s presented %d refused tokens; refused for %g s", address,
+                            access.failed_token_limit, access.lockout_seconds)
             state = domain.token_state(token.strip())
             why = "has been revoked" if state == "revoked" else "is not known here"
             raise ApiError(401, f"the token {why}; ask the owner of '{domain.name}' for a new one",
@@ -252,7 +288,7 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
         return await run_in_threadpool(domain.deny, request_id, body.reason, actor=c.actor)
 
     @app.get("/v1/audit", response_model=list[AuditEntry], responses=errors, tags=["audit"])
-    async def get_audit(c: Owner, since: Annotated[int, Query(ge=0)] = 0,
+    async def get_audit(c: Owner, since: Annotated[int, Query(ge=0, le=2**62)] = 0,
                         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[AuditEntry]:
         return domain.audit_entries(since=since, limit=limit)
 
@@ -322,6 +358,12 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
                            responses={**errors, 409: {"model": ErrorBody}})
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, large=domain.policy.learning.max_model_mb * 1_000_000)
     return app
+
+
+def public_isolation(isolation: dict | None) -> dict:
+    """The sandbox report without its free-text details (they name folders on the owner's machine)."""
+    isolation = isolation or {"level": "none"}
+    return {k: isolation[k] for k in PUBLIC_ISOLATION if k in isolation}
 
 
 def _mock_json(domain: Domain, name: str) -> dict:

@@ -80,5 +80,12 @@ def check_values(values: int, rows: int, rules: DisclosureSection, probe_values:
         )
 
 
+def check_size(size: int, rules: DisclosureSection) -> None:
+    """The same output cap for built-ins as for custom code (a crosstab of two wide columns can be big)."""
+    if size > rules.max_output_bytes:
+        raise Blocked(f"the result is larger than the domain's limit of {rules.max_output_bytes:,} bytes "
+                      f"({size:,}); ask for fewer bins, levels or columns")
+
+
 def describe_suppression(mask: np.ndarray) -> dict[str, Any]:
     return {"suppressed_cells": int(mask.sum())}

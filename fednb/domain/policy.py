@@ -83,6 +83,12 @@ class PrivacySection(_Section):
         return Allowance(epsilon=self.epsilon, delta=self.delta)
 
 
+class AccessSection(_Section):
+    failed_token_limit: int = Field(20, ge=1)
+    failed_token_window_seconds: float = Field(60, gt=0)
+    lockout_seconds: float = Field(60, gt=0)
+
+
 class Policy(_Section):
     domain: DomainSection
     review: ReviewSection = Field(default_factory=ReviewSection)
@@ -90,6 +96,7 @@ class Policy(_Section):
     sandbox: SandboxSection = Field(default_factory=SandboxSection)
     learning: LearningSection = Field(default_factory=LearningSection)
     privacy: PrivacySection = Field(default_factory=PrivacySection)
+    access: AccessSection = Field(default_factory=AccessSection)
 
     def auto_approves(self, kind: str, name: str) -> bool:
         """Only built-in aggregates can be approved by policy; custom code always waits for a person."""
@@ -199,6 +206,14 @@ secure_min_domains = 2
 # [privacy.budgets]
 # "alice/patients" = {{ epsilon = 5.0, delta = 1e-6 }}
 # "*/genomes" = {{ epsilon = 0.5 }}
+
+[access]
+# A client address that presents this many unknown or revoked tokens within the window below is
+# refused (HTTP 429) for lockout_seconds, valid tokens included. Other addresses are unaffected.
+# Default: 20 failures in 60 seconds, then 60 seconds refused (slows guessing and log flooding).
+failed_token_limit = 20
+failed_token_window_seconds = 60
+lockout_seconds = 60
 '''
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import ctypes
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 from fednb.errors import FednbError
@@ -27,10 +29,38 @@ def _die_with_parent() -> None:
         pass
 
 
-def _pdeathsig_safe() -> bool:
-    """PR_SET_PDEATHSIG fires when the *thread* that started the child exits: arm it only from the
-    main thread, which lives as long as the process."""
-    return sys.platform == "linux" and threading.current_thread() is threading.main_thread()
+class _Spawner:
+    """Forks every server from one long-lived thread.
+
+    Linux sends the parent-death signal when the *thread* that forked the child ends, not the
+    process: a server started from a short-lived thread (a thread pool, ``asyncio.to_thread``) would
+    be stopped as soon as that thread finished.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, *args, **kwargs) -> subprocess.Popen:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="fednb-spawner", daemon=True)
+                self._thread.start()
+        done: Future = Future()
+        self._jobs.put((args, kwargs, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            args, kwargs, done = self._jobs.get()
+            try:
+                done.set_result(subprocess.Popen(*args, **kwargs))
+            except BaseException as exc:  # handed to the caller
+                done.set_exception(exc)
+
+
+_spawner = _Spawner()
 
 
 class DomainProcess:
@@ -57,8 +87,8 @@ class DomainProcess:
                "--port", str(self.port), *self.extra_args]
         log = open(self.path / "server.log", "ab")
         env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,
-                                     preexec_fn=_die_with_parent if _pdeathsig_safe() else None)
+        self.proc = _spawner.popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,
+                                   preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         log.close()
         self._found: list[str] = []
         self._ready = threading.Event()

@@ -14,7 +14,7 @@ import sqlite3
 import time
 from typing import Any
 
-from fednb.domain import audit, builtins
+from fednb.domain import audit, builtins, inputs
 from fednb.domain.policy import Policy
 from fednb.domain.store import Store
 from fednb.errors import InvalidInput, NotFound
@@ -52,6 +52,7 @@ def check_code(code: str | None, entry: str, kind: str) -> None:
 
 def normalise(req: RequestIn, policy: Policy) -> RequestIn:
     """Validate a submission's shape before anything is stored."""
+    inputs.check_json(req.args)
     if req.kind == "builtin":
         if req.code:
             raise InvalidInput("a built-in request carries no code")
@@ -62,10 +63,6 @@ def normalise(req: RequestIn, policy: Policy) -> RequestIn:
             raise InvalidInput(f"this domain allows at most {policy.learning.max_rounds} rounds per request")
         return req.model_copy(update={"args": args})
     check_code(req.code, req.name, req.kind)
-    try:
-        json.dumps(req.args, allow_nan=False)
-    except ValueError:
-        raise InvalidInput("arguments must be JSON without NaN or infinity") from None
     if req.kind == "training":
         from fednb.domain.rounds import check_request
 
@@ -158,11 +155,16 @@ def submit(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[
     return row_to_request(row), True
 
 
+def not_visible(request_id: str) -> NotFound:
+    """The same answer for a request that does not exist and one that is someone else's."""
+    return NotFound(f"this domain has no request {request_id!r} that you may see; listing your requests shows their ids")
+
+
 def get(store: Store, request_id: str, *, analyst: str | None = None) -> Request:
     """One request; with ``analyst`` set, only that analyst's own (others' look absent)."""
     row = store.query_one("SELECT * FROM requests WHERE id = ?", (request_id,))
     if row is None or (analyst is not None and row["analyst"] != analyst):
-        raise NotFound(f"no request {request_id!r}")
+        raise not_visible(request_id)
     return row_to_request(row)
 
 
@@ -170,7 +172,7 @@ def resolve_id(store: Store, prefix: str) -> str:
     """The owner may type a unique prefix of an id on the command line."""
     rows = store.query("SELECT id FROM requests WHERE id LIKE ? || '%' LIMIT 2", (prefix,))
     if not rows:
-        raise NotFound(f"no request {prefix!r}")
+        raise NotFound(f"this domain has no request {prefix!r}; `fednb domain requests` lists them")
     if len(rows) > 1:
         raise InvalidInput(f"{prefix!r} matches several requests; type more of the id")
     return rows[0]["id"]
@@ -200,7 +202,7 @@ def decide(store: Store, request_id: str, *, approve: bool, actor: str, reason: 
     with store.transaction() as tx:
         row = tx.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
         if row is None:
-            raise NotFound(f"no request {request_id!r}")
+            raise NotFound(f"this domain has no request {request_id!r}; listing the requests shows their ids")
         if row["status"] != "pending":
             raise Conflict(f"request {request_id} is already {row['status']}; only pending requests can be decided")
         status = "approved" if approve else "denied"

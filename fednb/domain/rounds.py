@@ -17,7 +17,7 @@ import time
 from fednb import tensors
 from fednb.domain import audit, builtins
 from fednb.domain.policy import Policy
-from fednb.domain.review import Conflict, enqueue, get, row_to_request, runs_in_rounds
+from fednb.domain.review import Conflict, enqueue, get, not_visible, row_to_request, runs_in_rounds
 from fednb.domain.store import Store
 from fednb.errors import InvalidInput, NotFound
 from fednb.models import Request, Round
@@ -104,7 +104,7 @@ def submit_round(store: Store, policy: Policy, analyst: str, request_id: str, bo
     """Queue one round; resubmitting a round (same number) is idempotent."""
     req = store.query_one("SELECT * FROM requests WHERE id = ?", (request_id,))
     if req is None or req["analyst"] != analyst:
-        raise NotFound(f"no request {request_id!r}")
+        raise not_visible(request_id)
     if not runs_in_rounds(req["kind"], req["name"]):
         raise InvalidInput(f"request {request_id} does not run in rounds")
     training = req["kind"] == "training"
@@ -144,7 +144,7 @@ def get_round(store: Store, request_id: str, number: int, *, analyst: str | None
     get(store, request_id, analyst=analyst)  # visibility: an analyst sees only their own
     row = store.query_one("SELECT * FROM jobs WHERE request_id = ? AND round = ?", (request_id, number))
     if row is None:
-        raise NotFound(f"request {request_id} has no round {number}")
+        raise NotFound(f"request {request_id} has no round {number} yet; send it with POST /v1/requests/{request_id}/rounds")
     return row_to_round(row)
 
 
@@ -156,7 +156,7 @@ def round_weights(store: Store, request_id: str, number: int, *, analyst: str | 
     row = store.query_one("SELECT status, result_blob FROM jobs WHERE request_id = ? AND round = ?",
                           (request_id, number))
     if row is None:
-        raise NotFound(f"request {request_id} has no round {number}")
+        raise NotFound(f"request {request_id} has no round {number} yet; send it with POST /v1/requests/{request_id}/rounds")
     if row["status"] != "done" or row["result_blob"] is None:
         raise Conflict(f"round {number} of request {request_id} is {row['status']}; it released no weights")
     return bytes(row["result_blob"])
@@ -167,7 +167,7 @@ def finish(store: Store, request_id: str, analyst: str) -> Request:
     with store.transaction() as tx:
         req = tx.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
         if req is None or req["analyst"] != analyst:
-            raise NotFound(f"no request {request_id!r}")
+            raise not_visible(request_id)
         if not runs_in_rounds(req["kind"], req["name"]):
             raise InvalidInput(f"request {request_id} does not run in rounds")
         if req["status"] in OPEN:

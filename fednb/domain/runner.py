@@ -203,6 +203,7 @@ class Runner:
                 result = noisy.release(req["name"], args, df, ctx, bounds, spend)
             else:
                 result = builtins.compute(req["name"], args, df, ctx, inputs)
+            disclosure.check_size(len(json.dumps(result, allow_nan=False)), rules)
             outcome = Outcome("release", result=result, spend=spend,
                               disclosure={"noise": spend.mechanism} if spend else
                               {"suppressed_cells": result.get("suppressed", 0)})

@@ -10,7 +10,7 @@ from typing import Any
 
 from fednb.domain.domain import Domain
 from fednb.domain.runner import Runner
-from fednb.errors import SandboxError
+from fednb.errors import FednbError, SandboxError
 
 
 def describe_isolation(iso: dict[str, Any]) -> str:
@@ -49,6 +49,33 @@ def start_sandbox(domain: Domain, attempts: int = 2):
     return None, {"level": "none", "details": f"custom code disabled: {problem}"}
 
 
+def check_tls(certfile: str, keyfile: str) -> None:
+    """Load the pair once before anything starts: a wrong file is one clear line, not a traceback."""
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except (ssl.SSLError, OSError) as exc:
+        raise FednbError(f"cannot serve TLS with {certfile} and {keyfile} ({exc}); give a PEM certificate "
+                         "and the private key that belongs to it") from None
+
+
+def plain_http_warning(host: str, certfile: str | None) -> str | None:
+    """A line for the owner when tokens and results would cross a network unencrypted."""
+    import ipaddress
+
+    if certfile:
+        return None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (f"warning: serving plain http on {host}: tokens and results cross the network unencrypted; "
+            "serve with --certfile and --keyfile (SECURITY.md, TLS)")
+
+
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto must say TCP: asyncio only turns Nagle off (TCP_NODELAY) for such sockets, and with Nagle
@@ -69,6 +96,8 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
     from fednb.domain.app import create_app
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if certfile:
+        check_tls(certfile, keyfile or certfile)
     domain = Domain(path)
     sandbox, isolation = start_sandbox(domain)
     runner = Runner(domain, sandbox)
@@ -81,6 +110,9 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
         shown_host = f"[{host}]" if ":" in host else host
         print(f"fednb domain '{domain.name}' serving on {scheme}://{shown_host}:{actual} "
               f"| isolation: {describe_isolation(isolation)}", flush=True)
+        warning = plain_http_warning(host, certfile)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
         config = uvicorn.Config(app, log_level=log_level, access_log=False, ssl_certfile=certfile,
                                 ssl_keyfile=keyfile, timeout_keep_alive=30, lifespan="off")
         uvicorn.Server(config).run(sockets=[sock])

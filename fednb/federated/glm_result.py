@@ -185,6 +185,11 @@ class GlmResult:
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()
 
+    def _ipython_display_(self) -> None:
+        from fednb.widgets.display import show  # the coefficient plot above the summary, in a notebook
+
+        show(self)
+
 
 @dataclass
 class Summary:

@@ -61,6 +61,11 @@ class Pooled:
         extra += "".join(f"<br><i>{n}</i>" for n in self.notes)
         return f"<div><b>{self.statistic}</b> over {len(self.domains)} domain(s): {body}{extra}</div>"
 
+    def _ipython_display_(self) -> None:
+        from fednb.widgets.display import show  # tables and plots where ipywidgets can show them
+
+        show(self)
+
 
 def pool_count(parts: dict[str, dict]) -> int:
     return int(sum(p["n"] for p in parts.values()))

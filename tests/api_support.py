@@ -1,0 +1,50 @@
+"""What every error answer of the domain API must look like, shared by the contract, matrix and fuzz tests."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+# Strings that would mean a traceback or a path on the owner's machine reached a caller.
+LEAKS = ("Traceback (most recent call last)", 'File "', "site-packages", "/work/", "sqlite3.", sys.prefix, sys.base_prefix)
+
+
+def auth(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def error_problems(status: int, headers: Any, text: str, *, private: tuple[str, ...] = ()) -> list[str]:
+    """Everything wrong with one answer: a 5xx, a leak, a 4xx without a clear JSON sentence."""
+    headers = {str(k).lower(): ", ".join(v) if isinstance(v, list) else str(v) for k, v in headers.items()}
+    problems = []
+    if status >= 500:
+        problems.append(f"server error {status}")
+    for leak in (*LEAKS, *private):
+        if leak and leak in text:
+            problems.append(f"{leak!r} leaked")
+    if 400 <= status < 500:
+        import json
+
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, str):
+            problems.append(f"{status} without a JSON {{'error': str}} body")
+        elif len(error) < 15 or " " not in error:
+            problems.append(f"{status} with an unhelpful message {error!r}")
+        if not (headers.get("content-type") or "").startswith("application/json"):
+            problems.append(f"{status} not sent as JSON")
+        if status == 401 and "www-authenticate" not in headers:
+            problems.append("401 without WWW-Authenticate")
+        if status == 429 and isinstance(error, str) and "refused tokens" in error and "retry-after" not in headers:
+            problems.append("429 without Retry-After")
+    return problems
+
+
+def assert_clean_error(response, status: int | tuple[int, ...]) -> None:
+    statuses = status if isinstance(status, tuple) else (status,)
+    assert response.status_code in statuses, (response.status_code, response.text)
+    problems = error_problems(response.status_code, response.headers, response.text)
+    assert not problems, (problems, response.text[:300])
