@@ -4,8 +4,8 @@
 #   2. binder/postBuild, run once in the repository's root;
 #   3. binder/start in the background, ending in JupyterLab, as at every Binder launch;
 # then: the three workshop domains answer through the profile start saved; JupyterLab serves and
-# opens on the tour; the tour notebook runs end to end in that environment; and, when this tree has
-# a JupyterLab extension (extensions/), `jupyter labextension list` shows it.
+# opens on the tour, with the fednb panels' server extension seeing the workshop's domains; the tour
+# notebook runs end to end in that environment; and `jupyter labextension list` shows fednb's extension.
 #
 # Where it differs from Binder, on purpose:
 #   - the requirements' PyTorch index line is dropped and pip gets -c constraints.txt: the same
@@ -119,18 +119,23 @@ for path in ("notebooks/en/01-analyst-tour.ipynb", "notebooks/es/01-recorrido-an
     nb = httpx.get(f"{base}/api/contents/{path}", params={"token": token, "content": 0}, timeout=10)
     assert nb.status_code == 200 and nb.json()["type"] == "notebook", (path, nb.status_code)
 print(f"Jupyter server at {base}: / opens {opens}")
+# the fednb server extension behind the panels: the analyst's domains and the owner's review queue
+panel = httpx.get(f"{base}/fednb/api/analyst/domains", params={"token": token}, timeout=30)
+assert panel.status_code == 200, (panel.status_code, panel.text[:300])
+up = sorted(d["domain"] for d in panel.json() if d["up"])
+review = httpx.get(f"{base}/fednb/api/owner/requests", params={"token": token}, timeout=30)
+assert review.status_code == 200, (review.status_code, review.text[:300])
+owned = sorted(d["domain"] for d in review.json()["domains"] if d.get("domain"))
+print(f"fednb panels: analyst sees {up}; owner reviews {owned}")
+assert up == owned == ["hospital-a", "hospital-b", "ylb-uyuni"], (up, owned)
 PY
 
 say "check: the tour notebook runs in this environment"
 (cd "$work" && HOME="$home" PLOTLY_RENDERER=plotly_mimetype jupyter execute --timeout=300 \
     "$repo/notebooks/en/01-analyst-tour.ipynb" 2>&1 | grep -v 'without encryption' | tail -n 3)
 
+say "check: the JupyterLab extension is installed and enabled"
 extensions=$(jupyter labextension list 2>&1)
-if [ -d "$repo/extensions" ]; then
-    say "check: the JupyterLab extension is installed and enabled"
-    echo "$extensions" | grep -E 'fednb-jupyterlab.*enabled' || { echo "$extensions"; exit 1; }
-else
-    say "no JupyterLab extension in this tree (extensions/ is absent): nothing more to list"
-fi
+echo "$extensions" | grep -E 'fednb-jupyterlab.*enabled' || { echo "$extensions"; exit 1; }
 
 say "OK: Binder replay passed"

@@ -1,6 +1,6 @@
 """Binder, replayed without Docker: scripts/binder_replay.sh builds a fresh environment from binder/,
 runs postBuild and start, and checks that the domains answer, JupyterLab serves and opens on the
-tour, and the tour runs there."""
+tour with fednb's extension and panels, and the tour runs there."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def test_binder_replay_passes():
     print(out.stdout[-4000:])
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     for step in ("2/3 binder/postBuild", "3/3 binder/start", "hospital-a      patients  1200",
-                 "opens /lab/tree/notebooks/en/01-analyst-tour.ipynb", "OK: Binder replay passed"):
+                 "opens /lab/tree/notebooks/en/01-analyst-tour.ipynb",
+                 "fednb panels: analyst sees ['hospital-a', 'hospital-b', 'ylb-uyuni']",
+                 "fednb-jupyterlab v", "OK: Binder replay passed"):
         assert step in out.stdout
     work = re.search(r"working in (\S+)", out.stdout).group(1)
     left = subprocess.run(["pgrep", "-af", work], capture_output=True, text=True)
