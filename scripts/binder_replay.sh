@@ -136,6 +136,6 @@ say "check: the tour notebook runs in this environment"
 
 say "check: the JupyterLab extension is installed and enabled"
 extensions=$(jupyter labextension list 2>&1)
-echo "$extensions" | grep -E 'fednb-jupyterlab.*enabled' || { echo "$extensions"; exit 1; }
+grep -E 'fednb-jupyterlab.*enabled' <<<"$extensions" || { echo "$extensions"; exit 1; }
 
 say "OK: Binder replay passed"
