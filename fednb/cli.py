@@ -127,6 +127,67 @@ def domain_invite(path: Path, name: str, owner: bool, token: str | None) -> None
                f"revoke with `fednb domain revoke {path} {name}`)", err=True)
 
 
+@domain.command("invite-bulk")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--count", type=click.IntRange(1, 10_000), default=None,
+              help="Invite this many people, PREFIX01 to PREFIXnn, each with a new token.")
+@click.option("--prefix", default="student", show_default=True, help="With --count: the start of each name.")
+@click.option("--csv", "csv_out", type=click.Path(path_type=Path), default=None,
+              help="With --count: write name,token here (a new file, readable by you only).")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Register the names and tokens of this CSV (name,token), e.g. one written on another domain.")
+def domain_invite_bulk(path: Path, count: int | None, prefix: str, csv_out: Path | None,
+                       token_file: Path | None) -> None:
+    """Invite a class at once: new tokens to a CSV, or the same tokens from one (all or none)."""
+    if (count is None) == (token_file is None):
+        raise click.UsageError("give either --count N --csv FILE (new tokens) or --token-file FILE (the same tokens)")
+    if count is not None:
+        if csv_out is None:
+            raise click.UsageError("--count needs --csv FILE: the tokens are shown only once")
+        if csv_out.exists():
+            raise click.UsageError(f"{csv_out} exists; it may hold tokens: choose a new file")
+        width = max(2, len(str(count)))
+        wanted: dict[str, str | None] = {f"{prefix}{i:0{width}d}": None for i in range(1, count + 1)}
+    else:
+        wanted = _read_tokens(token_file)
+    made = _open(path).invite_many(wanted)
+    if count is not None:
+        _write_tokens(csv_out, made)
+        click.echo(f"invited {len(made)} analysts ({next(iter(made))} to {list(made)[-1]}); tokens in {csv_out}")
+        click.echo(f"the same tokens on another domain: `fednb domain invite-bulk OTHER_DIR --token-file {csv_out}`")
+    else:
+        click.echo(f"invited {len(made)} analysts with the tokens of {token_file}")
+
+
+def _read_tokens(file: Path) -> dict[str, str]:
+    import csv
+
+    with file.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"name", "token"} <= set(rows[0]):
+        raise click.UsageError(f"{file} needs a header line 'name,token' and one row per person")
+    tokens: dict[str, str] = {}
+    for i, row in enumerate(rows, 2):
+        name, token = (row.get("name") or "").strip(), (row.get("token") or "").strip()
+        if not name or not token:
+            raise click.UsageError(f"{file}, line {i}: a name and a token are needed")
+        if name in tokens:
+            raise click.UsageError(f"{file}, line {i}: {name!r} appears twice")
+        tokens[name] = token
+    return tokens
+
+
+def _write_tokens(file: Path, tokens: dict[str, str]) -> None:
+    import csv
+    import os
+
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["name", "token"])
+        writer.writerows(tokens.items())
+
+
 @domain.command("revoke")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("name")
@@ -197,22 +258,30 @@ def domain_show(path: Path, request_id: str) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("request_id")
 @click.option("--reason", default="", help="A note for the analyst and the audit log.")
-def domain_approve(path: Path, request_id: str, reason: str) -> None:
+@click.option("--same-code", is_flag=True,
+              help="Also approve every other pending request with the same code hash, whoever sent it (a class).")
+def domain_approve(path: Path, request_id: str, reason: str, same_code: bool) -> None:
     """Approve a pending request (its exact code hash)."""
     d = _open(path)
-    r = d.approve(d.resolve(request_id), reason)
-    click.echo(f"approved {r.id} ({r.kind}:{r.name}, sha256 {r.code_hash[:12]}...); it runs on the serving domain")
+    rid = d.resolve(request_id)
+    approved = d.approve_same_code(rid, reason) if same_code else [d.approve(rid, reason)]
+    for r in approved:
+        click.echo(f"approved {r.id} ({r.analyst}, {r.kind}:{r.name}, sha256 {r.code_hash[:12]}...); "
+                   "it runs on the serving domain")
 
 
 @domain.command("deny")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("request_id")
 @click.option("--reason", required=True, help="Why; the analyst reads this.")
-def domain_deny(path: Path, request_id: str, reason: str) -> None:
+@click.option("--same-code", is_flag=True,
+              help="Also deny every other pending request with the same code hash, whoever sent it (a class).")
+def domain_deny(path: Path, request_id: str, reason: str, same_code: bool) -> None:
     """Deny a pending request, with a reason the analyst will read."""
     d = _open(path)
-    r = d.deny(d.resolve(request_id), reason)
-    click.echo(f"denied {r.id}: {r.reason}")
+    rid = d.resolve(request_id)
+    for r in d.deny_same_code(rid, reason) if same_code else [d.deny(rid, reason)]:
+        click.echo(f"denied {r.id} ({r.analyst}): {r.reason}")
 
 
 @domain.command("audit")
@@ -250,6 +319,46 @@ def domain_audit(path: Path, verify: bool, head: str | None, as_json: bool, tail
         else:
             click.echo(f"{e.seq:6} {e.time[:19]} {e.actor:18} {e.action:8} {e.object_id or '':12} "
                        f"{json.dumps(e.payload)[:80]}")
+
+
+@main.group(cls=_Group)
+def workshop() -> None:
+    """A class's domains: two hospitals and a lithium plant, served together (docs/workshop.md)."""
+
+
+@workshop.command("serve")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 lets a class on the same network connect.")
+@click.option("--port", default=8701, show_default=True, type=int,
+              help="hospital-a's port; hospital-b and ylb-uyuni take the next two. 0 picks free ports.")
+@click.option("--profile", "profile_name", default="workshop", show_default=True,
+              help="Saved for you: the domains' URLs, your token and the folders, for the notebooks.")
+def workshop_serve(path: Path, host: str, port: int, profile_name: str) -> None:
+    """Create the workshop's domains in PATH (first time only) and serve them until Ctrl-C."""
+    import signal
+    import time
+
+    from fednb.demo import workshop as ws
+
+    servers = ws.serve(path, host=host, port=port, profile=profile_name)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a plain kill stops the domains in order
+    try:
+        for s in servers:
+            click.echo(s.banner)
+        click.echo(f"ready: {len(servers)} domains; notebooks connect with fednb.connect(profile={profile_name!r})")
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            click.echo(f"students: fednb profile add {profile_name} http://THIS_MACHINE:PORT --token THEIR_TOKEN, "
+                       "once per domain (docs/workshop.md)")
+        while all(s.alive() for s in servers):
+            time.sleep(1)
+        down = [s.path.name for s in servers if not s.alive()]
+        raise FednbError(f"domain(s) {', '.join(down)} stopped; see server.log in their folders")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for s in servers:
+            s.stop()
 
 
 @main.group(cls=_Group)

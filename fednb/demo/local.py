@@ -37,9 +37,10 @@ def create_domain(root: Path, name: str, frame: pd.DataFrame, dataset: str, *, d
     return d
 
 
-def serve(folders: list[Path]) -> list[DomainProcess]:
-    """Start a server for each folder, all at once; returns them once every one listens."""
-    servers = [DomainProcess(f) for f in folders]
+def serve(folders: list[Path], *, host: str = "127.0.0.1", port: int = 0) -> list[DomainProcess]:
+    """Start a server for each folder, all at once; returns them once every one listens. ``port``:
+    the first folder's (the others take the next ones); 0 picks free ports."""
+    servers = [DomainProcess(f, host=host, port=port + i if port else 0) for i, f in enumerate(folders)]
     try:
         for s in servers:
             s.launch()

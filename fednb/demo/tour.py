@@ -226,22 +226,7 @@ def _learning_step(patients, folders: dict[str, Path], check) -> None:
     except ImportError:
         click.echo("   (skipped: install fednb[learn] for federated learning)")
         return
-    import threading
-
-    from fednb.domain import Domain
-
-    stop = threading.Event()
-
-    def owners() -> None:  # each owner reviews the training code and its round budget once
-        while not stop.is_set():
-            for name in ("hospital-a", "hospital-b"):
-                d = Domain(folders[name])
-                for r in d.requests(status="pending"):
-                    d.approve(r.id, "small model, 5 rounds")
-                d.close()
-            stop.wait(0.1)
-
-    threading.Thread(target=owners, daemon=True).start()
+    from fednb.demo.workshop import approving
 
     def show(record: dict) -> None:
         if record["domain"] == "global":
@@ -252,10 +237,9 @@ def _learning_step(patients, folders: dict[str, Path], check) -> None:
     trainer = fl.Trainer(ReadmissionNet(), train_readmission, data=patients, rounds=5, min_domains=2,
                          helpers=[readmission_features], on_round=show, progress=False,
                          description="readmission risk model, 5 rounds of FedAvg")
-    try:
+    hospitals = {name: folders[name] for name in data.HOSPITALS}
+    with approving(hospitals, "train_readmission", "small model, 5 rounds"):  # each owner reviews it once
         _, history = trainer.fit()
-    finally:
-        stop.set()
     glob = history[history.domain == "global"]
     check(glob["loss"].iloc[-1] < glob["loss"].iloc[0],
           f"the global loss fell from {glob['loss'].iloc[0]:.4f} to {glob['loss'].iloc[-1]:.4f}; only weights left the hospitals")

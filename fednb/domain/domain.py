@@ -196,24 +196,35 @@ class Domain:
 
         ``token`` registers one made elsewhere (the same token on each of a teacher's domains).
         """
-        _check_name("analyst name", analyst)
+        return self.invite_many({analyst: token}, role=role)[analyst]
+
+    def invite_many(self, tokens: dict[str, str | None], *, role: str = "analyst") -> dict[str, str]:
+        """Invite several people in one transaction (all or none): ``{name: token or None}`` to
+        ``{name: token}``, a new token where none was given (a class of students, say)."""
         if role not in ("analyst", "owner"):
             raise InvalidInput("role must be 'analyst' or 'owner'")
-        if token is not None and not re.match(rf"^{TOKEN_PREFIX}[A-Za-z0-9_\-]{{32,100}}$", token):
-            raise InvalidInput(f"a token must be '{TOKEN_PREFIX}' followed by at least 32 random URL-safe characters")
-        token = token or new_token()
+        for analyst, token in tokens.items():
+            _check_name("analyst name", analyst)
+            if token is not None and not re.match(rf"^{TOKEN_PREFIX}[A-Za-z0-9_\-]{{32,100}}$", token):
+                raise InvalidInput(f"the token for {analyst!r} must be '{TOKEN_PREFIX}' followed by at least 32 "
+                                   "random URL-safe characters")
+        made = {analyst: token or new_token() for analyst, token in tokens.items()}
+        if len({hash_token(t) for t in made.values()}) < len(made):
+            raise InvalidInput("the same token is given to two people; each needs their own")
         with self.store.transaction() as tx:
-            row = tx.execute("SELECT role FROM analysts WHERE name = ?", (analyst,)).fetchone()
-            if row is None:
-                tx.execute("INSERT INTO analysts (name, role, created_at) VALUES (?, ?, ?)", (analyst, role, time.time()))
-            elif row["role"] != role:
-                raise InvalidInput(f"{analyst!r} is already invited as {row['role']}")
-            if tx.execute("SELECT 1 FROM tokens WHERE hash = ?", (hash_token(token),)).fetchone():
-                raise InvalidInput("this token is already registered here")
-            tx.execute("INSERT INTO tokens (hash, analyst, created_at) VALUES (?, ?, ?)",
-                       (hash_token(token), analyst, time.time()))
-            audit.append(tx, owner_actor(), "invite", analyst, {"role": role})
-        return token
+            for analyst, token in made.items():
+                row = tx.execute("SELECT role FROM analysts WHERE name = ?", (analyst,)).fetchone()
+                if row is None:
+                    tx.execute("INSERT INTO analysts (name, role, created_at) VALUES (?, ?, ?)",
+                               (analyst, role, time.time()))
+                elif row["role"] != role:
+                    raise InvalidInput(f"{analyst!r} is already invited as {row['role']}")
+                if tx.execute("SELECT 1 FROM tokens WHERE hash = ?", (hash_token(token),)).fetchone():
+                    raise InvalidInput(f"the token for {analyst!r} is already registered here")
+                tx.execute("INSERT INTO tokens (hash, analyst, created_at) VALUES (?, ?, ?)",
+                           (hash_token(token), analyst, time.time()))
+                audit.append(tx, owner_actor(), "invite", analyst, {"role": role})
+        return made
 
     def revoke(self, analyst: str) -> int:
         with self.store.transaction() as tx:
@@ -292,6 +303,28 @@ class Domain:
         req = review.decide(self.store, request_id, approve=True, actor=actor or owner_actor(), reason=reason)
         self.changed()
         return req
+
+    def approve_same_code(self, request_id: str, reason: str = "", *, actor: str | None = None) -> list[Request]:
+        """Approve ``request_id`` and every other pending request on the same dataset with the same
+        code hash, whoever sent it: the owner read that exact code once (a class submitting one
+        exercise). Each approval is its own audit entry."""
+        return self._decide_same_code(request_id, lambda rid: self.approve(rid, reason, actor=actor))
+
+    def deny_same_code(self, request_id: str, reason: str, *, actor: str | None = None) -> list[Request]:
+        """Deny ``request_id`` and every other pending request with the same code hash (see
+        :meth:`approve_same_code`), each with ``reason``."""
+        return self._decide_same_code(request_id, lambda rid: self.deny(rid, reason, actor=actor))
+
+    def _decide_same_code(self, request_id: str, decide: Callable[[str], Request]) -> list[Request]:
+        first = self.request(request_id)
+        done = [decide(first.id)]
+        for r in self.requests(status="pending", limit=100_000):
+            if r.code_hash == first.code_hash and r.dataset == first.dataset and r.id != first.id:
+                try:
+                    done.append(decide(r.id))
+                except review.Conflict:  # decided meanwhile (another owner session, say)
+                    continue
+        return done
 
     def deny(self, request_id: str, reason: str, *, actor: str | None = None) -> Request:
         req = review.decide(self.store, request_id, approve=False, actor=actor or owner_actor(), reason=reason)
