@@ -1,11 +1,16 @@
-"""The digits task shared by the learning benchmarks (issue 4's Flower comparison, issue 5's privacy runs).
+"""The digits task shared by the learning benchmarks (issue 4's Flower comparison, issue 5's
+secure aggregation and DP runs).
 
 scikit-learn's digits, stratified 80/20 train/test split (seed 42), the training rows split non-IID
-across domains by label groups ({0-3}, {4-6}, {7-9} for 3 domains); an MLP 64-32-10 trained with
-SGD (lr 0.05, momentum 0.9, batch 32, 1 local epoch per round); the test set evaluated centrally.
+across domains by label groups ({0-3}, {4-6}, {7-9} for 3 domains; one label each for 10); an MLP
+64-32-10 trained with SGD (lr 0.05, momentum 0.9, batch 32, 1 local epoch per round); the test set
+evaluated centrally. :func:`federation` serves one domain per part, with owners approving.
 """
 
 from __future__ import annotations
+
+import contextlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,12 +36,12 @@ def split(groups=GROUPS_3, seed: int = 42) -> tuple[list[pd.DataFrame], pd.DataF
 
 
 def label_groups(domains: int) -> list[tuple[int, ...]]:
-    """Label-skewed groups for any number of domains (each domain sees few labels)."""
+    """Label-skewed groups for 1 to 10 domains: each domain holds a few labels, no label two domains."""
+    if not 1 <= domains <= 10:
+        raise ValueError("the digits task splits over 1 to 10 domains")
     if domains == 3:
         return GROUPS_3
-    return [tuple(int(c) for c in chunk) for chunk in np.array_split(np.arange(10), min(domains, 10))] * (
-        domains // 10 or 1) if domains >= 10 else [tuple(int(c) for c in chunk)
-                                                    for chunk in np.array_split(np.arange(10), domains)]
+    return [tuple(int(c) for c in chunk) for chunk in np.array_split(np.arange(10), domains)]
 
 
 class DigitsMLP(nn.Module):
@@ -48,12 +53,19 @@ class DigitsMLP(nn.Module):
         return self.net(x)
 
 
+def digits_tensors(df, **config):
+    """Pixels scaled to [0, 1] and labels (DP-SGD's data function; a helper of the others)."""
+    import torch
+
+    x = torch.tensor(df[[f"p{i}" for i in range(64)]].to_numpy() / 16.0, dtype=torch.float32)
+    return x, torch.tensor(df["label"].to_numpy(), dtype=torch.long)
+
+
 def train_digits(model, df, lr=0.05, momentum=0.9, batch_size=32, epochs=1, **config):
     """One domain's local training: SGD with momentum over its rows, in a seeded order."""
     import torch
 
-    x = torch.tensor(df[[f"p{i}" for i in range(64)]].to_numpy() / 16.0, dtype=torch.float32)
-    y = torch.tensor(df["label"].to_numpy(), dtype=torch.long)
+    x, y = digits_tensors(df)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     loss_fn = torch.nn.CrossEntropyLoss()
     order = torch.Generator().manual_seed(config.get("round", 0))
@@ -75,6 +87,21 @@ def accuracy(model: nn.Module, test: pd.DataFrame) -> float:
     with torch.no_grad():
         x = torch.tensor(test[PIXELS].to_numpy() / 16.0, dtype=torch.float32)
         return float((model(x).argmax(1).numpy() == test["label"].to_numpy()).mean())
+
+
+@contextlib.contextmanager
+def federation(root: Path, parts: list[pd.DataFrame], token: str, *, policy_edits: dict[str, str] | None = None):
+    """One served domain per part (torch warm in its sandbox), owners approving every training request."""
+    from fednb.demo.local import create_domain, serving
+    from fednb.demo.workshop import approving
+
+    edits = {"warm_torch = false": "warm_torch = true", **(policy_edits or {})}
+    folders = {}
+    for i, part in enumerate(parts):
+        create_domain(root, f"digits-{i}", part, "digits", token=token, analyst="bench", policy_edits=edits).close()
+        folders[f"digits-{i}"] = root / f"digits-{i}"
+    with serving(list(folders.values())) as servers, approving(folders, None, "benchmark"):
+        yield servers
 
 
 def centralized(parts: list[pd.DataFrame], test: pd.DataFrame, epochs: int = 10, seed: int = 0) -> float:

@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 import fednb  # noqa: E402
 import fednb.learn as fl  # noqa: E402
-from _digits import MLP, accuracy, digits_tensors, federation, split, train  # noqa: E402
+from digits_task import DigitsMLP, accuracy, digits_tensors, federation, label_groups, split, train_digits  # noqa: E402
 from fednb.domain import Domain  # noqa: E402
 from fednb.domain.domain import new_token  # noqa: E402
 
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--secure", action="store_true", help="also sum the updates by secure aggregation")
     args = parser.parse_args()
     token = new_token()
-    frames, test_x, test_y = split(args.domains)
+    frames, test = split(label_groups(args.domains))
     budget = {"epsilon = 3.0": f"epsilon = {sum(args.epsilons) + 1:g}", "delta = 1e-6": "delta = 1e-4"}
     with tempfile.TemporaryDirectory(prefix="fednb-dp-") as tmp, \
             federation(Path(tmp), frames, token, policy_edits=budget) as servers:
@@ -45,14 +45,14 @@ def main() -> None:
         ds = fed.dataset("digits")
 
         def central(model):
-            return {"accuracy": accuracy(model, test_x, test_y)}
+            return {"accuracy": accuracy(model, test)}
 
         for eps in [None, *args.epsilons]:
             torch.manual_seed(0)
             dp = fl.DPSGD(epsilon=eps, delta=1e-5, batch_size=32, max_grad_norm=1.0, epochs=1, lr=0.5,
                           momentum=0.5) if eps else None
             started = time.perf_counter()
-            trainer = fl.Trainer(MLP(), digits_tensors if dp else train, data=ds, rounds=args.rounds,
+            trainer = fl.Trainer(DigitsMLP(), digits_tensors if dp else train_digits, data=ds, rounds=args.rounds,
                                  min_domains=args.domains, dp=dp, central_eval=central, progress=False,
                                  secure_aggregation=args.secure, helpers=[] if dp else [digits_tensors],
                                  config={} if dp else {"epochs": 1, "lr": 0.05}, round_timeout=300)
@@ -60,7 +60,7 @@ def main() -> None:
             glob = history[history.domain == "global"]
             line = {"benchmark": "dp_digits", "epsilon": eps, "delta": 1e-5 if eps else None,
                     "domains": args.domains, "rounds": args.rounds, "secure_aggregation": args.secure,
-                    "accuracy": round(accuracy(model, test_x, test_y), 4),
+                    "accuracy": round(accuracy(model, test), 4),
                     "best_round_accuracy": round(float(glob["eval_accuracy"].max()), 4),
                     "seconds": round(time.perf_counter() - started, 1)}
             if dp:

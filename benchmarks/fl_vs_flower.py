@@ -88,8 +88,8 @@ def run_fednb(strategy_name: str, rounds: int, seed: int) -> dict:
 
     import fednb
     import fednb.learn as fl
-    from fednb.domain import Domain
     from fednb.demo.local import create_domain, serve
+    from fednb.demo.workshop import approving
     from fednb.domain.domain import new_token
 
     parts, test = task.split()
@@ -104,32 +104,20 @@ def run_fednb(strategy_name: str, rounds: int, seed: int) -> dict:
         t_start = time.perf_counter()
         servers = serve([root / f"clinic-{i}" for i in range(len(parts))])  # in parallel
         server_start = time.perf_counter() - t_start
-        stop = threading.Event()
-
-        def owners() -> None:
-            while not stop.is_set():
-                for s in servers:
-                    dom = Domain(s.path)
-                    for r in dom.requests(status="pending"):
-                        dom.approve(r.id, "benchmark")
-                    dom.close()
-                stop.wait(0.05)
-
-        threading.Thread(target=owners, daemon=True).start()
+        folders = {f"clinic-{i}": root / f"clinic-{i}" for i in range(len(parts))}
         try:
-            fed = fednb.connect([s.url for s in servers], token=token)
-            ds = fed.dataset("digits")
-            torch.manual_seed(seed)
-            accuracies: list[float] = []
-            trainer = fl.Trainer(task.DigitsMLP(), task.train_digits, data=ds, strategy=strategy, rounds=rounds,
-                                 min_domains=3, config=dict(task.CONFIG), progress=False, seed=seed,
-                                 central_eval=lambda m: {"accuracy": task.accuracy(m, test)})
-            t_fit = time.perf_counter()
-            _, history = trainer.fit()
-            fit_seconds = time.perf_counter() - t_fit
-            fed.close()
+            with approving(folders, None, "benchmark"):  # the owners approve the training request once
+                fed = fednb.connect([s.url for s in servers], token=token)
+                ds = fed.dataset("digits")
+                torch.manual_seed(seed)
+                trainer = fl.Trainer(task.DigitsMLP(), task.train_digits, data=ds, strategy=strategy, rounds=rounds,
+                                     min_domains=3, config=dict(task.CONFIG), progress=False, seed=seed,
+                                     central_eval=lambda m: {"accuracy": task.accuracy(m, test)})
+                t_fit = time.perf_counter()
+                _, history = trainer.fit()
+                fit_seconds = time.perf_counter() - t_fit
+                fed.close()
         finally:
-            stop.set()
             for s in servers:
                 s.stop()
     glob = history[history.domain == "global"]

@@ -27,23 +27,23 @@ import torch  # noqa: E402
 
 import fednb  # noqa: E402
 import fednb.learn as fl  # noqa: E402
-from _digits import MLP, accuracy, digits_tensors, federation, split, train  # noqa: E402
+from digits_task import DigitsMLP, accuracy, digits_tensors, federation, label_groups, split, train_digits  # noqa: E402
 from fednb.domain.domain import new_token  # noqa: E402
 
 
 WORKLOADS = {  # local training per round: McMahan et al. 2017 vary E in {1, 5, 20}, B in {10, 50}
-    "E1_B32": {"epochs": 1, "batch_size": 32, "lr": 0.05},
+    "E1_B32": {"epochs": 1, "batch_size": 32, "lr": 0.05},  # the federated-learning benchmark's own
     "E5_B10": {"epochs": 5, "batch_size": 10, "lr": 0.02},
 }
 
 
 def run(ds, rounds: int, secure: bool, test, config: dict) -> tuple[list[float], dict, float]:
     torch.manual_seed(0)
-    trainer = fl.Trainer(MLP(), train, data=ds, rounds=rounds, min_domains=len(ds.domains), progress=False,
+    trainer = fl.Trainer(DigitsMLP(), train_digits, data=ds, rounds=rounds, min_domains=len(ds.domains), progress=False,
                          secure_aggregation=secure, helpers=[digits_tensors], config=config, round_timeout=300)
     model, history = trainer.fit()
     seconds = history[history.domain == "global"]["seconds"].tolist()
-    return seconds[1:], {k: v.detach().numpy() for k, v in model.state_dict().items()}, accuracy(model, *test)
+    return seconds[1:], {k: v.detach().numpy() for k, v in model.state_dict().items()}, accuracy(model, test)
 
 
 def main() -> None:
@@ -54,13 +54,13 @@ def main() -> None:
     args = parser.parse_args()
     token = new_token()
     for n in args.domains:
-        frames, test_x, test_y = split(n)
+        frames, test = split(label_groups(n))
         with tempfile.TemporaryDirectory(prefix="fednb-secagg-") as tmp, federation(Path(tmp), frames, token) as servers:
             fed = fednb.connect([s.url for s in servers], token=token)
             ds = fed.dataset("digits")
-            run(ds, 2, False, (test_x, test_y), WORKLOADS["E1_B32"])  # warm the domains' workers' imports
+            run(ds, 2, False, test, WORKLOADS["E1_B32"])  # warm the domains' workers' imports
             for workload in args.workloads:
-                report(ds, n, args.rounds, workload, (test_x, test_y))
+                report(ds, n, args.rounds, workload, test)
             fed.close()
 
 

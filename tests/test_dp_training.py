@@ -4,8 +4,6 @@ plain FedAvg, with the weights never released in the clear."""
 
 from __future__ import annotations
 
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ import fednb.learn as fl  # noqa: E402
 from fednb.client.http import DomainClient, run  # noqa: E402
 from fednb.demo import data  # noqa: E402
 from fednb.domain import dp_training  # noqa: E402
-from tests.conftest import start_live  # noqa: E402
+from tests.conftest import owners_approving, start_live  # noqa: E402
 
 
 class Risk(nn.Module):
@@ -59,22 +57,8 @@ def hospitals_dp(tmp_path_factory, alice_token):
     root = tmp_path_factory.mktemp("dp")
     live = [start_live(root, name, data.hospital(name), alice_token, policy_edits=DP_POLICY)
             for name in data.HOSPITALS]
-    stop = threading.Event()
-
-    def approve():  # the owners, approving every pending request as it arrives
-        while not stop.is_set():
-            for d in live:
-                dom = d.domain()
-                for r in dom.requests(status="pending"):
-                    dom.approve(r.id, "reviewed")
-                dom.close()
-            time.sleep(0.1)
-
-    t = threading.Thread(target=approve, daemon=True)
-    t.start()
-    yield live
-    stop.set()
-    t.join()
+    with owners_approving(live):
+        yield live
     for d in live:
         d.server.stop()
 

@@ -3,7 +3,6 @@ servers and their sandbox, round by round, with drop-outs, time-outs, checkpoint
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -18,7 +17,7 @@ from fednb.client.http import DomainClient, run  # noqa: E402
 from fednb.demo import data  # noqa: E402
 from fednb.learn import weights as W  # noqa: E402
 from fednb.learn.strategies import Update  # noqa: E402
-from tests.conftest import live_domains  # noqa: E402
+from tests.conftest import live_domains, owners_approving  # noqa: E402
 
 # -- strategies ----------------------------------------------------------------------------------
 
@@ -139,25 +138,10 @@ def hospitals_fl(tmp_path_factory, alice_token):
         yield live
 
 
-def _auto_approve(live, stop: threading.Event):
-    """The owners, approving every pending request as it arrives (in a thread)."""
-    while not stop.is_set():
-        for d in live:
-            dom = d.domain()
-            for r in dom.requests(status="pending"):
-                dom.approve(r.id, "reviewed")
-            dom.close()
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def owners(hospitals_fl):
-    stop = threading.Event()
-    t = threading.Thread(target=_auto_approve, args=(hospitals_fl, stop), daemon=True)
-    t.start()
-    yield
-    stop.set()
-    t.join()
+    with owners_approving(hospitals_fl):
+        yield
 
 
 @pytest.fixture

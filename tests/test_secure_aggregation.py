@@ -209,41 +209,25 @@ def test_a_killed_domain_does_not_spoil_the_secure_sum(trio, alice_token):
 
 def test_secure_federated_averaging_equals_the_plain_one(trio, alice_token):
     torch = pytest.importorskip("torch")
-    import threading
-    import time
-
     import fednb.learn as fl
+    from tests.conftest import owners_approving
     from tests.secure_models import Line
 
-    stop = threading.Event()
-
-    def approve():
-        while not stop.is_set():
-            for d in trio:
-                dom = d.domain()
-                for r in dom.requests(status="pending"):
-                    dom.approve(r.id, "reviewed")
-                dom.close()
-            time.sleep(0.1)
-
-    owners = threading.Thread(target=approve, daemon=True)
-    owners.start()
     fed = fednb.connect([d.url for d in trio], token=alice_token)
     ds = fed.dataset("patients")
     try:
-        models = {}
-        for secure in (False, True):
-            torch.manual_seed(0)
-            model = Line()
-            trainer = fl.Trainer(model, fit_line, data=ds, rounds=2, min_domains=3, secure_aggregation=secure,
-                                 strategy=fl.FedAdam(eta=0.05), progress=False)
-            models[secure], history = trainer.fit()
-        for a, b in zip(models[False].parameters(), models[True].parameters()):
-            np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), atol=1e-6)
-        assert history[history.domain == "global"]["n"].tolist() == [3200, 3200]
+        with owners_approving(trio):
+            models = {}
+            for secure in (False, True):
+                torch.manual_seed(0)
+                model = Line()
+                trainer = fl.Trainer(model, fit_line, data=ds, rounds=2, min_domains=3, secure_aggregation=secure,
+                                     strategy=fl.FedAdam(eta=0.05), progress=False)
+                models[secure], history = trainer.fit()
+            for a, b in zip(models[False].parameters(), models[True].parameters()):
+                np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), atol=1e-6)
+            assert history[history.domain == "global"]["n"].tolist() == [3200, 3200]
     finally:
-        stop.set()
-        owners.join()
         fed.close()
 
 

@@ -8,7 +8,10 @@ import json
 
 import pytest
 
-from benchmarks.soak import INVARIANTS, SoakConfig, run_soak
+from tests.conftest import load_benchmark
+
+soak = load_benchmark("soak")
+INVARIANTS, SoakConfig, run_soak = soak.INVARIANTS, soak.SoakConfig, soak.run_soak
 
 
 @pytest.mark.slow
@@ -37,7 +40,7 @@ def test_the_soak_checks_catch_what_they_claim_to(tmp_path):
     import sqlite3
     import time
 
-    from benchmarks.soak import Accepted, Traffic, check
+    Accepted, Traffic, check = soak.Accepted, soak.Traffic, soak.check
     from fednb.demo import data
     from fednb.domain.runner import Runner
     from fednb.models import RequestIn

@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import threading
-import time
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
 from fednb.demo import data
-from tests.conftest import start_live
+from tests.conftest import owners_approving, start_live
 
 pytest.importorskip("torch")
 
@@ -68,22 +66,8 @@ def fl_domains(tmp_path_factory, alice_token):
     root = tmp_path_factory.mktemp("nb-fl")
     live = [start_live(root, name, data.hospital(name), alice_token,
                        policy_edits={"warm_torch = false": "warm_torch = true"}) for name in data.HOSPITALS]
-    stop = threading.Event()
-
-    def approve() -> None:  # the owners, approving the training request when it arrives
-        while not stop.is_set():
-            for d in live:
-                dom = d.domain()
-                for r in dom.requests(status="pending"):
-                    dom.approve(r.id, "a small model; reviewed")
-                dom.close()
-            time.sleep(0.1)
-
-    owner = threading.Thread(target=approve, daemon=True)
-    owner.start()
-    yield live
-    stop.set()
-    owner.join()
+    with owners_approving(live, "a small model; reviewed"):
+        yield live
     for d in live:
         d.server.stop()
 

@@ -110,10 +110,11 @@ def serve(root: str | os.PathLike, *, host: str = "127.0.0.1", port: int = PORT,
 
 
 @contextlib.contextmanager
-def approving(folders: dict[str, Path], name: str, reason: str, *, every: float = 0.2) -> Iterator[None]:
+def approving(folders: dict[str, Path], name: str | None, reason: str, *, every: float = 0.2) -> Iterator[None]:
     """While the block runs, approve the pending requests named ``name`` (a function or training
-    function) on the domains in ``folders``, standing in for their owners: for a demo or a notebook
-    in which one person plays every part. A real owner reads the code first (``fednb domain show``)."""
+    function; ``None``: every pending request) on the domains in ``folders``, standing in for their
+    owners: for a demo, a notebook or a benchmark in which one program plays every part. A real owner
+    reads the code first (``fednb domain show``)."""
     from fednb.domain import Domain
 
     stop = threading.Event()
@@ -124,7 +125,7 @@ def approving(folders: dict[str, Path], name: str, reason: str, *, every: float 
                 d = Domain(folder)
                 try:
                     for r in d.requests(status="pending"):
-                        if r.name == name:
+                        if name is None or r.name == name:
                             d.approve(r.id, reason)
                 finally:
                     d.close()

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fednb.domain.builtins.registry import REGISTRY, Context, column, select
+from fednb.domain.builtins.registry import REGISTRY, Context, column, numeric, select
 from fednb.domain.policy import NOISY_BUILTINS, Policy
 from fednb.errors import InvalidInput
 from fednb.privacy.mechanisms import Noise, calibrate, new_rng
@@ -97,11 +97,11 @@ def release(name: str, args: dict[str, Any], df: pd.DataFrame, ctx: Context, bou
         nz = noise(1.0)
         return {"n": n + nz.sample(rng), "dp": {**info, "std": {"n": nz.std}}}
     if name == "histogram":
-        return _histogram(_numeric(rows, parsed.column), parsed.bins, noise(1.0), rng, info)
+        return _histogram(numeric(rows, parsed.column), parsed.bins, noise(1.0), rng, info)
     if name == "crosstab":
         return _crosstab(rows, parsed.row, parsed.col, ctx.levels, noise(1.0), rng, info)
     lo, hi = bounds[parsed.column]
-    x = np.clip(_numeric(rows, parsed.column), lo, hi)
+    x = np.clip(numeric(rows, parsed.column), lo, hi)
     info["bounds"] = [lo, hi]
     if name == "sum":
         nz = noise(max(abs(lo), abs(hi)))
@@ -119,15 +119,6 @@ def release(name: str, args: dict[str, Any], df: pd.DataFrame, ctx: Context, bou
     info["std"]["q"] = q_noise.std
     m2 = max(q - t * t / n, 0.0) if n >= 1 else None
     return {"n": n, "t": t, "q": q, "mean": mean, "m2": m2, "dp": info}
-
-
-def _numeric(df: pd.DataFrame, name: str) -> np.ndarray:
-    s = column(df, name)
-    if pd.api.types.is_bool_dtype(s):
-        s = s.astype("float")
-    if not pd.api.types.is_numeric_dtype(s):
-        raise InvalidInput(f"column {name!r} is not numeric")
-    return s.dropna().to_numpy(dtype=float)
 
 
 def _histogram(values: np.ndarray, edges: list[float], nz: Noise, rng: np.random.Generator,

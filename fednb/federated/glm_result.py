@@ -201,7 +201,7 @@ class Summary:
     notes: list[str]
 
     def as_text(self) -> str:
-        rule, thin = "=" * WIDTH, "-" * WIDTH
+        rule = "=" * WIDTH
         half = (WIDTH - 3) // 2
         lines = [self.title.center(WIDTH).rstrip(), rule]
         for (ll, lv), (rl, rv) in self.header:

@@ -175,3 +175,12 @@ def screenshot_on_failure(request):
             page.screenshot(path=SCREENSHOTS / f"failed-{request.node.name.split('[')[0]}.png")
         except Exception:  # the page may be gone; the failure itself is what matters
             pass
+
+
+@pytest.fixture(scope="module")
+def page(browser, lab):
+    """One browser page per test module, the size the screenshots are taken at."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()

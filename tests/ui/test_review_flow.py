@@ -5,20 +5,11 @@ without re-running a cell."""
 
 from __future__ import annotations
 
-import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from tests.ui.labpage import cell, open_lab, open_side_panel, outputs, run_cell, write_notebook
 
 DENY_REASON = "Counts this small could identify patients"
-
-
-@pytest.fixture(scope="module")
-def page(browser, lab) -> Page:
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def _submit(kind_name: str, args: str, description: str, var: str) -> str:

@@ -4,22 +4,13 @@ version they approved before; the tracker under the cell follows the decision.""
 
 from __future__ import annotations
 
-import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from tests.ui.labpage import cell, open_lab, open_side_panel, outputs, run_cell, write_notebook
 
 V1 = 'def bmi_by_sex(df):\n    """Mean BMI by sex."""\n    return df.groupby("sex").bmi.mean()'
 V2 = ('def bmi_by_sex(df):\n    """Mean BMI by sex, with the group sizes."""\n    g = df.groupby("sex").bmi\n'
       '    return {"mean": g.mean(), "n": g.size()}')
-
-
-@pytest.fixture(scope="module")
-def page(browser, lab) -> Page:
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def test_magic_and_submit_command_reach_the_owner_with_code_and_diff(page, lab, federation, screenshots):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from tests.ui.labpage import cell, open_lab, open_side_panel, outputs, run_cell, start_cell, write_notebook
 
@@ -23,14 +22,6 @@ for r in range(1, rounds + 1):
                  "status": "ok"})
     time.sleep(0.4)
 """
-
-
-@pytest.fixture(scope="module")
-def page(browser, lab) -> Page:
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def _points(figure) -> int:

@@ -103,6 +103,16 @@ def column(df: pd.DataFrame, name: str) -> pd.Series:
     return df[name]
 
 
+def numeric(df: pd.DataFrame, name: str):
+    """A column's non-missing values as floats (booleans as 0/1); refuses a non-numeric column."""
+    s = column(df, name)
+    if pd.api.types.is_bool_dtype(s):
+        s = s.astype("float")
+    if not pd.api.types.is_numeric_dtype(s):
+        raise InvalidInput(f"column {name!r} is not numeric")
+    return s.dropna().to_numpy(dtype=float)
+
+
 _OPS = {
     "==": lambda s, v: s == v, "!=": lambda s, v: s != v, "<": lambda s, v: s < v,
     "<=": lambda s, v: s <= v, ">": lambda s, v: s > v, ">=": lambda s, v: s >= v,

@@ -15,7 +15,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from fednb.domain import disclosure
-from fednb.domain.builtins.registry import Args, Context, column, register
+from fednb.domain.builtins.registry import Args, Context, column, numeric, register
 from fednb.domain.policy import DisclosureSection
 from fednb.errors import InvalidInput
 
@@ -42,15 +42,6 @@ class BinArgs(ColumnArgs):
 class CrosstabArgs(Args):
     row: str
     col: str
-
-
-def _numeric(df: pd.DataFrame, name: str) -> np.ndarray:
-    s = column(df, name)
-    if pd.api.types.is_bool_dtype(s):
-        s = s.astype("float")
-    if not pd.api.types.is_numeric_dtype(s):
-        raise InvalidInput(f"column {name!r} is not numeric")
-    return s.dropna().to_numpy(dtype=float)
 
 
 def _cells(values: np.ndarray, edges: list[float], rules: DisclosureSection) -> dict[str, Any]:
@@ -95,7 +86,7 @@ def count(a: CountArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
 
 
 def _moments(a: ColumnArgs, df: pd.DataFrame, ctx: Context) -> tuple[np.ndarray, int]:
-    x = _numeric(df, a.column)
+    x = numeric(df, a.column)
     disclosure.check_cohort(len(x), ctx.rules)
     return x, len(x)
 
@@ -117,11 +108,11 @@ def variance(a: ColumnArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
 
 
 def histogram(a: BinArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    return _cells(_numeric(df, a.column), a.bins, ctx.rules)
+    return _cells(numeric(df, a.column), a.bins, ctx.rules)
 
 
 def quantiles(a: BinArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    return _cumulative(_numeric(df, a.column), a.bins, ctx.rules)
+    return _cumulative(numeric(df, a.column), a.bins, ctx.rules)
 
 
 def crosstab(a: CrosstabArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
