@@ -32,3 +32,9 @@ def test_the_wheel_carries_the_prebuilt_extension_and_installs_without_node(tmp_
         assert data + needed in names, needed
     assert any(re.search(r"labextensions/fednb-jupyterlab/static/remoteEntry\.\w+\.js$", n) for n in names)
     assert not any("node_modules" in n or n.endswith(".ts") for n in names)
+    for tour in ("fednb/notebooks/en/01-analyst-tour.ipynb", "fednb/notebooks/es/01-recorrido-analista.ipynb"):
+        assert tour in names, tour  # `fednb demo --lab` copies them from the installed package
+    found = subprocess.run([str(tmp_path / "venv" / "bin" / "python"), "-c",
+                            "from fednb.demo.lab import notebooks_source; print(notebooks_source())"],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert found.returncode == 0 and "site-packages" in found.stdout, found.stdout + found.stderr
