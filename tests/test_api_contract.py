@@ -154,6 +154,7 @@ MATRIX = {
     ("POST", "/v1/requests/{request_id}/finish"): {"alice"},
     ("GET", "/v1/datasets/{name}/budget"): {"alice", "bob", "owner"},
     ("POST", "/v1/secagg/{session}/{step}"): {"alice", "bob"},
+    ("POST", "/v1/secagg"): {"alice", "bob"},
 }
 # Routes whose rows need a request that runs in rounds, and answers that still mean "allowed" where
 # the matrix's generic inputs cannot succeed (a GLM round has no weights; a secure-aggregation step
@@ -161,11 +162,12 @@ MATRIX = {
 ROUNDS = {("POST", "/v1/requests/{request_id}/rounds"), ("GET", "/v1/requests/{request_id}/rounds/{number}"),
           ("GET", "/v1/requests/{request_id}/rounds/{number}/weights"), ("POST", "/v1/requests/{request_id}/finish")}
 ALLOWED_REFUSALS = {("GET", "/v1/requests/{request_id}/rounds/{number}/weights"): {409},
-                    ("POST", "/v1/secagg/{session}/{step}"): {400, 409, 422}}
+                    ("POST", "/v1/secagg/{session}/{step}"): {400, 409, 422}, ("POST", "/v1/secagg"): {400}}
 CALLERS = ("none", "bad", "revoked", "alice", "bob", "owner")
 BODIES = {("POST", "/v1/requests"): {"dataset": "patients", "kind": "builtin", "name": "count"},
           ("POST", "/v1/requests/{request_id}/rounds"): {"round": 1, "inputs": {}},
-          ("POST", "/v1/secagg/{session}/{step}"): {}}
+          ("POST", "/v1/secagg/{session}/{step}"): {},
+          ("POST", "/v1/secagg"): {"steps": [{"session": "matrix-session-01", "step": "keys", "body": {}}]}}
 # Decisions change the request; each allowed cell gets a fresh pending request of alice's.
 DECISIONS = {("POST", "/v1/requests/{request_id}/approve"), ("POST", "/v1/requests/{request_id}/deny")}
 _addresses = (f"127.77.{i // 250}.{i % 250 + 1}" for i in itertools.count())

@@ -19,7 +19,7 @@ from fednb.domain import Domain
 from fednb.domain.review import Conflict
 from fednb.domain.secagg import SecureAggregation
 from fednb.errors import DomainError, DomainUnavailable, FednbError, InvalidInput, NotEnoughDomains
-from fednb.federated.secagg import Member, SecureSum
+from fednb.federated.secagg import Member, SecureSum, exchange_keys_together
 from fednb.models import RequestIn
 from fednb.privacy import fixedpoint
 from tests.conftest import start_live
@@ -36,6 +36,8 @@ class LocalClient:
     async def call(self, method, path, *, json=None, **_):
         if self.down:
             raise DomainUnavailable(self.name, "cannot reach it (stopped by the test)")
+        if path == "/v1/secagg":  # several key-exchange steps in one call
+            return {"results": self.service.batch("alice", json["steps"])}
         _, _, _, session, step = path.split("/")
         try:
             return getattr(self.service, step)("alice", session, json)
@@ -136,6 +138,46 @@ def test_too_many_drop_outs_stop_the_sum_without_revealing_anything(local):
         run(s.collect())
 
 
+def test_sessions_keyed_together_sum_exactly_and_fail_alone(local):
+    """Training keys its coming rounds in one call per domain and step: each session still sums
+    exactly, a session refused by one domain loses only that domain, and a domain down during the
+    exchange is dropped from every session."""
+    from fednb.client.http import run
+
+    domains, vectors = local
+    sessions = [_session(local)[0] for _ in range(3)]
+    foreign = domains[1][0].submit("bob", RequestIn(dataset="patients", kind="builtin", name="sum",
+                                                    args={"column": "age", "secure": True}))[0]
+    sessions[1].members[2].request_id = foreign.id  # alice cannot sum bob's request on d1
+    assert run(exchange_keys_together(sessions)) == {}
+    assert "d1" in sessions[1].dropped and "no request" in sessions[1].dropped["d1"]
+    assert not sessions[0].dropped and not sessions[2].dropped
+    for s, expected in ((sessions[0], np.sum(vectors, axis=0)), (sessions[2], np.sum(vectors, axis=0)),
+                        (sessions[1], vectors[0] + vectors[2] + vectors[3])):
+        run(s.collect())
+        np.testing.assert_allclose(run(s.unmask()), expected, atol=4 * 2.0**-24)
+
+    more = [_session(local) for _ in range(2)]
+    more[0][1]["d3"].down = True
+    assert run(exchange_keys_together([s for s, _ in more])) == {}
+    assert all("d3" in s.dropped and "keys step" in s.dropped["d3"] for s, _ in more)
+    broken = [_session(local) for _ in range(2)]
+    for name in ("d1", "d2", "d3"):
+        broken[0][1][name].down = True
+    failed = run(exchange_keys_together([s for s, _ in broken]))
+    assert list(failed) == [0, 1] and isinstance(failed[0], NotEnoughDomains)
+
+
+def test_a_batch_of_key_steps_is_checked_as_a_whole(local):
+    service = local[0][0][1]
+    for steps in (None, [], [{"session": "x" * 20, "step": "masked", "body": {}}],
+                  [{"session": "x" * 20, "step": "keys"}], [{"step": "keys", "body": {}}] * 65):
+        with pytest.raises(InvalidInput, match="steps|each step"):
+            service.batch("alice", steps)
+    answer = service.batch("alice", [{"session": "short", "step": "keys", "body": {}}])
+    assert answer == [{"error": "a session id is 16-64 letters, digits, '-' or '_'", "status": 400}]
+
+
 def test_domains_refuse_what_would_expose_one_input(local):
     s, _ = _session(local)
     svc = s.members[1].client.service
@@ -228,6 +270,38 @@ def test_secure_federated_averaging_equals_the_plain_one(trio, alice_token):
                 np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), atol=1e-6)
             assert history[history.domain == "global"]["n"].tolist() == [3200, 3200]
     finally:
+        fed.close()
+
+
+def test_secure_training_rekeys_after_a_domain_restarts(trio, alice_token):
+    """Rounds are keyed ahead; a domain killed (kill -9) after round 1 loses those keys: round 2 sums
+    the other two, and round 3 keys again and has all three."""
+    pytest.importorskip("torch")
+    import fednb.learn as fl
+    from tests.conftest import owners_approving
+    from tests.secure_models import Line
+
+    fed = fednb.connect([d.url for d in trio], token=alice_token)
+    ds = fed.dataset("patients")
+
+    def kill_and_restart(record):
+        if record["domain"] == "global" and record["round"] == 1:
+            trio[2].server.kill()
+        if record["domain"] == "global" and record["round"] == 2:
+            trio[2].server.restart()
+
+    try:
+        with owners_approving(trio):
+            trainer = fl.Trainer(Line(), fit_line, data=ds, rounds=4, min_domains=2, secure_aggregation=True,
+                                 progress=False, on_round=kill_and_restart, round_timeout=30)
+            _, history = trainer.fit()
+        hosp3 = history[history.domain == "hosp-3"].set_index("round")["status"]
+        assert hosp3[1] == "ok" and hosp3[2] in ("dropped", "failed") and hosp3[3] == hosp3[4] == "ok", history
+        n = history[history.domain == "global"].set_index("round")["n"]
+        assert n[1] == n[3] == n[4] == 3200 and n[2] == 3200 - len(trio[2].frame), n
+    finally:
+        if not trio[2].server.alive():
+            trio[2].server.restart()
         fed.close()
 
 

@@ -23,8 +23,8 @@ from fednb._version import __version__
 from fednb.domain import privacy_api
 from fednb.domain.domain import Domain
 from fednb.domain.ratelimit import FailedTokenLimiter
-from fednb.domain.review import Conflict, TooManyPending
-from fednb.errors import FednbError, InvalidInput, NotFound
+from fednb.domain.review import Conflict, http_status
+from fednb.errors import FednbError, NotFound
 from fednb.models import ROUND_FINAL, AuditEntry, Dataset, Decision, DomainInfo, ErrorBody, Request, RequestIn, Round, Session
 
 log = logging.getLogger("fednb.domain.app")
@@ -170,9 +170,7 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
 
     @app.exception_handler(FednbError)
     async def _fednb(_: HttpRequest, exc: FednbError):
-        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else \
-            429 if isinstance(exc, TooManyPending) else 400 if isinstance(exc, InvalidInput) else 500
-        return _error(status, str(exc))
+        return _error(http_status(exc), str(exc))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: HttpRequest, exc: Exception):

@@ -40,3 +40,11 @@ def add_routes(app: FastAPI, domain: Domain, *, caller: Any, analyst: Any, respo
         if step not in STEPS:
             raise InvalidInput(f"unknown step {step!r}; the steps are {', '.join(STEPS)}")
         return await run_in_threadpool(getattr(secure, step), c.name, session, body)
+
+    @app.post("/v1/secagg", responses=responses, tags=["privacy"])
+    async def secagg_steps(c: analyst, body: Annotated[dict, Body()]) -> dict:
+        """Several key-exchange steps (``keys`` or ``shares``) of several sessions in one call, in
+        order: ``{"steps": [{"session": ID, "step": "keys", "body": {...}}, ...]}``. How a training
+        run keys its coming rounds at once. Each step answers on its own, in ``results``:
+        ``{"result": ...}``, or ``{"error": why, "status": the HTTP status it would have had}``."""
+        return {"results": await run_in_threadpool(secure.batch, c.name, body.get("steps"))}

@@ -17,7 +17,7 @@ from typing import Any
 from fednb.domain import audit, builtins, inputs
 from fednb.domain.policy import Policy
 from fednb.domain.store import Store
-from fednb.errors import InvalidInput, NotFound
+from fednb.errors import FednbError, InvalidInput, NotFound
 from fednb.models import Request, RequestIn, code_hash
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -31,6 +31,12 @@ class Conflict(InvalidInput):
 
 class TooManyPending(InvalidInput):
     """The analyst already has the policy's maximum of pending requests."""
+
+
+def http_status(exc: FednbError) -> int:
+    """The HTTP status a domain answers a refusal with."""
+    return 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else \
+        429 if isinstance(exc, TooManyPending) else 400 if isinstance(exc, InvalidInput) else 500
 
 
 def new_id() -> str:

@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fednb.domain import audit, secure_inputs
-from fednb.domain.review import Conflict
-from fednb.errors import InvalidInput, NotFound
+from fednb.domain.review import Conflict, http_status
+from fednb.errors import FednbError, InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from fednb.domain.domain import Domain
@@ -58,6 +58,8 @@ SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 SESSION_TTL = 3600.0
 MAX_SESSIONS = 200
 MAX_WAIT = 600.0  # seconds the masked step may wait for its job (a training round) to finish
+BATCHABLE = ("keys", "shares")  # the steps that need no input yet, and may be sent ahead in one call
+MAX_BATCH = 2 * 32  # the key exchange of 32 sessions
 
 
 @dataclass
@@ -258,6 +260,23 @@ class SecureAggregation:
                         "dropped": sorted(session.live - survivors)})
             session.survivors = survivors
         return out
+
+    # -- several key-exchange steps in one call --------------------------------------------------
+    def batch(self, analyst: str, steps: Any) -> list[dict]:
+        """Run ``steps`` (``keys`` or ``shares`` of any sessions) in order; each answers on its own."""
+        if not isinstance(steps, list) or not 1 <= len(steps) <= MAX_BATCH:
+            raise InvalidInput(f"steps must be a list of 1 to {MAX_BATCH} key-exchange steps")
+        for item in steps:
+            if not (isinstance(item, dict) and item.get("step") in BATCHABLE and isinstance(item.get("body"), dict)
+                    and isinstance(item.get("session"), str)):
+                raise InvalidInput("each step is {\"session\": ID, \"step\": \"keys\" or \"shares\", \"body\": {...}}")
+        results = []
+        for item in steps:
+            try:
+                results.append({"result": getattr(self, item["step"])(analyst, item["session"], item["body"])})
+            except FednbError as exc:
+                results.append({"error": str(exc), "status": http_status(exc)})
+        return results
 
     # -- helpers -------------------------------------------------------------------------------
     def _check_request(self, analyst: str, request_id: Any) -> None:

@@ -69,8 +69,12 @@ class SecureSum:
 
         keys = list(bodies)
         answers = await asyncio.gather(*(one(i, bodies[i]) for i in keys), return_exceptions=True)
+        return self._settle(step, dict(zip(keys, answers)))
+
+    def _settle(self, step: str, answers: dict[int, Any]) -> dict[int, Any]:
+        """The domains that answered ``step``; the others are dropped with their reason."""
         ok = {}
-        for i, answer in zip(keys, answers):
+        for i, answer in answers.items():
             if isinstance(answer, DomainError):
                 self.dropped[self._name(i)] = f"dropped at the {step} step: {answer.message}"
             elif isinstance(answer, BaseException):
@@ -81,15 +85,25 @@ class SecureSum:
             raise NotEnoughDomains(self.threshold, len(ok), self.dropped)
         return ok
 
+    def _advertise_bodies(self) -> dict[int, dict]:
+        return {i: {"request_id": m.request_id, "round": m.round, "participants": self.n, "index": i,
+                    "threshold": self.threshold} for i, m in self.members.items()}
+
+    def _advertised(self, ok: dict[int, dict]) -> None:
+        self.keys = ok
+
+    def _share_bodies(self) -> dict[int, dict]:
+        published = {str(i): {"c_pk": k["c_pk"], "s_pk": k["s_pk"]} for i, k in self.keys.items()}
+        return {i: {"keys": published} for i in self.keys}
+
+    def _shared(self, ok: dict[int, dict]) -> None:
+        self.boxes = {i: a["shares"] for i, a in ok.items()}
+
     async def advertise(self) -> None:
-        bodies = {i: {"request_id": m.request_id, "round": m.round, "participants": self.n, "index": i,
-                      "threshold": self.threshold} for i, m in self.members.items()}
-        self.keys = await self._step("keys", bodies)
+        self._advertised(await self._step("keys", self._advertise_bodies()))
 
     async def share(self) -> None:
-        published = {str(i): {"c_pk": k["c_pk"], "s_pk": k["s_pk"]} for i, k in self.keys.items()}
-        answers = await self._step("shares", {i: {"keys": published} for i in self.keys})
-        self.boxes = {i: a["shares"] for i, a in answers.items()}
+        self._shared(await self._step("shares", self._share_bodies()))
 
     async def collect(self, wait: float = 0.0) -> None:
         """Step 3: each live domain gets the shares sealed for it and answers with its masked input
@@ -126,15 +140,54 @@ class SecureSum:
                 self.dropped.setdefault(self._name(i), "vanished after sending its shares; its masks were removed")
         return fixedpoint.decode(total)
 
-    async def run_async(self) -> SecureResult:
+    async def exchange_keys(self) -> None:
+        """Steps 1 and 2, which need no inputs: a caller may run them ahead (a training round's
+        session is keyed while the round before it trains)."""
         await self.advertise()
         await self.share()
+
+    async def run_async(self) -> SecureResult:
+        await self.exchange_keys()
         await self.collect()
         total = await self.unmask()
         return SecureResult(total, [self._name(i) for i in sorted(self.masked)], dict(self.dropped))
 
     def run(self, timeout: float | None = None) -> SecureResult:
         return run(self.run_async(), timeout)
+
+
+async def exchange_keys_together(sessions: list[SecureSum]) -> dict[int, NotEnoughDomains]:
+    """Steps 1 and 2 of several sessions over the same domains (same members, in the same order), in
+    one call per domain and step (``POST /v1/secagg``): how a training run keys its coming rounds at
+    once. Returns the sessions (by position) that lost too many domains, with why; the others are
+    ready for :meth:`SecureSum.collect`."""
+    members = sessions[0].members
+    failed: dict[int, NotEnoughDomains] = {}
+    steps = (("keys", SecureSum._advertise_bodies, SecureSum._advertised),
+             ("shares", SecureSum._share_bodies, SecureSum._shared))
+    for step, bodies_of, accept in steps:
+        bodies = {k: bodies_of(s) for k, s in enumerate(sessions) if k not in failed}
+        sent = {i: [k for k in bodies if i in bodies[k]] for i in members}  # domain -> its sessions, in order
+
+        async def one(i: int) -> dict[int, Any]:
+            items = [{"session": sessions[k].session, "step": step, "body": bodies[k][i]} for k in sent[i]]
+            answer = await members[i].client.call("POST", "/v1/secagg", json={"steps": items}, idempotent=True)
+            results = answer.get("results") if isinstance(answer, dict) else None
+            if not isinstance(results, list) or len(results) != len(items):
+                raise DomainError(members[i].client.name, "answered the key exchange with a malformed list")
+            return {k: r["result"] if "result" in r else
+                    DomainError(members[i].client.name, str(r.get("error")), status=r.get("status"))
+                    for k, r in zip(sent[i], results)}
+
+        domains = [i for i in members if sent[i]]
+        calls = dict(zip(domains, await asyncio.gather(*(one(i) for i in domains), return_exceptions=True)))
+        for k, body in bodies.items():
+            answers = {i: calls[i] if isinstance(calls[i], BaseException) else calls[i][k] for i in body}
+            try:
+                accept(sessions[k], sessions[k]._settle(step, answers))
+            except NotEnoughDomains as exc:
+                failed[k] = exc
+    return failed
 
 
 def secure_sum(members: dict[str, Member], *, threshold: int | None = None) -> SecureResult:

@@ -30,6 +30,9 @@ from fednb.learn.privacy import DPSGD
 from fednb.learn.strategies import FedAdam, FedAvg, FedProx, Strategy, Update
 from fednb.models import ROUND_FINAL, canonical_json
 
+KEY_AHEAD = 16  # secure aggregation: rounds keyed in one exchange (a domain keeps 200 open sessions)
+KEY_MAX_AGE = 1800.0  # seconds; keyed sessions older than this are keyed again (domains expire them at 3600)
+
 
 class Trainer:
     """``Trainer(model, train_fn, data=ds, strategy=FedAvg(), rounds=10, min_domains=2).fit()``.
@@ -74,6 +77,8 @@ class Trainer:
         self._listeners: list[Callable[[dict], None]] = [on_round] if on_round else []
         self.records: list[dict[str, Any]] = []
         self.request: FederatedRequest | None = None
+        self._keyed: dict[int, tuple[Any, asyncio.Task, int]] = {}  # round -> its secure-sum session, keyed ahead
+        self._keyed_at = 0.0
         self.body = self._body(helpers)
         self.code_hash = hashlib.sha256(canonical_json(self.body).encode()).hexdigest()
 
@@ -123,6 +128,7 @@ class Trainer:
                 self._round(number, parts)
             run(gather(*(p.client.finish(p.id) for p in parts), return_exceptions=True))  # no more rounds
         finally:
+            self._keyed.clear()  # sessions keyed for rounds that will not run: the domains expire them
             if display is not None:
                 display.close()
         return self.model, self.history
@@ -211,15 +217,20 @@ class Trainer:
         return record
 
     async def _secure_round(self, parts: list[Part], number: int, blob: bytes):
-        """The round with secure aggregation: keys and shares are exchanged while the domains train, and
-        each sends its masked update as its round ends; then the analyst unmasks only the sum."""
-        from fednb.federated.secagg import Member, SecureSum
+        """The round with secure aggregation: each domain sends its masked update as its round ends,
+        then the analyst unmasks only the sum. The key exchange (Bonawitz et al. steps 1-2, which need
+        no weights) is done for up to ``KEY_AHEAD`` rounds at once, in one call per domain and step,
+        while the first of them trains."""
+        from fednb.federated.secagg import SecureResult
 
-        session = SecureSum({p.domain: Member(p.client, p.id, number) for p in parts})
+        if number not in self._keyed or time.monotonic() - self._keyed_at > KEY_MAX_AGE:
+            self._key_rounds(parts, number)
+        session, keyed, position = self._keyed.pop(number)
 
         async def masked_inputs() -> None:  # runs while the domains train; each answers when its round ends
-            await session.advertise()
-            await session.share()
+            failed = await asyncio.shield(keyed)  # shared by the rounds keyed together
+            if position in failed:
+                raise failed[position]
             await session.collect(wait=self.round_timeout)
 
         pending = asyncio.ensure_future(masked_inputs())
@@ -228,15 +239,28 @@ class Trainer:
             await pending
             total = await session.unmask()
         except NotEnoughDomains as exc:
+            self._keyed.clear()
             for part, answer in zip(parts, answers):
                 if answer[0] == "ok":
                     exc.problems.setdefault(part.domain, "trained, but the secure sum could not be completed")
             raise
-        from fednb.federated.secagg import SecureResult
-
+        if session.dropped:  # a domain that restarted lost its keys for the coming rounds: key them again
+            self._keyed.clear()
         return answers, SecureResult(total, [session.names[i - 1] for i in sorted(session.masked)],
                                      {d: why for d, why in session.dropped.items()
                                       if d not in {p.domain for p, a in zip(parts, answers) if a[0] != "ok"}})
+
+    def _key_rounds(self, parts: list[Part], first: int) -> None:
+        """Start the key exchange of rounds ``first`` to ``first + KEY_AHEAD - 1`` (at most the last),
+        one session each, on the I/O loop."""
+        from fednb.federated.secagg import Member, SecureSum, exchange_keys_together
+
+        numbers = range(first, min(self.rounds, first + KEY_AHEAD - 1) + 1)
+        sessions = [SecureSum({p.domain: Member(p.client, p.id, n) for p in parts}) for n in numbers]
+        task = asyncio.ensure_future(exchange_keys_together(sessions))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, if never awaited
+        self._keyed = {n: (s, task, k) for k, (n, s) in enumerate(zip(numbers, sessions))}
+        self._keyed_at = time.monotonic()
 
     def _blank(self, number: int, domain: str) -> dict:
         return {"round": number, "domain": domain, "status": "ok", "n": None, "loss": None, "accuracy": None,
