@@ -6,41 +6,21 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from tests.conftest import free_port, wait_for_jupyter
+
 TOKEN = "demo-lab-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(base: str, proc: subprocess.Popen, log) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"fednb demo --lab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/api/status", params={"token": TOKEN}, timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"JupyterLab did not answer:\n{log.read_text()[-3000:]}")
 
 
 @pytest.mark.slow
 def test_demo_lab_serves_the_domains_and_opens_jupyterlab_on_the_tour(tmp_path):
-    port, home, work = _free_port(), tmp_path / "my-home", tmp_path / "demo"
+    port, home, work = free_port(), tmp_path / "my-home", tmp_path / "demo"
     env = {**os.environ, "JUPYTER_TOKEN": TOKEN, "FEDNB_HOME": str(home), "HOME": str(tmp_path)}
     log = tmp_path / "demo.log"
     with log.open("w") as out:
@@ -49,7 +29,7 @@ def test_demo_lab_serves_the_domains_and_opens_jupyterlab_on_the_tour(tmp_path):
                                 stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(base, proc, log)
+        wait_for_jupyter(base, TOKEN, proc, log, timeout=120)
         home_page = httpx.get(f"{base}/", params={"token": TOKEN}, follow_redirects=False, timeout=10)
         assert urlsplit(home_page.headers["location"]).path == "/lab/tree/es/01-recorrido-analista.ipynb"
         for path in ("en/01-analyst-tour.ipynb", "es/01-recorrido-analista.ipynb", "es/05-privacidad.ipynb"):

@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 from fednb.demo import data
 from fednb.models import BUILTINS
 from fednb.domain.domain import new_token
-from tests.conftest import LiveDomain, free_port, start_live
+from tests.conftest import LiveDomain, free_port, start_live, wait_for_jupyter
 
 CHROMIUM = "/usr/bin/chromium"
 TOKEN = "fednb-ui-tests"
@@ -134,19 +133,7 @@ def lab(federation: Federation, tmp_path_factory) -> Iterator[Lab]:
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"JupyterLab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/api/status", params={"token": TOKEN}, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"JupyterLab did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
+    wait_for_jupyter(url, TOKEN, proc, log)
     yield Lab(url, TOKEN, root, log)
     proc.terminate()
     try:
