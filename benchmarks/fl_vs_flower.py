@@ -15,7 +15,7 @@ training, and one for fednb's best strategy (FedAdam with server learning rate 0
 chosen on seeds 0-1 and reported on fresh seeds) with the rounds it needs to come within 2 points
 of centralized training.
 
-    python benchmarks/fl_vs_flower.py [--skip-flower] [--flower-venv /tmp/flower-venv]
+    python benchmarks/fl_vs_flower.py [--skip-flower] [--flower-venv /tmp/flower-venv] [--rounds 10] [--best-seeds 2 3 4]
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def run_fednb(strategy_name: str, rounds: int, seed: int) -> dict:
                 ds = fed.dataset("digits")
                 torch.manual_seed(seed)
                 trainer = fl.Trainer(task.DigitsMLP(), task.train_digits, data=ds, strategy=strategy, rounds=rounds,
-                                     min_domains=3, config=dict(task.CONFIG), progress=False, seed=seed,
+                                     min_domains=3, helpers=[task.digits_tensors], config=dict(task.CONFIG), progress=False, seed=seed,
                                      central_eval=lambda m: {"accuracy": task.accuracy(m, test)})
                 t_fit = time.perf_counter()
                 _, history = trainer.fit()
@@ -236,20 +236,23 @@ def main() -> None:
     parser.add_argument("--skip-flower", action="store_true")
     parser.add_argument("--flower-venv", default="/tmp/flower-venv")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds of the comparison")
+    parser.add_argument("--best-seeds", type=int, nargs="*", default=[2, 3, 4],
+                        help="fresh seeds for the best strategy (none: skip it)")
     args = parser.parse_args()
     parts, test = task.split()
     print(json.dumps({"system": "centralized", "epochs": 20, "final_accuracy":
                       round(task.centralized(parts, test, epochs=20), 4)}), flush=True)
-    fednb_avg = run_fednb("FedAvg", ROUNDS, args.seed)
+    fednb_avg = run_fednb("FedAvg", args.rounds, args.seed)
     print(json.dumps(fednb_avg), flush=True)
     if not args.skip_flower:
-        flower = run_flower(Path(args.flower_venv), args.seed, ROUNDS)
+        flower = run_flower(Path(args.flower_venv), args.seed, args.rounds)
         print(json.dumps(flower), flush=True)
         print(json.dumps({"comparison": "fednb/flower", "speedup_whole_call": round(
             flower["whole_call_s"] / fednb_avg["whole_call_s"], 2), "speedup_with_fednb_server_start": round(
             flower["whole_call_s"] / fednb_avg["whole_with_server_start_s"], 2)}), flush=True)
     central = task.centralized(parts, test, epochs=20)
-    for seed in (2, 3, 4):  # fresh seeds: the strategy's settings were chosen on seeds 0-1
+    for seed in args.best_seeds:  # fresh seeds: the strategy's settings were chosen on seeds 0-1
         best = run_fednb("FedAdam(eta=0.03, beta_1=0.5)", 30, seed)
         within = next((i + 1 for i, a in enumerate(best["accuracy"]) if a >= central - 0.02), None)
         best.update({"accuracy_after_10": best["accuracy"][9], "centralized": round(central, 4),

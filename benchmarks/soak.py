@@ -429,7 +429,9 @@ def main() -> int:
     for record in records:
         print(json.dumps(record), flush=True)
     checks = records[2]
-    bad = {k: v for k, v in checks.items() if isinstance(v, int) and v}
+    bad = {k: checks[k] for k in (*INVARIANTS, "still_busy_after_settle", "sandboxes_left_behind") if checks[k]}
+    if bad:
+        print(json.dumps({"soak": "FAILED", **bad}), flush=True)
     return 1 if bad else 0
 
 
