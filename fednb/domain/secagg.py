@@ -59,7 +59,7 @@ SESSION_TTL = 3600.0
 MAX_SESSIONS = 200
 MAX_WAIT = 600.0  # seconds the masked step may wait for its job (a training round) to finish
 BATCHABLE = ("keys", "shares")  # the steps that need no input yet, and may be sent ahead in one call
-MAX_BATCH = 2 * 32  # the key exchange of 32 sessions
+MAX_BATCH = 64  # steps in one call (a training run sends one step of each of up to 16 coming rounds)
 
 
 @dataclass

@@ -140,14 +140,9 @@ class SecureSum:
                 self.dropped.setdefault(self._name(i), "vanished after sending its shares; its masks were removed")
         return fixedpoint.decode(total)
 
-    async def exchange_keys(self) -> None:
-        """Steps 1 and 2, which need no inputs: a caller may run them ahead (a training round's
-        session is keyed while the round before it trains)."""
+    async def run_async(self) -> SecureResult:
         await self.advertise()
         await self.share()
-
-    async def run_async(self) -> SecureResult:
-        await self.exchange_keys()
         await self.collect()
         total = await self.unmask()
         return SecureResult(total, [self._name(i) for i in sorted(self.masked)], dict(self.dropped))
