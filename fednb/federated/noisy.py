@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fednb.federated.stats import sum_crosstabs
+
 
 def noisy(parts: dict[str, dict]) -> bool:
     return any(isinstance(p, dict) and p.get("dp") for p in parts.values())
@@ -97,16 +99,7 @@ def histogram(parts: dict[str, dict]) -> tuple[pd.DataFrame, pd.Series]:
 
 
 def crosstab(parts: dict[str, dict]) -> tuple[pd.DataFrame, float]:
-    frames = [pd.DataFrame(p["counts"], index=p["rows"], columns=p["cols"], dtype=object) for p in parts.values()]
-    rows = list(dict.fromkeys(r for f in frames for r in f.index))
-    cols = list(dict.fromkeys(c for f in frames for c in f.columns))
-    aligned = [f.reindex(index=rows, columns=cols, fill_value=0) for f in frames]
-    out = pd.DataFrame(index=rows, columns=cols, dtype="Float64")
-    for r in rows:
-        for c in cols:
-            vals = [f.at[r, c] for f in aligned]
-            out.at[r, c] = pd.NA if any(v is None or v is pd.NA for v in vals) else float(sum(vals))
-    return out, math.sqrt(sum(_std(p, "cell") ** 2 for p in parts.values()))
+    return sum_crosstabs(parts, "Float64", float), math.sqrt(sum(_std(p, "cell") ** 2 for p in parts.values()))
 
 
 def secure(fields: dict[str, float], public: dict[str, dict], statistic: str) -> tuple[float, float]:

@@ -118,17 +118,21 @@ def pool_histogram(parts: dict[str, dict]) -> pd.DataFrame:
 
 
 def pool_crosstab(parts: dict[str, dict]) -> pd.DataFrame:
-    frames = []
-    for p in parts.values():
-        frames.append(pd.DataFrame(p["counts"], index=p["rows"], columns=p["cols"], dtype=object))
+    return sum_crosstabs(parts, "Int64", int)
+
+
+def sum_crosstabs(parts: dict[str, dict], dtype: str, cast) -> pd.DataFrame:
+    """The domains' crosstabs added cell by cell over the union of their rows and columns; a cell
+    suppressed by any domain (``None``) stays unknown (NA) in the sum."""
+    frames = [pd.DataFrame(p["counts"], index=p["rows"], columns=p["cols"], dtype=object) for p in parts.values()]
     rows = list(dict.fromkeys(r for f in frames for r in f.index))
     cols = list(dict.fromkeys(c for f in frames for c in f.columns))
     aligned = [f.reindex(index=rows, columns=cols, fill_value=0) for f in frames]
-    total = pd.DataFrame(index=rows, columns=cols, dtype="Int64")
+    total = pd.DataFrame(index=rows, columns=cols, dtype=dtype)
     for r in rows:
         for c in cols:
             cells = [f.at[r, c] for f in aligned]
-            total.at[r, c] = pd.NA if any(v is None or v is pd.NA for v in cells) else int(sum(cells))
+            total.at[r, c] = pd.NA if any(v is None or v is pd.NA for v in cells) else cast(sum(cells))
     return total
 
 
