@@ -16,7 +16,7 @@ import fednb.learn as fl  # noqa: E402
 from fednb.client.http import DomainClient, run  # noqa: E402
 from fednb.demo import data  # noqa: E402
 from fednb.domain import dp_training  # noqa: E402
-from tests.conftest import owners_approving, start_live  # noqa: E402
+from tests.conftest import live_domains, owners_approving  # noqa: E402
 
 
 class Risk(nn.Module):
@@ -54,13 +54,10 @@ DP_POLICY = {"warm_torch = false": "warm_torch = true", 'training = "none"': 'tr
 
 @pytest.fixture(scope="module")
 def hospitals_dp(tmp_path_factory, alice_token):
-    root = tmp_path_factory.mktemp("dp")
-    live = [start_live(root, name, data.hospital(name), alice_token, policy_edits=DP_POLICY)
-            for name in data.HOSPITALS]
-    with owners_approving(live):
+    frames = {name: data.hospital(name) for name in data.HOSPITALS}
+    with live_domains(tmp_path_factory.mktemp("dp"), frames, alice_token, policy_edits=DP_POLICY) as live, \
+            owners_approving(live):
         yield live
-    for d in live:
-        d.server.stop()
 
 
 def test_dp_sgd_spends_the_target_epsilon_round_by_round(hospitals_dp, alice_token):

@@ -22,7 +22,7 @@ from fednb.errors import DomainError, DomainUnavailable, FednbError, InvalidInpu
 from fednb.federated.secagg import Member, SecureSum, exchange_keys_together
 from fednb.models import RequestIn
 from fednb.privacy import fixedpoint
-from tests.conftest import start_live
+from tests.conftest import live_domains, owners_approving
 
 # -- in process: the real client against the real domain code, without HTTP ---------------------
 
@@ -200,13 +200,11 @@ def test_domains_refuse_what_would_expose_one_input(local):
 
 @pytest.fixture(scope="module")
 def trio(tmp_path_factory, alice_token):
-    root = tmp_path_factory.mktemp("secagg-live")
-    live = [start_live(root, name, data.hospital(src), alice_token,
-                       policy_edits={"warm_torch = false": "warm_torch = true"})
-            for name, src in [("hosp-1", "hospital-a"), ("hosp-2", "hospital-b"), ("hosp-3", "hospital-a")]]
-    yield live
-    for d in live:
-        d.server.stop()
+    frames = {name: data.hospital(src) for name, src in
+              [("hosp-1", "hospital-a"), ("hosp-2", "hospital-b"), ("hosp-3", "hospital-a")]}
+    with live_domains(tmp_path_factory.mktemp("secagg-live"), frames, alice_token,
+                      policy_edits={"warm_torch = false": "warm_torch = true"}) as live:
+        yield live
 
 
 def test_secure_statistics_equal_the_plain_ones(trio, alice_token):
@@ -252,7 +250,6 @@ def test_a_killed_domain_does_not_spoil_the_secure_sum(trio, alice_token):
 def test_secure_federated_averaging_equals_the_plain_one(trio, alice_token):
     torch = pytest.importorskip("torch")
     import fednb.learn as fl
-    from tests.conftest import owners_approving
     from tests.secure_models import Line
 
     fed = fednb.connect([d.url for d in trio], token=alice_token)
@@ -278,7 +275,6 @@ def test_secure_training_rekeys_after_a_domain_restarts(trio, alice_token):
     the other two, and round 3 keys again and has all three."""
     pytest.importorskip("torch")
     import fednb.learn as fl
-    from tests.conftest import owners_approving
     from tests.secure_models import Line
 
     fed = fednb.connect([d.url for d in trio], token=alice_token)
