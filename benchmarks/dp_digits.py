@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from digits_task import CONFIG, DigitsMLP, accuracy, digits_tensors, federation, label_groups, split, train_digits  # noqa: E402
 
 import fednb  # noqa: E402
 import fednb.learn as fl  # noqa: E402
-from digits_task import CONFIG, DigitsMLP, accuracy, digits_tensors, federation, label_groups, split, train_digits  # noqa: E402
 from fednb.domain import Domain  # noqa: E402
 from fednb.domain.domain import new_token  # noqa: E402
 

@@ -25,8 +25,8 @@ import pandas as pd  # noqa: E402
 
 import fednb  # noqa: E402
 from fednb.demo import data  # noqa: E402
-from fednb.domain.domain import new_token  # noqa: E402
 from fednb.demo.local import create_domain, serving  # noqa: E402
+from fednb.domain.domain import new_token  # noqa: E402
 
 MODELS = [
     ("gaussian", "systolic_bp ~ age + bmi + C(sex) + smoker + diabetes"),

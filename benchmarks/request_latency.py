@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import fednb  # noqa: E402
 from fednb.demo import data  # noqa: E402
+from fednb.demo.local import create_domain, serving  # noqa: E402
 from fednb.domain import Domain  # noqa: E402
 from fednb.domain.domain import new_token  # noqa: E402
-from fednb.demo.local import create_domain, serving  # noqa: E402
 
 
 def _summary(name: str, domains: int, times: list[float], **extra) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fednb.domain.sandbox import JobSpec, Limits, Sandbox
+from fednb.domain.run.sandbox import JobSpec, Limits, Sandbox
 
 TRIVIAL = "def f(df):\n    return 1\n"
 GROUPBY = "def f(df):\n    return df.groupby('g')['x'].mean()\n"

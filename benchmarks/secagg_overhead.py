@@ -24,12 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from digits_task import DigitsMLP, accuracy, digits_tensors, federation, label_groups, split, train_digits  # noqa: E402
 
 import fednb  # noqa: E402
 import fednb.learn as fl  # noqa: E402
-from digits_task import DigitsMLP, accuracy, digits_tensors, federation, label_groups, split, train_digits  # noqa: E402
 from fednb.domain.domain import new_token  # noqa: E402
-
 
 WORKLOADS = {  # local training per round: McMahan et al. 2017 vary E in {1, 5, 20}, B in {10, 50}
     "E1_B32": {"epochs": 1, "batch_size": 32, "lr": 0.05},  # the federated-learning benchmark's own

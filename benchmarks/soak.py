@@ -260,7 +260,7 @@ def settle(paths: list[Path], timeout: float) -> int:
 
 def _budget_counts(conn: sqlite3.Connection, path: Path) -> Counter:
     """No analyst spent more epsilon than the policy allows, and every spend is in the audit log."""
-    from fednb.domain.policy import load_policy
+    from fednb.domain.review.policy import load_policy
 
     privacy = load_policy(path / "policy.toml").privacy
     counts: Counter = Counter()
@@ -336,7 +336,7 @@ def _is_zygote(pid: int) -> bool:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return len(cmd) > 3 and cmd[1] == b"-I" and cmd[2] == b"-c" and b"fednb.domain.sandbox" in cmd[3]
+    return len(cmd) > 3 and cmd[1] == b"-I" and cmd[2] == b"-c" and b"fednb.domain.run.sandbox" in cmd[3]
 
 
 def sandbox_processes(pid: int | None) -> set[int]:

@@ -310,7 +310,7 @@ def domain_audit(path: Path, verify: bool, head: str | None, as_json: bool, tail
     """Show, verify or export (as a transparency report) the tamper-evident audit log."""
     d = _open(path)
     if export_to is not None:
-        from fednb.domain.report import export
+        from fednb.domain.audit.report import export
 
         report = export(d, export_to, lang)
         audit = report["audit"]

@@ -94,7 +94,7 @@ def test_kill_9_loses_no_request_approval_result_or_audit_row(fresh_domain):
 
 def test_interrupted_jobs_are_requeued_once_then_failed_with_a_reason(tmp_path):
     from fednb.demo import data
-    from fednb.domain.runner import Runner
+    from fednb.domain.run.runner import Runner
     from fednb.models import RequestIn
     from tests.conftest import make_domain
 

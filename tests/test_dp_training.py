@@ -4,7 +4,6 @@ plain FedAvg, with the weights never released in the clear."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -15,7 +14,7 @@ import fednb  # noqa: E402
 import fednb.learn as fl  # noqa: E402
 from fednb.client.http import DomainClient, run  # noqa: E402
 from fednb.demo import data  # noqa: E402
-from fednb.domain import dp_training  # noqa: E402
+from fednb.domain.release import dp_training  # noqa: E402
 from tests.conftest import live_domains, owners_approving  # noqa: E402
 
 

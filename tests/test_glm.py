@@ -314,9 +314,9 @@ def test_coefficient_plot_has_confidence_intervals(patients, monkeypatch):
 # -- the algorithm without servers -----------------------------------------------------------------
 
 def _local_ask(frames: list[pd.DataFrame], formula: str, family: str, levels: dict):
-    from fednb.domain.builtins.glm import GlmArgs, glm
-    from fednb.domain.builtins.registry import Context
-    from fednb.domain.policy import DisclosureSection
+    from fednb.domain.review.policy import DisclosureSection
+    from fednb.domain.run.builtins.glm import GlmArgs, glm
+    from fednb.domain.run.builtins.registry import Context
     from fednb.federated.glm import Sums, pool
 
     ctx = Context(DisclosureSection())

@@ -83,7 +83,7 @@ def test_a_crosstab_of_wide_columns_is_held_to_the_same_cap(tmp_path):
     import numpy as np
     import pandas as pd
 
-    from fednb.domain.runner import Runner
+    from fednb.domain.run.runner import Runner
     from tests.conftest import make_domain
 
     rng = np.random.default_rng(1)

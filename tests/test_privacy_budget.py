@@ -15,8 +15,9 @@ import fednb
 from fednb.cli import main as cli
 from fednb.client.http import DomainClient, gather, run
 from fednb.demo import data
-from fednb.domain import Domain, budget
-from fednb.domain.disclosure import Blocked
+from fednb.domain import Domain
+from fednb.domain.release import budget
+from fednb.domain.release.disclosure import Blocked
 from fednb.errors import InvalidInput
 from fednb.privacy.mechanisms import gaussian_sigma
 from tests.conftest import make_domain, start_live

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from fednb.domain import noisy
-from fednb.domain.builtins import Context
-from fednb.domain.policy import DisclosureSection
+from fednb.domain.release import noisy
+from fednb.domain.review.policy import DisclosureSection
+from fednb.domain.run.builtins import Context
 from fednb.privacy import accountant, fixedpoint, masking, shamir
 from fednb.privacy.mechanisms import calibrate, gaussian_delta, gaussian_sigma
 

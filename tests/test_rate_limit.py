@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from fednb.domain.ratelimit import FailedTokenLimiter
+from fednb.domain.api.ratelimit import FailedTokenLimiter
 from tests.api_support import assert_clean_error, auth
 
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from fednb.demo import data
-from fednb.domain.runner import Outcome, Runner
+from fednb.domain.run.runner import Outcome, Runner
 from fednb.models import RequestIn
 from tests.conftest import make_domain
 

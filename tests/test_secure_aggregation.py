@@ -16,10 +16,10 @@ from scipy import stats
 import fednb
 from fednb.demo import data
 from fednb.domain import Domain
-from fednb.domain.review import Conflict
-from fednb.domain.secagg import SecureAggregation
+from fednb.domain.release.secure_aggregation import SecureAggregation
+from fednb.domain.review.requests import Conflict
 from fednb.errors import DomainError, DomainUnavailable, FednbError, InvalidInput, NotEnoughDomains
-from fednb.federated.secagg import Member, SecureSum, exchange_keys_together
+from fednb.federated.secure_sum import Member, SecureSum, exchange_keys_together
 from fednb.models import RequestIn
 from fednb.privacy import fixedpoint
 from tests.conftest import live_domains, owners_approving

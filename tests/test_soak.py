@@ -42,7 +42,7 @@ def test_the_soak_checks_catch_what_they_claim_to(tmp_path):
 
     Accepted, Traffic, check = soak.Accepted, soak.Traffic, soak.check
     from fednb.demo import data
-    from fednb.domain.runner import Runner
+    from fednb.domain.run.runner import Runner
     from fednb.models import RequestIn
     from tests.conftest import make_domain
 

@@ -144,7 +144,7 @@ class FederatedDataset:
 
     def _pooled(self, statistic: str, req: FederatedRequest, min_domains: int, pool, keys: tuple[str, ...],
                 notes: list[str] | None = None, noisy_pool=None) -> stats.Pooled:
-        from fednb.federated import noisy
+        from fednb.federated import noisy_pooling as noisy
 
         parts = req.raw_results()
         if len(parts) < min_domains:
@@ -162,8 +162,8 @@ class FederatedDataset:
         """Pool a secure count, sum or mean: run secure aggregation over the domains that ran it."""
         import pandas as pd
 
-        from fednb.federated import noisy
-        from fednb.federated.secagg import Member, secure_sum
+        from fednb.federated import noisy_pooling as noisy
+        from fednb.federated.secure_sum import Member, secure_sum
 
         done = {p.domain: p for p in req.parts if p.status == "done"}
         public = {d: p.state["result"] for d, p in done.items()}
@@ -199,7 +199,7 @@ class FederatedDataset:
                             privacy=_privacy(epsilon, mechanism, delta), secure=secure)
         if secure:
             return self._secure("count", "count", req, min_domains)
-        from fednb.federated import noisy
+        from fednb.federated import noisy_pooling as noisy
 
         return self._pooled("count", req, min_domains, stats.pool_count, ("n",), noisy_pool=noisy.count)
 
@@ -210,7 +210,7 @@ class FederatedDataset:
                             secure=secure)
         if secure:
             return self._secure(f"sum of {column}", "sum", req, min_domains)
-        from fednb.federated import noisy
+        from fednb.federated import noisy_pooling as noisy
 
         return self._pooled(f"sum of {column}", req, min_domains, stats.pool_sum, ("n", "sum"), noisy_pool=noisy.total)
 
@@ -221,7 +221,7 @@ class FederatedDataset:
                             secure=secure)
         if secure:
             return self._secure(f"mean of {column}", "mean", req, min_domains)
-        from fednb.federated import noisy
+        from fednb.federated import noisy_pooling as noisy
 
         return self._pooled(f"mean of {column}", req, min_domains, stats.pool_mean, ("n", "mean"), noisy_pool=noisy.mean)
 
@@ -229,7 +229,7 @@ class FederatedDataset:
             timeout: float = DEFAULT_TIMEOUT, epsilon: float | None = None, mechanism: str = "laplace",
             delta: float | None = None) -> stats.Pooled:
         """Variance, exactly that of the pooled rows (``ddof=1``: the sample variance)."""
-        from fednb.federated import noisy
+        from fednb.federated import noisy_pooling as noisy
 
         req = self._builtin("variance", {"column": column}, where, timeout, privacy=_privacy(epsilon, mechanism, delta))
         return self._pooled(f"variance of {column}", req, min_domains,
@@ -263,7 +263,7 @@ class FederatedDataset:
                   delta: float | None = None) -> stats.Pooled:
         """Counts over ``bins`` (edges, or a number of equal bins over the column's public range),
         plus the rows below and above; cells a domain suppressed are NA."""
-        from fednb.federated import noisy
+        from fednb.federated import noisy_pooling as noisy
 
         edges = self._edges(column, bins)
         req = self._builtin("histogram", {"column": column, "bins": edges}, where, timeout,
@@ -324,7 +324,7 @@ class FederatedDataset:
                  delta: float | None = None) -> stats.Pooled:
         """Counts by the public levels of two categorical columns (rarer levels as '(other)');
         cells a domain suppressed are NA."""
-        from fednb.federated import noisy
+        from fednb.federated import noisy_pooling as noisy
 
         req = self._builtin("crosstab", {"row": row, "col": col}, where, timeout,
                             privacy=_privacy(epsilon, mechanism, delta))

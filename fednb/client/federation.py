@@ -11,8 +11,15 @@ from typing import Any
 from fednb.client import profile as profiles
 from fednb.client.http import DomainClient, gather, run
 from fednb.client.requests import FederatedRequest, Part
-from fednb.errors import (AuthenticationError, CertificateError, DomainError, FednbError, InvalidInput,
-                          NotEnoughDomains, NotFound)
+from fednb.errors import (
+    AuthenticationError,
+    CertificateError,
+    DomainError,
+    FednbError,
+    InvalidInput,
+    NotEnoughDomains,
+    NotFound,
+)
 
 
 async def _gather(calls: dict[str, Any]) -> tuple[dict[str, Any], dict[str, DomainError]]:

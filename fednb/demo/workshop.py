@@ -80,7 +80,7 @@ def save_profile(profile: str, urls: dict[str, str], token: str, folders: dict[s
 def owner_folders(profile: str = PROFILE) -> dict[str, Path]:
     """``{domain name: folder}`` for the domains of ``profile`` that this machine hosts; ``{}`` when
     someone else (a teacher) hosts them."""
-    from fednb.domain.policy import load_policy
+    from fednb.domain.review.policy import load_policy
 
     found = {}
     for entry in profiles.load_all().get(profile, {}).get("owner", []):

@@ -17,9 +17,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fednb.domain import audit, budget, datasets, noisy, review, rounds, secure_inputs
-from fednb.domain.policy import Policy, load_policy, render_template
-from fednb.domain.store import Store
+from fednb.domain.audit import log as audit
+from fednb.domain.data import datasets
+from fednb.domain.identity import Identity, load_or_create
+from fednb.domain.release import budget, noisy, secure_inputs
+from fednb.domain.review import requests as review
+from fednb.domain.review.policy import Policy, load_policy, render_template
+from fednb.domain.run import rounds
+from fednb.domain.store.sqlite import Store
 from fednb.errors import InvalidInput, NotFound
 from fednb.models import NAME_PATTERN, Dataset, Request, RequestIn, Round
 
@@ -61,6 +66,7 @@ class Domain:
         budget.ensure(self.store.connect())  # domains made before privacy budgets get the table here
         self._cache = datasets.DataCache()
         self._listeners: list[Callable[[], None]] = []
+        self._identity: Identity | None = None
 
     @classmethod
     def init(cls, path: str | os.PathLike, name: str, description: str = "") -> Domain:
@@ -84,6 +90,13 @@ class Domain:
     @property
     def name(self) -> str:
         return self.policy.domain.name
+
+    @property
+    def identity(self) -> Identity:
+        """The domain's Ed25519 key pair (``DIR/identity.key``), made on first use."""
+        if self._identity is None:
+            self._identity = load_or_create(self.path)
+        return self._identity
 
     def close(self) -> None:
         self.store.close()

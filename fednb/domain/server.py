@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fednb.domain.domain import Domain
-from fednb.domain.runner import Runner
+from fednb.domain.run.runner import Runner
 from fednb.errors import FednbError, SandboxError
 
 
@@ -37,7 +37,7 @@ def start_sandbox(domain: Domain, attempts: int = 2):
     for _ in range(attempts):
         sandbox = None
         try:
-            from fednb.domain.sandbox import Sandbox
+            from fednb.domain.run.sandbox import Sandbox
 
             sandbox = Sandbox(domain.path / "datasets", warm=warm)
             return sandbox, sandbox.start()
@@ -93,7 +93,7 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
           certfile: str | None = None, keyfile: str | None = None, log_level: str = "warning") -> None:
     import uvicorn
 
-    from fednb.domain.app import create_app
+    from fednb.domain.api.app import create_app
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if certfile:

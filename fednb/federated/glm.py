@@ -3,7 +3,7 @@
 Iteratively reweighted least squares (McCullagh & Nelder, *Generalized Linear Models*, 2nd ed.
 1989, §2.5) needs the data only through XᵀWX and XᵀWz at the current coefficients, and those are
 sums over rows, so over domains. Each round the analyst sends β to every domain (the ``glm``
-built-in, :mod:`fednb.domain.builtins.glm`), adds up what they release, and solves for the next β,
+built-in, :mod:`fednb.domain.run.builtins.glm`), adds up what they release, and solves for the next β,
 as DataSHIELD's ``ds.glm`` does (Jones et al., 2012; Gaye et al., 2014). The fixed point is the
 maximum-likelihood estimate on the concatenated rows, and (XᵀWX)⁻¹ there, times the dispersion,
 is its covariance: the same numbers as a pooled fit, without any row leaving its domain.
@@ -26,9 +26,16 @@ import numpy as np
 
 from fednb import formula as formulas
 from fednb.client.http import gather, run
+from fednb.errors import (
+    DomainError,
+    InvalidInput,
+    ModelError,
+    NotConverged,
+    NotEnoughDomains,
+    PerfectSeparation,
+    SingularDesign,
+)
 from fednb.models import ROUND_FINAL
-from fednb.errors import (DomainError, InvalidInput, ModelError, NotConverged, NotEnoughDomains, PerfectSeparation,
-                          SingularDesign)
 
 if TYPE_CHECKING:
     from fednb.client.dataset import FederatedDataset

@@ -36,7 +36,7 @@ class Pooled:
         """(low, high) around ``value`` from the noise's standard error; exact values have none."""
         if self.se is None:
             raise ValueError(f"{self.statistic} is exact (no noise was added), so it has no noise interval")
-        from fednb.federated.noisy import interval
+        from fednb.federated.noisy_pooling import interval
 
         value = self.value["count"] if isinstance(self.value, pd.DataFrame) and "count" in self.value else self.value
         return interval(value, self.se, level)

@@ -11,8 +11,7 @@ from typing import Any
 
 from fednb.client import profile as profiles
 from fednb.client.http import DomainClient
-from fednb.errors import DomainError
-from fednb.errors import NotFound
+from fednb.errors import DomainError, NotFound
 from fednb.jupyter.errors import ApiError, UnknownDomain
 from fednb.jupyter.present import request_detail, request_row
 

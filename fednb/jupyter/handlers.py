@@ -64,7 +64,7 @@ class FednbHandler(APIHandler):
         except NotFound as exc:
             return self.fail(404, str(exc))
         except InvalidInput as exc:
-            conflict = type(exc).__name__ == "Conflict"  # fednb.domain.review.Conflict: already decided
+            conflict = type(exc).__name__ == "Conflict"  # fednb.domain.review.requests.Conflict: already decided
             return self.fail(409 if conflict else 400, str(exc))
         except FednbError as exc:
             return self.fail(500, str(exc))

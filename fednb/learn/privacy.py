@@ -1,7 +1,7 @@
 """Asking the domains for differentially private training: ``Trainer(..., dp=DPSGD(epsilon=3))``.
 
 With ``dp``, each domain trains by DP-SGD (Abadi et al. 2016) with its own noise, clipping and
-accountant (:mod:`fednb.domain.dp_training`): the Trainer's ``train_fn`` is then a *data function*
+accountant (:mod:`fednb.domain.release.dp_training`): the Trainer's ``train_fn`` is then a *data function*
 ``fn(df, **config) -> (inputs, targets)`` and the domain's loop does the training. ``epsilon`` is
 the target for the whole request (all its rounds) on each domain; every released round spends its
 share of your budget there. Rounds release weights only (no per-domain metrics): evaluate centrally.

@@ -221,7 +221,7 @@ class Trainer:
         then the analyst unmasks only the sum. The key exchange (Bonawitz et al. steps 1-2, which need
         no weights) is done for up to ``KEY_AHEAD`` rounds at once, in one call per domain and step,
         while the first of them trains."""
-        from fednb.federated.secagg import SecureResult
+        from fednb.federated.secure_sum import SecureResult
 
         if number not in self._keyed or time.monotonic() - self._keyed_at > KEY_MAX_AGE:
             self._key_rounds(parts, number)
@@ -253,7 +253,7 @@ class Trainer:
     def _key_rounds(self, parts: list[Part], first: int) -> None:
         """Start the key exchange of rounds ``first`` to ``first + KEY_AHEAD - 1`` (at most the last),
         one session each, on the I/O loop."""
-        from fednb.federated.secagg import Member, SecureSum, exchange_keys_together
+        from fednb.federated.secure_sum import Member, SecureSum, exchange_keys_together
 
         numbers = range(first, min(self.rounds, first + KEY_AHEAD - 1) + 1)
         sessions = [SecureSum({p.domain: Member(p.client, p.id, n) for p in parts}) for n in numbers]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fednb.domain.sandbox import Sandbox
+from fednb.domain.run.sandbox import Sandbox
 
 from .support import DB_SECRET, TOKEN_SECRET, Domain, Runner
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fednb.domain.sandbox import JobOutcome, JobSpec, Limits, Sandbox
+from fednb.domain.run.sandbox import JobOutcome, JobSpec, Limits, Sandbox
 
 # A fake secret in this process's environment before any Sandbox starts; no job may find it.
 SECRET = os.environ.setdefault("FEDNB_TEST_SECRET", "fednb-test-secret-" + secrets.token_hex(12))

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import struct
 
+import pandas as pd
 import pytest
 
-import pandas as pd
-
 from fednb.codec import EncodeError, encode
-from fednb.domain.sandbox.frames import FrameError, pack, unpack
+from fednb.domain.run.sandbox.frames import FrameError, pack, unpack
 
 
 def raw(body: bytes, blob: bytes = b"") -> bytes:

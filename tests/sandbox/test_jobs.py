@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from fednb.codec import decode
-from fednb.domain.sandbox import JobSpec, Sandbox
+from fednb.domain.run.sandbox import JobSpec, Sandbox
 from fednb.errors import SandboxError
 
 GROUPBY = '''

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from fednb.domain.sandbox import Sandbox, selftest
+from fednb.domain.run.sandbox import Sandbox, selftest
 from fednb.errors import SandboxError
 
 from .support import Runner, descendants, process_table

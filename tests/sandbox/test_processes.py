@@ -73,7 +73,7 @@ def _under_another_zygote(pid: int, ours: int) -> bool:
             cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
         except OSError:
             return False
-        if b"fednb.domain.sandbox.zygote" in cmdline:
+        if b"fednb.domain.run.sandbox.zygote" in cmdline:
             return pid != ours
         pid = int(status.split("\nPPid:")[1].split()[0])
     return False

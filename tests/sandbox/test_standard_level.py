@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from fednb.domain.sandbox import Sandbox
-from fednb.domain.sandbox.namespaces import world_readable
+from fednb.domain.run.sandbox import Sandbox
+from fednb.domain.run.sandbox.namespaces import world_readable
 
 from .support import DB_SECRET, SECRET, TOKEN_SECRET, Runner, descendants
 

@@ -20,7 +20,7 @@ SCRIPT = r'''
 import ctypes, json, os, sys
 root, dom = sys.argv[1], sys.argv[2]
 sys.path.insert(0, root)
-from fednb.domain.sandbox import namespaces as ns
+from fednb.domain.run.sandbox import namespaces as ns
 ns.unshare(ns.CLONE_NEWNS)
 ns.mount(None, "/", None, ns.MS_REC | ns.MS_PRIVATE)
 prefix = os.path.realpath(sys.base_prefix)
@@ -32,7 +32,7 @@ if hidden:
     ns.mount(f"/proc/self/fd/{fd}", prefix, None, ns.MS_BIND | ns.MS_REC)
 os.setgroups([]); os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)
 ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # dumpable again, as a process started by a non-root user is
-from fednb.domain.sandbox import JobSpec, Limits, Sandbox
+from fednb.domain.run.sandbox import JobSpec, Limits, Sandbox
 out = {}
 with Sandbox(f"{dom}/datasets") as sb:
     out["isolation"] = sb.isolation

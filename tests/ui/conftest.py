@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from fednb.demo import data
-from fednb.models import BUILTINS
 from fednb.domain.domain import new_token
+from fednb.models import BUILTINS
 from tests.conftest import LiveDomain, free_port, start_live, wait_for_jupyter
 
 CHROMIUM = "/usr/bin/chromium"

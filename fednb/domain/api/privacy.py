@@ -1,0 +1,50 @@
+"""HTTP routes for privacy: an analyst's remaining budget, and the four steps of secure aggregation.
+
+Routes only; the budget is :mod:`fednb.domain.release.budget`, the protocol :mod:`fednb.domain.release.secure_aggregation`.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, Query
+from starlette.concurrency import run_in_threadpool
+
+from fednb.domain.domain import Domain
+from fednb.domain.release.secure_aggregation import SecureAggregation
+from fednb.errors import InvalidInput
+
+STEPS = ("keys", "shares", "masked", "unmask")
+
+
+def add_routes(app: FastAPI, domain: Domain, *, caller: Any, analyst: Any, responses: dict) -> None:
+    """``caller`` and ``analyst`` are the app's authentication dependencies (``Annotated`` types)."""
+    secure = SecureAggregation(domain)
+    app.state.secure_aggregation = secure
+
+    @app.get("/v1/datasets/{name}/budget", responses=responses, tags=["privacy"])
+    async def get_budget(name: str, c: caller,
+                         analyst_name: Annotated[str | None, Query(alias="analyst")] = None) -> dict:
+        """Your privacy budget on this dataset: allowance, spent, remaining (epsilon and delta), plus the
+        domain's privacy settings. The owner may ask about any analyst with ``?analyst=NAME``."""
+        if c.role != "owner" or analyst_name is None:
+            analyst_name = c.name
+        b = await run_in_threadpool(domain.budget, analyst_name, name)
+        p = domain.policy.privacy
+        return {**b.as_dict(), "noisy": list(p.noisy), "query_epsilon": p.query_epsilon,
+                "max_query_epsilon": p.max_query_epsilon, "training": p.training,
+                "secure_min_domains": p.secure_min_domains}
+
+    @app.post("/v1/secagg/{session}/{step}", responses=responses, tags=["privacy"])
+    async def secagg_step(session: str, step: str, c: analyst, body: Annotated[dict, Body()]) -> dict:
+        """One step of secure aggregation (``keys``, ``shares``, ``masked``, ``unmask``; Bonawitz et al.
+        2017). The analyst relays; this domain's keys never leave it; it releases only masked values."""
+        if step not in STEPS:
+            raise InvalidInput(f"unknown step {step!r}; the steps are {', '.join(STEPS)}")
+        return await run_in_threadpool(getattr(secure, step), c.name, session, body)
+
+    @app.post("/v1/secagg", responses=responses, tags=["privacy"])
+    async def secagg_steps(c: analyst, body: Annotated[dict, Body()]) -> dict:
+        """Several key-exchange steps (``keys`` or ``shares``) of several sessions in one call, in
+        order: ``{"steps": [{"session": ID, "step": "keys", "body": {...}}, ...]}``. How a training
+        run keys its coming rounds at once. Each step answers on its own, in ``results``:
+        ``{"result": ...}``, or ``{"error": why, "status": the HTTP status it would have had}``."""
+        return {"results": await run_in_threadpool(secure.batch, c.name, body.get("steps"))}

@@ -1,0 +1,120 @@
+"""The tamper-evident audit log: a hash chain over every action of a domain.
+
+Each row's hash covers its own fields and the previous row's hash, so editing, inserting or deleting
+a row breaks the chain from that point on. The head (last seq and hash) is also kept in ``meta``;
+deleting rows at the end is caught against it, and against a head the owner has published
+(``fednb domain audit DIR --verify --head HASH``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fednb.models import AuditEntry, canonical_json
+
+GENESIS = "0" * 64
+
+ACTIONS = (
+    "init", "dataset", "invite", "revoke", "connect", "submit", "approve", "deny",
+    "run", "release", "block", "fail", "requeue", "policy", "round", "finish",
+    "bounds", "spend", "secagg",
+)
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def entry_hash(seq: int, time: str, actor: str, action: str, object_id: str | None,
+               payload_hash: str, prev_hash: str) -> str:
+    return sha256_hex(canonical_json([seq, time, actor, action, object_id, payload_hash, prev_hash]))
+
+
+def append(conn: sqlite3.Connection, actor: str, action: str, object_id: str | None = None,
+           payload: dict[str, Any] | None = None) -> AuditEntry:
+    """Append one entry. Call inside the transaction that makes the change it records."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    payload = payload or {}
+    last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (1, GENESIS) if last is None else (last[0] + 1, last[1])
+    now = datetime.now(UTC).isoformat(timespec="microseconds")
+    payload_json = canonical_json(payload)
+    payload_hash = sha256_hex(payload_json)
+    digest = entry_hash(seq, now, actor, action, object_id, payload_hash, prev)
+    conn.execute(
+        "INSERT INTO audit (seq, time, actor, action, object_id, payload_json, payload_hash, prev_hash, hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, now, actor, action, object_id, payload_json, payload_hash, prev, digest),
+    )
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('audit_head', ?)", (f"{seq}:{digest}",))
+    return AuditEntry(seq=seq, time=now, actor=actor, action=action, object_id=object_id,
+                      payload=payload, payload_hash=payload_hash, prev_hash=prev, hash=digest)
+
+
+def entries(conn: sqlite3.Connection, *, since: int = 0, limit: int | None = None) -> list[AuditEntry]:
+    import json
+
+    sql = "SELECT * FROM audit WHERE seq > ? ORDER BY seq"
+    params: tuple = (since,)
+    if limit is not None:
+        sql += " LIMIT ?"
+        params += (limit,)
+    return [
+        AuditEntry(seq=r["seq"], time=r["time"], actor=r["actor"], action=r["action"],
+                   object_id=r["object_id"], payload=json.loads(r["payload_json"]),
+                   payload_hash=r["payload_hash"], prev_hash=r["prev_hash"], hash=r["hash"])
+        for r in conn.execute(sql, params)
+    ]
+
+
+@dataclass
+class Verification:
+    ok: bool
+    entries: int
+    head: str
+    problems: list[str]
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"audit log intact: {self.entries} entries, head {self.head}"
+        return "audit log BROKEN:\n" + "\n".join(f"  - {p}" for p in self.problems)
+
+
+def verify(conn: sqlite3.Connection, *, expected_head: str | None = None) -> Verification:
+    """Recompute the chain. Reports every break: edited payloads, edited fields, gaps, a moved head."""
+    problems: list[str] = []
+    published_seq, _, published_hash = (expected_head or "").rpartition(":")
+    published_found = expected_head is None
+    prev = GENESIS
+    expected_seq = 1
+    count = 0
+    for r in conn.execute("SELECT * FROM audit ORDER BY seq"):
+        count += 1
+        seq = r["seq"]
+        if seq != expected_seq:
+            problems.append(f"entry {seq}: expected entry {expected_seq} here (rows deleted or inserted)")
+        if sha256_hex(r["payload_json"]) != r["payload_hash"]:
+            problems.append(f"entry {seq}: payload does not match its hash (edited)")
+        if r["prev_hash"] != prev:
+            problems.append(f"entry {seq}: does not link to the entry before it")
+        recomputed = entry_hash(seq, r["time"], r["actor"], r["action"], r["object_id"],
+                                r["payload_hash"], r["prev_hash"])
+        if recomputed != r["hash"]:
+            problems.append(f"entry {seq}: fields do not match its hash (edited)")
+        if not published_found and r["hash"] == published_hash and published_seq in ("", str(seq)):
+            published_found = True
+        prev = r["hash"]
+        expected_seq = seq + 1
+    head = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
+    stored = head[0] if head else None
+    actual = f"{count}:{prev}" if count else None
+    if stored != actual:
+        problems.append(f"the recorded head is {stored} but the log ends at {actual} (rows removed at the end)")
+    if not published_found:
+        problems.append(f"the published head {expected_head} is not in the log (rows edited or removed)")
+    return Verification(ok=not problems, entries=count, head=prev, problems=problems)

@@ -1,0 +1,96 @@
+"""Registering an owner's CSV or Parquet file as a dataset, and loading it back.
+
+The file is copied into the domain folder as Parquet (``datasets/NAME/data.parquet``, the only
+private data a job can read) next to its mock (``datasets/NAME/mock.parquet``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pandas as pd
+
+from fednb.domain.data import mock as mocks
+from fednb.domain.review.policy import Policy
+from fednb.errors import InvalidInput
+from fednb.models import Column, Dataset
+
+DATA_FILE = "data.parquet"
+MOCK_FILE = "mock.parquet"
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"could not read {path}: {exc}") from None
+    raise InvalidInput(f"{path}: only .csv and .parquet files can be registered")
+
+
+def rounded(n: int, step: int) -> int:
+    """Row counts are shown rounded so that adding one person is not visible in a listing."""
+    return int(round(n / step) * step)
+
+
+def describe(name: str, description: str, df: pd.DataFrame, policy: Policy) -> Dataset:
+    k = policy.disclosure.min_cell_count
+    columns = []
+    for col in df.columns:
+        s = df[col]
+        kind = mocks.column_kind(s)
+        columns.append(Column(
+            name=str(col), dtype=str(s.dtype), kind=kind,
+            levels=mocks.revealed_levels(s, k) if mocks.has_levels(s, kind) else None,
+            range=mocks.public_range(s, k) if kind in ("integer", "numeric") else None,
+            missing=bool(s.isna().any()),
+        ))
+    return Dataset(name=name, description=description,
+                   rows=rounded(len(df), policy.disclosure.round_counts_to), columns=columns)
+
+
+def register(domain_dir: Path, source: Path, name: str, description: str, policy: Policy,
+             *, seed: int = 0) -> tuple[Dataset, Path, int]:
+    """Copy ``source`` into the domain as Parquet, write its mock; returns (public metadata, data
+    file, exact row count)."""
+    df = read_table(source)
+    if df.empty:
+        raise InvalidInput(f"{source} has no rows")
+    if any(not isinstance(c, str) for c in df.columns):
+        df.columns = [str(c) for c in df.columns]
+    folder = domain_dir / "datasets" / name
+    tmp = folder.with_name(f".{name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    df.to_parquet(tmp / DATA_FILE, index=False)
+    mock = mocks.make_mock(df, min_cell_count=policy.disclosure.min_cell_count, seed=seed)
+    mock.to_parquet(tmp / MOCK_FILE, index=False)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    for f in folder.iterdir():
+        f.chmod(0o644)
+    return describe(name, description, df, policy), folder / DATA_FILE, len(df)
+
+
+class DataCache:
+    """Keeps each dataset's DataFrame in memory while its file is unchanged (built-ins read it often)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._frames: dict[Path, tuple[float, pd.DataFrame]] = {}
+
+    def load(self, path: Path) -> pd.DataFrame:
+        mtime = path.stat().st_mtime
+        with self._lock:
+            hit = self._frames.get(path)
+            if hit and hit[0] == mtime:
+                return hit[1]
+        df = pd.read_parquet(path)
+        with self._lock:
+            self._frames[path] = (mtime, df)
+        return df

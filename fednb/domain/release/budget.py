@@ -1,0 +1,108 @@
+"""The privacy budget: every noisy release spends epsilon (and delta) of one analyst on one dataset.
+
+Spends add up by basic composition (Dwork & Roth 2014, Thm 3.16): k releases that are (εᵢ, δᵢ)-DP
+are together (Σεᵢ, Σδᵢ)-DP. A training request is one release spread over its rounds: each round
+spends what the accountant's total grew by (see :mod:`fednb.domain.release.dp_training`).
+
+:func:`spend` runs inside the transaction that releases the result (``BEGIN IMMEDIATE`` in
+:class:`fednb.domain.store.sqlite.Store`), so the check and the debit cannot interleave with another
+release: concurrent requests can never overspend.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fednb.domain.audit import log as audit
+from fednb.domain.release.disclosure import Blocked
+from fednb.domain.review.policy import Policy
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS privacy_spend (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    analyst     TEXT NOT NULL,
+    dataset     TEXT NOT NULL,
+    request_id  TEXT NOT NULL,
+    job_id      INTEGER,
+    epsilon     REAL NOT NULL,
+    delta       REAL NOT NULL,
+    mechanism   TEXT NOT NULL,
+    created_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS privacy_spend_by_analyst ON privacy_spend (analyst, dataset);
+"""
+SLACK = 1e-9  # ten spends of 0.1 add up to 0.9999999999999999 in floating point
+
+
+@dataclass(frozen=True)
+class Budget:
+    analyst: str
+    dataset: str
+    epsilon: float
+    delta: float
+    spent_epsilon: float
+    spent_delta: float
+    releases: int
+
+    @property
+    def remaining_epsilon(self) -> float:
+        left = self.epsilon - self.spent_epsilon
+        return left if left > SLACK else 0.0
+
+    @property
+    def remaining_delta(self) -> float:
+        left = self.delta - self.spent_delta
+        return left if left > SLACK * self.delta else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"analyst": self.analyst, "dataset": self.dataset, "epsilon": self.epsilon, "delta": self.delta,
+                "spent_epsilon": self.spent_epsilon, "spent_delta": self.spent_delta,
+                "remaining_epsilon": self.remaining_epsilon, "remaining_delta": self.remaining_delta,
+                "releases": self.releases}
+
+
+def ensure(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+
+
+def status(conn: sqlite3.Connection, policy: Policy, analyst: str, dataset: str) -> Budget:
+    allowance = policy.privacy.allowance(analyst, dataset)
+    eps, delta, n = conn.execute(
+        "SELECT coalesce(sum(epsilon), 0), coalesce(sum(delta), 0), count(*) FROM privacy_spend"
+        " WHERE analyst = ? AND dataset = ?", (analyst, dataset)).fetchone()
+    return Budget(analyst, dataset, allowance.epsilon, allowance.delta, float(eps), float(delta), int(n))
+
+
+def spend(tx: sqlite3.Connection, policy: Policy, *, analyst: str, dataset: str, request_id: str,
+          job_id: int | None, epsilon: float, delta: float, mechanism: str) -> Budget:
+    """Debit one release, or raise :class:`Blocked` (nothing debited) if it would overspend.
+
+    Call inside the transaction that records the release; the audit row ``spend`` is written here.
+    """
+    before = status(tx, policy, analyst, dataset)
+    if before.spent_epsilon + epsilon > before.epsilon + SLACK or before.spent_delta + delta > before.delta + SLACK:
+        raise Blocked(
+            f"this release needs epsilon {epsilon:.4g}" + (f" and delta {delta:.3g}" if delta else "")
+            + f", but your privacy budget on {dataset!r} has {before.remaining_epsilon:.4g} epsilon"
+            + (f" and {before.remaining_delta:.3g} delta" if delta else "")
+            + " left (of " + f"{before.epsilon:g}); ask for less epsilon, or ask the owner for more budget")
+    tx.execute("INSERT INTO privacy_spend (analyst, dataset, request_id, job_id, epsilon, delta, mechanism, created_at)"
+               " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+               (analyst, dataset, request_id, job_id, epsilon, delta, mechanism, time.time()))
+    after = status(tx, policy, analyst, dataset)
+    audit.append(tx, "domain", "spend", request_id, {
+        "analyst": analyst, "dataset": dataset, "job": job_id, "epsilon": epsilon, "delta": delta,
+        "mechanism": mechanism, "spent_epsilon": after.spent_epsilon, "spent_delta": after.spent_delta,
+        "budget_epsilon": after.epsilon, "budget_delta": after.delta})
+    return after
+
+
+def ledger(conn: sqlite3.Connection, *, analyst: str | None = None) -> list[dict[str, Any]]:
+    """Spent totals per analyst and dataset (the owner's view)."""
+    sql = ("SELECT analyst, dataset, sum(epsilon) AS epsilon, sum(delta) AS delta, count(*) AS releases"
+           " FROM privacy_spend" + (" WHERE analyst = ?" if analyst else "") + " GROUP BY analyst, dataset"
+           " ORDER BY analyst, dataset")
+    return [dict(r) for r in conn.execute(sql, (analyst,) if analyst else ())]

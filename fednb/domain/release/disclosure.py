@@ -1,0 +1,91 @@
+"""Disclosure control: what may leave the domain.
+
+Rules, named like DataSHIELD's filters so an owner can read them in ``policy.toml``:
+- ``min_cohort`` (nfilter.subset): no aggregate from fewer rows;
+- ``min_cell_count`` (nfilter.tab): table cells with 0 < count < k are suppressed, then enough
+  complementary cells that no suppressed cell can be recovered from row or column totals
+  (secondary suppression, Hundepool et al., *Statistical Disclosure Control*, 2012, ch. 4.3);
+- ``rows_per_value``: a result may hold at most rows / rows_per_value values, and must not grow
+  when the function runs on fewer rows; otherwise it is refused as row-level.
+A refusal raises :class:`Blocked`; the request then ends as ``blocked`` with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fednb.domain.review.policy import DisclosureSection
+
+
+class Blocked(Exception):
+    """The result may not be released; ``str(exc)`` is the reason shown to the analyst."""
+
+
+def check_cohort(n: int, rules: DisclosureSection, what: str = "the selected rows") -> None:
+    if n < rules.min_cohort:
+        raise Blocked(
+            f"{what} number fewer than {rules.min_cohort} (the domain's minimum cohort); "
+            "widen the selection"
+        )
+
+
+def suppress(table: np.ndarray, k: int, *, margins: tuple[bool, bool] = (True, True)) -> np.ndarray:
+    """Boolean mask of cells to hide in a 2-D count table.
+
+    ``margins`` says which totals the analyst can learn (row totals, column totals); for each such
+    line with exactly one hidden cell, the smallest other cell is hidden too, until stable.
+    Raises :class:`Blocked` when a lone small cell cannot be protected (a line of one cell).
+    """
+    table = np.asarray(table)
+    hidden = (table > 0) & (table < k)
+    changed = True
+    while changed:
+        changed = False
+        for axis, known in enumerate(margins):
+            if not known:
+                continue
+            lines = hidden if axis == 0 else hidden.T
+            values = table if axis == 0 else table.T
+            for i in range(lines.shape[0]):
+                if lines[i].sum() != 1:
+                    continue
+                candidates = np.flatnonzero(~lines[i])
+                if candidates.size == 0:
+                    raise Blocked(f"a cell under {k} rows cannot be hidden in this table; use wider groups")
+                # Prefer the smallest non-zero cell: it hides the most and costs the least.
+                order = sorted(candidates, key=lambda j: (values[i, j] == 0, values[i, j]))
+                j = order[0]
+                if axis == 0:
+                    hidden[i, j] = True
+                else:
+                    hidden[j, i] = True
+                changed = True
+    return hidden
+
+
+def check_values(values: int, rows: int, rules: DisclosureSection, probe_values: int | None = None) -> None:
+    """Refuse results that look row-level: too many values, or more values from more rows."""
+    allowed = max(1, rows // rules.rows_per_value)
+    if values > allowed:
+        raise Blocked(
+            f"the result holds {values} values from {rows} rows; at most {allowed} may be released "
+            f"(one per {rules.rows_per_value} rows). Aggregate more (group, summarise) and resubmit"
+        )
+    if probe_values is not None and probe_values < values:
+        raise Blocked(
+            "the result grows with the number of rows (it had fewer values when run on half the "
+            "rows), so it looks like row-level data; return aggregates of fixed size"
+        )
+
+
+def check_size(size: int, rules: DisclosureSection) -> None:
+    """The same output cap for built-ins as for custom code (a crosstab of two wide columns can be big)."""
+    if size > rules.max_output_bytes:
+        raise Blocked(f"the result is larger than the domain's limit of {rules.max_output_bytes:,} bytes "
+                      f"({size:,}); ask for fewer bins, levels or columns")
+
+
+def describe_suppression(mask: np.ndarray) -> dict[str, Any]:
+    return {"suppressed_cells": int(mask.sum())}

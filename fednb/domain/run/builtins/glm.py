@@ -1,0 +1,239 @@
+"""The ``glm`` built-in: one domain's sufficient statistics for one IRLS step of a GLM.
+
+For the coefficients β the analyst sends (or the family's starting values on the first round), the
+domain returns XᵀWX, XᵀWz, the deviance, Pearson's χ² and n, where W and z are the working
+weights and response of iteratively reweighted least squares (McCullagh & Nelder, *Generalized
+Linear Models*, 2nd ed. 1989, §2.5). Summed over domains they give the pooled fit's IRLS step
+exactly, as in DataSHIELD's ``ds.glm`` (Jones et al., 2012; Gaye et al., 2014). The analyst's side
+is :mod:`fednb.federated.glm`.
+
+What leaves the domain has a size fixed by the number of parameters p, never by the rows. It is
+refused (``Blocked``) when the rows number fewer than the minimum cohort, when the p(p+1)/2 + p + 4
+values would exceed rows / rows_per_value, and, like DataSHIELD's ``glmDS1`` checks, when a 0/1
+column, the outcome or a level of a categorical term has between 1 and min_cell_count - 1 rows
+(their sums would describe a handful of people).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from fednb import formula as formulas
+from fednb.domain.release import disclosure
+from fednb.domain.review.policy import DisclosureSection
+from fednb.domain.run.builtins.registry import Args, Context, Scalar, register
+from fednb.errors import InvalidInput
+
+EXTRA_VALUES = 4  # deviance, Pearson chi2, log-likelihood, sum of y
+_EPS = np.finfo(float).eps
+CACHED_DESIGNS = 8  # a fit asks for the same design every round; building it is most of a round's work
+CACHE_MAX_BYTES = 64 * 2**20
+
+
+class GlmArgs(Args):
+    formula: str = Field(max_length=formulas.MAX_LENGTH)
+    family: Literal["gaussian", "binomial", "poisson"]
+    levels: dict[str, list[Scalar]] = Field(default_factory=dict, max_length=50)
+    beta: list[float] | None = Field(None, max_length=500,
+                                     description="Coefficients of this step; none: the family's start.")
+
+    @field_validator("formula")
+    @classmethod
+    def _readable(cls, v: str) -> str:
+        formulas.parse(v)
+        return v
+
+    @field_validator("levels")
+    @classmethod
+    def _few_levels(cls, v: dict[str, list]) -> dict[str, list]:
+        if any(len(lv) > 1000 for lv in v.values()):
+            raise ValueError("at most 1000 levels per column")
+        return v
+
+
+@dataclass(frozen=True)
+class Family:
+    """Link, variance and deviance of a GLM family (McCullagh & Nelder 1989, table 2.1)."""
+
+    name: str
+    start: Callable[[np.ndarray], np.ndarray]  # mu from y, as R's glm.fit family$initialize
+    link: Callable[[np.ndarray], np.ndarray]  # eta from mu
+    inverse: Callable[[np.ndarray], np.ndarray]  # mu from eta
+    dmu_deta: Callable[[np.ndarray], np.ndarray]
+    variance: Callable[[np.ndarray], np.ndarray]
+    deviance: Callable[[np.ndarray, np.ndarray], float]
+    loglik: Callable[[np.ndarray, np.ndarray], float | None]  # at scale 1; None where it needs the scale
+    check: Callable[[np.ndarray, str], None]
+
+
+def _clip(mu: np.ndarray) -> np.ndarray:
+    # as statsmodels' Logit link: fitted probabilities stay a float's width inside (0, 1)
+    return np.clip(mu, _EPS, 1 - _EPS)
+
+
+def _expit(eta: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return _clip(np.where(eta >= 0, 1 / (1 + np.exp(-eta)), np.exp(eta) / (1 + np.exp(eta))))
+
+
+def _ylogy(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """y log(y / mu), 0 where y is 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(y > 0, y * np.log(np.where(y > 0, y, 1) / mu), 0.0)
+
+
+def _binary(y: np.ndarray, outcome: str) -> None:
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise InvalidInput(f"the binomial family needs a 0/1 or boolean outcome; {outcome!r} has other values")
+
+
+def _counts(y: np.ndarray, outcome: str) -> None:
+    if (y < 0).any():
+        raise InvalidInput(f"the poisson family needs counts; {outcome!r} has negative values")
+
+
+def _poisson_loglik(y: np.ndarray, mu: np.ndarray) -> float:
+    from scipy.special import gammaln
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.sum(np.where(y > 0, y * np.log(mu), 0.0) - mu - gammaln(y + 1)))
+
+
+FAMILIES: dict[str, Family] = {
+    "gaussian": Family(
+        "gaussian", start=lambda y: y, link=lambda mu: mu, inverse=lambda eta: eta,
+        dmu_deta=np.ones_like, variance=np.ones_like,
+        deviance=lambda y, mu: float(np.sum((y - mu) ** 2)), loglik=lambda y, mu: None,
+        check=lambda y, outcome: None),
+    "binomial": Family(
+        "binomial", start=lambda y: (y + 0.5) / 2, link=lambda mu: np.log(mu / (1 - mu)), inverse=_expit,
+        dmu_deta=lambda mu: mu * (1 - mu), variance=lambda mu: mu * (1 - mu),
+        deviance=lambda y, mu: float(2 * np.sum(_ylogy(y, mu) + _ylogy(1 - y, 1 - mu))),
+        loglik=lambda y, mu: float(np.sum(y * np.log(mu) + (1 - y) * np.log(1 - mu))),
+        check=_binary),
+    "poisson": Family(
+        "poisson", start=lambda y: y + 0.1, link=np.log, inverse=np.exp,
+        dmu_deta=lambda mu: mu, variance=lambda mu: mu,
+        deviance=lambda y, mu: float(2 * np.sum(_ylogy(y, mu) - (y - mu))), loglik=_poisson_loglik,
+        check=_counts),
+}
+
+
+def released_values(p: int) -> int:
+    """Values one round releases for p parameters: XᵀWX's upper triangle, XᵀWz and the scalars."""
+    return p * (p + 1) // 2 + p + EXTRA_VALUES
+
+
+def glm(a: GlmArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
+    spec = formulas.parse(a.formula)
+    d = _design(spec, df, a.levels)
+    n, p = d.X.shape[0], len(d.names)
+    disclosure.check_cohort(n, ctx.rules, "the rows with every model column present")
+    _check_size(n, p, ctx.rules)
+    _check_small_groups(d, spec, a.levels, ctx.rules)
+    family = FAMILIES[a.family]
+    family.check(d.y, spec.outcome)
+    if a.beta is None:
+        mu = family.start(d.y)
+        eta = family.link(mu)
+    else:
+        if len(a.beta) != p:
+            raise InvalidInput(f"beta has {len(a.beta)} values but the design has {p} columns {d.names}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            eta = d.X @ np.asarray(a.beta, dtype=float)
+            mu = family.inverse(eta)
+    out: dict[str, Any] = {"n": n, "dropped": d.dropped, "columns": d.names}
+    with np.errstate(all="ignore"):
+        gprime = family.dmu_deta(mu)
+        w = gprime ** 2 / family.variance(mu)
+        z = eta + (d.y - mu) / gprime
+        xtwx = (d.X * w[:, None]).T @ d.X
+        xtwz = d.X.T @ (w * z)
+        stats = {"deviance": family.deviance(d.y, mu),
+                 "pearson_chi2": float(np.sum((d.y - mu) ** 2 / family.variance(mu))),
+                 "loglik": family.loglik(d.y, mu), "y_sum": float(d.y.sum())}
+    upper = xtwx[np.triu_indices(p)]
+    numbers = [*upper, *xtwz, *(v for v in stats.values() if v is not None)]
+    if not np.all(np.isfinite(numbers)):
+        # coefficients far outside the data's range (an overshooting step): the analyst halves it
+        return {**out, "finite": False}
+    return {**out, "finite": True, "xtwx": upper.tolist(), "xtwz": xtwz.tolist(), **stats}
+
+
+_cache: OrderedDict[str, formulas.Design] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _design(spec: formulas.Spec, df: pd.DataFrame, levels: dict[str, list]) -> formulas.Design:
+    """The design matrix, from a small cache keyed by the formula, the levels and the used data's hash."""
+    used = [spec.outcome, *spec.variables]
+    if not set(used) <= set(df.columns):
+        return formulas.design(spec, df, levels)  # raises, naming the missing column
+    h = hashlib.sha256(json.dumps([spec.formula, levels, used], default=str).encode())
+    h.update(pd.util.hash_pandas_object(df[used], index=False).to_numpy().tobytes())
+    key = h.hexdigest()
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    d = formulas.design(spec, df, levels)
+    if d.X.nbytes <= CACHE_MAX_BYTES // CACHED_DESIGNS:
+        with _cache_lock:
+            _cache[key] = d
+            while len(_cache) > CACHED_DESIGNS:
+                _cache.popitem(last=False)
+    return d
+
+
+def _check_size(n: int, p: int, rules: DisclosureSection) -> None:
+    values = released_values(p)
+    allowed = max(1, n // rules.rows_per_value)
+    if values > allowed:
+        raise disclosure.Blocked(
+            f"a model with {p} parameters releases {values} values per round, but {n} rows allow at most "
+            f"{allowed} (one per {rules.rows_per_value} rows); use fewer terms or more rows")
+
+
+def _check_small_groups(d: formulas.Design, spec: formulas.Spec, levels: dict[str, list],
+                        rules: DisclosureSection) -> None:
+    """Refuse sums over 1..k-1 people: 0/1 columns, a 0/1 outcome, levels of categorical terms."""
+    k, n = rules.min_cell_count, len(d.y)
+
+    def small(count: int) -> bool:
+        return 0 < count < k or 0 < n - count < k
+
+    for j, name in enumerate(d.names):
+        col = d.X[:, j]
+        if np.isin(col, (0.0, 1.0)).all() and small(int(col.sum())):
+            raise disclosure.Blocked(
+                f"the model column {name!r} is 1 on fewer than {k} rows (or 0 on fewer than {k}) here, "
+                f"under the minimum cell count; merge rare levels or widen the selection")
+    if np.isin(d.y, (0.0, 1.0)).all() and small(int(d.y.sum())):
+        raise disclosure.Blocked(f"the outcome {spec.outcome!r} is 1 (or 0) on fewer than {k} rows here, "
+                                 f"under the minimum cell count; widen the selection")
+    for name in spec.variables:
+        if name in levels:
+            counts = d.frame[name].value_counts()
+            if ((counts > 0) & (counts < k)).any():
+                raise disclosure.Blocked(f"a level of {name!r} has fewer than {k} rows here, under the minimum "
+                                         f"cell count; merge rare levels or leave them out of levels=")
+
+
+class GlmRound(BaseModel):
+    """One IRLS round's input: the current coefficients (none: the family's starting values)."""
+
+    model_config = ConfigDict(extra="forbid")
+    beta: list[float] | None = Field(None, max_length=500)
+
+
+register("glm", GlmArgs, glm, round_inputs=GlmRound)

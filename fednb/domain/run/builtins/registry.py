@@ -1,0 +1,143 @@
+"""The registry of built-in aggregates: their argument models and the code that computes them.
+
+Built-ins are fednb's own code, so they run in the domain process without a sandbox, but through
+the same data loading and the same disclosure checks as custom code. A built-in is one function
+``fn(args, df, ctx) -> dict`` registered with its pydantic argument model; it raises
+:class:`fednb.domain.release.disclosure.Blocked` to refuse a release.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fednb.domain.review.policy import DisclosureSection
+from fednb.errors import InvalidInput
+
+Scalar = bool | int | float | str | None
+Op = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in"]
+
+
+class Condition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    column: str
+    op: Op
+    value: Scalar | list[Scalar]
+
+
+class Noise(BaseModel):
+    """Ask for a differentially private release (see :mod:`fednb.domain.release.noisy`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    epsilon: float | None = Field(None, gt=0, le=100, description="Spent by this release; default: the policy's.")
+    mechanism: Literal["laplace", "gaussian"] = "laplace"
+    delta: float | None = Field(None, gt=0, lt=1, description="Gaussian only; default: 1% of your delta budget.")
+
+
+class Args(BaseModel):
+    """Every built-in takes ``where``: rows matching all conditions (structured, never ``eval``);
+    ``privacy`` asks for noise, ``secure`` for release only inside a secure sum over domains."""
+
+    model_config = ConfigDict(extra="forbid")
+    where: list[Condition] = Field(default_factory=list, max_length=20)
+    privacy: Noise | None = None
+    secure: bool = False
+
+
+@dataclass
+class Context:
+    """What a built-in may know besides the data: the disclosure rules and the public levels."""
+
+    rules: DisclosureSection
+    levels: dict[str, list] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Builtin:
+    name: str
+    args: type[Args]
+    fn: Callable[[Any, pd.DataFrame, Context], dict[str, Any]]
+    # An iterative built-in (a GLM's IRLS) is approved once for its static arguments and round
+    # budget; each round is then a job whose inputs (validated by this model) join the arguments.
+    round_inputs: type[BaseModel] | None = None
+
+
+REGISTRY: dict[str, Builtin] = {}
+
+
+def register(name: str, args: type[Args], fn: Callable[[Any, pd.DataFrame, Context], dict[str, Any]], *,
+             round_inputs: type[BaseModel] | None = None) -> None:
+    REGISTRY[name] = Builtin(name, args, fn, round_inputs)
+
+
+def iterative(name: str) -> bool:
+    return name in REGISTRY and REGISTRY[name].round_inputs is not None
+
+
+def validate_round_inputs(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return REGISTRY[name].round_inputs.model_validate(inputs).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'inputs'}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"bad round inputs for {name}: {problems}") from None
+
+
+def validate_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Check a built-in's arguments when it is submitted; returns them normalised."""
+    if name not in REGISTRY:
+        raise InvalidInput(f"unknown built-in {name!r}; built-ins are {sorted(REGISTRY)}")
+    try:
+        return REGISTRY[name].args.model_validate(args).model_dump(exclude_defaults=True)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"bad arguments for {name}: {problems}") from None
+
+
+def column(df: pd.DataFrame, name: str) -> pd.Series:
+    if name not in df.columns:
+        raise InvalidInput(f"the dataset has no column {name!r}")
+    return df[name]
+
+
+def numeric(df: pd.DataFrame, name: str):
+    """A column's non-missing values as floats (booleans as 0/1); refuses a non-numeric column."""
+    s = column(df, name)
+    if pd.api.types.is_bool_dtype(s):
+        s = s.astype("float")
+    if not pd.api.types.is_numeric_dtype(s):
+        raise InvalidInput(f"column {name!r} is not numeric")
+    return s.dropna().to_numpy(dtype=float)
+
+
+_OPS = {
+    "==": lambda s, v: s == v, "!=": lambda s, v: s != v, "<": lambda s, v: s < v,
+    "<=": lambda s, v: s <= v, ">": lambda s, v: s > v, ">=": lambda s, v: s >= v,
+    "in": lambda s, v: s.isin(v if isinstance(v, list) else [v]),
+    "not in": lambda s, v: ~s.isin(v if isinstance(v, list) else [v]),
+}
+
+
+def select(df: pd.DataFrame, where: list[Condition]) -> pd.DataFrame:
+    """Rows matching every condition. Structured, never ``eval``: no code runs from a filter."""
+    mask = pd.Series(True, index=df.index)
+    for cond in where:
+        try:
+            mask &= _OPS[cond.op](column(df, cond.column), cond.value).fillna(False).astype(bool)
+        except TypeError:
+            raise InvalidInput(f"cannot compare column {cond.column!r} with {cond.value!r}") from None
+    return df[mask]
+
+
+def compute(name: str, args: dict[str, Any], df: pd.DataFrame, ctx: Context,
+            inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run built-in ``name`` on the private frame (with a round's ``inputs``); raises ``Blocked`` or
+    :class:`InvalidInput`."""
+    if name not in REGISTRY:
+        raise InvalidInput(f"unknown built-in {name!r}")
+    builtin = REGISTRY[name]
+    parsed = builtin.args.model_validate({**args, **(inputs or {})})
+    return builtin.fn(parsed, select(df, parsed.where), ctx)

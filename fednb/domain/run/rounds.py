@@ -1,0 +1,180 @@
+"""Requests that run in rounds: training, and iterative built-ins such as the GLM's IRLS.
+
+The owner (or the policy, for a built-in) approves such a request once, for its code or static
+arguments and its round budget (``limits.max_rounds``). Each round the analyst sends the round's
+inputs: for training, the global weights as safetensors with the inputs in its metadata; for a
+built-in, JSON (``{"round": N, "inputs": {...}}``, e.g. a GLM's current coefficients). The round
+is queued as a job; training rounds run in the request's kept-alive sandbox session and release
+weights with exactly the model's parameters; built-in rounds release their aggregate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+from fednb import tensors
+from fednb.domain.audit import log as audit
+from fednb.domain.review.policy import Policy
+from fednb.domain.review.requests import Conflict, enqueue, get, not_visible, row_to_request, runs_in_rounds
+from fednb.domain.run import builtins
+from fednb.domain.store.sqlite import Store
+from fednb.errors import InvalidInput, NotFound
+from fednb.models import Request, Round
+
+OPEN = ("approved", "running")
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def row_to_round(row) -> Round:
+    result = json.loads(row["result_json"]) if row["result_json"] else {}
+    if row["lane"] == "builtin":
+        return Round(request_id=row["request_id"], round=row["round"], status=row["status"], reason=row["reason"],
+                     n=result.get("n"), result=result or None)
+    return Round(request_id=row["request_id"], round=row["round"], status=row["status"], reason=row["reason"],
+                 n=result.get("n"), metrics=result.get("metrics") or {}, eval=result.get("eval"),
+                 train_seconds=result.get("train_seconds"),
+                 weights_sha256=_sha(row["result_blob"]) if row["result_blob"] and not result.get("secure") else None,
+                 dp=result.get("dp"))
+
+
+def check_request(args: dict, code: str, limits_max_rounds: int | None, policy: Policy) -> None:
+    """Shape of a training request at submission (the code itself is checked like any function)."""
+    import ast
+
+    model = args.get("model")
+    if not isinstance(model, str):
+        raise InvalidInput("a training request names its model class in args['model']")
+    tree = ast.parse(code)
+    classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    if model not in classes:
+        raise InvalidInput(f"the code defines no class {model!r} for the model")
+    if args.get("evaluate") and args["evaluate"] not in functions:
+        raise InvalidInput(f"the code defines no function {args['evaluate']!r} for evaluation")
+    for key in ("model_args", "config"):
+        if not isinstance(args.get(key, {}), dict):
+            raise InvalidInput(f"args[{key!r}] must be a dict")
+    if not isinstance(args.get("secure_aggregation", False), bool):
+        raise InvalidInput("args['secure_aggregation'] must be true or false")
+    from fednb.domain.release import dp_training
+
+    dp_training.check(args, policy)
+    if not policy.learning.enabled:
+        raise InvalidInput("this domain does not accept training requests (policy: learning.enabled = false)")
+    if limits_max_rounds is None:
+        raise InvalidInput("a training request states its round budget (limits.max_rounds)")
+    if limits_max_rounds > policy.learning.max_rounds:
+        raise InvalidInput(f"this domain allows at most {policy.learning.max_rounds} rounds per request")
+
+
+def _weights_round(blob: bytes, policy: Policy) -> tuple[int, dict, dict]:
+    """(round number, inputs, tensor layout) of a training round's body."""
+    if len(blob) > policy.learning.max_model_mb * 1_000_000:
+        raise InvalidInput(f"the weights are over this domain's limit of {policy.learning.max_model_mb} MB")
+    try:
+        layout, metadata = tensors.header(blob)
+        inputs = tensors.inputs_of(metadata)
+    except tensors.TensorFormatError as exc:
+        raise InvalidInput(f"the weights are not valid safetensors: {exc}") from None
+    return _number(inputs.get("round")), inputs, layout
+
+
+def _json_round(body: bytes, name: str) -> tuple[int, dict]:
+    """(round number, validated inputs) of an iterative built-in's round: ``{"round": N, "inputs": {...}}``."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput('a round of a built-in is JSON: {"round": N, "inputs": {...}}') from None
+    if not isinstance(parsed, dict) or set(parsed) - {"round", "inputs"} or not isinstance(parsed.get("inputs", {}), dict):
+        raise InvalidInput('a round of a built-in is JSON: {"round": N, "inputs": {...}}')
+    return _number(parsed.get("round")), builtins.validate_round_inputs(name, parsed.get("inputs", {}))
+
+
+def _number(value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidInput("the round inputs need a round number >= 1 (\"round\": N)")
+    return value
+
+
+def submit_round(store: Store, policy: Policy, analyst: str, request_id: str, body: bytes) -> Round:
+    """Queue one round; resubmitting a round (same number) is idempotent."""
+    req = store.query_one("SELECT * FROM requests WHERE id = ?", (request_id,))
+    if req is None or req["analyst"] != analyst:
+        raise not_visible(request_id)
+    if not runs_in_rounds(req["kind"], req["name"]):
+        raise InvalidInput(f"request {request_id} does not run in rounds")
+    training = req["kind"] == "training"
+    if training:
+        number, inputs, layout = _weights_round(body, policy)
+    else:
+        number, inputs = _json_round(body, req["name"])
+    with store.transaction() as tx:
+        req = tx.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+        if req["status"] not in OPEN:
+            raise Conflict(f"request {request_id} is {req['status']}; rounds run only on an approved request")
+        existing = tx.execute("SELECT * FROM jobs WHERE request_id = ? AND round = ?", (request_id, number)).fetchone()
+        if existing is not None and existing["status"] not in ("failed", "blocked"):
+            return row_to_round(existing)
+        first = tx.execute("SELECT input_blob FROM jobs WHERE request_id = ? ORDER BY id LIMIT 1",
+                           (request_id,)).fetchone()
+        if training and first is not None and \
+                tensors.signature(tensors.header(first["input_blob"])[0]) != tensors.signature(layout):
+            raise InvalidInput("these weights do not have the same parameters as the earlier rounds' model")
+        budget = json.loads(req["limits_json"]).get("max_rounds") or policy.learning.max_rounds
+        (used,) = tx.execute("SELECT count(DISTINCT round) FROM jobs WHERE request_id = ?", (request_id,)).fetchone()
+        if existing is None and used >= budget:
+            raise Conflict(f"the round budget of {budget} approved for request {request_id} is used up")
+        if existing is not None:
+            tx.execute("DELETE FROM jobs WHERE id = ?", (existing["id"],))
+        job = enqueue(tx, request_id, req["kind"], inputs)
+        tx.execute("UPDATE jobs SET round = ?, input_blob = ? WHERE id = ?", (number, body if training else None, job))
+        tx.execute("UPDATE requests SET status = 'running' WHERE id = ? AND status = 'approved'", (request_id,))
+        detail = {"weights_sha256": _sha(body), "parameters": tensors.parameter_count(layout)} if training else \
+            {"inputs_sha256": _sha(json.dumps(inputs, sort_keys=True).encode())}
+        audit.append(tx, analyst, "round", request_id, {"round": number, **detail})
+        row = tx.execute("SELECT * FROM jobs WHERE id = ?", (job,)).fetchone()
+    return row_to_round(row)
+
+
+def get_round(store: Store, request_id: str, number: int, *, analyst: str | None = None) -> Round:
+    get(store, request_id, analyst=analyst)  # visibility: an analyst sees only their own
+    row = store.query_one("SELECT * FROM jobs WHERE request_id = ? AND round = ?", (request_id, number))
+    if row is None:
+        raise NotFound(f"request {request_id} has no round {number} yet; send it with POST /v1/requests/{request_id}/rounds")
+    return row_to_round(row)
+
+
+def round_weights(store: Store, request_id: str, number: int, *, analyst: str | None = None) -> bytes:
+    req = get(store, request_id, analyst=analyst)
+    if req.args.get("secure_aggregation"):
+        raise Conflict(f"request {request_id} uses secure aggregation: its weights leave this domain only masked, "
+                       "inside a sum over domains (POST /v1/secagg/...)")
+    row = store.query_one("SELECT status, result_blob FROM jobs WHERE request_id = ? AND round = ?",
+                          (request_id, number))
+    if row is None:
+        raise NotFound(f"request {request_id} has no round {number} yet; send it with POST /v1/requests/{request_id}/rounds")
+    if row["status"] != "done" or row["result_blob"] is None:
+        raise Conflict(f"round {number} of request {request_id} is {row['status']}; it released no weights")
+    return bytes(row["result_blob"])
+
+
+def finish(store: Store, request_id: str, analyst: str) -> Request:
+    """The analyst ends a request that runs in rounds: no more rounds; a training worker is closed."""
+    with store.transaction() as tx:
+        req = tx.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+        if req is None or req["analyst"] != analyst:
+            raise not_visible(request_id)
+        if not runs_in_rounds(req["kind"], req["name"]):
+            raise InvalidInput(f"request {request_id} does not run in rounds")
+        if req["status"] in OPEN:
+            (rounds,) = tx.execute("SELECT count(*) FROM jobs WHERE request_id = ? AND status = 'done'",
+                                   (request_id,)).fetchone()
+            tx.execute("UPDATE requests SET status = 'done', finished_at = ? WHERE id = ?", (time.time(), request_id))
+            audit.append(tx, analyst, "finish", request_id, {"rounds_released": rounds})
+        row = tx.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+    return row_to_request(row)

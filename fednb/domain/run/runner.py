@@ -1,0 +1,383 @@
+"""The job queue's workers: run approved work, check it, release or block it.
+
+Jobs live in the store, so a kill -9 loses none: on start, jobs left ``running`` are re-queued once
+(``requeue`` in the audit log) and failed with a reason the second time. Built-ins run in this
+process on a lane of their own, so a long custom job never delays them; custom code runs in the
+sandbox on ``policy.sandbox.workers`` lanes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fednb import codec, tensors
+from fednb.domain.audit import log as audit
+from fednb.domain.release import budget, disclosure, dp_training, noisy, secure_inputs
+from fednb.domain.release.disclosure import Blocked
+from fednb.domain.run import builtins
+from fednb.errors import FednbError
+
+if TYPE_CHECKING:
+    from fednb.domain.domain import Domain
+
+log = logging.getLogger("fednb.domain.run.runner")
+
+MAX_ATTEMPTS = 2
+POLL_SECONDS = 0.2  # picks up approvals made by another process (the CLI)
+LEVELS = ("none", "minimal", "standard", "strong")
+
+
+@dataclass
+class Outcome:
+    """What a job produced: released (``result``), blocked or failed (``reason``)."""
+
+    action: str  # "release" | "block" | "fail"
+    result: Any = None
+    reason: str | None = None
+    disclosure: dict[str, Any] = field(default_factory=dict)
+    blob: bytes | None = None
+    spend: noisy.Spend | dp_training.RoundSpend | None = None  # privacy budget to debit in _finish
+
+
+class Runner:
+    def __init__(self, domain: Domain, sandbox: Any = None):
+        self.domain = domain
+        self.sandbox = sandbox
+        self._wake = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sessions: dict[str, tuple[Any, float]] = {}  # training request -> (session, last used)
+        self._sessions_lock = threading.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.recover()
+        self.domain.subscribe(self.wake)
+        lanes = ["builtin"] + ["sandbox"] * self.domain.policy.sandbox.workers
+        for i, lane in enumerate(lanes):
+            t = threading.Thread(target=self._loop, args=(lane,), name=f"fednb-{lane}-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 5) -> None:
+        self._stop.set()
+        self.wake()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads.clear()
+        with self._sessions_lock:
+            for session, _ in self._sessions.values():
+                session.close()
+            self._sessions.clear()
+
+    def wake(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    def recover(self) -> list[str]:
+        """Jobs interrupted by a crash: re-queue once, then fail with a reason. Never drop one."""
+        touched = []
+        with self.domain.store.transaction() as tx:
+            for job in tx.execute("SELECT * FROM jobs WHERE status = 'running'").fetchall():
+                rid = job["request_id"]
+                if job["attempts"] < MAX_ATTEMPTS:
+                    tx.execute("UPDATE jobs SET status = 'queued' WHERE id = ?", (job["id"],))
+                    tx.execute("UPDATE requests SET status = 'approved' WHERE id = ? AND status = 'running'", (rid,))
+                    audit.append(tx, "domain", "requeue", rid, {"job": job["id"], "attempts": job["attempts"]})
+                else:
+                    reason = f"interrupted {job['attempts']} times by a domain restart; submit it again"
+                    self._finish(tx, job, rid, Outcome("fail", reason=reason))
+                touched.append(rid)
+        return touched
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _loop(self, lane: str) -> None:
+        while not self._stop.is_set():
+            try:
+                job = self._claim(lane)
+            except Exception:  # a locked or closing store must not kill the worker
+                log.exception("claiming a job failed")
+                job = None
+            if job is None:
+                if lane == "sandbox":
+                    self._close_idle_sessions()
+                with self._wake:
+                    self._wake.wait(POLL_SECONDS)
+                continue
+            try:
+                outcome = self._execute(job)
+            except Exception as exc:  # our bug, not the analyst's: fail the job, keep serving
+                log.exception("job %s crashed", job["id"])
+                outcome = Outcome("fail", reason=f"the domain could not run this job ({type(exc).__name__}); "
+                                                 "the owner can see the details in the server log")
+            with self.domain.store.transaction() as tx:
+                self._finish(tx, job, job["request_id"], outcome)
+            self.domain.changed()
+
+    def _claim(self, lane: str):
+        with self.domain.store.transaction() as tx:
+            job = tx.execute("SELECT * FROM jobs WHERE status = 'queued' AND lane = ? ORDER BY id LIMIT 1",
+                             (lane,)).fetchone()
+            if job is None:
+                return None
+            now = time.time()
+            tx.execute("UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE id = ?",
+                       (now, job["id"]))
+            tx.execute("UPDATE requests SET status = 'running' WHERE id = ? AND status = 'approved'",
+                       (job["request_id"],))
+            audit.append(tx, "domain", "run", job["request_id"], {"job": job["id"], "attempt": job["attempts"] + 1})
+            job = tx.execute("SELECT * FROM jobs WHERE id = ?", (job["id"],)).fetchone()
+        self.domain.changed()
+        return job
+
+    def _finish(self, tx, job, request_id: str, outcome: Outcome) -> None:
+        if outcome.spend is not None and outcome.action == "release":
+            outcome = self._debit(tx, job, request_id, outcome)
+        now = time.time()
+        result_json = None if outcome.result is None else json.dumps(outcome.result, allow_nan=False)
+        job_status = {"release": "done", "block": "blocked", "fail": "failed"}[outcome.action]
+        tx.execute("UPDATE jobs SET status = ?, result_json = ?, result_blob = ?, reason = ?, finished_at = ?"
+                   " WHERE id = ?", (job_status, result_json, outcome.blob, outcome.reason, now, job["id"]))
+        if job["round"] is None:  # a training request lives on across its rounds
+            status = {"release": "done", "block": "blocked", "fail": "failed"}[outcome.action]
+            tx.execute("UPDATE requests SET status = ?, result_json = ?, disclosure_json = ?, reason = ?,"
+                       " finished_at = ? WHERE id = ?",
+                       (status, result_json, json.dumps(outcome.disclosure) if outcome.disclosure else None,
+                        outcome.reason if outcome.action != "release" else None, now, request_id))
+        payload: dict[str, Any] = {"job": job["id"]}
+        if job["round"] is not None:
+            payload["round"] = job["round"]
+        if outcome.action == "release":
+            payload["result_sha256"] = audit.sha256_hex(result_json or "")
+            if outcome.blob is not None:
+                payload["weights_sha256"] = hashlib.sha256(outcome.blob).hexdigest()
+            payload["disclosure"] = outcome.disclosure
+        else:
+            payload["reason"] = outcome.reason
+        audit.append(tx, "domain", outcome.action, request_id, payload)
+
+    def _debit(self, tx, job, request_id: str, outcome: Outcome) -> Outcome:
+        """Spend the release's epsilon in the releasing transaction, or block it if that would overspend."""
+        req = tx.execute("SELECT analyst, dataset FROM requests WHERE id = ?", (request_id,)).fetchone()
+        spend = outcome.spend
+        if isinstance(spend, dp_training.RoundSpend):
+            spend = spend.resolve(tx, request_id)
+        try:
+            after = budget.spend(tx, self.domain.policy, analyst=req["analyst"], dataset=req["dataset"],
+                                 request_id=request_id, job_id=job["id"], epsilon=spend.epsilon, delta=spend.delta,
+                                 mechanism=spend.mechanism)
+        except Blocked as exc:
+            return Outcome("block", reason=str(exc))
+        outcome.disclosure = {**outcome.disclosure, "privacy": {
+            "mechanism": spend.mechanism, "epsilon": spend.epsilon, "delta": spend.delta,
+            "remaining_epsilon": after.remaining_epsilon, "remaining_delta": after.remaining_delta}}
+        return outcome
+
+    # -- execution -----------------------------------------------------------------------------
+    def _execute(self, job) -> Outcome:
+        req = self.domain.store.query_one("SELECT * FROM requests WHERE id = ?", (job["request_id"],))
+        if req["kind"] == "builtin":
+            return self._builtin(req, job)
+        if req["kind"] == "function":
+            return self._function(req, job)
+        if req["kind"] == "training":
+            return self._training(req, job)
+        return Outcome("fail", reason=f"this domain cannot run {req['kind']} requests")
+
+    def _builtin(self, req, job) -> Outcome:
+        rules = self.domain.policy.disclosure
+        args = json.loads(req["args_json"])
+        inputs = json.loads(job["inputs_json"]) if job["round"] is not None and job["inputs_json"] else None
+        spend = None
+        try:
+            df = self.domain.load(req["dataset"])
+            ctx = builtins.Context(rules, self.domain.levels(req["dataset"]))
+            if noisy.wanted(req["name"], args, self.domain.policy):
+                spend = noisy.plan(req["name"], args, self.domain.policy, req["analyst"], req["dataset"])
+                bounds = self.domain.bounds(req["dataset"])
+                noisy.check(req["name"], args, bounds)
+                result = noisy.release(req["name"], args, df, ctx, bounds, spend)
+            else:
+                result = builtins.compute(req["name"], args, df, ctx, inputs)
+            disclosure.check_size(len(json.dumps(result, allow_nan=False)), rules)
+            outcome = Outcome("release", result=result, spend=spend,
+                              disclosure={"noise": spend.mechanism} if spend else
+                              {"suppressed_cells": result.get("suppressed", 0)})
+            if args.get("secure"):
+                outcome.result, outcome.blob = secure_inputs.from_builtin(req["name"], result)
+        except Blocked as exc:
+            return Outcome("block", reason=str(exc))
+        except FednbError as exc:
+            return Outcome("fail", reason=str(exc))
+        return outcome
+
+    def _unsafe(self) -> Outcome | None:
+        """Why custom code may not run here now (no sandbox, or weaker isolation than the policy asks)."""
+        policy = self.domain.policy
+        if self.sandbox is None:
+            return Outcome("fail", reason="this domain has no sandbox running, so it cannot run custom code")
+        level = self.sandbox.isolation.get("level", "none")
+        if LEVELS.index(level) < LEVELS.index(policy.sandbox.min_isolation):
+            return Outcome("fail", reason=f"this domain's sandbox isolation is '{level}' but its policy requires "
+                                          f"'{policy.sandbox.min_isolation}' to run custom code")
+        return None
+
+    def _limits(self, req, *, cpu_scale: float = 1, max_output_bytes: int | None = None):
+        from fednb.domain.run.sandbox import Limits
+
+        policy = self.domain.policy
+        wall = policy.sandbox.wall_seconds
+        asked = json.loads(req["limits_json"]).get("max_runtime_s")
+        if asked:
+            wall = min(wall, float(asked))
+        return Limits(cpu_seconds=policy.sandbox.cpu_seconds * cpu_scale, wall_seconds=wall,
+                      memory_mb=policy.sandbox.memory_mb, max_file_mb=policy.sandbox.max_file_mb,
+                      max_output_bytes=max_output_bytes or policy.disclosure.max_output_bytes)
+
+    def _spec(self, req, job, limits, *, harness: str, probe: float | None):
+        from fednb.domain.run.sandbox import JobSpec
+
+        return JobSpec(job_id=str(job["id"]), code=req["code"], entry=req["name"], args=json.loads(req["args_json"]),
+                       data_path=str(self.domain.data_path(req["dataset"])), data_format="parquet",
+                       harness=harness, probe_fraction=probe, limits=limits)
+
+    def _function(self, req, job) -> Outcome:
+        refused = self._unsafe()
+        if refused:
+            return refused
+        limits = self._limits(req)
+        out = self.sandbox.run(self._spec(req, job, limits, harness="function", probe=0.5))
+        return self._judge(out, limits, self.domain.row_count(req["dataset"]))
+
+    def _training(self, req, job) -> Outcome:
+        """One round in the request's kept-alive worker; the update must be the model's parameters."""
+        refused = self._unsafe()
+        if refused:
+            return refused
+        rules = self.domain.policy.disclosure
+        rows = self.domain.row_count(req["dataset"])
+        try:
+            disclosure.check_cohort(rows, rules, "the dataset's rows")
+        except Blocked as exc:
+            return Outcome("block", reason=str(exc))
+        blob = bytes(job["input_blob"])
+        expected = tensors.signature(tensors.header(blob)[0])
+        rounds = json.loads(req["limits_json"]).get("max_rounds") or 1
+        limits = self._limits(req, cpu_scale=rounds, max_output_bytes=len(blob) + 1_000_000)
+        args = json.loads(req["args_json"])
+        inputs = json.loads(job["inputs_json"] or "{}")
+        inputs.pop("dp", None)  # only the domain sets DP-SGD's parameters
+        plan = None
+        if args.get("dp") is not None:
+            try:
+                plan = dp_training.plan(args, rounds, self.domain.dataset(req["dataset"]).rows, self.domain.policy,
+                                        req["analyst"], req["dataset"])
+            except FednbError as exc:
+                return Outcome("fail", reason=str(exc))
+            inputs["dp"] = plan.inputs()
+        session = self._session(req, job, limits)
+        out = session.call(inputs, blob)
+        if not session.alive:
+            self._drop_session(req["id"])
+        if out.status != "ok":
+            return self._judge(out, limits, rows)
+        try:
+            released = tensors.signature(tensors.header(out.blob or b"")[0])
+        except tensors.TensorFormatError as exc:
+            return Outcome("block", reason=f"the update is not valid safetensors ({exc})")
+        if released != expected:
+            return Outcome("block", reason="the update does not have exactly the model's parameters, so it "
+                                           "cannot be released")
+        value = out.value if isinstance(out.value, dict) else {}
+        n = min(max(int(value.get("n") or 0), 0), rows)
+        try:
+            disclosure.check_cohort(n, rules, "the samples this round trained on")
+        except Blocked as exc:
+            return Outcome("block", reason=str(exc))
+        result = {"n": n, "metrics": value.get("metrics") or {}, "eval": value.get("eval"),
+                  "train_seconds": float(value.get("train_seconds") or 0.0)}
+        shown = {"parameters": tensors.parameter_count(tensors.header(out.blob)[0])}
+        if plan is not None:  # exact losses and counts are outside the noise: release weights only
+            result = {"n": self.domain.dataset(req["dataset"]).rows, "metrics": {}, "eval": None,
+                      "dp": {"noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,
+                             "steps": plan.steps_per_round, "target_epsilon": plan.epsilon}}
+        if args.get("secure_aggregation"):
+            result["secure"] = True
+        return Outcome("release", result=result, blob=out.blob, disclosure=shown,
+                       spend=dp_training.RoundSpend(plan) if plan is not None else None)
+
+    def _session(self, req, job, limits):
+        with self._sessions_lock:
+            found = self._sessions.get(req["id"])
+            if found is not None and found[0].alive:
+                self._sessions[req["id"]] = (found[0], time.monotonic())
+                return found[0]
+        session = self.sandbox.session(self._spec(req, job, limits, harness="training", probe=None))
+        with self._sessions_lock:
+            self._sessions[req["id"]] = (session, time.monotonic())
+        return session
+
+    def _drop_session(self, request_id: str) -> None:
+        with self._sessions_lock:
+            found = self._sessions.pop(request_id, None)
+        if found is not None:
+            found[0].close()
+
+    def _close_idle_sessions(self) -> None:
+        """Workers of finished requests, or idle longer than the policy allows, are stopped."""
+        with self._sessions_lock:
+            ids = list(self._sessions)
+        if not ids:
+            return
+        idle = self.domain.policy.learning.idle_minutes * 60
+        open_ = {r["id"] for r in self.domain.store.query(
+            f"SELECT id FROM requests WHERE status IN ('approved', 'running') AND id IN ({','.join('?' * len(ids))})",
+            tuple(ids))}
+        now = time.monotonic()
+        for rid in ids:
+            with self._sessions_lock:
+                found = self._sessions.get(rid)
+            if found is not None and (rid not in open_ or now - found[1] > idle):
+                self._drop_session(rid)
+
+    def _judge(self, out: Any, limits: Any, rows: int) -> Outcome:
+        """Map a sandbox outcome to release, block or fail, with reasons an analyst can act on.
+
+        ``rows`` is the domain's own count, never the job's. The probe (the same code run on half
+        the rows) catches careless row-level output; code written to lie about it is what the
+        owner's review and the value-count rule on the released value are for.
+        """
+        rules = self.domain.policy.disclosure
+        if out.status == "ok":
+            probe = out.probe or {}
+            values = codec.count_values(out.value)
+            try:
+                disclosure.check_cohort(rows, rules, "the dataset's rows")
+                disclosure.check_values(values, rows, rules, probe.get("probe_values"))
+            except Blocked as exc:
+                return Outcome("block", reason=str(exc))
+            return Outcome("release", result=out.value, disclosure={"values": values})
+        reasons = {
+            "error": f"your code raised {_clip(out.message)}",
+            "timeout": f"the job ran past its wall-clock limit of {limits.wall_seconds:g} s and was stopped",
+            "cpu_limit": f"the job used more than {limits.cpu_seconds:g} CPU seconds and was stopped",
+            "memory": f"the job ran out of memory (limit {limits.memory_mb} MiB)",
+            "bad_output": f"the result could not be released: {_clip(out.message)}",
+            "killed": f"the job was stopped by the sandbox: {_clip(out.message)}",
+        }
+        if out.status == "output_too_large":
+            return Outcome("block", reason=f"the result is larger than the domain's limit of "
+                                           f"{limits.max_output_bytes:,} bytes; return a smaller aggregate")
+        return Outcome("fail", reason=reasons.get(out.status, f"the job ended with status {out.status}: {out.message}"))
+
+
+def _clip(message: str, limit: int = 300) -> str:
+    """Analyst code writes its own error text: keep it short, like any other output."""
+    message = (message or "").strip()
+    return message if len(message) <= limit else message[:limit] + "..."

@@ -1,0 +1,157 @@
+"""The Sandbox: the domain's handle on a warm, locked-down fork server for analyst code."""
+
+from __future__ import annotations
+
+import atexit
+import math
+import threading
+import weakref
+from pathlib import Path
+
+from fednb.domain.run.sandbox import harness, jobs, selftest
+from fednb.domain.run.sandbox.link import NotSubmitted, ZygoteLink
+from fednb.domain.run.sandbox.session import Session
+from fednb.domain.run.sandbox.spec import JobOutcome, JobSpec
+from fednb.errors import SandboxError
+
+FORMATS = ("parquet", "csv")
+
+
+class Sandbox:
+    """Runs approved analyst code on private data, one locked-down process per job.
+
+    ``datasets_dir`` is the only data a job may read (its own dataset, loaded for it); its parent,
+    the domain folder, holds the store and tokens that no job may see. ``warm`` are modules the
+    zygote imports before it forks. ``namespaces=False`` skips the zygote's namespaces (the
+    "standard" level: landlock + seccomp carry the walls alone).
+
+        with Sandbox("hospital-a/datasets") as sb:
+            out = sb.run(JobSpec(job_id="1", code=src, entry="mean_age", args={}, ...))
+    """
+
+    def __init__(self, datasets_dir: str | Path, *, warm: tuple[str, ...] = ("numpy", "pandas"),
+                 namespaces: bool = True):
+        self.datasets_dir = Path(datasets_dir).resolve()
+        if not self.datasets_dir.is_dir():
+            raise SandboxError(f"datasets folder {self.datasets_dir} does not exist; create it first")
+        self.domain_dir = self.datasets_dir.parent
+        if self.domain_dir == Path("/"):
+            raise SandboxError("the datasets folder must be inside a domain folder, not directly under /")
+        for name in warm:
+            if not all(part.isidentifier() for part in name.split(".")):
+                raise SandboxError(f"cannot warm {name!r}: not a module name")
+        self.warm = tuple(warm)
+        self.namespaces = namespaces
+        self._lock = threading.RLock()
+        self._link: ZygoteLink | None = None
+        self._isolation: dict = {}
+        self._closed = False
+        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+        atexit.register(self.close)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> dict:
+        """Start the zygote (if not running), run the self-test probe, return the isolation report."""
+        with self._lock:
+            if self._closed:
+                raise SandboxError("this sandbox is closed; create a new Sandbox")
+            if self._link is not None and self._link.alive:
+                return dict(self._isolation)
+            if self._link is not None:
+                self._link.close()
+                self._link = None
+            self._link = self._start_link()
+            out, connected = selftest.run_probe(lambda spec: jobs.run(self._link, spec), self.domain_dir)
+            self._isolation = selftest.report(self._link.ready, out, connected)
+            return dict(self._isolation)
+
+    def _start_link(self) -> ZygoteLink:
+        config = {"datasets_dir": str(self.datasets_dir), "domain_dir": str(self.domain_dir),
+                  "warm": list(self.warm)}
+        try:
+            return ZygoteLink({**config, "namespaces": self.namespaces})
+        except SandboxError as first:
+            if not self.namespaces:
+                raise
+            # Namespaces failed in a way enter() could not see (e.g. a mount refused): go without.
+            link = ZygoteLink({**config, "namespaces": False})
+            link.ready["notes"] = [f"namespaces failed: {first}"] + list(link.ready.get("notes") or [])
+            return link
+
+    @property
+    def isolation(self) -> dict:
+        """The report of the last start(): what held in the self-test probe."""
+        return dict(self._isolation)
+
+    @property
+    def zygote_pid(self) -> int | None:
+        """Host pid of the fork server (pid 1 of its namespace), None when not running."""
+        link = self._link
+        return link.host_pid if link is not None and link.alive else None
+
+    def _ready_link(self) -> ZygoteLink:
+        with self._lock:
+            if self._closed:
+                raise SandboxError("this sandbox is closed; create a new Sandbox")
+            if self._link is None or not self._link.alive:
+                self.start()
+            if self._isolation.get("level") == "none":
+                raise SandboxError("the sandbox self-test failed, so analyst code is refused: "
+                                   + self._isolation.get("details", ""))
+            return self._link
+
+    def close(self) -> None:
+        """Kill the zygote and every job; leaves no process behind. Idempotent."""
+        with self._lock:
+            self._closed = True
+            link, self._link = self._link, None
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.abandon("the sandbox was closed")
+        if link is not None:
+            link.close()
+        atexit.unregister(self.close)
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def run(self, spec: JobSpec) -> JobOutcome:
+        """Run one job and wait for it. Thread-safe."""
+        self._check(spec)
+        try:
+            return jobs.run(self._ready_link(), spec)
+        except NotSubmitted:  # the zygote died just now; nothing ran: once more on a fresh one
+            return jobs.run(self._ready_link(), spec)
+
+    def session(self, spec: JobSpec) -> Session:
+        """A kept-alive worker for the rounds of one request (same lockdown; see Session)."""
+        self._check(spec)
+        try:
+            session = Session(self._ready_link(), spec)
+        except NotSubmitted:
+            session = Session(self._ready_link(), spec)
+        self._sessions.add(session)
+        return session
+
+    def _check(self, spec: JobSpec) -> None:
+        if spec.data_format not in FORMATS:
+            raise SandboxError(f"data_format must be one of {', '.join(FORMATS)}, not {spec.data_format!r}")
+        path = Path(spec.data_path)
+        if not path.is_absolute() or not path.resolve().is_relative_to(self.datasets_dir) \
+                or not path.resolve().is_file():
+            raise SandboxError(f"dataset {spec.data_path} is not a file inside {self.datasets_dir}")
+        if spec.harness not in harness.names():
+            raise SandboxError(f"unknown harness {spec.harness!r}; known: {', '.join(harness.names())}")
+        if spec.probe_fraction is not None and not 0 < spec.probe_fraction < 1:
+            raise SandboxError("probe_fraction must be between 0 and 1 (exclusive) or None")
+        lim = spec.limits
+        for name in ("cpu_seconds", "wall_seconds", "memory_mb", "max_output_bytes", "max_file_mb", "tmp_mb",
+                     "max_open_files"):
+            value = getattr(lim, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise SandboxError(f"limit {name} must be a positive number, not {value!r}")

@@ -1,0 +1,1 @@
+"""Harness implementations, one per module; see :mod:`fednb.domain.run.sandbox.harness`."""

@@ -1,0 +1,79 @@
+"""The "function" harness: call ``entry(df, **args, **inputs)`` and release its JSON-encoded result.
+
+With ``probe_fraction`` set, the function also runs on a fixed random sample of the rows; the
+domain compares the two value counts to refuse outputs that grow with the number of rows.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fednb.codec import EncodeError, encode
+from fednb.domain.run.sandbox.harness import CODE_NAME, Harness, Reply, describe, failure, register
+
+
+def load_dataset(path: str, fmt: str):
+    """Read the dataset into pandas without leaving threads behind (the child must be
+    single-threaded when landlock is applied; ``pd.read_parquet`` starts arrow threads)."""
+    import pandas as pd
+
+    if fmt == "csv":
+        return pd.read_csv(path)
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        with open(path, "rb") as f:
+            data = f.read()
+        table = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
+        return table.to_pandas(use_threads=False)
+    if fmt == "none":  # the self-test: no dataset
+        return pd.DataFrame()
+    raise ValueError(f"unknown data format {fmt!r}")
+
+
+@register
+class FunctionHarness(Harness):
+    name = "function"
+
+    def prepare(self) -> None:
+        self.df = load_dataset(self.spec["data_path"], self.spec["data_format"])
+        self.fn = None
+
+    def start(self) -> Reply | None:
+        import numpy as np
+        import pandas as pd
+
+        ns = {"__name__": "analysis", "__builtins__": __builtins__, "np": np, "pd": pd}
+        try:
+            exec(compile(self.spec["code"], CODE_NAME, "exec"), ns)
+        except BaseException as e:  # analyst code: anything may be raised
+            return failure(e)
+        fn = ns.get(self.spec["entry"])
+        if not callable(fn):
+            return Reply("error", message=f"NameError: your code defines no function named {self.spec['entry']!r}")
+        self.fn = fn
+        return None
+
+    def call(self, inputs: dict | None, blob: bytes | None) -> Reply:
+        kwargs = {**(self.spec.get("args") or {}), **(inputs or {})}
+        frac = self.spec.get("probe_fraction")
+        try:
+            # Sample before the full call: the function may modify the frame it is given.
+            probe_df = self.df.sample(frac=frac, random_state=0).copy() if frac else None
+        except MemoryError as e:
+            return failure(e)
+        fields: dict = {"rows": len(self.df)}
+        try:
+            if self.t_call is None:
+                self.t_call = time.monotonic()
+            fields["value"] = encode(self.fn(self.df, **kwargs))
+            if probe_df is not None:
+                fields["probe_value"] = encode(self.fn(probe_df, **kwargs))
+                fields["probe_rows"] = len(probe_df)
+        except EncodeError as e:
+            return Reply("error", message=describe(e))
+        except BaseException as e:  # analyst code: anything may be raised
+            return failure(e)
+        fields["t_call"] = self.t_call
+        return Reply("ok", fields)

@@ -1,1 +1,0 @@
-"""Harness implementations, one per module; see :mod:`fednb.domain.sandbox.harness`."""

@@ -1,0 +1,1 @@
+"""The one persistence layer: every table, query and transaction of a domain."""
