@@ -1,7 +1,7 @@
 """Cox's partial likelihood on a time grid, from sums over risk sets: shared by domains and analysts.
 
 Durations are binned on a grid of points t_1 < ... < t_m: a row belongs to interval j when
-t_{j-1} < duration <= t_j (t_0 = -inf), to "beyond" when duration > t_m. Binning is what lets a
+t_{j-1} < duration <= t_j (t_0 = -inf); a row with duration > t_m is censored at t_m. Binning is what lets a
 domain release counts and sums per interval instead of exact event times; on the binned data
 everything below is the textbook estimator, so pooled results equal a pooled fit on the binned rows.
 
@@ -25,6 +25,21 @@ TIES = ("breslow", "efron")
 def intervals(durations: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Interval index of each duration: j where grid[j-1] < t <= grid[j]; len(grid) beyond the last point."""
     return np.searchsorted(np.asarray(grid, dtype=float), durations, side="left")
+
+
+def exact_intervals(durations: np.ndarray, event: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Unbinned: with ``times`` the distinct event times, an event's index is its time's, a censored
+    row's the last event time at or before it (at risk there, gone after); −1 before the first."""
+    at_or_before = np.searchsorted(times, durations, side="right") - 1
+    return np.where(event, np.searchsorted(times, durations, side="left"), at_or_before)
+
+
+def bin_rows(durations: np.ndarray, event: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Interval of each row and whether it is an event there. Rows beyond the last point count as
+    censored at it (administrative censoring at the end of the grid), so every row exits inside."""
+    index = intervals(durations, grid)
+    m = len(grid)
+    return np.minimum(index, m - 1), np.asarray(event, dtype=bool) & (index < m)
 
 
 def exits(index: np.ndarray, event: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:

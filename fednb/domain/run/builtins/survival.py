@@ -100,7 +100,7 @@ def _groups(frame: pd.DataFrame, by: str | None, levels: dict[str, list]) -> lis
 
 
 def _table(t: np.ndarray, e: np.ndarray, grid: np.ndarray, rules: DisclosureSection) -> dict[str, Any]:
-    index = pl.intervals(t, grid)
+    index, e = pl.bin_rows(t, e, grid)
     events, censored = pl.exits(index, e, len(grid))
     kept = pl.coarsen(events, censored, len(t), rules.min_cell_count)
     return {"n": len(t), "points": kept, "events": pl.merge(events, kept).tolist(),
@@ -221,7 +221,7 @@ def _points(a: CoxArgs, t: np.ndarray, e: np.ndarray, p: int, rules: DisclosureS
     if any(not 0 <= i < len(full) for i in chosen) or any(j <= i for i, j in zip(chosen, chosen[1:])):
         raise InvalidInput(f"points must be increasing indexes into the time grid of {len(full)} points")
     grid = full[chosen]
-    index = pl.intervals(t, grid)
+    index, e = pl.bin_rows(t, e, grid)
     events, censored = pl.exits(index, e, len(grid))
     everything = list(range(len(grid)))
     if a.points is not None and pl.valid(everything, events, censored, len(t), rules.min_cell_count):
@@ -255,7 +255,7 @@ def coxph(a: CoxArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
                 raise disclosure.Blocked(f"a model with {p} parameters releases {values} values per round, but {n} "
                                          f"rows allow at most {n // ctx.rules.rows_per_value}; use fewer terms")
             times = np.unique(t[e])  # exact times: only sums over every row leave
-            r = pl.risk_sums(X, beta, pl.intervals(t, times), e, list(range(len(times))))
+            r = pl.risk_sums(X, beta, pl.exact_intervals(t, e, times), e, list(range(len(times))))
             loglik, grad, hess = pl.loglik_gradient_hessian(r, beta, a.ties)
             numbers = [loglik, *grad, *hess[np.triu_indices(p)]]
             if not np.all(np.isfinite(numbers)):
