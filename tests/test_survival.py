@@ -277,12 +277,12 @@ def test_the_km_plot_has_bands_and_a_number_at_risk_table(patients):
     km = patients.kaplan_meier("followup_days", "died", by="sex", time_grid=12)
     fig = km.plot()
     curves = [tr for tr in fig.data if tr.mode != "text" and tr.showlegend is not False]
-    assert sorted(tr.name for tr in curves) == ["F", "M"]
+    assert sorted(tr.name for tr in curves) == ["sex = F", "sex = M"]
     assert sum(tr.fill == "tonexty" for tr in fig.data) == 2  # one band per group
     table = [tr for tr in fig.data if tr.mode == "text"]
     assert len(table) == 2 and all(tr.yaxis == "y2" for tr in table)
     first = [int(x) for x in table[0].text][0]
-    assert first == km.n[table[0].y[0]]  # everyone is at risk at time 0
+    assert first == km.n[table[0].y[0].removeprefix("sex = ")]  # everyone is at risk at time 0
     assert fig.layout.yaxis2.title.text == "Number at risk"
 
 
