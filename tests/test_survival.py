@@ -245,9 +245,27 @@ def test_bad_arguments_are_clear(patients, hospitals, alice_token):
     assert all("must be 0/1 or boolean" in why for why in req.problems.values())
 
 
-def test_noise_is_refused_with_a_reason(patients):
-    with pytest.raises(fednb.FednbError, match="no differentially private version"):
-        patients.kaplan_meier("followup_days", "died", epsilon=1.0)
+def test_noisy_curves_spend_the_budget_and_follow_the_truth(wards):
+    live, ds = wards
+    grid = [365.0, 730.0, 1095.0, 1460.0, 1825.0]
+    km = ds.kaplan_meier("followup_days", "died", by="smoker", time_grid=grid, epsilon=0.5)
+    assert any("noise added by ward-a (epsilon 0.5" in n for n in km.notes)
+    # the domains sent the whole grid for every group, "(other)" included: no merging, no suppression
+    for result in km.request.raw_results().values():
+        assert [g["level"] for g in result["groups"]] == [False, True, "(other)"]
+        assert all(len(g["events"]) == len(grid) for g in result["groups"]) and result["dp"]["epsilon"] == 0.5
+    spent = ds.budget().set_index("domain")["spent_epsilon"]
+    assert (spent >= 0.5).all()
+    truth = pd.concat([d.frame for d in live], ignore_index=True)
+    for g in (False, True):
+        rows = binned(truth[truth.smoker == g], grid)
+        ref = KaplanMeierFitter().fit(rows["followup_days"], rows["died"]).survival_function_at_times(grid)
+        assert np.abs(km.survival(g).to_numpy() - ref.to_numpy()).max() < 0.05  # noise of std 2.8 per count
+
+
+def test_noise_is_refused_where_it_is_not_sound(patients):
+    with pytest.raises(fednb.FednbError, match="p-value would ignore the noise"):
+        patients.logrank("followup_days", "died", by="smoker", epsilon=1.0)
     with pytest.raises(fednb.FednbError, match="no bounded sensitivity"):
         fednb.coxph(COX, data=patients, epsilon=1.0)
 

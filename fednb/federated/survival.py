@@ -8,9 +8,7 @@ merges each domain's intervals into those (sums, so exact), and computes:
 - the Kaplan–Meier product-limit estimate (Kaplan & Meier 1958) with Greenwood's variance
   (Greenwood 1926) and log(−log) confidence bands (Kalbfleisch & Prentice 2002, §1.3), as lifelines;
 - the log-rank test (Mantel 1966; Peto & Peto 1972), with its hypergeometric variance for ties;
-- Cox regression (Cox 1972) by Newton–Raphson on the pooled partial likelihood, Breslow's or
-  Efron's ties; with ``strata="domain"`` each domain is a stratum with its own baseline hazard and
-  exact (unbinned) times, and only its log-likelihood, gradient and Hessian leave.
+- Cox regression: :mod:`fednb.federated.cox`.
 
 What binning changes: a row's duration becomes the end of its grid interval, and events after the
 last point kept become censored there. Every estimate is then the exact estimate on those binned
@@ -19,27 +17,19 @@ rows (``benchmarks/survival_parity.py`` measures it against lifelines, and again
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from fednb import formula as formulas
-from fednb import partial_likelihood as pl
-from fednb.client.http import gather, run
-from fednb.errors import DomainError, InvalidInput, ModelError, NotConverged, NotEnoughDomains
-from fednb.federated.survival_result import CoxResult, LogrankResult, SurvivalCurves
-from fednb.models import ROUND_FINAL
+from fednb.errors import InvalidInput, ModelError, NotEnoughDomains
+from fednb.federated.survival_result import LogrankResult, SurvivalCurves
 
 if TYPE_CHECKING:
     from fednb.client.dataset import FederatedDataset
 
 DEFAULT_POINTS = 25
-MAXITER = 50
-TOL = 1e-10
-NEGOTIATIONS = 4  # rounds to agree on the grid points every domain keeps
 
 
 def grid_points(data: FederatedDataset, duration: str, grid: Sequence[float] | int) -> list[float]:
@@ -120,17 +110,40 @@ def _label(level: Any) -> str:
 
 
 def _request(data: FederatedDataset, name: str, args: dict, where: Any, timeout: float, min_domains: int,
-             epsilon: float | None) -> tuple[Any, dict[str, dict]]:
-    if epsilon is not None:
-        raise InvalidInput("survival counts have no differentially private version yet: noise on the events and "
-                           "censorings of each interval would need a budget per interval and per group, and the "
-                           "at-risk numbers sum the noise of all later intervals; ask without epsilon=")
+             privacy: dict | None = None) -> tuple[Any, dict[str, dict]]:
     req = data._builtin(name, args, where, timeout,
-                        f"{name}: {args['duration']}, {args['event']}" + (f" by {args['by']}" if args.get("by") else ""))
+                        f"{name}: {args['duration']}, {args['event']}" + (f" by {args['by']}" if args.get("by") else ""),
+                        privacy=privacy)
     results = req.raw_results()
     if len(results) < min_domains:
         raise NotEnoughDomains(min_domains, len(results), req.problems)
     return req, results
+
+
+def _noisy_curves(results: dict[str, dict], grid: list[float], alpha: float) -> tuple[pd.DataFrame, dict, list[str]]:
+    """Curves from noisy counts on the whole grid: summed over domains, negative counts clipped to 0;
+    the at-risk numbers are the sums of all later exits. The bands are Greenwood's on these counts
+    and leave the noise out (its standard deviation per cell is in the notes)."""
+    if not all("dp" in r for r in results.values()):
+        raise ModelError("some domains added noise and others did not; ask every domain with epsilon=")
+    levels = list(dict.fromkeys(g["level"] for r in results.values() for g in r["groups"]))
+    rows, n = [], {}
+    for level in levels:
+        parts = [g for r in results.values() for g in r["groups"] if g["level"] == level]
+        events = np.maximum(sum(np.asarray(g["events"]) for g in parts), 0.0)
+        censored = np.maximum(sum(np.asarray(g["censored"]) for g in parts), 0.0)
+        at_risk = np.cumsum((events + censored)[::-1])[::-1]
+        if at_risk[0] < 1:
+            continue
+        events = np.minimum(events, at_risk)
+        n[level] = float(at_risk[0])
+        rows.append(pd.DataFrame({"group": level, "time": grid, "at_risk": at_risk, "events": events,
+                                  "censored": censored, **product_limit(np.maximum(at_risk, 1e-12), events, alpha)}))
+    spent = {d: r["dp"]["epsilon"] for d, r in results.items()}
+    std = {d: r["dp"]["std"]["cell"] for d, r in results.items()}
+    notes = ["noise added by " + ", ".join(f"{d} (epsilon {e:g}, std {std[d]:.3g} per count)" for d, e in spent.items()),
+             "the bands are Greenwood's on the noisy counts: they leave the noise out"]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(), n, notes
 
 
 def _coarsening_note(asked: list[float], points: list[int], level: Any) -> list[str]:
@@ -143,10 +156,22 @@ def _coarsening_note(asked: list[float], points: list[int], level: Any) -> list[
 
 def kaplan_meier(data: FederatedDataset, duration: str, event: str, *, by: str | None = None, where: Any = None,
                  time_grid: Sequence[float] | int = DEFAULT_POINTS, alpha: float = 0.05, min_domains: int = 1,
-                 timeout: float = 60.0, epsilon: float | None = None) -> SurvivalCurves:
+                 timeout: float = 60.0, epsilon: float | None = None, mechanism: str = "laplace",
+                 delta: float | None = None) -> SurvivalCurves:
+    """Pooled Kaplan–Meier curves; with ``epsilon=`` every domain adds noise to its counts instead of
+    merging small intervals (differential privacy, spending ``epsilon`` of your budget there)."""
+    from fednb.client.dataset import _privacy
+
     grid = grid_points(data, duration, time_grid)
     args = {"duration": duration, "event": event, "time_grid": grid, **({"by": by} if by else {})}
-    req, results = _request(data, "kaplan_meier", args, where, timeout, min_domains, epsilon)
+    req, results = _request(data, "kaplan_meier", args, where, timeout, min_domains,
+                            _privacy(epsilon, mechanism, delta))
+    by_domain = pd.DataFrame([{"domain": d, "epsilon": r["dp"]["epsilon"]} if "dp" in r else
+                              {"domain": d, "n": r["n"], "suppressed": r["suppressed"], "merged": r["merged"]}
+                              for d, r in results.items()])
+    if any("dp" in r for r in results.values()):
+        table, n, notes = _noisy_curves(results, grid, alpha)
+        return SurvivalCurves(duration, event, by, grid, table, n, by_domain, req.problems, notes, req, alpha)
     groups, notes = _group_parts(results)
     rows = []
     for level, parts in groups.items():
@@ -162,8 +187,6 @@ def kaplan_meier(data: FederatedDataset, duration: str, event: str, *, by: str |
                                   "events": events, "censored": censored, **curve}))
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
         columns=["group", "time", "at_risk", "events", "censored", "survival", "std_err", "lower", "upper"])
-    by_domain = pd.DataFrame([{"domain": d, "n": r["n"], "suppressed": r["suppressed"], "merged": r["merged"]}
-                              for d, r in results.items()])
     n = {level: sum(p["n"] for p in parts.values()) for level, parts in groups.items()}
     return SurvivalCurves(duration, event, by, grid, table, n, by_domain, req.problems, notes, req, alpha)
 
@@ -194,8 +217,11 @@ def logrank(data: FederatedDataset, duration: str, event: str, by: str, *, where
     if not by:
         raise InvalidInput("the log-rank test compares groups: name them with by=")
     grid = grid_points(data, duration, time_grid)
+    if epsilon is not None:
+        raise InvalidInput("the log-rank test has no differentially private version here: its p-value would ignore "
+                           "the noise on the counts; compare noisy curves with kaplan_meier(..., epsilon=) instead")
     req, results = _request(data, "logrank", {"duration": duration, "event": event, "time_grid": grid, "by": by},
-                            where, timeout, min_domains, epsilon)
+                            where, timeout, min_domains)
     groups, notes = _group_parts(results)
     groups = {level: list(parts.values()) for level, parts in groups.items() if parts}
     if len(groups) < 2:
@@ -216,213 +242,4 @@ def logrank(data: FederatedDataset, duration: str, event: str, by: str, *, where
                          [grid[j] for j in points], req.problems, notes, req)
 
 
-# -- Cox regression ------------------------------------------------------------------------------
-
-def parse_surv_formula(formula: str) -> tuple[str, str, str]:
-    """``"duration + event ~ terms"`` -> (duration, event, ``"duration ~ terms"`` for the domains)."""
-    if not isinstance(formula, str) or formula.count("~") != 1:
-        raise InvalidInput('a Cox formula is "duration + event ~ age + C(sex)"')
-    lhs, rhs = formula.split("~")
-    names = [x.strip() for x in lhs.split("+")]
-    if len(names) != 2 or not all(n.isidentifier() for n in names):
-        raise InvalidInput(f"the left of '~' in {formula!r} must be two columns: duration + event")
-    return names[0], names[1], f"{names[0]} ~ {rhs.strip()}"
-
-
-class _CoxRounds:
-    """One ``coxph`` request per domain, approved once for the model and a round budget; each
-    Newton–Raphson step is a round carrying β and the agreed grid points."""
-
-    def __init__(self, data: FederatedDataset, args: dict, where: Any, min_domains: int, timeout: float, budget: int):
-        from fednb.client.dataset import parse_where
-
-        self.data, self.args, self.min_domains, self.timeout, self.budget = data, args, min_domains, timeout, budget
-        self.where = parse_where(where)
-        self.request, self.parts, self.missing, self.count = None, [], {}, 0
-        self.last: dict[str, dict] = {}
-
-    def _open(self) -> None:
-        body = {"dataset": self.data.name, "kind": "builtin", "name": "coxph",
-                "args": {**self.args, **({"where": self.where} if self.where else {})},
-                "description": f"coxph: {self.args['formula']} (event {self.args['event']}, {self.args['ties']})",
-                "limits": {"max_rounds": self.budget}}
-        self.request = self.data.fed.submit(self.data.clients, body)
-        self.parts = self.request.wait_decided(self.timeout)
-        approved = {p.domain for p in self.parts}
-        self.missing = {d: why for d, why in self.request.problems.items() if d not in approved}
-        if len(self.parts) < self.min_domains:
-            raise NotEnoughDomains(self.min_domains, len(self.parts), self.missing)
-
-    async def _one(self, part, number: int, inputs: dict) -> dict:
-        deadline = time.monotonic() + self.timeout
-        try:
-            state = await part.client.submit_inputs_round(part.id, number, inputs, wait=self.timeout)
-            while state["status"] not in ROUND_FINAL and time.monotonic() < deadline:
-                state = await part.client.round(part.id, number, wait=deadline - time.monotonic())
-        except DomainError as exc:
-            return {"status": "failed", "reason": exc.message}
-        if state["status"] == "blocked":
-            return {**state, "reason": f"blocked by disclosure control: {state.get('reason')}"}
-        if state["status"] not in ROUND_FINAL:
-            return {"status": "failed", "reason": f"no answer within {self.timeout:g} s"}
-        return state
-
-    def ask(self, beta: np.ndarray | None, points: list[int] | None) -> dict[str, dict]:
-        if self.request is None:
-            self._open()
-        self.count += 1
-        inputs = {**({"beta": [float(b) for b in beta]} if beta is not None else {}),
-                  **({"points": points} if points is not None else {})}
-        states = run(gather(*(self._one(p, self.count, inputs) for p in self.parts)), self.timeout + 30)
-        found = {p.domain: st["result"] for p, st in zip(self.parts, states) if st["status"] == "done"}
-        problems = {p.domain: st.get("reason") or st["status"] for p, st in zip(self.parts, states)
-                    if st["status"] != "done"}
-        if self.count == 1:
-            if len(found) < self.min_domains:
-                raise NotEnoughDomains(self.min_domains, len(found), {**self.missing, **problems})
-            self.parts = [p for p in self.parts if p.domain in found]
-            self.missing.update(problems)
-            if len({tuple(r["columns"]) for r in found.values()}) > 1:
-                raise ModelError("the domains built different model columns; they may run different fednb versions")
-        elif problems:
-            lines = "; ".join(f"{d}: {why}" for d, why in problems.items())
-            raise ModelError(f"a domain gave no result in round {self.count} ({lines}); every round needs the same "
-                             "domains, so fit again (or connect without it)")
-        self.last = found
-        return found
-
-    def close(self) -> None:
-        if self.request is not None:
-            self.request.finish()
-
-
-def _unpack(r: dict, p: int, ties: str) -> pl.RiskSums:
-    def full(upper: list) -> np.ndarray:
-        out = np.zeros((len(upper), p, p))
-        iu = np.triu_indices(p)
-        for i, u in enumerate(upper):
-            out[i][iu] = u
-            out[i] = out[i] + np.triu(out[i], 1).T
-        return out
-
-    q = len(r["d"])
-    efron = ties == "efron"
-    return pl.RiskSums(np.asarray(r["d"], float), np.asarray(r["s0"], float), np.asarray(r["s1"], float).reshape(q, p),
-                       full(r["s2"]), np.asarray(r["e0"] if efron else np.zeros(q), float),
-                       np.asarray(r["e1"], float).reshape(q, p) if efron else np.zeros((q, p)),
-                       full(r["e2"]) if efron else np.zeros((q, p, p)), np.asarray(r["xsum"], float))
-
-
-def _evaluate(found: dict[str, dict], beta: np.ndarray, ties: str, stratified: bool):
-    """Pooled log partial likelihood, gradient and Hessian (None when a domain's sums overflowed)."""
-    if not all(r["finite"] for r in found.values()):
-        return None
-    p = len(beta)
-    if stratified:
-        iu = np.triu_indices(p)
-        hess = np.zeros((p, p))
-        loglik, grad = 0.0, np.zeros(p)
-        for r in found.values():
-            h = np.zeros((p, p))
-            h[iu] = r["hessian"]
-            hess += h + np.triu(h, 1).T
-            loglik, grad = loglik + r["loglik"], grad + np.asarray(r["gradient"])
-        return loglik, grad, hess
-    sums = [_unpack(r, p, ties) for r in found.values()]
-    total = sums[0]
-    for s in sums[1:]:
-        total = total + s
-    return pl.loglik_gradient_hessian(total, beta, ties)
-
-
-def coxph(formula: str, data: FederatedDataset, *, ties: str = "efron", strata: str | None = None,
-          where: Any = None, levels: dict[str, list] | None = None, time_grid: Sequence[float] | int = 50,
-          maxiter: int = MAXITER, tol: float = TOL, min_domains: int = 1, timeout: float = 60.0,
-          epsilon: float | None = None) -> CoxResult:
-    """Cox proportional hazards on a dataset spread over domains; equal to the pooled fit on the
-    grid-binned rows (``strata="domain"``: to the fit stratified by domain on the exact rows)."""
-    from fednb.federated.glm import agree_levels
-
-    if ties not in pl.TIES:
-        raise InvalidInput(f"ties must be one of {list(pl.TIES)}, not {ties!r}")
-    if strata not in (None, "domain"):
-        raise InvalidInput("strata= may be 'domain' (a baseline hazard per domain); stratifying by a column is not "
-                           "available: fit the strata separately or add the column as a term")
-    if epsilon is not None:
-        raise InvalidInput("Cox regression has no differentially private version here: the risk-set sums at "
-                           "coefficients the analyst chooses have no bounded sensitivity; ask without epsilon=")
-    duration, event, domain_formula = parse_surv_formula(formula)
-    spec = formulas.parse(domain_formula)
-    if event in spec.variables:
-        raise InvalidInput(f"the event column {event!r} is also a term")
-    stratified = strata == "domain"
-    args: dict[str, Any] = {"formula": domain_formula, "event": event, "ties": ties,
-                            "levels": agree_levels(spec, data, levels or {})}
-    if stratified:
-        args["stratified"] = True
-    else:
-        args["time_grid"] = grid_points(data, duration, time_grid)
-    rounds = _CoxRounds(data, args, where, min_domains, timeout, budget=maxiter + NEGOTIATIONS + 2)
-    started = time.monotonic()
-    try:
-        found = rounds.ask(None, None)
-        points = None if stratified else _agree_points(rounds, found)
-        if points is not None:
-            found = rounds.last
-        fit = _newton(lambda b: _evaluate(rounds.ask(b, points), b, ties, stratified),
-                      _evaluate(found, np.zeros(len(found[next(iter(found))]["columns"])), ties, stratified),
-                      maxiter, tol)
-    finally:
-        rounds.close()
-    names = list(next(iter(rounds.last.values()))["columns"])
-    by_domain = pd.DataFrame([{"domain": d, "n": r["n"], "events": r["events"], "dropped": r["dropped"]}
-                              for d, r in rounds.last.items()])
-    grid = None if stratified else [args["time_grid"][j] for j in points]
-    return CoxResult.build(formula, ties, strata, names, fit, by_domain, rounds.missing, rounds.count,
-                           time.monotonic() - started, grid)
-
-
-def _agree_points(rounds: _CoxRounds, found: dict[str, dict]) -> list[int]:
-    """Grid points every domain releases: ask again on the points all kept (valid for each) until all agree."""
-    for _ in range(NEGOTIATIONS):
-        kept = [r["points"] for r in found.values()]
-        agreed = sorted(set.intersection(*map(set, kept)))
-        if all(k == agreed for k in kept):
-            return agreed
-        found = rounds.ask(None, agreed)
-    raise ModelError("the domains could not agree on time points (each merges intervals with few events); use a "
-                     "coarser time_grid or strata='domain'")
-
-
-def _newton(evaluate, start, maxiter: int, tol: float) -> dict[str, Any]:
-    """Newton–Raphson with step halving (as lifelines and R's coxph): stops when every step is below
-    ``tol`` relative to the coefficient (or absolutely, near zero)."""
-    if start is None:
-        raise ModelError("the partial likelihood overflows at zero coefficients; rescale covariates with large values")
-    loglik0, grad, hess = start
-    p = len(grad)
-    beta, current = np.zeros(p), start
-    for iteration in range(1, maxiter + 1):
-        loglik, grad, hess = current
-        try:
-            step = np.linalg.solve(-hess, grad)
-        except np.linalg.LinAlgError:
-            raise ModelError("the model's information matrix is singular: a term is constant or collinear with "
-                             "others on the rows used; drop it") from None
-        if np.all(np.abs(step) <= tol * np.maximum(np.abs(beta), 1.0)):
-            return {"beta": beta, "hessian": hess, "loglik": loglik, "loglik0": loglik0, "iterations": iteration,
-                    "converged": True}
-        for _ in range(20):
-            proposal = evaluate(beta + step)
-            if proposal is not None and proposal[0] >= loglik - 1e-12 * abs(loglik):
-                break
-            step = step / 2
-        else:
-            raise NotConverged("Newton–Raphson could not improve the partial likelihood; rescale covariates or "
-                               "drop terms that predict the event perfectly")
-        beta, current = beta + step, proposal
-    raise NotConverged(f"Cox regression did not converge in {maxiter} iterations; raise maxiter= or simplify the "
-                       f"model (last log-likelihood {current[0]:.6g})")
-
-
-__all__ = ["coxph", "grid_points", "kaplan_meier", "logrank"]
+__all__ = ["grid_points", "kaplan_meier", "logrank"]

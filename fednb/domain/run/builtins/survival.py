@@ -134,6 +134,29 @@ def survival_table(a: KaplanMeierArgs, df: pd.DataFrame, ctx: Context) -> dict[s
             "suppressed": sum("suppressed" in g for g in groups), "merged": sum(g.get("merged", 0) for g in released)}
 
 
+def noisy_table(a: KaplanMeierArgs, df: pd.DataFrame, levels: dict[str, list], noise: Any,
+                rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Events and censorings per interval of the whole grid, per group, each with noise.
+
+    Every row (rows beyond the grid censored at its end) is in exactly one cell of this table, so
+    adding or removing one changes one cell by 1: noise of sensitivity 1 on every cell at the full
+    ε (parallel composition, Dwork & Roth 2014, §3.3). The shape depends only on the grid and the
+    public levels ("(other)" is always there), so neither merging nor suppression is needed.
+    """
+    frame = _durations(df, a.duration, a.event, a.by)
+    grid = np.asarray(a.time_grid, dtype=float)
+    groups = _groups(frame, a.by, levels)
+    if a.by is not None and groups[-1][0] != "(other)":
+        groups.append(("(other)", np.zeros(len(frame), dtype=bool)))
+    out = []
+    for level, mask in groups:
+        index, e = pl.bin_rows(frame["t"].to_numpy()[mask], frame["e"].to_numpy()[mask], grid)
+        events, censored = pl.exits(index, e, len(grid))
+        out.append({"level": level, "events": (events + noise.sample(rng, len(grid))).tolist(),
+                    "censored": (censored + noise.sample(rng, len(grid))).tolist()})
+    return out
+
+
 # -- Cox regression ------------------------------------------------------------------------------
 
 class CoxArgs(Args):
