@@ -133,6 +133,9 @@ def cox_rows(name: str, spec: dict, ds, pooled: pd.DataFrame, frames: dict, poin
                      "abs_diff_loglik": abs(fit.loglik - ref.log_likelihood_),
                      "binning_max_rel_diff_coef": max_rel(fit.params, exact.params_) if strata is None else None,
                      "binning_max_rel_diff_se": max_rel(fit.bse, exact.standard_errors_) if strata is None else None,
+                     "binning_max_shift_in_se": float(np.max(np.abs((fit.params - exact.params_[fit.params.index])
+                                                                     / exact.standard_errors_[fit.params.index])))
+                     if strata is None else None,
                      "iterations": fit.iterations, "rounds": fit.rounds, "runs": runs,
                      "wall_median_s": round(statistics.median(times), 4)})
     return rows
