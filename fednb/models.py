@@ -120,6 +120,9 @@ class Request(_Model):
     finished_at: float | None = None
     result: Any = None
     disclosure: dict[str, Any] | None = None
+    receipts: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "The domain's signed receipt of each release (Ed25519): code and result SHA-256, disclosure, "
+        "privacy spent, audit entry and Merkle log head. Check offline with `fednb verify`."))
 
     @property
     def final(self) -> bool:
