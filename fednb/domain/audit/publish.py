@@ -77,8 +77,9 @@ def export(domain: Domain, out: str | Path) -> dict[str, Any]:
 
     report = pseudonymous(report_module.build(domain), key)
     names = _names(domain, key) if domain.policy.transparency.name_analysts else {}
+    names_or = lambda name: public_log.pseudonym(key, name)  # noqa: E731
     published = {"format": "fednb-transparency-export/1", "report": report, "names": names,
-                 "sovereignty": sovereignty.statement(domain), "sth": sth}
+                 "sovereignty": sovereignty.statement(domain, names_or), "sth": sth}
     out.mkdir(parents=True, exist_ok=True)
     _write(out / "sth.json", sth)
     _write(out / "log.json", {"format": LOG, "domain": domain.name, "entries": entries})

@@ -4,6 +4,7 @@ the report (inline CSS, no scripts, nothing fetched); every value is escaped."""
 
 from __future__ import annotations
 
+import json
 from html import escape
 from typing import Any
 
@@ -93,9 +94,9 @@ def _sovereignty(sov: dict[str, Any], t) -> str:
             + f'<h3>{t("network")}</h3>\n{network}\n<p class="muted">{t("covers")}: {escape(net["covers"])}</p>\n'
             + f'<h3>{t("where")}</h3>\n' + _table([t("part"), t("runs")],
                                                  [[escape(w["part"]), escape(w["runs"])] for w in sov["where"]])
-            + f'<h3>{t("policy")}</h3>\n<p>SHA-256 <code>{escape(sov["policy"]["sha256"])}</code></p>\n'
-            + f'<pre style="white-space: pre-wrap; background: #f6f8fa; padding: .8rem; font-size: .8rem">'
-              f'{escape(sov["policy"]["text"])}</pre>\n')
+            + f'<h3>{t("policy")}</h3>\n<p>policy.toml SHA-256 <code>{escape(sov["policy"]["file_sha256"])}</code></p>\n'
+            + _table(["", ""], [[escape(section), _code(json.dumps(values, ensure_ascii=False))]
+                                for section, values in sov["policy"]["settings"].items()]))
 
 
 def _iso(ts: float) -> str:

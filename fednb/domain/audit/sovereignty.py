@@ -134,8 +134,9 @@ def distributions(root: str = "fednb") -> list[dict[str, str]]:
     return sorted(seen.values(), key=lambda d: d["name"].lower())
 
 
-def statement(domain: Domain) -> dict[str, Any]:
-    """The statement as plain data (published in the report's JSON and HTML)."""
+def statement(domain: Domain, who=lambda name: name) -> dict[str, Any]:
+    """The statement as plain data (published in the report's JSON and HTML). ``who`` maps the
+    analysts named in per-analyst budgets to what may be published (their pseudonyms)."""
     server = _read_json(domain.path / SERVER_FILE)
     attempts = _attempts(domain.path / OUTBOUND_FILE)
     policy_text = (domain.path / "policy.toml").read_text(encoding="utf-8")
@@ -146,7 +147,8 @@ def statement(domain: Domain) -> dict[str, Any]:
                      "distributions": distributions()},
         "isolation": isolation.get("level", "unknown (the server has not been started)"),
         "isolation_details": isolation,
-        "policy": {"sha256": hashlib.sha256(policy_text.encode()).hexdigest(), "text": policy_text},
+        "policy": {"file_sha256": hashlib.sha256(policy_text.encode()).hexdigest(),
+                   "settings": _settings(domain, who)},
         "network": {"outbound_attempts": len(attempts), "watching_since": server.get("first_started_at"),
                     "recent": attempts[-20:], "covers": COVERS if server else "not measured: the server has "
                     "not been started since this record began"},
@@ -182,3 +184,16 @@ def _attempts(path: Path) -> list[dict[str, Any]]:
         except ValueError:
             out.append({"event": "unreadable line", "to": line[:100]})
     return out
+
+
+def _settings(domain: Domain, who) -> dict[str, Any]:
+    """The policy as validated (every default filled in), analysts in budget keys made pseudonymous."""
+    settings = domain.policy.model_dump(mode="json")
+    budgets = settings.get("privacy", {}).get("budgets", {})
+    renamed = {}
+    for key, allowance in budgets.items():
+        analyst, _, dataset = key.partition("/")
+        renamed[f"{analyst if analyst == '*' else who(analyst)}/{dataset}"] = allowance
+    if budgets:
+        settings["privacy"]["budgets"] = renamed
+    return settings
