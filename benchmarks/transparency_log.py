@@ -74,7 +74,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         plain = create_domain(root, "plain", data.hospital("hospital-a"), "patients", analyst="alice")
-        keep, public_log.extend = public_log.extend, lambda conn, seq: None  # the hash chain alone, as before
+        keep, public_log.extend = public_log.extend, lambda conn, seq, row=None: None  # the hash chain alone, as before
         try:
             chain_only = grow(plain, min(args.entries, 20_000))
         finally:

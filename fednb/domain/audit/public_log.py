@@ -79,8 +79,9 @@ def _save(conn: sqlite3.Connection, size: int, nodes: list[tuple[int, bytes]]) -
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_FRONTIER, value))
 
 
-def extend(conn: sqlite3.Connection, seq: int) -> None:
-    """Add row ``seq`` (just inserted) to the tree; build the tree first where it is missing."""
+def extend(conn: sqlite3.Connection, seq: int, row: dict[str, Any] | None = None) -> None:
+    """Add row ``seq`` (just inserted; ``row`` its columns, if at hand) to the tree; build the tree
+    first where it is missing."""
     key = pseudonym_key(conn)
     found = _frontier(conn)
     if found is None or found[0] != seq - 1:
@@ -89,7 +90,8 @@ def extend(conn: sqlite3.Connection, seq: int) -> None:
             nodes = merkle.frontier_push(nodes, leaf)
         _save(conn, seq, nodes)
         return
-    row = conn.execute("SELECT * FROM audit WHERE seq = ?", (seq,)).fetchone()
+    if row is None:
+        row = conn.execute("SELECT * FROM audit WHERE seq = ?", (seq,)).fetchone()
     _save(conn, seq, merkle.frontier_push(found[1], leaf_of(public_entry(key, row))))
 
 

@@ -37,7 +37,10 @@ WORDS: dict[str, tuple[str, str]] = {
              "El servidor del dominio intentó {n} conexión(es) saliente(s) desde {since}:"),
     "covers": ("What this measures", "Qué se mide"), "where": ("Where each part runs", "Dónde corre cada parte"),
     "part": ("Part", "Parte"), "runs": ("Runs on", "Corre en"), "policy": ("Policy in force", "Política vigente"),
-    "package": ("Distribution", "Distribución"), "version": ("Version", "Versión"),
+    "package": ("Distribution", "Distribución"),
+    "packages": ("fednb and the {n} distributions it runs on, with versions and hashes",
+                 "fednb y las {n} distribuciones sobre las que corre, con versiones y hashes"),
+    "settings": ("Every setting, defaults included", "Todos los valores, incluidos los predeterminados"), "version": ("Version", "Versión"),
     "record": ("SHA-256 of its installed-files record", "SHA-256 de su registro de archivos instalados"),
     "full_report": ("The full transparency report (decisions, reasons, blocks)", "El informe de transparencia completo (decisiones, motivos, bloqueos)"),
     "names": ("Analysts named by the domain's policy", "Analistas nombrados por la política del dominio"),
@@ -86,17 +89,21 @@ def _sovereignty(sov: dict[str, Any], t) -> str:
     network = (f'<p>{t("zero", since=since)}</p>' if net["outbound_attempts"] == 0 else
                f'<p>{t("some", n=net["outbound_attempts"], since=since)}</p>'
                + _table(["", ""], [[_time(_iso(a.get("time", 0))), escape(str(a.get("to")))] for a in net["recent"]]))
-    return (f'<h2>{t("sovereignty")}</h2>\n<h3>{t("software")}</h3>\n'
-            f'<p>fednb {escape(software["fednb"])}, Python {escape(software["python"])}, {escape(software["platform"])}</p>\n'
-            + _table([t("package"), t("version"), t("record")],
-                     [[escape(d["name"]), escape(d["version"]), _code(d["record_sha256"])] for d in software["distributions"]])
-            + f'<h3>{t("isolation")}</h3>\n<p><b>{escape(sov["isolation"])}</b></p>\n'
-            + f'<h3>{t("network")}</h3>\n{network}\n<p class="muted">{t("covers")}: {escape(net["covers"])}</p>\n'
-            + f'<h3>{t("where")}</h3>\n' + _table([t("part"), t("runs")],
-                                                 [[escape(w["part"]), escape(w["runs"])] for w in sov["where"]])
+    packages = _table([t("package"), t("version"), t("record")],
+                      [[escape(d["name"]), escape(d["version"]), _code(d["record_sha256"])]
+                       for d in software["distributions"]])
+    settings = _table(["", ""], [[escape(section), _code(json.dumps(values, ensure_ascii=False))]
+                                 for section, values in sov["policy"]["settings"].items()])
+    return (f'<h2>{t("sovereignty")}</h2>\n'
+            f'<h3>{t("isolation")}</h3>\n<p><b>{escape(sov["isolation"])}</b></p>\n'
+            f'<h3>{t("network")}</h3>\n{network}\n<p class="muted">{t("covers")}: {escape(net["covers"])}</p>\n'
+            f'<h3>{t("where")}</h3>\n' + _table([t("part"), t("runs")],
+                                                [[escape(w["part"]), escape(w["runs"])] for w in sov["where"]])
+            + f'<h3>{t("software")}</h3>\n<p>fednb {escape(software["fednb"])}, Python {escape(software["python"])}, '
+              f'{escape(software["platform"])}</p>\n<details><summary>{t("packages", n=len(software["distributions"]))}'
+              f'</summary>\n{packages}</details>\n'
             + f'<h3>{t("policy")}</h3>\n<p>policy.toml SHA-256 <code>{escape(sov["policy"]["file_sha256"])}</code></p>\n'
-            + _table(["", ""], [[escape(section), _code(json.dumps(values, ensure_ascii=False))]
-                                for section, values in sov["policy"]["settings"].items()]))
+            + f'<details><summary>{t("settings")}</summary>\n{settings}</details>\n')
 
 
 def _iso(ts: float) -> str:
