@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from fednb.errors import InvalidInput
+from fednb.errors import FednbError, InvalidInput
 
 
 @click.command("info")
@@ -21,7 +21,7 @@ def domain_info(path: Path, as_json: bool) -> None:
     from fednb.domain.audit import public_log, sovereignty
 
     d = Domain(path)
-    server = sovereignty._read_json(d.path / sovereignty.SERVER_FILE)
+    server = sovereignty.server_state(d.path)
     size, root = public_log.head(d.store.connect())
     info = {"name": d.name, "fingerprint": d.identity.fingerprint,
             "isolation": (server.get("isolation") or {}).get("level", "unknown (not served yet)"),
@@ -44,7 +44,10 @@ def domain_publish(path: Path, out: Path) -> None:
     from fednb.domain import Domain
     from fednb.domain.audit.publish import export
 
-    published = export(Domain(path), out)
+    try:
+        published = export(Domain(path), out)
+    except OSError as exc:
+        raise FednbError(f"cannot write the export to {out}: {exc.strerror}") from None
     sth = published["sth"]
     click.echo(f"published {sth['body']['tree_size']} entries to {out}/ (index.html, index.es.html), "
                f"Merkle root {sth['body']['root_hash']}\ncheck it with: fednb verify --log {out} --pin {sth['fingerprint']}")
@@ -88,13 +91,13 @@ def verify(result: Path | None, log_dir: Path | None, heads: tuple[Path, ...], p
                 problems += log.check_head(_load(head), where=str(head))
             if not problems:
                 held.append(f"log {log_dir}: {log.size} entries, root {log.root.hex()}, signed by {log.fingerprint}; "
-                            f"{len(log.receipts)} receipts proven in it"
+                            f"{len(log.receipts)} release receipt(s) proven in it"
                             + (f"; extends {len(heads)} earlier head(s)" if heads else ""))
         if result is not None:
             ok, wrong = check_results(_load(result), pinned, log)
             held += ok
             problems += wrong
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InvalidInput(f"cannot check this: {exc}") from None
     for line in held:
         click.echo(f"ok: {line}")

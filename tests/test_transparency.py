@@ -47,6 +47,8 @@ def released(tmp_path_factory, alice_token):
         fed = fednb.connect([live.url], token=alice_token)
         pooled = fed.dataset("patients").count()
         pooled.request.save(root / "RESULT.json")
+        noisy = fed.dataset("patients").count(epsilon=0.5)
+        noisy.request.save(root / "NOISY.json")
         fed.close()
         yield live, pooled, root
     finally:
@@ -73,6 +75,33 @@ def test_a_release_over_http_carries_a_receipt_verified_offline_from_the_cli(rel
     out = fednb_cli("verify", root / "RESULT.json", "--pin", f"{live.name}={fingerprint(live.path)}")
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"ok: {live.name}: request {part.id} (builtin:count on patients)" in out.stdout
+
+
+def test_the_receipt_is_served_by_the_api_and_states_the_privacy_spent(released):
+    import httpx
+
+    live, pooled, root = released
+    (part,) = pooled.request.parts
+    answer = httpx.get(f"{live.url}/v1/requests/{part.id}", headers={"Authorization": f"Bearer {live.token}"})
+    assert answer.status_code == 200 and answer.json()["receipts"] == part.receipts
+    noisy = json.loads((root / "NOISY.json").read_text())["domains"][live.name]
+    (receipt,) = noisy["receipts"]
+    assert receipt["body"]["epsilon_spent"] == 0.5
+    assert receipt["body"]["disclosure"]["privacy"]["mechanism"] == "laplace"
+    out = fednb_cli("verify", root / "NOISY.json", "--pin", fingerprint(live.path))
+    assert out.returncode == 0, out.stdout
+
+
+def test_the_widget_marks_only_a_result_its_receipt_covers(released):
+    pytest.importorskip("ipywidgets")
+    from fednb.client.requests import Part
+    from fednb.widgets.tracker import released as released_html
+
+    _, pooled, _ = released
+    (part,) = pooled.request.parts
+    assert "signed ✓" in released_html(part)
+    changed = Part(part.client, part.id, {**part.state, "result": {**part.state["result"], "n": 1}})
+    assert not changed.verified and "signed ✓" not in released_html(changed)
 
 
 def _edited_result(root: Path, name: str, edit) -> Path:
@@ -127,7 +156,9 @@ def test_published_log_proves_the_receipt_and_names_nobody(released):
     fp = fingerprint(live.path)
     out = fednb_cli("verify", root / "RESULT.json", "--log", out_dir, "--pin", fp)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "1 receipts proven in it" in out.stdout
+    assert "2 release receipt(s) proven in it" in out.stdout
+    elsewhere = fednb_cli("verify", root / "RESULT.json", "--log", root / "no-such-log")
+    assert elsewhere.returncode == 2 and "cannot read" in elsewhere.stderr
     for f in out_dir.iterdir():
         assert "alice" not in f.read_text() and "olga" not in f.read_text(), f.name
     report = json.loads((out_dir / "report.json").read_text())

@@ -52,7 +52,8 @@ def export(domain: Domain, out: str | Path) -> dict[str, Any]:
         tree = merkle.Tree([public_log.leaf_of(e) for e in entries])
         recorded_size, recorded_root = public_log.head(tx)
         if recorded_size and tree.root_at(min(recorded_size, tree.size)).hex() != recorded_root:
-            raise FednbError("the audit log's rows no longer match its recorded Merkle root (rows were edited); "
+            raise FednbError("the audit log's rows no longer match its recorded Merkle root (rows were edited or "
+                             "removed); "
                              "run `fednb domain audit DIR --verify` and do not publish it")
         tx.execute(HEADS_TABLE)
         earlier = [json.loads(r[0]) for r in tx.execute("SELECT sth_json FROM published_heads ORDER BY tree_size")]

@@ -137,7 +137,7 @@ def distributions(root: str = "fednb") -> list[dict[str, str]]:
 def statement(domain: Domain, who=lambda name: name) -> dict[str, Any]:
     """The statement as plain data (published in the report's JSON and HTML). ``who`` maps the
     analysts named in per-analyst budgets to what may be published (their pseudonyms)."""
-    server = _read_json(domain.path / SERVER_FILE)
+    server = server_state(domain.path)
     attempts = _attempts(domain.path / OUTBOUND_FILE)
     policy_text = (domain.path / "policy.toml").read_text(encoding="utf-8")
     isolation = server.get("isolation") or {}
@@ -163,6 +163,11 @@ def statement(domain: Domain, who=lambda name: name) -> dict[str, Any]:
              "released aggregates only"},
         ],
     }
+
+
+def server_state(folder: str | Path) -> dict[str, Any]:
+    """What the last ``fednb domain serve`` recorded: start times and isolation ({} if never served)."""
+    return _read_json(Path(folder) / SERVER_FILE)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

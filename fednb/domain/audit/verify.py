@@ -148,8 +148,9 @@ def check_results(data: Any, pins: dict[str, str], log: PublishedLog | None = No
         for receipt in found:
             wrong = receipts.check_result(receipt, part.get("result"), pinned)
             if not wrong and log is not None and receipt["body"].get("domain") == log.sth["body"].get("domain"):
-                wrong = log.locate(receipt["body"]) or receipts.check(receipt, receipts.RECEIPT, log.fingerprint) or []
-                wrong = [wrong] if isinstance(wrong, str) else wrong
+                wrong = log.locate(receipt["body"])
+                if receipt.get("fingerprint") != log.fingerprint:
+                    wrong.append(f"the receipt is signed by {receipt.get('fingerprint')}, the log by {log.fingerprint}")
             if wrong:
                 problems += [f"{name}: {w}" for w in wrong]
             else:
