@@ -49,6 +49,10 @@ def released(tmp_path_factory, alice_token):
         pooled.request.save(root / "RESULT.json")
         noisy = fed.dataset("patients").count(epsilon=0.5)
         noisy.request.save(root / "NOISY.json")
+        for name, pooled_value in (("MEAN", fed.dataset("patients").mean("age")),
+                                   ("HIST", fed.dataset("patients").histogram("age", bins=[0, 30, 50, 70, 120]))):
+            assert all(p.verified for p in pooled_value.request.parts)  # floats and infinities hash the same
+            pooled_value.request.save(root / f"{name}.json")
         fed.close()
         yield live, pooled, root
     finally:
@@ -88,8 +92,9 @@ def test_the_receipt_is_served_by_the_api_and_states_the_privacy_spent(released)
     (receipt,) = noisy["receipts"]
     assert receipt["body"]["epsilon_spent"] == 0.5
     assert receipt["body"]["disclosure"]["privacy"]["mechanism"] == "laplace"
-    out = fednb_cli("verify", root / "NOISY.json", "--pin", fingerprint(live.path))
-    assert out.returncode == 0, out.stdout
+    for saved in ("NOISY.json", "MEAN.json", "HIST.json"):
+        out = fednb_cli("verify", root / saved, "--pin", fingerprint(live.path))
+        assert out.returncode == 0, out.stdout
 
 
 def test_the_widget_marks_only_a_result_its_receipt_covers(released):
@@ -156,7 +161,7 @@ def test_published_log_proves_the_receipt_and_names_nobody(released):
     fp = fingerprint(live.path)
     out = fednb_cli("verify", root / "RESULT.json", "--log", out_dir, "--pin", fp)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "2 release receipt(s) proven in it" in out.stdout
+    assert "4 release receipt(s) proven in it" in out.stdout  # count, noisy count, mean, histogram
     elsewhere = fednb_cli("verify", root / "RESULT.json", "--log", root / "no-such-log")
     assert elsewhere.returncode == 2 and "cannot read" in elsewhere.stderr
     for f in out_dir.iterdir():

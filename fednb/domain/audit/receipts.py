@@ -97,9 +97,12 @@ def issue(tx: sqlite3.Connection, domain: Domain, job: Any, request_id: str, out
 
 
 def for_request(conn: sqlite3.Connection, request_id: str) -> list[dict[str, Any]]:
+    """The receipt of a one-off release, or of the latest round of a request that runs in rounds
+    (a request is polled often: its earlier rounds' receipts are in the published export)."""
     if not _exists(conn):
         return []
-    rows = conn.execute("SELECT receipt_json FROM receipts WHERE request_id = ? ORDER BY seq", (request_id,))
+    rows = conn.execute("SELECT receipt_json FROM receipts WHERE request_id = ? ORDER BY seq DESC LIMIT 1",
+                        (request_id,))
     return [json.loads(r[0]) for r in rows]
 
 
