@@ -5,6 +5,7 @@ by ``fednb verify`` run as a command, with nothing but files."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -72,7 +73,7 @@ def test_a_release_over_http_carries_a_receipt_verified_offline_from_the_cli(rel
     entry = d.audit_entries()[body["audit_seq"] - 1]
     assert (entry.action, entry.object_id, entry.hash) == ("release", part.id, body["audit_chain_hash"])
     assert body["code_sha256"] == req.code_hash and body["what"] == "builtin:count"
-    assert body["result_sha256"] == receipts.result_sha256(part.state["result"])
+    assert body["result_sha256"] == receipts.result_sha256(part.state["result"], receipt["result_salt"])
     assert body["analyst"].startswith("a-") and "alice" not in json.dumps(receipt)
     assert receipt["fingerprint"] == d.identity.fingerprint
 
@@ -143,8 +144,8 @@ def test_a_forged_receipt_is_detected(released):
     def resign(saved):
         part = saved["domains"][live.name]
         part["result"]["n"] = 99999
-        body = {**part["receipts"][0]["body"], "result_sha256": receipts.result_sha256(part["result"])}
-        part["receipts"][0] = receipts.sign(forger, receipts.RECEIPT, body)
+        body = {**part["receipts"][0]["body"], "result_sha256": receipts.result_sha256(part["result"], "salt")}
+        part["receipts"][0] = {**receipts.sign(forger, receipts.RECEIPT, body), "result_salt": "salt"}
 
     path = _edited_result(root, "resigned.json", resign)
     out = fednb_cli("verify", path, "--pin", f"{live.name}={fingerprint(live.path)}")
@@ -154,7 +155,7 @@ def test_a_forged_receipt_is_detected(released):
 
 
 def test_published_log_proves_the_receipt_and_names_nobody(released):
-    live, _, root = released
+    live, pooled, root = released
     out_dir = root / "public"
     published = fednb_cli("domain", "publish", live.path, out_dir)
     assert published.returncode == 0, published.stderr
@@ -164,8 +165,13 @@ def test_published_log_proves_the_receipt_and_names_nobody(released):
     assert "4 release receipt(s) proven in it" in out.stdout  # count, noisy count, mean, histogram
     elsewhere = fednb_cli("verify", root / "RESULT.json", "--log", root / "no-such-log")
     assert elsewhere.returncode == 2 and "cannot read" in elsewhere.stderr
+    (part,) = pooled.request.parts
+    bare = [hashlib.sha256(form.encode()).hexdigest()  # what anyone could test guesses of the count against
+            for form in (json.dumps(part.state["result"]), canonical_json(part.state["result"]))]
     for f in out_dir.iterdir():
-        assert "alice" not in f.read_text() and "olga" not in f.read_text(), f.name
+        text = f.read_text()
+        assert "alice" not in text and "olga" not in text, f.name
+        assert not any(h in text for h in bare) and "result_salt" not in text, f.name
     report = json.loads((out_dir / "report.json").read_text())
     sov = report["sovereignty"]
     assert sov["isolation"] in ("strong", "standard", "minimal", "none")  # the server recorded it

@@ -76,7 +76,7 @@ def export(domain: Domain, out: str | Path) -> dict[str, Any]:
                "consistency": _hex(tree.consistency_proof(r["body"]["log_head"]["tree_size"]))}
               for r in released if r["body"]["audit_seq"] <= tree.size]
 
-    report = pseudonymous(report_module.build(domain), key)
+    report = pseudonymous(report_module.build(domain), key, released)
     names = _names(domain, key) if domain.policy.transparency.name_analysts else {}
     names_or = lambda name: public_log.pseudonym(key, name)  # noqa: E731
     published = {"format": "fednb-transparency-export/1", "report": report, "names": names,
@@ -104,13 +104,19 @@ def _names(domain: Domain, key: bytes) -> dict[str, str]:
     return {public_log.pseudonym(key, name): name for name in people}
 
 
-def pseudonymous(report: dict[str, Any], key: bytes) -> dict[str, Any]:
-    """The transparency report with every person (analysts, owners) replaced by their pseudonym."""
+def pseudonymous(report: dict[str, Any], key: bytes, released: list[dict[str, Any]]) -> dict[str, Any]:
+    """The transparency report with every person (analysts, owners) replaced by their pseudonym, and
+    each result's bare SHA-256 by its receipt's salted one (a bare hash of a small number is
+    reversed by trying values; see :func:`receipts.result_sha256`)."""
     who = lambda name: public_log.public_actor(key, name) if name else name  # noqa: E731
+    by_seq = {r["body"]["audit_seq"]: r["body"]["result_sha256"] for r in released}
+    by_request = {r["body"]["request"]: r["body"]["result_sha256"] for r in released}
     out = dict(report)
     for section in ("decisions", "releases", "blocks", "failures", "requests"):
         out[section] = [{**row, **{k: who(row[k]) for k in ("analyst", "by", "decided_by") if k in row}}
                         for row in report[section]]
+    out["releases"] = [{**row, "result_sha256": by_seq.get(row["seq"])} for row in out["releases"]]
+    out["requests"] = [{**row, "result_sha256": by_request.get(row["id"])} for row in out["requests"]]
     out["by_analyst"] = {who(name): counts for name, counts in report["by_analyst"].items()}
     access = report["access"]
     out["access"] = {

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import secrets
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
@@ -36,9 +37,12 @@ TABLE = """CREATE TABLE IF NOT EXISTS receipts (
 )"""
 
 
-def result_sha256(result: Any) -> str:
-    """SHA-256 of the result's canonical JSON (sorted keys, no spaces): the same on both sides of the wire."""
-    return hashlib.sha256(canonical_json(result).encode()).hexdigest()
+def result_sha256(result: Any, salt: str) -> str:
+    """SHA-256 of a random salt and the result's canonical JSON (sorted keys, no spaces: the same on
+    both sides of the wire). The salt travels to the analyst beside the signed body, never into the
+    public export: a bare hash of a count or a mean is found by trying every likely value, which would
+    publish the result to anyone; a salted one is a commitment only the analyst can open."""
+    return hashlib.sha256(f"{salt}\n{canonical_json(result)}".encode()).hexdigest()
 
 
 def sign(identity: keys.Identity, purpose: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -79,18 +83,19 @@ def issue(tx: sqlite3.Connection, domain: Domain, job: Any, request_id: str, out
                      (request_id,)).fetchone()
     size, root = public_log.head(tx)
     privacy = (outcome.disclosure or {}).get("privacy") or {}
+    salt = secrets.token_hex(16)
     body = {
         "domain": domain.name, "request": request_id, "job": job["id"], "round": job["round"],
         "dataset": req["dataset"], "analyst": public_log.pseudonym(public_log.pseudonym_key(tx), req["analyst"]),
         "what": f"{req['kind']}:{req['name']}", "code_sha256": req["code_hash"],
-        "result_sha256": result_sha256(outcome.result),
+        "result_sha256": result_sha256(outcome.result, salt),
         "weights_sha256": hashlib.sha256(outcome.blob).hexdigest() if outcome.blob is not None else None,
         "disclosure": outcome.disclosure or {},
         "epsilon_spent": privacy.get("epsilon", 0.0), "delta_spent": privacy.get("delta", 0.0),
         "audit_seq": entry.seq, "audit_chain_hash": entry.hash, "released_at": entry.time,
         "log_head": {"tree_size": size, "root_hash": root},
     }
-    receipt = sign(domain.identity, RECEIPT, body)
+    receipt = {**sign(domain.identity, RECEIPT, body), "result_salt": salt}
     tx.execute(TABLE)
     tx.execute("INSERT INTO receipts (seq, request_id, receipt_json) VALUES (?, ?, ?)",
                (entry.seq, request_id, json.dumps(receipt)))
@@ -107,9 +112,11 @@ def for_request(conn: sqlite3.Connection, request_id: str) -> list[dict[str, Any
 
 
 def all_receipts(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every receipt as it may be published: without the salt that would let anyone test guesses of a result."""
     if not _exists(conn):
         return []
-    return [json.loads(r[0]) for r in conn.execute("SELECT receipt_json FROM receipts ORDER BY seq")]
+    found = (json.loads(r[0]) for r in conn.execute("SELECT receipt_json FROM receipts ORDER BY seq"))
+    return [{k: v for k, v in r.items() if k != "result_salt"} for r in found]
 
 
 def _exists(conn: sqlite3.Connection) -> bool:
@@ -128,7 +135,12 @@ def check_result(receipt: dict[str, Any], result: Any, pinned: str | None = None
     if problem:
         return [f"receipt: {problem}"]
     body = receipt["body"]
-    if body.get("round") is None and result_sha256(result) != body.get("result_sha256"):
+    if body.get("round") is not None:
+        return []
+    if not isinstance(receipt.get("result_salt"), str):
+        return [f"receipt of request {body.get('request')}: it has no result_salt, so no result can be matched to "
+                "it (the public export leaves the salt out; the analyst's copy has it)"]
+    if result_sha256(result, receipt["result_salt"]) != body.get("result_sha256"):
         return [f"receipt of request {body.get('request')}: the result is not the one the domain released "
                 "(its SHA-256 differs)"]
     return []
