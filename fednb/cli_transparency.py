@@ -18,11 +18,13 @@ from fednb.errors import FednbError, InvalidInput
 def domain_info(path: Path, as_json: bool) -> None:
     """Name, key fingerprint (compare it out of band before pinning it), isolation, datasets, log head."""
     from fednb.domain import Domain
-    from fednb.domain.audit import public_log, sovereignty
+    from fednb.domain.audit import merkle, public_log, sovereignty
 
     d = Domain(path)
     server = sovereignty.server_state(d.path)
     size, root = public_log.head(d.store.connect())
+    if size == 0 and d.audit_entries(limit=1):  # a log made before the tree: build it now, as publish would
+        size, root = len(d.audit_entries()), merkle.root(public_log.leaves(d.store.connect())).hex()
     info = {"name": d.name, "fingerprint": d.identity.fingerprint,
             "isolation": (server.get("isolation") or {}).get("level", "unknown (not served yet)"),
             "datasets": [{"name": ds.name, "rows": ds.rows, "columns": len(ds.columns)} for ds in d.datasets()],

@@ -322,6 +322,9 @@ def test_a_domain_made_before_the_tree_gets_it_built(domain_dir):
     conn.close()
     d = Domain(domain_dir)
     assert d.verify_audit().ok
+    info = json.loads(fednb_cli("domain", "info", domain_dir, "--json").stdout)
+    assert info["log"] == {"entries": len(d.audit_entries()),
+                           "root_hash": merkle.root(public_log.leaves(d.store.connect())).hex()}
     d.invite("carol")
     store = d.store.connect()
     size, root = public_log.head(store)
