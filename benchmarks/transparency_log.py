@@ -47,14 +47,15 @@ def timed(fn, runs: int) -> float:
 
 
 def grow(domain, entries: int) -> float:
-    """Append filler entries (a realistic mix of payload sizes) in batches; seconds per append."""
-    start, done = time.perf_counter(), len(domain.audit_entries())
+    """Append filler entries in batches; CPU seconds per append (this process's own time, so that other
+    work on a shared machine does not count)."""
+    start, done = time.process_time(), len(domain.audit_entries())
     while done < entries:
         with domain.store.transaction() as tx:
             for i in range(min(5000, entries - done)):
                 audit.append(tx, f"analyst{i % 50}", "connect", domain.name, {"n": done + i})
         done = min(entries, done + 5000)
-    return (time.perf_counter() - start) / entries
+    return (time.process_time() - start) / entries
 
 
 def release(domain) -> dict:
@@ -76,7 +77,7 @@ def main() -> None:
         plain = create_domain(root, "plain", data.hospital("hospital-a"), "patients", analyst="alice")
         keep, public_log.extend = public_log.extend, lambda conn, seq, row=None: None  # the hash chain alone, as before
         try:
-            chain_only = grow(plain, min(args.entries, 20_000))
+            chain_only = grow(plain, args.entries)
         finally:
             public_log.extend = keep
             plain.close()
@@ -92,7 +93,8 @@ def main() -> None:
         emit("log_size", entries=n, sqlite_bytes=(root / "bench" / "domain.db").stat().st_size,
              export_log_json_bytes=(root / "out" / "log.json").stat().st_size,
              bytes_per_entry=round((root / "out" / "log.json").stat().st_size / n, 1),
-             append_with_tree_us=round(per_append * 1e6, 1), append_chain_only_us=round(chain_only * 1e6, 1),
+             append_with_tree_cpu_us=round(per_append * 1e6, 1),
+             append_chain_only_cpu_us=round(chain_only * 1e6, 1),
              publish_s=round(publish_s, 2))
 
         log = PublishedLog(root / "out")
