@@ -121,8 +121,8 @@ class Request(_Model):
     result: Any = None
     disclosure: dict[str, Any] | None = None
     receipts: list[dict[str, Any]] = Field(default_factory=list, description=(
-        "The domain's signed receipt of each release (Ed25519): code and result SHA-256, disclosure, "
-        "privacy spent, audit entry and Merkle log head. Check offline with `fednb verify`."))
+        "The domain's signed receipt (Ed25519) of the release, or of the latest round's: code and salted "
+        "result SHA-256, disclosure, privacy spent, audit entry, Merkle log head. `fednb verify` checks it."))
 
     @property
     def final(self) -> bool:
