@@ -101,7 +101,8 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
         check_tls(certfile, keyfile or certfile)
     domain = Domain(path)
     sandbox, isolation = start_sandbox(domain)
-    sovereignty.watch(domain.path, isolation)  # from here on, outbound connection attempts are recorded
+    # from here on, outbound connection attempts are recorded; the signing key is loaded now, not at the first release
+    sovereignty.watch(domain.path, isolation, domain.identity.fingerprint)
     runner = Runner(domain, sandbox)
     try:
         runner.start()

@@ -76,7 +76,8 @@ def check(statement: Any, purpose: str, pinned: str | None = None) -> str | None
 
 def issue(tx: sqlite3.Connection, domain: Domain, job: Any, request_id: str, outcome: Any,
           entry: AuditEntry) -> None:
-    """Sign and store the receipt of a release (``entry``); other outcomes get none."""
+    """Sign and store the receipt of a release (``entry``); other outcomes get none. The result is
+    hashed as the analyst will parse it (through JSON: keys become strings)."""
     if outcome.action != "release":
         return
     req = tx.execute("SELECT analyst, dataset, kind, name, code_hash FROM requests WHERE id = ?",
@@ -88,7 +89,7 @@ def issue(tx: sqlite3.Connection, domain: Domain, job: Any, request_id: str, out
         "domain": domain.name, "request": request_id, "job": job["id"], "round": job["round"],
         "dataset": req["dataset"], "analyst": public_log.pseudonym(public_log.pseudonym_key(tx), req["analyst"]),
         "what": f"{req['kind']}:{req['name']}", "code_sha256": req["code_hash"],
-        "result_sha256": result_sha256(outcome.result, salt),
+        "result_sha256": result_sha256(json.loads(json.dumps(outcome.result, allow_nan=False)), salt),
         "weights_sha256": hashlib.sha256(outcome.blob).hexdigest() if outcome.blob is not None else None,
         "disclosure": outcome.disclosure or {},
         "epsilon_spent": privacy.get("epsilon", 0.0), "delta_spent": privacy.get("delta", 0.0),

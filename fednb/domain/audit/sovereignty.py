@@ -82,14 +82,15 @@ def _hook(event: str, args: tuple) -> None:
         _busy.on = False
 
 
-def watch(folder: str | Path, isolation: dict[str, Any] | None = None) -> None:
-    """Record this process's outbound attempts into ``folder`` from now on; note the isolation level."""
+def watch(folder: str | Path, isolation: dict[str, Any] | None = None, fingerprint: str | None = None) -> None:
+    """Record this process's outbound attempts into ``folder`` from now on; note the isolation level
+    and the key the server signs with."""
     global _target
     folder = Path(folder)
     now = time.time()
     first = _read_json(folder / SERVER_FILE).get("first_started_at", now)
     state = {"first_started_at": first, "started_at": now, "pid": _pid(), "isolation": isolation or {},
-             "outbound_watch": list(WATCHED)}
+             "fingerprint": fingerprint, "outbound_watch": list(WATCHED)}
     (folder / SERVER_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
     if _target is None:
         sys.addaudithook(_hook)  # hooks cannot be removed: one per process, re-pointed by later calls
