@@ -70,7 +70,7 @@ def _pins(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--log", "log_dir", type=click.Path(path_type=Path), default=None,
               help="A folder written by `fednb domain publish`: check its signed head, entries, proofs.")
 @click.option("--head", "heads", multiple=True, type=click.Path(path_type=Path),
-              help="With --log: an earlier sth.json you kept; the log must extend it (repeatable).")
+              help="With --log: an earlier sth.json you kept (or its export folder); the log must extend it (repeatable).")
 @click.option("--pin", "pins", multiple=True,
               help="The domain key you expect, [DOMAIN=]SHA256:... (repeatable).")
 def verify(result: Path | None, log_dir: Path | None, heads: tuple[Path, ...], pins: tuple[str, ...]) -> None:
@@ -90,7 +90,7 @@ def verify(result: Path | None, log_dir: Path | None, heads: tuple[Path, ...], p
             log = PublishedLog(log_dir)
             problems += log.check(pinned.get(log.sth["body"].get("domain"), pinned.get("*")))
             for head in heads:
-                problems += log.check_head(_load(head), where=str(head))
+                problems += log.check_head(_load(head / "sth.json" if head.is_dir() else head), where=str(head))
             if not problems:
                 held.append(f"log {log_dir}: {log.size} entries, root {log.root.hex()}, signed by {log.fingerprint}; "
                             f"{len(log.receipts)} release receipt(s) proven in it"

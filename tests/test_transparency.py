@@ -259,7 +259,7 @@ def test_an_honest_log_extends_every_earlier_head(domain_dir, tmp_path):
         d.invite(name)
     d.close()
     _publish(domain_dir, tmp_path / "b")
-    out = fednb_cli("verify", "--log", tmp_path / "b", "--head", tmp_path / "a/sth.json",
+    out = fednb_cli("verify", "--log", tmp_path / "b", "--head", tmp_path / "a",  # a kept export folder
                     "--pin", fingerprint(domain_dir))
     assert out.returncode == 0 and "extends 1 earlier head" in out.stdout, out.stdout
     assert len(json.loads((tmp_path / "b/consistency.json").read_text())) == 1

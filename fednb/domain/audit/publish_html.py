@@ -26,7 +26,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "receipts": ("Signed receipts of releases", "Recibos firmados de las entregas"),
     "receipts_none": ("Nothing has been released yet.", "Todavía no se entregó nada."),
     "request": ("Request", "Solicitud"), "what": ("What", "Qué"), "dataset": ("Dataset", "Conjunto de datos"),
-    "analyst": ("Analyst (pseudonym)", "Analista (seudónimo)"), "result_sha256": ("Result SHA-256", "SHA-256 del resultado"),
+    "analyst": ("Analyst (pseudonym)", "Analista (seudónimo)"), "result_sha256": ("Result SHA-256 (salted)", "SHA-256 del resultado (con sal)"),
     "epsilon": ("ε spent", "ε gastado"), "entry": ("Log entry", "Entrada del registro"), "time": ("Time", "Hora"),
     "sovereignty": ("Sovereignty statement", "Declaración de soberanía"),
     "software": ("Software", "Software"), "isolation": ("Isolation of analysts' code", "Aislamiento del código de los analistas"),
@@ -68,7 +68,7 @@ def render_index(published: dict[str, Any], proven: list[dict[str, Any]], lang: 
              f'{t("signed_at")}: {escape(body["timestamp"])}<br>{t("key")}: <code>{escape(sth["fingerprint"])}</code></p>'
              f'<p>{t("check")}<br><code>fednb verify --log . --pin {escape(sth["fingerprint"])}</code></p></div>\n']
     rows = [[_id(r["body"]["request"]), _time(r["body"]["released_at"]), escape(r["body"]["what"]),
-             escape(r["body"]["dataset"]), escape(r["body"]["analyst"]), f'{r["body"]["epsilon_spent"]:g}',
+             escape(r["body"]["dataset"]), _id(r["body"]["analyst"]), f'{r["body"]["epsilon_spent"]:g}',
              r["body"]["audit_seq"], _code(r["body"]["result_sha256"])] for r in (p["receipt"] for p in proven)]
     parts.append(f'<h2>{t("receipts")}</h2>\n' + (_table(
         [t(k) for k in ("request", "time", "what", "dataset", "analyst", "epsilon", "entry", "result_sha256")],
