@@ -163,6 +163,9 @@ def test_published_log_proves_the_receipt_and_names_nobody(released):
     out = fednb_cli("verify", root / "RESULT.json", "--log", out_dir, "--pin", fp)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "4 release receipt(s) proven in it" in out.stdout  # count, noisy count, mean, histogram
+    releases = [e.seq for e in live.domain().audit_entries() if e.action == "release"]
+    proven = json.loads((out_dir / "receipts.json").read_text())
+    assert [p["receipt"]["body"]["audit_seq"] for p in proven] == releases  # every release, and nothing else
     elsewhere = fednb_cli("verify", root / "RESULT.json", "--log", root / "no-such-log")
     assert elsewhere.returncode == 2 and "cannot read" in elsewhere.stderr
     (part,) = pooled.request.parts
