@@ -414,5 +414,13 @@ def profile_remove(name: str, url: str | None) -> None:
     click.echo(f"removed {url + ' from ' if url else ''}profile '{name}'")
 
 
+def _register_transparency() -> None:
+    from fednb.cli_transparency import register
+
+    register(main, domain)
+
+
+_register_transparency()
+
 if __name__ == "__main__":
     main()

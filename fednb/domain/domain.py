@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fednb.domain.audit import log as audit
+from fednb.domain.audit import receipts
 from fednb.domain.data import datasets
 from fednb.domain.identity import Identity, load_or_create
 from fednb.domain.release import budget, noisy, secure_inputs
@@ -307,7 +308,7 @@ class Domain:
         return review.listing(self.store, analyst=analyst, status=status, limit=limit)
 
     def request(self, request_id: str, *, analyst: str | None = None) -> Request:
-        return review.get(self.store, request_id, analyst=analyst)
+        return receipts.attach(self.store.connect(), review.get(self.store, request_id, analyst=analyst))
 
     def resolve(self, prefix: str) -> str:
         return review.resolve_id(self.store, prefix)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fednb.domain.audit import sovereignty
 from fednb.domain.domain import Domain
 from fednb.domain.run.runner import Runner
 from fednb.errors import FednbError, SandboxError
@@ -100,6 +101,8 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
         check_tls(certfile, keyfile or certfile)
     domain = Domain(path)
     sandbox, isolation = start_sandbox(domain)
+    # from here on, outbound connection attempts are recorded; the signing key is loaded now, not at the first release
+    sovereignty.watch(domain.path, isolation, domain.identity.fingerprint)
     runner = Runner(domain, sandbox)
     try:
         runner.start()

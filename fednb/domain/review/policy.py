@@ -89,6 +89,10 @@ class AccessSection(_Section):
     lockout_seconds: float = Field(60, gt=0)
 
 
+class TransparencySection(_Section):
+    name_analysts: bool = False
+
+
 class Policy(_Section):
     domain: DomainSection
     review: ReviewSection = Field(default_factory=ReviewSection)
@@ -97,6 +101,7 @@ class Policy(_Section):
     learning: LearningSection = Field(default_factory=LearningSection)
     privacy: PrivacySection = Field(default_factory=PrivacySection)
     access: AccessSection = Field(default_factory=AccessSection)
+    transparency: TransparencySection = Field(default_factory=TransparencySection)
 
     def auto_approves(self, kind: str, name: str) -> bool:
         """Only built-in aggregates can be approved by policy; custom code always waits for a person."""
@@ -214,6 +219,12 @@ secure_min_domains = 2
 failed_token_limit = 20
 failed_token_window_seconds = 60
 lockout_seconds = 60
+
+[transparency]
+# `fednb domain publish` exports the audit log for anyone to check. Analysts appear in it under
+# stable pseudonyms; true prints their names next to the pseudonyms (only with their consent).
+# Default: false.
+name_analysts = false
 '''
 
 
