@@ -61,8 +61,8 @@ class Sandbox:
                 self._link.close()
                 self._link = None
             self._link = self._start_link()
-            out, connected = selftest.run_probe(lambda spec: jobs.run(self._link, spec), self.domain_dir)
-            self._isolation = selftest.report(self._link.ready, out, connected)
+            out, reached = selftest.run_probe(lambda spec: jobs.run(self._link, spec), self.domain_dir)
+            self._isolation = selftest.report(self._link.ready, out, reached)
             return dict(self._isolation)
 
     def _start_link(self) -> ZygoteLink:

@@ -4,6 +4,12 @@ The zygote's mount namespace hides the domain folder under a tmpfs and binds the
 back read-only; directories the job uid could not traverse (``/root`` at 0700 holding a pyenv
 interpreter) are replaced by a tmpfs that exposes only the interpreter. Job temp dirs are
 size-capped tmpfs mounts under ``/tmp``, itself a fresh tmpfs.
+
+Pathname UNIX sockets are reachable from any network namespace (they live in the filesystem), so
+the view also hides where services listen: ``/run`` and ``/var/run`` (D-Bus, systemd, docker.sock,
+nscd) under empty tmpfs mounts, and every other socket the host had bound when the zygote started
+(``/dev/log``, sockets listed in ``/proc/net/unix``) under ``/dev/null``. Seccomp is the first wall
+(a job cannot create a socket that could connect); this one stands behind it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 JOBS_ROOT = "/tmp"
+SOCKET_DIRS = ("/run", "/var/run")  # where services put their sockets (FHS)
+SOCKET_FILES = ("/dev/log",)  # syslog, when it is a socket of its own and not a link into /run
+MAX_HIDDEN_SOCKETS = 4096
 
 
 def _check(r: int, what: str) -> None:
@@ -53,6 +62,7 @@ def enter() -> dict:
     flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
     userns = os.geteuid() != 0
     uid, gid = os.geteuid(), os.getegid()
+    sockets = pathname_sockets()  # the host's list: the new network namespace shows only its own
     try:
         unshare(flags | (CLONE_NEWUSER if userns else 0))
     except OSError as e:
@@ -61,7 +71,37 @@ def enter() -> dict:
         Path("/proc/self/setgroups").write_text("deny")
         Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
         Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
-    return {"netns": True, "mountns": True, "pidns": True, "userns": userns, "error": ""}
+    return {"netns": True, "mountns": True, "pidns": True, "userns": userns, "error": "", "sockets": sockets}
+
+
+def pathname_sockets(table: str = "/proc/net/unix") -> list[str]:
+    """Absolute paths of the UNIX sockets bound in this network namespace (abstract ones start
+    with "@" and live in the namespace, not the filesystem: the zygote's own netns parts them)."""
+    try:
+        with open(table) as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return []
+    found = {line.split(None, 7)[7] for line in lines if len(line.split(None, 7)) == 8}
+    return sorted(p for p in found if p.startswith("/"))
+
+
+def _hide_sockets(candidates: list[str], notes: list[str]) -> None:
+    """Mount /dev/null over each socket still visible: connect() then finds no listener."""
+    hidden = 0
+    for path in sorted(set(candidates)):
+        if hidden >= MAX_HIDDEN_SOCKETS:
+            notes.append(f"more than {MAX_HIDDEN_SOCKETS} host sockets: the rest are walled by seccomp only")
+            break
+        try:
+            real = os.path.realpath(path)
+            if not stat.S_ISSOCK(os.lstat(real).st_mode):
+                continue
+            mount("/dev/null", real, None, MS_BIND)
+        except OSError:
+            continue  # gone, or on a path we cannot mount over: seccomp still denies connect()
+        hidden += 1
+    notes.append(f"/run and /var/run hidden; {hidden} other host socket(s) covered")
 
 
 def _depth(p: str) -> int:
@@ -100,17 +140,17 @@ def _minimal(paths: list[str]) -> list[str]:
     return out
 
 
-def setup_filesystem(domain_dir: str, datasets_dir: str, keep: list[str]) -> list[str]:
+def setup_filesystem(domain_dir: str, datasets_dir: str, keep: list[str], sockets: list[str] = ()) -> list[str]:
     """Build the zygote's view of the filesystem (in its own mount namespace; needs a fresh pid ns).
 
-    ``keep`` are what Python needs (prefixes, sys.path, the fednb package). Returns notes for the
-    isolation report.
+    ``keep`` are what Python needs (prefixes, sys.path, the fednb package); ``sockets`` are the
+    host's pathname sockets to cover. Returns notes for the isolation report.
     """
     notes = []
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we mount propagates back to the host
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # this pid namespace's /proc
     keep = _minimal([p for p in keep if os.path.exists(p)])
-    masks = {domain_dir, JOBS_ROOT}
+    masks = {domain_dir, JOBS_ROOT} | {os.path.realpath(d) for d in SOCKET_DIRS if os.path.isdir(d)}
     for p in keep:
         hidden = untraversable_ancestor(p)
         if hidden:
@@ -137,6 +177,7 @@ def setup_filesystem(domain_dir: str, datasets_dir: str, keep: list[str]) -> lis
     finally:
         for fd, _, _ in held:
             os.close(fd)
+    _hide_sockets(list(sockets) + list(SOCKET_FILES), notes)
     notes.append(f"domain folder {domain_dir} hidden; datasets bound read-only; job temp dirs on tmpfs")
     return notes
 

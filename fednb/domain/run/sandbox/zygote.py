@@ -79,7 +79,8 @@ class Zygote:
         notes = []
         keep = self._python_paths()
         if ns["mountns"]:
-            notes += namespaces.setup_filesystem(config["domain_dir"], config["datasets_dir"], keep)
+            notes += namespaces.setup_filesystem(config["domain_dir"], config["datasets_dir"], keep,
+                                                 ns.get("sockets") or [])
             self.jobs_root = namespaces.JOBS_ROOT
         else:
             self.jobs_root = tempfile.mkdtemp(prefix="fednb-jobs-")
