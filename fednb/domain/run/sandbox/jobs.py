@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 
 from fednb.domain.run.sandbox import outcome
@@ -32,6 +33,8 @@ def output_cap(spec: JobSpec) -> int:
 
 def run(link: ZygoteLink, spec: JobSpec) -> JobOutcome:
     memfd = spec_memfd(spec)
+    cgroup = getattr(link, "cgroup", None)
+    ooms = cgroup.oom_kills() if cgroup is not None else 0
     r, w = os.pipe2(os.O_CLOEXEC)
     t_sent = time.monotonic()
     try:
@@ -55,5 +58,11 @@ def run(link: ZygoteLink, spec: JobSpec) -> JobOutcome:
                                             f"{spec.limits.wall_seconds:g} s and was stopped")
     else:
         out = outcome.from_exit(event, spec, bytes(reader.buf), over_cap=state == "cap", t_sent=t_sent)
+        if event.get("signal") == signal.SIGKILL and not event.get("timed_out") and cgroup is not None \
+                and out.status in ("killed", "memory") and cgroup.oom_kills() > ooms:
+            out.status = "memory"
+            out.message = (f"the domain's jobs together used more than their shared memory cap of "
+                           f"{cgroup.memory_mb} MiB; the kernel stopped this job (retry when fewer jobs run, "
+                           "or ask the owner to raise jobs_memory_mb)")
     out.wall_ms = (time.monotonic() - t_sent) * 1000
     return out

@@ -172,7 +172,7 @@ def report(ready: dict, out: JobOutcome, reached: list[str], domain_owner_uid: i
     return {"level": level, "netns": bool(ready.get("netns")), "mountns": bool(ready.get("mountns")),
             "pidns": bool(ready.get("pidns")), "userns": bool(ready.get("userns")), "landlock_abi": abi,
             "seccomp": seccomp_held, "uid_drop": uid_drop, "tmpfs": bool(ready.get("tmpfs")),
-            "probe": {k: found.get(k) for k in CHECKS + WORKS}, "details": details
+            "probe": {k: found.get(k) for k in CHECKS}, "works": {k: found.get(k) for k in WORKS}, "details": details
             + (f"; honest use blocked: {', '.join(broken)}" if broken else "")}
 
 

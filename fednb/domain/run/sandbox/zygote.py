@@ -229,6 +229,7 @@ class Zygote:
             if lockdown.thread_count() != 1:
                 raise RuntimeError("the zygote is not single-threaded")
             ctx = {"spec_fd": fds[0], "result_fd": fds[1], "input_fd": fds[2] if session else None,
+                   "cgroup_fd": self.config.get("cgroup_fd"),
                    "session": session, "zygote_pid": os.getpid(), "tmp": tmp, "uid": uid, "nproc": NPROC,
                    "landlock_abi": self.landlock_abi, "seccomp": self.seccomp, "read_only": self.read_only}
             deadline = time.monotonic() + float(msg["deadline_s"]) if msg.get("deadline_s") else None
