@@ -177,3 +177,21 @@ def test_policy_settings(tmp_path):
         path.write_text(text.replace(default, bad))
         with pytest.raises(PolicyError, match=words):
             load_policy(path)
+
+
+def test_a_kill_is_blamed_on_the_shared_cap_only_when_the_kernel_counted_one(tmp_path):
+    # memory.events as the kernel writes it; the link is what jobs.run and Session consult.
+    from types import SimpleNamespace
+
+    from fednb.domain.run.sandbox import jobs
+    from fednb.domain.run.sandbox.spec import JobOutcome
+
+    (tmp_path / "memory.events").write_text("low 0\nhigh 0\nmax 7\noom 2\noom_kill 2\noom_group_kill 0\n")
+    link = SimpleNamespace(cgroup=cgroup.JobsCgroup(str(tmp_path), True, "", memory_mb=400, cpus=1))
+    assert jobs.oom_kills(link) == 2 and jobs.oom_kills(SimpleNamespace()) == 0
+    blamed = jobs.shared_cap(JobOutcome("killed", message="the job was killed by SIGKILL"), {"signal": 9}, link, 1)
+    assert blamed.status == "memory" and "shared memory cap of 400 MiB" in blamed.message
+    for event, before in (({"signal": 9}, 2), ({"signal": 9, "timed_out": True}, 1), ({"signal": 15}, 1)):
+        out = jobs.shared_cap(JobOutcome("killed", message="m"), event, link, before)
+        assert (out.status, out.message) == ("killed", "m"), event
+    assert jobs.shared_cap(JobOutcome("killed", message="m"), {"signal": 9}, SimpleNamespace(), 0).status == "killed"
