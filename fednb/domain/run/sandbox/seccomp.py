@@ -14,9 +14,12 @@ Families, types and calls added by future kernels are denied without a change he
 Everything else is allow by default, deny what lets a job leave its process: new processes
 (threads stay allowed), exec, signals to other processes, ptrace and cross-process memory,
 namespaces and mounts, rlimit changes, SysV IPC, io_uring (its operations bypass seccomp), bpf,
-perf, userfaultfd, keys, modules, clocks, credentials. A whole-syscall allow-list would break with
-each release of numpy, pyarrow and torch (and their lazy imports) for little gain once these are
-out. clone3 answers ENOSYS so that glibc falls back to clone, whose flags the filter can read.
+perf, userfaultfd, keys, modules, clocks, credentials, mount listing. A whole-syscall allow-list
+would break with each release of numpy, pyarrow and torch (and their lazy imports) for little gain
+once these are out; but a deny list must not grow silently with the kernel, so every syscall
+number past the last one reviewed here (``FIRST_UNREVIEWED``, after Linux 6.17's file_setattr)
+answers ENOSYS, as on an older kernel. clone3 answers ENOSYS too, so that glibc falls back to
+clone, whose flags the filter can read.
 """
 
 from __future__ import annotations
@@ -72,12 +75,14 @@ DENIED = {
     "semtimedop": 220, "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71,
     "mq_open": 240, "mq_unlink": 241, "mq_timedsend": 242, "mq_timedreceive": 243, "mq_notify": 244,
     "mq_getsetattr": 245,
+    "statmount": 457, "listmount": 458, "lsm_set_self_attr": 460, "open_tree_attr": 467,
     # the socket API beyond socketpair: nothing a job may name or reach
     "socket": 41, "connect": 42, "accept": 43, "bind": 49, "listen": 50, "accept4": 288,
 }
 _CLONE, _CLONE3, _SOCKETPAIR, _SENDTO, _KILL, _TGKILL = 56, 435, 53, 44, 62, 234
 _RT_SIGQUEUEINFO, _RT_TGSIGQUEUEINFO, _PRLIMIT64 = 129, 297, 302
 _CLONE_THREAD = 0x00010000
+FIRST_UNREVIEWED = 470  # x86_64 numbers up to 469 (file_setattr, Linux 6.17) were reviewed for this filter
 _AF_UNIX = 1
 _SOCK_TYPE_MASK, _SOCK_STREAM = 0xF, 1  # the type without NONBLOCK/CLOEXEC
 
@@ -129,7 +134,7 @@ def _template() -> bytes:
         "arch_ok", (_LD_ABS_W, None, None, _OFF_NR),
         (_JGE, None, "nr_ok", _X32_BIT),  # x32 numbers alias the 64-bit ones: kill
         (_RET, None, None, _RET_KILL_PROCESS),
-        "nr_ok",
+        "nr_ok", (_JGE, "enosys", None, FIRST_UNREVIEWED),  # newer than this filter: as if absent
     ]
     p += [(_JEQ, "eperm", None, nr) for nr in sorted(set(DENIED.values()))]
     p += [(_JEQ, "enosys", None, _CLONE3)]
