@@ -35,6 +35,23 @@ class Sandbox:
 
     def __init__(self, datasets_dir: str | Path, *, warm: tuple[str, ...] = ("numpy", "pandas"),
                  namespaces: bool = True, cgroup: JobsCgroup | None = None):
+        self.cgroup = cgroup
+        try:
+            self._check_folders(datasets_dir, warm)
+        except SandboxError:
+            if cgroup is not None:
+                cgroup.close()
+            raise
+        self.warm = tuple(warm)
+        self.namespaces = namespaces
+        self._lock = threading.RLock()
+        self._link: ZygoteLink | None = None
+        self._isolation: dict = {}
+        self._closed = False
+        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+        atexit.register(self.close)
+
+    def _check_folders(self, datasets_dir: str | Path, warm: tuple[str, ...]) -> None:
         self.datasets_dir = Path(datasets_dir).resolve()
         if not self.datasets_dir.is_dir():
             raise SandboxError(f"datasets folder {self.datasets_dir} does not exist; create it first")
@@ -44,15 +61,6 @@ class Sandbox:
         for name in warm:
             if not all(part.isidentifier() for part in name.split(".")):
                 raise SandboxError(f"cannot warm {name!r}: not a module name")
-        self.warm = tuple(warm)
-        self.namespaces = namespaces
-        self.cgroup = cgroup
-        self._lock = threading.RLock()
-        self._link: ZygoteLink | None = None
-        self._isolation: dict = {}
-        self._closed = False
-        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
-        atexit.register(self.close)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> dict:
