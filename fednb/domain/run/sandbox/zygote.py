@@ -80,7 +80,7 @@ class Zygote:
         keep = self._python_paths()
         if ns["mountns"]:
             notes += namespaces.setup_filesystem(config["domain_dir"], config["datasets_dir"], keep,
-                                                 ns.get("sockets") or [])
+                                                 ns.get("sockets") or [], SYSTEM_READ_ONLY)
             self.jobs_root = namespaces.JOBS_ROOT
         else:
             self.jobs_root = tempfile.mkdtemp(prefix="fednb-jobs-")
