@@ -77,6 +77,7 @@ class Zygote:
         self.by_pidfd: dict[int, Job] = {}
         self.free_slots = list(range(UID_SLOTS - 1, -1, -1))
         notes = []
+        self._warm(config["warm"])  # first: the jobs' root then holds every folder the warm-up imported from
         keep = self._python_paths()
         if ns["mountns"]:
             notes += namespaces.setup_filesystem(config["domain_dir"], config["datasets_dir"], keep,
@@ -85,8 +86,6 @@ class Zygote:
         else:
             self.jobs_root = tempfile.mkdtemp(prefix="fednb-jobs-")
             os.chmod(self.jobs_root, 0o711)
-        self._warm(config["warm"])
-        keep = self._python_paths()  # now with the warmed packages
         unreadable = [p for p in keep if os.path.exists(p) and not namespaces.world_readable(p)]
         self.uid_drop = os.geteuid() == 0 and not ns["userns"] and not unreadable
         if os.geteuid() == 0 and unreadable:
