@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import socket
-import stat
 from pathlib import Path
 
 import pytest
@@ -340,4 +339,3 @@ def test_the_self_test_probes_the_ipc_wall(sandbox):
     for check in ("unix_socket", "unix_pathname", "unix_abstract", "unix_dgram_pair", "unix_pair_sendto"):
         assert probe[check] == "PermissionError", (check, probe)
     assert sandbox.isolation["works"] == {"socketpair": "ALLOWED"}
-    assert stat.S_ISDIR(os.stat(PLANT_DIR).st_mode)
