@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fednb.errors import PolicyError
 from fednb.models import BUILTINS
@@ -46,6 +46,22 @@ class SandboxSection(_Section):
     max_file_mb: int = Field(64, ge=1)
     min_isolation: Literal["strong", "standard", "minimal"] = "standard"
     workers: int = Field(2, ge=1, le=64)
+    namespaces: bool = True
+    jobs_memory_mb: int = Field(0, ge=0)
+    jobs_cpus: float = Field(0, ge=0, le=1024)
+
+    @model_validator(mode="after")
+    def _shared_cap_fits_one_job(self) -> SandboxSection:
+        if 0 < self.jobs_memory_mb < self.memory_mb:
+            raise ValueError(f"jobs_memory_mb ({self.jobs_memory_mb}) is below memory_mb ({self.memory_mb}): "
+                             "no job could use its own budget; raise it or use 0 (workers x memory_mb)")
+        if 0 < self.jobs_cpus < 0.01:
+            raise ValueError("jobs_cpus must be 0 (one per worker) or at least 0.01")
+        return self
+
+    def shared_cap(self) -> tuple[int, float]:
+        """Memory (MiB) and CPUs for all jobs together; 0 in the policy means one job's worth per worker."""
+        return (self.jobs_memory_mb or self.workers * self.memory_mb, self.jobs_cpus or float(self.workers))
 
 
 class LearningSection(_Section):
@@ -161,6 +177,16 @@ max_file_mb = 64
 min_isolation = "standard"
 # Jobs that may run at the same time. Default: 2.
 workers = 2
+# Run jobs in their own network, mount and pid namespaces where the host allows (the "strong" level).
+# false leaves landlock and seccomp alone ("standard"), for hosts where namespaces misbehave. Default: true.
+namespaces = true
+# Memory all running jobs may use together, MiB, enforced by one Linux cgroup (v2) for the domain's
+# jobs where the host allows it (`fednb domain serve` says whether it is in force); one job past it is
+# stopped. 0: workers x memory_mb. Default: 0.
+jobs_memory_mb = 0
+# CPU cores all running jobs may use together (same cgroup), so jobs never take the whole machine
+# from the server. 0: one core per worker. Default: 0.
+jobs_cpus = 0
 
 [learning]
 # Federated learning: a training request is approved once, for its code and its round budget; each
