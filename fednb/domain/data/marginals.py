@@ -1,0 +1,134 @@
+"""One column's coarsened distribution, as both mock tiers draw from it.
+
+A marginal turns uniform numbers ``u`` in [0, 1) into column values (inverse-CDF sampling), so
+tier 0 feeds it independent uniforms and tier 1 feeds it uniforms whose normal scores carry the
+real columns' correlations (a Gaussian copula, see :mod:`fednb.domain.data.copula`). What a
+marginal may reveal is fixed here, for both tiers:
+
+- numbers and dates: an equal-frequency histogram whose outer edges are the k-th smallest and k-th
+  largest values rounded outwards (extremes are never shown), uniform inside each bin;
+- categories, booleans and small integer codes: levels seen at least ``k`` times, with their
+  frequencies; rarer levels are never drawn (they are coarsened away);
+- free text and identifiers: placeholders (``name-7``), so no real string is ever reproduced;
+- missing values: at the real rate rounded to two decimals, only when at least ``k`` are missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fednb.domain.data import columns as cols
+
+TEXT_PLACEHOLDERS = 20
+
+
+@dataclass
+class Marginal:
+    """What the mock keeps of one real column."""
+
+    name: str
+    kind: str  # "levels", "numeric", "datetime", "text" or "empty"
+    dtype: Any
+    missing: float  # share of mock values left missing
+    levels: list[Any] | None = None
+    cdf: np.ndarray | None = None  # levels: cumulative shares; numeric: CDF at the bin edges
+    edges: np.ndarray | None = None
+    decimals: int | None = None
+    integer: bool = False
+    ordered: bool = False
+
+    def sample(self, u: np.ndarray) -> pd.Series:
+        """Values for uniforms ``u`` (inverse-CDF sampling), before missing values are added."""
+        rows = len(u)
+        if self.kind == "levels":
+            idx = np.minimum(np.searchsorted(self.cdf, u, side="right"), len(self.levels) - 1)
+            return pd.Series([self.levels[i] for i in idx], dtype=object)
+        if self.kind in ("numeric", "datetime"):
+            drawn = np.interp(u, self.cdf, self.edges)
+            if self.kind == "datetime":
+                return pd.Series(pd.to_datetime(drawn.astype("int64")))
+            if self.integer:
+                return pd.Series(np.round(drawn).astype("int64"))
+            return pd.Series(np.round(drawn, self.decimals) if self.decimals is not None else drawn)
+        if self.kind == "text":
+            return pd.Series([f"{self.name}-{i % TEXT_PLACEHOLDERS}" for i in range(rows)], dtype=object)
+        return pd.Series([np.nan] * rows, dtype=float)
+
+    def scores(self, s: pd.Series, rng: np.random.Generator) -> np.ndarray | None:
+        """Uniform scores of the real values under this marginal (the copula's input), with ties
+        broken at random; missing and coarsened-away values get independent uniforms. ``None`` for
+        columns that carry no order (text, empty)."""
+        n = len(s)
+        u = rng.random(n)
+        if self.kind == "levels":
+            lower = np.concatenate([[0.0], self.cdf[:-1]])
+            where = {lvl: i for i, lvl in enumerate(self.levels)}
+            idx = np.array([where.get(v, -1) for v in s.to_numpy(dtype=object)])
+            known = idx >= 0
+            width = self.cdf[idx[known]] - lower[idx[known]]
+            u[known] = lower[idx[known]] + u[known] * width
+            return u
+        if self.kind in ("numeric", "datetime"):
+            present = s.notna().to_numpy()
+            raw = cols.as_float(s[present])
+            order = np.lexsort((rng.random(len(raw)), raw))
+            ranks = np.empty(len(raw))
+            ranks[order] = np.arange(len(raw))
+            u[present] = (ranks + 0.5) / len(raw)
+            return u
+        return None
+
+
+def fit(s: pd.Series, name: str, k: int) -> Marginal:
+    """The coarsened marginal of real column ``s`` with cell threshold ``k``."""
+    kind = cols.column_kind(s)
+    missing_count = int(s.isna().sum())
+    missing = round(missing_count / max(len(s), 1), 2) if missing_count >= k else 0.0
+    ordered = isinstance(s.dtype, pd.CategoricalDtype) and bool(s.dtype.ordered)
+    base = dict(name=name, dtype=s.dtype, missing=missing, ordered=ordered)
+    if cols.has_levels(s, kind):
+        counts = s.value_counts(dropna=True)
+        counts = counts[counts >= k]
+        if counts.empty:
+            return Marginal(kind="empty", **base)
+        levels = cols.sort_levels(list(counts.index))
+        shares = np.array([counts[lvl] for lvl in levels], dtype=float)
+        return Marginal(kind="levels", levels=levels, cdf=np.cumsum(shares) / shares.sum(), **base)
+    if kind in ("integer", "numeric", "datetime"):
+        values = s.dropna()
+        bins = cols.numeric_bins(cols.as_float(values), k)
+        if bins is None:
+            return Marginal(kind="empty", **base)
+        edges, counts = bins
+        cdf = np.concatenate([[0.0], np.cumsum(counts) / counts.sum()])
+        return Marginal(kind="datetime" if kind == "datetime" else "numeric", edges=edges, cdf=cdf,
+                        integer=kind == "integer", decimals=None if kind == "datetime" else cols.decimals(values),
+                        **base)
+    return Marginal(kind="text", **base)
+
+
+def finish(m: Marginal, values: pd.Series, rng: np.random.Generator) -> pd.Series:
+    """Add missing values and cast to the real column's dtype, never leaking coarsened-away levels."""
+    col = values
+    if m.missing > 0:
+        col = col.astype(float if m.kind == "numeric" and not m.integer else object)
+        col[rng.random(len(col)) < m.missing] = None
+    return cast_like(col, m)
+
+
+def cast_like(col: pd.Series, m: Marginal) -> pd.Series:
+    dtype = m.dtype
+    try:
+        if isinstance(dtype, pd.CategoricalDtype):
+            return col.astype(pd.CategoricalDtype(m.levels or [], ordered=m.ordered))
+        if pd.api.types.is_bool_dtype(dtype) and col.isna().any():
+            return col.astype("boolean")
+        if pd.api.types.is_integer_dtype(dtype) and col.isna().any():
+            return col.astype("Int64")
+        return col.astype(dtype)
+    except (TypeError, ValueError):
+        return col
