@@ -62,14 +62,24 @@ def _nice(x: float, rnd) -> float:
     return float(rnd(x / step) * step)
 
 
-def numeric_bins(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Equal-frequency bin edges and counts with the tails (k rows each side) folded in."""
+def month_floor(ns: float) -> float:
+    return float(pd.Timestamp(int(ns)).to_period("M").start_time.value)
+
+
+def month_ceil(ns: float) -> float:
+    return float((pd.Timestamp(int(ns)).to_period("M") + 1).start_time.value)
+
+
+def numeric_bins(values: np.ndarray, k: int, *, dates: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+    """Equal-frequency bin edges and counts with the tails (k rows each side) folded in. The outer
+    edges are rounded outwards: numbers to two significant digits, dates (nanoseconds) to months."""
     values = np.sort(np.asarray(values, dtype=float))
     values = values[np.isfinite(values)]
     n = len(values)
     if n < 2 * k:
         return None
-    lo, hi = nice_floor(values[k - 1]), nice_ceil(values[n - k])
+    floor, ceil = (month_floor, month_ceil) if dates else (nice_floor, nice_ceil)
+    lo, hi = floor(values[k - 1]), ceil(values[n - k])
     if hi <= lo:
         hi = lo + 1.0
     nbins = int(max(1, min(MAX_BINS, n // (2 * k))))
@@ -100,6 +110,16 @@ def sort_levels(levels: list[Any]) -> list[Any]:
 def revealed_levels(s: pd.Series, k: int) -> list[Any]:
     counts = s.value_counts(dropna=True)
     return sort_levels([lvl for lvl, c in counts.items() if c >= k])
+
+
+def time_step(values: pd.Series) -> int:
+    """The coarsest unit, in nanoseconds, that all the real timestamps are whole multiples of (a
+    day, a second, ...), so mock dates look like real ones."""
+    ns = as_float(values.dropna().iloc[:1000])
+    for step in (86_400 * 10**9, 3_600 * 10**9, 60 * 10**9, 10**9, 10**6, 10**3):
+        if np.all(np.mod(ns, step) == 0):
+            return step
+    return 1
 
 
 def decimals(values: pd.Series) -> int | None:

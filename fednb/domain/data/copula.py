@@ -5,7 +5,9 @@ Applied Statistics 2007): each column is mapped to normal scores through its own
 correlation matrix of those scores is estimated, and new rows are drawn as correlated normals
 mapped back through each column's *coarsened* marginal (:mod:`fednb.domain.data.marginals`).
 Categorical levels get the interval of the CDF their share covers, with a uniform position inside
-it, as in the Synthetic Data Vault's copula model (Patki, Wedge & Veeramachaneni, IEEE DSAA 2016).
+it, as in the Synthetic Data Vault's copula model (Patki, Wedge & Veeramachaneni, IEEE DSAA 2016);
+that jitter shrinks each correlation by Var(E[z | level]), which is divided back out here (the
+same correction as the polyserial correlation, Olsson, Drasgow & Dorans, Psychometrika 1982).
 
 What it reveals beyond tier 0 is one number per pair of columns (a correlation of normal scores),
 never a row: the mock's values still come only from the coarsened marginals, so rare levels and
@@ -21,6 +23,7 @@ from scipy.special import ndtr, ndtri
 from fednb.domain.data.marginals import Marginal
 
 MIN_EIGENVALUE = 1e-6
+MAX_CORRELATION = 0.99
 MAX_FIT_ROWS = 200_000  # correlations are estimated on at most this many rows, drawn at random
 
 
@@ -41,7 +44,8 @@ def fit_correlation(df: pd.DataFrame, marginals: list[Marginal], rng: np.random.
         z = np.column_stack(scores)
         with np.errstate(invalid="ignore", divide="ignore"):
             sub = np.corrcoef(z, rowvar=False)
-        sub = np.nan_to_num(sub, nan=0.0)
+        shrink = np.array([marginals[j].attenuation() for j in used])
+        sub = np.clip(np.nan_to_num(sub, nan=0.0) / np.outer(shrink, shrink), -MAX_CORRELATION, MAX_CORRELATION)
         np.fill_diagonal(sub, 1.0)
         corr[np.ix_(used, used)] = sub
     return nearest_correlation(corr)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtri
 
 from fednb.domain.data import columns as cols
 
@@ -37,7 +38,7 @@ class Marginal:
     levels: list[Any] | None = None
     cdf: np.ndarray | None = None  # levels: cumulative shares; numeric: CDF at the bin edges
     edges: np.ndarray | None = None
-    decimals: int | None = None
+    decimals: int | None = None  # numbers: decimal places; dates: the time step in nanoseconds
     integer: bool = False
     ordered: bool = False
 
@@ -49,14 +50,27 @@ class Marginal:
             return pd.Series([self.levels[i] for i in idx], dtype=object)
         if self.kind in ("numeric", "datetime"):
             drawn = np.interp(u, self.cdf, self.edges)
-            if self.kind == "datetime":
-                return pd.Series(pd.to_datetime(drawn.astype("int64")))
+            if self.kind == "datetime":  # ``decimals`` holds the real values' time step, in ns
+                step = self.decimals or 1
+                return pd.Series(pd.to_datetime((np.round(drawn / step) * step).astype("int64")))
             if self.integer:
                 return pd.Series(np.round(drawn).astype("int64"))
             return pd.Series(np.round(drawn, self.decimals) if self.decimals is not None else drawn)
         if self.kind == "text":
             return pd.Series([f"{self.name}-{i % TEXT_PLACEHOLDERS}" for i in range(rows)], dtype=object)
         return pd.Series([np.nan] * rows, dtype=float)
+
+    def attenuation(self) -> float:
+        """How much jittering levels inside their CDF intervals shrinks a correlation: a latent
+        normal correlation rho shows as rho * Var(E[z | level]) (1 for numbers and dates)."""
+        if self.kind != "levels":
+            return 1.0
+        lower = ndtri(np.clip(np.concatenate([[0.0], self.cdf[:-1]]), 0, 1))
+        upper = ndtri(np.clip(self.cdf, 0, 1))
+        shares = np.diff(np.concatenate([[0.0], self.cdf]))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = (norm_pdf(lower) - norm_pdf(upper)) / shares
+        return float(np.sum(shares * np.nan_to_num(means) ** 2)) or 1.0
 
     def scores(self, s: pd.Series, rng: np.random.Generator) -> np.ndarray | None:
         """Uniform scores of the real values under this marginal (the copula's input), with ties
@@ -83,6 +97,12 @@ class Marginal:
         return None
 
 
+def norm_pdf(z: np.ndarray) -> np.ndarray:
+    """The standard normal density, 0 at +-infinity."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(np.isfinite(z), np.exp(-0.5 * np.square(np.where(np.isfinite(z), z, 0.0))) / np.sqrt(2 * np.pi), 0.0)
+
+
 def fit(s: pd.Series, name: str, k: int) -> Marginal:
     """The coarsened marginal of real column ``s`` with cell threshold ``k``."""
     kind = cols.column_kind(s)
@@ -100,13 +120,14 @@ def fit(s: pd.Series, name: str, k: int) -> Marginal:
         return Marginal(kind="levels", levels=levels, cdf=np.cumsum(shares) / shares.sum(), **base)
     if kind in ("integer", "numeric", "datetime"):
         values = s.dropna()
-        bins = cols.numeric_bins(cols.as_float(values), k)
+        bins = cols.numeric_bins(cols.as_float(values), k, dates=kind == "datetime")
         if bins is None:
             return Marginal(kind="empty", **base)
         edges, counts = bins
         cdf = np.concatenate([[0.0], np.cumsum(counts) / counts.sum()])
         return Marginal(kind="datetime" if kind == "datetime" else "numeric", edges=edges, cdf=cdf,
-                        integer=kind == "integer", decimals=None if kind == "datetime" else cols.decimals(values),
+                        integer=kind == "integer",
+                        decimals=cols.time_step(values) if kind == "datetime" else cols.decimals(values),
                         **base)
     return Marginal(kind="text", **base)
 

@@ -38,6 +38,7 @@ from fednb.domain.data.mock import canonical_hashes, rare_matches
 
 SAMPLE_ROWS = 5_000  # the report's distances and models use at most this many rows of each side
 DCR_ROWS = 2_000
+MAX_INTERACTIONS = 200
 MIN_HOLDOUT = 50  # below this many rows per half, the DCR comparison is not a measurement
 
 
@@ -131,9 +132,11 @@ def _correlation_error(real: pd.DataFrame, mock: pd.DataFrame) -> dict[str, floa
 
 
 def _design(frame: pd.DataFrame, reference: pd.DataFrame) -> np.ndarray:
-    """Main effects for the propensity model: standardised numbers with their squares and a missing
-    flag, one-hot levels (the 20 most common in ``reference``)."""
-    parts = [np.ones((len(frame), 1))]
+    """The propensity model's terms: standardised numbers with their squares and a missing flag,
+    one-hot levels (the 10 most common in ``reference``), and the products of pairs of main effects
+    from different columns, so that a mock which loses relationships between columns is told apart
+    (Snoke et al. 2018 use first-order interactions for the same reason)."""
+    squares, mains = [], []
     for c in reference.columns:
         if _is_numeric(reference[c]):
             ref = cols.as_float(reference[c])
@@ -141,13 +144,14 @@ def _design(frame: pd.DataFrame, reference: pd.DataFrame) -> np.ndarray:
             x = (cols.as_float(frame[c]) - mu) / sd
             miss = ~np.isfinite(x)
             x = np.where(miss, 0.0, x)
-            parts += [x[:, None], (x ** 2)[:, None], miss[:, None].astype(float)]
+            mains.append((c, x))
+            squares += [x ** 2, miss.astype(float)]
         else:
-            top = reference[c].astype(object).astype(str).value_counts().index[:20]
+            top = reference[c].astype(object).astype(str).value_counts().index[:10]
             vals = frame[c].astype(object).astype(str).to_numpy()
-            parts.append(np.column_stack([vals == lvl for lvl in top[1:]]).astype(float) if len(top) > 1
-                         else np.zeros((len(frame), 0)))
-    return np.column_stack(parts)
+            mains += [(c, (vals == lvl).astype(float)) for lvl in top[1:]]
+    pairs = [a * b for i, (ca, a) in enumerate(mains) for cb, b in mains[i + 1:] if ca != cb][:MAX_INTERACTIONS]
+    return np.column_stack([np.ones(len(frame)), *[m for _, m in mains], *squares, *pairs])
 
 
 def _pmse(real: pd.DataFrame, mock: pd.DataFrame, rng: np.random.Generator) -> tuple[float | None, float | None]:
