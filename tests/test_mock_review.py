@@ -1,0 +1,106 @@
+"""Through a real domain server: a mock is served only when the owner's policy and approval allow,
+withheld with a sentence when it is not, never longer than the listing's rounded row count, and its
+approval is audited. An analyst cannot approve a mock or read a withheld one."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+import fednb
+from fednb.demo import data
+from fednb.domain.data.mock import canonical_hashes
+from fednb.errors import DomainError
+from tests.api_support import assert_clean_error, auth
+from tests.conftest import start_live
+
+TIER_ONE = {"tier = 0": "tier = 1"}
+
+
+@pytest.fixture
+def tier_one(tmp_path, alice_token):
+    live = start_live(tmp_path, "hospital-m", data.hospital("hospital-b"), alice_token, policy_edits=TIER_ONE)
+    yield live
+    live.server.stop()
+
+
+def _mock(live, token: str) -> httpx.Response:
+    return httpx.get(f"{live.url}/v1/datasets/patients/mock", headers=auth(token), timeout=30)
+
+
+def test_a_tier_one_mock_is_withheld_until_the_owner_approves_it(tier_one, alice_token):
+    r = _mock(tier_one, alice_token)
+    assert_clean_error(r, 409)
+    assert "waiting for the owner's approval" in r.json()["error"]
+    meta = httpx.get(f"{tier_one.url}/v1/datasets/patients", headers=auth(alice_token), timeout=30).json()
+    assert meta["mock"]["tier"] == 1 and meta["mock"]["status"] == "unreviewed"
+    assert {"pmse_ratio", "correlation_error", "exact_match_rate", "closer_to_real"} <= set(meta["mock"])
+    # the analyst's client says which domain withheld it and why
+    with fednb.connect([tier_one.url], token=alice_token) as fed, pytest.raises(DomainError, match="hospital-m.*approval"):
+        fed.dataset("patients").mock  # noqa: B018
+    # the owner sees it before deciding; an analyst cannot approve (no such power over HTTP)
+    assert _mock(tier_one, tier_one.owner_token).status_code == 200
+
+    d = tier_one.domain()
+    d.approve_mock("patients", "looked at the report")
+    entry = [e for e in d.audit_entries() if e.action == "mock"][-1]
+    assert entry.object_id == "patients" and entry.payload["approved"] is True
+    assert entry.payload["report_sha256"] == d.mock_report("patients")["sha256"]
+    d.close()
+
+    served = _mock(tier_one, alice_token)
+    assert served.status_code == 200
+    body = served.json()
+    assert len(body["data"]) == 500 and body["columns"] == list(tier_one.frame.columns)
+    with fednb.connect([tier_one.url], token=alice_token) as fed:
+        mock = fed.dataset("patients").mock.drop(columns="domain")
+    assert not set(canonical_hashes(mock.astype(tier_one.frame.dtypes.to_dict()))) & set(canonical_hashes(tier_one.frame))
+
+
+def test_under_a_strict_policy_even_tier_zero_waits(tmp_path, alice_token):
+    live = start_live(tmp_path, "strict", data.hospital("hospital-a"), alice_token,
+                      policy_edits={'serve_unreviewed = "tier-0"': 'serve_unreviewed = "none"'})
+    try:
+        assert_clean_error(_mock(live, alice_token), 409)
+        live.domain().approve_mock("patients")
+        assert _mock(live, alice_token).status_code == 200
+    finally:
+        live.server.stop()
+
+
+def test_a_mock_whose_risk_exceeds_the_policy_is_not_served_even_when_approved(tmp_path, alice_token):
+    """The measured closer-to-real share of this dataset's mock is over 0.5; a policy that allows no
+    more than that withholds it, approval or not, with a message saying why."""
+    live = start_live(tmp_path, "cautious", data.hospital("hospital-b"), alice_token,
+                      policy_edits={"max_closer_to_real = 0.6": "max_closer_to_real = 0.5001"})
+    try:
+        d = live.domain()
+        closer = d.dataset("patients").mock["closer_to_real"]
+        assert closer > 0.5001, "precondition: this dataset's shadow mock measures above the limit"
+        d.approve_mock("patients")
+        r = _mock(live, alice_token)
+        assert_clean_error(r, 409)
+        assert "closer to the real rows than the policy allows" in r.json()["error"]
+    finally:
+        live.server.stop()
+
+
+def test_the_mock_length_does_not_reveal_the_exact_row_count(tmp_path, alice_token):
+    lengths = set()
+    for n in (41, 44):
+        live = start_live(tmp_path / str(n), f"small-{n}", data.hospital("hospital-a").head(n), alice_token)
+        try:
+            body = _mock(live, alice_token).json()
+            listed = httpx.get(f"{live.url}/v1/datasets/patients", headers=auth(alice_token), timeout=30).json()["rows"]
+            lengths.add((len(body["data"]), listed))
+        finally:
+            live.server.stop()
+    assert lengths == {(40, 40)}
+
+
+def test_an_analyst_cannot_read_the_owners_mock_report_or_approve(fresh_domain, alice_token):
+    """No HTTP route approves a mock or returns the full report; the owner acts on the domain folder."""
+    for method, path in (("POST", "/v1/datasets/patients/mock/approve"), ("POST", "/v1/datasets/patients/mock"),
+                         ("GET", "/v1/datasets/patients/mock/report")):
+        r = httpx.request(method, f"{fresh_domain.url}{path}", headers=auth(alice_token), timeout=30)
+        assert r.status_code in (404, 405), (path, r.status_code)
