@@ -92,6 +92,24 @@ def numeric_bins(values: np.ndarray, k: int, *, dates: bool = False) -> tuple[np
     return edges, counts
 
 
+def quantile_knots(values: np.ndarray, k: int, *, dates: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+    """The same coarsened distribution as :func:`numeric_bins`, as knots of a piecewise-linear
+    quantile function: (values, probabilities). Repeated knots are kept, so a value that many rows
+    share (a spike of zeros in a count) stays a point mass instead of being smeared over a bin."""
+    bins = numeric_bins(values, k, dates=dates)
+    if bins is None:
+        return None
+    edges = bins[0]
+    lo, hi = edges[0], edges[-1]
+    finite = np.asarray(values, dtype=float)
+    finite = np.clip(finite[np.isfinite(finite)], lo, hi)
+    nbins = int(max(1, min(MAX_BINS, len(finite) // (2 * k))))
+    probs = np.linspace(0, 1, nbins + 1)
+    knots = np.quantile(finite, probs)
+    knots[0], knots[-1] = lo, hi
+    return np.maximum.accumulate(knots), probs
+
+
 def public_range(s: pd.Series, k: int) -> list[float] | None:
     values = s.dropna().to_numpy()
     if pd.api.types.is_datetime64_any_dtype(s) or len(values) < 2 * k:

@@ -4,10 +4,10 @@ The semiparametric Gaussian copula (Genest, Ghoudi & Rivest, Biometrika 1995; Ho
 Applied Statistics 2007): each column is mapped to normal scores through its own ranks, the
 correlation matrix of those scores is estimated, and new rows are drawn as correlated normals
 mapped back through each column's *coarsened* marginal (:mod:`fednb.domain.data.marginals`).
-Categorical levels get the interval of the CDF their share covers, with a uniform position inside
-it, as in the Synthetic Data Vault's copula model (Patki, Wedge & Veeramachaneni, IEEE DSAA 2016);
-that jitter shrinks each correlation by Var(E[z | level]), which is divided back out here (the
-same correction as the polyserial correlation, Olsson, Drasgow & Dorans, Psychometrika 1982).
+Categorical levels get the interval of the CDF their share covers, as in the Synthetic Data Vault's
+copula model (Patki, Wedge & Veeramachaneni, IEEE DSAA 2016), and are scored by the mean normal
+score of that interval; that shrinks each correlation by sd(E[z | level]), which is divided back out
+here (the ad-hoc polyserial correction of Olsson, Drasgow & Dorans, Psychometrika 1982).
 
 What it reveals beyond tier 0 is one number per pair of columns (a correlation of normal scores),
 never a row: the mock's values still come only from the coarsened marginals, so rare levels and
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr, ndtri
+from scipy.special import ndtr
 
 from fednb.domain.data.marginals import Marginal
 
@@ -35,9 +35,9 @@ def fit_correlation(df: pd.DataFrame, marginals: list[Marginal], rng: np.random.
     scores = []
     used = []
     for j, m in enumerate(marginals):
-        u = m.scores(df[m.name], rng)
-        if u is not None and len(u) > 1:
-            scores.append(ndtri(np.clip(u, 1e-9, 1 - 1e-9)))
+        z = m.scores(df[m.name], rng)
+        if z is not None and len(z) > 1:
+            scores.append(z)
             used.append(j)
     corr = np.eye(p)
     if len(used) >= 2:

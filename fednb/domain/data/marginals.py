@@ -5,10 +5,12 @@ tier 0 feeds it independent uniforms and tier 1 feeds it uniforms whose normal s
 real columns' correlations (a Gaussian copula, see :mod:`fednb.domain.data.copula`). What a
 marginal may reveal is fixed here, for both tiers:
 
-- numbers and dates: an equal-frequency histogram whose outer edges are the k-th smallest and k-th
-  largest values rounded outwards (extremes are never shown), uniform inside each bin;
-- categories, booleans and small integer codes: levels seen at least ``k`` times, with their
-  frequencies; rarer levels are never drawn (they are coarsened away);
+- numbers and dates: an equal-frequency histogram (at most 20 bins of at least 2k rows) whose outer
+  edges are the k-th smallest and k-th largest values rounded outwards (extremes are never shown),
+  uniform inside each bin; a value that fills whole bins (a spike of zeros) stays a point mass;
+- categories, booleans and numbers with few distinct values (codes, scores, counts stored as
+  floats): levels seen at least ``k`` times, with their frequencies; rarer levels are never drawn
+  (they are coarsened away);
 - free text and identifiers: placeholders (``name-7``), so no real string is ever reproduced;
 - missing values: at the real rate rounded to two decimals, only when at least ``k`` are missing.
 """
@@ -36,7 +38,7 @@ class Marginal:
     dtype: Any
     missing: float  # share of mock values left missing
     levels: list[Any] | None = None
-    cdf: np.ndarray | None = None  # levels: cumulative shares; numeric: CDF at the bin edges
+    cdf: np.ndarray | None = None  # levels: cumulative shares; numeric: CDF at the knots ``edges``
     edges: np.ndarray | None = None
     decimals: int | None = None  # numbers: decimal places; dates: the time step in nanoseconds
     integer: bool = False
@@ -60,40 +62,42 @@ class Marginal:
             return pd.Series([f"{self.name}-{i % TEXT_PLACEHOLDERS}" for i in range(rows)], dtype=object)
         return pd.Series([np.nan] * rows, dtype=float)
 
-    def attenuation(self) -> float:
-        """How much jittering levels inside their CDF intervals shrinks a correlation: a latent
-        normal correlation rho shows as rho * Var(E[z | level]) (1 for numbers and dates)."""
-        if self.kind != "levels":
-            return 1.0
+    def level_means(self) -> np.ndarray:
+        """E[z | level] for a standard normal z cut at the levels' CDF intervals."""
         lower = ndtri(np.clip(np.concatenate([[0.0], self.cdf[:-1]]), 0, 1))
         upper = ndtri(np.clip(self.cdf, 0, 1))
         shares = np.diff(np.concatenate([[0.0], self.cdf]))
         with np.errstate(invalid="ignore", divide="ignore"):
-            means = (norm_pdf(lower) - norm_pdf(upper)) / shares
-        return float(np.sum(shares * np.nan_to_num(means) ** 2)) or 1.0
+            return np.nan_to_num((norm_pdf(lower) - norm_pdf(upper)) / shares)
+
+    def attenuation(self) -> float:
+        """How much scoring levels by their mean normal score shrinks a correlation: a latent
+        normal correlation rho shows as rho * sd(E[z | level]) (1 for numbers and dates)."""
+        if self.kind != "levels":
+            return 1.0
+        shares = np.diff(np.concatenate([[0.0], self.cdf]))
+        return float(np.sqrt(np.sum(shares * self.level_means() ** 2))) or 1.0
 
     def scores(self, s: pd.Series, rng: np.random.Generator) -> np.ndarray | None:
-        """Uniform scores of the real values under this marginal (the copula's input), with ties
-        broken at random; missing and coarsened-away values get independent uniforms. ``None`` for
+        """Normal scores of the real values under this marginal (the copula's input): numbers by
+        their ranks (ties broken at random), levels by their mean score E[z | level] (no jitter, so
+        no added noise); missing and coarsened-away values get independent normals. ``None`` for
         columns that carry no order (text, empty)."""
-        n = len(s)
-        u = rng.random(n)
+        z = rng.standard_normal(len(s))
         if self.kind == "levels":
-            lower = np.concatenate([[0.0], self.cdf[:-1]])
             where = {lvl: i for i, lvl in enumerate(self.levels)}
             idx = np.array([where.get(v, -1) for v in s.to_numpy(dtype=object)])
             known = idx >= 0
-            width = self.cdf[idx[known]] - lower[idx[known]]
-            u[known] = lower[idx[known]] + u[known] * width
-            return u
+            z[known] = self.level_means()[idx[known]]
+            return z
         if self.kind in ("numeric", "datetime"):
             present = s.notna().to_numpy()
             raw = cols.as_float(s[present])
             order = np.lexsort((rng.random(len(raw)), raw))
             ranks = np.empty(len(raw))
             ranks[order] = np.arange(len(raw))
-            u[present] = (ranks + 0.5) / len(raw)
-            return u
+            z[present] = ndtri((ranks + 0.5) / len(raw))
+            return z
         return None
 
 
@@ -110,7 +114,7 @@ def fit(s: pd.Series, name: str, k: int) -> Marginal:
     missing = round(missing_count / max(len(s), 1), 2) if missing_count >= k else 0.0
     ordered = isinstance(s.dtype, pd.CategoricalDtype) and bool(s.dtype.ordered)
     base = dict(name=name, dtype=s.dtype, missing=missing, ordered=ordered)
-    if cols.has_levels(s, kind):
+    if cols.has_levels(s, kind) or (kind == "numeric" and s.nunique(dropna=True) <= cols.CODE_LEVELS):
         counts = s.value_counts(dropna=True)
         counts = counts[counts >= k]
         if counts.empty:
@@ -120,11 +124,10 @@ def fit(s: pd.Series, name: str, k: int) -> Marginal:
         return Marginal(kind="levels", levels=levels, cdf=np.cumsum(shares) / shares.sum(), **base)
     if kind in ("integer", "numeric", "datetime"):
         values = s.dropna()
-        bins = cols.numeric_bins(cols.as_float(values), k, dates=kind == "datetime")
-        if bins is None:
+        knots = cols.quantile_knots(cols.as_float(values), k, dates=kind == "datetime")
+        if knots is None:
             return Marginal(kind="empty", **base)
-        edges, counts = bins
-        cdf = np.concatenate([[0.0], np.cumsum(counts) / counts.sum()])
+        edges, cdf = knots
         return Marginal(kind="datetime" if kind == "datetime" else "numeric", edges=edges, cdf=cdf,
                         integer=kind == "integer",
                         decimals=cols.time_step(values) if kind == "datetime" else cols.decimals(values),
