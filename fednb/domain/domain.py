@@ -126,7 +126,8 @@ class Domain:
                        " VALUES (?, ?, 'parquet', ?, ?, ?)",
                        (name, str(data_file.relative_to(self.path)), meta.model_dump_json(), rows, time.time()))
             audit.append(tx, owner_actor(), "dataset", name,
-                         {"rows": meta.rows, "columns": [c.name for c in meta.columns], "description": description})
+                         {"rows": meta.rows, "columns": [c.name for c in meta.columns], "description": description,
+                          "mock": {k: meta.mock[k] for k in ("tier", "status", "report_sha256")} if meta.mock else None})
         return meta
 
     def set_bounds(self, dataset: str, column: str, lo: float, hi: float) -> Dataset:

@@ -37,6 +37,7 @@ __all__ = ["TIERS", "column_kind", "has_levels", "make_mock", "mock_rows", "nice
 
 TIERS = (0, 1)
 REDRAW_ROUNDS = 20
+MISSING = "\x00missing"  # how a missing text value is hashed (no real string looks like it)
 
 
 def mock_rows(real_rows: int, round_to: int, cap: int) -> int:
@@ -75,15 +76,29 @@ def canonical_hashes(df: pd.DataFrame) -> np.ndarray:
         if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s) or pd.api.types.is_datetime64_any_dtype(s):
             norm[name] = pd.Series(as_float(s), index=df.index)
         else:
-            norm[name] = s.astype(object).where(s.notna(), None).map(lambda v: None if v is None else str(v))
+            text = s.astype(object).astype(str).to_numpy(dtype=object)
+            text[s.isna().to_numpy()] = MISSING
+            norm[name] = pd.Series(text, index=df.index)
     return pd.util.hash_pandas_object(pd.DataFrame(norm, index=df.index), index=False).to_numpy()
+
+
+def rare_combinations(real: pd.DataFrame, k: int) -> np.ndarray:
+    """Sorted hashes of the combinations of values that fewer than ``k`` real rows share."""
+    counts = pd.Series(canonical_hashes(real)).value_counts()
+    return np.sort(counts.index[counts < k].to_numpy())
+
+
+def is_member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin`` for a small ``values`` and a large, already sorted set (no re-sorting per call)."""
+    if len(sorted_set) == 0:
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values
 
 
 def rare_matches(real: pd.DataFrame, mock: pd.DataFrame, k: int) -> np.ndarray:
     """Which mock rows equal a combination of values that fewer than ``k`` real rows share."""
-    counts = pd.Series(canonical_hashes(real)).value_counts()
-    rare = counts.index[counts < k]
-    return np.isin(canonical_hashes(mock[list(real.columns)]), rare.to_numpy())
+    return is_member(canonical_hashes(mock[list(real.columns)]), rare_combinations(real, k))
 
 
 def _without_real_records(real: pd.DataFrame, mock: pd.DataFrame, draw, k: int,
@@ -91,11 +106,10 @@ def _without_real_records(real: pd.DataFrame, mock: pd.DataFrame, draw, k: int,
     """Redraw rows that equal a rare real combination; rows that keep matching (tiny, coarse data
     where every combination is a rare real row) take a copy of an accepted row, or, if none was
     accepted, a missing value in one column, which no real row of that column has."""
-    counts = pd.Series(canonical_hashes(real)).value_counts()
-    rare = counts.index[counts < k].to_numpy()
+    rare = rare_combinations(real, k)
 
     def clashes(frame: pd.DataFrame) -> np.ndarray:
-        return np.isin(canonical_hashes(frame), rare)
+        return is_member(canonical_hashes(frame), rare)
 
     clash = clashes(mock)
     for _ in range(REDRAW_ROUNDS):

@@ -34,7 +34,7 @@ import pandas as pd
 from scipy.special import expit
 
 from fednb.domain.data import columns as cols
-from fednb.domain.data.mock import canonical_hashes, rare_matches
+from fednb.domain.data.mock import canonical_hashes, is_member, rare_matches
 
 SAMPLE_ROWS = 5_000  # the report's distances and models use at most this many rows of each side
 DCR_ROWS = 2_000
@@ -59,8 +59,8 @@ def build_report(real: pd.DataFrame, mock: pd.DataFrame, shadow_maker: Callable[
         "utility": {"marginal_distance": marginal,
                     "mean_marginal_distance": round(float(np.mean(list(marginal.values()))), 4) if marginal else None,
                     "correlation_error": corr, "pmse": pmse, "pmse_ratio": ratio},
-        "risk": {"exact_match_rate": round(float(np.isin(canonical_hashes(mock[list(real.columns)]),
-                                                         canonical_hashes(real)).mean()), 4),
+        "risk": {"exact_match_rate": round(float(is_member(canonical_hashes(mock[list(real.columns)]),
+                                                             np.unique(canonical_hashes(real))).mean()), 4),
                  "rare_match_rate": round(float(rare_matches(real, mock, k).mean()), 4),
                  "rare_category_exposure": _rare_exposure(real, mock, k),
                  **dcr},
