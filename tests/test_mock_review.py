@@ -104,3 +104,31 @@ def test_an_analyst_cannot_read_the_owners_mock_report_or_approve(fresh_domain, 
                          ("GET", "/v1/datasets/patients/mock/report")):
         r = httpx.request(method, f"{fresh_domain.url}{path}", headers=auth(alice_token), timeout=30)
         assert r.status_code in (404, 405), (path, r.status_code)
+
+
+def test_the_owner_reads_the_report_at_add_dataset_and_approves_on_the_command_line(tmp_path):
+    from click.testing import CliRunner
+
+    from fednb.cli import main as cli
+    from fednb.domain import Domain
+
+    folder = tmp_path / "owner"
+    csv = tmp_path / "patients.csv"
+    data.hospital("hospital-a").to_csv(csv, index=False)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["domain", "init", str(folder), "--name", "h"]).exit_code == 0
+    (folder / "policy.toml").write_text((folder / "policy.toml").read_text().replace("tier = 0", "tier = 1"))
+    added = runner.invoke(cli, ["domain", "add-dataset", str(folder), str(csv), "--name", "patients"])
+    assert added.exit_code == 0, added.output
+    for shown in ("mock: tier 1, 500 rows, unreviewed", "pMSE", "exact matches 0.0%", "closer to its own rows",
+                  "analysts: the mock of 'patients' is waiting for the owner's approval", "approve-mock"):
+        assert shown in added.output
+    report = runner.invoke(cli, ["domain", "mock-report", str(folder), "patients"])
+    assert report.exit_code == 0 and "least faithful columns" in report.output
+    approved = runner.invoke(cli, ["domain", "approve-mock", str(folder), "patients", "--reason", "read it"])
+    assert approved.exit_code == 0 and "analysts: served" in approved.output
+    d = Domain(folder)
+    assert [e.payload["reason"] for e in d.audit_entries() if e.action == "mock"] == ["read it"]
+    assert d.verify_audit().ok
+    missing = runner.invoke(cli, ["domain", "approve-mock", str(folder), "nosuch"])
+    assert missing.exit_code != 0 and "no dataset 'nosuch'" in missing.output and "Traceback" not in missing.output
