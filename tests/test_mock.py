@@ -37,6 +37,13 @@ def _awkward() -> dict[str, pd.DataFrame]:
         "skewed": pd.DataFrame({"income": np.round(rng.lognormal(10, 1.5, n), 2), "visits": rng.poisson(0.3, n) * 7,
                                 "rare": np.where(np.arange(n) < 3, "unicorn", rng.choice(["x", "y"], n))}),
         "hospital": data.hospital("hospital-a"),
+        "odd_dtypes": pd.DataFrame({
+            "at": pd.date_range("2021-03-27", periods=n, freq="h", tz="Europe/Madrid"),  # across a DST change
+            "grade": pd.Categorical(rng.choice(["lo", "mid", "hi", "rare"], n, p=[.45, .45, .09, .01]),
+                                    categories=["lo", "mid", "hi", "rare"], ordered=True),
+            "flag": pd.array(rng.choice([True, False, None], n), dtype="boolean"),
+            "constant": [3] * n, "empty": [np.nan] * n, "note": [f"free text {i}" for i in range(n)]}),
+        "two_rows": pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}),
     }
     return frames
 
@@ -111,6 +118,15 @@ def test_identifiers_rare_levels_and_extremes_are_never_shown(tier):
     top = np.sort(skewed["income"].to_numpy())[-K:]
     assert mock["income"].max() < top.max(), "the largest real income was shown"
     assert not set(mock["income"]) & set(top)
+
+
+def test_odd_dtypes_keep_their_kind():
+    real = AWKWARD["odd_dtypes"]
+    mock = make_mock(real, min_cell_count=K, rows=300, seed=4, tier=1)
+    assert str(mock["at"].dt.tz) == "Europe/Madrid" and mock["grade"].cat.ordered
+    assert "rare" not in set(mock["grade"].dropna()) and "rare" not in list(mock["grade"].cat.categories)
+    assert set(mock["constant"]) == {3} and mock["empty"].isna().all()
+    assert not set(mock["note"]) & set(real["note"])
 
 
 def test_dates_and_missing_values_survive_in_kind():

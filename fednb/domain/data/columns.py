@@ -39,7 +39,7 @@ def has_levels(s: pd.Series, kind: str) -> bool:
 def as_float(s: pd.Series) -> np.ndarray:
     """Numbers, booleans and datetimes (as nanoseconds) as floats; missing values as NaN."""
     if pd.api.types.is_datetime64_any_dtype(s):
-        ns = s.dt.tz_localize(None) if getattr(s.dt, "tz", None) is not None else s
+        ns = s.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(s.dt, "tz", None) is not None else s
         out = ns.to_numpy(dtype="datetime64[ns]").view("int64").astype(float)
         out[s.isna().to_numpy()] = np.nan
         return out

@@ -54,7 +54,9 @@ class Marginal:
             drawn = np.interp(u, self.cdf, self.edges)
             if self.kind == "datetime":  # ``decimals`` holds the real values' time step, in ns
                 step = self.decimals or 1
-                return pd.Series(pd.to_datetime((np.round(drawn / step) * step).astype("int64")))
+                stamps = pd.Series(pd.to_datetime((np.round(drawn / step) * step).astype("int64")))
+                tz = getattr(self.dtype, "tz", None)
+                return stamps.dt.tz_localize("UTC").dt.tz_convert(tz) if tz is not None else stamps
             if self.integer:
                 return pd.Series(np.round(drawn).astype("int64"))
             return pd.Series(np.round(drawn, self.decimals) if self.decimals is not None else drawn)

@@ -140,7 +140,8 @@ def _design(frame: pd.DataFrame, reference: pd.DataFrame) -> np.ndarray:
     for c in reference.columns:
         if _is_numeric(reference[c]):
             ref = cols.as_float(reference[c])
-            mu, sd = np.nanmean(ref) if np.isfinite(ref).any() else 0.0, np.nanstd(ref) or 1.0
+            ref = ref[np.isfinite(ref)]
+            mu, sd = (ref.mean(), ref.std() or 1.0) if len(ref) else (0.0, 1.0)
             x = (cols.as_float(frame[c]) - mu) / sd
             miss = ~np.isfinite(x)
             x = np.where(miss, 0.0, x)
@@ -186,8 +187,7 @@ def _gower(a: pd.DataFrame, b: pd.DataFrame, reference: pd.DataFrame) -> np.ndar
     best = np.full(len(a), np.inf)
     num = [c for c in reference.columns if _is_numeric(reference[c])]
     cat = [c for c in reference.columns if c not in num]
-    scale = {c: (np.nanpercentile(cols.as_float(reference[c]), 95) - np.nanpercentile(cols.as_float(reference[c]), 5))
-             or 1.0 for c in num}
+    scale = {c: _spread(cols.as_float(reference[c])) for c in num}
     an = {c: cols.as_float(a[c]) / scale[c] for c in num}
     bn = {c: cols.as_float(b[c]) / scale[c] for c in num}
     ac = {c: a[c].astype(object).astype(str).to_numpy() for c in cat}
@@ -204,6 +204,14 @@ def _gower(a: pd.DataFrame, b: pd.DataFrame, reference: pd.DataFrame) -> np.ndar
             d += ac[c][:, None] != bc[c][None, start:stop]
         best = np.minimum(best, d.min(axis=1) / width)
     return best
+
+
+def _spread(values: np.ndarray) -> float:
+    """The 5-95% range that scales a number's Gower distance (1 when it cannot be measured)."""
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return 1.0
+    return float(np.percentile(values, 95) - np.percentile(values, 5)) or 1.0
 
 
 def _dcr(real: pd.DataFrame, shadow_maker, rng: np.random.Generator) -> dict[str, Any]:
