@@ -217,3 +217,10 @@ def test_the_policy_template_documents_and_validates_the_mock_settings(tmp_path)
         (tmp_path / "policy.toml").write_text("\n".join(lines))
         with pytest.raises(PolicyError, match=key):
             load_policy(tmp_path / "policy.toml")
+
+
+def test_a_mock_made_before_mocks_were_measured_is_treated_as_unreviewed_tier_zero():
+    lenient = Policy.model_validate({"domain": {"name": "d"}})
+    strict = Policy.model_validate({"domain": {"name": "d"}, "mock": {"serve_unreviewed": "none"}})
+    assert mock_review.refusal(None, lenient, "p") is None
+    assert "add the dataset again" in mock_review.refusal(None, strict, "p")

@@ -47,8 +47,10 @@ def initial_state(report: dict[str, Any]) -> dict[str, Any]:
 
 def refusal(state: dict[str, Any] | None, policy: Policy, dataset: str) -> str | None:
     """Why the mock may not be served to an analyst now, or ``None`` if it may."""
-    if state is None:
-        return f"dataset {dataset!r} has no mock"
+    if state is None:  # a mock made before mocks were measured: an unreviewed tier-0 mock
+        if policy.mock.serve_unreviewed == "tier-0":
+            return None
+        return f"the mock of {dataset!r} is waiting for the owner to add the dataset again and approve its mock"
     closer = state.get("closer_to_real")
     if state.get("rare_match_rate"):
         return (f"the mock of {dataset!r} is withheld: some of its rows equal rare real records; "
