@@ -12,7 +12,7 @@ from fednb.demo import data
 from fednb.domain.data.mock import canonical_hashes
 from fednb.errors import DomainError
 from tests.api_support import assert_clean_error, auth
-from tests.conftest import start_live
+from tests.conftest import make_domain, start_live
 
 TIER_ONE = {"tier = 0": "tier = 1"}
 
@@ -69,20 +69,37 @@ def test_under_a_strict_policy_even_tier_zero_waits(tmp_path, alice_token):
 
 
 def test_a_mock_whose_risk_exceeds_the_policy_is_not_served_even_when_approved(tmp_path, alice_token):
-    """The measured closer-to-real share of this dataset's mock is over 0.5; a policy that allows no
-    more than that withholds it, approval or not, with a message saying why."""
-    live = start_live(tmp_path, "cautious", data.hospital("hospital-b"), alice_token,
-                      policy_edits={"max_closer_to_real = 0.6": "max_closer_to_real = 0.5001"})
+    """Copies of one dataset under different names get mocks from different seeds, whose measured
+    closer-to-real shares scatter around 0.5. With the policy's limit set between two of them, the
+    one above is withheld, approval or not, with a message saying why; the one below is served."""
+    from fednb.domain.process import DomainProcess
+
+    d = make_domain(tmp_path, "cautious", data.hospital("hospital-b").head(600), token=alice_token)
+    csv = tmp_path / "cautious-patients.csv"
+    measured = {}
+    for i in range(16):
+        d.add_dataset(csv, f"copy{i}")
+        measured[f"copy{i}"] = d.dataset(f"copy{i}").mock["closer_to_real"]
+        if max(measured.values()) > 0.51 and min(measured.values()) < max(measured.values()) - 0.01:
+            break
+    high, low = max(measured, key=measured.get), min(measured, key=measured.get)
+    assert measured[high] > 0.51, measured
+    limit = (max(measured[low], 0.5) + measured[high]) / 2
+    for name in (high, low):
+        d.approve_mock(name)
+    policy = d.path / "policy.toml"
+    policy.write_text(policy.read_text().replace("max_closer_to_real = 0.6", f"max_closer_to_real = {limit:.4f}"))
+    d.close()
+    server = DomainProcess(d.path)
+    server.start()
     try:
-        d = live.domain()
-        closer = d.dataset("patients").mock["closer_to_real"]
-        assert closer > 0.5001, "precondition: this dataset's shadow mock measures above the limit"
-        d.approve_mock("patients")
-        r = _mock(live, alice_token)
-        assert_clean_error(r, 409)
-        assert "closer to the real rows than the policy allows" in r.json()["error"]
+        withheld = httpx.get(f"{server.url}/v1/datasets/{high}/mock", headers=auth(alice_token), timeout=30)
+        assert_clean_error(withheld, 409)
+        assert "closer to the real rows than the policy allows" in withheld.json()["error"]
+        served = httpx.get(f"{server.url}/v1/datasets/{low}/mock", headers=auth(alice_token), timeout=30)
+        assert served.status_code == 200 and len(served.json()["data"]) == 500
     finally:
-        live.server.stop()
+        server.stop()
 
 
 def test_the_mock_length_does_not_reveal_the_exact_row_count(tmp_path, alice_token):
