@@ -34,7 +34,7 @@ import pandas as pd
 from scipy.special import expit
 
 from fednb.domain.data import columns as cols
-from fednb.domain.data.mock import canonical_hashes, is_member, rare_matches
+from fednb.domain.data.mock import canonical_hashes, is_member
 
 SAMPLE_ROWS = 5_000  # the report's distances and models use at most this many rows of each side
 DCR_ROWS = 2_000
@@ -59,14 +59,21 @@ def build_report(real: pd.DataFrame, mock: pd.DataFrame, shadow_maker: Callable[
         "utility": {"marginal_distance": marginal,
                     "mean_marginal_distance": round(float(np.mean(list(marginal.values()))), 4) if marginal else None,
                     "correlation_error": corr, "pmse": pmse, "pmse_ratio": ratio},
-        "risk": {"exact_match_rate": round(float(is_member(canonical_hashes(mock[list(real.columns)]),
-                                                             np.unique(canonical_hashes(real))).mean()), 4),
-                 "rare_match_rate": round(float(rare_matches(real, mock, k).mean()), 4),
+        "risk": {**_matches(real, mock, k),
                  "rare_category_exposure": _rare_exposure(real, mock, k),
                  **dcr},
     }
     report["sha256"] = hashlib.sha256(json.dumps(report, sort_keys=True).encode()).hexdigest()
     return report
+
+
+def _matches(real: pd.DataFrame, mock: pd.DataFrame, k: int) -> dict[str, float]:
+    """Shares of mock rows equal to any real row, and to a combination fewer than ``k`` real rows share."""
+    counts = pd.Series(canonical_hashes(real)).value_counts()
+    mock_rows = canonical_hashes(mock[list(real.columns)])
+    any_row = is_member(mock_rows, np.sort(counts.index.to_numpy()))
+    rare = is_member(mock_rows, np.sort(counts.index[counts < k].to_numpy()))
+    return {"exact_match_rate": round(float(any_row.mean()), 4), "rare_match_rate": round(float(rare.mean()), 4)}
 
 
 def summary(report: dict[str, Any]) -> dict[str, Any]:
