@@ -48,6 +48,8 @@ def test_a_tier_one_mock_is_withheld_until_the_owner_approves_it(tier_one, alice
     assert entry.payload["report_sha256"] == d.mock_report("patients")["sha256"]
     d.close()
 
+    meta = httpx.get(f"{tier_one.url}/v1/datasets/patients", headers=auth(alice_token), timeout=30).json()
+    assert meta["mock"]["status"] == "approved" and "owner" not in str(meta["mock"])  # the owner's name stays private
     served = _mock(tier_one, alice_token)
     assert served.status_code == 200
     body = served.json()

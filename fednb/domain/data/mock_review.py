@@ -95,7 +95,7 @@ def approve(store, dataset: str, actor: str, reason: str = "") -> Dataset:
         meta = Dataset.model_validate_json(row[0])
         if meta.mock is None:
             raise Conflict(f"dataset {dataset!r} has no mock report to approve; add the dataset again")
-        meta.mock = {**meta.mock, "status": "approved", "approved_by": actor}
+        meta.mock = {**meta.mock, "status": "approved"}  # who approved is in the audit log, not shown to analysts
         tx.execute("UPDATE datasets SET meta_json = ? WHERE name = ?", (meta.model_dump_json(), dataset))
         audit.append(tx, actor, "mock", dataset, {"approved": True, "report_sha256": meta.mock["report_sha256"],
                                                   "tier": meta.mock["tier"], "reason": reason})
