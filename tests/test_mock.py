@@ -224,3 +224,18 @@ def test_a_mock_made_before_mocks_were_measured_is_treated_as_unreviewed_tier_ze
     strict = Policy.model_validate({"domain": {"name": "d"}, "mock": {"serve_unreviewed": "none"}})
     assert mock_review.refusal(None, lenient, "p") is None
     assert "add the dataset again" in mock_review.refusal(None, strict, "p")
+
+
+def test_a_placeholder_column_does_not_hide_a_copied_record():
+    """Free text makes every mock row differ from every real row; the guard must match on the other
+    columns. Here 12 people share (c, d) and three people each have (a, b), (a, d), (c, b): those
+    three combinations are rare records and must never appear in the mock."""
+    pairs = [("c", "d")] * 12 + [("a", "b")] * 3 + [("a", "d")] * 3 + [("c", "b")] * 3
+    real = pd.DataFrame({"a": [p[0] for p in pairs], "b": [p[1] for p in pairs],
+                         "note": [f"free text {i}" for i in range(len(pairs))]})
+    for tier in (0, 1):
+        for seed in range(20):
+            mock = make_mock(real, min_cell_count=K, rows=100, seed=seed, tier=tier)
+            shown = set(zip(mock["a"], mock["b"]))
+            assert not shown & {("a", "b"), ("a", "d"), ("c", "b")}, (tier, seed)
+            assert not rare_matches(real, mock, K).any()

@@ -37,6 +37,7 @@ __all__ = ["TIERS", "column_kind", "has_levels", "make_mock", "mock_rows", "nice
 
 TIERS = (0, 1)
 REDRAW_ROUNDS = 20
+COMPARED_KINDS = ("levels", "numeric", "datetime")
 MISSING = "\x00missing"  # how a missing text value is hashed (no real string looks like it)
 
 
@@ -64,7 +65,14 @@ def make_mock(df: pd.DataFrame, *, min_cell_count: int, rows: int | None = None,
         return pd.DataFrame({m.name: marginals.finish(m, m.sample(u[:, j]), rng) for j, m in enumerate(fitted)},
                             columns=list(df.columns))
 
-    return _without_real_records(df, draw(rows), draw, k, rng)
+    compared = [m.name for m in fitted if m.kind in COMPARED_KINDS]
+    return _without_real_records(df, draw(rows), draw, k, rng, compared)
+
+
+def compared_columns(df: pd.DataFrame, k: int) -> list[str]:
+    """The columns whose mock values come from the real ones: a record is matched on these, so a
+    placeholder column (free text, an identifier) cannot hide a copied combination of the others."""
+    return [str(c) for c in df.columns if marginals.fit(df[c], str(c), k).kind in COMPARED_KINDS]
 
 
 def canonical_hashes(df: pd.DataFrame) -> np.ndarray:
@@ -97,19 +105,25 @@ def is_member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
 
 
 def rare_matches(real: pd.DataFrame, mock: pd.DataFrame, k: int) -> np.ndarray:
-    """Which mock rows equal a combination of values that fewer than ``k`` real rows share."""
-    return is_member(canonical_hashes(mock[list(real.columns)]), rare_combinations(real, k))
+    """Which mock rows equal a combination of values that fewer than ``k`` real rows share, on the
+    columns drawn from real values."""
+    on = compared_columns(real, k)
+    if not on:
+        return np.zeros(len(mock), dtype=bool)
+    return is_member(canonical_hashes(mock[on]), rare_combinations(real[on], k))
 
 
 def _without_real_records(real: pd.DataFrame, mock: pd.DataFrame, draw, k: int,
-                          rng: np.random.Generator) -> pd.DataFrame:
+                          rng: np.random.Generator, compared: list[str]) -> pd.DataFrame:
     """Redraw rows that equal a rare real combination; rows that keep matching (tiny, coarse data
     where every combination is a rare real row) take a copy of an accepted row, or, if none was
     accepted, a missing value in one column, which no real row of that column has."""
-    rare = rare_combinations(real, k)
+    if not compared:
+        return mock
+    rare = rare_combinations(real[compared], k)
 
     def clashes(frame: pd.DataFrame) -> np.ndarray:
-        return is_member(canonical_hashes(frame), rare)
+        return is_member(canonical_hashes(frame[compared]), rare)
 
     clash = clashes(mock)
     for _ in range(REDRAW_ROUNDS):
@@ -126,7 +140,7 @@ def _without_real_records(real: pd.DataFrame, mock: pd.DataFrame, draw, k: int,
         copies = mock.iloc[donors].copy()
         copies.index = mock.index[clash]
         return _replace_rows(mock, clash, copies)
-    return _blank_one_column(mock, rng)
+    return _blank_one_column(mock, rng, compared)
 
 
 def _replace_rows(mock: pd.DataFrame, which: np.ndarray, new: pd.DataFrame) -> pd.DataFrame:
@@ -140,10 +154,10 @@ def _replace_rows(mock: pd.DataFrame, which: np.ndarray, new: pd.DataFrame) -> p
     return out.reset_index(drop=True)
 
 
-def _blank_one_column(mock: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+def _blank_one_column(mock: pd.DataFrame, rng: np.random.Generator, compared: list[str]) -> pd.DataFrame:
     out = mock.copy()
-    which = rng.integers(0, len(out.columns), size=len(out))
-    for j, name in enumerate(out.columns):
+    which = rng.integers(0, len(compared), size=len(out))
+    for j, name in enumerate(compared):
         rows = which == j
         if rows.any():
             col = out[name]

@@ -34,7 +34,7 @@ import pandas as pd
 from scipy.special import expit
 
 from fednb.domain.data import columns as cols
-from fednb.domain.data.mock import canonical_hashes, is_member
+from fednb.domain.data.mock import canonical_hashes, compared_columns, is_member
 
 SAMPLE_ROWS = 5_000  # the report's distances and models use at most this many rows of each side
 DCR_ROWS = 2_000
@@ -68,9 +68,13 @@ def build_report(real: pd.DataFrame, mock: pd.DataFrame, shadow_maker: Callable[
 
 
 def _matches(real: pd.DataFrame, mock: pd.DataFrame, k: int) -> dict[str, float]:
-    """Shares of mock rows equal to any real row, and to a combination fewer than ``k`` real rows share."""
-    counts = pd.Series(canonical_hashes(real)).value_counts()
-    mock_rows = canonical_hashes(mock[list(real.columns)])
+    """Shares of mock rows equal to any real row, and to a combination fewer than ``k`` real rows
+    share, on the columns drawn from real values (placeholders would hide every match)."""
+    on = compared_columns(real, k)
+    if not on:
+        return {"exact_match_rate": 0.0, "rare_match_rate": 0.0}
+    counts = pd.Series(canonical_hashes(real[on])).value_counts()
+    mock_rows = canonical_hashes(mock[on])
     any_row = is_member(mock_rows, np.sort(counts.index.to_numpy()))
     rare = is_member(mock_rows, np.sort(counts.index[counts < k].to_numpy()))
     return {"exact_match_rate": round(float(any_row.mean()), 4), "rare_match_rate": round(float(rare.mean()), 4)}
