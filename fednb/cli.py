@@ -83,9 +83,42 @@ def domain_init(path: Path, name: str, description: str) -> None:
 @click.option("--description", default="")
 def domain_add_dataset(path: Path, file: Path, name: str, description: str) -> None:
     """Register a CSV or Parquet file and generate its mock."""
-    meta = _open(path).add_dataset(file, name, description)
+    d = _open(path)
+    meta = d.add_dataset(file, name, description)
     cols = ", ".join(f"{c.name} ({c.kind})" for c in meta.columns)
     click.echo(f"dataset '{meta.name}': about {meta.rows} rows; columns: {cols}; mock written")
+    _echo_mock_report(d, meta.name)
+
+
+def _echo_mock_report(d, name: str) -> None:
+    from fednb.domain.data import mock_review
+
+    meta = d.dataset(name)
+    click.echo(mock_review.render(d.mock_report(name), meta.mock))
+    why = mock_review.refusal(meta.mock, d.policy, name)
+    click.echo(f"  analysts: {why}" if why else "  analysts: served")
+    if meta.mock and meta.mock.get("status") != "approved":
+        click.echo(f"  approve it with `fednb domain approve-mock {d.path} {name}`")
+
+
+@domain.command("mock-report")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("dataset")
+def domain_mock_report(path: Path, dataset: str) -> None:
+    """How useful and how risky a dataset's mock is, and whether analysts are served it."""
+    _echo_mock_report(_open(path), dataset)
+
+
+@domain.command("approve-mock")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("dataset")
+@click.option("--reason", default="", help="Recorded in the audit log.")
+def domain_approve_mock(path: Path, dataset: str, reason: str) -> None:
+    """Serve a dataset's mock to analysts (recorded in the audit log)."""
+    d = _open(path)
+    d.approve_mock(dataset, reason)
+    click.echo(f"mock of '{dataset}' approved")
+    _echo_mock_report(d, dataset)
 
 
 @domain.command("datasets")

@@ -59,6 +59,8 @@ class Dataset(_Model):
     columns: list[Column]
     has_mock: bool = True
     notes: str = ""
+    mock: dict[str, Any] | None = Field(None, description="The mock's tier, review status and summary "
+                                        "utility and risk figures (fednb.domain.data.mock_report).")
 
 
 class Isolation(BaseModel):

@@ -26,6 +26,7 @@ ACTIONS = (
     "init", "dataset", "invite", "revoke", "connect", "submit", "approve", "deny",
     "run", "release", "block", "fail", "requeue", "policy", "round", "finish",
     "bounds", "spend", "secagg",
+    "mock",
 )
 
 

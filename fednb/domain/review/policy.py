@@ -109,6 +109,17 @@ class TransparencySection(_Section):
     name_analysts: bool = False
 
 
+class MockSection(_Section):
+    tier: Literal[0, 1] = 0
+    tiers: dict[str, Literal[0, 1]] = Field(default_factory=dict)
+    rows: int = Field(500, ge=10, le=100_000)
+    serve_unreviewed: Literal["none", "tier-0"] = "tier-0"
+    max_closer_to_real: float = Field(0.6, gt=0.5, le=1.0)
+
+    def tier_of(self, dataset: str) -> int:
+        return self.tiers.get(dataset, self.tier)
+
+
 class Policy(_Section):
     domain: DomainSection
     review: ReviewSection = Field(default_factory=ReviewSection)
@@ -118,6 +129,7 @@ class Policy(_Section):
     privacy: PrivacySection = Field(default_factory=PrivacySection)
     access: AccessSection = Field(default_factory=AccessSection)
     transparency: TransparencySection = Field(default_factory=TransparencySection)
+    mock: MockSection = Field(default_factory=MockSection)
 
     def auto_approves(self, kind: str, name: str) -> bool:
         """Only built-in aggregates can be approved by policy; custom code always waits for a person."""
@@ -251,6 +263,26 @@ lockout_seconds = 60
 # stable pseudonyms; true prints their names next to the pseudonyms (only with their consent).
 # Default: false.
 name_analysts = false
+
+[mock]
+# Each dataset's mock: synthetic rows analysts see and dry-run code on. `fednb domain mock-report
+# DIR DATASET` shows how useful and how risky it is; `fednb domain approve-mock DIR DATASET` serves it.
+# How realistic: 0 draws every column on its own (only what the metadata shows: coarsened
+# distributions of single columns); 1 also keeps pairwise correlations (a Gaussian copula), which
+# makes dry runs behave like the real data and reveals one number per pair of columns. Default: 0.
+tier = 0
+# Other tiers for particular datasets, e.g. {{ patients = 1 }}. Default: {{}}.
+tiers = {{}}
+# Rows in a mock: the dataset's row count rounded like the listing, at most this. Default: 500.
+rows = 500
+# Which mocks are served before you approve them: "tier-0" (their columns are drawn independently
+# from what the metadata already shows) or "none" (every mock waits for you). Tier-1 mocks always
+# wait. Default: "tier-0".
+serve_unreviewed = "tier-0"
+# A mock is not served when a shadow mock built from half the rows sits closer to that half than to
+# the other in more than this share of rows (0.5 = no closer to the people it came from than to
+# anyone; higher means it memorised them). Default: 0.6.
+max_closer_to_real = 0.6
 '''
 
 
