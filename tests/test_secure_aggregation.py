@@ -378,10 +378,17 @@ def test_trust_pins_a_roster_and_refuses_an_altered_one(tmp_path):
     roster.write_text("\n".join(entries))
     result = runner.invoke(main, ["domain", "trust", str(tmp_path / "a"), str(roster)])
     assert result.exit_code == 0 and "2 pinned peers" in result.output and "http://b.example" in result.output
+    from fednb.domain.audit import report, report_html
+
     d = Domain(tmp_path / "a")
     trust_rows = [e.payload for e in d.audit_entries() if e.action == "secagg" and e.payload.get("step") == "trust"]
+    published = report.build(d)["secure_aggregation"]  # the transparency report names who a trusts
     d.close()
     assert [p["name"] for p in trust_rows[-1]["peers"]] == ["b", "c"]
+    assert published["fingerprint"] == d.identity.fingerprint and d.identity.fingerprint in entries[0]
+    assert [(p["name"], p["fingerprint"]) for p in published["pinned_peers"]] == \
+        [(n, Domain(tmp_path / n).identity.fingerprint) for n in ("b", "c")]
+    assert published["pinned_peers"][0]["fingerprint"] in report_html.render(report.build(Domain(tmp_path / "a")))
     altered = roster.read_text().replace(entries[1].split("public_key = \"")[1][:8], "00000000", 1)
     roster.write_text(altered)
     result = runner.invoke(main, ["domain", "trust", str(tmp_path / "a"), str(roster)])
