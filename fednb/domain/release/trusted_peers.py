@@ -64,7 +64,7 @@ class Peer:
 
 
 def ensure(conn) -> None:
-    conn.executescript(SCHEMA)
+    conn.execute(SCHEMA)  # one statement: no implicit commit, unlike executescript
 
 
 def read_roster(path: Path) -> list[Peer]:
