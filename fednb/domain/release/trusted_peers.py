@@ -131,8 +131,9 @@ def pin(store, own_key: bytes, peers: list[Peer], actor: str = "owner") -> list[
 
 def pinned(store) -> dict[bytes, Peer]:
     """{public key: peer} as pinned now (empty for a domain whose owner pinned none)."""
-    conn = store.connect()
-    ensure(conn)
+    conn = store.connect()  # read only: a domain that never pinned has no table yet
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'pinned_peers'").fetchone() is None:
+        return {}
     return {bytes.fromhex(r["public_key"]): Peer(r["name"], r["url"], bytes.fromhex(r["public_key"]))
             for r in conn.execute("SELECT * FROM pinned_peers ORDER BY name")}
 
