@@ -28,10 +28,11 @@ survivors, one answer per step (it never reveals b and the mask key of the same 
 ``secure_only`` dataset at least ``secure_aggregation.min_peers`` pinned peers in the sum.
 
 Not implemented: §6's consistency check (round 3), where every domain signs the survivor set U2
-and reveals shares only after t signatures on the same set. It stops an analyst *colluding with
-peer domains* from telling honest domains different survivor sets; without it, t > n/2 and one
-answer per domain keep two disjoint sets of honest domains from revealing both b and the mask key
-of one input only while no pinned peer colludes with the analyst.
+and reveals shares only for a set that t domains signed. Its aim, that no two honest domains answer
+for different survivor sets, is met here by each domain answering once with t > n/2: two disjoint
+sets of honest domains, one revealing an input's self-mask shares and the other its mask-key
+shares, cannot both reach t. Neither holds against pinned peers that collude with the analyst
+(each holds both shares of every other domain's secrets) once t ≤ (n + colluders)/2.
 """
 
 from __future__ import annotations
