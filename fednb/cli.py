@@ -227,7 +227,11 @@ def domain_trust(path: Path, roster: Path | None, entry_url: str | None) -> None
             return
         if roster is None:
             raise click.UsageError("give a ROSTER file to pin, or --entry URL to print this domain's own entry")
-        peers = trusted_peers.pin(d.store, d.identity.public_key, trusted_peers.read_roster(roster))
+        listed = trusted_peers.read_roster(roster)
+        peers = trusted_peers.pin(d.store, d.identity.public_key, listed)
+        if len(peers) == len(listed):
+            click.secho(f"note: {d.name} itself is not in {roster}: the other owners cannot pin it from this roster",
+                        fg="yellow", err=True)
         click.echo(f"{d.name} ({d.identity.fingerprint}) masks only toward these {len(peers)} pinned peers:")
         for p in peers:
             click.echo(f"  {p.name:20} {p.fingerprint}  {p.url}")

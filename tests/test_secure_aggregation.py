@@ -350,6 +350,8 @@ def test_a_secure_only_dataset_refuses_the_clear_sum(trio, alice_token):
             with pytest.raises(NotEnoughDomains) as err:
                 clear()
             assert list(err.value.problems) == ["hosp-1"] and "secure-only" in err.value.problems["hosp-1"]
+        shown = {d: run(c.call("GET", "/v1/datasets/patients/budget"))["secure_only"] for d, c in ds.clients.items()}
+        assert shown == {"hosp-1": True, "hosp-2": False, "hosp-3": False}  # analysts can see the rule
         truth = pd.concat([d.frame for d in trio])
         assert ds.sum("age", secure=True).value == pytest.approx(truth.age.sum(), abs=1e-4)
         # with one peer only, the sum minus that peer's own input would be hosp-1's: refused
