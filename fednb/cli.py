@@ -241,6 +241,37 @@ def domain_revoke(path: Path, name: str) -> None:
     click.echo(f"revoked {n} token(s) of '{name}'")
 
 
+@domain.command("trust")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("roster", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--entry", "entry_url", default=None, metavar="URL",
+              help="Print this domain's own roster entry (analysts reach it at URL) to send to the other owners.")
+def domain_trust(path: Path, roster: Path | None, entry_url: str | None) -> None:
+    """Pin the peer domains listed in ROSTER for secure aggregation (replacing those pinned before).
+
+    This domain then masks only toward keys signed by these peers. Compare every fingerprint with
+    its owner out of band (phone, meeting) before you pin it."""
+    from fednb.domain.release import trusted_peers
+
+    d = _open(path)
+    try:
+        if entry_url is not None:
+            click.echo(trusted_peers.roster_entry(d.name, entry_url, d.identity.public_key), nl=False)
+            return
+        if roster is None:
+            raise click.UsageError("give a ROSTER file to pin, or --entry URL to print this domain's own entry")
+        listed = trusted_peers.read_roster(roster)
+        peers = trusted_peers.pin(d.store, d.identity.public_key, listed)
+        if len(peers) == len(listed):
+            click.secho(f"note: {d.name} itself is not in {roster}: the other owners cannot pin it from this roster",
+                        fg="yellow", err=True)
+        click.echo(f"{d.name} ({d.identity.fingerprint}) masks only toward these {len(peers)} pinned peers:")
+        for p in peers:
+            click.echo(f"  {p.name:20} {p.fingerprint}  {p.url}")
+    finally:
+        d.close()
+
+
 @domain.command("serve")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True,

@@ -99,6 +99,19 @@ class PrivacySection(_Section):
         return Allowance(epsilon=self.epsilon, delta=self.delta)
 
 
+class SecureDataset(_Section):
+    secure_only: bool = False
+
+
+class SecureAggregationSection(_Section):
+    min_peers: int = Field(2, ge=1)
+    datasets: dict[str, SecureDataset] = Field(default_factory=dict)
+
+    def secure_only(self, dataset: str) -> bool:
+        rules = self.datasets.get(dataset)
+        return rules is not None and rules.secure_only
+
+
 class AccessSection(_Section):
     failed_token_limit: int = Field(20, ge=1)
     failed_token_window_seconds: float = Field(60, gt=0)
@@ -130,6 +143,7 @@ class Policy(_Section):
     access: AccessSection = Field(default_factory=AccessSection)
     transparency: TransparencySection = Field(default_factory=TransparencySection)
     mock: MockSection = Field(default_factory=MockSection)
+    secure_aggregation: SecureAggregationSection = Field(default_factory=SecureAggregationSection)
 
     def auto_approves(self, kind: str, name: str) -> bool:
         """Only built-in aggregates can be approved by policy; custom code always waits for a person."""
@@ -283,6 +297,19 @@ serve_unreviewed = "tier-0"
 # the other in more than this share of rows (0.5 = no closer to the people it came from than to
 # anyone; higher means it memorised them). Default: 0.6.
 max_closer_to_real = 0.6
+
+[secure_aggregation]
+# Secure sums (Bonawitz et al. 2017) run only with peer domains you pinned from a roster the owners
+# exchange (`fednb domain trust DIR ROSTER`): this domain signs its keys and masks only toward keys
+# signed by a pinned peer, so an analyst cannot pose as the other domains.
+# Fewest pinned peers (other domains) a secure sum of a secure-only dataset must include: with one,
+# that peer could subtract its own input from the sum. Default: 2.
+min_peers = 2
+# Datasets whose numbers leave this domain only inside secure sums with pinned peers: counts, sums
+# and means only with `secure=True`, training only with `secure_aggregation=True`, every other
+# request refused. Default: none. For example:
+# [secure_aggregation.datasets.patients]
+# secure_only = true
 '''
 
 
