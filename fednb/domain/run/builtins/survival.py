@@ -152,8 +152,8 @@ def noisy_table(a: KaplanMeierArgs, df: pd.DataFrame, levels: dict[str, list], n
     for level, mask in groups:
         index, e = pl.bin_rows(frame["t"].to_numpy()[mask], frame["e"].to_numpy()[mask], grid)
         events, censored = pl.exits(index, e, len(grid))
-        out.append({"level": level, "events": (events + noise.sample(rng, len(grid))).tolist(),
-                    "censored": (censored + noise.sample(rng, len(grid))).tolist()})
+        out.append({"level": level, "events": noise.release(events.astype(float), rng).tolist(),
+                    "censored": noise.release(censored.astype(float), rng).tolist()})
     return out
 
 
