@@ -62,7 +62,7 @@ class SurvivalCurves:
         for g in self.groups:
             s = self.survival(g)
             last = f"S({s.index[-1]:g}) = {s.iloc[-1]:.3f}" if len(s) else "no points"
-            lines.append(f"  {g}: n={self.n.get(g, 0)}, {len(s)} points, {last}")
+            lines.append(f"  {g}: n={self.n.get(g, 0):.0f}, {len(s)} points, {last}")
         lines += [f"  note: {n}" for n in self.notes]
         lines += [f"  missing {d}: {why}" for d, why in self.missing.items()]
         return "\n".join(lines)
