@@ -31,6 +31,7 @@ _LAZY = {
     "save_profile": ("fednb.client.profile", "save"),
     "set_language": ("fednb.i18n", "set_language"),
     "glm": ("fednb.federated.glm", "glm"),
+    "coxph": ("fednb.federated.cox", "coxph"),
 }
 
 __all__ = ["__version__", "DomainError", "DomainUnavailable", "FednbError", "NotEnoughDomains",

@@ -138,6 +138,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
                        "error inesperado (referencia {ref} en el registro del servidor Jupyter)"),
     "api.bad_owner_entry": ("owner entry {entry} needs either 'path' or both 'url' and 'token'",
                             "la entrada de propietario {entry} necesita 'path' o bien 'url' y 'token'"),
+    # -- survival plots ----------------------------------------------------------------------------
+    "surv.km_title": ("Survival of {duration} (event: {event})", "Supervivencia según {duration} (evento: {event})"),
+    "surv.time": ("Time", "Tiempo"),
+    "surv.survival": ("Survival probability", "Probabilidad de supervivencia"),
+    "surv.at_risk": ("Number at risk", "Número en riesgo"),
+    "surv.band": ("{level}% band", "banda del {level}%"),
+    "surv.all": ("All", "Todos"),
+    "surv.forest_title": ("Hazard ratios: {formula}", "Razones de riesgo: {formula}"),
+    "surv.hazard_ratio": ("Hazard ratio (log scale), {level}% CI", "Razón de riesgo (escala log), IC del {level}%"),
+    "surv.no_effect": ("no effect", "sin efecto"),
     # -- JupyterLab: analyst panel -----------------------------------------------------------------
     "lab.analyst.title": ("Federation", "Federación"),
     "lab.analyst.caption": ("fednb: my domains, datasets and requests", "fednb: mis dominios, datos y solicitudes"),

@@ -16,7 +16,8 @@ RequestKind = Literal["builtin", "function", "training"]
 RequestStatus = Literal["pending", "approved", "denied", "running", "done", "failed", "blocked"]
 FINAL_STATUSES: frozenset[str] = frozenset({"denied", "done", "failed", "blocked"})
 ROUND_FINAL: frozenset[str] = frozenset({"done", "failed", "blocked"})
-BUILTINS: tuple[str, ...] = ("count", "sum", "mean", "variance", "histogram", "quantiles", "crosstab", "glm")
+BUILTINS: tuple[str, ...] = ("count", "sum", "mean", "variance", "histogram", "quantiles", "crosstab", "glm",
+                               "kaplan_meier", "logrank", "coxph")
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 

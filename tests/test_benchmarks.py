@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL = {  # script -> (arguments, a key that each run's output must contain)
     "request_latency": (["--runs", "3"], "median_s"),
     "glm_parity": (["--runs", "1"], "max_rel_diff_coef"),
+    "survival_parity": (["--runs", "1", "--points", "13"], "max_rel_diff_se"),
     "sandbox_start": (["--jobs", "3", "--cold", "1"], "median"),
     "secagg_overhead": (["--rounds", "3", "--domains", "3", "--workloads", "E1_B32"], "overhead_median"),
     "dp_digits": (["--rounds", "2", "--epsilons", "8", "--seeds", "0"], "epsilon_debited_per_domain"),

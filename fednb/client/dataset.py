@@ -336,6 +336,23 @@ class FederatedDataset:
             pooled.notes.append("NA cells were suppressed by a domain, with complements so they cannot be derived")
         return pooled
 
+    # -- survival ----------------------------------------------------------------------------------
+    def kaplan_meier(self, duration: str, event: str, *, by: str | None = None, where: Any = None,
+                     time_grid: Sequence[float] | int = 25, **kwargs: Any):
+        """Pooled Kaplan–Meier curves with Greenwood bands (per group of ``by``) from counts each
+        domain releases on ``time_grid`` (points, or that many equal steps over the public range).
+        See :func:`fednb.federated.survival.kaplan_meier`."""
+        from fednb.federated.survival import kaplan_meier
+
+        return kaplan_meier(self, duration, event, by=by, where=where, time_grid=time_grid, **kwargs)
+
+    def logrank(self, duration: str, event: str, by: str, *, where: Any = None,
+                time_grid: Sequence[float] | int = 25, **kwargs: Any):
+        """The pooled log-rank test of equal survival across the groups of ``by``."""
+        from fednb.federated.survival import logrank
+
+        return logrank(self, duration, event, by, where=where, time_grid=time_grid, **kwargs)
+
     # -- custom functions ------------------------------------------------------------------------
     def submit(self, fn: Function | Any, *, description: str = "", args: dict | None = None,
                max_runtime_s: float | None = None) -> FederatedRequest:

@@ -37,8 +37,27 @@ def patients(rows: int, *, age: tuple[float, float], bmi: tuple[float, float], s
     logit = (m["Intercept"] + m["age"] * a + m["bmi"] * b + m["C(sex)[T.M]"] * (sex == "M")
              + m["smoker"] * smokes + m["diabetes"] * diabetes)
     readmitted = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    followup, died = survival_times(a, sex, smokes, diabetes, seed)
     return pd.DataFrame({"age": a, "sex": sex, "bmi": b, "smoker": smokes, "systolic_bp": sbp,
-                         "diabetes": diabetes, "readmitted": readmitted})
+                         "diabetes": diabetes, "readmitted": readmitted, "followup_days": followup, "died": died})
+
+
+# log hazard ratios of death after discharge (a Cox model with a Weibull baseline, shape 1.2)
+SURVIVAL_MODEL: dict[str, float] = {"age": 0.045, "C(sex)[T.M]": 0.25, "smoker": 0.55, "diabetes": 0.4}
+
+
+def survival_times(age: np.ndarray, sex: np.ndarray, smoker: np.ndarray, diabetes: np.ndarray,
+                   seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Days from discharge to death or to the end of follow-up (uniform over 1 to 5 years), and
+    whether the patient died then; its own random stream, so the other columns stay as they were."""
+    rng = np.random.default_rng(seed + 1000)
+    m = SURVIVAL_MODEL
+    lp = (m["age"] * (age - 60) + m["C(sex)[T.M]"] * (sex == "M") + m["smoker"] * smoker
+          + m["diabetes"] * diabetes)
+    shape, scale = 1.2, 2600.0  # days; about a quarter die within follow-up at the average risk
+    death = scale * (rng.exponential(1.0, len(age)) / np.exp(lp)) ** (1 / shape)
+    end = rng.uniform(365, 5 * 365, len(age))
+    return np.ceil(np.minimum(death, end)).astype(int), (death <= end).astype(int)
 
 
 def hospital(name: str) -> pd.DataFrame:
@@ -75,6 +94,22 @@ def brine_batches(rows: int = 600, seed: int = 33) -> pd.DataFrame:
     m = YIELD_MODEL
     y = (m["Intercept"] + m["li_concentration_gl"] * li + m["temperature_c"] * temp
          + m["evaporation_days"] * days + np.array([pond_effect[p] for p in pond]) + rng.normal(0, 0.03, rows))
+    failure, failed = pond_failures(pond, temp, seed)
     return pd.DataFrame({"batch": [f"B{seed}-{i:04d}" for i in range(rows)], "pond": pond,
                          "li_concentration_gl": li, "temperature_c": temp, "evaporation_days": days,
-                         "recovery_yield": np.round(np.clip(y, 0.05, 0.95), 4)})
+                         "recovery_yield": np.round(np.clip(y, 0.05, 0.95), 4),
+                         "days_to_liner_failure": failure, "liner_failed": failed})
+
+
+# log hazard ratios of a pond's liner tearing during a batch: freeze-thaw (cold) and the older ponds
+LINER_MODEL: dict[str, float] = {"temperature_c": -0.05, "old_pond": 0.7}
+
+
+def pond_failures(pond: np.ndarray, temp: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Days until the liner under a batch failed, or until the batch was harvested (censored)."""
+    rng = np.random.default_rng(seed + 1000)
+    old = np.isin(pond, ["P1", "P2"])
+    lp = LINER_MODEL["temperature_c"] * (temp - 12) + LINER_MODEL["old_pond"] * old
+    failure = 900.0 * rng.exponential(1.0, len(pond)) / np.exp(lp)
+    harvest = rng.uniform(120, 420, len(pond))
+    return np.ceil(np.minimum(failure, harvest)).astype(int), (failure <= harvest).astype(int)

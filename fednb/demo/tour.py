@@ -125,6 +125,7 @@ def tour(servers, folders: dict[str, Path], token: str) -> list[str]:
     hist = patients.histogram("bmi", [15, 20, 25, 30, 35, 40])
     click.echo(_indent(hist.value.to_string(index=False)))
     _regression(patients, check)
+    _survival(patients, check)
 
     _step("5. A custom function: tried on the mock, submitted, reviewed by each owner, run in the sandbox")
 
@@ -190,6 +191,13 @@ def tour(servers, folders: dict[str, Path], token: str) -> list[str]:
     check(np.isclose(y.value, true_y, rtol=1e-12), f"mean recovery yield {y.value:.4f} (true {true_y:.4f})")
     h = brine.histogram("li_concentration_gl", [0.2, 0.5, 0.8, 1.1, 1.4])
     click.echo(_indent(h.value.to_string(index=False)))
+    liners = brine.kaplan_meier("days_to_liner_failure", "liner_failed", by="pond", time_grid=[90, 180, 270, 360])
+    click.echo("   share of batches whose pond liner had not failed, by pond (Kaplan–Meier):")
+    click.echo(_indent(liners.table.pivot(index="time", columns="group", values="survival").round(3).to_string()))
+    truth_b = data.brine_batches()
+    p1 = truth_b[truth_b.pond == "P1"]
+    check(bool(np.isclose(liners.survival("P1").iloc[0], 1 - ((p1.days_to_liner_failure <= 90) & (p1.liner_failed == 1)).sum()
+                          / len(p1), rtol=1e-12)), "pond P1's liner survival at 90 days equals the plant's own count")
 
     _step("9. Oversight: every step is in each domain's tamper-evident audit log")
     for name, folder in folders.items():
@@ -246,6 +254,27 @@ def _learning_step(patients, folders: dict[str, Path], check) -> None:
     glob = history[history.domain == "global"]
     check(glob["loss"].iloc[-1] < glob["loss"].iloc[0],
           f"the global loss fell from {glob['loss'].iloc[0]:.4f} to {glob['loss'].iloc[-1]:.4f}; only weights left the hospitals")
+
+
+def _survival(patients, check) -> None:
+    """Kaplan–Meier, log-rank and Cox regression of death after discharge, against the generating model."""
+    import fednb
+
+    _step("4c. Survival: each hospital releases events and censorings per interval of a time grid, never a date")
+    km = patients.kaplan_meier("followup_days", "died", by="smoker", time_grid=[365, 730, 1095, 1460, 1825])
+    click.echo(_indent(km.table[["group", "time", "at_risk", "events", "survival", "lower", "upper"]]
+                       .to_string(index=False, float_format="{:.3f}".format)))
+    test = patients.logrank("followup_days", "died", by="smoker", time_grid=20)
+    check(test.p_value < 0.001, f"log-rank test smokers vs non-smokers: chi2 {test.statistic:.1f}, p = {test.p_value:.2g}")
+    terms = " + ".join(n.replace("C(sex)[T.M]", "C(sex)") for n in data.SURVIVAL_MODEL)
+    fit = fednb.coxph(f"followup_days + died ~ {terms}", data=patients, time_grid=30)
+    click.echo(f"   Cox model, Efron ties, {len(fit.grid)} time points, {fit.rounds} rounds:")
+    table = pd.DataFrame({"log HR": fit.params, "std err": fit.bse, "HR": fit.hazard_ratios,
+                          "true log HR": pd.Series(data.SURVIVAL_MODEL)}).loc[fit.params.index]
+    click.echo(_indent(table.to_string(float_format="{:.4f}".format)))
+    for name, row in table.iterrows():
+        check(abs(row["log HR"] - row["true log HR"]) <= 3 * row["std err"],
+              f"{name}: the true log hazard ratio {row['true log HR']:g} lies within 3 standard errors")
 
 
 def _indent(text: str, prefix: str = "   ") -> str:

@@ -14,6 +14,8 @@ with analytically calibrated Gaussian noise (Balle & Wang 2018), with these sens
 - ``histogram``, ``crosstab``: one row is in one cell, so each cell gets noise of sensitivity 1 at
   the full ε (parallel composition, Dwork & Roth 2014, §3.3 "histogram queries"). Bins and levels
   are public; "(other)" is always present so the table's shape does not depend on the data.
+- ``kaplan_meier``: the same, on the table of events and censorings per interval and group
+  (:func:`fednb.domain.run.builtins.survival.noisy_table`).
 
 Noisy releases skip the exact small-cell rules: the noise protects small groups, and a threshold on
 an exact count would itself leak outside the budget. Noisy values are released on a lattice finer than
@@ -35,7 +37,7 @@ from fednb.errors import InvalidInput
 from fednb.privacy.mechanisms import Noise, calibrate, new_rng
 
 NEEDS_BOUNDS = ("sum", "mean", "variance")
-PARTS = {"count": 1, "sum": 1, "mean": 2, "variance": 3, "histogram": 1, "crosstab": 1}
+PARTS = {"count": 1, "sum": 1, "mean": 2, "variance": 3, "histogram": 1, "crosstab": 1, "kaplan_meier": 1}
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,11 @@ def release(name: str, args: dict[str, Any], df: pd.DataFrame, ctx: Context, bou
         return _histogram(numeric(rows, parsed.column), parsed.bins, noise(1.0), rng, info)
     if name == "crosstab":
         return _crosstab(rows, parsed.row, parsed.col, ctx.levels, noise(1.0), rng, info)
+    if name == "kaplan_meier":
+        from fednb.domain.run.builtins.survival import noisy_table
+
+        nz = noise(1.0)
+        return {"groups": noisy_table(parsed, rows, ctx.levels, nz, rng), "dp": {**info, "std": {"cell": nz.std}}}
     lo, hi = bounds[parsed.column]
     x = np.clip(numeric(rows, parsed.column), lo, hi)
     info["bounds"] = [lo, hi]

@@ -72,7 +72,7 @@ class LearningSection(_Section):
     warm_torch: bool = False
 
 
-NOISY_BUILTINS = ("count", "sum", "mean", "variance", "histogram", "crosstab")
+NOISY_BUILTINS = ("count", "sum", "mean", "variance", "histogram", "crosstab", "kaplan_meier")
 
 
 class Allowance(_Section):
@@ -235,7 +235,7 @@ warm_torch = false
 # analyst's budget epsilon (and delta) on that dataset. Noisy releases that would overspend it are
 # refused. `fednb domain budget DIR` shows what each analyst has spent.
 # Built-ins released ONLY with noise; analysts may ask for noise on the others too. Any of
-# "count", "sum", "mean", "variance", "histogram", "crosstab". sum, mean and variance need clamping
+# "count", "sum", "mean", "variance", "histogram", "crosstab", "kaplan_meier". sum, mean and variance need clamping
 # bounds on the column, which you choose and analysts see: `fednb domain set-bounds DIR DATASET COLUMN LO HI`.
 # Noisy releases skip the small-cell rules above: the noise protects small groups, and an exact
 # threshold would leak outside the budget. Default: [] (exact aggregates under the rules above, as before).
