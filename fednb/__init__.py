@@ -31,6 +31,8 @@ _LAZY = {
     "save_profile": ("fednb.client.profile", "save"),
     "set_language": ("fednb.i18n", "set_language"),
     "glm": ("fednb.federated.glm", "glm"),
+    "table": ("fednb.results", "table"),
+    "stat": ("fednb.results", "stat"),
 }
 
 __all__ = ["__version__", "DomainError", "DomainUnavailable", "FednbError", "NotEnoughDomains",

@@ -19,8 +19,9 @@ class Function:
     Use it as a decorator (``@fednb.function``) or wrap a source string
     (``fednb.function(source, name="cohort_stats")``). Imports go inside the function body;
     ``np`` and ``pd`` are available on the domains. It receives the dataset as a pandas DataFrame
-    plus the keyword arguments given at submission, and must return numbers, strings, lists, dicts,
-    numpy arrays or pandas objects.
+    plus the keyword arguments given at submission. Counts, sums and means leave a domain as
+    ``fednb.table(...)``/``fednb.stat(...)`` values, which the domain checks row by row; other numbers
+    only where the owner's policy allows unchecked output (see SECURITY.md).
     """
 
     def __init__(self, fn: Callable | str, *, name: str | None = None):
@@ -44,7 +45,9 @@ class Function:
             import numpy as np
             import pandas as pd
 
-            namespace: dict[str, Any] = {"np": np, "pd": pd}
+            import fednb
+
+            namespace: dict[str, Any] = {"np": np, "pd": pd, "fednb": fednb}
             exec(compile(self.source, f"<fednb function {self.name}>", "exec"), namespace)
             self._fn = namespace[self.name]
         return self._fn

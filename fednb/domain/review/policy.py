@@ -37,6 +37,14 @@ class DisclosureSection(_Section):
     rows_per_value: int = Field(10, ge=1)
     round_counts_to: int = Field(10, ge=1)
     max_output_bytes: int = Field(1_000_000, ge=1_000)
+    max_free_text: int = Field(100, ge=0, le=10_000)
+    significant_digits: int = Field(4, ge=1, le=15)
+    unchecked_output: list[str] = Field(default_factory=list)
+    show_error_text: bool = False
+
+    def allows_unchecked(self, dataset: str) -> bool:
+        """The owner lets custom code on ``dataset`` release output the checker cannot judge."""
+        return dataset in self.unchecked_output or "*" in self.unchecked_output
 
 
 class SandboxSection(_Section):
@@ -140,6 +148,18 @@ rows_per_value = 10
 round_counts_to = 10
 # Largest result, in bytes, a job may return. Default: 1000000 (1 MB).
 max_output_bytes = 1000000
+# Characters of free text (strings, keys, labels that are not column names or category levels) one
+# custom result or one training round's metric names may carry; text can hold rows. Default: 100.
+max_free_text = 100
+# Significant digits kept in sums, means and training metrics from custom code, so one number cannot
+# carry several values packed in its digits. Default: 4.
+significant_digits = 4
+# Datasets (or "*") whose custom code may release numbers the domain cannot check row by row (not
+# fednb.table/fednb.stat values): you then rely on your review alone. Default: [] (none).
+unchecked_output = []
+# Show analysts the text of exceptions their code raises. Off, they see only the exception type and
+# the line of their code: exception text is chosen by the code and could carry data. Default: false.
+show_error_text = false
 
 [sandbox]
 # Limits for approved custom code. It runs in a locked-down subprocess (see SECURITY.md).

@@ -3,8 +3,9 @@
 The owner (or the policy, for a built-in) approves such a request once, for its code or static
 arguments and its round budget (``limits.max_rounds``). Each round the analyst sends the round's
 inputs: for training, the global weights as safetensors with the inputs in its metadata; for a
-built-in, JSON (``{"round": N, "inputs": {...}}``, e.g. a GLM's current coefficients). The round
-is queued as a job; training rounds run in the request's kept-alive sandbox session and release
+built-in, JSON (``{"round": N, "inputs": {...}}``, e.g. a GLM's current coefficients). Every round
+queued counts against the budget, retries of failed or blocked rounds included. The round is queued
+as a job; training rounds run in the request's kept-alive sandbox session and release
 weights with exactly the model's parameters; built-in rounds release their aggregate.
 """
 
@@ -101,8 +102,20 @@ def _number(value) -> int:
     return value
 
 
+def attempts(tx, request_id: str) -> int:
+    """Rounds queued for a request so far, each retry of a failed or blocked round included.
+
+    A failed or blocked round still tells the analyst something (that it failed, how, and why it was
+    blocked), and its code ran on the data; if retries were free, a round that fails on purpose
+    would be an unmetered channel. The audit log holds one ``round`` row per queued round.
+    """
+    (n,) = tx.execute("SELECT count(*) FROM audit WHERE object_id = ? AND action = 'round'", (request_id,)).fetchone()
+    return int(n)
+
+
 def submit_round(store: Store, policy: Policy, analyst: str, request_id: str, body: bytes) -> Round:
-    """Queue one round; resubmitting a round (same number) is idempotent."""
+    """Queue one round; resubmitting a round (same number) is idempotent unless it failed or was
+    blocked: then it runs again, and counts against the round budget again (:func:`attempts`)."""
     req = store.query_one("SELECT * FROM requests WHERE id = ?", (request_id,))
     if req is None or req["analyst"] != analyst:
         raise not_visible(request_id)
@@ -126,9 +139,10 @@ def submit_round(store: Store, policy: Policy, analyst: str, request_id: str, bo
                 tensors.signature(tensors.header(first["input_blob"])[0]) != tensors.signature(layout):
             raise InvalidInput("these weights do not have the same parameters as the earlier rounds' model")
         budget = json.loads(req["limits_json"]).get("max_rounds") or policy.learning.max_rounds
-        (used,) = tx.execute("SELECT count(DISTINCT round) FROM jobs WHERE request_id = ?", (request_id,)).fetchone()
-        if existing is None and used >= budget:
-            raise Conflict(f"the round budget of {budget} approved for request {request_id} is used up")
+        used = attempts(tx, request_id)
+        if used >= budget:
+            raise Conflict(f"the round budget of {budget} approved for request {request_id} is used up "
+                           f"({used} rounds sent, failed and blocked ones included)")
         if existing is not None:
             tx.execute("DELETE FROM jobs WHERE id = ?", (existing["id"],))
         job = enqueue(tx, request_id, req["kind"], inputs)
