@@ -223,3 +223,32 @@ def test_failing_rounds_leak_no_text_and_use_up_the_round_budget(target):
     assert all(re.fullmatch(r"your code raised ValueError \(line [78] of your function\)", r) for r in reasons), reasons
     refused = _round(target, rid, 1)
     assert refused.status_code == 409 and "round budget of 3" in refused.text and "failed and blocked" in refused.text
+
+
+# -- the owner sees which datasets allow unchecked output -------------------------------------------------
+@pytest.mark.parametrize("edits,shown", [({}, False), ({"unchecked_output = []": 'unchecked_output = ["patients"]'}, True)])
+def test_the_owner_cli_and_review_panel_show_unchecked_output(tmp_path, monkeypatch, edits, shown):
+    import asyncio
+
+    from click.testing import CliRunner
+
+    from fednb.cli import main as cli
+    from fednb.jupyter.owner import OwnerService
+    from fednb.models import RequestIn
+    from tests.conftest import make_domain
+
+    monkeypatch.setenv("FEDNB_HOME", str(tmp_path / "home"))
+    d = make_domain(tmp_path, "clinic", data.hospital("hospital-a"), policy_edits=edits)
+    req, _ = d.submit("alice", RequestIn(dataset="patients", kind="function", name="f",
+                                         code="def f(df):\n    return 1\n"))
+    d.close()
+    listing = CliRunner().invoke(cli, ["domain", "requests", str(tmp_path / "clinic")])
+    assert listing.exit_code == 0 and req.id in listing.output
+    assert ("[UNCHECKED OUTPUT ALLOWED]" in listing.output) is shown
+    as_json = json.loads(CliRunner().invoke(cli, ["domain", "requests", str(tmp_path / "clinic"), "--json"]).output)
+    assert as_json[0]["unchecked_output"] is shown
+    show = CliRunner().invoke(cli, ["domain", "show", str(tmp_path / "clinic"), req.id]).output
+    assert ("NOT CHECKED" in show) is shown
+    detail = asyncio.run(OwnerService("default", [{"path": str(tmp_path / "clinic")}]).detail("clinic", req.id))
+    assert detail["unchecked_output"] is shown
+    assert detail["output_check"].startswith("NOT CHECKED" if shown else "checked")
