@@ -252,3 +252,42 @@ def test_the_owner_cli_and_review_panel_show_unchecked_output(tmp_path, monkeypa
     detail = asyncio.run(OwnerService("default", [{"path": str(tmp_path / "clinic")}]).detail("clinic", req.id))
     assert detail["unchecked_output"] is shown
     assert detail["output_check"].startswith("NOT CHECKED" if shown else "checked")
+
+
+def test_a_failing_dp_round_is_charged_to_the_privacy_budget(tmp_path, alice_token):
+    """Under DP, a round whose code fails on the data tells the analyst something outside the noise."""
+    pytest.importorskip("torch")
+    from torch import nn
+
+    import fednb
+    import fednb.learn as fl
+    from tests.conftest import live_domains, owners_approving
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Linear(1, 2)
+
+        def forward(self, x):
+            return self.w(x)
+
+    def leaky(df, **config):
+        raise ValueError(str(df.age[0]))
+
+    policy = {'training = "none"': 'training = "dp"', "delta = 1e-6": "delta = 1e-4"}
+    frames = {name: data.hospital(name) for name in ("hospital-a", "hospital-b")}
+    with live_domains(tmp_path, frames, alice_token, policy_edits=policy) as live, owners_approving(live):
+        fed = fednb.connect([d.url for d in live], token=alice_token)
+        trainer = fl.Trainer(Net(), leaky, data=fed.dataset("patients"), rounds=1, progress=False,
+                             dp=fl.DPSGD(epsilon=1.0, delta=1e-5, batch_size=50))
+        with pytest.raises(fednb.FednbError):  # no domain released a round
+            trainer.fit()
+        fed.close()
+        dom = live[0].domain()
+        part = dom.requests()[0]
+        failed = dom.round(part.id, 1)
+        spends = [e.payload for e in dom.audit_entries() if e.action == "spend" and e.object_id == part.id]
+        dom.close()
+    assert failed.status == "failed"
+    assert re.fullmatch(r"your code raised ValueError \(line \d+ of your function\)", failed.reason), failed.reason
+    assert len(spends) == 1 and spends[0]["epsilon"] > 0
