@@ -104,6 +104,15 @@ class OutputChecker:
         self._differencing()
         return released, self.report
 
+    def check_text(self, value: Any) -> int:
+        """Only the free text of a result whose numbers are judged elsewhere (a built-in's): raises
+        :class:`Blocked` over ``max_free_text``, returns the count. Numbers are not counted."""
+        self._walk(value)
+        if self.free_text > self.rules.max_free_text:
+            raise Blocked(f"the result carries {self.free_text} characters of text that are not the dataset's "
+                          f"column names or category levels; at most {self.rules.max_free_text} may leave")
+        return self.free_text
+
     def _walk(self, obj: Any) -> Any:
         if isinstance(obj, list):
             return [self._walk(v) for v in obj]

@@ -140,9 +140,8 @@ min_cohort = 10
 # together with enough other cells that they cannot be worked out from totals (nfilter.tab).
 # Categories rarer than this are also left out of the mock and the metadata. Default: 5.
 min_cell_count = 5
-# Each released value must stand for at least this many rows on average; a result with more values
-# than rows / rows_per_value, or one that grows with the number of rows, is refused as row-level.
-# Default: 10.
+# Each value a built-in releases must stand for at least this many rows on average (a GLM's terms).
+# Custom code is checked value by value instead (fednb.table / fednb.stat, see SECURITY.md). Default: 10.
 rows_per_value = 10
 # Row counts shown in dataset listings are rounded to a multiple of this. Default: 10.
 round_counts_to = 10
