@@ -62,6 +62,7 @@ ROW_LEVEL = [
     ("CSV in a string", "return df.to_csv(index=False)", "free text"),
     ("JSON in a string", "return df.to_json()", "free text"),
     ("rows as dict keys", "return {f'{a},{b:.1f}': None for a, b in zip(df.age, df.bmi)}", "free text"),
+    ("a column of category labels", "return df.sex.tolist()", "free text"),
     ("rows as column labels", "return pd.DataFrame(columns=[f'{a}/{b:.1f}' for a, b in zip(df.age, df.bmi)])",
      "free text"),
     ("rows as index labels", "return pd.Series(None, index=df.sex + df.age.astype(str), dtype=object)",
@@ -74,7 +75,7 @@ ROW_LEVEL = [
      "rows behind a fednb.stat value number fewer than 10"),
     ("one value per row as a table of means", "return fednb.table(df.assign(r=df.index), by='r', value='bmi', "
      "agg='mean')", "groups of a fednb.table have fewer than"),
-    ("many overlapping small groups", "return [fednb.stat(df.bmi.iloc[i:i + 20]) for i in range(0, 100)]",
+    ("many overlapping small groups", "return [fednb.stat(df.bmi.iloc[i:i + 20]) for i in range(0, 30)]",
      "differ by fewer than 10 rows"),
     ("a total less one row", "return [fednb.stat(df, 'count'), fednb.stat(df.iloc[1:], 'count')]",
      "differ by fewer than 10 rows"),

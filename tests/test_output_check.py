@@ -52,10 +52,25 @@ def test_significant_digits_and_metrics():
 def test_schema_labels_are_free_and_other_text_is_counted():
     frame = data.hospital("hospital-a")
     checker = output_check.OutputChecker(DisclosureSection(), frame)
-    assert checker.check_text({"sex": ["F", "M"], "smoker": None}) == 0
-    assert output_check.OutputChecker(DisclosureSection(), frame).check_text({"rate": "abc"}) == 7
+    # labels are free once; each dict entry, list element and None costs one character
+    assert checker.check_text({"sex": ["F", "M"], "smoker": None}) == 5
+    assert output_check.OutputChecker(DisclosureSection(), frame).check_text({"rate": "abc"}) == 8
+    with pytest.raises(Blocked, match="59 characters"):  # a column of labels is not a label
+        output_check.OutputChecker(DisclosureSection(), frame).check_text(["F"] * 30)
     with pytest.raises(Blocked, match="characters of text"):
         output_check.OutputChecker(DisclosureSection(), frame).check_text(frame.head(3).to_csv())
+
+
+@pytest.mark.parametrize("forged", [
+    {"__fednb__": "ndarray", "dtype": "age63bmi31", "shape": [0], "data": []},
+    {"__fednb__": "series", "name": None, "index": [], "index_names": [None], "data": [], "note": "63,45"},
+    {"__fednb__": "float", "value": "63.45"},
+    {"__fednb__": "secret", "data": "63"},
+])
+def test_encoded_values_from_the_child_are_rebuilt_from_known_parts_only(forged):
+    """The sandbox child, where the analyst's code runs, can write any JSON as the encoded result."""
+    with pytest.raises(Blocked, match="malformed"):
+        output_check.OutputChecker(DisclosureSection(), data.hospital("hospital-a"), unchecked_allowed=True).check(forged)
 
 
 def test_dry_run_of_table_and_stat_on_a_mock_matches_pandas():

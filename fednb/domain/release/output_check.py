@@ -40,6 +40,10 @@ from fednb.domain.release.disclosure import Blocked
 from fednb.domain.review.policy import DisclosureSection
 
 MAX_SHAPES = 1000  # row sets compared pairwise in one result
+# The parts each encoded type may have (fednb.codec); anything else is refused as malformed.
+_PARTS = {"float": {"value"}, "dict": {"items"}, "ndarray": {"dtype", "shape", "data"},
+          "dataframe": {"columns", "index", "index_names", "data"},
+          "series": {"name", "index", "index_names", "data"}}
 MAX_METRICS = 16
 
 
@@ -48,6 +52,16 @@ def round_significant(x: float, digits: int) -> float:
     if x == 0 or not math.isfinite(x):
         return x
     return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
+
+
+def _numpy_dtype(name: Any) -> bool:
+    """``name`` is numpy's own spelling of a dtype (not text chosen by the code)."""
+    if not isinstance(name, str) or len(name) > 20:
+        return False
+    try:
+        return str(np.dtype(name)) == name
+    except (TypeError, ValueError):
+        return False
 
 
 def schema_labels(frame: Any, min_cell_count: int) -> set[str]:
@@ -82,6 +96,7 @@ class OutputChecker:
     report: dict[str, Any] = field(default_factory=lambda: {"checked": [], "suppressed_cells": 0})
     _labels: set[str] | None = None
     _sets: list[_RowSet] = field(default_factory=list)
+    _seen: set[str] = field(default_factory=set)
 
     # -- the walk -----------------------------------------------------------------------------
     def check(self, value: Any) -> tuple[Any, dict[str, Any]]:
@@ -114,39 +129,61 @@ class OutputChecker:
         return self.free_text
 
     def _walk(self, obj: Any) -> Any:
+        """Count what ``obj`` carries and rebuild it from known parts only: the encoded value comes
+        from the sandbox child, where the analyst's code could have written any JSON."""
         if isinstance(obj, list):
+            self.free_text += len(obj)  # each element: a list's length and layout carry information too
             return [self._walk(v) for v in obj]
         if isinstance(obj, str):
             self._text(obj)
             return obj
         if obj is None:
+            self.free_text += 1
             return None
         if not isinstance(obj, dict):  # bool, int, float
             self.unjudged += 1
             return obj
         tag = obj.get(TAG)
         if tag is None:
+            self.free_text += len(obj)
             for key in obj:
                 self._text(key)
             return {k: self._walk(v) for k, v in obj.items()}
         if tag in ("table", "stat"):
             return self._shape(obj)
+        if tag not in _PARTS or not set(obj) <= _PARTS[tag] | {TAG}:
+            raise Blocked("the result is malformed (an encoded value with unknown parts); return numbers, text, "
+                          "lists, dicts, pandas objects, fednb.table or fednb.stat")
         if tag == "float":
+            if obj.get("value") not in ("nan", "inf", "-inf"):
+                raise Blocked("the result is malformed (an encoded float that is not nan or infinite)")
             self.unjudged += 1
-            return obj
+            return {TAG: "float", "value": obj["value"]}
+        if tag == "ndarray" and not _numpy_dtype(obj.get("dtype")):
+            raise Blocked("the result is malformed (an array with an unknown dtype)")
         if tag == "dict":
-            return {TAG: "dict", "items": [[self._walk(k), self._walk(v)] for k, v in obj["items"]]}
-        out = dict(obj)
-        for part in ("columns", "index", "name", "index_names", "data"):
-            if part in obj:
-                out[part] = self._walk(obj[part])
+            items = obj.get("items")
+            if not isinstance(items, list) or not all(isinstance(i, list) and len(i) == 2 for i in items):
+                raise Blocked("the result is malformed (an encoded dict without its items)")
+            self.free_text += len(items)
+            return {TAG: "dict", "items": [[self._walk(k), self._walk(v)] for k, v in items]}
+        out = {TAG: tag}
+        for part in sorted(_PARTS[tag] & set(obj)):
+            out[part] = obj[part] if part in ("dtype", "shape") else self._walk(obj[part])
+        if "shape" in out and not (isinstance(out["shape"], list) and all(
+                isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in out["shape"])):
+            raise Blocked("the result is malformed (an array with an unknown shape)")
         return out
 
     def _text(self, text: str) -> None:
+        """Free text counts by its length; a schema label is free the first time it appears only
+        (a list of 1,000 "F"/"M" is a column of the dataset, not a label)."""
         if self._labels is None:
             self._labels = schema_labels(self.frame, self.rules.min_cell_count)
-        if text not in self._labels:
-            self.free_text += len(text)
+        if text in self._labels and text not in self._seen:
+            self._seen.add(text)
+            return
+        self.free_text += len(text)
 
     # -- fednb.table / fednb.stat ---------------------------------------------------------------
     def _rows(self, shape: dict) -> np.ndarray:

@@ -37,7 +37,7 @@ class DisclosureSection(_Section):
     rows_per_value: int = Field(10, ge=1)
     round_counts_to: int = Field(10, ge=1)
     max_output_bytes: int = Field(1_000_000, ge=1_000)
-    max_free_text: int = Field(100, ge=0, le=10_000)
+    max_free_text: int = Field(40, ge=0, le=10_000)
     significant_digits: int = Field(4, ge=1, le=15)
     unchecked_output: list[str] = Field(default_factory=list)
     show_error_text: bool = False
@@ -147,9 +147,10 @@ rows_per_value = 10
 round_counts_to = 10
 # Largest result, in bytes, a job may return. Default: 1000000 (1 MB).
 max_output_bytes = 1000000
-# Characters of free text (strings, keys, labels that are not column names or category levels) one
-# custom result or one training round's metric names may carry; text can hold rows. Default: 100.
-max_free_text = 100
+# Characters of free text (strings, keys, labels that are not column names or category levels, and
+# one per list element or dict entry) one custom result or one round's metric names may carry. Text
+# can hold rows: this is a channel of that many characters per result. Default: 40.
+max_free_text = 40
 # Significant digits kept in sums, means and training metrics from custom code, so one number cannot
 # carry several values packed in its digits. Default: 4.
 significant_digits = 4
