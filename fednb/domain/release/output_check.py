@@ -215,8 +215,9 @@ class OutputChecker:
         if isinstance(column, str) and column in self.frame.columns:
             own = self.frame[column].iloc[ids].astype(float).to_numpy()
             if not np.allclose(own, values, rtol=1e-9, atol=1e-12, equal_nan=False):
-                raise Blocked(f"the values handed back as column {column!r} are not the dataset's; a column "
-                              "the function computes must have a name of its own")
+                raise Blocked(f"the values handed back as column {column!r} are not the dataset's at those rows: "
+                              "a column the function computes needs a name of its own, and the frame must keep "
+                              "the index it was given (merges and reset_index lose it)")
             self.report["checked"].append(f"{column}: verified against the dataset")
         else:
             self.report["checked"].append(f"{column or 'a value'}: computed by the function (not verifiable)")
