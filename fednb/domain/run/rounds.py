@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from typing import Any
 
 from fednb import tensors
 from fednb.domain.audit import log as audit
@@ -100,6 +101,29 @@ def _number(value) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise InvalidInput("the round inputs need a round number >= 1 (\"round\": N)")
     return value
+
+
+# Outcomes of a round that depend on what the analyst's code did with the data.
+LEARNABLE = ("error", "timeout", "cpu_limit", "memory", "output_too_large", "bad_output", "block")
+
+
+def charged(outcome: Any, status: str, plan: Any) -> Any:
+    """Under DP training, a round that fails or is blocked after the analyst's code ran on the data
+    is charged to the privacy budget like a released round.
+
+    Whether it failed, how (the exception's type and line, a time, CPU or memory limit, an output
+    too large) and why it was blocked can all depend on the data, and none of that is covered by
+    DP-SGD's noise; charging the round caps how many such outcomes an analyst can collect within the
+    same budget. Rounds refused before the code touches the data (no sandbox, weaker isolation than
+    the policy asks, the DP plan refused, too few rows) and sandbox breakdowns (``killed``: the
+    domain's fault) cost nothing. Without DP, failed rounds still count against the round budget.
+    """
+    if plan is not None and status in LEARNABLE:
+        from fednb.domain.release import dp_training
+
+        outcome.spend = dp_training.RoundSpend(plan)
+    return outcome
+
 
 
 def attempts(tx, request_id: str) -> int:

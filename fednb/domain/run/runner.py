@@ -21,6 +21,7 @@ from fednb.domain.audit import log as audit
 from fednb.domain.release import budget, disclosure, dp_training, error_text, noisy, output_check, secure_inputs
 from fednb.domain.release.disclosure import Blocked
 from fednb.domain.run import builtins
+from fednb.domain.run.rounds import charged
 from fednb.errors import FednbError
 
 if TYPE_CHECKING:
@@ -286,19 +287,19 @@ class Runner:
         if not session.alive:
             self._drop_session(req["id"])
         if out.status != "ok":
-            return _charged(self._judge(out, limits, rows, req), out.status, plan)
+            return charged(self._judge(out, limits, rows, req), out.status, plan)
         try:
             released = tensors.signature(tensors.header(out.blob or b"")[0])
         except tensors.TensorFormatError as exc:
-            return _charged(Outcome("block", reason=f"the update is not valid safetensors ({exc})"), "block", plan)
+            return charged(Outcome("block", reason=f"the update is not valid safetensors ({exc})"), "block", plan)
         if released != expected:
-            return _charged(Outcome("block", reason="the update does not have exactly the model's parameters, so "
-                                                    "it cannot be released"), "block", plan)
+            return charged(Outcome("block", reason="the update does not have exactly the model's parameters, so "
+                                            "it cannot be released"), "block", plan)
         value = out.value if isinstance(out.value, dict) else {}
         try:
             result = self._round_result(value, rows)
         except Blocked as exc:
-            return _charged(Outcome("block", reason=str(exc)), "block", plan)
+            return charged(Outcome("block", reason=str(exc)), "block", plan)
         shown = {"parameters": tensors.parameter_count(tensors.header(out.blob)[0])}
         if plan is not None:  # exact losses and counts are outside the noise: release weights only
             result = {"n": self.domain.dataset(req["dataset"]).rows, "metrics": {}, "eval": None,
@@ -383,26 +384,6 @@ class Runner:
             return Outcome("block", reason=f"the result is larger than the domain's limit of "
                                            f"{limits.max_output_bytes:,} bytes; return a smaller aggregate")
         return Outcome("fail", reason=reasons.get(out.status, f"the job ended with status {out.status}"))
-
-
-# Outcomes of a round that depend on what the analyst's code did with the data.
-LEARNABLE = ("error", "timeout", "cpu_limit", "memory", "output_too_large", "bad_output", "block")
-
-
-def _charged(outcome: Outcome, status: str, plan: Any) -> Outcome:
-    """Under DP training, a round that fails or is blocked after the analyst's code ran on the data
-    is charged to the privacy budget like a released round.
-
-    Whether it failed, how (the exception's type and line, a time, CPU or memory limit, an output
-    too large) and why it was blocked can all depend on the data, and none of that is covered by
-    DP-SGD's noise; charging the round caps how many such outcomes an analyst can collect within the
-    same budget. Rounds refused before the code touches the data (no sandbox, weaker isolation than
-    the policy asks, the DP plan refused, too few rows) and sandbox breakdowns (``killed``: the
-    domain's fault) cost nothing. Without DP, failed rounds still count against the round budget.
-    """
-    if plan is not None and status in LEARNABLE:
-        outcome.spend = dp_training.RoundSpend(plan)
-    return outcome
 
 
 def _clip(message: str, limit: int = 300) -> str:
