@@ -100,3 +100,10 @@ def test_shapes_refuse_what_they_cannot_describe():
         fednb.stat(frame.sex, "sum")
     encoded = codec.encode(fednb.stat(frame.bmi))
     assert encoded["__fednb__"] == "stat" and len(encoded["rows"]) == len(frame)
+
+
+def test_a_forged_shape_naming_a_text_column_is_blocked_not_a_crash():
+    frame = data.hospital("hospital-a")
+    forged = {"__fednb__": "stat", "value": "sex", "agg": "mean", "rows": list(range(20)), "values": [1.0] * 20}
+    with pytest.raises(Blocked, match="not the dataset's"):
+        output_check.OutputChecker(DisclosureSection(), frame).check(forged)

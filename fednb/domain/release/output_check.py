@@ -213,8 +213,11 @@ class OutputChecker:
         values = np.asarray(raw, dtype=float)
         column = shape.get("value")
         if isinstance(column, str) and column in self.frame.columns:
-            own = self.frame[column].iloc[ids].astype(float).to_numpy()
-            if not np.allclose(own, values, rtol=1e-9, atol=1e-12, equal_nan=False):
+            try:
+                own = self.frame[column].iloc[ids].astype(float).to_numpy()
+            except (TypeError, ValueError):
+                own = None  # not a numeric column: no value of it can match
+            if own is None or not np.allclose(own, values, rtol=1e-9, atol=1e-12, equal_nan=False):
                 raise Blocked(f"the values handed back as column {column!r} are not the dataset's at those rows: "
                               "a column the function computes needs a name of its own, and the frame must keep "
                               "the index it was given (merges and reset_index lose it)")
