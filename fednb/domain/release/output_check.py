@@ -188,10 +188,13 @@ class OutputChecker:
     # -- fednb.table / fednb.stat ---------------------------------------------------------------
     def _rows(self, shape: dict) -> np.ndarray:
         rows = shape.get("rows")
-        if not isinstance(rows, list) or not all(isinstance(r, int) and not isinstance(r, bool) for r in rows):
+        try:
+            ids = np.asarray(rows) if isinstance(rows, list) and rows else np.zeros(0, dtype=np.int64)
+        except (TypeError, ValueError):
+            ids = None
+        if not isinstance(rows, list) or ids is None or ids.ndim != 1 or ids.dtype.kind != "i":
             raise Blocked("a fednb.table/stat value came back without its rows; build it with fednb.table or "
                           "fednb.stat on the frame the function was given")
-        ids = np.asarray(rows, dtype=np.int64)
         if ids.size and (ids.min() < 0 or ids.max() >= len(self.frame)):
             raise Blocked("a fednb.table/stat value names rows this dataset does not have; keep the index of the "
                           "frame the function was given (do not reset it)")
