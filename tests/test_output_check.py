@@ -107,3 +107,14 @@ def test_a_forged_shape_naming_a_text_column_is_blocked_not_a_crash():
     forged = {"__fednb__": "stat", "value": "sex", "agg": "mean", "rows": list(range(20)), "values": [1.0] * 20}
     with pytest.raises(Blocked, match="not the dataset's"):
         output_check.OutputChecker(DisclosureSection(), frame).check(forged)
+
+
+def test_dry_run_warns_about_numbers_a_domain_would_block():
+    mock = data.hospital("hospital-a").head(100)
+    with pytest.warns(UserWarning, match="1 number\\(s\\) outside fednb.table/fednb.stat"):
+        fednb.dry_run(fednb.function("def f(df):\n    return {'m': float(df.age.mean())}\n"), mock)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fednb.dry_run(fednb.function("def f(df):\n    return {'m': fednb.stat(df.age)}\n"), mock)
