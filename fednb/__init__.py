@@ -32,6 +32,8 @@ _LAZY = {
     "set_language": ("fednb.i18n", "set_language"),
     "glm": ("fednb.federated.glm", "glm"),
     "coxph": ("fednb.federated.cox", "coxph"),
+    "table": ("fednb.results", "table"),
+    "stat": ("fednb.results", "stat"),
 }
 
 __all__ = ["__version__", "DomainError", "DomainUnavailable", "FednbError", "NotEnoughDomains",

@@ -298,16 +298,21 @@ def _when(ts: float | None) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def domain_requests(path: Path, status: str | None, as_json: bool) -> None:
     """List requests, pending first."""
-    reqs = _open(path).requests(status=status)
+    d = _open(path)
+    reqs = d.requests(status=status)
+    unchecked = d.policy.disclosure.allows_unchecked
     if as_json:
-        click.echo(json.dumps([r.model_dump(exclude={"code", "result"}) for r in reqs], indent=2))
+        click.echo(json.dumps([{**r.model_dump(exclude={"code", "result"}),
+                                "unchecked_output": r.kind == "function" and unchecked(r.dataset)} for r in reqs],
+                              indent=2))
         return
     if not reqs:
         click.echo("no requests")
     for r in reqs:
         what = f"{r.kind}:{r.name}"
+        flag = "  [UNCHECKED OUTPUT ALLOWED]" if r.kind == "function" and unchecked(r.dataset) else ""
         click.echo(f"{r.id}  {r.status:8}  {_when(r.created_at)}  {r.analyst:14} {r.dataset:14} {what:22} "
-                   f"{r.description[:50]}")
+                   f"{r.description[:50]}{flag}")
 
 
 @domain.command("show")
@@ -321,6 +326,9 @@ def domain_show(path: Path, request_id: str) -> None:
     click.echo(f"analyst      {r.analyst}\ndataset      {r.dataset}\nkind         {r.kind}: {r.name}")
     click.echo(f"submitted    {_when(r.created_at)}\ndescription  {r.description or '-'}")
     click.echo(f"arguments    {json.dumps(r.args)}\nsha256       {r.code_hash}")
+    if r.kind == "function" and d.policy.disclosure.allows_unchecked(r.dataset):
+        click.echo("output       NOT CHECKED: the policy lets custom code on this dataset release numbers the domain "
+                   "cannot check (disclosure.unchecked_output); your review is the only check")
     if r.code:
         click.echo("code:")
         for i, line in enumerate(r.code.splitlines(), 1):

@@ -2,8 +2,9 @@
 
 Results cross the wire as JSON only (never pickle). numpy and pandas objects become tagged dicts
 (``{"__fednb__": "dataframe", ...}``) that :func:`decode` turns back into the same objects.
-:func:`count_values` counts the data values of an encoded result; disclosure control uses it to
-spot outputs that grow with the number of rows.
+:func:`count_values` counts the data values of an encoded result. ``fednb.table``/``fednb.stat``
+results travel (inside the domain only) as tagged dicts with the rows behind each value; a domain
+replaces them with the aggregate it computed and checked (:mod:`fednb.domain.release.output_check`).
 
 This module imports numpy/pandas lazily so that the sandbox child and the analyst side can share it.
 """
@@ -43,6 +44,9 @@ def encode(obj: Any, _depth: int = 0) -> Any:
         return {TAG: "dict", "items": [[encode(k, _depth + 1), encode(v, _depth + 1)] for k, v in obj.items()]}
     if isinstance(obj, (list, tuple)):
         return [encode(v, _depth + 1) for v in obj]
+    if type(obj).__module__ == "fednb.results":  # fednb.table / fednb.stat: rows for the domain to check
+        shape = obj.encoded()
+        return {TAG: shape[TAG], **{k: encode(v, _depth + 1) for k, v in shape.items() if k != TAG}}
     module = type(obj).__module__.split(".")[0]
     if module == "numpy":
         return _encode_numpy(obj, _depth)
@@ -114,6 +118,11 @@ def decode(obj: Any) -> Any:
         return {k: decode(v) for k, v in obj.items()}
     if tag == "float":
         return float(obj["value"])
+    if tag in ("table", "stat"):  # only in dry runs: a domain releases the checked aggregate instead
+        from fednb import results
+
+        shape = {k: decode(v) for k, v in obj.items()}
+        return results.unchecked_frame(shape) if tag == "table" else results.unchecked_stat(shape)
     if tag == "dict":
         return {_hashable(decode(k)): decode(v) for k, v in obj["items"]}
     if tag == "ndarray":
@@ -151,8 +160,10 @@ def count_values(obj: Any) -> int:
         tag = obj.get(TAG)
         if tag is None:
             return sum(count_values(v) for v in obj.values())
-        if tag == "float":
+        if tag == "float" or tag == "stat":
             return 1
+        if tag == "table":
+            return len(obj.get("groups") or ())
         if tag == "dict":
             return sum(count_values(v) for _, v in obj["items"])
         return count_values(obj["data"])

@@ -29,7 +29,8 @@ from tests.conftest import start_live
 
 FAST = {"wall_seconds = 120": "wall_seconds = 4", "cpu_seconds = 60": "cpu_seconds = 1",
         "memory_mb = 2048": "memory_mb = 256", "max_output_bytes = 1000000": "max_output_bytes = 20000",
-        "max_file_mb = 64": "max_file_mb = 8"}
+        "max_file_mb = 64": "max_file_mb = 8",
+        "show_error_text = false": "show_error_text = true"}  # the reasons name the wall that was hit
 DENIED = r"(PermissionError|FileNotFoundError|Operation not permitted|Permission denied)"
 
 # UNIX sockets on the host: pathname sockets reach across network namespaces and Landlock does not

@@ -1,5 +1,6 @@
-"""Approved custom code through the real server: it runs in the sandbox, its output is checked before
-release, and row-level output is blocked with reasons the analyst can read (escapes: test_escapes.py)."""
+"""Approved custom code through the client library and the real server: it runs in the sandbox, its output
+is checked before release, and row-level output is blocked with reasons the analyst can read (every encoding
+of rows: test_output_attacks.py; escapes: test_escapes.py)."""
 
 from __future__ import annotations
 
@@ -38,20 +39,23 @@ def run(domain, body: str, args: dict | None = None):
 
 
 def test_an_approved_function_runs_and_releases_its_aggregate(domain):
-    part = run(domain, "return df.groupby('sex')['bmi'].mean().round(2)")
-    assert part.status == "done"
-    value = fednb.codec.decode(part.state["result"]) if hasattr(fednb, "codec") else None
+    live, ds = domain
+    part = run(domain, "return {'bmi': fednb.table(df, by='sex', value='bmi', agg='mean')}")
+    assert part.status == "done", part.state.get("reason")
     from fednb import codec
 
-    value = codec.decode(part.state["result"])
-    assert set(value.index) == {"F", "M"}
+    value = codec.decode(part.state["result"])["bmi"]
+    expected = live.frame.groupby("sex")["bmi"].agg(["size", "mean"])
+    assert value["n"].tolist() == expected["size"].tolist()
+    assert value["mean"].round(1).tolist() == expected["mean"].round(1).tolist()
 
 
 @pytest.mark.parametrize("body,status,reason", [
-    ("return df[['age']].head(150)", "blocked", "values from"),                   # rows of a table
-    ("return df['age'].tolist()", "blocked", "values from"),                   # one column, row by row
-    ("return df.head(len(df) // 12)['age'].tolist()", "blocked", "grows with the number of rows"),
-    ("return 1 / 0", "failed", "ZeroDivisionError: division by zero"),
+    ("return df[['age']].head(150)", "blocked", "300 number(s) the domain cannot check"),  # 150 rows, 150 labels
+    ("return df['age'].tolist()", "blocked", "1200 number(s) the domain cannot check"),  # a column, row by row
+    ("return df.head(len(df) // 12)['age'].mean()", "blocked", "cannot check"),  # a mean of what rows?
+    ("return fednb.stat(df.age.head(5))", "blocked", "rows behind a fednb.stat value number fewer than 10"),
+    ("return 1 / 0", "failed", "your code raised ZeroDivisionError (line 2 of your function)"),
 ])
 def test_row_level_output_is_blocked_and_errors_are_readable(domain, body, status, reason):
     """Escape attempts (files, network, processes, resources, outputs) are in test_escapes.py."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
+import warnings
 from collections.abc import Callable
 from typing import Any
 
-from fednb import codec
+from fednb import codec, results
 from fednb.errors import InvalidInput
 from fednb.models import code_hash
 
@@ -19,8 +20,9 @@ class Function:
     Use it as a decorator (``@fednb.function``) or wrap a source string
     (``fednb.function(source, name="cohort_stats")``). Imports go inside the function body;
     ``np`` and ``pd`` are available on the domains. It receives the dataset as a pandas DataFrame
-    plus the keyword arguments given at submission, and must return numbers, strings, lists, dicts,
-    numpy arrays or pandas objects.
+    plus the keyword arguments given at submission. Counts, sums and means leave a domain as
+    ``fednb.table(...)``/``fednb.stat(...)`` values, which the domain checks row by row; other numbers
+    only where the owner's policy allows unchecked output (see SECURITY.md).
     """
 
     def __init__(self, fn: Callable | str, *, name: str | None = None):
@@ -44,7 +46,9 @@ class Function:
             import numpy as np
             import pandas as pd
 
-            namespace: dict[str, Any] = {"np": np, "pd": pd}
+            import fednb
+
+            namespace: dict[str, Any] = {"np": np, "pd": pd, "fednb": fednb}
             exec(compile(self.source, f"<fednb function {self.name}>", "exec"), namespace)
             self._fn = namespace[self.name]
         return self._fn
@@ -134,7 +138,9 @@ def dry_run(fn: Callable | Function, data: Any, **args: Any) -> dict[str, Any]:
     """Run ``fn`` on each domain's mock, locally, exactly as a domain would; returns {domain: result}.
 
     The result goes through the same JSON encoding as a real release, so a return value that could
-    not cross the wire fails here first.
+    not cross the wire fails here first, and numbers a domain could not check (outside
+    ``fednb.table``/``fednb.stat``) raise a warning. The mocks' values are synthetic, so the domain's
+    rules (cohorts, cells, dominance) are not applied here.
     """
     f = function(fn)
     mock = data.mock if hasattr(data, "mock") else data
@@ -142,6 +148,10 @@ def dry_run(fn: Callable | Function, data: Any, **args: Any) -> dict[str, Any]:
         if "domain" in getattr(mock, "columns", ()) else {"mock": mock}
     out = {}
     for domain, frame in frames.items():
-        value = f(frame.reset_index(drop=True), **args)
-        out[domain] = codec.decode(codec.encode(value))
+        encoded = codec.encode(f(frame.reset_index(drop=True), **args))
+        loose = results.unchecked_numbers(encoded)
+        if loose:
+            warnings.warn(f"{domain}: the result holds {loose} number(s) outside fednb.table/fednb.stat; a domain "
+                          "blocks it unless its policy allows unchecked output", stacklevel=2)
+        out[domain] = codec.decode(encoded)
     return out

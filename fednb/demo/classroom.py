@@ -25,8 +25,7 @@ BINS = [15, 20, 25, 30, 35, 40]
 FUNCTION = '''\
 def readmission_by_risk(df):
     """Readmission rate and group size by smoking and diabetes."""
-    g = df.groupby(["smoker", "diabetes"])["readmitted"]
-    return {"rate": g.mean(), "n": g.size()}
+    return fednb.table(df, by=["smoker", "diabetes"], value="readmitted", agg="mean")
 '''
 
 

@@ -132,11 +132,10 @@ def tour(servers, folders: dict[str, Path], token: str) -> list[str]:
     @fednb.function
     def readmission_by_risk(df):
         """Readmission rate and group size by smoking and diabetes."""
-        g = df.groupby(["smoker", "diabetes"])["readmitted"]
-        return {"rate": g.mean(), "n": g.size()}
+        return fednb.table(df, by=["smoker", "diabetes"], value="readmitted", agg="mean")
 
     click.echo("   dry run on the mocks:")
-    click.echo(_indent(str(fednb.dry_run(readmission_by_risk, patients)["hospital-a"]["rate"])))
+    click.echo(_indent(str(fednb.dry_run(readmission_by_risk, patients)["hospital-a"]["mean"])))
     req = patients.submit(readmission_by_risk, description="Readmission rate by smoking and diabetes")
     click.echo(f"   submitted: {req.status}")
     for name in ("hospital-a", "hospital-b"):
@@ -148,7 +147,7 @@ def tour(servers, folders: dict[str, Path], token: str) -> list[str]:
         d.close()
     results = req.wait(60).result(min_domains=2)
     for domain, value in results.items():
-        click.echo(f"   {domain}: " + ", ".join(f"{k}={v:.3f}" for k, v in value["rate"].items()))
+        click.echo(f"   {domain}: " + ", ".join(f"{k}={v:.3f}" for k, v in value["mean"].items()))
     check(set(results) == {"hospital-a", "hospital-b"}, "both hospitals released the approved function's result")
     again = patients.submit(readmission_by_risk, description="same code again").wait(30)
     check(all(s == "done" for s in again.status.values()), "re-submitting the approved hash runs without a new review")

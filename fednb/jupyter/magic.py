@@ -6,8 +6,7 @@
 
     %%fednb submit patients --description "readmission rate by smoking and diabetes"
     def readmission_by_risk(df):
-        g = df.groupby(["smoker", "diabetes"])["readmitted"]
-        return {"rate": g.mean(), "n": g.size()}
+        return fednb.table(df, by=["smoker", "diabetes"], value="readmitted", agg="mean")
 
 Options: ``--fed VARIABLE`` (default: the last ``fednb.connect`` result, else the default profile),
 ``--name FUNCTION`` (when the cell defines several), ``--as VARIABLE`` (keep the request).

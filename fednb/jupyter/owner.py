@@ -19,6 +19,13 @@ from fednb.jupyter.errors import ApiError, UnknownDomain
 from fednb.jupyter.present import request_detail, request_row
 
 RECENT = 20  # decided requests listed under the pending ones
+# What the domain checks on this request's output, for the review panel (keyed by unchecked_output).
+OUTPUT_CHECK = {
+    False: "checked: only fednb.table/fednb.stat values the domain verifies row by row, and short labels, can leave",
+    True: "NOT CHECKED: this dataset's policy (disclosure.unchecked_output) lets custom code release numbers the "
+          "domain cannot check; your review is the only check",
+    None: "unknown: see disclosure.unchecked_output in the domain's policy.toml",
+}
 TIMEOUT_S = 5.0
 
 
@@ -54,6 +61,10 @@ class FolderOwner:
     async def deny(self, request_id: str, reason: str) -> dict:
         return (await self._call(lambda: self._open().deny(request_id, reason))).model_dump()
 
+    async def unchecked_output(self, dataset: str) -> bool | None:
+        """Whether this domain's policy lets custom code on ``dataset`` release unchecked numbers."""
+        return await self._call(lambda: self._open().policy.disclosure.allows_unchecked(dataset))
+
 
 class RemoteOwner:
     kind = "url"
@@ -76,6 +87,10 @@ class RemoteOwner:
 
     async def deny(self, request_id: str, reason: str) -> dict:
         return await self.client.deny(request_id, reason)
+
+    async def unchecked_output(self, dataset: str) -> bool | None:
+        """Unknown over HTTP: the owner endpoints do not publish the policy."""
+        return None
 
 
 def make_source(entry: dict):
@@ -166,7 +181,9 @@ class OwnerService:
             prior = review.previous_version(current, listing)
             if prior is not None:
                 previous = await source.request(prior["id"])
-        return {**request_detail(domain, current), "previous": review.comparison(current, previous)}
+        unchecked = await source.unchecked_output(current["dataset"]) if current.get("kind") == "function" else False
+        return {**request_detail(domain, current), "previous": review.comparison(current, previous),
+                "unchecked_output": unchecked, "output_check": OUTPUT_CHECK[unchecked]}
 
     async def decide(self, domain: str, request_id: str, *, approve: bool, reason: str) -> dict:
         source = await self._source(domain)

@@ -37,6 +37,14 @@ class DisclosureSection(_Section):
     rows_per_value: int = Field(10, ge=1)
     round_counts_to: int = Field(10, ge=1)
     max_output_bytes: int = Field(1_000_000, ge=1_000)
+    max_free_text: int = Field(40, ge=0, le=10_000)
+    significant_digits: int = Field(4, ge=1, le=15)
+    unchecked_output: list[str] = Field(default_factory=list)
+    show_error_text: bool = False
+
+    def allows_unchecked(self, dataset: str) -> bool:
+        """The owner lets custom code on ``dataset`` release output the checker cannot judge."""
+        return dataset in self.unchecked_output or "*" in self.unchecked_output
 
 
 class SandboxSection(_Section):
@@ -179,14 +187,26 @@ min_cohort = 10
 # together with enough other cells that they cannot be worked out from totals (nfilter.tab).
 # Categories rarer than this are also left out of the mock and the metadata. Default: 5.
 min_cell_count = 5
-# Each released value must stand for at least this many rows on average; a result with more values
-# than rows / rows_per_value, or one that grows with the number of rows, is refused as row-level.
-# Default: 10.
+# Each value a built-in releases must stand for at least this many rows on average (a GLM's terms).
+# Custom code is checked value by value instead (fednb.table / fednb.stat, see SECURITY.md). Default: 10.
 rows_per_value = 10
 # Row counts shown in dataset listings are rounded to a multiple of this. Default: 10.
 round_counts_to = 10
 # Largest result, in bytes, a job may return. Default: 1000000 (1 MB).
 max_output_bytes = 1000000
+# Characters of free text (strings, keys, labels that are not column names or category levels, and
+# one per list element or dict entry) one custom result or one round's metric names may carry. Text
+# can hold rows: this is a channel of that many characters per result. Default: 40.
+max_free_text = 40
+# Significant digits kept in sums, means and training metrics from custom code, so one number cannot
+# carry several values packed in its digits. Default: 4.
+significant_digits = 4
+# Datasets (or "*") whose custom code may release numbers the domain cannot check row by row (not
+# fednb.table/fednb.stat values): you then rely on your review alone. Default: [] (none).
+unchecked_output = []
+# Show analysts the text of exceptions their code raises. Off, they see only the exception type and
+# the line of their code: exception text is chosen by the code and could carry data. Default: false.
+show_error_text = false
 
 [sandbox]
 # Limits for approved custom code. It runs in a locked-down subprocess (see SECURITY.md).

@@ -3,8 +3,9 @@
 The owner (or the policy, for a built-in) approves such a request once, for its code or static
 arguments and its round budget (``limits.max_rounds``). Each round the analyst sends the round's
 inputs: for training, the global weights as safetensors with the inputs in its metadata; for a
-built-in, JSON (``{"round": N, "inputs": {...}}``, e.g. a GLM's current coefficients). The round
-is queued as a job; training rounds run in the request's kept-alive sandbox session and release
+built-in, JSON (``{"round": N, "inputs": {...}}``, e.g. a GLM's current coefficients). Every round
+queued counts against the budget, retries of failed or blocked rounds included. The round is queued
+as a job; training rounds run in the request's kept-alive sandbox session and release
 weights with exactly the model's parameters; built-in rounds release their aggregate.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from typing import Any
 
 from fednb import tensors
 from fednb.domain.audit import log as audit
@@ -101,8 +103,43 @@ def _number(value) -> int:
     return value
 
 
+# Outcomes of a round that depend on what the analyst's code did with the data.
+LEARNABLE = ("error", "timeout", "cpu_limit", "memory", "output_too_large", "bad_output", "block")
+
+
+def charged(outcome: Any, status: str, plan: Any) -> Any:
+    """Under DP training, a round that fails or is blocked after the analyst's code ran on the data
+    is charged to the privacy budget like a released round.
+
+    Whether it failed, how (the exception's type and line, a time, CPU or memory limit, an output
+    too large) and why it was blocked can all depend on the data, and none of that is covered by
+    DP-SGD's noise; charging the round caps how many such outcomes an analyst can collect within the
+    same budget. Rounds refused before the code touches the data (no sandbox, weaker isolation than
+    the policy asks, the DP plan refused, too few rows) and sandbox breakdowns (``killed``: the
+    domain's fault) cost nothing. Without DP, failed rounds still count against the round budget.
+    """
+    if plan is not None and status in LEARNABLE:
+        from fednb.domain.release import dp_training
+
+        outcome.spend = dp_training.RoundSpend(plan)
+    return outcome
+
+
+
+def attempts(tx, request_id: str) -> int:
+    """Rounds queued for a request so far, each retry of a failed or blocked round included.
+
+    A failed or blocked round still tells the analyst something (that it failed, how, and why it was
+    blocked), and its code ran on the data; if retries were free, a round that fails on purpose
+    would be an unmetered channel. The audit log holds one ``round`` row per queued round.
+    """
+    (n,) = tx.execute("SELECT count(*) FROM audit WHERE object_id = ? AND action = 'round'", (request_id,)).fetchone()
+    return int(n)
+
+
 def submit_round(store: Store, policy: Policy, analyst: str, request_id: str, body: bytes) -> Round:
-    """Queue one round; resubmitting a round (same number) is idempotent."""
+    """Queue one round; resubmitting a round (same number) is idempotent unless it failed or was
+    blocked: then it runs again, and counts against the round budget again (:func:`attempts`)."""
     req = store.query_one("SELECT * FROM requests WHERE id = ?", (request_id,))
     if req is None or req["analyst"] != analyst:
         raise not_visible(request_id)
@@ -126,9 +163,10 @@ def submit_round(store: Store, policy: Policy, analyst: str, request_id: str, bo
                 tensors.signature(tensors.header(first["input_blob"])[0]) != tensors.signature(layout):
             raise InvalidInput("these weights do not have the same parameters as the earlier rounds' model")
         budget = json.loads(req["limits_json"]).get("max_rounds") or policy.learning.max_rounds
-        (used,) = tx.execute("SELECT count(DISTINCT round) FROM jobs WHERE request_id = ?", (request_id,)).fetchone()
-        if existing is None and used >= budget:
-            raise Conflict(f"the round budget of {budget} approved for request {request_id} is used up")
+        used = attempts(tx, request_id)
+        if used >= budget:
+            raise Conflict(f"the round budget of {budget} approved for request {request_id} is used up "
+                           f"({used} rounds sent, failed and blocked ones included)")
         if existing is not None:
             tx.execute("DELETE FROM jobs WHERE id = ?", (existing["id"],))
         job = enqueue(tx, request_id, req["kind"], inputs)

@@ -16,12 +16,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fednb import codec, tensors
+from fednb import tensors
 from fednb.domain.audit import log as audit
 from fednb.domain.audit import receipts
-from fednb.domain.release import budget, disclosure, dp_training, noisy, secure_inputs
+from fednb.domain.release import budget, disclosure, dp_training, error_text, noisy, output_check, secure_inputs
 from fednb.domain.release.disclosure import Blocked
 from fednb.domain.run import builtins
+from fednb.domain.run.rounds import charged
 from fednb.errors import FednbError
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ class Runner:
         return job
 
     def _finish(self, tx, job, request_id: str, outcome: Outcome) -> None:
-        if outcome.spend is not None and outcome.action == "release":
+        if outcome.spend is not None:  # set on releases, and on DP rounds that fail where the analyst learns
             outcome = self._debit(tx, job, request_id, outcome)
         now = time.time()
         result_json = None if outcome.result is None else json.dumps(outcome.result, allow_nan=False)
@@ -254,8 +255,8 @@ class Runner:
         if refused:
             return refused
         limits = self._limits(req)
-        out = self.sandbox.run(self._spec(req, job, limits, harness="function", probe=0.5))
-        return self._judge(out, limits, self.domain.row_count(req["dataset"]))
+        out = self.sandbox.run(self._spec(req, job, limits, harness="function", probe=None))
+        return self._judge(out, limits, self.domain.row_count(req["dataset"]), req)
 
     def _training(self, req, job) -> Outcome:
         """One round in the request's kept-alive worker; the update must be the model's parameters."""
@@ -288,22 +289,19 @@ class Runner:
         if not session.alive:
             self._drop_session(req["id"])
         if out.status != "ok":
-            return self._judge(out, limits, rows)
+            return charged(self._judge(out, limits, rows, req), out.status, plan)
         try:
             released = tensors.signature(tensors.header(out.blob or b"")[0])
         except tensors.TensorFormatError as exc:
-            return Outcome("block", reason=f"the update is not valid safetensors ({exc})")
+            return charged(Outcome("block", reason=f"the update is not valid safetensors ({exc})"), "block", plan)
         if released != expected:
-            return Outcome("block", reason="the update does not have exactly the model's parameters, so it "
-                                           "cannot be released")
+            return charged(Outcome("block", reason="the update does not have exactly the model's parameters, so "
+                                            "it cannot be released"), "block", plan)
         value = out.value if isinstance(out.value, dict) else {}
-        n = min(max(int(value.get("n") or 0), 0), rows)
         try:
-            disclosure.check_cohort(n, rules, "the samples this round trained on")
+            result = self._round_result(value, rows)
         except Blocked as exc:
-            return Outcome("block", reason=str(exc))
-        result = {"n": n, "metrics": value.get("metrics") or {}, "eval": value.get("eval"),
-                  "train_seconds": float(value.get("train_seconds") or 0.0)}
+            return charged(Outcome("block", reason=str(exc)), "block", plan)
         shown = {"parameters": tensors.parameter_count(tensors.header(out.blob)[0])}
         if plan is not None:  # exact losses and counts are outside the noise: release weights only
             result = {"n": self.domain.dataset(req["dataset"]).rows, "metrics": {}, "eval": None,
@@ -348,25 +346,36 @@ class Runner:
             if found is not None and (rid not in open_ or now - found[1] > idle):
                 self._drop_session(rid)
 
-    def _judge(self, out: Any, limits: Any, rows: int) -> Outcome:
+    def _round_result(self, value: dict, rows: int) -> dict:
+        """A round's JSON result; metrics and evaluation pass the output checker (raises Blocked)."""
+        rules = self.domain.policy.disclosure
+        n = min(max(int(value.get("n") or 0), 0), rows)
+        disclosure.check_cohort(n, rules, "the samples this round trained on")
+        evaluation = value.get("eval")
+        return {"n": n, "metrics": output_check.check_metrics(value.get("metrics"), rules),
+                "eval": None if evaluation is None else output_check.check_metrics(evaluation, rules, "the evaluation"),
+                "train_seconds": float(value.get("train_seconds") or 0.0)}
+
+    def _judge(self, out: Any, limits: Any, rows: int, req: Any) -> Outcome:
         """Map a sandbox outcome to release, block or fail, with reasons an analyst can act on.
 
-        ``rows`` is the domain's own count, never the job's. The probe (the same code run on half
-        the rows) catches careless row-level output; code written to lie about it is what the
-        owner's review and the value-count rule on the released value are for.
+        ``rows`` is the domain's own count, never the job's. A released value passes the output
+        checker (:mod:`fednb.domain.release.output_check`) against the domain's own copy of the
+        data; a failure's text is reduced to what the analyst may learn (:mod:`error_text`).
         """
         rules = self.domain.policy.disclosure
         if out.status == "ok":
-            probe = out.probe or {}
-            values = codec.count_values(out.value)
             try:
                 disclosure.check_cohort(rows, rules, "the dataset's rows")
-                disclosure.check_values(values, rows, rules, probe.get("probe_values"))
+                checker = output_check.OutputChecker(rules, self.domain.load(req["dataset"]),
+                                                     unchecked_allowed=rules.allows_unchecked(req["dataset"]))
+                value, report = checker.check(out.value)
             except Blocked as exc:
                 return Outcome("block", reason=str(exc))
-            return Outcome("release", result=out.value, disclosure={"values": values})
+            return Outcome("release", result=value, disclosure=report)
+        said = error_text.reduce(out.message, req["code"], show_text=rules.show_error_text)
         reasons = {
-            "error": f"your code raised {_clip(out.message)}",
+            "error": f"your code raised {said}",
             "timeout": f"the job ran past its wall-clock limit of {limits.wall_seconds:g} s and was stopped",
             "cpu_limit": f"the job used more than {limits.cpu_seconds:g} CPU seconds and was stopped",
             "memory": f"the job ran out of memory (limit {limits.memory_mb} MiB)",
@@ -376,10 +385,10 @@ class Runner:
         if out.status == "output_too_large":
             return Outcome("block", reason=f"the result is larger than the domain's limit of "
                                            f"{limits.max_output_bytes:,} bytes; return a smaller aggregate")
-        return Outcome("fail", reason=reasons.get(out.status, f"the job ended with status {out.status}: {out.message}"))
+        return Outcome("fail", reason=reasons.get(out.status, f"the job ended with status {out.status}"))
 
 
 def _clip(message: str, limit: int = 300) -> str:
-    """Analyst code writes its own error text: keep it short, like any other output."""
+    """Text the domain itself wrote (sandbox and codec reports), kept short."""
     message = (message or "").strip()
     return message if len(message) <= limit else message[:limit] + "..."

@@ -1,7 +1,9 @@
 """The "function" harness: call ``entry(df, **args, **inputs)`` and release its JSON-encoded result.
 
-With ``probe_fraction`` set, the function also runs on a fixed random sample of the rows; the
-domain compares the two value counts to refuse outputs that grow with the number of rows.
+``df`` keeps the dataset's row positions as its index: ``fednb.table``/``fednb.stat`` values hand
+them back so the domain can count and verify the rows behind each value itself. ``fednb`` is in
+the function's namespace, as ``np`` and ``pd`` are. With ``probe_fraction`` set, the function also
+runs on a fixed random sample of the rows.
 """
 
 from __future__ import annotations
@@ -37,14 +39,16 @@ class FunctionHarness(Harness):
     name = "function"
 
     def prepare(self) -> None:
-        self.df = load_dataset(self.spec["data_path"], self.spec["data_format"])
+        self.df = load_dataset(self.spec["data_path"], self.spec["data_format"]).reset_index(drop=True)
         self.fn = None
 
     def start(self) -> Reply | None:
         import numpy as np
         import pandas as pd
 
-        ns = {"__name__": "analysis", "__builtins__": __builtins__, "np": np, "pd": pd}
+        import fednb
+
+        ns = {"__name__": "analysis", "__builtins__": __builtins__, "np": np, "pd": pd, "fednb": fednb}
         try:
             exec(compile(self.spec["code"], CODE_NAME, "exec"), ns)
         except BaseException as e:  # analyst code: anything may be raised
