@@ -76,11 +76,11 @@ def protect(table: np.ndarray, rules: DisclosureSection, *, margins: tuple[bool,
     table = np.asarray(table)
     hidden = suppress(table, rules.min_cell_count, margins=margins)
     try:
-        return intervals.widen(table, hidden, margins, rules.hidden_cell_interval)
+        return intervals.widen(table, hidden, margins, rules.hidden_cell_interval, rules.min_cell_count)
     except intervals.Unprotectable:
-        raise Blocked(f"the table's small cells cannot be hidden well enough: with its total shown, a hidden "
-                      f"cell would be known to within fewer than {rules.hidden_cell_interval} rows; use wider "
-                      f"bins or fewer levels") from None
+        raise Blocked(f"the table's small cells cannot be hidden well enough: from its total and its row and "
+                      f"column totals (which other queries can give), a hidden cell would be known to within "
+                      f"fewer than {rules.hidden_cell_interval} rows; use wider bins or fewer levels") from None
 
 
 def check_magnitude(values: np.ndarray, rules: DisclosureSection, what: str) -> None:

@@ -24,9 +24,15 @@ class Unprotectable(Exception):
     """No further cell can be hidden and a hidden cell is still too narrowly bounded."""
 
 
-def feasible_intervals(table: np.ndarray, hidden: np.ndarray,
-                       margins: tuple[bool, bool]) -> dict[tuple[int, int], tuple[float, float]]:
-    """{(i, j): (lowest, highest)} value each hidden cell can take given what the table releases."""
+def feasible_intervals(table: np.ndarray, hidden: np.ndarray, margins: tuple[bool, bool],
+                       smallest_known: int = 1) -> dict[tuple[int, int], tuple[float, float]]:
+    """{(i, j): (lowest, highest)} value each hidden cell can take given what the table releases.
+
+    A row or column total counts as known when ``margins`` says the analyst can learn that kind of
+    total and it is at least ``smallest_known``: a smaller total is itself a small count the domain
+    never releases (the cell, cohort and differencing rules stop it), and assuming it known would
+    make a table with one rare level unprotectable.
+    """
     cells = [tuple(c) for c in np.argwhere(hidden)]
     if not cells:
         return {}
@@ -48,6 +54,8 @@ def feasible_intervals(table: np.ndarray, hidden: np.ndarray,
         if not known:
             continue
         for i in range(table.shape[axis]):
+            if table.sum(axis=1 - axis)[i] < smallest_known:
+                continue
             members = [c for c in cells if c[axis] == i]
             line(members, float(sum(table[c] for c in members)))
     a_eq, b_eq = np.array(rows), np.array(rhs)
@@ -63,12 +71,13 @@ def feasible_intervals(table: np.ndarray, hidden: np.ndarray,
     return out
 
 
-def widen(table: np.ndarray, hidden: np.ndarray, margins: tuple[bool, bool], width: float) -> np.ndarray:
+def widen(table: np.ndarray, hidden: np.ndarray, margins: tuple[bool, bool], width: float,
+          smallest_known: int = 1) -> np.ndarray:
     """``hidden`` with more cells hidden until every hidden non-empty cell's interval is >= ``width``."""
     table = np.asarray(table, dtype=float)
     hidden = hidden.copy()
     for _ in range(table.size):
-        narrow = [c for c, (lo, hi) in feasible_intervals(table, hidden, margins).items()
+        narrow = [c for c, (lo, hi) in feasible_intervals(table, hidden, margins, smallest_known).items()
                   if table[c] > 0 and hi - lo < width]
         if not narrow:
             return hidden

@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fednb.domain.release.disclosure import Blocked
 from fednb.domain.review.policy import NOISY_BUILTINS, Policy
 from fednb.domain.run.builtins.registry import REGISTRY, Context, column, numeric, select
 from fednb.errors import InvalidInput
@@ -66,11 +65,11 @@ def exact_under_noise(name: str, policy: Policy) -> list[str]:
 
 
 def plan(name: str, args: dict[str, Any], policy: Policy, analyst: str, dataset: str) -> Spend:
-    """What one release will spend; refuses (``InvalidInput``) what the policy does not allow, and
-    blocks an exact-only built-in whose counts or sums the policy releases only with noise."""
+    """What one release will spend; refuses (``InvalidInput``, at submission) what the policy does not
+    allow, including an exact-only built-in whose counts or sums the policy releases only with noise."""
     covered = exact_under_noise(name, policy)
     if covered:
-        raise Blocked(f"this domain releases {', '.join(covered)} only with noise (privacy.noisy in its policy), and "
+        raise InvalidInput(f"this domain releases {', '.join(covered)} only with noise (privacy.noisy in its policy), and "
                       f"{name} has no noisy version: it would release them exactly, outside the privacy budget, "
                       f"so it is refused here; use the noisy {', '.join(covered)} instead")
     if name not in NOISY_BUILTINS:
