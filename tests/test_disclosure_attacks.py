@@ -219,6 +219,8 @@ def test_a_sum_or_mean_dominated_by_one_record_is_blocked(tmp_path, alice_token)
         for name in ("sum", "mean", "variance"):
             blocked(ask(client, name, column="cost"),
                     f"the {name} of 'cost' cannot be released", "more than 90% of it (dominance rule)")
+        blocked(ask(client, "glm", formula="y ~ age + cost", family="gaussian"),
+                "the sums of the model column 'cost' cannot be released", "dominance rule")
         # without the dominant record the same statistic is released
         others = [{"column": "cost", "op": "<", "value": 1000}]
         assert released(ask(client, "mean", column="cost", where=others))["n"] == ROWS - 1
@@ -274,3 +276,19 @@ def test_metadata_shows_rounded_rows_and_thresholded_missingness(tmp_path, alice
         missing = {c["name"]: c["missing"] for c in meta["columns"]}
         assert missing["lab2"] is False  # two people lack it: under the cell count, not shown
         assert missing["lab6"] is True
+
+
+def test_a_domain_made_before_the_differencing_defence_gets_its_table_on_open(tmp_path):
+    import sqlite3
+
+    from fednb.domain import Domain
+    from tests.conftest import make_domain
+
+    make_domain(tmp_path, "old", frame()).close()
+    with sqlite3.connect(tmp_path / "old" / "domain.db") as conn:
+        conn.execute("DROP TABLE released_rows")
+    d = Domain(tmp_path / "old")
+    try:
+        assert d.store.query_one("SELECT COUNT(*) AS n FROM released_rows")["n"] == 0
+    finally:
+        d.close()

@@ -13,7 +13,8 @@ of freedom n - p are under ``safe_dof_threshold`` (ACRO's rule for regressions) 
 ``max_parameters_per_row`` · n (a saturated model, DataSHIELD's ``nfilter.glm``), since such a fit
 passes through the rows; and, like DataSHIELD's ``glmDS1`` checks but whatever the coding, when any
 model column or the outcome has between 1 and min_cell_count - 1 rows off its most common value
-(its sums would describe a handful of people: a one-person indicator coded 0/1 or 0/2 alike).
+(its sums would describe a handful of people: a one-person indicator coded 0/1 or 0/2 alike), or
+when one or two rows dominate a column's or the outcome's sum (the dominance and p% rules).
 Categorical terms are coded over the public levels only: a level the analyst names that the
 listing does not show has no rows here, so ``levels=`` cannot probe for hidden rare categories.
 ``dropped`` (rows without every model column) is released only when it is 0 or at least the
@@ -253,6 +254,9 @@ def _check_small_groups(d: formulas.Design, spec: formulas.Spec, levels: dict[st
             raise disclosure.Blocked(
                 f"{where} differs from its most common value on fewer than {k} rows here, under the minimum "
                 f"cell count; merge rare levels, drop the term or widen the selection")
+    for name, col in columns:  # each column's sum is in XᵀWX (gaussian: exactly), the outcome's is y_sum
+        where = "the outcome" if name.startswith("outcome ") else f"the model column {name!r}"
+        disclosure.check_magnitude(col, rules, f"the sums of {where}")
     for name in spec.variables:
         if name in levels:
             counts = d.frame[name].value_counts()
