@@ -210,7 +210,8 @@ warm_torch = false
 # threshold would leak outside the budget. Default: [] (exact aggregates under the rules above, as before).
 noisy = []
 # The strongest setting: every built-in noisy, all under the budget below. Exact-only built-ins
-# (quantiles, glm) are then refused, since they would release exact counts and sums. Uncomment:
+# (quantiles, glm) are then refused, since they would release exact counts and sums. Use it in
+# place of the line above:
 # noisy = ["count", "sum", "mean", "variance", "histogram", "crosstab"]
 # Budget per analyst and dataset, for the life of the domain (a new dataset name is a new budget).
 # Default: 3.0 (around what published DP deployments allow per person; 0 allows no noisy release).
