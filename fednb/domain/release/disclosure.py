@@ -75,12 +75,14 @@ def protect(table: np.ndarray, rules: DisclosureSection, *, margins: tuple[bool,
     """Cells to hide in a count table: primary and secondary suppression, then the interval audit."""
     table = np.asarray(table)
     hidden = suppress(table, rules.min_cell_count, margins=margins)
+    small = (table > 0) & (table < rules.min_cell_count)
     try:
-        return intervals.widen(table, hidden, margins, rules.hidden_cell_interval, rules.min_cell_count)
+        return intervals.widen(table, hidden, margins, rules.hidden_cell_interval, rules.min_cell_count, small)
     except intervals.Unprotectable:
         raise Blocked(f"the table's small cells cannot be hidden well enough: from its total and its row and "
                       f"column totals (which other queries can give), a hidden cell would be known to within "
-                      f"fewer than {rules.hidden_cell_interval} rows; use wider bins or fewer levels") from None
+                      f"fewer than {rules.hidden_cell_interval} rows (or it has more than "
+                      f"{intervals.MAX_AUDITED_CELLS} small cells to audit); use wider bins or fewer levels") from None
 
 
 def check_magnitude(values: np.ndarray, rules: DisclosureSection, what: str) -> None:

@@ -19,14 +19,18 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linprog
 
+MAX_AUDITED_CELLS = 100  # two linear programmes each per pass: a table of more small cells is refused
+
 
 class Unprotectable(Exception):
     """No further cell can be hidden and a hidden cell is still too narrowly bounded."""
 
 
 def feasible_intervals(table: np.ndarray, hidden: np.ndarray, margins: tuple[bool, bool],
-                       smallest_known: int = 1) -> dict[tuple[int, int], tuple[float, float]]:
-    """{(i, j): (lowest, highest)} value each hidden cell can take given what the table releases.
+                       smallest_known: int = 1, only: np.ndarray | None = None
+                       ) -> dict[tuple[int, int], tuple[float, float]]:
+    """{(i, j): (lowest, highest)} value each hidden cell (or each of ``only``) can take given what
+    the table releases.
 
     A row or column total counts as known when ``margins`` says the analyst can learn that kind of
     total and it is at least ``smallest_known``: a smaller total is itself a small count the domain
@@ -36,6 +40,10 @@ def feasible_intervals(table: np.ndarray, hidden: np.ndarray, margins: tuple[boo
     cells = [tuple(c) for c in np.argwhere(hidden)]
     if not cells:
         return {}
+    if table.shape[0] == 1:  # one line (a histogram): Σ hidden = S, so each lies in [lb, S - Σ other lbs]
+        lows = {c: (1.0 if table[c] > 0 else 0.0) for c in cells}
+        total, floor = float(table[hidden].sum()), sum(lows.values())
+        return {c: (low, total - floor + low) for c, low in lows.items() if only is None or only[c]}
     index = {c: v for v, c in enumerate(cells)}
     rows: list[np.ndarray] = []
     rhs: list[float] = []
@@ -62,6 +70,8 @@ def feasible_intervals(table: np.ndarray, hidden: np.ndarray, margins: tuple[boo
     bounds = [(1.0 if table[c] > 0 else 0.0, None) for c in cells]
     out = {}
     for v, c in enumerate(cells):
+        if only is not None and not only[c]:
+            continue
         objective = np.zeros(len(cells))
         objective[v] = 1.0
         low = linprog(objective, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
@@ -72,24 +82,31 @@ def feasible_intervals(table: np.ndarray, hidden: np.ndarray, margins: tuple[boo
 
 
 def widen(table: np.ndarray, hidden: np.ndarray, margins: tuple[bool, bool], width: float,
-          smallest_known: int = 1) -> np.ndarray:
-    """``hidden`` with more cells hidden until every hidden non-empty cell's interval is >= ``width``."""
+          smallest_known: int = 1, sensitive: np.ndarray | None = None) -> np.ndarray:
+    """``hidden`` with more cells hidden until every ``sensitive`` cell's interval is >= ``width``.
+
+    Only the sensitive (primary) cells need protecting; complementary cells are hidden to protect
+    them. Each pass hides, for every cell still too narrow, the smallest shown non-zero cell of one of
+    its lines (else of the table), so a large table needs few passes.
+    """
     table = np.asarray(table, dtype=float)
     hidden = hidden.copy()
+    sensitive = hidden & (table > 0) if sensitive is None else sensitive
+    if int(sensitive.sum()) > MAX_AUDITED_CELLS:
+        raise Unprotectable
     for _ in range(table.size):
-        narrow = [c for c, (lo, hi) in feasible_intervals(table, hidden, margins, smallest_known).items()
-                  if table[c] > 0 and hi - lo < width]
+        narrow = [c for c, (lo, hi) in feasible_intervals(table, hidden, margins, smallest_known, sensitive).items()
+                  if hi - lo < width]
         if not narrow:
             return hidden
-        i, j = narrow[0]
-        shown = ~hidden & (table > 0)
-        same_line = np.zeros_like(shown)
-        same_line[i, :] = True
-        same_line[:, j] = True
-        pool = shown & same_line if (shown & same_line).any() else shown
-        if not pool.any():
-            raise Unprotectable
-        candidates = np.argwhere(pool)
-        smallest = min(candidates, key=lambda c: table[tuple(c)])
-        hidden[tuple(smallest)] = True
+        for i, j in narrow:
+            shown = ~hidden & (table > 0)
+            same_line = np.zeros_like(shown)
+            same_line[i, :] = True
+            same_line[:, j] = True
+            pool = shown & same_line if (shown & same_line).any() else shown
+            if not pool.any():
+                raise Unprotectable
+            smallest = min(np.argwhere(pool), key=lambda c: table[tuple(c)])
+            hidden[tuple(smallest)] = True
     raise Unprotectable
