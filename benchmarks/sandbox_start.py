@@ -1,7 +1,10 @@
 """Job start latency of the sandbox: one JSON line per measure.
 
 start = the domain sends the job → the analyst's function is called (fork, lockdown, data load);
-end_to_end = → the parsed JobOutcome, child reaped. Compared with a cold ``python -I -c`` per job.
+end_to_end = → the parsed JobOutcome, child reaped. Compared with a cold ``python -I -c`` per job,
+and, in the same run, across configurations: "strong" (namespaces), "standard" (none), and
+"strong+cgroup" (each job joins a shared cgroup first; only where a cgroup v2 hierarchy is
+writable). Runs against an older checkout too (``PYTHONPATH=OLD``) for before/after numbers.
 
     PYTHONPATH=. python benchmarks/sandbox_start.py [--jobs 50] [--cold 10]
 """
@@ -9,8 +12,10 @@ end_to_end = → the parsed JobOutcome, child reaped. Compared with a cold ``pyt
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -53,13 +58,35 @@ def make_domain(root: Path) -> tuple[Path, Path, Path]:
     return datasets, datasets / "tiny.csv", datasets / "groupby.csv"
 
 
-def bench_sandbox(datasets: Path, tiny: Path, big: Path, jobs: int) -> list[dict]:
+def configurations() -> list[tuple[str, dict]]:
+    """(name, Sandbox keyword arguments) this checkout and host support."""
+    params = inspect.signature(Sandbox).parameters
+    configs = [("strong", {})]
+    if "namespaces" in params:
+        configs.append(("standard", {"namespaces": False}))
+    if "cgroup" in params:
+        from fednb.domain.run.sandbox import cgroup
+
+        base = cgroup.locate()
+        if base and os.access(base, os.W_OK):
+            made = cgroup.create(8192, float(os.cpu_count() or 1))
+            if not made.limits:  # no controllers here: placement alone still shows the join's cost
+                path = os.path.join(base, f"fednb-bench-{secrets.token_hex(3)}")
+                os.mkdir(path)
+                made = cgroup.JobsCgroup(path, False, "placement only")
+            configs.append(("strong+cgroup", {"cgroup": made}))
+    return configs
+
+
+def bench_sandbox(datasets: Path, tiny: Path, big: Path, jobs: int, config: str = "strong",
+                  sandbox_args: dict | None = None, session: bool = True) -> list[dict]:
     lines = []
     t0 = time.monotonic()
-    sb = Sandbox(datasets)
+    sb = Sandbox(datasets, **(sandbox_args or {}))
     iso = sb.start()
     lines.append({"measure": "sandbox_start", "unit": "ms", "value": round((time.monotonic() - t0) * 1000, 1),
-                  "level": iso["level"], "note": "zygote exec + imports + warm-up + self-test probe"})
+                  "level": iso["level"], "config": config, "cgroup": iso.get("cgroup"),
+                  "note": "zygote exec + imports + warm-up + self-test probe"})
     try:
         for job, code, path in (("trivial_3_rows", TRIVIAL, tiny), ("groupby_5000_rows_csv", GROUPBY, big)):
             spec = JobSpec(job_id="bench", code=code, entry="f", args={}, data_path=str(path), data_format="csv",
@@ -70,8 +97,11 @@ def bench_sandbox(datasets: Path, tiny: Path, big: Path, jobs: int) -> list[dict
             bad = [o for o in outs if o.status != "ok"]
             if bad:
                 raise SystemExit(f"{job}: {bad[0].status}: {bad[0].message}")
-            lines.append(summary("job_start", job, [o.start_ms for o in outs], layers=iso["level"]))
-            lines.append(summary("job_end_to_end", job, [o.wall_ms for o in outs], layers=iso["level"]))
+            lines.append(summary("job_start", job, [o.start_ms for o in outs], layers=iso["level"], config=config))
+            lines.append(summary("job_end_to_end", job, [o.wall_ms for o in outs], layers=iso["level"],
+                                 config=config))
+        if not session:
+            return lines
         spec = JobSpec(job_id="bench", code=GROUPBY, entry="f", args={}, data_path=str(big), data_format="csv",
                        probe_fraction=None, limits=Limits())
         with sb.session(spec) as session:
@@ -103,7 +133,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fednb-bench-") as tmp:
         datasets, tiny, big = make_domain(Path(tmp))
-        lines = bench_sandbox(datasets, tiny, big, args.jobs) + bench_cold(big, args.cold)
+        lines = []
+        for i, (config, sandbox_args) in enumerate(configurations()):
+            lines += bench_sandbox(datasets, tiny, big, args.jobs, config, sandbox_args, session=i == 0)
+        lines += bench_cold(big, args.cold)
     lines.append({"measure": "machine", "cpus": os.cpu_count(), "python": sys.version.split()[0]})
     for line in lines:
         print(json.dumps(line), flush=True)

@@ -83,9 +83,42 @@ def domain_init(path: Path, name: str, description: str) -> None:
 @click.option("--description", default="")
 def domain_add_dataset(path: Path, file: Path, name: str, description: str) -> None:
     """Register a CSV or Parquet file and generate its mock."""
-    meta = _open(path).add_dataset(file, name, description)
+    d = _open(path)
+    meta = d.add_dataset(file, name, description)
     cols = ", ".join(f"{c.name} ({c.kind})" for c in meta.columns)
     click.echo(f"dataset '{meta.name}': about {meta.rows} rows; columns: {cols}; mock written")
+    _echo_mock_report(d, meta.name)
+
+
+def _echo_mock_report(d, name: str) -> None:
+    from fednb.domain.data import mock_review
+
+    meta = d.dataset(name)
+    click.echo(mock_review.render(d.mock_report(name), meta.mock))
+    why = mock_review.refusal(meta.mock, d.policy, name)
+    click.echo(f"  analysts: {why}" if why else "  analysts: served")
+    if meta.mock and meta.mock.get("status") != "approved":
+        click.echo(f"  approve it with `fednb domain approve-mock {d.path} {name}`")
+
+
+@domain.command("mock-report")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("dataset")
+def domain_mock_report(path: Path, dataset: str) -> None:
+    """How useful and how risky a dataset's mock is, and whether analysts are served it."""
+    _echo_mock_report(_open(path), dataset)
+
+
+@domain.command("approve-mock")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("dataset")
+@click.option("--reason", default="", help="Recorded in the audit log.")
+def domain_approve_mock(path: Path, dataset: str, reason: str) -> None:
+    """Serve a dataset's mock to analysts (recorded in the audit log)."""
+    d = _open(path)
+    d.approve_mock(dataset, reason)
+    click.echo(f"mock of '{dataset}' approved")
+    _echo_mock_report(d, dataset)
 
 
 @domain.command("datasets")
@@ -206,6 +239,37 @@ def domain_revoke(path: Path, name: str) -> None:
     """Revoke every token of NAME."""
     n = _open(path).revoke(name)
     click.echo(f"revoked {n} token(s) of '{name}'")
+
+
+@domain.command("trust")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("roster", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--entry", "entry_url", default=None, metavar="URL",
+              help="Print this domain's own roster entry (analysts reach it at URL) to send to the other owners.")
+def domain_trust(path: Path, roster: Path | None, entry_url: str | None) -> None:
+    """Pin the peer domains listed in ROSTER for secure aggregation (replacing those pinned before).
+
+    This domain then masks only toward keys signed by these peers. Compare every fingerprint with
+    its owner out of band (phone, meeting) before you pin it."""
+    from fednb.domain.release import trusted_peers
+
+    d = _open(path)
+    try:
+        if entry_url is not None:
+            click.echo(trusted_peers.roster_entry(d.name, entry_url, d.identity.public_key), nl=False)
+            return
+        if roster is None:
+            raise click.UsageError("give a ROSTER file to pin, or --entry URL to print this domain's own entry")
+        listed = trusted_peers.read_roster(roster)
+        peers = trusted_peers.pin(d.store, d.identity.public_key, listed)
+        if len(peers) == len(listed):
+            click.secho(f"note: {d.name} itself is not in {roster}: the other owners cannot pin it from this roster",
+                        fg="yellow", err=True)
+        click.echo(f"{d.name} ({d.identity.fingerprint}) masks only toward these {len(peers)} pinned peers:")
+        for p in peers:
+            click.echo(f"  {p.name:20} {p.fingerprint}  {p.url}")
+    finally:
+        d.close()
 
 
 @domain.command("serve")
@@ -413,6 +477,14 @@ def profile_remove(name: str, url: str | None) -> None:
     profiles.remove(name, url)
     click.echo(f"removed {url + ' from ' if url else ''}profile '{name}'")
 
+
+def _register_transparency() -> None:
+    from fednb.cli_transparency import register
+
+    register(main, domain)
+
+
+_register_transparency()
 
 if __name__ == "__main__":
     main()

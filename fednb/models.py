@@ -59,6 +59,8 @@ class Dataset(_Model):
     columns: list[Column]
     has_mock: bool = True
     notes: str = ""
+    mock: dict[str, Any] | None = Field(None, description="The mock's tier, review status and summary "
+                                        "utility and risk figures (fednb.domain.data.mock_report).")
 
 
 class Isolation(BaseModel):
@@ -120,6 +122,9 @@ class Request(_Model):
     finished_at: float | None = None
     result: Any = None
     disclosure: dict[str, Any] | None = None
+    receipts: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "The domain's signed receipt (Ed25519) of the release, or of the latest round's: code and salted "
+        "result SHA-256, disclosure, privacy spent, audit entry, Merkle log head. `fednb verify` checks it."))
 
     @property
     def final(self) -> bool:

@@ -69,8 +69,12 @@ def owners_approving(live: list[LiveDomain], reason: str = "reviewed"):
 
 @contextlib.contextmanager
 def live_domains(root: Path, frames: dict[str, pd.DataFrame], token: str, **kwargs) -> Iterator[list[LiveDomain]]:
-    """Several served domains (``{name: frame}``), stopped on the way out."""
+    """Several served domains (``{name: frame}``) whose owners pinned one another for secure
+    aggregation, stopped on the way out."""
+    from fednb.domain.release.trusted_peers import pin_each_other
+
     live = [start_live(root, name, frame, token, **kwargs) for name, frame in frames.items()]
+    pin_each_other([d.path for d in live])
     try:
         yield live
     finally:

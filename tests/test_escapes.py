@@ -1,7 +1,9 @@
 """Escape attempts by approved analyst code, through the real server: each is contained (the request ends
 failed or blocked, with a reason naming the wall it hit) and audited (submit, approve, run and exactly one
 fail/block row in the hash chain). Afterwards the domain is intact: server up, store unchanged where it
-matters, audit chain verified, nothing written outside the job's temp dir.
+matters, audit chain verified, nothing written outside the job's temp dir. The UNIX-socket attempts
+also run against a domain at the "standard" level (no namespaces: seccomp and landlock alone), and
+every listener they aim at is real and must have received nothing.
 
 The sandbox's own suite (tests/sandbox/) attacks the walls one by one without a server; this one checks
 that what reaches the server ends the same way and leaves a trace the owner can read.
@@ -10,9 +12,13 @@ that what reaches the server ends the same way and leaves a trace the owner can 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import secrets
+import socket
 import sqlite3
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -26,10 +32,29 @@ FAST = {"wall_seconds = 120": "wall_seconds = 4", "cpu_seconds = 60": "cpu_secon
         "max_file_mb = 64": "max_file_mb = 8"}
 DENIED = r"(PermissionError|FileNotFoundError|Operation not permitted|Permission denied)"
 
+# UNIX sockets on the host: pathname sockets reach across network namespaces and Landlock does not
+# mediate connect() on them. @SOCKET@ is a listener the test plants (mode 0777, outside /tmp), @ABSTRACT@
+# an abstract one in the host's namespace; /dev/log and the D-Bus system bus are planted where free.
+IPC_ATTEMPTS = [
+    ("UNIX socket to a planted listener", "import socket\ns = socket.socket(socket.AF_UNIX)\n"
+     "s.connect('@SOCKET@')\ns.sendall(b'private rows')", "failed", "PermissionError"),
+    ("abstract UNIX socket on the host", "import socket\ns = socket.socket(socket.AF_UNIX)\n"
+     "s.connect('\\0@ABSTRACT@')\ns.sendall(b'private rows')", "failed", "PermissionError"),
+    ("sockets listed in /proc/net/unix", "import socket\nfor line in open('/proc/net/unix').read().splitlines()[1:]:\n"
+     "    s = socket.socket(socket.AF_UNIX)\n    s.connect(line.split()[-1])", "failed", DENIED),
+    ("syslog through /dev/log", "import socket\n"
+     "socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'private rows', '/dev/log')", "failed",
+     "PermissionError"),
+    ("a datagram socketpair aimed at /dev/log", "import socket\na, b = socket.socketpair(socket.AF_UNIX, "
+     "socket.SOCK_DGRAM)\na.sendto(b'private rows', '/dev/log')", "failed", "PermissionError"),
+    ("the D-Bus system bus", "import socket\ns = socket.socket(socket.AF_UNIX)\n"
+     "s.connect('/run/dbus/system_bus_socket')\ns.sendall(b'private rows')", "failed", "PermissionError"),
+]
+
 # (id, body of `def job(df):`, final status, what the reason must say). Placeholders: @DOMAIN@ (the domain
 # folder), @PORT@ (its API), @SERVER_PID@, @CANARY@ (a host file outside the domain), @HOSTFILE@ (a host
 # path a job must not create).
-ATTEMPTS = [
+ATTEMPTS = IPC_ATTEMPTS + [
     # -- files outside the data ------------------------------------------------------------------
     ("read /etc/passwd", "return open('/etc/passwd').read()[:20]", "failed", DENIED),
     ("read the store", "return open('@DOMAIN@/domain.db', 'rb').read(16).hex()", "failed", DENIED),
@@ -110,8 +135,77 @@ ATTEMPTS = [
 ]
 
 
+class Listeners:
+    """Real UNIX listeners on the host, open to everyone: only the sandbox stands in the way."""
+
+    def __init__(self) -> None:
+        self.dir = Path(f"/var/tmp/fednb-escapes-{secrets.token_hex(6)}")  # /tmp is masked at "strong"
+        self.dir.mkdir(mode=0o755)
+        self.abstract = f"fednb-escapes-{secrets.token_hex(6)}"
+        self.made: list[Path] = []
+        self.socks = [self._listen(str(self.dir / "listener.sock")), self._listen("\0" + self.abstract)]
+        for path, kind in (("/dev/log", socket.SOCK_DGRAM), ("/run/dbus/system_bus_socket", socket.SOCK_STREAM)):
+            if not os.path.lexists(path) and os.path.isdir(os.path.dirname(path)):
+                self.socks.append(self._listen(path, kind))
+                self.made.append(Path(path))
+
+    def _listen(self, address: str, kind: int = socket.SOCK_STREAM) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, kind)
+        sock.bind(address)
+        if not address.startswith("\0"):
+            os.chmod(address, 0o777)
+        if kind == socket.SOCK_STREAM:
+            sock.listen(8)
+        sock.setblocking(False)
+        return sock
+
+    def places(self) -> dict:
+        return {"@SOCKET@": str(self.dir / "listener.sock"), "@ABSTRACT@": self.abstract}
+
+    def reached(self) -> list[str]:
+        """Listeners that received a job's rows (the host's own syslog and D-Bus clients may knock too)."""
+        got = []
+        for sock in self.socks:
+            for sent in _drain(sock):
+                if b"private rows" in sent:
+                    got.append(str(sock.getsockname()))
+        return got
+
+    def close(self) -> None:
+        for sock in self.socks:
+            sock.close()
+        for path in self.made + [self.dir / "listener.sock"]:
+            path.unlink(missing_ok=True)
+        self.dir.rmdir()
+
+
+def _drain(sock: socket.socket) -> list[bytes]:
+    out = []
+    while True:
+        try:
+            if sock.type != socket.SOCK_STREAM:
+                out.append(sock.recv(65536))
+                continue
+            conn, _ = sock.accept()
+        except BlockingIOError:
+            return out
+        with conn:
+            conn.settimeout(1)
+            try:
+                out.append(conn.recv(65536))
+            except OSError:
+                out.append(b"")
+
+
 @pytest.fixture(scope="module")
-def target(tmp_path_factory, alice_token):
+def listeners():
+    made = Listeners()
+    yield made
+    made.close()
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory, alice_token, listeners):
     root = tmp_path_factory.mktemp("escapes")
     canary = root / "profiles.json"
     canary.write_text('{"default": {"domains": [{"url": "http://x", "token": "fednb_canary"}]}}')
@@ -124,7 +218,7 @@ def target(tmp_path_factory, alice_token):
     data_file = live.path / "datasets" / "patients" / "data.parquet"
     before = hashlib.sha256(data_file.read_bytes()).hexdigest()
     places = {"@DOMAIN@": str(live.path), "@PORT@": str(live.server.port), "@SERVER_PID@": str(live.server.pid),
-              "@CANARY@": str(canary), "@HOSTFILE@": str(hostfile)}
+              "@CANARY@": str(canary), "@HOSTFILE@": str(hostfile), **listeners.places()}
     with httpx.Client(base_url=live.url, timeout=60) as client:
         yield {"live": live, "client": client, "places": places, "hostfile": hostfile, "data_file": data_file,
                "data_sha256": before, "audit_before": _audit_count(live)}
@@ -176,8 +270,9 @@ def test_escape_is_contained_and_audited(target, name, body, status, reason):
     assert ends[0]["payload"]["reason"] == final["reason"]
 
 
-def test_the_domain_is_intact_after_every_attempt(target):
+def test_the_domain_is_intact_after_every_attempt(target, listeners):
     live = target["live"]
+    assert listeners.reached() == [], "a job reached a UNIX socket on the host"
     assert live.server.alive()
     assert not target["hostfile"].exists()
     assert hashlib.sha256(target["data_file"].read_bytes()).hexdigest() == target["data_sha256"]
@@ -194,3 +289,28 @@ def test_the_domain_is_intact_after_every_attempt(target):
     r = target["client"].post("/v1/requests?wait=20", headers={"Authorization": f"Bearer {live.token}"},
                               json={"dataset": "patients", "kind": "builtin", "name": "count"})
     assert r.json()["status"] == "done" and r.json()["result"]["n"] == 1200
+
+
+@pytest.fixture(scope="module")
+def standard_target(tmp_path_factory, alice_token, listeners):
+    """The same domain at the "standard" level: no namespaces, seccomp and landlock carry every wall."""
+    live = start_live(tmp_path_factory.mktemp("escapes-standard"), "unwalled", data.hospital("hospital-a"),
+                      alice_token, policy_edits={**FAST, "namespaces = true": "namespaces = false"})
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        yield {"live": live, "client": client,
+               "places": {"@DOMAIN@": str(live.path), "@PORT@": str(live.server.port), **listeners.places()}}
+    live.server.stop()
+
+
+def test_the_standard_level_is_what_the_domain_reports(standard_target):
+    info = standard_target["client"].get("/v1/info").json()
+    assert info["isolation"]["level"] == "standard", info["isolation"]
+
+
+@pytest.mark.parametrize("name,body,status,reason", IPC_ATTEMPTS, ids=[a[0] for a in IPC_ATTEMPTS])
+def test_ipc_is_contained_at_the_standard_level(standard_target, listeners, name, body, status, reason):
+    final = _run(standard_target, body)
+    assert final["status"] == status, (name, final["status"], final.get("reason"))
+    assert re.search(reason, final.get("reason") or ""), (name, final.get("reason"))
+    assert final["result"] is None
+    assert listeners.reached() == [], "a job reached a UNIX socket on the host"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import threading
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -19,7 +20,7 @@ from fednb.domain import Domain
 from fednb.domain.release import budget
 from fednb.domain.release.disclosure import Blocked
 from fednb.errors import InvalidInput
-from fednb.privacy.mechanisms import gaussian_sigma
+from fednb.privacy.mechanisms import calibrate, gaussian_sigma
 from tests.conftest import make_domain, start_live
 
 POLICY = {
@@ -140,7 +141,8 @@ def test_noisy_statistics_pool_with_their_error_bars(clinic):
     assert lo < mean.value < hi and hi - lo == pytest.approx(2 * 1.96 * mean.se, rel=1e-3)
     assert mean.epsilon == {"clinic": 0.5} and "±" in repr(mean)
     count = ds.count(epsilon=0.2, mechanism="gaussian", delta=1e-8)
-    assert count.se == pytest.approx(gaussian_sigma(1.0, 0.2, 1e-8))
+    assert count.se == pytest.approx(calibrate("gaussian", 1.0, 0.2, 1e-8).std)
+    assert count.se == pytest.approx(gaussian_sigma(1.0, 0.2, 1e-8), rel=1e-3)  # the lattice costs < 0.1 %
     # the policy makes crosstabs noisy even when the analyst does not ask: query_epsilon is spent
     table = ds.crosstab("sex", "smoker")
     assert table.se > 0 and table.epsilon == {"clinic": 0.1}
@@ -150,3 +152,72 @@ def test_noisy_statistics_pool_with_their_error_bars(clinic):
         ds.count().ci()
     assert ds.budget()["spent_epsilon"].iloc[0] == pytest.approx(before + 0.5 + 0.2 + 0.1)
     fed.close()
+
+
+# -- the floating-point attack (Mironov 2012), through the real API -------------------------------
+
+
+def _one_patient(frame: pd.DataFrame) -> tuple[pd.Series, str]:
+    """A patient whom age and blood pressure single out, and the filter that does."""
+    groups = frame.groupby(["age", "systolic_bp"]).size()
+    age, sbp = groups[groups == 1].index[0]
+    return frame[(frame.age == age) & (frame.systolic_bp == sbp)].iloc[0], f"age == {age} and systolic_bp == {sbp}"
+
+
+def _log_odds(released: np.ndarray, one: np.ndarray, other: np.ndarray, noise) -> float:
+    """How much the released values favour one exact answer over another: the attacker's best
+    evidence, log P(released | one) − log P(released | other), for the lattice mechanism."""
+    k = np.asarray(released) / noise.step
+    assert np.all(k == np.round(k)), "a release off the lattice: its low bits could carry the data"
+    a, b = np.round(np.asarray(one) / noise.step), np.round(np.asarray(other) / noise.step)
+    return float(np.sum(np.abs(k - b) - np.abs(k - a)) / float(noise.units))
+
+
+def test_a_noisy_count_answers_a_yes_no_question_no_better_than_epsilon(clinic):
+    """The attack: count the rows of one patient who has diabetes, ε = 0.1. With float noise the
+    released float's low bits told which of 0 or 1 it came from; now each release is a multiple of
+    the lattice step, and the evidence for "yes" over "no" is at most ε whatever came out."""
+    live, bob = clinic
+    patient, where = _one_patient(live.frame)
+    fed = fednb.connect([live.url], token=bob)
+    try:
+        ds = fed.dataset("patients")
+        noise = calibrate("laplace", 1.0, 0.1)
+        for has in (True, False):
+            released = [ds._builtin("count", {}, f"{where} and diabetes == {has}", 30,
+                                    privacy={"epsilon": 0.1}).parts[0].state["result"]["n"] for _ in range(5)]
+            truth = int(bool(patient.diabetes) == has)
+            for r in released:
+                assert abs(_log_odds(r, 1, 0, noise)) <= 0.1 * (1 + 1e-12)
+            assert all(r != truth for r in released)  # the noise is there
+    finally:
+        fed.close()
+
+
+def test_a_noisy_mean_and_histogram_do_not_pin_one_patients_value(clinic):
+    """The low-bits attack on one patient's age: a noisy mean's sum and a noisy histogram's cells are
+    multiples of their lattice step, so no digit of the age below the step can be read from them,
+    and any two ages of the patient are told apart with evidence at most 2 × the ε of the part that
+    carries the age (changing a value is removing one row and adding another: the mean's centred sum
+    has ε/2, so ε; two cells of the histogram change, so 2ε)."""
+    live, bob = clinic
+    patient, where = _one_patient(live.frame)
+    fed = fednb.connect([live.url], token=bob)
+    try:
+        ds = fed.dataset("patients")
+        part = ds._builtin("mean", {"column": "age"}, where, 30, privacy={"epsilon": 1.0}).parts[0].state["result"]
+        t_noise = calibrate("laplace", 60.0, 0.5)  # the centred sum: sensitivity (120 - 0) / 2, epsilon / 2
+        for other_age in (0.0, patient.age + 0.5, patient.age + 2.0**-20, 120.0):
+            assert abs(_log_odds(part["t"], patient.age - 60, other_age - 60, t_noise)) <= 1.0 * (1 + 1e-12)
+        assert _log_odds(part["n"], 1, 0, calibrate("laplace", 1.0, 0.5)) <= 0.5 * (1 + 1e-12)
+        edges = [float(e) for e in range(10, 100, 5)]
+        hist = ds._builtin("histogram", {"column": "age", "bins": edges}, where, 30,
+                           privacy={"epsilon": 1.0}).parts[0].state["result"]
+        cells = np.array([hist["below"], *hist["counts"], hist["above"]])
+        cell_noise = calibrate("laplace", 1.0, 1.0)
+        own = np.digitize(patient.age, edges)  # the patient's cell, with "below" as cell 0
+        for other in range(len(cells)):
+            one, two = np.eye(len(cells))[own], np.eye(len(cells))[other]
+            assert abs(_log_odds(cells, one, two, cell_noise)) <= 2.0 * (1 + 1e-12)
+    finally:
+        fed.close()

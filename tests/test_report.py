@@ -148,6 +148,7 @@ def test_a_tampered_log_is_reported_as_broken_and_the_published_head_catches_a_r
     conn.execute("DELETE FROM audit WHERE seq = ?", (last,))  # an insider hides the last entry...
     seq, digest = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'", (f"{seq}:{digest}",))  # ...and the head
+    conn.execute("DELETE FROM meta WHERE key = 'merkle_frontier'")  # ...and the Merkle tree's record of its size
     conn.commit()
     conn.close()
     assert _cli(str(copy), "--verify").returncode == 0  # the chain alone looks fine

@@ -17,6 +17,7 @@ import fednb
 from fednb.demo import data
 from fednb.domain import Domain
 from fednb.domain.release.secure_aggregation import SecureAggregation
+from fednb.domain.release.trusted_peers import key_message, pin_each_other
 from fednb.domain.review.requests import Conflict
 from fednb.errors import DomainError, DomainUnavailable, FednbError, InvalidInput, NotEnoughDomains
 from fednb.federated.secure_sum import Member, SecureSum, exchange_keys_together
@@ -57,6 +58,10 @@ def local(tmp_path_factory):
     for i in range(len(vectors)):
         d = Domain.init(root / f"d{i}", f"d{i}")
         d.add_dataset(root / "h.csv", "patients")
+        d.close()
+    pin_each_other([root / f"d{i}" for i in range(len(vectors))])
+    for i in range(len(vectors)):
+        d = Domain(root / f"d{i}")
         domains.append((d, SecureAggregation(d)))
     yield domains, vectors
     for d, _ in domains:
@@ -190,7 +195,9 @@ def test_domains_refuse_what_would_expose_one_input(local):
         svc.keys("mallory", "u" * 20, {**base, "threshold": 3})
     keys = svc.keys("alice", "v" * 20, {**base, "threshold": 3})
     with pytest.raises(InvalidInput, match="own keys"):
-        svc.shares("alice", "v" * 20, {"keys": {"1": {"c_pk": "00" * 32, "s_pk": keys["s_pk"]}}})
+        svc.shares("alice", "v" * 20, {"keys": {"1": {**keys, "c_pk": "00" * 32}}})
+    with pytest.raises(InvalidInput, match="signed"):
+        svc.shares("alice", "v" * 20, {"keys": {"1": {"c_pk": keys["c_pk"], "s_pk": keys["s_pk"]}}})
     with pytest.raises(Conflict, match="masked input"):
         svc.unmask("alice", "v" * 20, {"survivors": [1, 2, 3]})
 
@@ -205,6 +212,189 @@ def trio(tmp_path_factory, alice_token):
     with live_domains(tmp_path_factory.mktemp("secagg-live"), frames, alice_token,
                       policy_edits={"warm_torch = false": "warm_torch = true"}) as live:
         yield live
+
+
+class Refused(Exception):
+    """The domain stopped the session: the exception of the step that refused, and that step."""
+
+
+def play_the_other_domains(client, request_id: str, forge) -> np.ndarray:
+    """What a lying analyst does against one domain (index 1 of 3): it makes the X25519 keys of
+    "domains" 2 and 3 itself (``forge(j, c_pk, s_pk, sid)`` returns how it presents them), opens
+    the shares the domain seals for them, rebuilds the domain's self-mask seed, sends shares of its
+    own, and strips every mask from the domain's masked input. Returns that input, or raises
+    :class:`Refused` naming the step the domain stopped at."""
+    import base64
+    import json
+    import secrets
+
+    from fednb.client.http import run
+    from fednb.privacy import masking, shamir
+
+    sid = secrets.token_urlsafe(18)
+
+    def call(step: str, body: dict) -> dict:
+        try:
+            return run(client.call("POST", f"/v1/secagg/{sid}/{step}", json=body))
+        except DomainError as exc:
+            raise Refused(step, exc.message) from None
+
+    mine = call("keys", {"request_id": request_id, "round": None, "participants": 3, "index": 1, "threshold": 2})
+    c_pk, s_pk, salt = bytes.fromhex(mine["c_pk"]), bytes.fromhex(mine["s_pk"]), sid.encode()
+    fake = {j: (masking.KeyPair(), masking.KeyPair()) for j in (2, 3)}
+    keys = {"1": mine} | {str(j): forge(j, c.public, s.public, sid) for j, (c, s) in fake.items()}
+    sealed = call("shares", {"keys": keys})["shares"]
+    opened = {j: json.loads(masking.unseal(fake[j][0].agree(c_pk), salt, 1, j, bytes.fromhex(sealed[str(j)])))
+              for j in (2, 3)}
+    seed = shamir.combine({j: int(o["b"], 16) for j, o in opened.items()}).to_bytes(32, "big")
+    bundle = json.dumps({"s": "1", "b": "1"}).encode()
+    boxes = {str(j): masking.seal(fake[j][0].agree(c_pk), salt, j, 1, bundle).hex() for j in (2, 3)}
+    answer = call("masked", {"shares": boxes})
+    y = np.frombuffer(base64.b64decode(answer["masked"]), dtype="<u8").astype(np.uint64)
+    y = y - masking.self_mask(seed, salt, y.size)
+    for j in (2, 3):
+        y = y - masking.signed_pair_mask(1, j, fake[j][1].agree(s_pk), salt, y.size)
+    return fixedpoint.decode(y)
+
+
+def _unsigned(j, c_pk, s_pk, sid):
+    return {"c_pk": c_pk.hex(), "s_pk": s_pk.hex()}
+
+
+def _signed_by(identity):
+    def forge(j, c_pk, s_pk, sid):
+        message = key_message(sid, None, 3, 2, j, c_pk, s_pk)
+        return {**_unsigned(j, c_pk, s_pk, sid), "identity": identity.public_key.hex(),
+                "signature": identity.sign(message).hex()}
+    return forge
+
+
+@pytest.mark.parametrize("how", ["unsigned", "signed by the analyst", "signed by an unpinned domain"])
+def test_an_analyst_posing_as_the_other_domains_unmasks_nothing(trio, alice_token, tmp_path, how):
+    """Bonawitz et al. 2017 §6: the analyst relays the keys, so it can offer a domain keys it made
+    itself. hosp-1 must refuse to seal shares for them: else the analyst opens them, rebuilds the
+    masks and reads hosp-1's own count and sum of ages."""
+    from fednb.domain.identity import load_or_create
+
+    fed = fednb.connect([trio[0].url], token=alice_token)
+    try:
+        req = fed.dataset("patients")._builtin("sum", {"column": "age"}, None, 30, secure=True)
+        part = req.parts[0]
+        own = [len(trio[0].frame), trio[0].frame.age.sum()]
+        if how == "unsigned":
+            forge = _unsigned
+        elif how == "signed by the analyst":
+            forge = _signed_by(load_or_create(tmp_path))  # a key pair the analyst made
+        else:
+            outsider = Domain.init(tmp_path / "outsider", "outsider")  # a real domain nobody pinned
+            forge = _signed_by(outsider.identity)
+            outsider.close()
+        try:
+            recovered = play_the_other_domains(part.client, part.id, forge)
+        except Refused as exc:
+            step, why = exc.args
+        else:
+            pytest.fail(f"the analyst unmasked hosp-1 alone: {recovered} (its own count and sum: {own})")
+        assert step == "shares" and ("not pinned" if how != "unsigned" else "signed") in why, why
+    finally:
+        fed.close()
+
+
+def test_a_replayed_or_moved_key_message_is_refused(trio, alice_token):
+    """A peer's genuine signed keys, taken from another session or given another index, are refused:
+    the signature binds the session, round, step and index."""
+    from fednb.client.http import run
+
+    fed = fednb.connect([d.url for d in trio], token=alice_token)
+    try:
+        req = fed.dataset("patients")._builtin("sum", {"column": "age"}, None, 30, secure=True)
+        honest = SecureSum({p.domain: Member(p.client, p.id) for p in req.parts})
+        run(honest.advertise())  # a real session: hosp-2 and hosp-3 sign their keys for it
+        other = SecureSum({p.domain: Member(p.client, p.id) for p in req.parts})
+        run(other.advertise())
+        replays = {
+            "from another session": {"1": other.keys[1], "2": honest.keys[2], "3": other.keys[3]},
+            "at another index": {"1": other.keys[1], "2": other.keys[3], "3": other.keys[2]},
+            "with another key": {"1": other.keys[1], "2": {**other.keys[2], "s_pk": honest.keys[2]["s_pk"]},
+                                 "3": other.keys[3]},
+        }
+        for what, keys in replays.items():
+            with pytest.raises(DomainError, match="does not hold|not between") as err:
+                run(other.members[1].client.call("POST", f"/v1/secagg/{other.session}/shares", json={"keys": keys}))
+            assert err.value.domain == "hosp-1", what
+        with pytest.raises(DomainError, match="shares step"):  # and nothing masked leaves without them
+            run(other.members[1].client.call("POST", f"/v1/secagg/{other.session}/masked", json={"shares": {}}))
+        run(honest.share())  # the untouched messages still go through
+        run(honest.collect())
+        total = run(honest.unmask())
+        assert total[0] == pytest.approx(sum(len(d.frame) for d in trio), abs=1e-4)
+    finally:
+        fed.close()
+
+
+def test_a_secure_only_dataset_refuses_the_clear_sum(trio, alice_token):
+    """With ``secure_only``, hosp-1's sums leave only inside a secure sum with 2 pinned peers."""
+    from fednb.client.http import run
+
+    policy = trio[0].path / "policy.toml"
+    original = policy.read_text()
+    policy.write_text(original.replace("# [secure_aggregation.datasets.patients]\n# secure_only = true",
+                                       "[secure_aggregation.datasets.patients]\nsecure_only = true"))
+    assert policy.read_text() != original
+    trio[0].server.restart()
+    fed = fednb.connect([d.url for d in trio], token=alice_token)
+    try:
+        ds = fed.dataset("patients")
+        for clear in (lambda: ds.sum("age", min_domains=3), lambda: ds.count(min_domains=3),
+                      lambda: ds.mean("age", min_domains=3), lambda: ds.histogram("age", [20, 40, 60, 80], min_domains=3)):
+            with pytest.raises(NotEnoughDomains) as err:
+                clear()
+            assert list(err.value.problems) == ["hosp-1"] and "secure-only" in err.value.problems["hosp-1"]
+        shown = {d: run(c.call("GET", "/v1/datasets/patients/budget"))["secure_only"] for d, c in ds.clients.items()}
+        assert shown == {"hosp-1": True, "hosp-2": False, "hosp-3": False}  # analysts can see the rule
+        truth = pd.concat([d.frame for d in trio])
+        assert ds.sum("age", secure=True).value == pytest.approx(truth.age.sum(), abs=1e-4)
+        # with one peer only, the sum minus that peer's own input would be hosp-1's: refused
+        req = ds._builtin("sum", {"column": "age"}, None, 30, secure=True)
+        pair = SecureSum({p.domain: Member(p.client, p.id) for p in req.parts[:2]})
+        with pytest.raises(NotEnoughDomains) as err:
+            run(pair.run_async())
+        assert "at least 2 pinned peer" in err.value.problems["hosp-1"]
+    finally:
+        policy.write_text(original)
+        trio[0].server.restart()
+        fed.close()
+
+
+def test_trust_pins_a_roster_and_refuses_an_altered_one(tmp_path):
+    from click.testing import CliRunner
+
+    from fednb.cli import main
+
+    runner = CliRunner()
+    for name in ("a", "b", "c"):
+        Domain.init(tmp_path / name, name).close()
+    entries = [runner.invoke(main, ["domain", "trust", str(tmp_path / n), "--entry", f"http://{n}.example"]).output
+               for n in ("a", "b", "c")]
+    roster = tmp_path / "roster.toml"
+    roster.write_text("\n".join(entries))
+    result = runner.invoke(main, ["domain", "trust", str(tmp_path / "a"), str(roster)])
+    assert result.exit_code == 0 and "2 pinned peers" in result.output and "http://b.example" in result.output
+    from fednb.domain.audit import report, report_html
+
+    d = Domain(tmp_path / "a")
+    trust_rows = [e.payload for e in d.audit_entries() if e.action == "secagg" and e.payload.get("step") == "trust"]
+    published = report.build(d)["secure_aggregation"]  # the transparency report names who a trusts
+    d.close()
+    assert [p["name"] for p in trust_rows[-1]["peers"]] == ["b", "c"]
+    assert published["fingerprint"] == d.identity.fingerprint and d.identity.fingerprint in entries[0]
+    assert [(p["name"], p["fingerprint"]) for p in published["pinned_peers"]] == \
+        [(n, Domain(tmp_path / n).identity.fingerprint) for n in ("b", "c")]
+    assert published["pinned_peers"][0]["fingerprint"] in report_html.render(report.build(Domain(tmp_path / "a")))
+    altered = roster.read_text().replace(entries[1].split("public_key = \"")[1][:8], "00000000", 1)
+    roster.write_text(altered)
+    result = runner.invoke(main, ["domain", "trust", str(tmp_path / "a"), str(roster)])
+    assert result.exit_code == 2 and "fingerprint" in result.output and "Traceback" not in result.output
 
 
 def test_secure_statistics_equal_the_plain_ones(trio, alice_token):

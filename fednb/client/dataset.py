@@ -109,6 +109,8 @@ class FederatedDataset:
             from fednb.client.federation import _gather
 
             found, problems = run(_gather({d: c.mock(self.name) for d, c in self.clients.items()}))
+            if problems and not found:  # every domain refused: say why, naming each
+                raise next(iter(problems.values()))
             self.fed._warn(problems)
             frames = []
             for d, m in found.items():

@@ -56,6 +56,21 @@ class Part:
             return f"still {status}"
         return None
 
+    @property
+    def receipts(self) -> list[dict]:
+        """The domain's signed receipts of what it released for this request (``fednb verify`` checks them)."""
+        return list(self.state.get("receipts") or [])
+
+    @property
+    def verified(self) -> bool:
+        """True when a receipt signed by the domain covers exactly the result received (signature and
+        SHA-256 checked here; pin the domain's key with ``fednb verify --pin`` to know whose it is)."""
+        from fednb.domain.audit.receipts import check_result
+
+        found = [r for r in self.receipts if r.get("body", {}).get("round") is None]
+        return self.status == "done" and bool(found) and not any(
+            check_result(r, self.state.get("result")) for r in found)
+
 
 class FederatedRequest:
     """The same work submitted to every domain of a dataset.
@@ -177,6 +192,22 @@ class FederatedRequest:
 
     def raw_results(self) -> dict[str, Any]:
         return {p.domain: p.state.get("result") for p in self.parts if p.status == "done"}
+
+    @property
+    def receipts(self) -> dict[str, list[dict]]:
+        """Each domain's signed receipts ({domain: [receipt, ...]})."""
+        return {p.domain: p.receipts for p in self.parts if p.receipts}
+
+    def save(self, path) -> None:
+        """Write the released results with their receipts to a JSON file that ``fednb verify FILE``
+        checks offline, e.g. to accompany a published number."""
+        import json
+        from pathlib import Path
+
+        data = {"format": "fednb-results/1", "dataset": self.dataset, "what": f"{self.kind}:{self.name}",
+                "domains": {p.domain: {"request": p.id, "result": p.state.get("result"), "receipts": p.receipts}
+                            for p in self.parts if p.status == "done"}}
+        Path(path).write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
 
     def result(self, *, min_domains: int = 1, timeout: float | None = None) -> dict[str, Any]:
         """Released results by domain; raises :class:`NotEnoughDomains` (with every reason) if too few."""

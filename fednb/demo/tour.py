@@ -40,6 +40,9 @@ def build_domains(root: Path, token: str) -> dict[str, Path]:
     for name, dataset, frame, about, describe in specs:
         create_domain(root, name, frame, dataset, description=about, dataset_description=describe,
                       token=token, analyst=ANALYST).close()
+    from fednb.domain.release.trusted_peers import pin_each_other
+
+    pin_each_other([root / name for name in data.HOSPITALS])  # the owners exchanged a roster
     return {name: root / name for name, *_ in specs}
 
 

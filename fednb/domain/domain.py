@@ -18,7 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fednb.domain.audit import log as audit
-from fednb.domain.data import datasets
+from fednb.domain.audit import receipts
+from fednb.domain.data import datasets, mock_review
 from fednb.domain.identity import Identity, load_or_create
 from fednb.domain.release import budget, differencing, noisy, secure_inputs
 from fednb.domain.review import requests as review
@@ -127,7 +128,8 @@ class Domain:
                        " VALUES (?, ?, 'parquet', ?, ?, ?)",
                        (name, str(data_file.relative_to(self.path)), meta.model_dump_json(), rows, time.time()))
             audit.append(tx, owner_actor(), "dataset", name,
-                         {"rows": meta.rows, "columns": [c.name for c in meta.columns], "description": description})
+                         {"rows": meta.rows, "columns": [c.name for c in meta.columns], "description": description,
+                          "mock": {k: meta.mock[k] for k in ("tier", "status", "report_sha256")} if meta.mock else None})
         return meta
 
     def set_bounds(self, dataset: str, column: str, lo: float, hi: float) -> Dataset:
@@ -196,6 +198,16 @@ class Domain:
 
     def mock_path(self, name: str) -> Path:
         return self.data_path(name).with_name(datasets.MOCK_FILE)
+
+    def mock_report(self, name: str) -> dict:
+        """The full utility and risk report of the dataset's mock (the owner's view)."""
+        return mock_review.read_report(self.mock_path(name))
+
+    def approve_mock(self, name: str, reason: str = "", *, actor: str | None = None) -> Dataset:
+        """Serve the dataset's current mock to analysts (recorded in the audit log)."""
+        meta = mock_review.approve(self.store, name, actor or owner_actor(), reason)
+        self.changed()
+        return meta
 
     def load(self, name: str):
         """The private DataFrame (domain side only)."""
@@ -308,7 +320,7 @@ class Domain:
         return review.listing(self.store, analyst=analyst, status=status, limit=limit)
 
     def request(self, request_id: str, *, analyst: str | None = None) -> Request:
-        return review.get(self.store, request_id, analyst=analyst)
+        return receipts.attach(self.store.connect(), review.get(self.store, request_id, analyst=analyst))
 
     def resolve(self, prefix: str) -> str:
         return review.resolve_id(self.store, prefix)

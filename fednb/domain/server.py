@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fednb.domain.audit import sovereignty
 from fednb.domain.domain import Domain
 from fednb.domain.run.runner import Runner
 from fednb.errors import FednbError, SandboxError
@@ -16,7 +17,7 @@ from fednb.errors import FednbError, SandboxError
 def describe_isolation(iso: dict[str, Any]) -> str:
     parts = [name for name, key in (("network namespace", "netns"), ("mount namespace", "mountns"),
                                     ("pid namespace", "pidns"), ("seccomp", "seccomp"),
-                                    ("per-job uid", "uid_drop")) if iso.get(key)]
+                                    ("per-job uid", "uid_drop"), ("shared job cgroup", "cgroup")) if iso.get(key)]
     if iso.get("landlock_abi"):
         parts.append(f"landlock ABI {iso['landlock_abi']}")
     return f"{iso.get('level', 'none')}" + (f" ({', '.join(parts)})" if parts else "")
@@ -37,9 +38,11 @@ def start_sandbox(domain: Domain, attempts: int = 2):
     for _ in range(attempts):
         sandbox = None
         try:
-            from fednb.domain.run.sandbox import Sandbox
+            from fednb.domain.run.sandbox import Sandbox, cgroup
 
-            sandbox = Sandbox(domain.path / "datasets", warm=warm)
+            limits = domain.policy.sandbox
+            sandbox = Sandbox(domain.path / "datasets", warm=warm, namespaces=limits.namespaces,
+                              cgroup=cgroup.create(*limits.shared_cap()))
             return sandbox, sandbox.start()
         except (ImportError, OSError, SandboxError) as exc:
             problem = exc
@@ -100,6 +103,8 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
         check_tls(certfile, keyfile or certfile)
     domain = Domain(path)
     sandbox, isolation = start_sandbox(domain)
+    # from here on, outbound connection attempts are recorded; the signing key is loaded now, not at the first release
+    sovereignty.watch(domain.path, isolation, domain.identity.fingerprint)
     runner = Runner(domain, sandbox)
     try:
         runner.start()
@@ -110,6 +115,8 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
         shown_host = f"[{host}]" if ":" in host else host
         print(f"fednb domain '{domain.name}' serving on {scheme}://{shown_host}:{actual} "
               f"| isolation: {describe_isolation(isolation)}", flush=True)
+        if sandbox is not None and not isolation.get("cgroup"):
+            print(isolation.get("cgroup_details", "shared job cgroup not in force"), file=sys.stderr, flush=True)
         warning = plain_http_warning(host, certfile)
         if warning:
             print(warning, file=sys.stderr, flush=True)

@@ -1,7 +1,7 @@
 """Pooling noisy (differentially private) releases, with the standard error the noise adds.
 
-Each domain releases unrounded noisy sums with their noise's standard deviation (see
-:mod:`fednb.domain.release.noisy`); exact parts from domains that added none count with deviation 0. Noises
+Each domain releases noisy sums (on a lattice far finer than the noise) with the exact standard
+deviation of its discrete noise (see :mod:`fednb.domain.release.noisy`); exact parts from domains that added none count with deviation 0. Noises
 are independent across domains and components, so variances add; ratios (a mean, a variance) get
 theirs by the delta method (first-order Taylor expansion, e.g. Casella & Berger, *Statistical
 Inference*, 2nd ed., §5.5.4). The standard error is of the noise only: how far the released value

@@ -1,6 +1,8 @@
 """The analyst's side of secure aggregation: relay keys and sealed shares, sum the masked inputs,
 remove the masks, learn only the sum (Bonawitz et al., "Practical Secure Aggregation for
 Privacy-Preserving Machine Learning", CCS 2017, §4; the domains' side is :mod:`fednb.domain.release.secure_aggregation`).
+Each domain signs its keys and checks the others' signatures against the peers its owner pinned,
+so this side relays the signed messages untouched: it cannot stand in for a domain.
 
 The four steps fan out to every domain still in the session. A domain that fails a step is dropped
 from it with its reason; as long as ``threshold`` domains answer each step, the sum of those whose
@@ -93,7 +95,8 @@ class SecureSum:
         self.keys = ok
 
     def _share_bodies(self) -> dict[int, dict]:
-        published = {str(i): {"c_pk": k["c_pk"], "s_pk": k["s_pk"]} for i, k in self.keys.items()}
+        published = {str(i): {key: k.get(key) for key in ("c_pk", "s_pk", "identity", "signature")}
+                     for i, k in self.keys.items()}
         return {i: {"keys": published} for i in self.keys}
 
     def _shared(self, ok: dict[int, dict]) -> None:

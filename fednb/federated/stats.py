@@ -45,6 +45,12 @@ class Pooled:
     def domains(self) -> list[str]:
         return list(self.by_domain["domain"]) if "domain" in self.by_domain else []
 
+    @property
+    def receipts(self) -> dict[str, list[dict]]:
+        """Each domain's signed receipts of its release ({domain: [...]}); ``request.save(FILE)`` then
+        ``fednb verify FILE`` checks them offline."""
+        return self.request.receipts if self.request is not None else {}
+
     def __repr__(self) -> str:
         head = f"{self.statistic} over {len(self.domains)} domain(s): "
         value = self.value if np.isscalar(self.value) else f"\n{self.value}"

@@ -46,9 +46,25 @@ def released(part: Part) -> str:
     if part.status != "done":
         return ""
     try:
-        return h.value_html(codec.decode(part.state.get("result")))
+        return h.value_html(codec.decode(part.state.get("result"))) + verified_mark(part)
     except Exception:  # an encoding this version does not know: show it raw
-        return h.esc(part.state.get("result"))
+        return h.esc(part.state.get("result")) + verified_mark(part)
+
+
+VERIFIED = {"en": ("signed ✓", "The domain's signed receipt covers exactly this result. Key: "),
+            "es": ("firmado ✓", "El recibo firmado por el dominio cubre exactamente este resultado. Clave: ")}
+
+
+def verified_mark(part: Part) -> str:
+    """A small mark when the domain's signed receipt matches the result shown (see Part.verified)."""
+    if not part.verified:
+        return ""
+    from fednb.i18n import get_language, normalize
+
+    label, tip = VERIFIED.get(normalize(get_language()), VERIFIED["en"])
+    fingerprint = part.receipts[-1].get("fingerprint", "")
+    return (f' <span class="fednb-verified" title="{h.esc(tip + fingerprint)}" style="color:#2e7d32;'
+            f'font-size:85%;white-space:nowrap">{h.esc(label)}</span>')
 
 
 def rows_html(request: FederatedRequest) -> str:

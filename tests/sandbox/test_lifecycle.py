@@ -105,6 +105,37 @@ def test_refuses_to_run_when_the_self_test_fails(domain, monkeypatch):
         sb.close()
 
 
+def test_refuses_to_run_when_the_ipc_wall_is_missing(domain, monkeypatch):
+    # A job that reaches a UNIX socket outside the sandbox (here: a probe that says so) makes the level "none".
+    leaky = selftest.PROBE_CODE.replace('attempt("unix_pathname"', 'found["unix_pathname"] = "ALLOWED"\n'
+                                        '    (lambda *a: None)("unix_pathname"')
+    assert leaky != selftest.PROBE_CODE
+    monkeypatch.setattr(selftest, "PROBE_CODE", leaky)
+    sb = Sandbox(domain.datasets)
+    try:
+        iso = sb.start()
+        assert iso["level"] == "none" and "unix_pathname" in iso["details"]
+        with pytest.raises(SandboxError, match="refused"):
+            Runner(sb, domain)(SUM)
+    finally:
+        sb.close()
+
+
+def test_a_listener_reached_drops_the_level_whatever_the_probe_says():
+    # The domain's own listeners are the judge: a probe that denies everything but got through is caught.
+    from fednb.domain.run.sandbox.spec import JobOutcome
+
+    ready = {"netns": True, "mountns": True, "pidns": True, "landlock_abi": 7, "seccomp": True}
+    honest = {k: "PermissionError" for k in selftest.CHECKS} | {"socketpair": "ALLOWED", "seccomp_mode": 2,
+                                                                  "uid": 12345}
+    assert selftest.report(ready, JobOutcome("ok", value=honest), [])["level"] == "strong"
+    for reached in ("unix_pathname", "unix_abstract", "unix_dgram_pair", "tcp_local"):
+        iso = selftest.report(ready, JobOutcome("ok", value=honest), [reached])
+        assert iso["level"] == "none" and reached in iso["details"], iso
+    no_pair = selftest.report(ready, JobOutcome("ok", value={**honest, "socketpair": "PermissionError"}), [])
+    assert no_pair["level"] == "strong" and "honest use blocked: socketpair" in no_pair["details"]
+
+
 def test_hung_zygote_is_replaced_by_the_domain_backstop(sandbox, run, domain):
     # A stopped zygote cannot enforce the wall limit: the domain's own deadline (wall + 5 s) must.
     stuck = sandbox.zygote_pid

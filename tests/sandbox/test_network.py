@@ -87,15 +87,16 @@ def test_urllib_and_http_client(run, listener):
 
 
 def test_abstract_unix_socket_between_two_jobs(run):
-    # Two concurrent jobs share the zygote's network namespace: landlock's scoping must keep them apart.
+    # Two concurrent jobs share the zygote's network namespace: seccomp (no socket()) and landlock's
+    # scoping must keep them apart.
     server = '''
 import socket, time
 def f(df):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.bind("\\0fednb-test-rendezvous")
-    s.listen(1)
-    s.settimeout(3)
     try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind("\\0fednb-test-rendezvous")
+        s.listen(1)
+        s.settimeout(3)
         conn, _ = s.accept()
         return conn.recv(100).decode()
     except OSError as e:

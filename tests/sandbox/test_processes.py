@@ -162,3 +162,24 @@ def f(df):
     assert out.status == "ok", out.message
     assert out.value.pop("uid") != 0
     assert "ALLOWED" not in out.value.values(), out.value
+
+
+def test_mount_listing_is_denied_and_unreviewed_syscalls_are_absent(run):
+    # statmount/listmount would list the host's mounts (names of folders, devices); a syscall newer than
+    # the filter's review must look absent (ENOSYS), not allowed by default.
+    code = '''
+import ctypes, errno
+def f(df):
+    libc = ctypes.CDLL(None, use_errno=True)
+    out = {}
+    for name, nr in {"statmount": 457, "listmount": 458, "open_tree_attr": 467, "unreviewed": 470,
+                     "far_future": 1000}.items():
+        ctypes.set_errno(0)
+        r = libc.syscall(nr, 0, 0, 0, 0, 0)
+        out[name] = errno.errorcode.get(ctypes.get_errno(), "ALLOWED") if r < 0 else "ALLOWED"
+    return out
+'''
+    out = run(code)
+    assert out.status == "ok", out.message
+    assert out.value == {"statmount": "EPERM", "listmount": "EPERM", "open_tree_attr": "EPERM",
+                         "unreviewed": "ENOSYS", "far_future": "ENOSYS"}

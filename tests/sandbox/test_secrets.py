@@ -83,3 +83,19 @@ def test_job_code_never_passes_through_the_zygote(run, sandbox):
     assert not zygote_memory_contains(sandbox.zygote_pid, marker.encode())
     # Guard: the scan does see what the zygote holds, e.g. the datasets path from its config.
     assert zygote_memory_contains(sandbox.zygote_pid, str(run.domain.datasets).encode())
+
+
+def test_the_job_holds_none_of_the_domain_code(run):
+    # The zygote imports only what jobs need: whatever else it imports, every job inherits (the store,
+    # the audit log, policy and HTTP code, and whatever their imports hold in memory).
+    code = "import sys\ndef f(df):\n    return sorted(sys.modules)\n"
+    out = run(code)
+    assert out.status == "ok", out.message
+    ours = {m for m in out.value if m == "fednb" or m.startswith("fednb.")}
+    sandbox = "fednb.domain.run.sandbox"
+    domain_side = {f"{sandbox}.{m}" for m in ("client", "link", "jobs", "session", "selftest", "outcome")}
+    allowed = {"fednb", "fednb._version", "fednb.errors", "fednb.codec", "fednb.domain", "fednb.domain.run"}
+    assert ours - allowed == {m for m in ours if m.startswith(sandbox)} - domain_side, sorted(ours)
+    assert not ours & domain_side
+    for heavy in ("sqlite3", "httpx", "starlette", "uvicorn", "fastapi", "pydantic", "cryptography", "fednb.client"):
+        assert heavy not in out.value, heavy

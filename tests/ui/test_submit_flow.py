@@ -32,7 +32,7 @@ def test_magic_and_submit_command_reach_the_owner_with_code_and_diff(page, lab, 
     approved = lab.api("POST", f"/fednb/api/owner/requests/hospital-a/{v1['hospital-a']['id']}/approve",
                        json={"reason": "group means only"})
     assert approved.status_code == 200, approved.text
-    expect(tracker.locator('.fednb-state-pending')).to_have_count(1, timeout=15_000)
+    expect(tracker.locator('.fednb-state-pending')).to_have_count(1, timeout=60_000)
 
     # the second version goes through the cell's context menu
     cell(page, 2).locator(".jp-InputArea-editor").click(button="right")
@@ -43,7 +43,7 @@ def test_magic_and_submit_command_reach_the_owner_with_code_and_diff(page, lab, 
     page.screenshot(path=screenshots / "submit-to-federation-dialog.png")
     dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
     second = outputs(page, 2).locator(".fednb-tracker")
-    expect(second.locator(".fednb-state-pending")).to_have_count(2, timeout=20_000)
+    expect(second.locator(".fednb-state-pending")).to_have_count(2, timeout=60_000)
     expect(second).to_contain_text("BMI by sex with group sizes")
     assert cell(page, 2).locator(".jp-cell-toolbar [data-command='fednb:submit-cell']").count() == 1
     cell(page, 2).screenshot(path=screenshots / "submit-tracker-under-cell.png")
@@ -69,5 +69,5 @@ def test_magic_and_submit_command_reach_the_owner_with_code_and_diff(page, lab, 
     tab.locator(".fednb-deny").click()
     expect(tab.locator("h2 .fednb-badge")).to_have_text("denied")
     page.get_by_role("tab", name="submit.ipynb").click()
-    expect(second.locator(".fednb-state-denied")).to_have_count(1, timeout=15_000)
+    expect(second.locator(".fednb-state-denied")).to_have_count(1, timeout=60_000)
     expect(second).to_contain_text("Group sizes under 10 must be suppressed first")

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-import re
 
 from playwright.sync_api import expect
 
 from tests.ui.labpage import cell, open_lab, open_side_panel, outputs, run_cell, start_cell, write_notebook
 
 FEED = """\
-import time
+import pathlib, time
 rounds, domains = 8, ["hospital-a", "hospital-b", "ylb-uyuni"]
+gate = pathlib.Path("GATE")  # the test opens it once it has seen round 2: no race with a slow machine
 for r in range(1, rounds + 1):
+    while r == 3 and not gate.exists():
+        time.sleep(0.05)
     for i, d in enumerate(domains):
         status = "dropped" if (r, d) == (4, "hospital-b") else "timeout" if (r, d) == (6, "ylb-uyuni") else "ok"
         ok = status == "ok"
@@ -20,7 +22,7 @@ for r in range(1, rounds + 1):
                      "accuracy": 0.55 + 0.04 * r - 0.01 * i if ok else None, "n": 400 + 100 * i, "status": status})
     dash.update({"round": r, "domain": "global", "loss": 1.1 / r, "accuracy": 0.56 + 0.04 * r, "n": 1500,
                  "status": "ok"})
-    time.sleep(0.4)
+    time.sleep(0.2)
 """
 
 
@@ -31,7 +33,7 @@ def _points(figure) -> int:
 def test_training_dashboard_updates_live_from_the_kernel(page, lab, screenshots):
     notebook = write_notebook(lab.root, "training.ipynb", [
         "from fednb.widgets import TrainingDashboard\ndash = TrainingDashboard('FedAvg on patients')\ndash",
-        FEED,
+        FEED.replace("GATE", str(lab.root / "training.gate")),
     ])
     open_lab(page, lab, notebook)
     run_cell(page, 0)
@@ -42,10 +44,11 @@ def test_training_dashboard_updates_live_from_the_kernel(page, lab, screenshots)
     expect(board).to_contain_text("waiting for the first round")
 
     start_cell(page, 1)  # no waiting for its end: the plots must grow while it runs
-    expect(board.locator(".fednb-training-status")).to_contain_text(re.compile(r"round [1-3]:"), timeout=15_000)
-    early = _points(figure)
+    expect(board.locator(".fednb-training-status")).to_contain_text("round 2:", timeout=60_000)
+    early = _points(figure)  # the kernel waits at round 3 until the gate opens
+    (lab.root / "training.gate").touch()
     expect(board.locator(".fednb-training-status")).to_contain_text("round 8: 3 of 3 domain(s) answered",
-                                                                      timeout=30_000)
+                                                                      timeout=60_000)
     late = _points(figure)
     assert 0 < early < late, (early, late)  # the plot grew while the cell was still running
     expect(board).to_contain_text("Drop-outs: round 4 hospital-b (dropped out); round 6 ylb-uyuni (timed out)")
@@ -107,6 +110,6 @@ def test_spanish_lab_shows_spanish_panels_and_widgets(page, lab, federation, scr
         tab.locator(".fednb-deny").click()
         expect(tab.locator("h2 .fednb-badge")).to_have_text("denegada")
         page.get_by_role("tab", name="espanol.ipynb").click()
-        expect(tracker).to_contain_text("denegada por el propietario: Prueba en español", timeout=15_000)
+        expect(tracker).to_contain_text("denegada por el propietario: Prueba en español", timeout=60_000)
     finally:
         settings.unlink()

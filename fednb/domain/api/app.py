@@ -25,7 +25,7 @@ from fednb.domain.api import privacy as privacy_api
 from fednb.domain.api.ratelimit import FailedTokenLimiter
 from fednb.domain.domain import Domain
 from fednb.domain.review.requests import Conflict, http_status
-from fednb.errors import FednbError, NotFound
+from fednb.errors import FednbError
 from fednb.models import (
     ROUND_FINAL,
     AuditEntry,
@@ -263,10 +263,10 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
     async def get_dataset(name: str, c: AnyCaller) -> Dataset:
         return domain.dataset(name)
 
-    @app.get("/v1/datasets/{name}/mock", responses=errors, tags=["datasets"])
+    @app.get("/v1/datasets/{name}/mock", responses={**errors, 409: {"model": ErrorBody}}, tags=["datasets"])
     async def get_mock(name: str, c: AnyCaller) -> dict:
         """The synthetic mock: ``{"columns", "dtypes", "data"}`` (rows as lists)."""
-        return await run_in_threadpool(_mock_json, domain, name)
+        return await run_in_threadpool(_mock_json, domain, name, c.role == "owner")
 
     @app.post("/v1/requests", response_model=Request, status_code=201, tags=["requests"],
               responses={**errors, 409: {"model": ErrorBody}, 429: {"model": ErrorBody}})
@@ -376,14 +376,7 @@ def public_isolation(isolation: dict | None) -> dict:
     return {k: isolation[k] for k in PUBLIC_ISOLATION if k in isolation}
 
 
-def _mock_json(domain: Domain, name: str) -> dict:
-    import json
+def _mock_json(domain: Domain, name: str, owner: bool) -> dict:
+    from fednb.domain.data import mock_review
 
-    import pandas as pd
-
-    path = domain.mock_path(name)
-    if not path.exists():
-        raise NotFound(f"dataset {name!r} has no mock")
-    df = pd.read_parquet(path)
-    return {"columns": list(df.columns), "dtypes": {c: str(t) for c, t in df.dtypes.items()},
-            "data": json.loads(df.to_json(orient="values", date_format="iso"))}
+    return mock_review.mock_json(domain, name, owner=owner)

@@ -31,7 +31,9 @@ def add_routes(app: FastAPI, domain: Domain, *, caller: Any, analyst: Any, respo
         p = domain.policy.privacy
         return {**b.as_dict(), "noisy": list(p.noisy), "query_epsilon": p.query_epsilon,
                 "max_query_epsilon": p.max_query_epsilon, "training": p.training,
-                "secure_min_domains": p.secure_min_domains}
+                "secure_min_domains": p.secure_min_domains,
+                "secure_only": domain.policy.secure_aggregation.secure_only(name),
+                "secure_min_peers": domain.policy.secure_aggregation.min_peers}
 
     @app.post("/v1/secagg/{session}/{step}", responses=responses, tags=["privacy"])
     async def secagg_step(session: str, step: str, c: analyst, body: Annotated[dict, Body()]) -> dict:

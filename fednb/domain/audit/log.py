@@ -4,6 +4,9 @@ Each row's hash covers its own fields and the previous row's hash, so editing, i
 a row breaks the chain from that point on. The head (last seq and hash) is also kept in ``meta``;
 deleting rows at the end is caught against it, and against a head the owner has published
 (``fednb domain audit DIR --verify --head HASH``).
+
+Every row is also a leaf of a Merkle tree (:mod:`fednb.domain.audit.public_log`), whose signed heads
+and proofs let outsiders check that the log only ever grew (``fednb domain publish``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from fednb.domain.audit import merkle, public_log
 from fednb.models import AuditEntry, canonical_json
 
 GENESIS = "0" * 64
@@ -22,6 +26,7 @@ ACTIONS = (
     "init", "dataset", "invite", "revoke", "connect", "submit", "approve", "deny",
     "run", "release", "block", "fail", "requeue", "policy", "round", "finish",
     "bounds", "spend", "secagg",
+    "mock",
 )
 
 
@@ -52,6 +57,8 @@ def append(conn: sqlite3.Connection, actor: str, action: str, object_id: str | N
         (seq, now, actor, action, object_id, payload_json, payload_hash, prev, digest),
     )
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('audit_head', ?)", (f"{seq}:{digest}",))
+    public_log.extend(conn, seq, {"seq": seq, "time": now, "actor": actor, "action": action, "object_id": object_id,
+                                  "payload_hash": payload_hash, "prev_hash": prev, "hash": digest})
     return AuditEntry(seq=seq, time=now, actor=actor, action=action, object_id=object_id,
                       payload=payload, payload_hash=payload_hash, prev_hash=prev, hash=digest)
 
@@ -117,4 +124,20 @@ def verify(conn: sqlite3.Connection, *, expected_head: str | None = None) -> Ver
         problems.append(f"the recorded head is {stored} but the log ends at {actual} (rows removed at the end)")
     if not published_found:
         problems.append(f"the published head {expected_head} is not in the log (rows edited or removed)")
+    problems += _tree_problems(conn)
     return Verification(ok=not problems, entries=count, head=prev, problems=problems)
+
+
+def _tree_problems(conn: sqlite3.Connection) -> list[str]:
+    """The Merkle root kept with every append must be the root of the rows as they are now."""
+    size, recorded = public_log.head(conn)
+    if size == 0:
+        return []  # a log made before the tree existed: it is built on the next append
+    leaves = public_log.leaves(conn)
+    if size > len(leaves):
+        return [f"the Merkle tree recorded {size} entries but the log holds {len(leaves)}"]
+    actual = merkle.Tree(leaves).root_at(size).hex()
+    if actual != recorded:
+        return [f"the Merkle root of the first {size} entries is {actual}, not the recorded {recorded} "
+                "(rows edited)"]
+    return []

@@ -104,7 +104,17 @@ def build(domain: Domain) -> dict[str, Any]:
         "failures": failures,
         "requests": sorted(requests.values(), key=lambda r: r["submit_seq"]),
         "access": {**access, "connects": dict(sorted(connects.items()))},
+        "secure_aggregation": _secure_aggregation(domain),
     }
+
+
+def _secure_aggregation(domain: Domain) -> dict[str, Any]:
+    """Who this domain is (its signing key's fingerprint) and the peers it masks toward in secure sums."""
+    from fednb.domain.release import trusted_peers
+
+    return {"fingerprint": domain.identity.fingerprint, "public_key": domain.identity.public_key.hex(),
+            "pinned_peers": [{"name": p.name, "url": p.url, "fingerprint": p.fingerprint}
+                             for p in trusted_peers.pinned(domain.store).values()]}
 
 
 def _what(req: dict) -> str:

@@ -99,6 +99,11 @@ def render(report: dict[str, Any], lang: str = "en") -> str:
                  + f'<h3>{t("connects")}</h3>\n'
                  + (_table([t("who"), t("count")], [[escape(w), n] for w, n in access["connects"].items()],
                            numeric={1}) if access["connects"] else f"<p>{t('none')}</p>\n"))
+    secure = report["secure_aggregation"]
+    parts.append(f'<h2>{t("secure_aggregation")}</h2>\n<p>{t("fingerprint", fingerprint=secure["fingerprint"])}</p>\n'
+                 + (_table([t("peer"), t("peer_fingerprint"), "URL"],
+                           [[escape(p["name"]), _code(p["fingerprint"]), escape(p["url"])] for p in secure["pinned_peers"]])
+                    if secure["pinned_peers"] else f"<p>{t('none')}</p>\n"))
     parts.append("</body>\n</html>\n")
     return "".join(parts)
 

@@ -96,6 +96,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "report.role": ("Role", "Rol"),
     "report.count": ("Count", "Cantidad"),
     "report.none": ("None.", "Ninguno."),
+    "report.secure_aggregation": ("Identity and secure aggregation", "Identidad y agregación segura"),
+    "report.fingerprint": (
+        "This domain signs with the Ed25519 key of fingerprint {fingerprint}. It joins secure sums only "
+        "with these peers, pinned by its owner:",
+        "Este dominio firma con la clave Ed25519 de huella {fingerprint}. Solo participa en sumas "
+        "seguras con estos pares, fijados por su propietario:",
+    ),
+    "report.peer": ("Peer domain", "Dominio par"),
+    "report.peer_fingerprint": ("Fingerprint", "Huella"),
 }
 
 

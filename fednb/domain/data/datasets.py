@@ -6,6 +6,7 @@ private data a job can read) next to its mock (``datasets/NAME/mock.parquet``).
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from fednb.domain.data import mock as mocks
+from fednb.domain.data import mock_review
 from fednb.domain.review.policy import Policy
 from fednb.errors import InvalidInput
 from fednb.models import Column, Dataset
@@ -75,13 +77,16 @@ def register(domain_dir: Path, source: Path, name: str, description: str, policy
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     df.to_parquet(tmp / DATA_FILE, index=False)
-    mock = mocks.make_mock(df, min_cell_count=policy.disclosure.min_cell_count, seed=seed)
+    mock, report = mock_review.build(df, name, policy, seed)
     mock.to_parquet(tmp / MOCK_FILE, index=False)
+    (tmp / mock_review.REPORT_FILE).write_text(json.dumps(report, indent=1))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     for f in folder.iterdir():
         f.chmod(0o644)
-    return describe(name, description, df, policy), folder / DATA_FILE, len(df)
+    meta = describe(name, description, df, policy)
+    meta.mock = mock_review.initial_state(report)
+    return meta, folder / DATA_FILE, len(df)
 
 
 class DataCache:

@@ -1,186 +1,174 @@
 """Mock datasets: synthetic look-alikes an analyst can see and dry-run code on.
 
-Each column is drawn on its own from a coarsened marginal of the real column, so no real row is
-copied and joint structure is not revealed:
-- numbers: an equal-frequency histogram whose outer edges are the k-th smallest and k-th largest
-  values rounded outwards (extremes are never shown), values drawn uniformly inside bins;
-- categories and booleans: levels seen at least ``min_cell_count`` times, with their frequencies;
-  rarer levels are not revealed at all (not in the values, not in the dtype's categories);
-- dates: as numbers; free text: placeholders; missing values at the real (rounded) rate.
+Two tiers, chosen per dataset in ``policy.toml`` (``[mock]``):
+
+- tier 0: every column drawn on its own from its coarsened marginal
+  (:mod:`fednb.domain.data.marginals`); the values' joint distribution is never read;
+- tier 1: the same marginals joined by a Gaussian copula (:mod:`fednb.domain.data.copula`), so
+  pairwise relationships survive and code that works on the mock behaves like it on the real data.
+
+Either way the mock has exactly the requested number of rows and the real columns and dtypes; its
+length is the listing's rounded row count (capped), never the exact one; and no mock row equals a
+real record: a row equal to a combination of values that fewer than ``k`` real rows share is drawn
+again. A combination shared by ``k`` or more real rows describes a group that the cell rule would
+release as a count anyway, not a person, so on coarse data (every combination of a few categories
+is some real row) such rows are allowed; without that, a mock of coarse data would be empty.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
-MAX_BINS = 20
-TEXT_LEVELS = 50  # more distinct strings than this and a column is free text, not a category
+from fednb.domain.data import copula, marginals
+from fednb.domain.data.columns import (  # the metadata reads these from here too
+    as_float,
+    column_kind,
+    has_levels,
+    nice_ceil,
+    nice_floor,
+    numeric_bins,
+    public_range,
+    revealed_levels,
+)
+
+__all__ = ["TIERS", "column_kind", "has_levels", "make_mock", "mock_rows", "nice_ceil", "nice_floor",
+           "numeric_bins", "public_range", "rare_matches", "revealed_levels"]
+
+TIERS = (0, 1)
+REDRAW_ROUNDS = 20
+COMPARED_KINDS = ("levels", "numeric", "datetime")
+MISSING = "\x00missing"  # how a missing text value is hashed (no real string looks like it)
 
 
-def column_kind(s: pd.Series) -> str:
-    if pd.api.types.is_bool_dtype(s):
-        return "boolean"
-    if pd.api.types.is_datetime64_any_dtype(s):
-        return "datetime"
-    if pd.api.types.is_integer_dtype(s):
-        return "integer"
-    if pd.api.types.is_numeric_dtype(s):
-        return "numeric"
-    if isinstance(s.dtype, pd.CategoricalDtype) or s.nunique(dropna=True) <= TEXT_LEVELS:
-        return "categorical"
-    return "text"
+def mock_rows(real_rows: int, round_to: int, cap: int) -> int:
+    """The mock's length: the real row count rounded like the listing, at least ``round_to``, at most
+    ``cap``, so it says nothing the listing does not."""
+    rounded = int(round(real_rows / round_to) * round_to)
+    return int(min(cap, max(round_to, rounded)))
 
 
-CODE_LEVELS = 20  # an integer column with this few distinct values is a code (0/1, a score), with levels
-
-
-def has_levels(s: pd.Series, kind: str) -> bool:
-    return kind in ("categorical", "boolean") or (kind == "integer" and s.nunique(dropna=True) <= CODE_LEVELS)
-
-
-def nice_floor(x: float) -> float:
-    return _nice(x, math.floor)
-
-
-def nice_ceil(x: float) -> float:
-    return _nice(x, math.ceil)
-
-
-def _nice(x: float, rnd) -> float:
-    """Round to two significant digits in the given direction (hides the exact extreme value)."""
-    if x == 0 or not math.isfinite(x):
-        return float(x)
-    step = 10 ** (math.floor(math.log10(abs(x))) - 1)
-    return float(rnd(x / step) * step)
-
-
-def numeric_bins(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Equal-frequency bin edges and counts with the tails (k rows each side) folded in."""
-    values = np.sort(values.astype(float))
-    n = len(values)
-    if n < 2 * k:
-        return None
-    lo, hi = nice_floor(values[k - 1]), nice_ceil(values[n - k])
-    if hi <= lo:
-        hi = lo + 1.0
-    nbins = int(max(1, min(MAX_BINS, n // (2 * k))))
-    edges = np.unique(np.quantile(np.clip(values, lo, hi), np.linspace(0, 1, nbins + 1)))
-    edges[0], edges[-1] = lo, hi
-    edges = np.unique(edges)
-    if len(edges) < 2:
-        edges = np.array([lo, hi])
-    counts, _ = np.histogram(np.clip(values, lo, hi), bins=edges)
-    return edges, counts
-
-
-def public_range(s: pd.Series, k: int) -> list[float] | None:
-    values = s.dropna().to_numpy()
-    if pd.api.types.is_datetime64_any_dtype(s) or len(values) < 2 * k:
-        return None
-    bins = numeric_bins(values, k)
-    return None if bins is None else [float(bins[0][0]), float(bins[0][-1])]
-
-
-def revealed_levels(s: pd.Series, k: int) -> list[Any]:
-    counts = s.value_counts(dropna=True)
-    levels = [lvl for lvl, c in counts.items() if c >= k]
-    try:
-        return sorted(levels)
-    except TypeError:
-        return levels
-
-
-def _draw_numeric(s: pd.Series, k: int, rows: int, rng: np.random.Generator) -> pd.Series:
-    is_dt = pd.api.types.is_datetime64_any_dtype(s)
-    values = s.dropna()
-    raw = values.astype("int64").to_numpy() if is_dt else values.to_numpy(dtype=float)
-    bins = numeric_bins(raw, k)
-    if bins is None:
-        return pd.Series([np.nan] * rows, dtype=float)
-    edges, counts = bins
-    which = rng.choice(len(counts), size=rows, p=counts / counts.sum())
-    drawn = rng.uniform(edges[which], edges[which + 1])
-    if is_dt:
-        return pd.Series(pd.to_datetime(drawn.astype("int64")))
-    if pd.api.types.is_integer_dtype(s):
-        return pd.Series(np.round(drawn).astype("int64"))
-    decimals = _decimals(values)
-    return pd.Series(np.round(drawn, decimals) if decimals is not None else drawn)
-
-
-def _decimals(values: pd.Series) -> int | None:
-    """Round mock numbers like the real ones are rounded (a bmi of 27.3 stays one decimal)."""
-    sample = values.to_numpy(dtype=float)[:1000]
-    for d in range(0, 7):
-        if np.allclose(sample, np.round(sample, d), rtol=0, atol=1e-9):
-            return d
-    return None
-
-
-def _draw_levels(s: pd.Series, k: int, rows: int, rng: np.random.Generator) -> pd.Series:
-    counts = s.value_counts(dropna=True)
-    counts = counts[counts >= k]
-    if counts.empty:
-        return pd.Series([None] * rows, dtype=object)
-    levels = list(counts.index)
-    drawn = rng.choice(len(levels), size=rows, p=(counts / counts.sum()).to_numpy())
-    return pd.Series([levels[i] for i in drawn], dtype=object)
-
-
-def make_mock(df: pd.DataFrame, *, min_cell_count: int, rows: int | None = None, seed: int = 0) -> pd.DataFrame:
-    """A synthetic frame with ``df``'s columns and dtypes and coarsened marginals.
-
-    Rows that happen to equal a real row (likely when every column is coarse) are drawn again, and
-    dropped if they keep matching: a mock never shows a real record, even by chance.
-    """
+def make_mock(df: pd.DataFrame, *, min_cell_count: int, rows: int | None = None, seed: int = 0,
+              tier: int = 0) -> pd.DataFrame:
+    """A synthetic frame with ``df``'s columns and dtypes, exactly ``rows`` long (default: the row
+    count rounded to 10, at most 500)."""
+    if tier not in TIERS:
+        raise ValueError(f"mock tier must be one of {TIERS}, not {tier!r}")
     rng = np.random.default_rng(seed)
-    rows = int(rows if rows is not None else min(len(df), 500))
-    mock = _draw_frame(df, min_cell_count, rows, rng)
-    real = set(pd.util.hash_pandas_object(df, index=False))
-    for _ in range(20):
-        clash = pd.util.hash_pandas_object(mock, index=False).isin(real).to_numpy()
-        if not clash.any():
-            return mock
-        redraw = _draw_frame(df, min_cell_count, int(clash.sum()), rng)
-        mock = pd.concat([mock[~clash], redraw], ignore_index=True)
-    clash = pd.util.hash_pandas_object(mock, index=False).isin(real).to_numpy()
-    return mock[~clash].reset_index(drop=True)
+    k = max(1, int(min_cell_count))
+    rows = int(rows if rows is not None else mock_rows(len(df), 10, 500))
+    fitted = [marginals.fit(df[name], str(name), k) for name in df.columns]
+    corr = copula.fit_correlation(df, fitted, rng) if tier == 1 else None
+
+    def draw(n: int) -> pd.DataFrame:
+        u = copula.draw_uniforms(corr, n, rng) if corr is not None else rng.random((n, len(fitted)))
+        return pd.DataFrame({m.name: marginals.finish(m, m.sample(u[:, j]), rng) for j, m in enumerate(fitted)},
+                            columns=list(df.columns))
+
+    compared = [m.name for m in fitted if m.kind in COMPARED_KINDS]
+    return _without_real_records(df, draw(rows), draw, k, rng, compared)
 
 
-def _draw_frame(df: pd.DataFrame, min_cell_count: int, rows: int, rng: np.random.Generator) -> pd.DataFrame:
-    k = max(1, min_cell_count)
-    out: dict[str, pd.Series] = {}
+def compared_columns(df: pd.DataFrame, k: int) -> list[str]:
+    """The columns whose mock values come from the real ones: a record is matched on these, so a
+    placeholder column (free text, an identifier) cannot hide a copied combination of the others."""
+    return [str(c) for c in df.columns if marginals.fit(df[c], str(c), k).kind in COMPARED_KINDS]
+
+
+def canonical_hashes(df: pd.DataFrame) -> np.ndarray:
+    """One hash per row that is equal for equal values whatever the dtypes (an int 3 in the real
+    data and a float 3.0 in the mock are the same record)."""
+    norm = {}
     for name in df.columns:
         s = df[name]
-        kind = column_kind(s)
-        if has_levels(s, kind):
-            col = _draw_levels(s, k, rows, rng)
-        elif kind in ("integer", "numeric", "datetime"):
-            col = _draw_numeric(s, k, rows, rng)
+        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s) or pd.api.types.is_datetime64_any_dtype(s):
+            norm[name] = pd.Series(as_float(s), index=df.index)
         else:
-            col = pd.Series([f"{name}-{i % 20}" for i in range(rows)], dtype=object)
-        missing = round(float(s.isna().mean()), 2)
-        if missing > 0:
-            col = col.astype(object if kind not in ("integer", "numeric") else float)
-            col[rng.random(rows) < missing] = None
-        out[name] = _like(col, s, kind, k)
-    return pd.DataFrame(out)
+            text = s.astype(object).astype(str).to_numpy(dtype=object)
+            text[s.isna().to_numpy()] = MISSING
+            norm[name] = pd.Series(text, index=df.index)
+    return pd.util.hash_pandas_object(pd.DataFrame(norm, index=df.index), index=False).to_numpy()
 
 
-def _like(col: pd.Series, real: pd.Series, kind: str, k: int) -> pd.Series:
-    """Cast to the real column's dtype without leaking unrevealed categories."""
-    dtype = real.dtype
-    try:
-        if isinstance(dtype, pd.CategoricalDtype):
-            return col.astype(pd.CategoricalDtype(revealed_levels(real, k), ordered=dtype.ordered))
-        if kind == "boolean" and col.isna().any():
-            return col.astype("boolean")
-        if kind == "integer" and col.isna().any():
-            return col.astype("Int64")
-        return col.astype(dtype)
-    except (TypeError, ValueError):
-        return col
+def rare_combinations(real: pd.DataFrame, k: int) -> np.ndarray:
+    """Sorted hashes of the combinations of values that fewer than ``k`` real rows share."""
+    counts = pd.Series(canonical_hashes(real)).value_counts()
+    return np.sort(counts.index[counts < k].to_numpy())
+
+
+def is_member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin`` for a small ``values`` and a large, already sorted set (no re-sorting per call)."""
+    if len(sorted_set) == 0:
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values
+
+
+def rare_matches(real: pd.DataFrame, mock: pd.DataFrame, k: int) -> np.ndarray:
+    """Which mock rows equal a combination of values that fewer than ``k`` real rows share, on the
+    columns drawn from real values."""
+    on = compared_columns(real, k)
+    if not on:
+        return np.zeros(len(mock), dtype=bool)
+    return is_member(canonical_hashes(mock[on]), rare_combinations(real[on], k))
+
+
+def _without_real_records(real: pd.DataFrame, mock: pd.DataFrame, draw, k: int,
+                          rng: np.random.Generator, compared: list[str]) -> pd.DataFrame:
+    """Redraw rows that equal a rare real combination; rows that keep matching (tiny, coarse data
+    where every combination is a rare real row) take a copy of an accepted row, or, if none was
+    accepted, a missing value in one column, which no real row of that column has."""
+    if not compared:
+        return mock
+    rare = rare_combinations(real[compared], k)
+
+    def clashes(frame: pd.DataFrame) -> np.ndarray:
+        return is_member(canonical_hashes(frame[compared]), rare)
+
+    clash = clashes(mock)
+    for _ in range(REDRAW_ROUNDS):
+        if not clash.any():
+            return mock
+        redraw = draw(int(clash.sum()))
+        redraw.index = mock.index[clash]
+        mock = _replace_rows(mock, clash, redraw)
+        clash = clashes(mock)
+    if not clash.any():
+        return mock
+    if (~clash).any():
+        donors = rng.choice(np.flatnonzero(~clash), size=int(clash.sum()))
+        copies = mock.iloc[donors].copy()
+        copies.index = mock.index[clash]
+        return _replace_rows(mock, clash, copies)
+    return _blank_one_column(mock, rng, compared)
+
+
+def _replace_rows(mock: pd.DataFrame, which: np.ndarray, new: pd.DataFrame) -> pd.DataFrame:
+    out = pd.concat([mock[~which], new]).sort_index()
+    for name in mock.columns:
+        if out[name].dtype != mock[name].dtype:
+            try:
+                out[name] = out[name].astype(mock[name].dtype)
+            except (TypeError, ValueError):
+                pass
+    return out.reset_index(drop=True)
+
+
+def _blank_one_column(mock: pd.DataFrame, rng: np.random.Generator, compared: list[str]) -> pd.DataFrame:
+    out = mock.copy()
+    which = rng.integers(0, len(compared), size=len(out))
+    for j, name in enumerate(compared):
+        rows = which == j
+        if rows.any():
+            col = out[name]
+            if pd.api.types.is_integer_dtype(col):
+                col = col.astype("Int64")
+            elif pd.api.types.is_bool_dtype(col):
+                col = col.astype("boolean")
+            elif not isinstance(col.dtype, pd.CategoricalDtype) and not pd.api.types.is_float_dtype(col) \
+                    and not pd.api.types.is_datetime64_any_dtype(col):
+                col = col.astype(object)
+            col = col.copy()
+            col[rows] = None
+            out[name] = col
+    return out

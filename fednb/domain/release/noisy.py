@@ -22,8 +22,9 @@ than quietly released exactly outside the budget. A noisy IRLS or a
 noisy quantile protocol would need its own accounting; refusing is the honest default until then.
 
 Noisy releases skip the exact small-cell rules: the noise protects small groups, and a threshold on
-an exact count would itself leak outside the budget. Noisy values are released unrounded, with
-their noise's standard deviation, so the analyst's pooled estimate is unbiased and carries error bars.
+an exact count would itself leak outside the budget. Noisy values are released on a lattice finer than
+the noise by 2¹² (so their low bits say nothing; :mod:`fednb.privacy.mechanisms`), not rounded to it,
+with their noise's standard deviation, so the analyst's pooled estimate carries error bars.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def release(name: str, args: dict[str, Any], df: pd.DataFrame, ctx: Context, bou
     if name == "count":
         n = int(len(rows) if parsed.column is None else column(rows, parsed.column).notna().sum())
         nz = noise(1.0)
-        return {"n": n + nz.sample(rng), "dp": {**info, "std": {"n": nz.std}}}
+        return {"n": nz.release(n, rng), "dp": {**info, "std": {"n": nz.std}}}
     if name == "histogram":
         return _histogram(numeric(rows, parsed.column), parsed.bins, noise(1.0), rng, info)
     if name == "crosstab":
@@ -126,17 +127,17 @@ def release(name: str, args: dict[str, Any], df: pd.DataFrame, ctx: Context, bou
     info["bounds"] = [lo, hi]
     if name == "sum":
         nz = noise(max(abs(lo), abs(hi)))
-        return {"sum": float(x.sum()) + nz.sample(rng), "dp": {**info, "std": {"sum": nz.std}}}
+        return {"sum": nz.release(float(x.sum()), rng), "dp": {**info, "std": {"sum": nz.std}}}
     c, half = (lo + hi) / 2, (hi - lo) / 2
     n_noise, t_noise = noise(1.0), noise(half)
-    n = len(x) + n_noise.sample(rng)
-    t = float((x - c).sum()) + t_noise.sample(rng)
+    n = n_noise.release(len(x), rng)
+    t = t_noise.release(float((x - c).sum()), rng)
     info.update(center=c, std={"n": n_noise.std, "t": t_noise.std})
     mean = c + t / n if n >= 1 else None
     if name == "mean":
         return {"n": n, "t": t, "mean": mean, "dp": info}
     q_noise = noise(half * half)
-    q = float(((x - c) ** 2).sum()) + q_noise.sample(rng)
+    q = q_noise.release(float(((x - c) ** 2).sum()), rng)
     info["std"]["q"] = q_noise.std
     m2 = max(q - t * t / n, 0.0) if n >= 1 else None
     return {"n": n, "t": t, "q": q, "mean": mean, "m2": m2, "dp": info}
@@ -146,7 +147,7 @@ def _histogram(values: np.ndarray, edges: list[float], nz: Noise, rng: np.random
                info: dict) -> dict[str, Any]:
     inner, _ = np.histogram(values, bins=np.asarray(edges))
     cells = np.concatenate([[np.sum(values < edges[0])], inner, [np.sum(values > edges[-1])]]).astype(float)
-    noisy = cells + nz.sample(rng, cells.size)
+    noisy = nz.release(cells, rng)
     return {"edges": list(edges), "below": float(noisy[0]), "counts": noisy[1:-1].tolist(),
             "above": float(noisy[-1]), "dp": {**info, "std": {"cell": nz.std}}}
 
@@ -163,6 +164,6 @@ def _crosstab(df: pd.DataFrame, row: str, col: str, levels: dict[str, list], nz:
     (rl, rv), (cl, cv) = labels
     table = pd.crosstab(pd.Categorical(rv, categories=rl), pd.Categorical(cv, categories=cl),
                         dropna=False).reindex(index=rl, columns=cl, fill_value=0).to_numpy(dtype=float)
-    noisy = table + nz.sample(rng, table.shape)
+    noisy = nz.release(table, rng)
     plain = [v.item() if hasattr(v, "item") else v for v in rl], [v.item() if hasattr(v, "item") else v for v in cl]
     return {"rows": plain[0], "cols": plain[1], "counts": noisy.tolist(), "dp": {**info, "std": {"cell": nz.std}}}

@@ -1,15 +1,19 @@
 """The domain's side of secure aggregation (Bonawitz et al., "Practical Secure Aggregation for
-Privacy-Preserving Machine Learning", CCS 2017, §4, the semi-honest protocol).
+Privacy-Preserving Machine Learning", CCS 2017, §4, with the signed keys of §6 against a lying analyst).
 
 The analyst relays messages between the domains of a session; each domain runs this trusted code,
 and its private keys live only in this process's memory. Four steps, each a call from the analyst:
 
 1. ``keys``: make two X25519 key pairs (one to seal shares for other domains, one to agree masks)
-   and publish their public halves.
-2. ``shares``: given everyone's public keys, pick a self-mask seed b, split the mask key and b with
-   Shamir (threshold t) and seal share j for domain j.
+   and publish their public halves, signed with the domain's Ed25519 identity over the session,
+   round, step and index (:mod:`fednb.domain.release.trusted_peers`).
+2. ``shares``: given everyone's signed public keys, check each signature against the peers the
+   owner pinned, pick a self-mask seed b, split the mask key and b with Shamir (threshold t) and
+   seal share j for domain j. Keys not signed by a pinned peer stop the session here: an analyst
+   posing as the other domains gets nothing sealed for keys it made.
 3. ``masked``: given the sealed shares addressed here (their senders are the live set U1), release
    y = x + PRG(b) + Σ_{j∈U1} ±PRG(s_ij) (mod 2⁶⁴), with x this domain's secret vector in fixed point.
+   The shares are AES-GCM boxes under keys agreed with signed keys, so only pinned peers made them.
 4. ``unmask``: given the domains U2 whose y the analyst received, reveal the b-shares of U2 and the
    mask-key shares of U1 − U2, so the analyst removes the self masks of the living and the pairwise
    masks of the dropped, and learns Σ_{U2} x only. Each input is unmasked in one session only
@@ -20,9 +24,15 @@ Drop-outs are recovered, not re-run: any domain that vanishes after step 2 is un
 others' shares as long as t remain. (A re-run would make every domain mask the same input twice,
 and an analyst who lied about who dropped could subtract the two sums.) What a domain enforces:
 at least ``privacy.secure_min_domains`` participants and survivors, t > n/2, itself among the
-survivors, and one answer per step: it never reveals b and the mask key of the same domain.
-The analyst is trusted to relay keys faithfully (the semi-honest model): substituting keys would
-need signed keys between domains (Bonawitz et al. §6), which fednb does not have yet.
+survivors, one answer per step (it never reveals b and the mask key of the same domain), and for a
+``secure_only`` dataset at least ``secure_aggregation.min_peers`` pinned peers in the sum.
+
+Not implemented: §6's consistency check (round 3), where every domain signs the survivor set U2
+and reveals shares only for a set that t domains signed. Its aim, that no two honest domains answer
+for different survivor sets, is met here by each domain answering once with t > n/2: two disjoint
+sets of honest domains, one revealing an input's self-mask shares and the other its mask-key
+shares, cannot both reach t. Neither holds against pinned peers that collude with the analyst
+(each holds both shares of every other domain's secrets) once t ≤ (n + colluders)/2.
 """
 
 from __future__ import annotations
@@ -40,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fednb.domain.audit import log as audit
-from fednb.domain.release import secure_inputs
+from fednb.domain.release import secure_inputs, trusted_peers
 from fednb.domain.review.requests import Conflict, http_status
 from fednb.errors import FednbError, InvalidInput, NotFound
 
@@ -74,6 +84,8 @@ class Session:
     threshold: int
     c_keys: Any
     s_keys: Any
+    dataset: str = ""
+    signed: dict[str, Any] = field(default_factory=dict)  # the keys step's answer, signed once
     created: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
     peers: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)  # j -> (c_pk, s_pk)
@@ -97,6 +109,7 @@ class SecureAggregation:
         self._jobs_changed = threading.Condition()
         domain.subscribe(self._wake)
         domain.store.connect().executescript(SCHEMA)
+        trusted_peers.ensure(domain.store.connect())
 
     def _wake(self) -> None:
         with self._jobs_changed:
@@ -121,7 +134,7 @@ class SecureAggregation:
                                f"and at most {n}; got {t}")
         if number is not None and not isinstance(number, int):
             raise InvalidInput("round must be an integer or null")
-        self._check_request(analyst, request_id)
+        dataset = self._check_request(analyst, request_id)
         with self._lock:
             self._expire()
             found = self._sessions.get((analyst, sid))
@@ -132,9 +145,16 @@ class SecureAggregation:
                 return _public(found)
             if sum(1 for a, _ in self._sessions if a == analyst) >= MAX_SESSIONS:
                 raise Conflict(f"you have {MAX_SESSIONS} open secure-aggregation sessions here; finish some first")
-            session = Session(sid, analyst, request_id, number, n, index, t, KeyPair(), KeyPair())
+            session = Session(sid, analyst, request_id, number, n, index, t, KeyPair(), KeyPair(), dataset)
+            self._sign(session)
             self._sessions[(analyst, sid)] = session
         return _public(session)
+
+    def _sign(self, session: Session) -> None:
+        identity = self.domain.identity
+        message = trusted_peers.key_message(session.sid, session.round, session.n, session.threshold, session.index,
+                                            session.c_keys.public, session.s_keys.public)
+        session.signed = {"identity": identity.public_key.hex(), "signature": identity.sign(message).hex()}
 
     # -- step 2 --------------------------------------------------------------------------------
     def shares(self, analyst: str, sid: str, body: dict) -> dict:
@@ -144,22 +164,14 @@ class SecureAggregation:
         with session.lock:
             if session.shares_out is not None:
                 return {"shares": session.shares_out}
-            keys = body.get("keys")
-            if not isinstance(keys, dict):
-                raise InvalidInput("keys must map each domain's index to its public keys")
-            peers = {}
-            for j, k in keys.items():
-                j = _index(j, session.n)
-                try:
-                    peers[j] = (bytes.fromhex(k["c_pk"]), bytes.fromhex(k["s_pk"]))
-                except (KeyError, TypeError, ValueError):
-                    raise InvalidInput(f"the public keys of domain {j} are not two hex strings") from None
-                if any(len(key) != 32 for key in peers[j]):
-                    raise InvalidInput(f"the public keys of domain {j} are not X25519 keys")
-            if peers.get(session.index) != (session.c_keys.public, session.s_keys.public):
-                raise InvalidInput("the key list does not carry this domain's own keys unchanged")
+            peers = trusted_peers.checked_keys(
+                body.get("keys"), session=sid, round_=session.round, participants=session.n,
+                threshold=session.threshold, own_index=session.index, own_identity=self.domain.identity.public_key,
+                own_keys=(session.c_keys.public, session.s_keys.public),
+                trusted=trusted_peers.pinned(self.domain.store))
             if len(peers) < session.threshold:
                 raise InvalidInput(f"{len(peers)} domains published keys, fewer than the threshold {session.threshold}")
+            self._check_peers(session, len(peers))
             session.peers = peers
             session.b_seed = secrets.token_bytes(32)
             points = sorted(peers)
@@ -243,6 +255,7 @@ class SecureAggregation:
                 raise InvalidInput("the survivors must be live domains of this session")
             if len(survivors) < minimum:
                 raise InvalidInput(f"{len(survivors)} survivors: the sum would cover fewer than {minimum} domains")
+            self._check_peers(session, len(survivors))
             out = {"b_shares": {str(j): format(session.shares_in[j][1], "x") for j in sorted(survivors)},
                    "s_shares": {str(j): format(session.shares_in[j][0], "x") for j in sorted(session.live - survivors)}}
             # One audit row per session, written before the shares leave: this is when the masked input
@@ -280,15 +293,24 @@ class SecureAggregation:
         return results
 
     # -- helpers -------------------------------------------------------------------------------
-    def _check_request(self, analyst: str, request_id: Any) -> None:
+    def _check_peers(self, session: Session, domains: int) -> None:
+        """A secure-only dataset's input joins only sums with at least ``min_peers`` (pinned) peers."""
+        rules = self.domain.policy.secure_aggregation
+        if rules.secure_only(session.dataset) and domains - 1 < rules.min_peers:
+            raise InvalidInput(f"dataset {session.dataset!r} is secure-only here: its sums need at least "
+                               f"{rules.min_peers} pinned peer domains, and this one has {domains - 1}")
+
+    def _check_request(self, analyst: str, request_id: Any) -> str:
         if not isinstance(request_id, str):
             raise InvalidInput("request_id names the secure request this session sums")
-        row = self.domain.store.query_one("SELECT analyst, kind, args_json FROM requests WHERE id = ?", (request_id,))
+        row = self.domain.store.query_one("SELECT analyst, dataset, args_json FROM requests WHERE id = ?",
+                                          (request_id,))
         if row is None or row["analyst"] != analyst:
             raise NotFound(f"no request {request_id!r}")
         args = json.loads(row["args_json"])
         if not (args.get("secure") or args.get("secure_aggregation")):
             raise InvalidInput(f"request {request_id} was not made for secure aggregation")
+        return row["dataset"]
 
     def _vector(self, session: Session, wait: float = 0.0) -> np.ndarray:
         """The job's secret vector; with ``wait``, waits that long for a queued or running job to end
@@ -333,7 +355,8 @@ class SecureAggregation:
 
 
 def _public(session: Session) -> dict:
-    return {"index": session.index, "c_pk": session.c_keys.public.hex(), "s_pk": session.s_keys.public.hex()}
+    return {"index": session.index, "c_pk": session.c_keys.public.hex(), "s_pk": session.s_keys.public.hex(),
+            **session.signed}
 
 
 def _wait(body: dict) -> float:

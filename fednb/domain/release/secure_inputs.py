@@ -33,6 +33,21 @@ def check_builtin(name: str) -> None:
                            f"{list(SECURE_BUILTINS)}")
 
 
+def check_secure_only(policy, req) -> None:
+    """A dataset the owner made ``secure_only`` releases its numbers only inside secure sums: a secure
+    count, sum or mean, or training with secure aggregation; anything else is refused at submission."""
+    if not policy.secure_aggregation.secure_only(req.dataset):
+        return
+    if req.kind == "builtin" and req.name in SECURE_BUILTINS and req.args.get("secure"):
+        return
+    if req.kind == "training" and req.args.get("secure_aggregation"):
+        return
+    raise InvalidInput(f"dataset {req.dataset!r} is secure-only on this domain (its policy): its numbers leave "
+                       f"only inside a secure sum with at least {policy.secure_aggregation.min_peers} pinned peer "
+                       f"domains; ask for {'/'.join(SECURE_BUILTINS)} with secure=True, or train with "
+                       "secure_aggregation=True")
+
+
 def from_builtin(name: str, result: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
     """(the public part, the secret vector as float64 bytes) of a built-in's result."""
     check_builtin(name)

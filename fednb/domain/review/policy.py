@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fednb.errors import PolicyError
 from fednb.models import BUILTINS
@@ -53,6 +53,22 @@ class SandboxSection(_Section):
     max_file_mb: int = Field(64, ge=1)
     min_isolation: Literal["strong", "standard", "minimal"] = "standard"
     workers: int = Field(2, ge=1, le=64)
+    namespaces: bool = True
+    jobs_memory_mb: int = Field(0, ge=0)
+    jobs_cpus: float = Field(0, ge=0, le=1024)
+
+    @model_validator(mode="after")
+    def _shared_cap_fits_one_job(self) -> SandboxSection:
+        if 0 < self.jobs_memory_mb < self.memory_mb:
+            raise ValueError(f"jobs_memory_mb ({self.jobs_memory_mb}) is below memory_mb ({self.memory_mb}): "
+                             "no job could use its own budget; raise it or use 0 (workers x memory_mb)")
+        if 0 < self.jobs_cpus < 0.01:
+            raise ValueError("jobs_cpus must be 0 (one per worker) or at least 0.01")
+        return self
+
+    def shared_cap(self) -> tuple[int, float]:
+        """Memory (MiB) and CPUs for all jobs together; 0 in the policy means one job's worth per worker."""
+        return (self.jobs_memory_mb or self.workers * self.memory_mb, self.jobs_cpus or float(self.workers))
 
 
 class LearningSection(_Section):
@@ -90,10 +106,38 @@ class PrivacySection(_Section):
         return Allowance(epsilon=self.epsilon, delta=self.delta)
 
 
+class SecureDataset(_Section):
+    secure_only: bool = False
+
+
+class SecureAggregationSection(_Section):
+    min_peers: int = Field(2, ge=1)
+    datasets: dict[str, SecureDataset] = Field(default_factory=dict)
+
+    def secure_only(self, dataset: str) -> bool:
+        rules = self.datasets.get(dataset)
+        return rules is not None and rules.secure_only
+
+
 class AccessSection(_Section):
     failed_token_limit: int = Field(20, ge=1)
     failed_token_window_seconds: float = Field(60, gt=0)
     lockout_seconds: float = Field(60, gt=0)
+
+
+class TransparencySection(_Section):
+    name_analysts: bool = False
+
+
+class MockSection(_Section):
+    tier: Literal[0, 1] = 0
+    tiers: dict[str, Literal[0, 1]] = Field(default_factory=dict)
+    rows: int = Field(500, ge=10, le=100_000)
+    serve_unreviewed: Literal["none", "tier-0"] = "tier-0"
+    max_closer_to_real: float = Field(0.6, gt=0.5, le=1.0)
+
+    def tier_of(self, dataset: str) -> int:
+        return self.tiers.get(dataset, self.tier)
 
 
 class Policy(_Section):
@@ -104,6 +148,9 @@ class Policy(_Section):
     learning: LearningSection = Field(default_factory=LearningSection)
     privacy: PrivacySection = Field(default_factory=PrivacySection)
     access: AccessSection = Field(default_factory=AccessSection)
+    transparency: TransparencySection = Field(default_factory=TransparencySection)
+    mock: MockSection = Field(default_factory=MockSection)
+    secure_aggregation: SecureAggregationSection = Field(default_factory=SecureAggregationSection)
 
     def auto_approves(self, kind: str, name: str) -> bool:
         """Only built-in aggregates can be approved by policy; custom code always waits for a person."""
@@ -182,6 +229,16 @@ max_file_mb = 64
 min_isolation = "standard"
 # Jobs that may run at the same time. Default: 2.
 workers = 2
+# Run jobs in their own network, mount and pid namespaces where the host allows (the "strong" level).
+# false leaves landlock and seccomp alone ("standard"), for hosts where namespaces misbehave. Default: true.
+namespaces = true
+# Memory all running jobs may use together, MiB, enforced by one Linux cgroup (v2) for the domain's
+# jobs where the host allows it (`fednb domain serve` says whether it is in force); one job past it is
+# stopped. 0: workers x memory_mb. Default: 0.
+jobs_memory_mb = 0
+# CPU cores all running jobs may use together (same cgroup), so jobs never take the whole machine
+# from the server. 0: one core per worker. Default: 0.
+jobs_cpus = 0
 
 [learning]
 # Federated learning: a training request is approved once, for its code and its round budget; each
@@ -244,6 +301,45 @@ secure_min_domains = 2
 failed_token_limit = 20
 failed_token_window_seconds = 60
 lockout_seconds = 60
+
+[transparency]
+# `fednb domain publish` exports the audit log for anyone to check. Analysts appear in it under
+# stable pseudonyms; true prints their names next to the pseudonyms (only with their consent).
+# Default: false.
+name_analysts = false
+
+[mock]
+# Each dataset's mock: synthetic rows analysts see and dry-run code on. `fednb domain mock-report
+# DIR DATASET` shows how useful and how risky it is; `fednb domain approve-mock DIR DATASET` serves it.
+# How realistic: 0 draws every column on its own (only what the metadata shows: coarsened
+# distributions of single columns); 1 also keeps pairwise correlations (a Gaussian copula), which
+# makes dry runs behave like the real data and reveals one number per pair of columns. Default: 0.
+tier = 0
+# Other tiers for particular datasets, e.g. {{ patients = 1 }}. Default: {{}}.
+tiers = {{}}
+# Rows in a mock: the dataset's row count rounded like the listing, at most this. Default: 500.
+rows = 500
+# Which mocks are served before you approve them: "tier-0" (their columns are drawn independently
+# from what the metadata already shows) or "none" (every mock waits for you). Tier-1 mocks always
+# wait. Default: "tier-0".
+serve_unreviewed = "tier-0"
+# A mock is not served when a shadow mock built from half the rows sits closer to that half than to
+# the other in more than this share of rows (0.5 = no closer to the people it came from than to
+# anyone; higher means it memorised them). Default: 0.6.
+max_closer_to_real = 0.6
+
+[secure_aggregation]
+# Secure sums (Bonawitz et al. 2017) run only with peer domains you pinned from a roster the owners
+# exchange (`fednb domain trust DIR ROSTER`): this domain signs its keys and masks only toward keys
+# signed by a pinned peer, so an analyst cannot pose as the other domains.
+# Fewest pinned peers (other domains) a secure sum of a secure-only dataset must include: with one,
+# that peer could subtract its own input from the sum. Default: 2.
+min_peers = 2
+# Datasets whose numbers leave this domain only inside secure sums with pinned peers: counts, sums
+# and means only with `secure=True`, training only with `secure_aggregation=True`, every other
+# request refused. Default: none. For example:
+# [secure_aggregation.datasets.patients]
+# secure_only = true
 '''
 
 

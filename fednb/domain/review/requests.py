@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from fednb.domain.audit import log as audit
+from fednb.domain.release import secure_inputs
 from fednb.domain.review import inputs
 from fednb.domain.review.policy import Policy
 from fednb.domain.run import builtins
@@ -111,6 +112,7 @@ def enqueue(tx: sqlite3.Connection, request_id: str, kind: str, inputs: Any = No
 def submit(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[Request, bool]:
     """Record a request and decide what policy allows. Returns (request, created)."""
     req = normalise(req, policy)
+    secure_inputs.check_secure_only(policy, req)
     digest = code_hash(req.kind, req.name, req.code, req.args, req.limits.model_dump())
     with store.transaction() as tx:
         if tx.execute("SELECT 1 FROM datasets WHERE name = ?", (req.dataset,)).fetchone() is None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from fednb import codec, tensors
 from fednb.domain.audit import log as audit
+from fednb.domain.audit import receipts
 from fednb.domain.release import budget, differencing, disclosure, dp_training, noisy, secure_inputs
 from fednb.domain.release.disclosure import Blocked
 from fednb.domain.run import builtins
@@ -167,7 +168,8 @@ class Runner:
             payload["disclosure"] = outcome.disclosure
         else:
             payload["reason"] = outcome.reason
-        audit.append(tx, "domain", outcome.action, request_id, payload)
+        receipts.issue(tx, self.domain, job, request_id, outcome,
+                       audit.append(tx, "domain", outcome.action, request_id, payload))
 
     def _debit(self, tx, job, request_id: str, outcome: Outcome) -> Outcome:
         """Spend the release's epsilon in the releasing transaction, or block it if that would overspend."""

@@ -1,7 +1,7 @@
 """The job child: forked from the zygote, locks itself down, then runs its harness.
 
 Order matters (see SANDBOX_RECIPE.md): read the spec → own session, die with the zygote → clean
-signals and fds → load the dataset (trusted, privileged) → temp dir, environment, stdio →
+signals and fds (after joining the domain's shared job cgroup) → load the dataset (trusted, privileged) → temp dir, environment, stdio →
 rlimits → uid drop (or capabilities) → no_new_privs, not dumpable → landlock → seccomp → analyst
 code. Any failure before analyst code exits with EXIT_SETUP: the code never runs with fewer walls
 than configured. The child always leaves through ``os._exit``.
@@ -54,9 +54,12 @@ def _lock_down(ctx: dict) -> tuple[Harness, dict]:
     os.setsid()  # own group: the zygote kills the whole group
     lockdown.die_with_parent(ctx["zygote_pid"])
     lockdown.reset_signals()
+    joined = _join_cgroup(ctx.get("cgroup_fd"))  # before the data is loaded: its memory counts there
     lockdown.keep_only_fds([ctx["result_fd"]] + ([ctx["input_fd"]] if ctx["session"] else []))
     global _fds_arranged
     _fds_arranged = True
+    if joined:
+        raise OSError(f"could not join the domain's shared job cgroup: {joined}")
 
     harness = get(spec["harness"])(spec)
     harness.prepare()  # trusted code, still privileged: reads the dataset
@@ -83,6 +86,18 @@ def _lock_down(ctx: dict) -> tuple[Harness, dict]:
     layers = {"uid": os.getuid(), "uid_drop": uid is not None, "landlock_abi": abi,
               "seccomp": lockdown.seccomp_mode() == 2, "threads": threads}
     return harness, layers
+
+
+def _join_cgroup(fd: int | None) -> str:
+    """Move this process into the shared job cgroup; "" when done or not configured. The descriptor
+    is closed with the others right after: a job holding it could move other processes in."""
+    if fd is None:
+        return ""
+    try:
+        os.write(fd, b"0")  # "0": the writing process itself
+        return ""
+    except OSError as e:
+        return e.strerror or str(e)
 
 
 def _write(reply: Reply, layers: dict) -> None:

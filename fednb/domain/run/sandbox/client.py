@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import atexit
 import math
+import os
 import threading
 import weakref
 from pathlib import Path
 
 from fednb.domain.run.sandbox import harness, jobs, selftest
+from fednb.domain.run.sandbox.cgroup import JobsCgroup
 from fednb.domain.run.sandbox.link import NotSubmitted, ZygoteLink
 from fednb.domain.run.sandbox.session import Session
 from fednb.domain.run.sandbox.spec import JobOutcome, JobSpec
@@ -23,14 +25,33 @@ class Sandbox:
     ``datasets_dir`` is the only data a job may read (its own dataset, loaded for it); its parent,
     the domain folder, holds the store and tokens that no job may see. ``warm`` are modules the
     zygote imports before it forks. ``namespaces=False`` skips the zygote's namespaces (the
-    "standard" level: landlock + seccomp carry the walls alone).
+    "standard" level: landlock + seccomp carry the walls alone). ``cgroup`` (see
+    :func:`fednb.domain.run.sandbox.cgroup.create`) caps all jobs together; the sandbox owns it from
+    then on and removes it on close.
 
         with Sandbox("hospital-a/datasets") as sb:
             out = sb.run(JobSpec(job_id="1", code=src, entry="mean_age", args={}, ...))
     """
 
     def __init__(self, datasets_dir: str | Path, *, warm: tuple[str, ...] = ("numpy", "pandas"),
-                 namespaces: bool = True):
+                 namespaces: bool = True, cgroup: JobsCgroup | None = None):
+        self.cgroup = cgroup
+        try:
+            self._check_folders(datasets_dir, warm)
+        except SandboxError:
+            if cgroup is not None:
+                cgroup.close()
+            raise
+        self.warm = tuple(warm)
+        self.namespaces = namespaces
+        self._lock = threading.RLock()
+        self._link: ZygoteLink | None = None
+        self._isolation: dict = {}
+        self._closed = False
+        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+        atexit.register(self.close)
+
+    def _check_folders(self, datasets_dir: str | Path, warm: tuple[str, ...]) -> None:
         self.datasets_dir = Path(datasets_dir).resolve()
         if not self.datasets_dir.is_dir():
             raise SandboxError(f"datasets folder {self.datasets_dir} does not exist; create it first")
@@ -40,14 +61,6 @@ class Sandbox:
         for name in warm:
             if not all(part.isidentifier() for part in name.split(".")):
                 raise SandboxError(f"cannot warm {name!r}: not a module name")
-        self.warm = tuple(warm)
-        self.namespaces = namespaces
-        self._lock = threading.RLock()
-        self._link: ZygoteLink | None = None
-        self._isolation: dict = {}
-        self._closed = False
-        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
-        atexit.register(self.close)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> dict:
@@ -61,22 +74,40 @@ class Sandbox:
                 self._link.close()
                 self._link = None
             self._link = self._start_link()
-            out, connected = selftest.run_probe(lambda spec: jobs.run(self._link, spec), self.domain_dir)
-            self._isolation = selftest.report(self._link.ready, out, connected)
+            out, reached = selftest.run_probe(lambda spec: jobs.run(self._link, spec), self.domain_dir)
+            self._isolation = selftest.report(self._link.ready, out, reached)
+            self._isolation.update(self._cgroup_report())
             return dict(self._isolation)
+
+    def _cgroup_report(self) -> dict:
+        """In force only if the limits are written and the self-test job was charged to the group."""
+        cg = self.cgroup
+        if cg is None:
+            return {"cgroup": False, "cgroup_details": "no shared job cgroup was asked for"}
+        held = cg.limits and cg.cpu_used_us() > 0
+        note = cg.note if held or not cg.limits else f"{cg.note}, but the self-test job did not run in it"
+        return {"cgroup": held, "cgroup_details": note, "details": f"{self._isolation.get('details', '')}; {note}"}
 
     def _start_link(self) -> ZygoteLink:
         config = {"datasets_dir": str(self.datasets_dir), "domain_dir": str(self.domain_dir),
                   "warm": list(self.warm)}
+        procs = self.cgroup.open_procs() if self.cgroup is not None else None
+        if procs is not None:
+            config["cgroup_fd"] = procs
         try:
-            return ZygoteLink({**config, "namespaces": self.namespaces})
-        except SandboxError as first:
-            if not self.namespaces:
-                raise
-            # Namespaces failed in a way enter() could not see (e.g. a mount refused): go without.
-            link = ZygoteLink({**config, "namespaces": False})
-            link.ready["notes"] = [f"namespaces failed: {first}"] + list(link.ready.get("notes") or [])
-            return link
+            try:
+                link = ZygoteLink({**config, "namespaces": self.namespaces})
+            except SandboxError as first:
+                if not self.namespaces:
+                    raise
+                # Namespaces failed in a way enter() could not see (e.g. a mount refused): go without.
+                link = ZygoteLink({**config, "namespaces": False})
+                link.ready["notes"] = [f"namespaces failed: {first}"] + list(link.ready.get("notes") or [])
+        finally:
+            if procs is not None:
+                os.close(procs)  # the zygote holds its own copy
+        link.cgroup = self.cgroup
+        return link
 
     @property
     def isolation(self) -> dict:
@@ -110,6 +141,8 @@ class Sandbox:
             session.abandon("the sandbox was closed")
         if link is not None:
             link.close()
+        if self.cgroup is not None:
+            self.cgroup.close()
         atexit.unregister(self.close)
 
     def __enter__(self) -> Sandbox:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 
 from fednb.domain.run.sandbox import outcome
@@ -26,12 +27,32 @@ def spec_memfd(spec: JobSpec) -> int:
     return fd
 
 
+def oom_kills(link: ZygoteLink) -> int:
+    """The shared job cgroup's out-of-memory kills so far (0 without one)."""
+    cgroup = getattr(link, "cgroup", None)
+    return cgroup.oom_kills() if cgroup is not None else 0
+
+
+def shared_cap(out: JobOutcome, event: dict, link: ZygoteLink, ooms_before: int) -> JobOutcome:
+    """A SIGKILL while the shared cgroup counted a new out-of-memory kill: say so, in the analyst's words."""
+    cgroup = getattr(link, "cgroup", None)
+    if cgroup is None or event.get("signal") != signal.SIGKILL or event.get("timed_out") \
+            or out.status not in ("killed", "memory") or cgroup.oom_kills() <= ooms_before:
+        return out
+    out.status = "memory"
+    out.message = (f"the domain's jobs together used more than their shared memory cap of {cgroup.memory_mb} MiB; "
+                   "the kernel stopped this job (retry when fewer jobs run, or ask the owner to raise "
+                   "jobs_memory_mb)")
+    return out
+
+
 def output_cap(spec: JobSpec) -> int:
     return spec.limits.max_output_bytes * (2 if spec.probe_fraction else 1) + SLACK_BYTES
 
 
 def run(link: ZygoteLink, spec: JobSpec) -> JobOutcome:
     memfd = spec_memfd(spec)
+    ooms = oom_kills(link)
     r, w = os.pipe2(os.O_CLOEXEC)
     t_sent = time.monotonic()
     try:
@@ -55,5 +76,6 @@ def run(link: ZygoteLink, spec: JobSpec) -> JobOutcome:
                                             f"{spec.limits.wall_seconds:g} s and was stopped")
     else:
         out = outcome.from_exit(event, spec, bytes(reader.buf), over_cap=state == "cap", t_sent=t_sent)
+        shared_cap(out, event, link, ooms)
     out.wall_ms = (time.monotonic() - t_sent) * 1000
     return out

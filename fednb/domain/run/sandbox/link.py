@@ -37,10 +37,11 @@ class ZygoteLink:
         root = str(Path(fednb.__file__).resolve().parent.parent)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._stderr = tempfile.TemporaryFile()
+        extra = [config["cgroup_fd"]] if config.get("cgroup_fd") is not None else []  # same number in the zygote
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-I", "-c", BOOT, root, str(theirs.fileno())], env=ZYGOTE_ENV, cwd="/",
-                pass_fds=[theirs.fileno()], start_new_session=True, stdin=subprocess.DEVNULL,
+                pass_fds=[theirs.fileno(), *extra], start_new_session=True, stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=self._stderr)
         finally:
             theirs.close()

@@ -1,10 +1,25 @@
 """A hand-written seccomp BPF filter (x86_64), installed through ctypes.
 
-Allow by default, deny what lets a job leave its process: new processes (threads stay allowed),
-exec, sockets other than AF_UNIX, signals to other processes, ptrace and cross-process memory,
+Two policies in one program. The socket API is an **allow-list**: a job may create sockets only
+with ``socketpair(AF_UNIX, SOCK_STREAM)`` (asyncio's self-pipe, ``multiprocessing.Pipe``,
+libraries talking to themselves); ``socket``, ``connect``, ``bind``, ``listen``, ``accept`` and
+``sendto`` with an address are denied whatever their family. A pair is born connected to itself,
+so there is nothing it can reach: a stream peer cannot be re-targeted (``connect`` is denied, and
+the kernel refuses an address on send with EISCONN). Datagram and seqpacket pairs are refused:
+``sendmsg`` on a datagram socket may name any pathname socket (``/dev/log``), and the address
+sits in user memory, out of the filter's reach. An allow-list, because the deny-list it replaces ("every family but AF_UNIX") let a job connect to any pathname UNIX socket
+on the host (Landlock does not mediate ``connect`` on them): D-Bus, syslog, ``docker.sock``.
+Families, types and calls added by future kernels are denied without a change here.
+
+Everything else is allow by default, deny what lets a job leave its process: new processes
+(threads stay allowed), exec, signals to other processes, ptrace and cross-process memory,
 namespaces and mounts, rlimit changes, SysV IPC, io_uring (its operations bypass seccomp), bpf,
-perf, userfaultfd, keys, modules, clocks, credentials. clone3 answers ENOSYS so that glibc falls
-back to clone, whose flags the filter can read.
+perf, userfaultfd, keys, modules, clocks, credentials, mount listing. A whole-syscall allow-list
+would break with each release of numpy, pyarrow and torch (and their lazy imports) for little gain
+once these are out; but a deny list must not grow silently with the kernel, so every syscall
+number past the last one reviewed here (``FIRST_UNREVIEWED``, after Linux 6.17's file_setattr)
+answers ENOSYS, as on an older kernel. clone3 answers ENOSYS too, so that glibc falls back to
+clone, whose flags the filter can read.
 """
 
 from __future__ import annotations
@@ -25,7 +40,7 @@ _SYS_SECCOMP = 317
 _SET_MODE_FILTER, _FLAG_TSYNC = 1, 1
 
 _RET_KILL_PROCESS, _RET_ALLOW, _RET_ERRNO = 0x80000000, 0x7FFF0000, 0x00050000
-_LD_ABS_W, _JEQ, _JGE, _JSET, _RET = 0x20, 0x15, 0x35, 0x45, 0x06
+_LD_ABS_W, _AND_K, _JEQ, _JGE, _JSET, _RET = 0x20, 0x54, 0x15, 0x35, 0x45, 0x06
 _OFF_NR, _OFF_ARCH = 0, 4
 
 
@@ -60,11 +75,16 @@ DENIED = {
     "semtimedop": 220, "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71,
     "mq_open": 240, "mq_unlink": 241, "mq_timedsend": 242, "mq_timedreceive": 243, "mq_notify": 244,
     "mq_getsetattr": 245,
+    "statmount": 457, "listmount": 458, "lsm_set_self_attr": 460, "open_tree_attr": 467,
+    # the socket API beyond socketpair: nothing a job may name or reach
+    "socket": 41, "connect": 42, "accept": 43, "bind": 49, "listen": 50, "accept4": 288,
 }
-_CLONE, _CLONE3, _SOCKET, _KILL, _TGKILL = 56, 435, 41, 62, 234
+_CLONE, _CLONE3, _SOCKETPAIR, _SENDTO, _KILL, _TGKILL = 56, 435, 53, 44, 62, 234
 _RT_SIGQUEUEINFO, _RT_TGSIGQUEUEINFO, _PRLIMIT64 = 129, 297, 302
 _CLONE_THREAD = 0x00010000
+FIRST_UNREVIEWED = 470  # x86_64 numbers up to 469 (file_setattr, Linux 6.17) were reviewed for this filter
 _AF_UNIX = 1
+_SOCK_TYPE_MASK, _SOCK_STREAM = 0xF, 1  # the type without NONBLOCK/CLOEXEC
 
 
 def supported() -> bool:
@@ -114,19 +134,26 @@ def _template() -> bytes:
         "arch_ok", (_LD_ABS_W, None, None, _OFF_NR),
         (_JGE, None, "nr_ok", _X32_BIT),  # x32 numbers alias the 64-bit ones: kill
         (_RET, None, None, _RET_KILL_PROCESS),
-        "nr_ok",
+        "nr_ok", (_JGE, "enosys", None, FIRST_UNREVIEWED),  # newer than this filter: as if absent
     ]
     p += [(_JEQ, "eperm", None, nr) for nr in sorted(set(DENIED.values()))]
     p += [(_JEQ, "enosys", None, _CLONE3)]
-    for nr, label in ((_CLONE, "clone"), (_SOCKET, "socket"), (_KILL, "self0"), (_TGKILL, "self0"),
+    for nr, label in ((_CLONE, "clone"), (_SOCKETPAIR, "socketpair"), (_SENDTO, "sendto"),
+                      (_KILL, "self0"), (_TGKILL, "self0"),
                       (_RT_SIGQUEUEINFO, "self0"), (_RT_TGSIGQUEUEINFO, "self0"), (_PRLIMIT64, "prlimit")):
         p.append((_JEQ, label, None, nr))
     p += [
         (_RET, None, None, _RET_ALLOW),  # not in the list: allowed
         # clone: only threads (CLONE_THREAD) may be created.
         "clone", (_LD_ABS_W, None, None, _arg_lo(0)), (_JSET, "allow", "eperm", _CLONE_THREAD),
-        # socket: the kernel reads the domain as an int, so compare the low 32 bits only.
-        "socket", (_LD_ABS_W, None, None, _arg_lo(0)), (_JEQ, "allow", "eperm", _AF_UNIX),
+        # socketpair: AF_UNIX stream only. The kernel reads domain and type as ints: compare the low
+        # 32 bits only.
+        "socketpair", (_LD_ABS_W, None, None, _arg_lo(0)), (_JEQ, "socketpair_type", "eperm", _AF_UNIX),
+        "socketpair_type", (_LD_ABS_W, None, None, _arg_lo(1)), (_AND_K, None, None, _SOCK_TYPE_MASK),
+        (_JEQ, "allow", "eperm", _SOCK_STREAM),
+        # sendto: no destination address (a pointer: both halves must be 0).
+        "sendto", (_LD_ABS_W, None, None, _arg_lo(4)), (_JEQ, "sendto_hi", "eperm", 0),
+        "sendto_hi", (_LD_ABS_W, None, None, _arg_hi(4)), (_JEQ, "allow", "eperm", 0),
         # kill/tgkill/rt_*sigqueueinfo: the first argument (an int pid) must be the job itself.
         "self0", (_LD_ABS_W, None, None, _arg_lo(0)), (_JEQ, "allow", "eperm", own_pid),
         # prlimit64: reading is fine, setting (new_limit != NULL) is not.

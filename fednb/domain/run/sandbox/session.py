@@ -26,6 +26,7 @@ class Session:
         self._link = link
         self._lock = threading.Lock()
         self._dead = ""
+        self._ooms = 0
         memfd = jobs.spec_memfd(spec)
         r, w = os.pipe2(os.O_CLOEXEC)
         in_r, in_w = os.pipe2(os.O_CLOEXEC)
@@ -57,6 +58,7 @@ class Session:
                 raise SandboxError(f"this sandbox session has ended: {self._dead}")
             t0 = time.monotonic()
             deadline = t0 + self.spec.limits.wall_seconds
+            self._ooms = jobs.oom_kills(self._link)
             out = self._round(inputs, blob, t0, deadline)
             out.wall_ms = (time.monotonic() - t0) * 1000
             return out
@@ -93,7 +95,8 @@ class Session:
         self._close_fds()
         if event.get("event") == "exit" and event.get("exitcode") == 0 and not event.get("signal"):
             return JobOutcome("killed", message="the worker exited during the round")
-        return outcome.from_exit(event, self.spec, b"", over_cap=False, t_sent=t0)
+        out = outcome.from_exit(event, self.spec, b"", over_cap=False, t_sent=t0)
+        return jobs.shared_cap(out, event, self._link, self._ooms)
 
     def _end(self, status: str, message: str) -> JobOutcome:
         self._kill(message)

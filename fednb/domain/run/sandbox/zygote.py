@@ -77,15 +77,15 @@ class Zygote:
         self.by_pidfd: dict[int, Job] = {}
         self.free_slots = list(range(UID_SLOTS - 1, -1, -1))
         notes = []
+        self._warm(config["warm"])  # first: the jobs' root then holds every folder the warm-up imported from
         keep = self._python_paths()
         if ns["mountns"]:
-            notes += namespaces.setup_filesystem(config["domain_dir"], config["datasets_dir"], keep)
+            notes += namespaces.setup_filesystem(config["domain_dir"], config["datasets_dir"], keep,
+                                                 ns.get("sockets") or [], SYSTEM_READ_ONLY)
             self.jobs_root = namespaces.JOBS_ROOT
         else:
             self.jobs_root = tempfile.mkdtemp(prefix="fednb-jobs-")
             os.chmod(self.jobs_root, 0o711)
-        self._warm(config["warm"])
-        keep = self._python_paths()  # now with the warmed packages
         unreadable = [p for p in keep if os.path.exists(p) and not namespaces.world_readable(p)]
         self.uid_drop = os.geteuid() == 0 and not ns["userns"] and not unreadable
         if os.geteuid() == 0 and unreadable:
@@ -228,6 +228,7 @@ class Zygote:
             if lockdown.thread_count() != 1:
                 raise RuntimeError("the zygote is not single-threaded")
             ctx = {"spec_fd": fds[0], "result_fd": fds[1], "input_fd": fds[2] if session else None,
+                   "cgroup_fd": self.config.get("cgroup_fd"),
                    "session": session, "zygote_pid": os.getpid(), "tmp": tmp, "uid": uid, "nproc": NPROC,
                    "landlock_abi": self.landlock_abi, "seccomp": self.seccomp, "read_only": self.read_only}
             deadline = time.monotonic() + float(msg["deadline_s"]) if msg.get("deadline_s") else None
