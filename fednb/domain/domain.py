@@ -21,7 +21,7 @@ from fednb.domain.audit import log as audit
 from fednb.domain.audit import receipts
 from fednb.domain.data import datasets, mock_review
 from fednb.domain.identity import Identity, load_or_create
-from fednb.domain.release import budget, noisy, secure_inputs
+from fednb.domain.release import budget, differencing, noisy, secure_inputs
 from fednb.domain.review import requests as review
 from fednb.domain.review.policy import Policy, load_policy, render_template
 from fednb.domain.run import rounds
@@ -65,6 +65,7 @@ class Domain:
         self.store = Store(self.path / "domain.db")
         self.store.check()
         budget.ensure(self.store.connect())  # domains made before privacy budgets get the table here
+        differencing.ensure(self.store.connect())  # and before the differencing defence, this one
         self._cache = datasets.DataCache()
         self._listeners: list[Callable[[], None]] = []
         self._identity: Identity | None = None

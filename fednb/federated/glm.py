@@ -363,7 +363,7 @@ class _Rounds:
             self.request.finish()
 
     def report(self) -> tuple[list[dict], dict[str, str], int]:
-        rows = [{"domain": d, "n": p["n"], "dropped": p["dropped"]} for d, p in self.last.items()]
+        rows = [{"domain": d, "n": p["n"], "dropped": _dropped(p)} for d, p in self.last.items()]
         return rows, self.missing, self.count
 
     def null_model(self, fit: Fit, family: str) -> Sums | None:
@@ -389,3 +389,10 @@ def _same_columns(parts: dict[str, dict]) -> None:
         shown = "; ".join(f"{d}: {list(c)}" for d, c in columns.items())
         raise ModelError(f"the domains built different model columns ({shown}); they may run different fednb "
                          "versions: ask their owners to upgrade, or fit on the domains that agree (domains=)")
+
+
+def _dropped(part: dict) -> int | str:
+    """A domain shows how many rows it dropped only as 0 or at least its minimum cell count."""
+    if part.get("dropped") is not None:
+        return part["dropped"]
+    return f"1-{part.get('dropped_below', 5) - 1}"

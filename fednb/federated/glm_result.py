@@ -58,8 +58,10 @@ class GlmResult:
         cov = pd.DataFrame(fit.inverse * phi, index=names, columns=names)
         by = pd.DataFrame(rows, columns=["domain", "n", "dropped"])
         notes = []
-        if by["dropped"].sum():
-            notes.append(f"{int(by['dropped'].sum())} row(s) left out for a missing value, a level outside the "
+        exact = pd.to_numeric(by["dropped"], errors="coerce")  # "1-4": a domain shows no exact small count
+        if exact.isna().any() or exact.sum():
+            few = " (some domains show only a range)" if exact.isna().any() else ""
+            notes.append(f"{int(exact.sum())} row(s){few} left out for a missing value, a level outside the "
                          "agreed ones, or a transform that is not finite: see by_domain")
         return cls(formula, family, pd.Series(fit.beta, index=names, name="coef"), cov, s.n, phi, s.deviance,
                    s.pearson_chi2, _loglik(family, s), None if null is None else null.deviance,

@@ -40,6 +40,13 @@ def rounded(n: int, step: int) -> int:
     return int(round(n / step) * step)
 
 
+def has_missing(s: pd.Series, k: int) -> bool:
+    """Missingness is shown like a table cell: only when at least ``k`` rows lack a value, so the
+    listing never says that one patient's bmi is missing. Analysts' code must expect missing values
+    in any column (the built-ins drop them and count them in ``n``)."""
+    return int(s.isna().sum()) >= k
+
+
 def describe(name: str, description: str, df: pd.DataFrame, policy: Policy) -> Dataset:
     k = policy.disclosure.min_cell_count
     columns = []
@@ -50,7 +57,7 @@ def describe(name: str, description: str, df: pd.DataFrame, policy: Policy) -> D
             name=str(col), dtype=str(s.dtype), kind=kind,
             levels=mocks.revealed_levels(s, k) if mocks.has_levels(s, kind) else None,
             range=mocks.public_range(s, k) if kind in ("integer", "numeric") else None,
-            missing=bool(s.isna().any()),
+            missing=has_missing(s, k),
         ))
     return Dataset(name=name, description=description,
                    rows=rounded(len(df), policy.disclosure.round_counts_to), columns=columns)

@@ -5,6 +5,11 @@ Rules, named like DataSHIELD's filters so an owner can read them in ``policy.tom
 - ``min_cell_count`` (nfilter.tab): table cells with 0 < count < k are suppressed, then enough
   complementary cells that no suppressed cell can be recovered from row or column totals
   (secondary suppression, Hundepool et al., *Statistical Disclosure Control*, 2012, ch. 4.3);
+- ``hidden_cell_interval``: after that, every hidden cell's feasible interval given the released
+  total and margins, found by linear programming (:mod:`.intervals`), is at least this wide, or more
+  cells are hidden (:func:`protect`);
+- ``safe_nk_n``, ``safe_nk_k``, ``safe_pratio_p``: dominance and p% rules on sums and means
+  (:mod:`.magnitude`, :func:`check_magnitude`);
 - ``rows_per_value``: a result may hold at most rows / rows_per_value values, and must not grow
   when the function runs on fewer rows; otherwise it is refused as row-level.
 A refusal raises :class:`Blocked`; the request then ends as ``blocked`` with the reason.
@@ -16,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from fednb.domain.release import intervals, magnitude
 from fednb.domain.review.policy import DisclosureSection
 
 
@@ -63,6 +69,28 @@ def suppress(table: np.ndarray, k: int, *, margins: tuple[bool, bool] = (True, T
                     hidden[j, i] = True
                 changed = True
     return hidden
+
+
+def protect(table: np.ndarray, rules: DisclosureSection, *, margins: tuple[bool, bool] = (True, True)) -> np.ndarray:
+    """Cells to hide in a count table: primary and secondary suppression, then the interval audit."""
+    table = np.asarray(table)
+    hidden = suppress(table, rules.min_cell_count, margins=margins)
+    small = (table > 0) & (table < rules.min_cell_count)
+    try:
+        return intervals.widen(table, hidden, margins, rules.hidden_cell_interval, rules.min_cell_count, small)
+    except intervals.Unprotectable:
+        raise Blocked(f"the table's small cells cannot be hidden well enough: from its total and its row and "
+                      f"column totals (which other queries can give), a hidden cell would be known to within "
+                      f"fewer than {rules.hidden_cell_interval} rows (or it has more than "
+                      f"{intervals.MAX_AUDITED_CELLS} small cells to audit); use wider bins or fewer levels") from None
+
+
+def check_magnitude(values: np.ndarray, rules: DisclosureSection, what: str) -> None:
+    """Refuse a sum or mean that one or two rows dominate ((n,k)-dominance, p% rule)."""
+    reason = magnitude.sensitive(values, n=rules.safe_nk_n, k=rules.safe_nk_k, p=rules.safe_pratio_p)
+    if reason is not None:
+        raise Blocked(f"{what} cannot be released: {reason}, so it would reveal one row's value; "
+                      f"widen the selection or use a column no row dominates")
 
 
 def check_values(values: int, rows: int, rules: DisclosureSection, probe_values: int | None = None) -> None:

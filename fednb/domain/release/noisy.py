@@ -17,6 +17,12 @@ with analytically calibrated Gaussian noise (Balle & Wang 2018), with these sens
 - ``kaplan_meier``: the same, on the table of events and censorings per interval and group
   (:func:`fednb.domain.run.builtins.survival.noisy_table`).
 
+``quantiles`` and ``glm`` have no noisy version. They release exact counts (quantiles) and exact
+counts and sums (the GLM's n, Σy, XᵀWz), so under a policy that lists ``count`` (or, for the GLM,
+``sum``, ``mean`` or ``variance``) in ``privacy.noisy`` they are refused with that reason rather
+than quietly released exactly outside the budget. A noisy IRLS or a
+noisy quantile protocol would need its own accounting; refusing is the honest default until then.
+
 Noisy releases skip the exact small-cell rules: the noise protects small groups, and a threshold on
 an exact count would itself leak outside the budget. Noisy values are released on a lattice finer than
 the noise by 2¹² (so their low bits say nothing; :mod:`fednb.privacy.mechanisms`), not rounded to it,
@@ -37,6 +43,8 @@ from fednb.errors import InvalidInput
 from fednb.privacy.mechanisms import Noise, calibrate, new_rng
 
 NEEDS_BOUNDS = ("sum", "mean", "variance")
+# Built-ins with no noisy version, and the noisy statistics whose exact values they release.
+EXACT_ONLY = {"quantiles": ("count", "histogram"), "glm": ("count", "sum", "mean", "variance")}
 PARTS = {"count": 1, "sum": 1, "mean": 2, "variance": 3, "histogram": 1, "crosstab": 1, "kaplan_meier": 1}
 
 
@@ -48,12 +56,25 @@ class Spend:
 
 
 def wanted(name: str, args: dict[str, Any], policy: Policy) -> bool:
-    """Whether this built-in is released with noise: the analyst asked, or the policy requires it."""
-    return args.get("privacy") is not None or name in policy.privacy.noisy
+    """Whether this built-in is released with noise: the analyst asked, or the policy requires it
+    (for an exact-only built-in, :func:`plan` then refuses it)."""
+    return args.get("privacy") is not None or name in policy.privacy.noisy or bool(exact_under_noise(name, policy))
+
+
+def exact_under_noise(name: str, policy: Policy) -> list[str]:
+    """The statistics the policy releases only with noise that exact-only built-in ``name`` would
+    release exactly (quantiles: counts; a GLM: n and sums of the outcome and covariates)."""
+    return [s for s in EXACT_ONLY.get(name, ()) if s in policy.privacy.noisy]
 
 
 def plan(name: str, args: dict[str, Any], policy: Policy, analyst: str, dataset: str) -> Spend:
-    """What one release will spend; refuses (``InvalidInput``) what the policy does not allow."""
+    """What one release will spend; refuses (``InvalidInput``, at submission) what the policy does not
+    allow, including an exact-only built-in whose counts or sums the policy releases only with noise."""
+    covered = exact_under_noise(name, policy)
+    if covered:
+        raise InvalidInput(f"this domain releases {', '.join(covered)} only with noise (privacy.noisy in its policy), and "
+                      f"{name} has no noisy version: it would release them exactly, outside the privacy budget, "
+                      f"so it is refused here; use the noisy {', '.join(covered)} instead")
     if name not in NOISY_BUILTINS:
         raise InvalidInput(f"{name} has no noisy (differentially private) version; noise is available for "
                            f"{list(NOISY_BUILTINS)}")

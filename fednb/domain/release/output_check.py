@@ -257,9 +257,8 @@ class OutputChecker:
         """Dominance and p% on sums and means; 0/1 values are counts and take the cell rule instead."""
         if np.isin(values, (0.0, 1.0)).all():
             return None
-        r = self.rules  # the policy's names when it sets them, else ACRO's defaults
-        return magnitude.sensitive(values, n=getattr(r, "dominance_n", 2), k=getattr(r, "dominance_k", 0.9),
-                                   p=getattr(r, "p_percent", 0.10))
+        r = self.rules
+        return magnitude.sensitive(values, n=r.safe_nk_n, k=r.safe_nk_k, p=r.safe_pratio_p)
 
     def _differencing(self) -> None:
         """No two released row sets (of different values) differ by 1 .. min_cohort - 1 rows."""

@@ -45,6 +45,13 @@ class DisclosureSection(_Section):
     def allows_unchecked(self, dataset: str) -> bool:
         """The owner lets custom code on ``dataset`` release output the checker cannot judge."""
         return dataset in self.unchecked_output or "*" in self.unchecked_output
+    # magnitude rules and regression checks of the built-ins, named as in ACRO/SACRO
+    safe_nk_n: int = Field(2, ge=1)
+    safe_nk_k: float = Field(0.9, gt=0, le=1)
+    safe_pratio_p: float = Field(0.1, ge=0, lt=1)
+    safe_dof_threshold: int = Field(10, ge=1)
+    max_parameters_per_row: float = Field(0.33, gt=0, le=1)
+    hidden_cell_interval: int = Field(5, ge=1)
 
 
 class SandboxSection(_Section):
@@ -181,7 +188,9 @@ reuse_approvals = true
 max_pending_per_analyst = 50
 
 [disclosure]
-# Fewest rows any released aggregate may come from (DataSHIELD nfilter.subset). Default: 10.
+# Fewest rows any released aggregate may come from (DataSHIELD nfilter.subset). An exact built-in
+# whose rows differ from those of any earlier exact release on the dataset (any analyst's) by fewer
+# than this many rows is refused too: subtracting the two would describe those rows. Default: 10.
 min_cohort = 10
 # Table cells (histograms, crosstabs) with fewer rows than this, but more than 0, are suppressed,
 # together with enough other cells that they cannot be worked out from totals (nfilter.tab).
@@ -207,6 +216,23 @@ unchecked_output = []
 # Show analysts the text of exceptions their code raises. Off, they see only the exception type and
 # the line of their code: exception text is chosen by the code and could carry data. Default: false.
 show_error_text = false
+# Magnitude rules on every sum and mean a built-in releases (names and defaults as ACRO/SACRO, the
+# output checkers of trusted research environments): refused when the safe_nk_n largest values make
+# up more than safe_nk_k of the total ((n,k)-dominance: one department, one pond). Default: 2 and 0.9.
+safe_nk_n = 2
+safe_nk_k = 0.9
+# p% rule: refused when the total less its two largest values is under safe_pratio_p of the largest
+# (the second-largest contributor could estimate the largest too closely). Default: 0.1.
+safe_pratio_p = 0.1
+# Regressions (glm) need at least this many residual degrees of freedom (rows - parameters), so the
+# fit cannot pass through the rows. Default: 10 (ACRO's safe_dof_threshold).
+safe_dof_threshold = 10
+# ...and at most this many parameters per row: no saturated model (DataSHIELD's nfilter.glm). Default: 0.33.
+max_parameters_per_row = 0.33
+# After suppression, each hidden table cell must still be unknown to within this many rows given
+# everything the table shows (its total, its margins), checked by linear programming; more cells are
+# hidden until it is, else the table is refused. Default: 5.
+hidden_cell_interval = 5
 
 [sandbox]
 # Limits for approved custom code. It runs in a locked-down subprocess (see SECURITY.md).
@@ -260,6 +286,10 @@ warm_torch = false
 # Noisy releases skip the small-cell rules above: the noise protects small groups, and an exact
 # threshold would leak outside the budget. Default: [] (exact aggregates under the rules above, as before).
 noisy = []
+# The strongest setting: every built-in noisy, all under the budget below. Exact-only built-ins
+# (quantiles, glm) are then refused, since they would release exact counts and sums. Use it in
+# place of the line above:
+# noisy = ["count", "sum", "mean", "variance", "histogram", "crosstab"]
 # Budget per analyst and dataset, for the life of the domain (a new dataset name is a new budget).
 # Default: 3.0 (around what published DP deployments allow per person; 0 allows no noisy release).
 epsilon = 3.0

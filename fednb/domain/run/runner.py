@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any
 from fednb import tensors
 from fednb.domain.audit import log as audit
 from fednb.domain.audit import receipts
-from fednb.domain.release import budget, disclosure, dp_training, error_text, noisy, output_check, secure_inputs
+from fednb.domain.release import (
+    budget,
+    differencing,
+    disclosure,
+    dp_training,
+    error_text,
+    noisy,
+    output_check,
+    secure_inputs,
+)
 from fednb.domain.release.disclosure import Blocked
 from fednb.domain.run import builtins
 from fednb.domain.run.rounds import charged
@@ -45,6 +54,7 @@ class Outcome:
     disclosure: dict[str, Any] = field(default_factory=dict)
     blob: bytes | None = None
     spend: noisy.Spend | dp_training.RoundSpend | None = None  # privacy budget to debit in _finish
+    evidence: dict[str, Any] = field(default_factory=dict)  # a built-in's Context.evidence, checked in _finish
 
 
 class Runner:
@@ -139,6 +149,12 @@ class Runner:
         return job
 
     def _finish(self, tx, job, request_id: str, outcome: Outcome) -> None:
+        if outcome.evidence and outcome.action == "release":
+            rules = self.domain.policy.disclosure
+            reason = differencing.settle(tx, request_id, job["id"], outcome.evidence,
+                                         min_cohort=rules.min_cohort, min_cell=rules.min_cell_count)
+            if reason is not None:
+                outcome = Outcome("block", reason=reason)
         if outcome.spend is not None:  # set on releases, and on DP rounds that fail where the analyst learns
             outcome = self._debit(tx, job, request_id, outcome)
         now = time.time()
@@ -209,7 +225,7 @@ class Runner:
             else:
                 result = builtins.compute(req["name"], args, df, ctx, inputs)
             disclosure.check_size(len(json.dumps(result, allow_nan=False)), rules)
-            outcome = Outcome("release", result=result, spend=spend,
+            outcome = Outcome("release", result=result, spend=spend, evidence=ctx.evidence,
                               disclosure={"noise": spend.mechanism} if spend else
                               {"suppressed_cells": result.get("suppressed", 0)})
             if args.get("secure"):

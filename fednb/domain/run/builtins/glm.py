@@ -8,10 +8,17 @@ exactly, as in DataSHIELD's ``ds.glm`` (Jones et al., 2012; Gaye et al., 2014). 
 is :mod:`fednb.federated.glm`.
 
 What leaves the domain has a size fixed by the number of parameters p, never by the rows. It is
-refused (``Blocked``) when the rows number fewer than the minimum cohort, when the p(p+1)/2 + p + 4
-values would exceed rows / rows_per_value, and, like DataSHIELD's ``glmDS1`` checks, when a 0/1
-column, the outcome or a level of a categorical term has between 1 and min_cell_count - 1 rows
-(their sums would describe a handful of people).
+refused (``Blocked``) when the rows number fewer than the minimum cohort; when the residual degrees
+of freedom n - p are under ``safe_dof_threshold`` (ACRO's rule for regressions) or p exceeds
+``max_parameters_per_row`` · n (a saturated model, DataSHIELD's ``nfilter.glm``), since such a fit
+passes through the rows; and, like DataSHIELD's ``glmDS1`` checks but whatever the coding, when any
+model column or the outcome has between 1 and min_cell_count - 1 rows off its most common value
+(its sums would describe a handful of people: a one-person indicator coded 0/1 or 0/2 alike), or
+when one or two rows dominate a column's or the outcome's sum (the dominance and p% rules).
+Categorical terms are coded over the public levels only: a level the analyst names that the
+listing does not show has no rows here, so ``levels=`` cannot probe for hidden rare categories.
+``dropped`` (rows without every model column) is released only when it is 0 or at least the
+minimum cell count, otherwise as null with ``dropped_below`` (it would count a few people).
 """
 
 from __future__ import annotations
@@ -136,11 +143,12 @@ def released_values(p: int) -> int:
 
 def glm(a: GlmArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
     spec = formulas.parse(a.formula)
-    d = _design(spec, df, a.levels)
+    d = _design(spec, _public_levels_only(df, spec, a.levels, ctx.levels), a.levels)
     n, p = d.X.shape[0], len(d.names)
     disclosure.check_cohort(n, ctx.rules, "the rows with every model column present")
     _check_size(n, p, ctx.rules)
     _check_small_groups(d, spec, a.levels, ctx.rules)
+    ctx.rows_used(d.frame.index)
     family = FAMILIES[a.family]
     family.check(d.y, spec.outcome)
     if a.beta is None:
@@ -152,7 +160,7 @@ def glm(a: GlmArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
         with np.errstate(over="ignore", invalid="ignore"):
             eta = d.X @ np.asarray(a.beta, dtype=float)
             mu = family.inverse(eta)
-    out: dict[str, Any] = {"n": n, "dropped": d.dropped, "columns": d.names}
+    out: dict[str, Any] = {"n": n, **_dropped(d.dropped, ctx.rules), "columns": d.names}
     with np.errstate(all="ignore"):
         gprime = family.dmu_deta(mu)
         w = gprime ** 2 / family.variance(mu)
@@ -195,38 +203,74 @@ def _design(spec: formulas.Spec, df: pd.DataFrame, levels: dict[str, list]) -> f
     return d
 
 
+def _public_levels_only(df: pd.DataFrame, spec: formulas.Spec, asked: dict[str, list],
+                        public: dict[str, list]) -> pd.DataFrame:
+    """The frame with values of categorical terms outside the listing's levels made missing.
+
+    Whatever levels the analyst names, the rows of a hidden (rare) level are then dropped the same
+    way, and a named hidden level is an empty column: the result does not depend on the guess.
+    """
+    changed = {}
+    for name in spec.variables:
+        if name not in asked or name not in df.columns:
+            continue
+        if name not in public:
+            raise InvalidInput(f"{name!r} has no public levels in this dataset's listing, so it cannot be a "
+                               f"categorical term here; use it as a number or ask the owner")
+        changed[name] = df[name].where(df[name].isin(public[name]))
+    return df.assign(**changed) if changed else df
+
+
+def _dropped(dropped: int, rules: DisclosureSection) -> dict[str, Any]:
+    k = rules.min_cell_count
+    if dropped == 0 or dropped >= k:
+        return {"dropped": int(dropped)}
+    return {"dropped": None, "dropped_below": k}
+
+
 def _check_size(n: int, p: int, rules: DisclosureSection) -> None:
-    values = released_values(p)
-    allowed = max(1, n // rules.rows_per_value)
-    if values > allowed:
+    """Residual degrees of freedom and saturation, in place of a count of released values: IRLS
+    sums have a fixed size, and what makes a fit disclose rows is too few rows per parameter."""
+    if n - p < rules.safe_dof_threshold:
         raise disclosure.Blocked(
-            f"a model with {p} parameters releases {values} values per round, but {n} rows allow at most "
-            f"{allowed} (one per {rules.rows_per_value} rows); use fewer terms or more rows")
+            f"a model with {p} parameters on these rows leaves fewer than {rules.safe_dof_threshold} residual "
+            f"degrees of freedom (the domain's safe_dof_threshold), so its fit would describe individual rows; "
+            f"use fewer terms or more rows")
+    if p > rules.max_parameters_per_row * n:
+        raise disclosure.Blocked(
+            f"a model with {p} parameters is saturated for these rows (more than {rules.max_parameters_per_row:g}"
+            f" parameters per row, the domain's max_parameters_per_row); use fewer terms or more rows")
 
 
 def _check_small_groups(d: formulas.Design, spec: formulas.Spec, levels: dict[str, list],
                         rules: DisclosureSection) -> None:
-    """Refuse sums over 1..k-1 people: 0/1 columns, a 0/1 outcome, levels of categorical terms."""
-    k, n = rules.min_cell_count, len(d.y)
-
-    def small(count: int) -> bool:
-        return 0 < count < k or 0 < n - count < k
-
-    for j, name in enumerate(d.names):
-        col = d.X[:, j]
-        if np.isin(col, (0.0, 1.0)).all() and small(int(col.sum())):
+    """Refuse sums over 1..k-1 people: any model column, or the outcome, whose values other than its
+    most common one cover fewer than k rows, whatever its coding (0/1, 0/2, an interaction)."""
+    k = rules.min_cell_count
+    columns = [(name, d.X[:, j]) for j, name in enumerate(d.names)] + [(f"outcome {spec.outcome}", d.y)]
+    for name, col in columns:
+        if _off_mode(col) in range(1, k):
+            where = "the outcome" if name.startswith("outcome ") else f"the model column {name!r}"
             raise disclosure.Blocked(
-                f"the model column {name!r} is 1 on fewer than {k} rows (or 0 on fewer than {k}) here, "
-                f"under the minimum cell count; merge rare levels or widen the selection")
-    if np.isin(d.y, (0.0, 1.0)).all() and small(int(d.y.sum())):
-        raise disclosure.Blocked(f"the outcome {spec.outcome!r} is 1 (or 0) on fewer than {k} rows here, "
-                                 f"under the minimum cell count; widen the selection")
+                f"{where} differs from its most common value on fewer than {k} rows here, under the minimum "
+                f"cell count; merge rare levels, drop the term or widen the selection")
+    for name, col in columns:  # each column's sum is in XᵀWX (gaussian: exactly), the outcome's is y_sum
+        where = "the outcome" if name.startswith("outcome ") else f"the model column {name!r}"
+        disclosure.check_magnitude(col, rules, f"the sums of {where}")
     for name in spec.variables:
         if name in levels:
             counts = d.frame[name].value_counts()
             if ((counts > 0) & (counts < k)).any():
                 raise disclosure.Blocked(f"a level of {name!r} has fewer than {k} rows here, under the minimum "
                                          f"cell count; merge rare levels or leave them out of levels=")
+
+
+def _off_mode(col: np.ndarray) -> int:
+    """Rows whose value is not the column's most common value."""
+    if col.size == 0:
+        return 0
+    _, counts = np.unique(col, return_counts=True)
+    return int(col.size - counts.max())
 
 
 class GlmRound(BaseModel):

@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fednb.domain.release import differencing
 from fednb.domain.review.policy import DisclosureSection
 from fednb.errors import InvalidInput
 
@@ -50,10 +52,18 @@ class Args(BaseModel):
 
 @dataclass
 class Context:
-    """What a built-in may know besides the data: the disclosure rules and the public levels."""
+    """What a built-in may know besides the data (the disclosure rules, the public levels), and the
+    ``evidence`` it leaves for the releasing transaction: JSON-able, bytes as base64 strings, so it
+    can cross a process boundary. ``evidence["rows"]`` is the row set behind the result, which the
+    differencing defence (:mod:`fednb.domain.release.differencing`) checks and remembers."""
 
     rules: DisclosureSection
     levels: dict[str, list] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def rows_used(self, index: pd.Index) -> None:
+        """Record the rows (the frame's index labels: the dataset's row positions) behind the result."""
+        self.evidence["rows"] = differencing.evidence(np.asarray(index, dtype=np.int64))
 
 
 @dataclass(frozen=True)

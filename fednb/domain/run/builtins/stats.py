@@ -1,9 +1,12 @@
 """The descriptive built-ins, returning sufficient statistics the analyst can pool exactly.
 
 ``mean`` returns (n, mean); ``variance`` returns (n, mean, M2) so pooled variances are exact
-(Chan, Golub & LeVeque, 1979); histograms and crosstabs return counts with small cells suppressed;
+(Chan, Golub & LeVeque, 1979); sums, means and M2 pass the dominance and p% rules; histograms and
+crosstabs return counts with small cells suppressed and the suppression audited by linear
+programming (:func:`fednb.domain.release.disclosure.protect`);
 ``quantiles`` returns merged cumulative counts for the refinement protocol in
-:mod:`fednb.federated.quantiles`.
+:mod:`fednb.federated.quantiles`. Each records the rows behind its result (and its cells) in
+``ctx.evidence`` for the differencing defence (:mod:`fednb.domain.release.differencing`).
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from fednb.domain.release import disclosure
-from fednb.domain.review.policy import DisclosureSection
+from fednb.domain.release import differencing, disclosure
 from fednb.domain.run.builtins.registry import Args, Context, column, numeric, register
 from fednb.errors import InvalidInput
 
@@ -44,23 +46,59 @@ class CrosstabArgs(Args):
     col: str
 
 
-def _cells(values: np.ndarray, edges: list[float], rules: DisclosureSection) -> dict[str, Any]:
+def numeric_rows(df: pd.DataFrame, name: str) -> tuple[np.ndarray, pd.Index]:
+    """A column's non-missing values as floats, with the ids of their rows (for the differencing defence)."""
+    s = column(df, name)
+    values = numeric(df, name)
+    return values, s.index[s.notna().to_numpy()]
+
+
+def cell_evidence(index: pd.Index, ids: np.ndarray, counts: np.ndarray, hidden: np.ndarray) -> list[dict]:
+    """The row sets of each shown non-empty cell and of the hidden cells together (known from ``n``).
+
+    One stable sort groups the rows by cell, so this is O(rows log rows) whatever the number of cells.
+    """
+    order = np.argsort(ids, kind="stable")
+    positions = np.asarray(index, dtype=np.int64)[order]
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    sets = [differencing.evidence(positions[starts[c]:starts[c + 1]])
+            for c in range(len(counts)) if counts[c] > 0 and not hidden[c]]
+    if (counts[hidden] > 0).any():
+        sets.append(differencing.evidence(positions[np.isin(ids[order], np.flatnonzero(hidden))]))
+    return sets
+
+
+def _bin_ids(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Cell of each value: 0 below the first edge, i for [edge[i-1], edge[i]) (the last bin closed, as
+    ``numpy.histogram``), len(edges) above the last edge."""
+    e = np.asarray(edges, dtype=float)
+    ids = np.searchsorted(e, values, side="right")
+    ids[values == e[-1]] = len(e) - 1
+    return ids
+
+
+def _cells(values: np.ndarray, index: pd.Index, edges: list[float], ctx: Context) -> dict[str, Any]:
+    rules = ctx.rules
     n = len(values)
     disclosure.check_cohort(n, rules)
-    inner, _ = np.histogram(values, bins=np.asarray(edges))
-    cells = np.concatenate([[np.sum(values < edges[0])], inner, [np.sum(values > edges[-1])]])
-    hidden = disclosure.suppress(cells[None, :], rules.min_cell_count, margins=(True, False))[0]
+    ids = _bin_ids(values, edges)
+    cells = np.bincount(ids, minlength=len(edges) + 1)
+    hidden = disclosure.protect(cells[None, :], rules, margins=(True, False))[0]
+    ctx.rows_used(index)
+    ctx.evidence["cells"] = cell_evidence(index, ids, cells, hidden)
     shown = [None if h else int(c) for c, h in zip(cells, hidden)]
     return {"n": n, "edges": list(edges), "below": shown[0], "counts": shown[1:-1], "above": shown[-1],
             "suppressed": int(hidden.sum())}
 
 
-def _cumulative(values: np.ndarray, edges: list[float], rules: DisclosureSection) -> dict[str, Any]:
+def _cumulative(values: np.ndarray, index: pd.Index, edges: list[float], ctx: Context) -> dict[str, Any]:
     """Counts of values below each edge, at the edges that keep every bin empty or >= min_cell_count.
 
     Adjacent small bins are merged rather than suppressed, so every released count is exact and
     none can be recovered from its neighbours. The analyst's quantile protocol refines on these.
+    The groups between kept edges are remembered as cells by the differencing defence.
     """
+    rules = ctx.rules
     n = len(values)
     disclosure.check_cohort(n, rules)
     k = rules.min_cell_count
@@ -76,52 +114,66 @@ def _cumulative(values: np.ndarray, edges: list[float], rules: DisclosureSection
     # merges into that top group, so the groups below stay valid
     while kept and 0 < n - below[kept[-1]] < k:
         kept.pop()
-    return {"n": n, "edges": [float(edges[i]) for i in kept], "below": [int(below[i]) for i in kept]}
+    kept_edges = [float(edges[i]) for i in kept]
+    ids = np.searchsorted(np.asarray(kept_edges), values, side="right")  # group of each value
+    groups = np.bincount(ids, minlength=len(kept_edges) + 1)
+    ctx.rows_used(index)
+    ctx.evidence["cells"] = cell_evidence(index, ids, groups, np.zeros(groups.size, dtype=bool))
+    return {"n": n, "edges": kept_edges, "below": [int(below[i]) for i in kept]}
 
 
 def count(a: CountArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    n = int(len(df) if a.column is None else column(df, a.column).notna().sum())
+    rows = df.index if a.column is None else df.index[column(df, a.column).notna().to_numpy()]
+    n = int(len(rows))
     disclosure.check_cohort(n, ctx.rules)
+    ctx.rows_used(rows)
     return {"n": n}
 
 
-def _moments(a: ColumnArgs, df: pd.DataFrame, ctx: Context) -> tuple[np.ndarray, int]:
-    x = numeric(df, a.column)
+def _moments(a: ColumnArgs, df: pd.DataFrame, ctx: Context, what: str) -> tuple[np.ndarray, int]:
+    x, rows = numeric_rows(df, a.column)
     disclosure.check_cohort(len(x), ctx.rules)
+    disclosure.check_magnitude(x, ctx.rules, f"the {what} of {a.column!r}")
+    ctx.rows_used(rows)
     return x, len(x)
 
 
 def sum_(a: ColumnArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    x, n = _moments(a, df, ctx)
+    x, n = _moments(a, df, ctx, "sum")
     return {"n": n, "sum": float(x.sum())}
 
 
 def mean(a: ColumnArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    x, n = _moments(a, df, ctx)
+    x, n = _moments(a, df, ctx, "mean")
     return {"n": n, "mean": float(x.mean())}
 
 
 def variance(a: ColumnArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    x, n = _moments(a, df, ctx)
+    x, n = _moments(a, df, ctx, "variance")
     m = float(x.mean())
-    return {"n": n, "mean": m, "m2": float(((x - m) ** 2).sum())}
+    squares = (x - m) ** 2
+    # M2 is a sum too: one outlier's squared deviation can dominate it and give that value away
+    disclosure.check_magnitude(squares, ctx.rules, f"the variance of {a.column!r}")
+    return {"n": n, "mean": m, "m2": float(squares.sum())}
 
 
 def histogram(a: BinArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    return _cells(numeric(df, a.column), a.bins, ctx.rules)
+    values, rows = numeric_rows(df, a.column)
+    return _cells(values, rows, a.bins, ctx)
 
 
 def quantiles(a: BinArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    return _cumulative(numeric(df, a.column), a.bins, ctx.rules)
+    values, rows = numeric_rows(df, a.column)
+    return _cumulative(values, rows, a.bins, ctx)
 
 
 def crosstab(a: CrosstabArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    return _crosstab(df, a.row, a.col, ctx.rules, ctx.levels)
+    return _crosstab(df, a.row, a.col, ctx)
 
 
-def _crosstab(df: pd.DataFrame, row: str, col: str, rules: DisclosureSection,
-              levels: dict[str, list]) -> dict[str, Any]:
+def _crosstab(df: pd.DataFrame, row: str, col: str, ctx: Context) -> dict[str, Any]:
     """Counts over the public levels only; rarer levels are pooled into '(other)' so their names stay hidden."""
+    rules, levels = ctx.rules, ctx.levels
     pair = df[[column(df, row).name, column(df, col).name]].dropna()
     disclosure.check_cohort(len(pair), rules)
     labels = []
@@ -134,9 +186,13 @@ def _crosstab(df: pd.DataFrame, row: str, col: str, rules: DisclosureSection,
         labels.append((public + (["(other)"] if (~known).any() else []),
                        values.where(known, "(other)")))
     (rl, rv), (cl, cv) = labels
-    table = pd.crosstab(pd.Categorical(rv, categories=rl), pd.Categorical(cv, categories=cl),
-                        dropna=False).reindex(index=rl, columns=cl, fill_value=0).to_numpy()
-    hidden = disclosure.suppress(table, rules.min_cell_count)
+    r_codes = pd.Categorical(rv, categories=rl).codes.astype(np.int64)
+    c_codes = pd.Categorical(cv, categories=cl).codes.astype(np.int64)
+    ids = r_codes * len(cl) + c_codes
+    table = np.bincount(ids, minlength=len(rl) * len(cl)).reshape(len(rl), len(cl))
+    hidden = disclosure.protect(table, rules)
+    ctx.rows_used(pair.index)
+    ctx.evidence["cells"] = cell_evidence(pair.index, ids, table.reshape(-1), hidden.reshape(-1))
     counts = [[None if hidden[i, j] else int(table[i, j]) for j in range(table.shape[1])]
               for i in range(table.shape[0])]
     return {"n": int(len(pair)), "rows": _plain(rl), "cols": _plain(cl), "counts": counts,

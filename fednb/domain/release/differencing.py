@@ -1,0 +1,150 @@
+"""Differencing defence: no exact release may differ from an earlier one by a handful of rows.
+
+Two aggregates that are each safe can still describe one person by subtraction: ``count`` (or
+``sum``, a histogram, a GLM's sums) over ``age >= 40`` and over ``age >= 40 and id != 17`` differ by
+exactly that row's contribution. This is the differencing attack of Huth et al. (2022) against
+DataSHIELD; a binary search over ``where`` thresholds is the same attack spread over many queries
+(Denning, Denning & Schwartz, "The tracker", ACM TODS 1979).
+
+The domain therefore remembers, per dataset and across all analysts, the set of rows behind every
+exact release: a SHA-256 of the row-id set (the same set again is harmless and stored once), its
+size, and the set itself as a Roaring bitmap (Lemire et al., "Roaring bitmaps", 2016; ``pyroaring``).
+A new release whose set differs from a remembered one by 1 to ``min_cohort - 1`` rows, in either
+direction, is blocked with a reason naming the earlier request. Only remembered sets whose size is
+within ``min_cohort`` of the new one can be that close (|S △ T| ≥ ||S| − |T||), so the store is
+searched by size and few bitmaps are ever read. The check and the write happen in the transaction
+that releases the result, so a kill -9 cannot leave a release unremembered.
+
+Row ids are the frame's index labels, which for a registered dataset are its row positions (the
+Parquet file is written without an index); a SQL engine can supply the same ids as a row-number
+column.
+
+**What this does not stop.** It compares the new release with each earlier one, pairwise. A tracker
+(Denning 1979) combines three or more large queries — q(A ∪ {x}), q(A), q(B) ... — whose pairwise
+differences are all large but whose linear combination isolates one row; general linear
+reconstruction from many noisy-free aggregates (Dinur & Nissim 2003) is not detected either. fednb
+does not audit the span of all released queries (exact auditing is costly and itself leaks through
+its refusals: Kenthapadi, Mishra & Nissim 2005). The defence against those is differential privacy:
+``privacy.noisy`` in ``policy.toml`` listing every built-in releases all of them with noise under one
+budget, and noisy releases are not remembered here (the noise protects them).
+"""
+
+from __future__ import annotations
+
+import array
+import base64
+import hashlib
+import sqlite3
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from pyroaring import BitMap
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS released_rows (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    dataset     TEXT NOT NULL,
+    request_id  TEXT NOT NULL,
+    job_id      INTEGER,
+    rows        INTEGER NOT NULL,
+    rows_sha256 TEXT NOT NULL,
+    cell        INTEGER NOT NULL DEFAULT 0,  -- 1: the rows of one table cell; 0: of a whole result
+    bitmap      BLOB NOT NULL,
+    created_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS released_rows_by_size ON released_rows (dataset, rows);
+CREATE INDEX IF NOT EXISTS released_rows_by_hash ON released_rows (dataset, rows_sha256);
+"""
+
+
+def ensure(conn: sqlite3.Connection) -> None:
+    """Create the table in a domain made before the differencing defence (and in new ones)."""
+    conn.executescript(SCHEMA)
+
+
+def evidence(row_ids: Iterable[int] | np.ndarray) -> dict[str, Any]:
+    """The JSON-able record of the rows behind a release, carried from the computation to the release."""
+    ids = np.asarray(row_ids if isinstance(row_ids, np.ndarray) else list(row_ids), dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= 2**32):
+        raise ValueError("row ids must be row positions (0 <= id < 2**32)")
+    bitmap = roaring(ids)
+    blob = bitmap.serialize()
+    return {"rows": len(bitmap), "sha256": hashlib.sha256(blob).hexdigest(),
+            "bitmap": base64.b64encode(blob).decode("ascii")}
+
+
+def roaring(ids: np.ndarray) -> BitMap:
+    """A Roaring bitmap of row ids, built through an ``array`` buffer (ten times faster than from
+    a NumPy array, which pyroaring iterates) and run-length compressed where rows are contiguous."""
+    buffer = array.array("I")
+    buffer.frombytes(np.ascontiguousarray(ids, dtype=np.uint32).tobytes())
+    bitmap = BitMap(buffer)
+    bitmap.run_optimize()
+    return bitmap
+
+
+def closest(tx: sqlite3.Connection, dataset: str, rows: dict[str, Any], *, cell: bool,
+            min_cohort: int, min_cell: int) -> tuple[str, int] | None:
+    """(request id, the threshold it fails) of a remembered release too few rows away from ``rows``.
+
+    Too few: under ``min_cell`` when both sets are table cells (their difference is one more count
+    cell, which the cell rule would allow from ``min_cell`` rows), under ``min_cohort`` otherwise.
+    """
+    if max(min_cohort, min_cell) <= 1:
+        return None
+    n = int(rows["rows"])
+    reach = max(min_cohort, min_cell) if cell else min_cohort  # |S △ T| >= ||S| - |T||
+    candidates = tx.execute(
+        "SELECT request_id, bitmap, cell FROM released_rows WHERE dataset = ? AND rows > ? AND rows < ?"
+        " AND rows_sha256 != ? ORDER BY id", (dataset, n - reach, n + reach, rows["sha256"]))
+    new = None
+    for request_id, blob, old_cell in candidates:
+        limit = min_cell if cell and old_cell else min_cohort
+        if new is None:
+            new = BitMap.deserialize(base64.b64decode(rows["bitmap"]))
+        apart = new.symmetric_difference_cardinality(BitMap.deserialize(bytes(blob)))
+        if 0 < apart < limit:
+            return request_id, limit
+    return None
+
+
+def remember(tx: sqlite3.Connection, dataset: str, request_id: str, job_id: int | None, rows: dict[str, Any],
+             *, cell: bool) -> None:
+    """Keep the row set of a release; one copy per distinct set, kind and dataset."""
+    if tx.execute("SELECT 1 FROM released_rows WHERE dataset = ? AND rows_sha256 = ? AND cell = ? LIMIT 1",
+                  (dataset, rows["sha256"], int(cell))).fetchone():
+        return
+    tx.execute("INSERT INTO released_rows (dataset, request_id, job_id, rows, rows_sha256, cell, bitmap, created_at)"
+               " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+               (dataset, request_id, job_id, int(rows["rows"]), rows["sha256"], int(cell),
+                base64.b64decode(rows["bitmap"]), time.time()))
+
+
+def settle(tx: sqlite3.Connection, request_id: str, job_id: int | None, found: dict[str, Any], *,
+           min_cohort: int, min_cell: int) -> str | None:
+    """In the releasing transaction: why the release must be blocked, or None after remembering it.
+
+    ``found`` is the built-in's ``Context.evidence``: ``rows``, the rows behind the whole result, and
+    ``cells``, the rows behind each shown table cell and behind its hidden cells together (their
+    total is known from ``n``). A release without row evidence (a noisy one) is not checked.
+    """
+    sets = [(found["rows"], False)] if found.get("rows") else []
+    sets += [(c, True) for c in found.get("cells") or [] if c["rows"] > 0]
+    if not sets:
+        return None
+    dataset = tx.execute("SELECT dataset FROM requests WHERE id = ?", (request_id,)).fetchone()[0]
+    for rows, cell in sets:
+        near = closest(tx, dataset, rows, cell=cell, min_cohort=min_cohort, min_cell=min_cell)
+        if near is not None:
+            limit = near[1]
+            what = "one of its cells" if cell else "this result"
+            # the exact difference is not named: it would itself be a count of a few rows
+            return (f"the rows behind {what} differ from those of the earlier release {near[0]} by between 1 "
+                    f"and {limit - 1} rows, so subtracting one result from the other would describe those few "
+                    f"people (a differencing attack). Choose a selection, bins or levels that differ from "
+                    f"earlier ones by at least {limit} rows")
+    for rows, cell in sets:
+        remember(tx, dataset, request_id, job_id, rows, cell=cell)
+    return None
