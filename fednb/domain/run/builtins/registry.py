@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fednb.domain.review.policy import DisclosureSection
 from fednb.errors import InvalidInput
@@ -22,11 +22,28 @@ Scalar = bool | int | float | str | None
 Op = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in"]
 
 
+MAX_NAME = 200  # characters of a column name
+MAX_TEXT = 1000  # characters of a compared value
+MAX_VALUES = 1000  # values of an ``in`` list
+
+
 class Condition(BaseModel):
+    """One filter condition, bounded so that evaluating it is linear in the rows."""
+
     model_config = ConfigDict(extra="forbid")
-    column: str
+    column: str = Field(max_length=MAX_NAME)
     op: Op
     value: Scalar | list[Scalar]
+
+    @field_validator("value")
+    @classmethod
+    def _bounded(cls, v):
+        values = v if isinstance(v, list) else [v]
+        if len(values) > MAX_VALUES:
+            raise ValueError(f"at most {MAX_VALUES} values")
+        if any(isinstance(x, str) and len(x) > MAX_TEXT for x in values):
+            raise ValueError(f"text values are at most {MAX_TEXT} characters")
+        return v
 
 
 class Noise(BaseModel):
@@ -91,10 +108,21 @@ def validate_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     if name not in REGISTRY:
         raise InvalidInput(f"unknown built-in {name!r}; built-ins are {sorted(REGISTRY)}")
     try:
-        return REGISTRY[name].args.model_validate(args).model_dump(exclude_defaults=True)
+        parsed = REGISTRY[name].args.model_validate(args)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors())
         raise InvalidInput(f"bad arguments for {name}: {problems}") from None
+    check_design(parsed)
+    return parsed.model_dump(exclude_defaults=True)
+
+
+def check_design(parsed: Any) -> None:
+    """A model's design width, from its formula and declared levels, before any data is touched."""
+    text = getattr(parsed, "formula", None)
+    if isinstance(text, str):
+        from fednb import formula
+
+        formula.width(formula.parse(text), getattr(parsed, "levels", None) or {})
 
 
 def column(df: pd.DataFrame, name: str) -> pd.Series:
