@@ -1,5 +1,9 @@
 """The domain's HTTP API. Routes only: every decision is made by :class:`fednb.domain.Domain`.
 
+Nothing blocks the event loop: every store call runs in a worker thread, and long-polls wait on an
+asyncio event, not in a held thread, so one slow query or a hundred waiting clients never stall
+another analyst. A request body must arrive within ``BODY_SECONDS``.
+
 Errors are JSON ``{"error": "...", "detail": ...}`` with a 4xx status a client can act on; no
 traceback or internal path ever leaves the server (unexpected errors are logged, answered with 500
 and a reference the owner can find in the log).
@@ -43,6 +47,7 @@ log = logging.getLogger("fednb.domain.api.app")
 
 MAX_BODY_BYTES = 2_000_000
 MAX_WAIT_SECONDS = 60.0
+BODY_SECONDS = 30.0  # a client that sends its body slower than this is cut off (slowloris)
 RECHECK_SECONDS = 0.25  # long-polls also re-read the store: the CLI may decide from another process
 BAD_BODY = ("the request body is not valid JSON: send UTF-8 JSON, not nested too deeply, with integers "
             "of at most 4300 digits")
@@ -108,6 +113,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         limit = max(self.limit, self.large) if scope.get("path", "").endswith(self.large_suffix) else self.limit
         declared = dict(scope.get("headers") or []).get(b"content-length")
+        receive = _deadline(receive, BODY_SECONDS)
         if declared is not None:  # the server reads no more than the declared length
             if not declared.isdigit() or int(declared) > limit:
                 return await _too_large(send, limit)
@@ -135,6 +141,26 @@ class BodyLimit:
             return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
         return await self.app(scope, replay, send)
+
+
+def _deadline(receive, seconds: float):
+    """``receive`` that reports a disconnect when the body is not complete within ``seconds``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    complete = False
+
+    async def timed():
+        nonlocal complete
+        if complete:
+            return await receive()
+        try:
+            message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.001))
+        except TimeoutError:
+            return {"type": "http.disconnect"}
+        complete = message["type"] != "http.request" or not message.get("more_body", False)
+        return message
+
+    return timed
 
 
 async def _too_large(send, limit: int) -> None:
@@ -234,7 +260,7 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
     async def until_final(request_id: str, c: Caller, wait: float) -> Request:
         deadline = time.monotonic() + wait
         while True:
-            req = domain.request(request_id, analyst=scope(c))
+            req = await run_in_threadpool(domain.request, request_id, analyst=scope(c))
             remaining = deadline - time.monotonic()
             if req.final or remaining <= 0:
                 return req
@@ -257,11 +283,11 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
 
     @app.get("/v1/datasets", response_model=list[Dataset], responses=errors, tags=["datasets"])
     async def list_datasets(c: AnyCaller) -> list[Dataset]:
-        return domain.datasets()
+        return await run_in_threadpool(domain.datasets)
 
     @app.get("/v1/datasets/{name}", response_model=Dataset, responses=errors, tags=["datasets"])
     async def get_dataset(name: str, c: AnyCaller) -> Dataset:
-        return domain.dataset(name)
+        return await run_in_threadpool(domain.dataset, name)
 
     @app.get("/v1/datasets/{name}/mock", responses=errors, tags=["datasets"])
     async def get_mock(name: str, c: AnyCaller) -> dict:
@@ -277,11 +303,17 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
         return await until_final(req.id, c, wait) if wait else req
 
     @app.get("/v1/requests", response_model=list[Request], responses=errors, tags=["requests"])
-    async def list_requests(c: AnyCaller, status: Annotated[str | None, Query(
+    async def list_requests(c: AnyCaller, response: Response, status: Annotated[str | None, Query(
             pattern="^(pending|approved|denied|running|done|failed|blocked)$")] = None,
-            limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[Request]:
-        """Analysts see their own requests; the owner sees all, pending first."""
-        return domain.requests(analyst=scope(c), status=status, limit=limit)
+            limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+            offset: Annotated[int, Query(ge=0, le=2**62)] = 0) -> list[Request]:
+        """Analysts see their own requests; the owner sees all, pending first, a page of ``limit``
+        from ``offset``; a full page carries the next page's offset in ``X-Fednb-Next-Offset``."""
+        page = await run_in_threadpool(domain.requests, analyst=scope(c), status=status, limit=limit,
+                                       offset=offset)
+        if len(page) == limit:
+            response.headers["X-Fednb-Next-Offset"] = str(offset + limit)
+        return page
 
     @app.get("/v1/requests/{request_id}", response_model=Request, responses=errors, tags=["requests"])
     async def get_request(request_id: str, c: AnyCaller, wait: Wait = 0) -> Request:
@@ -300,7 +332,7 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
     @app.get("/v1/audit", response_model=list[AuditEntry], responses=errors, tags=["audit"])
     async def get_audit(c: Owner, since: Annotated[int, Query(ge=0, le=2**62)] = 0,
                         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[AuditEntry]:
-        return domain.audit_entries(since=since, limit=limit)
+        return await run_in_threadpool(domain.audit_entries, since=since, limit=limit)
 
     @app.get("/v1/audit/verify", responses=errors, tags=["audit"])
     async def verify_audit(c: Owner) -> dict:
@@ -339,7 +371,7 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
     async def round_final(request_id: str, number: int, c: Caller, wait: float) -> Round:
         deadline = time.monotonic() + wait
         while True:
-            r = domain.round(request_id, number, analyst=scope(c))
+            r = await run_in_threadpool(domain.round, request_id, number, analyst=scope(c))
             remaining = deadline - time.monotonic()
             if r.status in ROUND_FINAL or remaining <= 0:
                 return r
