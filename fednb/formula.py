@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -146,7 +147,7 @@ def _term_bound(node: ast.AST) -> int:
         k = node.right.value if isinstance(node.right, ast.Constant) else None
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_DEGREE:
             raise InvalidInput(f"a power of terms, (a+b)**k, needs a whole k from 1 to {MAX_DEGREE}")
-        return min(left ** k, cap)
+        return min(sum(math.comb(left, i) for i in range(1, k + 1)), cap)  # products of up to k terms
     right = _term_bound(node.right)
     bounds = {ast.Add: left + right, ast.Sub: left + right, ast.MatMult: left * right,
               ast.Mult: left + right + left * right, ast.Div: left + left * right}

@@ -47,6 +47,7 @@ class Outcome:
     disclosure: dict[str, Any] = field(default_factory=dict)
     blob: bytes | None = None
     spend: noisy.Spend | dp_training.RoundSpend | None = None  # privacy budget to debit in _finish
+    final: bool = False  # ends the request even if it runs in rounds (a built-in stopped by a limit)
 
 
 class Runner:
@@ -158,7 +159,7 @@ class Runner:
         job_status = {"release": "done", "block": "blocked", "fail": "failed"}[outcome.action]
         tx.execute("UPDATE jobs SET status = ?, result_json = ?, result_blob = ?, reason = ?, finished_at = ?"
                    " WHERE id = ?", (job_status, result_json, outcome.blob, outcome.reason, now, job["id"]))
-        if job["round"] is None:  # a training request lives on across its rounds
+        if job["round"] is None or outcome.final:  # a training request lives on across its rounds
             status = {"release": "done", "block": "blocked", "fail": "failed"}[outcome.action]
             tx.execute("UPDATE requests SET status = ?, result_json = ?, disclosure_json = ?, reason = ?,"
                        " finished_at = ? WHERE id = ?",
@@ -418,8 +419,9 @@ def _worker_failure(req, reply) -> Outcome:
         log.error("built-in %s of request %s failed in its worker: %s", req["name"], req["id"], reply.reason)
         return Outcome("fail", reason=f"the domain could not run this built-in ({reply.reason}); the owner can "
                                       "see the details in the server log")
-    return Outcome("fail", reason=f"built-in {req['name']} was stopped: {reply.reason}; it will not be run again. "
-                                  "Ask for less (a simpler formula, fewer levels or bins, a narrower filter)")
+    return Outcome("fail", final=True,
+                   reason=f"built-in {req['name']} was stopped: {reply.reason}; it will not be run again. "
+                          "Ask for less (a simpler formula, fewer levels or bins, a narrower filter)")
 
 
 def _clip(message: str, limit: int = 300) -> str:

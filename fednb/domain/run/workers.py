@@ -222,13 +222,24 @@ def main(memory_mb: int) -> None:
         try:
             answer = evaluate(job, cache)
             reply(answer)
-        except MemoryError:
+        except Exception as exc:
+            if not _out_of_memory(exc):
+                logging.getLogger(__name__).exception("built-in %s failed", job.get("name"))
+                reply({"status": "error", "reason": type(exc).__name__})
+                continue
             reply({"status": "memory", "reason": f"it needed more than the built-in memory limit of "
                                                  f"{memory_mb} MiB"})
             return
-        except Exception as exc:  # our bug, or a result that is not JSON: the runner logs and fails it
-            logging.getLogger(__name__).exception("built-in %s failed", job.get("name"))
-            reply({"status": "error", "reason": type(exc).__name__})
+
+
+def _out_of_memory(exc: BaseException | None) -> bool:
+    """A MemoryError, also when a library wrapped it in an error of its own (formulaic does)."""
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, MemoryError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 if __name__ == "__main__":

@@ -1,0 +1,217 @@
+"""A hostile analyst's pathological but valid requests, through the real HTTP API of a real domain:
+the request is stopped at a limit and failed with a reason, never re-queued (also across a kill -9),
+while another analyst's count still answers; what can be refused is refused with a 4xx sentence
+before any work; the owner's listing comes a page at a time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import threading
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from fednb.domain.run.workers import Worker, WorkerLimits
+from tests.api_support import assert_clean_error, auth
+from tests.conftest import start_live
+
+ROWS = 200_000
+# 8 + 28 + 56 numeric terms: valid, but its design matrix is over the worker's memory limit here
+HEAVY = "y ~ (a + b + c + d + e + f + g + h)**3"
+SMALL_WORKERS = {"builtin_memory_mb = 1024": "builtin_memory_mb = 128",
+                 "builtin_wall_seconds = 20": "builtin_wall_seconds = 5",
+                 "max_argument_bytes = 32000": "max_argument_bytes = 20000"}
+
+
+def _frame() -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    df = pd.DataFrame({c: rng.normal(size=ROWS).round(3) for c in "abcdefgh"})
+    df["y"] = rng.normal(size=ROWS).round(3)
+    df["age"] = rng.integers(18, 90, size=ROWS)
+    return df
+
+
+@pytest.fixture(scope="module")
+def heavy(tmp_path_factory, alice_token):
+    live = start_live(tmp_path_factory.mktemp("poison"), "heavy", _frame(), alice_token, policy_edits=SMALL_WORKERS)
+    d = live.domain()
+    bob = d.invite("bob")
+    d.close()
+    with httpx.Client(base_url=live.url, headers=auth(alice_token), timeout=60) as alice, \
+         httpx.Client(base_url=live.url, headers=auth(bob), timeout=60) as bob_client, \
+         httpx.Client(base_url=live.url, headers=auth(live.owner_token), timeout=60) as owner:
+        yield live, alice, bob_client, owner
+    live.server.stop()
+
+
+def _glm(client: httpx.Client, formula: str, **args) -> httpx.Response:
+    return client.post("/v1/requests", json={"dataset": "patients", "kind": "builtin", "name": "glm",
+                                             "args": {"formula": formula, "family": "gaussian", **args},
+                                             "limits": {"max_rounds": 5}})
+
+
+def _audit(live) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(live.path / "domain.db")
+    try:
+        return [(r[0], r[1]) for r in conn.execute("SELECT action, object_id FROM audit ORDER BY seq")]
+    finally:
+        conn.close()
+
+
+def test_a_poison_model_fails_with_a_reason_is_never_rerun_and_others_are_served(heavy):
+    live, alice, bob, owner = heavy
+    poison = []
+    for _ in range(3):  # three rounds' worth of poison, queued behind each other
+        r = _glm(alice, HEAVY)
+        assert r.status_code == 201 and r.json()["status"] == "approved", r.text
+        rid = r.json()["id"]
+        assert alice.post(f"/v1/requests/{rid}/rounds", json={"round": 1, "inputs": {}}).status_code == 202
+        poison.append(rid)
+    # another analyst, during the attack: answered, and released before the last poison ended
+    counted = bob.post("/v1/requests?wait=60", json={"dataset": "patients", "kind": "builtin", "name": "count"})
+    assert counted.status_code == 201 and counted.json()["status"] == "done", counted.text
+    assert counted.json()["result"]["n"] == ROWS
+    finals = [alice.get(f"/v1/requests/{rid}?wait=60").json() for rid in poison]
+    for req in finals:
+        assert req["status"] == "failed", req
+        assert "glm was stopped" in req["reason"], req["reason"]
+        assert "memory limit of 128 MiB" in req["reason"] or "wall-clock limit of 5 s" in req["reason"], req["reason"]
+        assert "will not be run again" in req["reason"]
+    actions = _audit(live)
+    released_at = actions.index(("release", counted.json()["id"]))
+    assert released_at < actions.index(("fail", poison[-1])), "the count waited for the poison"
+    # the owner sees why, in the listing
+    listed = {r["id"]: r for r in owner.get("/v1/requests", params={"status": "failed"}).json()}
+    assert all("was stopped" in listed[rid]["reason"] for rid in poison)
+    # a further round of a failed request is refused; kill -9 and restart run none of them again
+    assert_clean_error(alice.post(f"/v1/requests/{poison[0]}/rounds", json={"round": 2, "inputs": {}}), 409)
+    runs_before = sum(1 for a in actions if a[0] == "run" and a[1] in poison)
+    live.server.kill()
+    live.server.restart()
+    again = bob.post("/v1/requests?wait=60", json={"dataset": "patients", "kind": "builtin", "name": "count",
+                                                   "args": {"where": [{"column": "age", "op": ">", "value": 30}]}})
+    assert again.json()["status"] == "done", again.text
+    after = _audit(live)
+    assert sum(1 for a in after if a[0] == "run" and a[1] in poison) == runs_before
+    assert not [a for a in after if a[0] == "requeue" and a[1] in poison]
+    assert all(alice.get(f"/v1/requests/{rid}").json()["status"] == "failed" for rid in poison)
+
+
+@pytest.mark.parametrize("formula, says", [
+    ("y ~ I(a + 9**9**9**9)", "exponent must be a number"),
+    ("y ~ (a + b)**1000", "needs a whole k from 1 to 3"),
+    ("y ~ a*b*c*d*e*f*g*h", "more than 200 terms"),
+    ("y ~ I((a**10)**10)", "may not contain another power"),
+    ("y ~ I(a * 1e300)", "at most"),
+    ("y ~ I(__import__)", "not a column name"),
+    ("y ~ I(a.__class__)", "not allowed"),
+    ("y ~ {a}", "may not contain"),
+    ("y ~ I('a')", "may not contain"),
+    ("y ~ I(lambda: 1)", "cannot read"),
+])
+def test_formulas_outside_the_grammar_are_refused_before_any_work(heavy, formula, says):
+    _, alice, _, _ = heavy
+    r = _glm(alice, formula)  # a parse that hung the server would time this client out
+    assert_clean_error(r, (400, 422))
+    assert says in r.json()["error"], r.json()["error"]
+
+
+def test_a_design_too_wide_for_its_declared_levels_is_refused_at_submission(heavy):
+    _, alice, _, _ = heavy
+    levels = {"a": list(range(240)), "b": list(range(240))}
+    r = _glm(alice, "y ~ C(a):C(b)", levels=levels)
+    assert_clean_error(r, (400, 422))
+    assert "more than 500 columns" in r.json()["error"]
+
+
+def test_oversized_arguments_are_refused_and_never_stored(heavy):
+    live, alice, _, owner = heavy
+    where = [{"column": "age", "op": "in", "value": ["x" * 990] * 25}]
+    r = alice.post("/v1/requests", json={"dataset": "patients", "kind": "builtin", "name": "count",
+                                         "args": {"where": where}})
+    assert_clean_error(r, (400, 413, 422))
+    assert "at most 20,000" in r.json()["error"]
+    listed = owner.get("/v1/requests", params={"limit": 1000}).json()
+    assert not any(len(str(req["args"])) > 20_000 for req in listed)
+
+
+def test_filter_values_are_bounded(heavy):
+    _, alice, _, _ = heavy
+    r = alice.post("/v1/requests", json={"dataset": "patients", "kind": "builtin", "name": "count",
+                                         "args": {"where": [{"column": "age", "op": "in",
+                                                             "value": list(range(1001))}]}})
+    assert_clean_error(r, (400, 422))
+    assert "at most 1000 values" in r.json()["error"]
+
+
+def test_the_owner_listing_comes_a_page_at_a_time(heavy):
+    _, alice, _, owner = heavy
+    for i in range(5):
+        alice.post("/v1/requests", json={"dataset": "patients", "kind": "builtin", "name": "count",
+                                         "args": {"where": [{"column": "age", "op": ">", "value": 40 + i}]}})
+    everything = [r["id"] for r in owner.get("/v1/requests", params={"limit": 1000}).json()]
+    assert len(everything) >= 5
+    seen, offset = [], 0
+    while True:
+        page = owner.get("/v1/requests", params={"limit": 2, "offset": offset})
+        assert page.status_code == 200 and len(page.json()) <= 2
+        seen += [r["id"] for r in page.json()]
+        if "X-Fednb-Next-Offset" not in page.headers:
+            break
+        offset = int(page.headers["X-Fednb-Next-Offset"])
+    assert seen == everything
+    assert_clean_error(owner.get("/v1/requests", params={"limit": 1001}), 422)
+
+
+def test_waiting_clients_hold_no_thread_another_analyst_needs(heavy):
+    """Many long-polls on a request that never ends (custom code nobody approves) park on the event
+    loop: another analyst's count is still answered while they wait."""
+    live, alice, bob, _ = heavy
+    r = alice.post("/v1/requests", json={"dataset": "patients", "kind": "function", "name": "f",
+                                         "code": "def f(df):\n    return 1\n"})
+    rid = r.json()["id"]
+    assert r.json()["status"] == "pending"
+    answered = []
+
+    def park():
+        with httpx.Client(base_url=live.url, headers=alice.headers, timeout=60) as c:
+            answered.append(c.get(f"/v1/requests/{rid}", params={"wait": 20}).status_code)
+
+    parked = [threading.Thread(target=park) for _ in range(60)]
+    for t in parked:
+        t.start()
+    time.sleep(1)  # let them park
+    counted = bob.post("/v1/requests?wait=30", json={"dataset": "patients", "kind": "builtin", "name": "count",
+                                                     "args": {"where": [{"column": "age", "op": "<", "value": 50}]}})
+    still_parked = len(answered)
+    for t in parked:
+        t.join()
+    assert counted.json()["status"] == "done", counted.text
+    assert still_parked < 60, "every long-poll ended before the count: the test proved nothing"
+    assert answered == [200] * 60
+
+
+def test_a_worker_that_hangs_is_killed_at_its_wall_limit_and_replaced(tmp_path):
+    """The wall-clock kill itself, deterministically: the worker is frozen (SIGSTOP) mid-service."""
+    from fednb.domain.review.policy import DisclosureSection
+
+    frame = tmp_path / "rows.parquet"
+    pd.DataFrame({"x": range(20)}).to_parquet(frame)
+    job = {"name": "count", "args": {}, "inputs": None, "rules": DisclosureSection().model_dump(), "levels": {},
+           "data_path": str(frame)}
+    worker = Worker(WorkerLimits(cpu_seconds=5, wall_seconds=1, memory_mb=512))
+    try:
+        assert worker.run(job).result == {"n": 20}
+        frozen = worker._proc
+        os.kill(frozen.pid, signal.SIGSTOP)
+        stopped = worker.run(job)
+        assert stopped.status == "timeout" and "wall-clock limit of 1 s" in stopped.reason
+        assert frozen.poll() is not None, "the frozen worker was not killed"
+        assert worker.run(job).result == {"n": 20}  # a fresh worker serves the next job
+    finally:
+        worker.close()
