@@ -15,7 +15,9 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
+from fednb.cli import main as cli
 from fednb.domain.run.workers import Worker, WorkerLimits
 from tests.api_support import assert_clean_error, auth
 from tests.conftest import start_live
@@ -100,6 +102,10 @@ def test_a_poison_model_fails_with_a_reason_is_never_rerun_and_others_are_served
     assert sum(1 for a in after if a[0] == "run" and a[1] in poison) == runs_before
     assert not [a for a in after if a[0] == "requeue" and a[1] in poison]
     assert all(alice.get(f"/v1/requests/{rid}").json()["status"] == "failed" for rid in poison)
+    # and in `fednb domain requests`, a page at a time
+    shown = CliRunner().invoke(cli, ["domain", "requests", str(live.path), "--status", "failed", "--limit", "2"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.count("glm was stopped") == 2 and "more: --offset 2" in shown.output
 
 
 @pytest.mark.parametrize("formula, says", [

@@ -24,6 +24,7 @@ from fednb import codec, tensors
 from fednb.domain.audit import log as audit
 from fednb.domain.release import budget, disclosure, dp_training, noisy, secure_inputs
 from fednb.domain.release.disclosure import Blocked
+from fednb.domain.run import builtins
 from fednb.domain.run.workers import Worker, WorkerLimits
 from fednb.errors import FednbError
 
@@ -197,8 +198,14 @@ class Runner:
     # -- execution -----------------------------------------------------------------------------
     def _execute(self, job, worker: Worker | None = None) -> Outcome:
         req = self.domain.store.query_one("SELECT * FROM requests WHERE id = ?", (job["request_id"],))
+        if req["kind"] == "builtin" and worker is None:  # outside the lanes: a worker for this job only
+            worker = Worker(self.builtin_limits())
+            try:
+                return self._builtin(req, job, worker)
+            finally:
+                worker.close()
         if req["kind"] == "builtin":
-            return self._builtin(req, job, worker or Worker(self.builtin_limits()))
+            return self._builtin(req, job, worker)
         if req["kind"] == "function":
             return self._function(req, job)
         if req["kind"] == "training":
@@ -213,15 +220,18 @@ class Runner:
         inputs = json.loads(job["inputs_json"]) if job["round"] is not None and job["inputs_json"] else None
         spend = None
         try:
+            ctx = builtins.Context(rules, self.domain.levels(req["dataset"]))
             task: dict[str, Any] = {"name": req["name"], "args": args, "inputs": inputs,
                                     "data_path": str(self.domain.data_path(req["dataset"])),
-                                    "rules": rules.model_dump(), "levels": self.domain.levels(req["dataset"])}
+                                    "rules": rules.model_dump(), "levels": ctx.levels}
             if noisy.wanted(req["name"], args, self.domain.policy):
                 spend = noisy.plan(req["name"], args, self.domain.policy, req["analyst"], req["dataset"])
                 bounds = self.domain.bounds(req["dataset"])
                 noisy.check(req["name"], args, bounds)
                 task["noisy"] = {"spend": dataclasses.asdict(spend), "bounds": bounds}
             reply = worker.run(task)
+            if reply.evidence:  # what the built-in recorded for the owner travels back with the result
+                ctx.evidence = reply.evidence
             if reply.status == "blocked":
                 return Outcome("block", reason=reply.reason)
             if reply.status != "ok":
