@@ -221,3 +221,36 @@ def test_a_worker_that_hangs_is_killed_at_its_wall_limit_and_replaced(tmp_path):
         assert worker.run(job).result == {"n": 20}  # a fresh worker serves the next job
     finally:
         worker.close()
+
+
+def test_slow_clients_hold_no_worker(heavy):
+    """Fifty connections that send headers and half a body, then stall (slowloris): another analyst's
+    count is still answered; the stalled bodies are cut off by the server, not by the clients."""
+    import socket
+    from urllib.parse import urlparse
+
+    live, _, bob, _ = heavy
+    where = urlparse(live.url)
+    stalled = []
+    for _ in range(50):
+        s = socket.create_connection((where.hostname, where.port))
+        s.sendall(b"POST /v1/requests HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + alice_token_bytes(heavy)
+                  + b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"dataset\":")
+        stalled.append(s)
+    try:
+        counted = bob.post("/v1/requests?wait=30", json={"dataset": "patients", "kind": "builtin", "name": "count",
+                                                         "args": {"where": [{"column": "age", "op": "<", "value": 60}]}})
+        assert counted.status_code == 201 and counted.json()["status"] == "done", counted.text
+        stalled[0].settimeout(120)  # the server ends it after BODY_SECONDS (30 s)
+        answer = b""
+        while chunk := stalled[0].recv(4096):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b"did not arrive within 30 s" in answer
+    finally:
+        for s in stalled:
+            s.close()
+
+
+def alice_token_bytes(heavy) -> bytes:
+    return heavy[1].headers["authorization"].split(" ", 1)[1].encode()

@@ -6,6 +6,7 @@ from fednb.models import ErrorBody
 
 MAX_BODY_BYTES = 2_000_000
 BODY_SECONDS = 30.0  # a client that sends its body slower than this is cut off (slowloris)
+LARGE_BODY_SECONDS = 600.0  # a training round's weights: 50 MB at 85 kB/s
 
 
 class BodyLimit:
@@ -18,26 +19,21 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = max(self.limit, self.large) if scope.get("path", "").endswith(self.large_suffix) else self.limit
+        large = scope.get("path", "").endswith(self.large_suffix)
+        limit, seconds = (max(self.limit, self.large), LARGE_BODY_SECONDS) if large else (self.limit, BODY_SECONDS)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        receive = _deadline(receive, BODY_SECONDS)
-        if declared is not None:  # the server reads no more than the declared length
-            if not declared.isdigit() or int(declared) > limit:
-                return await _too_large(send, limit)
-            return await self.app(scope, receive, send)
-        # Streamed (chunked): read it all here, up to the limit, so that going over it is a 413
-        # before the app starts, not an exception in the middle of its body parsing.
-        chunks, seen = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                return await _too_large(send, limit)
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return await _too_large(send, limit)
+        # Read the whole body here, within the size and time limits, so that going over either is a
+        # 413 or 408 before the app starts, not an exception in the middle of its body parsing.
+        try:
+            body = await asyncio.wait_for(_read(receive, limit), seconds)
+        except TimeoutError:
+            return await _refuse(send, 408, f"the request body did not arrive within {seconds:g} s")
+        if body is None:
+            return  # the client went away
+        if len(body) > limit:
+            return await _too_large(send, limit)
         replayed = False
 
         async def replay():
@@ -45,33 +41,31 @@ class BodyLimit:
             if replayed:
                 return await receive()
             replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
 
         return await self.app(scope, replay, send)
 
 
-def _deadline(receive, seconds: float):
-    """``receive`` that reports a disconnect when the body is not complete within ``seconds``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    complete = False
-
-    async def timed():
-        nonlocal complete
-        if complete:
-            return await receive()
-        try:
-            message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.001))
-        except TimeoutError:
-            return {"type": "http.disconnect"}
-        complete = message["type"] != "http.request" or not message.get("more_body", False)
-        return message
-
-    return timed
+async def _read(receive, limit: int) -> bytes | None:
+    """The body, or None if the client went away; stops reading one byte over ``limit``."""
+    chunks, seen = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        chunks.append(chunk)
+        if seen > limit or not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 async def _too_large(send, limit: int) -> None:
-    body = ErrorBody(error=f"request body over {limit:,} bytes").model_dump_json().encode()
-    await send({"type": "http.response.start", "status": 413,
+    await _refuse(send, 413, f"request body over {limit:,} bytes")
+
+
+async def _refuse(send, status: int, message: str) -> None:
+    body = ErrorBody(error=message).model_dump_json().encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
