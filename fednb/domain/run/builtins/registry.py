@@ -1,7 +1,9 @@
 """The registry of built-in aggregates: their argument models and the code that computes them.
 
-Built-ins are fednb's own code, so they run in the domain process without a sandbox, but through
-the same data loading and the same disclosure checks as custom code. A built-in is one function
+Built-ins are fednb's own code, so they run without the sandbox, but their arguments are the
+analyst's: they are bounded here (filters, a model's design width) and evaluated in a worker process
+under CPU, memory and wall-clock limits (:mod:`fednb.domain.run.workers`), through the same
+disclosure checks as custom code. A built-in is one function
 ``fn(args, df, ctx) -> dict`` registered with its pydantic argument model; it raises
 :class:`fednb.domain.release.disclosure.Blocked` to refuse a release.
 """
