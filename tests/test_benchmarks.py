@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SMALL = {  # script -> (arguments, a key that each run's output must contain)
     "request_latency": (["--runs", "3"], "median_s"),
+    "latency_under_attack": (["--runs", "3", "--rows", "20000"], "median_s"),
     "glm_parity": (["--runs", "1"], "max_rel_diff_coef"),
     "sandbox_start": (["--jobs", "3", "--cold", "1"], "median"),
     "secagg_overhead": (["--rounds", "3", "--domains", "3", "--workloads", "E1_B32"], "overhead_median"),

@@ -254,3 +254,63 @@ def test_slow_clients_hold_no_worker(heavy):
 
 def alice_token_bytes(heavy) -> bytes:
     return heavy[1].headers["authorization"].split(" ", 1)[1].encode()
+
+
+def test_parked_masked_calls_hold_no_thread_another_analyst_needs(tmp_path, alice_token):
+    """45 secure-aggregation ``masked`` calls waiting on a request nobody approves (a round that never
+    comes) wait on the event loop: another analyst's count is answered while all of them still wait.
+    Before, each held a server thread, and the 41st left every analyst waiting up to ten minutes."""
+    import asyncio
+
+    from fednb.client.http import DomainClient
+    from fednb.federated.secure_sum import Member, SecureSum
+    from fednb.models import BUILTINS
+    from tests.conftest import live_domains
+
+    every = "[" + ", ".join(f'"{b}"' for b in BUILTINS) + "]"
+    but_sum = "[" + ", ".join(f'"{b}"' for b in BUILTINS if b != "sum") + "]"
+    frames = {"s1": _frame().head(2000), "s2": _frame().tail(2000)}
+    with live_domains(tmp_path, frames, alice_token, policy_edits={f"auto_approve = {every}":
+                                                                   f"auto_approve = {but_sum}"}) as live:
+        d = live[0].domain()
+        bob = d.invite("bob")
+        d.close()
+        ids = {}
+        for one in live:
+            r = httpx.post(one.url + "/v1/requests", headers=auth(alice_token), json={
+                "dataset": "patients", "kind": "builtin", "name": "sum", "args": {"column": "age", "secure": True}})
+            assert r.json()["status"] == "pending", r.text
+            ids[one.url] = r.json()["id"]
+        parked, first_back = threading.Event(), threading.Event()
+
+        def attack() -> None:
+            async def main() -> None:
+                sessions = []
+                for _ in range(45):
+                    ss = SecureSum({one.url: Member(DomainClient(one.url, alice_token, timeout=120), ids[one.url])
+                                    for one in live})
+                    await ss.advertise()
+                    await ss.share()
+                    sessions.append(ss)
+                async def collect(ss: SecureSum) -> None:
+                    try:
+                        await ss.collect(wait=40)
+                    finally:
+                        first_back.set()
+
+                waits = [asyncio.ensure_future(collect(ss)) for ss in sessions]
+                await asyncio.sleep(2)  # every masked call has reached the domains and waits there
+                parked.set()
+                await asyncio.gather(*waits, return_exceptions=True)
+
+            asyncio.run(main())
+
+        attacker = threading.Thread(target=attack, daemon=True)
+        attacker.start()
+        assert parked.wait(120), "the attack did not get going"
+        with httpx.Client(base_url=live[0].url, headers=auth(bob), timeout=60) as c:
+            counted = c.post("/v1/requests?wait=30", json={"dataset": "patients", "kind": "builtin", "name": "count"})
+        answered_while_all_parked = not first_back.is_set()
+        attacker.join(120)
+        assert counted.status_code == 201 and counted.json()["status"] == "done", counted.text
+        assert answered_while_all_parked, "the count was answered only once a masked call gave its thread back"
