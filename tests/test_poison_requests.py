@@ -314,3 +314,19 @@ def test_parked_masked_calls_hold_no_thread_another_analyst_needs(tmp_path, alic
         attacker.join(120)
         assert counted.status_code == 201 and counted.json()["status"] == "done", counted.text
         assert answered_while_all_parked, "the count was answered only once a masked call gave its thread back"
+
+
+def test_a_worker_over_its_cpu_limit_is_stopped_with_that_reason(tmp_path):
+    from fednb.domain.review.policy import DisclosureSection
+
+    frame = tmp_path / "rows.parquet"
+    pd.concat([_frame()] * 3, ignore_index=True).to_parquet(frame)  # a few CPU seconds of design
+    worker = Worker(WorkerLimits(cpu_seconds=1, wall_seconds=300, memory_mb=4096))
+    job = {"name": "glm", "args": {"formula": HEAVY, "family": "gaussian"}, "inputs": {},
+           "rules": DisclosureSection().model_dump(), "levels": {}, "data_path": str(frame)}
+    try:
+        stopped = worker.run(job)
+        assert stopped.status == "cpu_limit" and "more than 1 CPU seconds" in stopped.reason, stopped
+        assert worker.run({**job, "name": "count", "args": {}, "inputs": None}).result == {"n": 3 * ROWS}
+    finally:
+        worker.close()
