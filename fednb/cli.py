@@ -295,11 +295,13 @@ def _when(ts: float | None) -> str:
 @domain.command("requests")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--status", default=None, help="Only requests in this state (pending, done, ...).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000), help="Requests per page.")
+@click.option("--offset", default=0, type=click.IntRange(0), help="Skip this many (the next page).")
 @click.option("--json", "as_json", is_flag=True)
-def domain_requests(path: Path, status: str | None, as_json: bool) -> None:
-    """List requests, pending first."""
+def domain_requests(path: Path, status: str | None, limit: int, offset: int, as_json: bool) -> None:
+    """List requests, pending first, a page at a time; failed and blocked ones say why."""
     d = _open(path)
-    reqs = d.requests(status=status)
+    reqs = d.requests(status=status, limit=limit, offset=offset)
     unchecked = d.policy.disclosure.allows_unchecked
     if as_json:
         click.echo(json.dumps([{**r.model_dump(exclude={"code", "result"}),
@@ -311,8 +313,11 @@ def domain_requests(path: Path, status: str | None, as_json: bool) -> None:
     for r in reqs:
         what = f"{r.kind}:{r.name}"
         flag = "  [UNCHECKED OUTPUT ALLOWED]" if r.kind == "function" and unchecked(r.dataset) else ""
+        why = f"  ({r.reason[:100]})" if r.status in ("failed", "blocked") and r.reason else ""
         click.echo(f"{r.id}  {r.status:8}  {_when(r.created_at)}  {r.analyst:14} {r.dataset:14} {what:22} "
-                   f"{r.description[:50]}{flag}")
+                   f"{r.description[:50]}{flag}{why}")
+    if len(reqs) == limit:
+        click.echo(f"more: --offset {offset + limit}")
 
 
 @domain.command("show")

@@ -11,12 +11,23 @@ names, ``C(column)``, interactions and pointwise transforms (``log``, ``exp``, `
 ``I(...)``). Anything else is refused before it reaches a domain: attribute access and other calls
 because they run code, and data-dependent transforms (``center``, ``scale``, ``poly``, ``bs``)
 because each domain would compute them from its own rows and the designs would not match.
+
+formulaic evaluates ``I(...)`` with Python's ``eval`` and expands ``(a+b+c)**k`` and ``a*b*c`` into
+every interaction while it parses, so a short formula can hold a process for good (``I(x +
+9**9**9**9)`` builds a number with billions of digits; ``(a+...+h)**8`` thousands of terms). So a
+formula is first read against an explicit grammar, with Python's own parser and ``:`` read as
+``@``: columns, calls of the functions above, ``+ - * / : **`` between terms, powers of terms up to
+``MAX_DEGREE``, at most ``MAX_TERMS`` terms once expanded; inside a term, numbers up to
+``MAX_CONSTANT`` and powers only by a constant up to ``MAX_EXPONENT`` of something that holds no
+other power. The design's width is computed from the agreed levels before any matrix is built
+(:func:`width`), and refused over ``MAX_COLUMNS``.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +38,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MAX_LENGTH = 2000
+MAX_NODES = 400  # syntax-tree nodes of the right-hand side
+MAX_DEGREE = 3  # (a+b)**3: interactions up to three factors
+MAX_TERMS = 200
+MAX_EXPONENT = 10  # I(x**k) with |k| <= 10
+MAX_CONSTANT = 1e15
+MAX_COLUMNS = 500  # design-matrix columns, counted from the declared levels
+_SYMBOLS = frozenset("_ .~+-*/:()^")
 POINTWISE = ("log", "log1p", "log2", "log10", "exp", "sqrt", "abs")
 _ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
 
@@ -39,6 +57,7 @@ class Spec:
     outcome: str
     variables: tuple[str, ...]
     categorical: frozenset[str]
+    terms: tuple[tuple[str, ...], ...] = ()  # each right-hand term's factors (their expressions)
 
 
 @dataclass
@@ -61,6 +80,7 @@ def parse(formula: str) -> Spec:
         raise InvalidInput("a model formula is a string like \"readmitted ~ age + C(sex)\"")
     if len(formula) > MAX_LENGTH:
         raise InvalidInput(f"the formula is longer than {MAX_LENGTH} characters")
+    check_grammar(formula)
     try:
         parsed = Formula(formula)
         lhs, rhs = parsed.lhs, parsed.rhs
@@ -87,7 +107,70 @@ def parse(formula: str) -> Spec:
     name = _column_name(outcome[0][0])
     if name in variables:
         raise InvalidInput(f"the outcome {name!r} is also a term on the right of '~'")
-    return Spec(formula, name, tuple(variables), frozenset(categorical))
+    terms = tuple(tuple(f.expr for f in t.factors) for t in rhs_terms)
+    if len(terms) > MAX_TERMS:
+        raise InvalidInput(f"the formula has {len(terms)} terms; at most {MAX_TERMS} are allowed")
+    return Spec(formula, name, tuple(variables), frozenset(categorical), terms)
+
+
+def check_grammar(formula: str) -> None:
+    """Refuse a formula outside the grammar in the module's docstring before formulaic reads it."""
+    odd = sorted({c for c in formula if not (c.isalnum() or c in _SYMBOLS)})
+    if odd:
+        raise InvalidInput(f"the formula may not contain {''.join(odd)!r}: only column names, numbers, "
+                           "spaces and ~ + - * / : ^ ( ) are allowed")
+    if formula.count("~") != 1:
+        raise InvalidInput(f"the formula {formula!r} must be one outcome, '~', and terms "
+                           "(e.g. \"readmitted ~ age + C(sex)\")")
+    rhs = formula.split("~", 1)[1].replace(":", "@").replace("^", "**")
+    try:
+        tree = ast.parse(rhs.strip() or "?", mode="eval").body
+    except SyntaxError:
+        raise InvalidInput(f"cannot read the formula {formula!r}; write e.g. \"readmitted ~ age + C(sex)\"") from None
+    if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
+        raise InvalidInput(f"the formula is too complex (more than {MAX_NODES} parts); fit a smaller model")
+    if _term_bound(tree) > MAX_TERMS:
+        raise InvalidInput(f"the formula expands to more than {MAX_TERMS} terms; use fewer interactions")
+
+
+def _term_bound(node: ast.AST) -> int:
+    """An upper bound on the terms ``node`` expands to, capped just over ``MAX_TERMS``."""
+    cap = MAX_TERMS + 1
+    if isinstance(node, (ast.Name, ast.Call, ast.Attribute, ast.Constant)):
+        return 1
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        return _term_bound(node.operand)
+    if not isinstance(node, ast.BinOp):
+        raise InvalidInput(f"{type(node).__name__} expressions are not allowed between terms")
+    left = _term_bound(node.left)
+    if isinstance(node.op, ast.Pow):
+        k = node.right.value if isinstance(node.right, ast.Constant) else None
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_DEGREE:
+            raise InvalidInput(f"a power of terms, (a+b)**k, needs a whole k from 1 to {MAX_DEGREE}")
+        return min(sum(math.comb(left, i) for i in range(1, k + 1)), cap)  # products of up to k terms
+    right = _term_bound(node.right)
+    bounds = {ast.Add: left + right, ast.Sub: left + right, ast.MatMult: left * right,
+              ast.Mult: left + right + left * right, ast.Div: left + left * right}
+    if type(node.op) not in bounds:
+        raise InvalidInput("terms may be joined only by + - * / : and **")
+    return min(bounds[type(node.op)], cap)
+
+
+def width(spec: Spec, levels: dict[str, list]) -> int:
+    """The design matrix's columns at most, from the declared ``levels`` (a categorical factor
+    counts as all its levels); refuses a design over ``MAX_COLUMNS`` before it is built."""
+    total = 0  # the intercept, where there is one, is a term of its own
+    for term in spec.terms:
+        columns = 1
+        for expr in term:
+            for name in spec.categorical:
+                if f"C({name})" in expr.replace(" ", ""):
+                    columns *= max(len(levels.get(name) or ()), 1)
+        total += columns
+        if total > MAX_COLUMNS:
+            raise InvalidInput(f"the design would have more than {MAX_COLUMNS} columns with these levels; "
+                               "merge levels or use fewer interactions of categorical terms")
+    return total
 
 
 def _column_name(expr: str) -> str:
@@ -113,11 +196,15 @@ def _check_expression(expr: str, variables: dict[str, None], categorical: set[st
                 raise refuse(f"{node.id} is a function, not a column")
             variables[_column_name(node.id)] = None
         elif isinstance(node, ast.Constant):
-            if not isinstance(node.value, (int, float)):
+            if not isinstance(node.value, (int, float)) or isinstance(node.value, bool):
                 raise refuse("only numbers may appear as constants")
+            if abs(node.value) > MAX_CONSTANT:
+                raise refuse(f"numbers may be at most {MAX_CONSTANT:g}")
         elif isinstance(node, ast.BinOp):
             if not isinstance(node.op, _ARITHMETIC):
                 raise refuse("only + - * / ** are allowed")
+            if isinstance(node.op, ast.Pow):
+                _check_power(node, refuse)
             visit(node.left)
             visit(node.right)
         elif isinstance(node, ast.UnaryOp):
@@ -142,6 +229,19 @@ def _check_expression(expr: str, variables: dict[str, None], categorical: set[st
             raise refuse(f"{type(node).__name__} expressions are not allowed")
 
     visit(tree)
+
+
+def _check_power(node: ast.BinOp, refuse) -> None:
+    """``base ** k``: k a number with |k| <= MAX_EXPONENT, the base free of other powers, so no
+    term can build a big integer (9**9**9**9) or an overflowing chain of powers."""
+    k = node.right
+    if isinstance(k, ast.UnaryOp) and isinstance(k.op, (ast.USub, ast.UAdd)):
+        k = k.operand
+    if not (isinstance(k, ast.Constant) and isinstance(k.value, (int, float)) and not isinstance(k.value, bool)
+            and abs(k.value) <= MAX_EXPONENT):
+        raise refuse(f"a power's exponent must be a number from -{MAX_EXPONENT} to {MAX_EXPONENT}")
+    if any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Pow) for n in ast.walk(node.left)):
+        raise refuse("a power may not contain another power")
 
 
 def _function_name(func: ast.AST) -> str | None:
@@ -188,6 +288,7 @@ def design(spec: Spec, df: pd.DataFrame, levels: dict[str, list]) -> Design:
     y = df[spec.outcome]
     if not (pd.api.types.is_bool_dtype(y) or pd.api.types.is_numeric_dtype(y)):
         raise InvalidInput(f"the outcome {spec.outcome!r} must be numeric or boolean")
+    width(spec, levels)
     data[spec.outcome] = y.astype("float64")
     data = data[data.notna().all(axis=1)]
     if data.empty:

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SMALL = {  # script -> (arguments, a key that each run's output must contain)
     "request_latency": (["--runs", "3"], "median_s"),
+    "latency_under_attack": (["--runs", "3", "--rows", "20000"], "median_s"),
     "glm_parity": (["--runs", "1"], "max_rel_diff_coef"),
     "survival_parity": (["--runs", "1", "--points", "13"], "max_rel_diff_se"),
     "sandbox_start": (["--jobs", "3", "--cold", "1"], "median"),

@@ -316,8 +316,9 @@ class Domain:
             noisy.plan(req.name, req.args, self.policy, analyst, req.dataset)
             noisy.check(req.name, req.args, self.bounds(req.dataset))
 
-    def requests(self, *, analyst: str | None = None, status: str | None = None, limit: int = 200) -> list[Request]:
-        return review.listing(self.store, analyst=analyst, status=status, limit=limit)
+    def requests(self, *, analyst: str | None = None, status: str | None = None, limit: int = 200,
+                 offset: int = 0) -> list[Request]:
+        return review.listing(self.store, analyst=analyst, status=status, limit=limit, offset=offset)
 
     def request(self, request_id: str, *, analyst: str | None = None) -> Request:
         return receipts.attach(self.store.connect(), review.get(self.store, request_id, analyst=analyst))

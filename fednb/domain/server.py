@@ -13,6 +13,11 @@ from fednb.domain.domain import Domain
 from fednb.domain.run.runner import Runner
 from fednb.errors import FednbError, SandboxError
 
+# uvicorn's own limits: connections served at once (more get 503), an idle kept-alive connection's
+# life, and the largest request head (headers); bodies are limited by the app (MAX_BODY_BYTES).
+LIMITS = {"limit_concurrency": 512, "timeout_keep_alive": 15, "h11_max_incomplete_event_size": 64 * 1024,
+          "backlog": 1024}
+
 
 def describe_isolation(iso: dict[str, Any]) -> str:
     parts = [name for name, key in (("network namespace", "netns"), ("mount namespace", "mountns"),
@@ -121,7 +126,7 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
         if warning:
             print(warning, file=sys.stderr, flush=True)
         config = uvicorn.Config(app, log_level=log_level, access_log=False, ssl_certfile=certfile,
-                                ssl_keyfile=keyfile, timeout_keep_alive=30, lifespan="off")
+                                ssl_keyfile=keyfile, lifespan="off", **LIMITS)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         runner.stop()

@@ -3,16 +3,37 @@
 Routes only; the budget is :mod:`fednb.domain.release.budget`, the protocol :mod:`fednb.domain.release.secure_aggregation`.
 """
 
+import asyncio
+import time
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Query
 from starlette.concurrency import run_in_threadpool
 
 from fednb.domain.domain import Domain
-from fednb.domain.release.secure_aggregation import SecureAggregation
+from fednb.domain.release.secure_aggregation import MAX_WAIT, SecureAggregation
 from fednb.errors import InvalidInput
 
 STEPS = ("keys", "shares", "masked", "unmask")
+RECHECK_SECONDS = 0.25
+
+
+async def _until_input_final(secure: SecureAggregation, analyst: str, sid: str, wait: float) -> None:
+    """Wait, on the event loop and not in a held thread, until the session's job is final or
+    ``wait`` is over: parked ``masked`` calls must not use up the threads other analysts need."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if await run_in_threadpool(_input_final, secure, analyst, sid):
+            return
+        await asyncio.sleep(min(RECHECK_SECONDS, max(deadline - time.monotonic(), 0)))
+
+
+def _input_final(secure: SecureAggregation, analyst: str, sid: str) -> bool:
+    session = secure._get(analyst, sid)
+    sql = "SELECT status FROM jobs WHERE request_id = ? AND " + ("round IS NULL" if session.round is None else "round = ?")
+    params = (session.request_id,) if session.round is None else (session.request_id, session.round)
+    job = secure.domain.store.query_one(sql + " ORDER BY id DESC LIMIT 1", params)
+    return job is not None and job["status"] in ("done", "failed", "blocked")
 
 
 def add_routes(app: FastAPI, domain: Domain, *, caller: Any, analyst: Any, responses: dict) -> None:
@@ -41,6 +62,10 @@ def add_routes(app: FastAPI, domain: Domain, *, caller: Any, analyst: Any, respo
         2017). The analyst relays; this domain's keys never leave it; it releases only masked values."""
         if step not in STEPS:
             raise InvalidInput(f"unknown step {step!r}; the steps are {', '.join(STEPS)}")
+        wait = body.get("wait", 0)
+        if step == "masked" and isinstance(wait, (int, float)) and 0 < wait <= MAX_WAIT:
+            await _until_input_final(secure, c.name, session, float(wait))
+            body = {**body, "wait": 0}
         return await run_in_threadpool(getattr(secure, step), c.name, session, body)
 
     @app.post("/v1/secagg", responses=responses, tags=["privacy"])

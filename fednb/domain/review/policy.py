@@ -87,6 +87,14 @@ class LearningSection(_Section):
     warm_torch: bool = False
 
 
+class RequestsSection(_Section):
+    builtin_workers: int = Field(2, ge=1, le=16)
+    builtin_cpu_seconds: float = Field(15, gt=0, le=3600)
+    builtin_wall_seconds: float = Field(20, gt=0, le=3600)
+    builtin_memory_mb: int = Field(1024, ge=128)
+    max_argument_bytes: int = Field(32_000, ge=1000, le=2_000_000)
+
+
 NOISY_BUILTINS = ("count", "sum", "mean", "variance", "histogram", "crosstab", "kaplan_meier")
 
 
@@ -159,6 +167,7 @@ class Policy(_Section):
     transparency: TransparencySection = Field(default_factory=TransparencySection)
     mock: MockSection = Field(default_factory=MockSection)
     secure_aggregation: SecureAggregationSection = Field(default_factory=SecureAggregationSection)
+    requests: RequestsSection = Field(default_factory=RequestsSection)
 
     def auto_approves(self, kind: str, name: str) -> bool:
         """Only built-in aggregates can be approved by policy; custom code always waits for a person."""
@@ -186,6 +195,21 @@ auto_approve = {auto_approve}
 reuse_approvals = true
 # Pending requests one analyst may have at a time; more are refused. Default: 50 (stops flooding).
 max_pending_per_analyst = 50
+
+[requests]
+# Built-ins evaluate the analyst's arguments (formulas, filters, bins) in worker processes that the
+# domain stops at these limits, so one pathological request never freezes the domain; a request that
+# hits one fails with the reason and is not run again.
+# Built-ins that may run at the same time (one per analyst at a time). Default: 2.
+builtin_workers = 2
+# CPU seconds one built-in may use. Default: 15.
+builtin_cpu_seconds = 15
+# Wall-clock seconds one built-in may take before it is stopped. Default: 20.
+builtin_wall_seconds = 20
+# Memory one built-in may use, MiB. Default: 1024.
+builtin_memory_mb = 1024
+# Largest arguments of one request, bytes of JSON; they are stored with the request. Default: 32000.
+max_argument_bytes = 32000
 
 [disclosure]
 # Fewest rows any released aggregate may come from (DataSHIELD nfilter.subset). An exact built-in

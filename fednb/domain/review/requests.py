@@ -62,6 +62,10 @@ def check_code(code: str | None, entry: str, kind: str) -> None:
 def normalise(req: RequestIn, policy: Policy) -> RequestIn:
     """Validate a submission's shape before anything is stored."""
     inputs.check_json(req.args)
+    size = len(json.dumps(req.args))
+    if size > policy.requests.max_argument_bytes:
+        raise InvalidInput(f"the arguments are {size:,} bytes of JSON; this domain accepts at most "
+                           f"{policy.requests.max_argument_bytes:,} (they are stored with the request)")
     if req.kind == "builtin":
         if req.code:
             raise InvalidInput("a built-in request carries no code")
@@ -189,8 +193,8 @@ def resolve_id(store: Store, prefix: str) -> str:
 
 
 def listing(store: Store, *, analyst: str | None = None, status: str | None = None,
-            limit: int = 200) -> list[Request]:
-    """Requests, pending first, newest first within a status."""
+            limit: int = 200, offset: int = 0) -> list[Request]:
+    """Requests, pending first, newest first within a status; a page of ``limit`` from ``offset``."""
     sql = "SELECT * FROM requests WHERE 1 = 1"
     params: list[Any] = []
     if analyst is not None:
@@ -199,8 +203,8 @@ def listing(store: Store, *, analyst: str | None = None, status: str | None = No
     if status is not None:
         sql += " AND status = ?"
         params.append(status)
-    sql += " ORDER BY status != 'pending', created_at DESC LIMIT ?"
-    params.append(limit)
+    sql += " ORDER BY status != 'pending', created_at DESC, id LIMIT ? OFFSET ?"
+    params += [limit, offset]
     return [row_to_request(r, full=False) for r in store.query(sql, tuple(params))]
 
 

@@ -1,13 +1,17 @@
 """The job queue's workers: run approved work, check it, release or block it.
 
 Jobs live in the store, so a kill -9 loses none: on start, jobs left ``running`` are re-queued once
-(``requeue`` in the audit log) and failed with a reason the second time. Built-ins run in this
-process on a lane of their own, so a long custom job never delays them; custom code runs in the
-sandbox on ``policy.sandbox.workers`` lanes.
+(``requeue`` in the audit log) and failed with a reason the second time. Built-ins run on lanes of
+their own (``policy.requests.builtin_workers``), each with a warm worker process that a CPU, memory
+or wall-clock limit stops (:mod:`fednb.domain.run.workers`); a built-in that hits a limit is failed
+with the reason, never re-queued, and one analyst holds at most one built-in lane at a time, so a
+long custom job or another analyst's pathological request never delays them. Custom code runs in
+the sandbox on ``policy.sandbox.workers`` lanes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -32,6 +36,7 @@ from fednb.domain.release import (
 from fednb.domain.release.disclosure import Blocked
 from fednb.domain.run import builtins
 from fednb.domain.run.rounds import charged
+from fednb.domain.run.workers import Worker, WorkerLimits
 from fednb.errors import FednbError
 
 if TYPE_CHECKING:
@@ -55,6 +60,7 @@ class Outcome:
     blob: bytes | None = None
     spend: noisy.Spend | dp_training.RoundSpend | None = None  # privacy budget to debit in _finish
     evidence: dict[str, Any] = field(default_factory=dict)  # a built-in's Context.evidence, checked in _finish
+    final: bool = False  # ends the request even if it runs in rounds (a built-in stopped by a limit)
 
 
 class Runner:
@@ -66,14 +72,17 @@ class Runner:
         self._threads: list[threading.Thread] = []
         self._sessions: dict[str, tuple[Any, float]] = {}  # training request -> (session, last used)
         self._sessions_lock = threading.Lock()
+        self._workers: list[Worker] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         self.recover()
         self.domain.subscribe(self.wake)
-        lanes = ["builtin"] + ["sandbox"] * self.domain.policy.sandbox.workers
-        for i, lane in enumerate(lanes):
-            t = threading.Thread(target=self._loop, args=(lane,), name=f"fednb-{lane}-{i}", daemon=True)
+        limits = self.builtin_limits()
+        self._workers = [Worker(limits) for _ in range(self.domain.policy.requests.builtin_workers)]
+        lanes = [("builtin", w) for w in self._workers] + [("sandbox", None)] * self.domain.policy.sandbox.workers
+        for i, (lane, worker) in enumerate(lanes):
+            t = threading.Thread(target=self._loop, args=(lane, worker), name=f"fednb-{lane}-{i}", daemon=True)
             t.start()
             self._threads.append(t)
 
@@ -83,10 +92,17 @@ class Runner:
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
+        for worker in self._workers:
+            worker.close()
         with self._sessions_lock:
             for session, _ in self._sessions.values():
                 session.close()
             self._sessions.clear()
+
+    def builtin_limits(self) -> WorkerLimits:
+        r = self.domain.policy.requests
+        return WorkerLimits(cpu_seconds=r.builtin_cpu_seconds, wall_seconds=r.builtin_wall_seconds,
+                            memory_mb=r.builtin_memory_mb)
 
     def wake(self) -> None:
         with self._wake:
@@ -109,7 +125,7 @@ class Runner:
         return touched
 
     # -- the loop ------------------------------------------------------------------------------
-    def _loop(self, lane: str) -> None:
+    def _loop(self, lane: str, worker: Worker | None) -> None:
         while not self._stop.is_set():
             try:
                 job = self._claim(lane)
@@ -123,7 +139,7 @@ class Runner:
                     self._wake.wait(POLL_SECONDS)
                 continue
             try:
-                outcome = self._execute(job)
+                outcome = self._execute(job, worker)
             except Exception as exc:  # our bug, not the analyst's: fail the job, keep serving
                 log.exception("job %s crashed", job["id"])
                 outcome = Outcome("fail", reason=f"the domain could not run this job ({type(exc).__name__}); "
@@ -134,8 +150,8 @@ class Runner:
 
     def _claim(self, lane: str):
         with self.domain.store.transaction() as tx:
-            job = tx.execute("SELECT * FROM jobs WHERE status = 'queued' AND lane = ? ORDER BY id LIMIT 1",
-                             (lane,)).fetchone()
+            sql = _NEXT_JOB[lane]
+            job = tx.execute(sql, (lane,) * sql.count("?")).fetchone()
             if job is None:
                 return None
             now = time.time()
@@ -162,7 +178,7 @@ class Runner:
         job_status = {"release": "done", "block": "blocked", "fail": "failed"}[outcome.action]
         tx.execute("UPDATE jobs SET status = ?, result_json = ?, result_blob = ?, reason = ?, finished_at = ?"
                    " WHERE id = ?", (job_status, result_json, outcome.blob, outcome.reason, now, job["id"]))
-        if job["round"] is None:  # a training request lives on across its rounds
+        if job["round"] is None or outcome.final:  # a training request lives on across its rounds
             status = {"release": "done", "block": "blocked", "fail": "failed"}[outcome.action]
             tx.execute("UPDATE requests SET status = ?, result_json = ?, disclosure_json = ?, reason = ?,"
                        " finished_at = ? WHERE id = ?",
@@ -199,31 +215,47 @@ class Runner:
         return outcome
 
     # -- execution -----------------------------------------------------------------------------
-    def _execute(self, job) -> Outcome:
+    def _execute(self, job, worker: Worker | None = None) -> Outcome:
         req = self.domain.store.query_one("SELECT * FROM requests WHERE id = ?", (job["request_id"],))
+        if req["kind"] == "builtin" and worker is None:  # outside the lanes: a worker for this job only
+            worker = Worker(self.builtin_limits())
+            try:
+                return self._builtin(req, job, worker)
+            finally:
+                worker.close()
         if req["kind"] == "builtin":
-            return self._builtin(req, job)
+            return self._builtin(req, job, worker)
         if req["kind"] == "function":
             return self._function(req, job)
         if req["kind"] == "training":
             return self._training(req, job)
         return Outcome("fail", reason=f"this domain cannot run {req['kind']} requests")
 
-    def _builtin(self, req, job) -> Outcome:
+    def _builtin(self, req, job, worker: Worker) -> Outcome:
+        """Evaluate the built-in in ``worker`` (the analyst's arguments never run in this process),
+        then check and release its JSON result here."""
         rules = self.domain.policy.disclosure
         args = json.loads(req["args_json"])
         inputs = json.loads(job["inputs_json"]) if job["round"] is not None and job["inputs_json"] else None
         spend = None
         try:
-            df = self.domain.load(req["dataset"])
             ctx = builtins.Context(rules, self.domain.levels(req["dataset"]))
+            task: dict[str, Any] = {"name": req["name"], "args": args, "inputs": inputs,
+                                    "data_path": str(self.domain.data_path(req["dataset"])),
+                                    "rules": rules.model_dump(), "levels": ctx.levels}
             if noisy.wanted(req["name"], args, self.domain.policy):
                 spend = noisy.plan(req["name"], args, self.domain.policy, req["analyst"], req["dataset"])
                 bounds = self.domain.bounds(req["dataset"])
                 noisy.check(req["name"], args, bounds)
-                result = noisy.release(req["name"], args, df, ctx, bounds, spend)
-            else:
-                result = builtins.compute(req["name"], args, df, ctx, inputs)
+                task["noisy"] = {"spend": dataclasses.asdict(spend), "bounds": bounds}
+            reply = worker.run(task)
+            if reply.evidence:  # what the built-in recorded for the owner travels back with the result
+                ctx.evidence = reply.evidence
+            if reply.status == "blocked":
+                return Outcome("block", reason=reply.reason)
+            if reply.status != "ok":
+                return _worker_failure(req, reply)
+            result = reply.result
             disclosure.check_size(len(json.dumps(result, allow_nan=False)), rules)
             outcome = Outcome("release", result=result, spend=spend, evidence=ctx.evidence,
                               disclosure={"noise": spend.mechanism} if spend else
@@ -402,6 +434,29 @@ class Runner:
             return Outcome("block", reason=f"the result is larger than the domain's limit of "
                                            f"{limits.max_output_bytes:,} bytes; return a smaller aggregate")
         return Outcome("fail", reason=reasons.get(out.status, f"the job ended with status {out.status}"))
+
+
+# The oldest queued job of the lane; on a built-in lane, only of an analyst who has no built-in
+# running, so one analyst's slow requests hold at most one built-in lane.
+_NEXT_JOB = {
+    "builtin": "SELECT j.* FROM jobs j JOIN requests r ON r.id = j.request_id WHERE j.status = 'queued'"
+               " AND j.lane = ? AND r.analyst NOT IN (SELECT r2.analyst FROM jobs j2 JOIN requests r2"
+               " ON r2.id = j2.request_id WHERE j2.status = 'running' AND j2.lane = ?) ORDER BY j.id LIMIT 1",
+    "sandbox": "SELECT * FROM jobs WHERE status = 'queued' AND lane = ? ORDER BY id LIMIT 1",
+}
+
+
+def _worker_failure(req, reply) -> Outcome:
+    """A built-in that was refused (bad input) or stopped by a limit: failed, with the reason."""
+    if reply.status == "invalid":
+        return Outcome("fail", reason=reply.reason)
+    if reply.status == "error":
+        log.error("built-in %s of request %s failed in its worker: %s", req["name"], req["id"], reply.reason)
+        return Outcome("fail", reason=f"the domain could not run this built-in ({reply.reason}); the owner can "
+                                      "see the details in the server log")
+    return Outcome("fail", final=True,
+                   reason=f"built-in {req['name']} was stopped: {reply.reason}; it will not be run again. "
+                          "Ask for less (a simpler formula, fewer levels or bins, a narrower filter)")
 
 
 def _clip(message: str, limit: int = 300) -> str:

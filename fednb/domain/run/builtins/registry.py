@@ -1,7 +1,9 @@
 """The registry of built-in aggregates: their argument models and the code that computes them.
 
-Built-ins are fednb's own code, so they run in the domain process without a sandbox, but through
-the same data loading and the same disclosure checks as custom code. A built-in is one function
+Built-ins are fednb's own code, so they run without the sandbox, but their arguments are the
+analyst's: they are bounded here (filters, a model's design width) and evaluated in a worker process
+under CPU, memory and wall-clock limits (:mod:`fednb.domain.run.workers`), through the same
+disclosure checks as custom code. A built-in is one function
 ``fn(args, df, ctx) -> dict`` registered with its pydantic argument model; it raises
 :class:`fednb.domain.release.disclosure.Blocked` to refuse a release.
 """
@@ -14,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fednb.domain.release import differencing
 from fednb.domain.review.policy import DisclosureSection
@@ -24,11 +26,28 @@ Scalar = bool | int | float | str | None
 Op = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in"]
 
 
+MAX_NAME = 200  # characters of a column name
+MAX_TEXT = 1000  # characters of a compared value
+MAX_VALUES = 1000  # values of an ``in`` list
+
+
 class Condition(BaseModel):
+    """One filter condition, bounded so that evaluating it is linear in the rows."""
+
     model_config = ConfigDict(extra="forbid")
-    column: str
+    column: str = Field(max_length=MAX_NAME)
     op: Op
     value: Scalar | list[Scalar]
+
+    @field_validator("value")
+    @classmethod
+    def _bounded(cls, v):
+        values = v if isinstance(v, list) else [v]
+        if len(values) > MAX_VALUES:
+            raise ValueError(f"at most {MAX_VALUES} values")
+        if any(isinstance(x, str) and len(x) > MAX_TEXT for x in values):
+            raise ValueError(f"text values are at most {MAX_TEXT} characters")
+        return v
 
 
 class Noise(BaseModel):
@@ -101,10 +120,21 @@ def validate_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     if name not in REGISTRY:
         raise InvalidInput(f"unknown built-in {name!r}; built-ins are {sorted(REGISTRY)}")
     try:
-        return REGISTRY[name].args.model_validate(args).model_dump(exclude_defaults=True)
+        parsed = REGISTRY[name].args.model_validate(args)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors())
         raise InvalidInput(f"bad arguments for {name}: {problems}") from None
+    check_design(parsed)
+    return parsed.model_dump(exclude_defaults=True)
+
+
+def check_design(parsed: Any) -> None:
+    """A model's design width, from its formula and declared levels, before any data is touched."""
+    text = getattr(parsed, "formula", None)
+    if isinstance(text, str):
+        from fednb import formula
+
+        formula.width(formula.parse(text), getattr(parsed, "levels", None) or {})
 
 
 def column(df: pd.DataFrame, name: str) -> pd.Series:

@@ -1,0 +1,259 @@
+"""Warm worker processes that evaluate built-ins, where a CPU, memory and wall-clock limit can stop them.
+
+A built-in is fednb's own code, but its arguments are the analyst's: a formula, a filter, bins,
+levels. Evaluated in the server process, one pathological argument (a big-integer power in a
+formula, a design matrix with tens of thousands of columns) holds the GIL and freezes every
+analyst and the owner. So the evaluation runs in a separate process started from the domain's own
+code (``python -m fednb.domain.run.workers``): it imports pandas and the built-ins once and then
+answers jobs one JSON line at a time, so a built-in keeps its millisecond latency. Each job runs
+under a soft ``RLIMIT_CPU`` (SIGXCPU ends the process), an ``RLIMIT_AS`` address-space cap, and a
+wall-clock deadline after which the parent kills the process and starts a fresh one. The worker
+answers with JSON only: nothing from a process that evaluated analyst input is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("fednb.domain.run.workers")
+
+START_SECONDS = 60.0  # importing pandas on a loaded machine; not counted against a job's wall limit
+MAX_REPLY_BYTES = 16_000_000
+_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+# Arrow's own allocator and glibc's per-thread arenas reserve address space by the GiB (a 200,000-row
+# read grew it by 1.2 GiB, using 56 MiB): with the system allocator and two arenas the address-space
+# cap measures what a job really uses.
+_ALLOCATOR_ENV = {"ARROW_DEFAULT_MEMORY_POOL": "system", "MALLOC_ARENA_MAX": "2"}
+
+
+@dataclass(frozen=True)
+class WorkerLimits:
+    """Per-job limits of a built-in worker (policy ``[requests]``)."""
+
+    cpu_seconds: float = 15
+    wall_seconds: float = 20
+    memory_mb: int = 1024
+
+
+@dataclass
+class Reply:
+    """A worker's answer: ``status`` is ok, blocked, invalid, error, timeout, cpu_limit, memory or killed."""
+
+    status: str
+    result: Any = None
+    reason: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+class Worker:
+    """One warm worker process; ``run`` sends it a job and waits at most the wall limit for the answer."""
+
+    def __init__(self, limits: WorkerLimits):
+        self.limits = limits
+        self._proc: subprocess.Popen | None = None
+        self._ready = False
+
+    def start(self) -> None:
+        env = {**os.environ, **{name: "1" for name in _THREAD_ENV}, **_ALLOCATOR_ENV}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "fednb.domain.run.workers", str(self.limits.memory_mb)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
+        self._ready = False
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def replace(self) -> None:
+        """Kill this process and start the next one now, so it is warm when the next job comes."""
+        self.close()
+        self.start()
+
+    def run(self, job: dict[str, Any]) -> Reply:
+        """Evaluate ``job`` (see :func:`evaluate`); never raises for anything the job does."""
+        if self._proc is None or self._proc.poll() is not None:
+            self.start()
+        if not self._ready:
+            hello = self._read_line(time.monotonic() + START_SECONDS)
+            if hello is None or json.loads(hello).get("status") != "ready":
+                self.close()
+                return Reply("error", reason="the domain's built-in worker did not start")
+            self._ready = True
+        job = {**job, "cpu_seconds": self.limits.cpu_seconds}
+        try:
+            self._proc.stdin.write(json.dumps(job, allow_nan=False).encode() + b"\n")
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self.close()
+            return Reply("killed", reason="the built-in worker stopped before the job reached it")
+        line = self._read_line(time.monotonic() + self.limits.wall_seconds)
+        if line is None:
+            return self._stopped()
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            self.close()
+            return Reply("error", reason="the built-in worker answered with something that is not JSON")
+        if answer.get("status") == "memory":  # the process may be fragmented: start a clean one
+            self.replace()
+        return Reply(answer.get("status", "error"), answer.get("result"), answer.get("reason", ""),
+                     answer.get("evidence") or {})
+
+    def _stopped(self) -> Reply:
+        """The job did not answer in time, or the process died: say which limit stopped it."""
+        proc = self._proc
+        timed_out = proc is not None and proc.poll() is None
+        self.replace()
+        code = proc.returncode if proc is not None else None
+        if timed_out:
+            return Reply("timeout", reason=f"it ran past the built-in wall-clock limit of "
+                                           f"{self.limits.wall_seconds:g} s and was stopped")
+        if code == -signal.SIGXCPU:
+            return Reply("cpu_limit", reason=f"it used more than {self.limits.cpu_seconds:g} CPU seconds and "
+                                             "was stopped")
+        return Reply("killed", reason=f"its worker process ended unexpectedly (exit status {code})")
+
+    def _read_line(self, deadline: float) -> bytes | None:
+        """One line from the worker before ``deadline``; None when it is late, dead or too long."""
+        proc = self._proc
+        fd = proc.stdout.fileno()
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            readable, _, _ = select.select([fd], [], [], remaining)
+            if not readable:
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                proc.wait()
+                return None
+            chunks.append(chunk)
+            size += len(chunk)
+            if chunk.endswith(b"\n"):
+                return b"".join(chunks)
+            if size > MAX_REPLY_BYTES:
+                return None
+
+
+# -- inside the worker process -------------------------------------------------------------------
+def evaluate(job: dict[str, Any], cache: Any) -> dict[str, Any]:
+    """Run one built-in as the runner asks: ``{"name", "args", "inputs", "data_path", "rules",
+    "levels", "noisy"}``, where ``noisy`` is ``{"spend", "bounds"}`` for a noisy release."""
+    from pathlib import Path
+
+    from fednb.domain.release import noisy
+    from fednb.domain.release.disclosure import Blocked
+    from fednb.domain.review.policy import DisclosureSection
+    from fednb.domain.run import builtins
+    from fednb.errors import FednbError
+
+    ctx = builtins.Context(DisclosureSection(**job["rules"]), job.get("levels") or {})
+    try:
+        df = cache.load(Path(job["data_path"]))
+        if job.get("noisy"):
+            spend = noisy.Spend(**job["noisy"]["spend"])
+            result = noisy.release(job["name"], job["args"], df, ctx, job["noisy"]["bounds"], spend)
+        else:
+            result = builtins.compute(job["name"], job["args"], df, ctx, job.get("inputs"))
+        answer: dict[str, Any] = {"status": "ok", "result": result}
+    except Blocked as exc:
+        answer = {"status": "blocked", "reason": str(exc)}
+    except FednbError as exc:
+        answer = {"status": "invalid", "reason": str(exc)}
+    evidence = getattr(ctx, "evidence", None)
+    if evidence:
+        answer["evidence"] = evidence
+    return answer
+
+
+def _limit_memory(memory_mb: int) -> None:
+    """Cap the address space at what the imports use plus ``memory_mb``."""
+    import resource
+
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[0])
+    cap = pages * os.sysconf("SC_PAGE_SIZE") + memory_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
+def _limit_cpu(seconds: float) -> None:
+    """A soft CPU limit ``seconds`` beyond what this process has used so far (SIGXCPU ends it)."""
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    soft = math.ceil(used.ru_utime + used.ru_stime + seconds)
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
+
+
+def _die_with_parent() -> None:
+    """PR_SET_PDEATHSIG: a killed server takes its workers with it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def main(memory_mb: int) -> None:
+    _die_with_parent()
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the replies
+    import formulaic  # noqa: F401  (warm, and inside the baseline of the memory cap)
+    import pyarrow.parquet  # noqa: F401
+
+    from fednb.domain.data.datasets import DataCache
+    from fednb.domain.run import builtins  # noqa: F401  (warm: registers every built-in)
+
+    cache = DataCache()
+    _limit_memory(memory_mb)
+
+    def reply(answer: dict[str, Any]) -> None:
+        out.write(json.dumps(answer, allow_nan=False).encode() + b"\n")
+        out.flush()
+
+    reply({"status": "ready"})
+    for line in sys.stdin.buffer:
+        job = json.loads(line)
+        _limit_cpu(float(job.get("cpu_seconds", 15)))
+        try:
+            answer = evaluate(job, cache)
+            reply(answer)
+        except Exception as exc:
+            if not _out_of_memory(exc):
+                logging.getLogger(__name__).exception("built-in %s failed", job.get("name"))
+                reply({"status": "error", "reason": type(exc).__name__})
+                continue
+            reply({"status": "memory", "reason": f"it needed more than the built-in memory limit of "
+                                                 f"{memory_mb} MiB"})
+            return
+
+
+def _out_of_memory(exc: BaseException | None) -> bool:
+    """A MemoryError, also when a library wrapped it in an error of its own (formulaic does)."""
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, MemoryError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1024)
