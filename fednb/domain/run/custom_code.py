@@ -1,0 +1,215 @@
+"""Custom code's lane of the runner: approved analyst functions and training rounds in the sandbox.
+
+A function runs once per job; a training request keeps one sandboxed worker alive across its rounds
+(same isolation), so a round costs compute and transfer, not start-up. What comes back is checked
+against the domain's own copy of the data (:mod:`fednb.domain.release.output_check`), and what a
+failure may say is reduced to what the analyst may learn (:mod:`fednb.domain.release.error_text`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from fednb import tensors
+from fednb.domain.release import disclosure, dp_training, error_text, output_check
+from fednb.domain.release.disclosure import Blocked
+from fednb.domain.run.outcome import Outcome
+from fednb.domain.run.rounds import charged
+from fednb.errors import FednbError
+
+if TYPE_CHECKING:
+    from fednb.domain.domain import Domain
+
+LEVELS = ("none", "minimal", "standard", "strong")
+
+
+class CustomCode:
+    """Runs functions and training rounds in ``sandbox`` for ``domain``; owns the training workers."""
+
+    def __init__(self, domain: Domain, sandbox: Any = None):
+        self.domain = domain
+        self.sandbox = sandbox
+        self._sessions: dict[str, tuple[Any, float]] = {}  # training request -> (session, last used)
+        self._sessions_lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._sessions_lock:
+            for session, _ in self._sessions.values():
+                session.close()
+            self._sessions.clear()
+
+    def _unsafe(self) -> Outcome | None:
+        """Why custom code may not run here now (no sandbox, or weaker isolation than the policy asks)."""
+        policy = self.domain.policy
+        if self.sandbox is None:
+            return Outcome("fail", reason="this domain has no sandbox running, so it cannot run custom code")
+        level = self.sandbox.isolation.get("level", "none")
+        if LEVELS.index(level) < LEVELS.index(policy.sandbox.min_isolation):
+            return Outcome("fail", reason=f"this domain's sandbox isolation is '{level}' but its policy requires "
+                                          f"'{policy.sandbox.min_isolation}' to run custom code")
+        return None
+
+    def _limits(self, req, *, cpu_scale: float = 1, max_output_bytes: int | None = None):
+        from fednb.domain.run.sandbox import Limits
+
+        policy = self.domain.policy
+        wall = policy.sandbox.wall_seconds
+        asked = json.loads(req["limits_json"]).get("max_runtime_s")
+        if asked:
+            wall = min(wall, float(asked))
+        return Limits(cpu_seconds=policy.sandbox.cpu_seconds * cpu_scale, wall_seconds=wall,
+                      memory_mb=policy.sandbox.memory_mb, max_file_mb=policy.sandbox.max_file_mb,
+                      max_output_bytes=max_output_bytes or policy.disclosure.max_output_bytes)
+
+    def _spec(self, req, job, limits, *, harness: str, probe: float | None):
+        from fednb.domain.run.sandbox import JobSpec
+
+        return JobSpec(job_id=str(job["id"]), code=req["code"], entry=req["name"], args=json.loads(req["args_json"]),
+                       data_path=str(self.domain.data_path(req["dataset"])), data_format="parquet",
+                       harness=harness, probe_fraction=probe, limits=limits)
+
+    def function(self, req, job) -> Outcome:
+        refused = self._unsafe()
+        if refused:
+            return refused
+        limits = self._limits(req)
+        out = self.sandbox.run(self._spec(req, job, limits, harness="function", probe=None))
+        return self._judge(out, limits, self.domain.row_count(req["dataset"]), req)
+
+    def training(self, req, job) -> Outcome:
+        """One round in the request's kept-alive worker; the update must be the model's parameters."""
+        refused = self._unsafe()
+        if refused:
+            return refused
+        rules = self.domain.policy.disclosure
+        rows = self.domain.row_count(req["dataset"])
+        try:
+            disclosure.check_cohort(rows, rules, "the dataset's rows")
+        except Blocked as exc:
+            return Outcome("block", reason=str(exc))
+        blob = bytes(job["input_blob"])
+        expected = tensors.signature(tensors.header(blob)[0])
+        rounds = json.loads(req["limits_json"]).get("max_rounds") or 1
+        limits = self._limits(req, cpu_scale=rounds, max_output_bytes=len(blob) + 1_000_000)
+        args = json.loads(req["args_json"])
+        inputs = json.loads(job["inputs_json"] or "{}")
+        inputs.pop("dp", None)  # only the domain sets DP-SGD's parameters
+        plan = None
+        if args.get("dp") is not None:
+            try:
+                plan = dp_training.plan(args, rounds, self.domain.dataset(req["dataset"]).rows, self.domain.policy,
+                                        req["analyst"], req["dataset"])
+            except FednbError as exc:
+                return Outcome("fail", reason=str(exc))
+            inputs["dp"] = plan.inputs()
+        session = self._session(req, job, limits)
+        out = session.call(inputs, blob)
+        if not session.alive:
+            self._drop_session(req["id"])
+        if out.status != "ok":
+            return charged(self._judge(out, limits, rows, req), out.status, plan)
+        try:
+            released = tensors.signature(tensors.header(out.blob or b"")[0])
+        except tensors.TensorFormatError as exc:
+            return charged(Outcome("block", reason=f"the update is not valid safetensors ({exc})"), "block", plan)
+        if released != expected:
+            return charged(Outcome("block", reason="the update does not have exactly the model's parameters, so "
+                                            "it cannot be released"), "block", plan)
+        value = out.value if isinstance(out.value, dict) else {}
+        try:
+            result = self._round_result(value, rows)
+        except Blocked as exc:
+            return charged(Outcome("block", reason=str(exc)), "block", plan)
+        shown = {"parameters": tensors.parameter_count(tensors.header(out.blob)[0])}
+        if plan is not None:  # exact losses and counts are outside the noise: release weights only
+            result = {"n": self.domain.dataset(req["dataset"]).rows, "metrics": {}, "eval": None,
+                      "dp": {"noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,
+                             "steps": plan.steps_per_round, "target_epsilon": plan.epsilon}}
+        if args.get("secure_aggregation"):
+            result["secure"] = True
+        return Outcome("release", result=result, blob=out.blob, disclosure=shown,
+                       spend=dp_training.RoundSpend(plan) if plan is not None else None)
+
+    def _session(self, req, job, limits):
+        with self._sessions_lock:
+            found = self._sessions.get(req["id"])
+            if found is not None and found[0].alive:
+                self._sessions[req["id"]] = (found[0], time.monotonic())
+                return found[0]
+        session = self.sandbox.session(self._spec(req, job, limits, harness="training", probe=None))
+        with self._sessions_lock:
+            self._sessions[req["id"]] = (session, time.monotonic())
+        return session
+
+    def _drop_session(self, request_id: str) -> None:
+        with self._sessions_lock:
+            found = self._sessions.pop(request_id, None)
+        if found is not None:
+            found[0].close()
+
+    def close_idle_sessions(self) -> None:
+        """Workers of finished requests, or idle longer than the policy allows, are stopped."""
+        with self._sessions_lock:
+            ids = list(self._sessions)
+        if not ids:
+            return
+        idle = self.domain.policy.learning.idle_minutes * 60
+        open_ = {r["id"] for r in self.domain.store.query(
+            f"SELECT id FROM requests WHERE status IN ('approved', 'running') AND id IN ({','.join('?' * len(ids))})",
+            tuple(ids))}
+        now = time.monotonic()
+        for rid in ids:
+            with self._sessions_lock:
+                found = self._sessions.get(rid)
+            if found is not None and (rid not in open_ or now - found[1] > idle):
+                self._drop_session(rid)
+
+    def _round_result(self, value: dict, rows: int) -> dict:
+        """A round's JSON result; metrics and evaluation pass the output checker (raises Blocked)."""
+        rules = self.domain.policy.disclosure
+        n = min(max(int(value.get("n") or 0), 0), rows)
+        disclosure.check_cohort(n, rules, "the samples this round trained on")
+        evaluation = value.get("eval")
+        return {"n": n, "metrics": output_check.check_metrics(value.get("metrics"), rules),
+                "eval": None if evaluation is None else output_check.check_metrics(evaluation, rules, "the evaluation"),
+                "train_seconds": float(value.get("train_seconds") or 0.0)}
+
+    def _judge(self, out: Any, limits: Any, rows: int, req: Any) -> Outcome:
+        """Map a sandbox outcome to release, block or fail, with reasons an analyst can act on.
+
+        ``rows`` is the domain's own count, never the job's. A released value passes the output
+        checker (:mod:`fednb.domain.release.output_check`) against the domain's own copy of the
+        data; a failure's text is reduced to what the analyst may learn (:mod:`error_text`).
+        """
+        rules = self.domain.policy.disclosure
+        if out.status == "ok":
+            try:
+                disclosure.check_cohort(rows, rules, "the dataset's rows")
+                checker = output_check.OutputChecker(rules, self.domain.load(req["dataset"]),
+                                                     unchecked_allowed=rules.allows_unchecked(req["dataset"]))
+                value, report = checker.check(out.value)
+            except Blocked as exc:
+                return Outcome("block", reason=str(exc))
+            return Outcome("release", result=value, disclosure=report)
+        said = error_text.reduce(out.message, req["code"], show_text=rules.show_error_text)
+        reasons = {
+            "error": f"your code raised {said}",
+            "timeout": f"the job ran past its wall-clock limit of {limits.wall_seconds:g} s and was stopped",
+            "cpu_limit": f"the job used more than {limits.cpu_seconds:g} CPU seconds and was stopped",
+            "memory": f"the job ran out of memory (limit {limits.memory_mb} MiB)",
+            "bad_output": f"the result could not be released: {_clip(out.message)}",
+            "killed": f"the job was stopped by the sandbox: {_clip(out.message)}",
+        }
+        if out.status == "output_too_large":
+            return Outcome("block", reason=f"the result is larger than the domain's limit of "
+                                           f"{limits.max_output_bytes:,} bytes; return a smaller aggregate")
+        return Outcome("fail", reason=reasons.get(out.status, f"the job ended with status {out.status}"))
+
+
+def _clip(message: str, limit: int = 300) -> str:
+    """Text the domain itself wrote (sandbox and codec reports), kept short."""
+    message = (message or "").strip()
+    return message if len(message) <= limit else message[:limit] + "..."
