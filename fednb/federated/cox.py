@@ -21,11 +21,10 @@ import pandas as pd
 
 from fednb import formula as formulas
 from fednb import partial_likelihood as pl
-from fednb.client.http import gather, run
-from fednb.errors import DomainError, InvalidInput, ModelError, NotConverged, NotEnoughDomains
+from fednb.errors import InvalidInput, ModelError, NotConverged
+from fednb.federated.rounds import IterativeRequest
 from fednb.federated.survival import grid_points
 from fednb.federated.survival_result import CoxResult
-from fednb.models import ROUND_FINAL
 
 if TYPE_CHECKING:
     from fednb.client.dataset import FederatedDataset
@@ -46,71 +45,17 @@ def parse_surv_formula(formula: str) -> tuple[str, str, str]:
     return names[0], names[1], f"{names[0]} ~ {rhs.strip()}"
 
 
-class _CoxRounds:
-    """One ``coxph`` request per domain, approved once for the model and a round budget; each
-    Newton–Raphson step is a round carrying β and the agreed grid points."""
+class _CoxRounds(IterativeRequest):
+    """Cox's rounds: each Newton–Raphson step carries β and the agreed grid points."""
 
-    def __init__(self, data: FederatedDataset, args: dict, where: Any, min_domains: int, timeout: float, budget: int):
-        from fednb.client.dataset import parse_where
+    name = "coxph"
 
-        self.data, self.args, self.min_domains, self.timeout, self.budget = data, args, min_domains, timeout, budget
-        self.where = parse_where(where)
-        self.request, self.parts, self.missing, self.count = None, [], {}, 0
-        self.last: dict[str, dict] = {}
-
-    def _open(self) -> None:
-        body = {"dataset": self.data.name, "kind": "builtin", "name": "coxph",
-                "args": {**self.args, **({"where": self.where} if self.where else {})},
-                "description": f"coxph: {self.args['formula']} (event {self.args['event']}, {self.args['ties']})",
-                "limits": {"max_rounds": self.budget}}
-        self.request = self.data.fed.submit(self.data.clients, body)
-        self.parts = self.request.wait_decided(self.timeout)
-        approved = {p.domain for p in self.parts}
-        self.missing = {d: why for d, why in self.request.problems.items() if d not in approved}
-        if len(self.parts) < self.min_domains:
-            raise NotEnoughDomains(self.min_domains, len(self.parts), self.missing)
-
-    async def _one(self, part, number: int, inputs: dict) -> dict:
-        deadline = time.monotonic() + self.timeout
-        try:
-            state = await part.client.submit_inputs_round(part.id, number, inputs, wait=self.timeout)
-            while state["status"] not in ROUND_FINAL and time.monotonic() < deadline:
-                state = await part.client.round(part.id, number, wait=deadline - time.monotonic())
-        except DomainError as exc:
-            return {"status": "failed", "reason": exc.message}
-        if state["status"] == "blocked":
-            return {**state, "reason": f"blocked by disclosure control: {state.get('reason')}"}
-        if state["status"] not in ROUND_FINAL:
-            return {"status": "failed", "reason": f"no answer within {self.timeout:g} s"}
-        return state
+    def description(self) -> str:
+        return f"coxph: {self.args['formula']} (event {self.args['event']}, {self.args['ties']})"
 
     def ask(self, beta: np.ndarray | None, points: list[int] | None) -> dict[str, dict]:
-        if self.request is None:
-            self._open()
-        self.count += 1
-        inputs = {**({"beta": [float(b) for b in beta]} if beta is not None else {}),
-                  **({"points": points} if points is not None else {})}
-        states = run(gather(*(self._one(p, self.count, inputs) for p in self.parts)), self.timeout + 30)
-        found = {p.domain: st["result"] for p, st in zip(self.parts, states) if st["status"] == "done"}
-        problems = {p.domain: st.get("reason") or st["status"] for p, st in zip(self.parts, states)
-                    if st["status"] != "done"}
-        if self.count == 1:
-            if len(found) < self.min_domains:
-                raise NotEnoughDomains(self.min_domains, len(found), {**self.missing, **problems})
-            self.parts = [p for p in self.parts if p.domain in found]
-            self.missing.update(problems)
-            if len({tuple(r["columns"]) for r in found.values()}) > 1:
-                raise ModelError("the domains built different model columns; they may run different fednb versions")
-        elif problems:
-            lines = "; ".join(f"{d}: {why}" for d, why in problems.items())
-            raise ModelError(f"a domain gave no result in round {self.count} ({lines}); every round needs the same "
-                             "domains, so fit again (or connect without it)")
-        self.last = found
-        return found
-
-    def close(self) -> None:
-        if self.request is not None:
-            self.request.finish()
+        return self.round({**({"beta": [float(b) for b in beta]} if beta is not None else {}),
+                           **({"points": points} if points is not None else {})})
 
 
 def _unpack(r: dict, p: int, ties: str) -> pl.RiskSums:

@@ -17,7 +17,6 @@ Perfect separation shows as a deviance that has stopped falling while steps stay
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,17 +24,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fednb import formula as formulas
-from fednb.client.http import gather, run
 from fednb.errors import (
-    DomainError,
     InvalidInput,
     ModelError,
     NotConverged,
-    NotEnoughDomains,
     PerfectSeparation,
     SingularDesign,
 )
-from fednb.models import ROUND_FINAL
+from fednb.federated.rounds import IterativeRequest
 
 if TYPE_CHECKING:
     from fednb.client.dataset import FederatedDataset
@@ -290,77 +286,17 @@ def agree_levels(spec: formulas.Spec, data: FederatedDataset, overrides: dict[st
     return agreed
 
 
-class _Rounds:
-    """One ``glm`` request per domain, approved once (by policy or by the owner) for the formula and
-    a round budget; each IRLS step is then a round carrying the current coefficients. The domains
-    that answer the first round take part in every round, or the fit stops naming the one that left."""
+class _Rounds(IterativeRequest):
+    """The GLM's rounds: each IRLS step carries the current coefficients; what comes back is pooled."""
 
-    def __init__(self, data: FederatedDataset, args: dict, where: Any, min_domains: int, timeout: float,
-                 budget: int):
-        from fednb.client.dataset import parse_where
+    name = "glm"
 
-        self.data, self.args, self.min_domains, self.timeout, self.budget = data, args, min_domains, timeout, budget
-        self.where = parse_where(where)
-        self.request = None
-        self.parts: list = []
-        self.participants: list[str] | None = None
-        self.missing: dict[str, str] = {}
-        self.last: dict[str, dict] = {}
-        self.count = 0
-
-    def _open(self) -> None:
-        body = {"dataset": self.data.name, "kind": "builtin", "name": "glm",
-                "args": {**self.args, **({"where": self.where} if self.where else {})},
-                "description": f"glm: {self.args['formula']} ({self.args['family']})",
-                "limits": {"max_rounds": self.budget}}
-        self.request = self.data.fed.submit(self.data.clients, body)
-        self.parts = self.request.wait_decided(self.timeout)
-        approved = {p.domain for p in self.parts}
-        self.missing = {d: why for d, why in self.request.problems.items() if d not in approved}
-        if len(self.parts) < self.min_domains:
-            raise NotEnoughDomains(self.min_domains, len(self.parts), self.missing)
-
-    async def _one(self, part, number: int, inputs: dict) -> dict:
-        deadline = time.monotonic() + self.timeout
-        try:
-            state = await part.client.submit_inputs_round(part.id, number, inputs, wait=self.timeout)
-            while state["status"] not in ROUND_FINAL and time.monotonic() < deadline:
-                state = await part.client.round(part.id, number, wait=deadline - time.monotonic())
-        except DomainError as exc:
-            return {"status": "failed", "reason": exc.message}
-        if state["status"] not in ROUND_FINAL:
-            return {"status": "failed", "reason": f"no answer within {self.timeout:g} s"}
-        if state["status"] == "blocked":
-            return {**state, "reason": f"blocked by disclosure control: {state.get('reason')}"}
-        return state
+    def description(self) -> str:
+        return f"glm: {self.args['formula']} ({self.args['family']})"
 
     def ask(self, beta: np.ndarray | None) -> Sums:
-        if self.request is None:
-            self._open()
-        self.count += 1
-        inputs = {"beta": [float(b) for b in beta]} if beta is not None else {}
-        states = run(gather(*(self._one(p, self.count, inputs) for p in self.parts)), self.timeout + 30)
-        parts = {p.domain: st["result"] for p, st in zip(self.parts, states) if st["status"] == "done"}
-        problems = {p.domain: st.get("reason") or st["status"] for p, st in zip(self.parts, states)
-                    if st["status"] != "done"}
-        if self.participants is None:
-            if len(parts) < self.min_domains:
-                raise NotEnoughDomains(self.min_domains, len(parts), {**self.missing, **problems})
-            self.participants = list(parts)
-            self.parts = [p for p in self.parts if p.domain in parts]
-            self.missing.update(problems)
-            _same_columns(parts)
-        elif problems:
-            lines = "; ".join(f"{d}: {why}" for d, why in problems.items())
-            raise ModelError(f"a domain gave no result in round {self.count} ({lines}); every round needs the "
-                             "same domains, so fit again (or connect without it)")
-        self.last = parts
-        return pool([Sums.from_result(parts[d]) for d in self.participants])
-
-    def close(self) -> None:
-        """No more rounds: the domains close the request."""
-        if self.request is not None:
-            self.request.finish()
+        parts = self.round({"beta": [float(b) for b in beta]} if beta is not None else {})
+        return pool([Sums.from_result(r) for r in parts.values()])
 
     def report(self) -> tuple[list[dict], dict[str, str], int]:
         rows = [{"domain": d, "n": p["n"], "dropped": _dropped(p)} for d, p in self.last.items()]
@@ -381,14 +317,6 @@ class _Rounds:
         except ModelError:
             return None
         return null if null.finite else None
-
-
-def _same_columns(parts: dict[str, dict]) -> None:
-    columns = {d: tuple(p["columns"]) for d, p in parts.items()}
-    if len(set(columns.values())) > 1:
-        shown = "; ".join(f"{d}: {list(c)}" for d, c in columns.items())
-        raise ModelError(f"the domains built different model columns ({shown}); they may run different fednb "
-                         "versions: ask their owners to upgrade, or fit on the domains that agree (domains=)")
 
 
 def _dropped(part: dict) -> int | str:

@@ -207,7 +207,7 @@ class SecureAggregation:
             received = {}
             salt = sid.encode()
             for j, box in sealed.items():
-                j = _index(j, session.n)
+                j = trusted_peers.peer_index(j, session.n)
                 if j not in session.peers or j == session.index:
                     raise InvalidInput(f"domain {j} did not publish keys in this session")
                 try:
@@ -241,7 +241,7 @@ class SecureAggregation:
         raw = body.get("survivors")
         if not isinstance(raw, list):
             raise InvalidInput("survivors must list the indices of the domains whose masked input arrived")
-        survivors = frozenset(_index(j, session.n) for j in raw)
+        survivors = frozenset(trusted_peers.peer_index(j, session.n) for j in raw)
         minimum = max(session.threshold, self.domain.policy.privacy.secure_min_domains)
         with session.lock:
             if session.live is None:
@@ -371,13 +371,3 @@ def _int(body: dict, key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidInput(f"{key} must be an integer")
     return value
-
-
-def _index(value: Any, n: int) -> int:
-    try:
-        j = int(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{value!r} is not a domain index") from None
-    if not 1 <= j <= n:
-        raise InvalidInput(f"domain index {j} is not between 1 and {n}")
-    return j

@@ -156,7 +156,7 @@ def checked_keys(keys: Any, *, session: str, round_: int | None, participants: i
     out: dict[int, tuple[bytes, bytes]] = {}
     signers: set[bytes] = set()
     for raw_index, entry in keys.items():
-        j = _index(raw_index, participants)
+        j = peer_index(raw_index, participants)
         try:
             c_pk, s_pk = bytes.fromhex(entry["c_pk"]), bytes.fromhex(entry["s_pk"])
             signer, signature = bytes.fromhex(entry["identity"]), bytes.fromhex(entry["signature"])
@@ -184,7 +184,8 @@ def checked_keys(keys: Any, *, session: str, round_: int | None, participants: i
     return out
 
 
-def _index(value: Any, n: int) -> int:
+def peer_index(value: Any, n: int) -> int:
+    """A 1-based domain index of a session of ``n``, from the analyst's JSON (never trusted)."""
     try:
         j = int(value)
     except (TypeError, ValueError):
