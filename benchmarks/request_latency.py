@@ -46,7 +46,7 @@ def main() -> None:
             create_domain(root, name, data.hospital(source), "patients", token=token).close()
         with serving([root / name for name in names]) as servers:
             isolation = servers[0].banner.split("isolation: ", 1)[-1]
-            fn = fednb.function("def mean_age(df, **kw):\n    return float(df['age'].mean())\n", name="mean_age")
+            fn = fednb.function("def mean_age(df, **kw):\n    return fednb.stat(df['age'], 'mean')\n", name="mean_age")
             for n in (1, 3):
                 fed = fednb.connect([s.url for s in servers[:n]], token=token)
                 ds = fed.dataset("patients")
@@ -55,7 +55,9 @@ def main() -> None:
                 times = []
                 for i in range(args.runs):
                     t = time.perf_counter()
-                    ds.mean("age", where=f"age >= {18 + i % 5}")  # a new request each time (new hash)
+                    # a new request each time (a new hash) over the same rows: a filter that keeps them all, so
+                    # the differencing defence sees the same row set again and lets it through
+                    ds.mean("age", where=f"age >= {-1 - i}")
                     times.append(time.perf_counter() - t)
                 print(json.dumps(_summary("builtin_mean_auto_approved", n, times)), flush=True)
                 # an already-approved custom function: approve once by hash, then re-submit it
