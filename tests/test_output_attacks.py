@@ -292,3 +292,16 @@ def test_a_failing_dp_round_is_charged_to_the_privacy_budget(tmp_path, alice_tok
     assert failed.status == "failed"
     assert re.fullmatch(r"your code raised ValueError \(line \d+ of your function\)", failed.reason), failed.reason
     assert len(spends) == 1 and spends[0]["epsilon"] > 0
+
+
+def test_two_approved_functions_whose_rows_differ_by_one_are_differencing(target):
+    """Each result passes on its own; their difference is one patient's BMI. The domain remembers the
+    rows behind every released fednb.stat (as it does for built-ins) and refuses the second, naming the
+    first; other code over exactly the same rows still passes."""
+    everyone = run_function(target, "return fednb.stat(df.bmi.iloc[40:140], 'sum')")
+    assert everyone["status"] == "done", everyone
+    same_rows = run_function(target, "rows = df.iloc[40:140]\nreturn fednb.stat(rows.bmi, 'sum')")
+    assert same_rows["status"] == "done", same_rows
+    all_but_one = run_function(target, "return fednb.stat(df.bmi.iloc[41:140], 'sum')")
+    assert all_but_one["status"] == "blocked", all_but_one
+    assert everyone["id"] in all_but_one["reason"] and "differencing" in all_but_one["reason"]

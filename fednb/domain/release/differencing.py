@@ -128,9 +128,12 @@ def settle(tx: sqlite3.Connection, request_id: str, job_id: int | None, found: d
 
     ``found`` is the built-in's ``Context.evidence``: ``rows``, the rows behind the whole result, and
     ``cells``, the rows behind each shown table cell and behind its hidden cells together (their
-    total is known from ``n``). A release without row evidence (a noisy one) is not checked.
+    total is known from ``n``); custom code's checked values add ``sets``, the rows behind each
+    ``fednb.stat`` and each table's shown total. A release without row evidence (a noisy one) is not
+    checked.
     """
     sets = [(found["rows"], False)] if found.get("rows") else []
+    sets += [(s, False) for s in found.get("sets") or [] if s["rows"] > 0]
     sets += [(c, True) for c in found.get("cells") or [] if c["rows"] > 0]
     if not sets:
         return None

@@ -82,6 +82,7 @@ def schema_labels(frame: Any, min_cell_count: int) -> set[str]:
 class _RowSet:
     owner: int  # the stat or table it belongs to: sets of one table are compared with other objects only
     rows: np.ndarray
+    cell: bool = False  # a shown cell of a table (compared with other cells at min_cell_count)
 
 
 @dataclass
@@ -118,6 +119,14 @@ class OutputChecker:
                 "fednb.table(...) or fednb.stat(...) values under short names")
         self._differencing()
         return released, self.report
+
+    def evidence(self) -> dict[str, Any]:
+        """The row sets behind what :meth:`check` released, for the differencing memory across
+        requests (:func:`fednb.domain.release.differencing.settle`), as built-ins leave theirs."""
+        from fednb.domain.release import differencing
+
+        return {"sets": [differencing.evidence(s.rows) for s in self._sets if not s.cell],
+                "cells": [differencing.evidence(s.rows) for s in self._sets if s.cell]}
 
     def check_text(self, value: Any) -> int:
         """Only the free text of a result whose numbers are judged elsewhere (a built-in's): raises

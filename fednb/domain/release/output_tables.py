@@ -114,7 +114,7 @@ def judge_table(checker: OutputChecker, shape: dict, owner: int) -> Any:
         cells.append((groups[g], int(counts[g]), agg))
         rows = ids[members[g]]
         shown_rows.append(rows)
-        checker._sets.append(_RowSet(owner, rows))
+        checker._sets.append(_RowSet(owner, rows, cell=True))
     checker._sets.append(_RowSet(owner, np.concatenate(shown_rows)))
     checker.report["suppressed_cells"] += int(hidden.sum())
     return codec.encode(results.frame_of(by, shape["agg"], cells))

@@ -193,7 +193,7 @@ class CustomCode:
                 value, report = checker.check(out.value)
             except Blocked as exc:
                 return Outcome("block", reason=str(exc))
-            return Outcome("release", result=value, disclosure=report)
+            return Outcome("release", result=value, disclosure=report, evidence=checker.evidence())
         said = error_text.reduce(out.message, req["code"], show_text=rules.show_error_text)
         reasons = {
             "error": f"your code raised {said}",
