@@ -169,6 +169,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "lab.owner.analyst": ("Analyst", "Analista"),
     "lab.owner.submitted": ("Submitted", "Enviada"),
     "lab.owner.hash": ("SHA-256 of code and arguments", "SHA-256 del código y los argumentos"),
+    "lab.owner.output": ("Output check", "Control de la salida"),
+    "lab.owner.output.checked": ("checked: only fednb.table/fednb.stat values the domain verifies row by row, "
+                                 "and short labels, can leave",
+                                 "controlada: solo salen valores de fednb.table/fednb.stat que el dominio verifica "
+                                 "fila por fila, y etiquetas cortas"),
+    "lab.owner.output.unchecked": ("NOT CHECKED: this dataset's policy (disclosure.unchecked_output) lets custom "
+                                   "code release numbers the domain cannot check; your review is the only check",
+                                   "SIN CONTROL: la política de este conjunto (disclosure.unchecked_output) deja que "
+                                   "el código publique números que el dominio no puede comprobar; su revisión es el "
+                                   "único control"),
+    "lab.owner.output.unknown": ("unknown: see disclosure.unchecked_output in the domain's policy.toml",
+                                 "desconocido: vea disclosure.unchecked_output en el policy.toml del dominio"),
     "lab.owner.arguments": ("Arguments", "Argumentos"),
     "lab.owner.code": ("Code", "Código"),
     "lab.owner.diff": ("Changes since the version you approved on {date} (request {id})",

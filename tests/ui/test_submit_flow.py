@@ -56,6 +56,9 @@ def test_magic_and_submit_command_reach_the_owner_with_code_and_diff(page, lab, 
     expect(tab.locator(".fednb-code")).to_contain_text('return {"mean": g.mean(), "n": g.size()}')
     expect(tab.locator(".fednb-code span").first).to_be_visible()  # highlighted tokens, not plain text
     expect(tab.locator(".fednb-gutter")).to_have_text("1\n2\n3\n4")
+    # what the domain will check on this code's output, in the owner's words (the default policy: checked)
+    expect(tab.locator(".fednb-facts")).to_contain_text("Output check")
+    expect(tab.locator(".fednb-facts")).to_contain_text("values the domain verifies row by row")
     diff = tab.locator(".fednb-diff")
     expect(diff.locator(".fednb-diff-del")).to_contain_text(['"""Mean BMI by sex."""',
                                                             'return df.groupby("sex").bmi.mean()'])

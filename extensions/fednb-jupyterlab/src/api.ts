@@ -140,6 +140,8 @@ export interface IRequestDetail extends IRequestRow {
   result: IResultRow[];
   disclosure: Record<string, unknown> | null;
   previous?: IComparison | null;
+  /** custom code only: may this dataset release output the domain cannot check (null: unknown) */
+  unchecked_output?: boolean | null;
 }
 
 export interface IOwnerDomain {

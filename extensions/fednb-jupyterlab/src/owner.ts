@@ -170,6 +170,10 @@ export class ReviewWidget extends Widget {
       [tr('lab.owner.arguments'), JSON.stringify(d.args)],
       [tr('lab.owner.hash'), d.code_hash]
     ];
+    if (d.kind === 'function') {
+      const check = d.unchecked_output === true ? 'unchecked' : d.unchecked_output === false ? 'checked' : 'unknown';
+      facts.push([tr('lab.owner.output'), tr(`lab.owner.output.${check}`)]);
+    }
     const pending = d.status === 'pending';
     this.approveButton.disabled = !pending;
     this.denyButton.disabled = !pending;
