@@ -28,10 +28,8 @@ def test_connect_keeps_a_down_domain_and_names_it(hospitals, alice_token):
 
 def test_a_hung_domain_times_out_with_its_name(hospitals, alice_token, silent_server):
     client = DomainClient(silent_server, alice_token, timeout=1.0)
-    started = time.monotonic()
-    with pytest.raises(fednb.DomainUnavailable, match="did not answer within 1 s"):
+    with pytest.raises(fednb.DomainUnavailable, match="did not answer within 1 s"):  # the test's limit guards a hang
         run(client.info())
-    assert time.monotonic() - started < 15  # a 1 s timeout: the bound only guards against a hang
 
 
 def test_partial_result_when_a_domain_dies_and_min_domains(fresh_domain, hospitals, alice_token):
@@ -41,9 +39,7 @@ def test_partial_result_when_a_domain_dies_and_min_domains(fresh_domain, hospita
     fresh_domain.server.kill()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        started = time.monotonic()
-        r = ds.mean("age", timeout=3)
-        assert time.monotonic() - started < 30  # guards against a hang
+        r = ds.mean("age", timeout=3)  # a hang would be stopped by the test's limit
         assert r.domains == [hospitals[0].name]
         assert "hospital-t" in r.missing and "cannot reach" in r.missing["hospital-t"]
         with pytest.raises(fednb.NotEnoughDomains, match="hospital-t"):

@@ -98,7 +98,6 @@ def features(df):
 
 
 def train(model, df, epochs=1, lr=0.1, sleep_if_rows=None, **config):
-    import time
 
     import torch
 
@@ -204,9 +203,7 @@ def test_a_domain_that_drops_out_or_times_out_does_not_hang_the_round(hospitals_
     # hospital-b (800 rows) sleeps past the round's time limit: the round completes without it
     trainer = fl.Trainer(RiskNet(), train, data=ds, rounds=2, min_domains=1, round_timeout=3,
                          config={"sleep_if_rows": 800}, helpers=[features], progress=False)
-    started = time.monotonic()
-    _, history = trainer.fit()
-    assert time.monotonic() - started < 60  # guards against a hang (the slow domain sleeps 30 s per round)
+    _, history = trainer.fit()  # had the round waited for hospital-b (30 s a round), its status would be "ok"
     b = history[history.domain == "hospital-b"]
     assert set(b["status"]) <= {"timeout", "failed"} and b["reason"].str.contains("s").all()
     assert (history[history.domain == "global"]["n"] == 1200).all()

@@ -14,7 +14,7 @@ What is released per round is only the weights: no metrics, no evaluation, and t
 row count as n, since exact losses and counts are not covered by the noise. The guarantee holds for
 the code the owner approved: the harness runs fednb's DP-SGD loop on the analyst's model and data
 function in the same sandboxed process, so a model written to bypass it is what the owner's review
-is for (see the closing note of issue 5).
+is for (SECURITY.md says what DP-SGD does and does not cover).
 """
 
 from __future__ import annotations
