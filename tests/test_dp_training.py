@@ -107,3 +107,20 @@ def test_secure_aggregation_of_dp_updates_never_releases_weights(hospitals_dp, a
     with pytest.raises(fednb.errors.InvalidInput, match="needs each domain's update"):
         fl.Trainer(Risk(), risk_data, data=ds, secure_aggregation=True, strategy=fl.FedMedian())
     fed.close()
+
+
+def test_the_hardened_gaussian_has_the_calibrated_spread_and_no_single_draw_in_it():
+    """The noise DP-SGD adds is N(0, σ²) (what the accountant assumes) built from four draws, so it is
+    not one float Gaussian sample whose low bits could be inverted (Holohan & Braghin 2021, §5.1)."""
+    from fednb.privacy.dpsgd import _gaussian
+
+    sigma = 2.5
+    noise = _gaussian(torch, sigma, (400_000,), torch.Generator().manual_seed(7))
+    assert abs(float(noise.mean())) < 0.02
+    assert abs(float(noise.std()) / sigma - 1) < 0.01
+    one = torch.normal(0.0, sigma, size=(400_000,), generator=torch.Generator().manual_seed(7))
+    assert not torch.equal(noise, one)  # not the plain single-draw stream
+    # the same distribution: a two-sample Kolmogorov-Smirnov distance well under its 99.9% critical value
+    from scipy.stats import ks_2samp
+
+    assert ks_2samp(noise.numpy()[:50_000], one.numpy()[:50_000]).pvalue > 0.001
