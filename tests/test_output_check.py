@@ -118,3 +118,27 @@ def test_dry_run_warns_about_numbers_a_domain_would_block():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fednb.dry_run(fednb.function("def f(df):\n    return {'m': fednb.stat(df.age)}\n"), mock)
+
+
+@pytest.mark.parametrize("body, why", [
+    ("return fednb.table(df.assign(r=df.index), by='r')", "groups of a fednb.table have fewer than"),
+    ("x = df.bmi.where(df.index == 0, 0.01).rename('x')\n    return fednb.stat(x, 'sum')", "dominance rule"),
+    ("return [fednb.stat(df, 'count'), fednb.stat(df.iloc[1:], 'count')]", "differ by fewer than 10 rows"),
+    ("return {'csv': df.head(3).to_csv()}", "free text"),
+])
+def test_dry_run_on_the_mock_predicts_the_refusal_and_says_which_check(body, why):
+    """Before anything is submitted, the dry run tells the analyst which of the domain's checks would
+    fire on code of this shape, with the domain's own words."""
+    mock = data.hospital("hospital-a").sample(300, random_state=2)
+    with pytest.warns(UserWarning, match="would block this: .*" + why):
+        fednb.dry_run(fednb.function("def f(df):\n    " + body + "\n"), mock)
+
+
+def test_dry_run_of_honest_work_predicts_no_refusal():
+    import warnings
+
+    mock = data.hospital("hospital-a").sample(300, random_state=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fednb.dry_run(fednb.function("def f(df):\n    return fednb.table(df, by=['sex', 'smoker'], "
+                                     "value='readmitted', agg='mean')\n"), mock)

@@ -139,8 +139,11 @@ def dry_run(fn: Callable | Function, data: Any, **args: Any) -> dict[str, Any]:
 
     The result goes through the same JSON encoding as a real release, so a return value that could
     not cross the wire fails here first, and numbers a domain could not check (outside
-    ``fednb.table``/``fednb.stat``) raise a warning. The mocks' values are synthetic, so the domain's
-    rules (cohorts, cells, dominance) are not applied here.
+    ``fednb.table``/``fednb.stat``) raise a warning. Where the domain side is installed, the domain's
+    own output check (cohorts, cells, dominance, free text, differencing within the result) runs on
+    the mock with the default thresholds and warns with the reason a domain would give: the mock is
+    synthetic, so this predicts refusals that come from the code's shape (groups too fine, a row
+    dominating, text that holds rows), not those that depend on the real counts.
     """
     f = function(fn)
     mock = data.mock if hasattr(data, "mock") else data
@@ -153,5 +156,25 @@ def dry_run(fn: Callable | Function, data: Any, **args: Any) -> dict[str, Any]:
         if loose:
             warnings.warn(f"{domain}: the result holds {loose} number(s) outside fednb.table/fednb.stat; a domain "
                           "blocks it unless its policy allows unchecked output", stacklevel=2)
+        else:
+            why = _refusal_on(encoded, frame.reset_index(drop=True))
+            if why:
+                warnings.warn(f"{domain}: on the mock, a domain with the default rules would block this: {why}",
+                              stacklevel=2)
         out[domain] = codec.decode(encoded)
     return out
+
+
+def _refusal_on(encoded: Any, frame: Any) -> str | None:
+    """The reason the domain's output check gives for ``encoded`` on ``frame``, or None if it passes."""
+    try:
+        from fednb.domain.release.disclosure import Blocked
+        from fednb.domain.release.output_check import OutputChecker
+        from fednb.domain.review.policy import DisclosureSection
+    except ImportError:  # an analyst's install without the domain side: no prediction
+        return None
+    try:
+        OutputChecker(DisclosureSection(), frame).check(encoded)
+    except Blocked as exc:
+        return str(exc)
+    return None
