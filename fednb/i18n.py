@@ -170,6 +170,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "lab.owner.submitted": ("Submitted", "Enviada"),
     "lab.owner.hash": ("SHA-256 of code and arguments", "SHA-256 del código y los argumentos"),
     "lab.owner.output": ("Output check", "Control de la salida"),
+    "lab.owner.mocks": ("Mocks served to analysts", "Datos simulados que ven los analistas"),
+    "lab.owner.mock.unreviewed": ("not reviewed", "sin revisar"),
+    "lab.owner.mock.approved": ("approved", "aprobado"),
+    "lab.owner.mock_summary": ("tier {tier} · correlation error {correlation} · pMSE ratio {pmse} · exact matches "
+                               "{exact} · closer to real {closer} (fednb domain mock-report; approve-mock)",
+                               "nivel {tier} · error de correlación {correlation} · razón pMSE {pmse} · "
+                               "coincidencias exactas {exact} · más cerca de lo real {closer} "
+                               "(fednb domain mock-report; approve-mock)"),
     "lab.owner.output.checked": ("checked: only fednb.table/fednb.stat values the domain verifies row by row, "
                                  "and short labels, can leave",
                                  "controlada: solo salen valores de fednb.table/fednb.stat que el dominio verifica "

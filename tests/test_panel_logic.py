@@ -83,6 +83,9 @@ def test_an_owner_configured_in_the_server_config_reviews_a_domain_folder(tmp_pa
     assert [(r["domain"], r["id"], r["description"]) for r in listing["pending"]] == [("clinic", req.id, "why")]
     gone = next(row for row in listing["domains"] if row["domain"] is None)
     assert gone["kind"] == "folder" and "not a fednb domain" in gone["problem"]
+    [mock] = listing["mocks"]  # the owner sees each dataset's mock: status and the report's figures
+    assert (mock["domain"], mock["dataset"], mock["tier"], mock["status"]) == ("clinic", "patients", 0, "unreviewed")
+    assert 0 <= mock["closer_to_real"] <= 1 and mock["exact_match_rate"] == 0
     detail = asyncio.run(service.detail("clinic", req.id))
     assert detail["code"] == "def f(df):\n    return 1\n" and detail["previous"] is None
     decided = asyncio.run(service.decide("clinic", req.id, approve=False, reason="not now"))

@@ -61,6 +61,9 @@ class FolderOwner:
     async def deny(self, request_id: str, reason: str) -> dict:
         return (await self._call(lambda: self._open().deny(request_id, reason))).model_dump()
 
+    async def datasets(self) -> list[dict]:
+        return [d.model_dump() for d in await self._call(lambda: self._open().datasets())]
+
     async def unchecked_output(self, dataset: str) -> bool | None:
         """Whether this domain's policy lets custom code on ``dataset`` release unchecked numbers."""
         return await self._call(lambda: self._open().policy.disclosure.allows_unchecked(dataset))
@@ -87,6 +90,9 @@ class RemoteOwner:
 
     async def deny(self, request_id: str, reason: str) -> dict:
         return await self.client.deny(request_id, reason)
+
+    async def datasets(self) -> list[dict]:
+        return await self.client.datasets()
 
     async def unchecked_output(self, dataset: str) -> bool | None:
         """Unknown over HTTP: the owner endpoints do not publish the policy."""
@@ -170,7 +176,17 @@ class OwnerService:
         pending.sort(key=lambda r: r["created_at"])
         decided = [r for r in decided if r.get("decided_by") != "policy"]
         decided.sort(key=lambda r: r.get("decided_at") or r["created_at"], reverse=True)
-        return {"domains": rows, "pending": pending, "recent": decided[:RECENT]}
+        return {"domains": rows, "pending": pending, "recent": decided[:RECENT], "mocks": await self._mocks(by_name)}
+
+    async def _mocks(self, by_name: dict[str, Any]) -> list[dict]:
+        """Each dataset's mock: tier, review status and the report's summary (utility and risk), so the
+        owner sees what analysts are (or would be) served; approving stays a CLI step."""
+        found = await asyncio.gather(*(s.datasets() for s in by_name.values()), return_exceptions=True)
+        rows = []
+        for domain, datasets in zip(by_name, found):
+            if isinstance(datasets, list):
+                rows += [{"domain": domain, "dataset": d["name"], **d["mock"]} for d in datasets if d.get("mock")]
+        return rows
 
     async def detail(self, domain: str, request_id: str) -> dict:
         source = await self._source(domain)

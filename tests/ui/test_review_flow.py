@@ -42,6 +42,11 @@ def test_owner_decides_in_the_review_panel_and_the_analyst_sees_it_live(page, la
     counts = pending.filter(has_text="How many patients are there?")
     means = pending.filter(has_text="Mean age of the patients")
     expect(counts.filter(has_text="builtin:count")).to_have_count(2)
+    # each dataset's mock, as analysts are served it, with the report's utility and risk figures
+    mocks = review.locator(".fednb-mocks .fednb-mock-row")
+    expect(mocks).to_have_count(2)
+    expect(mocks.filter(has_text="hospital-a · patients")).to_contain_text("tier 0")
+    expect(mocks.first).to_contain_text("closer to real")
     expect(means.filter(has_text="builtin:mean")).to_have_count(2)
     page.screenshot(path=screenshots / "owner-review-panel-pending.png")
 

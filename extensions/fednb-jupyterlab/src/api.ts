@@ -151,8 +151,20 @@ export interface IOwnerDomain {
   problem: string;
 }
 
+export interface IMockRow {
+  domain: string;
+  dataset: string;
+  tier: number;
+  status: string;
+  correlation_error?: number | null;
+  pmse_ratio?: number | null;
+  exact_match_rate?: number | null;
+  closer_to_real?: number | null;
+}
+
 export interface IOwnerListing {
   domains: IOwnerDomain[];
   pending: IRequestRow[];
   recent: IRequestRow[];
+  mocks?: IMockRow[];
 }

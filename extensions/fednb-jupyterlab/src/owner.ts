@@ -8,6 +8,7 @@ import { Widget } from '@lumino/widgets';
 
 import {
   IComparison,
+  IMockRow,
   IOwnerListing,
   IRequestDetail,
   IRequestRow,
@@ -25,6 +26,7 @@ export class OwnerPanel extends RefreshingPanel {
   private readonly domainsBox = h('div', { className: 'fednb-owner-domains' });
   private readonly pendingBox = h('div', { className: 'fednb-pending' });
   private readonly recentBox = h('div', { className: 'fednb-recent' });
+  private readonly mocksBox = h('div', { className: 'fednb-mocks' });
 
   constructor(
     intervalSeconds: number,
@@ -38,7 +40,9 @@ export class OwnerPanel extends RefreshingPanel {
       h('h3', {}, tr('lab.owner.pending')),
       this.pendingBox,
       h('h3', {}, tr('lab.owner.recent')),
-      this.recentBox
+      this.recentBox,
+      h('h3', {}, tr('lab.owner.mocks')),
+      this.mocksBox
     );
   }
 
@@ -76,6 +80,32 @@ export class OwnerPanel extends RefreshingPanel {
         'ul',
         { className: 'fednb-list' },
         listing.recent.map(r => this.row(r, false))
+      )
+    );
+    replace(
+      this.mocksBox,
+      h('ul', { className: 'fednb-list' }, (listing.mocks ?? []).map(m => this.mockRow(m)))
+    );
+  }
+
+  /** A dataset's mock: what analysts are served, with the report's utility and risk in one line. */
+  private mockRow(m: IMockRow): HTMLElement {
+    const figure = (x: number | null | undefined) => (x === null || x === undefined ? '–' : String(x));
+    return h(
+      'li',
+      { className: 'fednb-mock-row', 'data-domain': m.domain, 'data-dataset': m.dataset },
+      h('div', {}, h('span', { className: 'fednb-name' }, `${m.domain} · ${m.dataset}`), ' ',
+        badge(m.status, tr(`lab.owner.mock.${m.status}`))),
+      h(
+        'div',
+        { className: 'fednb-muted' },
+        tr('lab.owner.mock_summary', {
+          tier: m.tier,
+          correlation: figure(m.correlation_error),
+          pmse: figure(m.pmse_ratio),
+          exact: figure(m.exact_match_rate),
+          closer: figure(m.closer_to_real)
+        })
       )
     );
   }
