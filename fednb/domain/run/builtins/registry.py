@@ -98,6 +98,13 @@ class Builtin:
 REGISTRY: dict[str, Builtin] = {}
 
 
+def increasing(values: list[float], what: str) -> list[float]:
+    """Bins and time grids: finite and strictly increasing, or a ValueError naming ``what``."""
+    if any(not np.isfinite(x) for x in values) or any(b <= a for a, b in zip(values, values[1:])):
+        raise ValueError(f"{what} must be finite and strictly increasing")
+    return values
+
+
 def register(name: str, args: type[Args], fn: Callable[[Any, pd.DataFrame, Context], dict[str, Any]], *,
              round_inputs: type[BaseModel] | None = None) -> None:
     REGISTRY[name] = Builtin(name, args, fn, round_inputs)

@@ -18,7 +18,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from fednb.domain.release import differencing, disclosure
-from fednb.domain.run.builtins.registry import Args, Context, column, numeric, register
+from fednb.domain.run.builtins.registry import Args, Context, column, increasing, numeric, register
 from fednb.errors import InvalidInput
 
 
@@ -36,9 +36,7 @@ class BinArgs(ColumnArgs):
     @field_validator("bins")
     @classmethod
     def _increasing(cls, v: list[float]) -> list[float]:
-        if any(not np.isfinite(x) for x in v) or any(b <= a for a, b in zip(v, v[1:])):
-            raise ValueError("bins must be finite and strictly increasing")
-        return v
+        return increasing(v, "bins")
 
 
 class CrosstabArgs(Args):

@@ -33,18 +33,12 @@ from fednb import formula as formulas
 from fednb import partial_likelihood as pl
 from fednb.domain.release import disclosure
 from fednb.domain.review.policy import DisclosureSection
-from fednb.domain.run.builtins.registry import Args, Context, Scalar, column, register
+from fednb.domain.run.builtins.registry import Args, Context, Scalar, column, increasing, register
 from fednb.errors import InvalidInput
 
 MAX_GRID = 500  # time points in a grid: a curve is read at far fewer; bounds the work and the output
 MAX_GROUPS = 20  # groups of by=: a plot or a test with more is unreadable
 MAX_PARAMETERS = 50
-
-
-def _grid(v: list[float]) -> list[float]:
-    if any(not np.isfinite(x) for x in v) or any(b <= a for a, b in zip(v, v[1:])):
-        raise ValueError("time_grid must be finite and strictly increasing")
-    return v
 
 
 class KaplanMeierArgs(Args):
@@ -56,7 +50,7 @@ class KaplanMeierArgs(Args):
     @field_validator("time_grid")
     @classmethod
     def _increasing(cls, v: list[float]) -> list[float]:
-        return _grid(v)
+        return increasing(v, "time_grid")
 
 
 class LogrankArgs(KaplanMeierArgs):
@@ -178,7 +172,7 @@ class CoxArgs(Args):
     @field_validator("time_grid")
     @classmethod
     def _increasing(cls, v: list[float] | None) -> list[float] | None:
-        return None if v is None else _grid(v)
+        return None if v is None else increasing(v, "time_grid")
 
 
 class CoxRound(BaseModel):
