@@ -10,8 +10,7 @@ Rules, named like DataSHIELD's filters so an owner can read them in ``policy.tom
   cells are hidden (:func:`protect`);
 - ``safe_nk_n``, ``safe_nk_k``, ``safe_pratio_p``: dominance and p% rules on sums and means
   (:mod:`.magnitude`, :func:`check_magnitude`);
-- ``rows_per_value``: a result may hold at most rows / rows_per_value values, and must not grow
-  when the function runs on fewer rows; otherwise it is refused as row-level.
+- custom code's output is checked row by row elsewhere (:mod:`.output_check`).
 A refusal raises :class:`Blocked`; the request then ends as ``blocked`` with the reason.
 """
 
@@ -91,21 +90,6 @@ def check_magnitude(values: np.ndarray, rules: DisclosureSection, what: str) -> 
     if reason is not None:
         raise Blocked(f"{what} cannot be released: {reason}, so it would reveal one row's value; "
                       f"widen the selection or use a column no row dominates")
-
-
-def check_values(values: int, rows: int, rules: DisclosureSection, probe_values: int | None = None) -> None:
-    """Refuse results that look row-level: too many values, or more values from more rows."""
-    allowed = max(1, rows // rules.rows_per_value)
-    if values > allowed:
-        raise Blocked(
-            f"the result holds {values} values from {rows} rows; at most {allowed} may be released "
-            f"(one per {rules.rows_per_value} rows). Aggregate more (group, summarise) and resubmit"
-        )
-    if probe_values is not None and probe_values < values:
-        raise Blocked(
-            "the result grows with the number of rows (it had fewer values when run on half the "
-            "rows), so it looks like row-level data; return aggregates of fixed size"
-        )
 
 
 def check_size(size: int, rules: DisclosureSection) -> None:

@@ -41,10 +41,6 @@ class DisclosureSection(_Section):
     significant_digits: int = Field(4, ge=1, le=15)
     unchecked_output: list[str] = Field(default_factory=list)
     show_error_text: bool = False
-
-    def allows_unchecked(self, dataset: str) -> bool:
-        """The owner lets custom code on ``dataset`` release output the checker cannot judge."""
-        return dataset in self.unchecked_output or "*" in self.unchecked_output
     # magnitude rules and regression checks of the built-ins, named as in ACRO/SACRO
     safe_nk_n: int = Field(2, ge=1)
     safe_nk_k: float = Field(0.9, gt=0, le=1)
@@ -52,6 +48,10 @@ class DisclosureSection(_Section):
     safe_dof_threshold: int = Field(10, ge=1)
     max_parameters_per_row: float = Field(0.33, gt=0, le=1)
     hidden_cell_interval: int = Field(5, ge=1)
+
+    def allows_unchecked(self, dataset: str) -> bool:
+        """The owner lets custom code on ``dataset`` release output the checker cannot judge."""
+        return dataset in self.unchecked_output or "*" in self.unchecked_output
 
 
 class SandboxSection(_Section):
@@ -220,7 +220,7 @@ min_cohort = 10
 # together with enough other cells that they cannot be worked out from totals (nfilter.tab).
 # Categories rarer than this are also left out of the mock and the metadata. Default: 5.
 min_cell_count = 5
-# Each value a built-in releases must stand for at least this many rows on average (a GLM's terms).
+# Each value a built-in releases must stand for at least this many rows on average (a Cox model's sums per interval).
 # Custom code is checked value by value instead (fednb.table / fednb.stat, see SECURITY.md). Default: 10.
 rows_per_value = 10
 # Row counts shown in dataset listings are rounded to a multiple of this. Default: 10.
