@@ -190,3 +190,22 @@ def wait_for_jupyter(url: str, token: str, proc, log: Path, timeout: float = 60.
             pytest.fail(f"JupyterLab did not start within {timeout:g} s:\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
 
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(tmp_path_factory) -> Iterator[str]:
+    """A real PostgreSQL server for this test session (tests/postgres_server.py)."""
+    from tests.postgres_server import running_postgres
+
+    with running_postgres(tmp_path_factory.mktemp("postgres")) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_database(postgres_admin_url, request) -> str:
+    """A fresh database on the session's server, named after the test."""
+    from tests.postgres_server import create_database
+
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    name += "_" + str(abs(hash(request.node.nodeid)) % 10**6)
+    return create_database(postgres_admin_url, name)
