@@ -1,0 +1,53 @@
+"""The contract every engine keeps, whatever store it runs on.
+
+Why SQL in one dialect: the disclosure checks, the audit and the approval stay in the domain and
+see the same aggregates whichever store answered; only the place where the scan happens changes.
+Engines for other stores translate DuckDB's dialect to theirs (``sqlglot.transpile``) and put
+their own table where the query says ``data``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import pandas as pd
+
+
+class EngineError(Exception):
+    """A store failed or refused a query; the message is safe to show the analyst (no rows, no
+    credentials, no traceback)."""
+
+
+class Engine(ABC):
+    """One dataset's rows, wherever they live. Results are aggregates: small frames."""
+
+    #: the sqlglot name of the SQL dialect the store speaks ("duckdb", "postgres", "spark")
+    dialect: ClassVar[str]
+
+    @abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Run ``sql`` (DuckDB's dialect, ``FROM data``, positional ``?`` parameters: analyst values
+        are always parameters, never pasted into the text) and return its result."""
+
+    @abstractmethod
+    def columns(self) -> dict[str, str]:
+        """Column name -> the store's type name, in the table's order."""
+
+    @abstractmethod
+    def row_count(self) -> int:
+        """The exact number of rows (private: never shown unrounded)."""
+
+    @abstractmethod
+    def sample(self, n: int, seed: int) -> pd.DataFrame:
+        """About ``n`` rows drawn at random (for building mocks without loading the whole table)."""
+
+    @abstractmethod
+    def frame(self, columns: Sequence[str] | None = None, limit: int | None = None) -> pd.DataFrame:
+        """Rows as pandas, only ``columns`` and at most ``limit`` rows (for custom code and for the
+        built-ins that still compute in pandas on the filtered columns)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections; an engine is not used after this."""
