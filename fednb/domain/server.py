@@ -1,4 +1,10 @@
-"""``fednb domain serve``: the domain's HTTP server, its sandbox and its job runner in one process."""
+"""``fednb domain serve``: the domain's HTTP server, its sandbox and its job runner in one process.
+
+An idle domain uses no CPU: the HTTP server has no tick (:mod:`.api.idle_server`), the runner and the
+long-polls sleep until a change (this process's own, or another process's commit seen by
+:mod:`.store.outside_writes`), and the sandbox's fork server and built-in workers are stopped when
+unused, so many domains fit on one laptop.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fednb.domain.api.idle_server import DateHeader, IdleServer
 from fednb.domain.audit import sovereignty
 from fednb.domain.domain import Domain
-from fednb.domain.run.runner import Runner
+from fednb.domain.run.runner import POLL_SECONDS, Runner
+from fednb.domain.store.outside_writes import OutsideWrites
 from fednb.errors import FednbError, SandboxError
 
 # uvicorn's own limits: connections served at once (more get 503), an idle kept-alive connection's
@@ -47,8 +55,11 @@ def start_sandbox(domain: Domain, attempts: int = 2):
 
             limits = domain.policy.sandbox
             sandbox = Sandbox(domain.path / "datasets", warm=warm, namespaces=limits.namespaces,
-                              cgroup=cgroup.create(*limits.shared_cap()))
-            return sandbox, sandbox.start()
+                              cgroup=cgroup.create(*limits.shared_cap()), idle_seconds=limits.idle_seconds or None)
+            isolation = sandbox.start()
+            if limits.idle_seconds:  # probed; now asleep until the first custom job
+                sandbox.sleep()
+            return sandbox, isolation
         except (ImportError, OSError, SandboxError) as exc:
             problem = exc
             logging.getLogger("fednb.domain.server").warning("the sandbox did not start: %s", exc)
@@ -97,6 +108,26 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def quiet(app: Any, server: IdleServer, runner: Runner, sandbox: Any, outside: OutsideWrites, watched: bool) -> None:
+    """An idle domain sleeps: long-polls wait for changes (no re-reads where the store is watched),
+    and ``GET /v1/wakeups`` shows the owner that nothing wakes while nothing happens."""
+    from fednb.domain.api import wakeups
+
+    notifier = app.state.notifier
+    if watched:
+        notifier.recheck_seconds = None
+
+    def counters() -> dict[str, Any]:
+        return {"runner": runner.wakeups, "long_polls": notifier.wakeups, "outside_writes": outside.wakeups,
+                "store_watched": watched, "server": server.wakeups,
+                "sandbox_starts": getattr(sandbox, "starts", 0),
+                "sandbox_running": bool(sandbox is not None and sandbox.zygote_pid),
+                "builtin_workers_running": runner.workers_running()}
+
+    app.state.wakeups = counters
+    app.include_router(wakeups.router)
+
+
 def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
           certfile: str | None = None, keyfile: str | None = None, log_level: str = "warning") -> None:
     import uvicorn
@@ -110,10 +141,17 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
     sandbox, isolation = start_sandbox(domain)
     # from here on, outbound connection attempts are recorded; the signing key is loaded now, not at the first release
     sovereignty.watch(domain.path, isolation, domain.identity.fingerprint)
-    runner = Runner(domain, sandbox)
+    outside = OutsideWrites(domain.path, domain.store.path.name, domain.changed)
+    watched = outside.start()
+    runner = Runner(domain, sandbox, poll_seconds=None if watched else POLL_SECONDS,
+                    worker_idle_seconds=domain.policy.requests.builtin_worker_idle_seconds)
     try:
         runner.start()
         app = create_app(domain, isolation=isolation)
+        config = uvicorn.Config(DateHeader(app), log_level=log_level, access_log=False, ssl_certfile=certfile,
+                                ssl_keyfile=keyfile, lifespan="off", **LIMITS)
+        server = IdleServer(config)
+        quiet(app, server, runner, sandbox, outside, watched)
         sock = bind(host, port)
         actual = sock.getsockname()[1]
         scheme = "https" if certfile else "http"
@@ -125,10 +163,9 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
         warning = plain_http_warning(host, certfile)
         if warning:
             print(warning, file=sys.stderr, flush=True)
-        config = uvicorn.Config(app, log_level=log_level, access_log=False, ssl_certfile=certfile,
-                                ssl_keyfile=keyfile, lifespan="off", **LIMITS)
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
+        outside.close()
         runner.stop()
         if sandbox is not None:
             sandbox.close()

@@ -3,29 +3,33 @@
 Routes only; the budget is :mod:`fednb.domain.release.budget`, the protocol :mod:`fednb.domain.release.secure_aggregation`.
 """
 
-import asyncio
 import time
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Query
 from starlette.concurrency import run_in_threadpool
 
+from fednb.domain.api.waiting import Notifier
 from fednb.domain.domain import Domain
 from fednb.domain.release.secure_aggregation import MAX_WAIT, SecureAggregation
 from fednb.errors import InvalidInput
 
 STEPS = ("keys", "shares", "masked", "unmask")
-RECHECK_SECONDS = 0.25
 
 
-async def _until_input_final(secure: SecureAggregation, analyst: str, sid: str, wait: float) -> None:
+async def _until_input_final(secure: SecureAggregation, notifier: Notifier, analyst: str, sid: str,
+                             wait: float) -> None:
     """Wait, on the event loop and not in a held thread, until the session's job is final or
     ``wait`` is over: parked ``masked`` calls must not use up the threads other analysts need."""
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
+    while True:
+        change = notifier.next_change()
         if await run_in_threadpool(_input_final, secure, analyst, sid):
             return
-        await asyncio.sleep(min(RECHECK_SECONDS, max(deadline - time.monotonic(), 0)))
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        await notifier.wait(change, remaining)
 
 
 def _input_final(secure: SecureAggregation, analyst: str, sid: str) -> bool:
@@ -64,7 +68,7 @@ def add_routes(app: FastAPI, domain: Domain, *, caller: Any, analyst: Any, respo
             raise InvalidInput(f"unknown step {step!r}; the steps are {', '.join(STEPS)}")
         wait = body.get("wait", 0)
         if step == "masked" and isinstance(wait, (int, float)) and 0 < wait <= MAX_WAIT:
-            await _until_input_final(secure, c.name, session, float(wait))
+            await _until_input_final(secure, app.state.notifier, c.name, session, float(wait))
             body = {**body, "wait": 0}
         return await run_in_threadpool(getattr(secure, step), c.name, session, body)
 

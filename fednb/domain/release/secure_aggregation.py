@@ -107,12 +107,14 @@ class SecureAggregation:
         self._sessions: dict[tuple[str, str], Session] = {}
         self._lock = threading.Lock()
         self._jobs_changed = threading.Condition()
+        self._changes = 0  # bumped by _wake, so a change between a read and the wait is not missed
         domain.subscribe(self._wake)
         domain.store.connect().executescript(SCHEMA)
         trusted_peers.ensure(domain.store.connect())
 
     def _wake(self) -> None:
         with self._jobs_changed:
+            self._changes += 1
             self._jobs_changed.notify_all()
 
     # -- step 1 --------------------------------------------------------------------------------
@@ -319,12 +321,15 @@ class SecureAggregation:
         params = (session.request_id,) if session.round is None else (session.request_id, session.round)
         deadline = time.monotonic() + wait
         while True:
+            with self._jobs_changed:
+                seen = self._changes
             job = self.domain.store.query_one(sql + " ORDER BY id DESC LIMIT 1", params)
             remaining = deadline - time.monotonic()
             if (job is not None and job["status"] in ("done", "failed")) or remaining <= 0:
                 break
             with self._jobs_changed:
-                self._jobs_changed.wait(min(remaining, 0.25))
+                if self._changes == seen:
+                    self._jobs_changed.wait(remaining)
         what = f"request {session.request_id}" + (f" round {session.round}" if session.round is not None else "")
         if job is None:
             raise NotFound(f"{what} has not been run here")

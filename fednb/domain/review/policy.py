@@ -64,6 +64,7 @@ class SandboxSection(_Section):
     namespaces: bool = True
     jobs_memory_mb: int = Field(0, ge=0)
     jobs_cpus: float = Field(0, ge=0, le=1024)
+    idle_seconds: float = Field(120, ge=0, le=86400)
 
     @model_validator(mode="after")
     def _shared_cap_fits_one_job(self) -> SandboxSection:
@@ -93,6 +94,7 @@ class RequestsSection(_Section):
     builtin_wall_seconds: float = Field(20, gt=0, le=3600)
     builtin_memory_mb: int = Field(1024, ge=128)
     max_argument_bytes: int = Field(32_000, ge=1000, le=2_000_000)
+    builtin_worker_idle_seconds: float = Field(120, gt=0, le=86400)
 
 
 NOISY_BUILTINS = ("count", "sum", "mean", "variance", "histogram", "crosstab", "kaplan_meier")
@@ -210,6 +212,9 @@ builtin_wall_seconds = 20
 builtin_memory_mb = 1024
 # Largest arguments of one request, bytes of JSON; they are stored with the request. Default: 32000.
 max_argument_bytes = 32000
+# A built-in worker (about 100 MB) unused this many seconds is stopped; the next built-in starts one
+# again, so an idle domain holds no worker. Default: 120.
+builtin_worker_idle_seconds = 120
 
 [disclosure]
 # Fewest rows any released aggregate may come from (DataSHIELD nfilter.subset). An exact built-in
@@ -283,6 +288,10 @@ jobs_memory_mb = 0
 # CPU cores all running jobs may use together (same cgroup), so jobs never take the whole machine
 # from the server. 0: one core per worker. Default: 0.
 jobs_cpus = 0
+# The sandbox's fork server (about 100 MB with pandas) is stopped after its start-up self-test and
+# after this many seconds without a custom job; the next job starts it again (about a second, with a
+# new self-test), so an idle domain holds none. 0 keeps it running. Default: 120.
+idle_seconds = 120
 
 [learning]
 # Federated learning: a training request is approved once, for its code and its round budget; each

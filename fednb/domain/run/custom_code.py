@@ -35,6 +35,11 @@ class CustomCode:
         self._sessions: dict[str, tuple[Any, float]] = {}  # training request -> (session, last used)
         self._sessions_lock = threading.Lock()
 
+    def has_sessions(self) -> bool:
+        """Training workers are alive (the runner then checks their idleness now and then)."""
+        with self._sessions_lock:
+            return bool(self._sessions)
+
     def close(self) -> None:
         with self._sessions_lock:
             for session, _ in self._sessions.values():

@@ -42,13 +42,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("fednb.domain.run.runner")
 
 MAX_ATTEMPTS = 2
-POLL_SECONDS = 0.2  # picks up approvals made by another process (the CLI)
+# Re-reading the queue finds approvals made by another process (the CLI) when nothing tells the runner
+# about them; the server passes None when its store watcher (fednb.domain.store.outside_writes) does.
+POLL_SECONDS = 0.2
 
 
 class Runner:
-    def __init__(self, domain: Domain, sandbox: Any = None):
+    def __init__(self, domain: Domain, sandbox: Any = None, *, poll_seconds: float | None = POLL_SECONDS,
+                 worker_idle_seconds: float | None = None):
         self.domain = domain
         self.sandbox = sandbox
+        self.poll_seconds = poll_seconds
+        self.worker_idle_seconds = worker_idle_seconds  # a built-in worker unused this long is stopped
+        self.wakeups = 0  # times an idle lane woke up: the owner's proof that idle means asleep
+        self._generation = 0  # bumped by wake(), so a wake-up between a claim and the wait is not lost
         self._wake = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -77,6 +84,9 @@ class Runner:
             worker.close()
         self.custom.close()
 
+    def workers_running(self) -> int:
+        return sum(w.running for w in self._workers)
+
     def builtin_limits(self) -> WorkerLimits:
         r = self.domain.policy.requests
         return WorkerLimits(cpu_seconds=r.builtin_cpu_seconds, wall_seconds=r.builtin_wall_seconds,
@@ -84,6 +94,7 @@ class Runner:
 
     def wake(self) -> None:
         with self._wake:
+            self._generation += 1
             self._wake.notify_all()
 
     def recover(self) -> list[str]:
@@ -105,6 +116,8 @@ class Runner:
     # -- the loop ------------------------------------------------------------------------------
     def _loop(self, lane: str, worker: Worker | None) -> None:
         while not self._stop.is_set():
+            with self._wake:
+                seen = self._generation
             try:
                 job = self._claim(lane)
             except Exception:  # a locked or closing store must not kill the worker
@@ -113,8 +126,7 @@ class Runner:
             if job is None:
                 if lane == "sandbox":
                     self.custom.close_idle_sessions()
-                with self._wake:
-                    self._wake.wait(POLL_SECONDS)
+                self._sleep(seen, lane, worker)
                 continue
             try:
                 outcome = self._execute(job, worker)
@@ -125,6 +137,23 @@ class Runner:
             with self.domain.store.transaction() as tx:
                 self._finish(tx, job, job["request_id"], outcome)
             self.domain.changed()
+
+    def _sleep(self, seen: int, lane: str, worker: Worker | None) -> None:
+        """Wait for wake() (a new job, a decision, a change seen in the store), without a timeout
+        unless something is due: a re-read where no watcher reports outside writes, a training
+        worker's idle check, or stopping this lane's idle built-in worker."""
+        timeout = self.poll_seconds
+        if lane == "sandbox" and self.custom.has_sessions():
+            timeout = min(timeout or POLL_SECONDS, POLL_SECONDS)
+        stop_worker = (worker is not None and worker.running and self.worker_idle_seconds is not None
+                       and (timeout is None or self.worker_idle_seconds < timeout))
+        if stop_worker:
+            timeout = self.worker_idle_seconds
+        with self._wake:
+            woken = self._generation != seen or self._wake.wait(timeout)
+        self.wakeups += 1
+        if not woken and stop_worker:
+            worker.close()  # started again by the next built-in
 
     def _claim(self, lane: str):
         with self.domain.store.transaction() as tx:

@@ -70,6 +70,10 @@ class Worker:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
         self._ready = False
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def close(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:

@@ -1,0 +1,177 @@
+"""Many domains on one machine, as a workshop or a consortium rehearsal runs them.
+
+Starts N local domains (100 by default; each its own ``fednb domain serve`` with a small synthetic
+hospital dataset), then prints one JSON line per measure:
+
+- ``start``: seconds until every server listens (all launched at once);
+- ``idle``: CPU used by all domains (every process of each domain's tree: server, sandbox, workers)
+  over ``--idle-seconds``, read from ``/proc/PID/stat`` (utime + stime), in cores and per domain,
+  and the proportional set size (``Pss`` in ``/proc/PID/smaps_rollup``) per domain, first before any
+  request and again after the queries below (``phase``: fresh, after_use);
+- ``mean`` and ``glm``: one pooled mean over all N domains (cold: the first request each domain
+  serves; warm: the next one) and one logistic regression, wall-clock seconds, checked against the
+  pooled data.
+
+Run it before and after a change on the same machine: the comparison is between those two runs.
+
+    python benchmarks/many_domains.py [--domains 100] [--idle-seconds 30] [--rows 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def children_by_parent() -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        out.setdefault(ppid, []).append(int(entry))
+    return out
+
+
+def tree(pid: int, children: dict[int, list[int]]) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+def cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
+def pss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def trees(servers) -> list[list[int]]:
+    children = children_by_parent()
+    return [tree(s.pid, children) for s in servers]
+
+
+def idle(servers, seconds: float, phase: str) -> dict:
+    """CPU over ``seconds`` of idleness and memory of every domain's processes."""
+    before = trees(servers)
+    ticks0 = {p: cpu_ticks(p) for t in before for p in t}
+    time.sleep(seconds)
+    after = trees(servers)
+    used = sum(cpu_ticks(p) - ticks0.get(p, 0) for t in after for p in t) / CLOCK_TICKS
+    pss = [sum(pss_kb(p) for p in t) / 1024 for t in after]
+    return {"benchmark": "many_domains", "measure": "idle", "phase": phase, "domains": len(servers),
+            "seconds": seconds, "cpu_cores": round(used / seconds, 4),
+            "cpu_seconds_per_domain": round(used / len(servers), 4),
+            "processes_per_domain": round(sum(map(len, after)) / len(servers), 2),
+            "pss_mb_per_domain": round(float(np.mean(pss)), 1), "pss_mb_max": round(float(np.max(pss)), 1),
+            "pss_mb_total": round(float(np.sum(pss)), 1)}
+
+
+def queries(urls: list[str], token: str, truth: pd.DataFrame) -> list[dict]:
+    import fednb
+
+    out = []
+    began = time.perf_counter()
+    fed = fednb.connect(urls, token=token, timeout=60)
+    out.append({"benchmark": "many_domains", "measure": "connect", "domains": len(urls),
+                "seconds": round(time.perf_counter() - began, 3)})
+    patients = fed.dataset("patients")
+    for run in ("cold", "warm"):
+        began = time.perf_counter()
+        mean = patients.mean("age", timeout=120)
+        seconds = time.perf_counter() - began
+        out.append({"benchmark": "many_domains", "measure": "mean", "run": run, "domains": len(urls),
+                    "seconds": round(seconds, 3), "exact": bool(np.isclose(mean.value, truth.age.mean(), rtol=1e-12))})
+    began = time.perf_counter()
+    fit = fednb.glm("readmitted ~ age + bmi + smoker", data=patients, family="binomial", timeout=120)
+    seconds = time.perf_counter() - began
+    import statsmodels.api as sm
+    import statsmodels.formula.api as smf
+
+    ref = smf.glm("readmitted ~ age + bmi + smoker", data=truth.assign(smoker=truth.smoker.astype(int)),
+                  family=sm.families.Binomial()).fit()
+    out.append({"benchmark": "many_domains", "measure": "glm", "domains": len(urls), "seconds": round(seconds, 3),
+                "iterations": fit.iterations,
+                "matches_pooled_fit": bool(np.allclose(fit.params.to_numpy(), ref.params.to_numpy(), rtol=1e-6))})
+    fed.close()
+    return out
+
+
+def build(root: Path, n: int, rows: int, token: str) -> tuple[list[Path], pd.DataFrame]:
+    from fednb.demo import data
+    from fednb.demo.local import create_domain
+
+    folders, frames = [], []
+    for i in range(n):
+        frame = data.patients(rows, age=(50 + i % 15, 14), bmi=(27.0, 4.5), smoker=0.25, male=0.5, seed=100 + i)
+        create_domain(root, f"site-{i:03d}", frame, "patients", token=token).close()
+        folders.append(root / f"site-{i:03d}")
+        frames.append(frame)
+    return folders, pd.concat(frames, ignore_index=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--domains", type=int, default=100)
+    parser.add_argument("--idle-seconds", type=float, default=30)
+    parser.add_argument("--settle-seconds", type=float, default=10, help="after start, before measuring idleness")
+    parser.add_argument("--rows", type=int, default=200)
+    args = parser.parse_args()
+    from fednb.demo.local import serve
+    from fednb.domain.domain import new_token
+
+    with tempfile.TemporaryDirectory(prefix="fednb-many-") as tmp:
+        os.environ["FEDNB_HOME"] = str(Path(tmp) / "home")
+        token = new_token()
+        began = time.perf_counter()
+        folders, truth = build(Path(tmp), args.domains, args.rows, token)
+        print(json.dumps({"benchmark": "many_domains", "measure": "create", "domains": args.domains,
+                          "seconds": round(time.perf_counter() - began, 3)}), flush=True)
+        began = time.perf_counter()
+        servers = serve(folders)
+        try:
+            print(json.dumps({"benchmark": "many_domains", "measure": "start", "domains": args.domains,
+                              "seconds": round(time.perf_counter() - began, 3), "cores": os.cpu_count()}), flush=True)
+            time.sleep(args.settle_seconds)
+            print(json.dumps(idle(servers, args.idle_seconds, "fresh")), flush=True)
+            for line in queries([s.url for s in servers], token, truth):
+                print(json.dumps(line), flush=True)
+            time.sleep(args.settle_seconds)
+            print(json.dumps(idle(servers, args.idle_seconds, "after_use")), flush=True)
+        finally:
+            for s in servers:
+                s.stop()
+
+
+if __name__ == "__main__":
+    main()

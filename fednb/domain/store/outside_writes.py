@@ -1,0 +1,108 @@
+"""Wake the domain server when another process writes to its SQLite store.
+
+The owner approves with ``fednb domain approve`` from a terminal: another process, whose commit the
+server's own change notification never sees. Re-reading the store every fraction of a second finds
+it, but keeps every idle domain awake forever (a hundred workshop domains burned a third of a core
+doing nothing). Instead the server asks the kernel (Linux ``inotify(7)``) to tell it when a file of
+the store changes: every commit in WAL mode writes to ``domain.db-wal`` (and a checkpoint to
+``domain.db``), whoever made it. One thread blocks on that descriptor and calls ``on_change`` once
+per burst of events; while nothing is written it never runs.
+
+Where inotify is missing (not Linux, or the store is not a local file), :meth:`start` says so and
+the callers keep re-reading at their old pace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import select
+import struct
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger("fednb.domain.store.outside_writes")
+
+IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_TO, IN_CREATE = 0x2, 0x8, 0x80, 0x100
+IN_CLOEXEC, IN_NONBLOCK = 0o2000000, 0o4000
+_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
+
+
+class OutsideWrites:
+    """Calls ``on_change()`` whenever a file named ``store_file`` (or its ``-wal``/``-journal``)
+    in ``folder`` is written, by any process. ``wakeups`` counts the calls."""
+
+    def __init__(self, folder: str | os.PathLike, store_file: str, on_change: Callable[[], None]):
+        self.folder = Path(folder)
+        self.store_file = store_file
+        self.on_change = on_change
+        self.wakeups = 0
+        self._fd: int | None = None
+        self._stop_r, self._stop_w = -1, -1
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> bool:
+        """Begin watching; False (nothing started) where the kernel cannot tell us."""
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.inotify_init1(IN_CLOEXEC | IN_NONBLOCK)
+            if fd < 0:
+                raise OSError(ctypes.get_errno(), "inotify_init1")
+            mask = IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE
+            if libc.inotify_add_watch(fd, os.fsencode(self.folder), mask) < 0:
+                os.close(fd)
+                raise OSError(ctypes.get_errno(), "inotify_add_watch")
+        except (OSError, AttributeError) as exc:
+            log.warning("cannot watch %s for other processes' writes (%s); re-reading it instead",
+                        self.folder, exc)
+            return False
+        self._fd = fd
+        self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._watch, name="fednb-outside-writes", daemon=True)
+        self._thread.start()
+        return True
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        os.write(self._stop_w, b"x")
+        self._thread.join(5)
+        for fd in (self._fd, self._stop_r, self._stop_w):
+            os.close(fd)
+        self._thread = None
+
+    def _ours(self, name: bytes) -> bool:
+        return name.decode(errors="replace") in (self.store_file, f"{self.store_file}-wal",
+                                                 f"{self.store_file}-journal")
+
+    def _watch(self) -> None:
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        poller.register(self._stop_r, select.POLLIN)
+        while True:
+            ready = {fd for fd, _ in poller.poll()}  # no timeout: asleep until the kernel reports a write
+            if self._stop_r in ready:
+                return
+            if self._drain():
+                self.wakeups += 1
+                try:
+                    self.on_change()
+                except Exception:  # a listener's failure must not stop the watching
+                    log.exception("waking the domain after an outside write failed")
+
+    def _drain(self) -> bool:
+        """Read every pending event; True if one concerns the store."""
+        ours = False
+        while True:
+            try:
+                data = os.read(self._fd, 64 * 1024)
+            except BlockingIOError:
+                return ours
+            offset = 0
+            while offset + _EVENT.size <= len(data):
+                _, _, _, length = _EVENT.unpack_from(data, offset)
+                name = data[offset + _EVENT.size: offset + _EVENT.size + length].rstrip(b"\0")
+                ours = ours or self._ours(name)
+                offset += _EVENT.size + length
