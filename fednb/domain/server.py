@@ -17,6 +17,7 @@ from typing import Any
 from fednb.domain.api.idle_server import DateHeader, IdleServer
 from fednb.domain.audit import sovereignty
 from fednb.domain.domain import Domain
+from fednb.domain.run import worker_template
 from fednb.domain.run.runner import POLL_SECONDS, Runner
 from fednb.domain.store.outside_writes import OutsideWrites
 from fednb.errors import FednbError, SandboxError
@@ -137,6 +138,7 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if certfile:
         check_tls(certfile, keyfile or certfile)
+    template = worker_template.fork_template()  # first, while this process has one thread
     domain = Domain(path)
     sandbox, isolation = start_sandbox(domain)
     # from here on, outbound connection attempts are recorded; the signing key is loaded now, not at the first release
@@ -144,7 +146,8 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
     outside = OutsideWrites(domain.path, domain.store.path.name, domain.changed)
     watched = outside.start()
     runner = Runner(domain, sandbox, poll_seconds=None if watched else POLL_SECONDS,
-                    worker_idle_seconds=domain.policy.requests.builtin_worker_idle_seconds)
+                    worker_idle_seconds=domain.policy.requests.builtin_worker_idle_seconds,
+                    worker_spawn=template.spawn if template is not None else None)
     try:
         runner.start()
         app = create_app(domain, isolation=isolation)
@@ -167,6 +170,8 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
     finally:
         outside.close()
         runner.stop()
+        if template is not None:
+            template.close()
         if sandbox is not None:
             sandbox.close()
         domain.close()

@@ -49,8 +49,9 @@ POLL_SECONDS = 0.2
 
 class Runner:
     def __init__(self, domain: Domain, sandbox: Any = None, *, poll_seconds: float | None = POLL_SECONDS,
-                 worker_idle_seconds: float | None = None):
+                 worker_idle_seconds: float | None = None, worker_spawn: Any = None):
         self.domain = domain
+        self.worker_spawn = worker_spawn  # forks warm built-in workers (fednb.domain.run.worker_template)
         self.sandbox = sandbox
         self.poll_seconds = poll_seconds
         self.worker_idle_seconds = worker_idle_seconds  # a built-in worker unused this long is stopped
@@ -67,7 +68,7 @@ class Runner:
         self.recover()
         self.domain.subscribe(self.wake)
         limits = self.builtin_limits()
-        self._workers = [Worker(limits) for _ in range(self.domain.policy.requests.builtin_workers)]
+        self._workers = [Worker(limits, self.worker_spawn) for _ in range(self.domain.policy.requests.builtin_workers)]
         lanes = [("builtin", w) for w in self._workers] + [("sandbox", None)] * self.domain.policy.sandbox.workers
         for i, (lane, worker) in enumerate(lanes):
             t = threading.Thread(target=self._loop, args=(lane, worker), name=f"fednb-{lane}-{i}", daemon=True)
@@ -225,7 +226,7 @@ class Runner:
     def _execute(self, job, worker: Worker | None = None) -> Outcome:
         req = self.domain.store.query_one("SELECT * FROM requests WHERE id = ?", (job["request_id"],))
         if req["kind"] == "builtin" and worker is None:  # outside the lanes: a worker for this job only
-            worker = Worker(self.builtin_limits())
+            worker = Worker(self.builtin_limits(), self.worker_spawn)
             try:
                 return self._builtin(req, job, worker)
             finally:

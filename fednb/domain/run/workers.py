@@ -58,12 +58,20 @@ class Reply:
 class Worker:
     """One warm worker process; ``run`` sends it a job and waits at most the wall limit for the answer."""
 
-    def __init__(self, limits: WorkerLimits):
+    def __init__(self, limits: WorkerLimits, spawn: Any = None):
         self.limits = limits
+        self.spawn = spawn  # forks a warm worker (fednb.domain.run.worker_template); None: a fresh Python
         self._proc: subprocess.Popen | None = None
         self._ready = False
 
     def start(self) -> None:
+        self._ready = False
+        if self.spawn is not None:
+            try:
+                self._proc = self.spawn(self.limits.memory_mb)
+                return
+            except OSError as exc:
+                log.warning("forking a warm built-in worker failed (%s); starting a fresh one", exc)
         env = {**os.environ, **{name: "1" for name in _THREAD_ENV}, **_ALLOCATOR_ENV}
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "fednb.domain.run.workers", str(self.limits.memory_mb)],
