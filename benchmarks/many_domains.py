@@ -106,6 +106,11 @@ def idle(servers, seconds: float, phase: str) -> dict:
             "pss_mb_launcher": round(shared_mb, 1), "pss_mb_total": round(total, 1)}
 
 
+def emit(line: dict) -> None:
+    """One JSON line, with the machine's load average (the runs share a machine: say how busy it was)."""
+    print(json.dumps({**line, "load_1min": round(os.getloadavg()[0], 1)}), flush=True)
+
+
 def queries(urls: list[str], token: str, truth: pd.DataFrame) -> list[dict]:
     import fednb
 
@@ -165,8 +170,8 @@ def main() -> None:
         token = new_token()
         began = time.perf_counter()
         folders, truth = build(Path(tmp), args.domains, args.rows, token)
-        print(json.dumps({"benchmark": "many_domains", "measure": "create", "domains": args.domains,
-                          "seconds": round(time.perf_counter() - began, 3)}), flush=True)
+        emit({"benchmark": "many_domains", "measure": "create", "domains": args.domains,
+              "seconds": round(time.perf_counter() - began, 3)})
         began = time.perf_counter()
         servers = [DomainProcess(f, lean=not args.classic) for f in folders]
         for s in servers:
@@ -174,15 +179,15 @@ def main() -> None:
         for s in servers:
             s.wait_ready(600)
         try:
-            print(json.dumps({"benchmark": "many_domains", "measure": "start", "domains": args.domains,
-                              "launcher": not args.classic, "seconds": round(time.perf_counter() - began, 3),
-                              "cores": os.cpu_count()}), flush=True)
+            emit({"benchmark": "many_domains", "measure": "start", "domains": args.domains,
+                  "launcher": not args.classic, "seconds": round(time.perf_counter() - began, 3),
+                  "cores": os.cpu_count()})
             time.sleep(args.settle_seconds)
-            print(json.dumps(idle(servers, args.idle_seconds, "fresh")), flush=True)
+            emit(idle(servers, args.idle_seconds, "fresh"))
             for line in queries([s.url for s in servers], token, truth):
-                print(json.dumps(line), flush=True)
+                emit(line)
             time.sleep(args.settle_seconds)
-            print(json.dumps(idle(servers, args.idle_seconds, "after_use")), flush=True)
+            emit(idle(servers, args.idle_seconds, "after_use"))
         finally:
             for s in servers:
                 s.stop()

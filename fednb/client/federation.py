@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from fednb.client import profile as profiles
+from fednb.client import tls
 from fednb.client.http import DomainClient, gather, run
 from fednb.client.requests import FederatedRequest, Part
 from fednb.errors import (
@@ -51,6 +52,7 @@ class Federation:
                 tokens: dict[str, str] | None = None, profile: str | None = None, timeout: float = 10.0,
                 verify: bool | str = True, min_domains: int = 1) -> Federation:
         entries = _entries(urls, token, tokens, profile)
+        verify = tls.trust(verify)  # one SSL context for every domain, not one each
         clients = [DomainClient(url, tok, timeout=timeout, verify=verify) for url, tok in entries]
 
         async def hello(client: DomainClient) -> dict:

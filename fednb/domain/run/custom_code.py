@@ -51,7 +51,10 @@ class CustomCode:
         policy = self.domain.policy
         if self.sandbox is None:
             return Outcome("fail", reason="this domain has no sandbox running, so it cannot run custom code")
-        level = self.sandbox.isolation.get("level", "none")
+        try:
+            level = self.sandbox.wake().get("level", "none")  # a zygote started now is probed now
+        except FednbError as exc:
+            return Outcome("fail", reason=f"this domain's sandbox could not start: {exc}")
         if LEVELS.index(level) < LEVELS.index(policy.sandbox.min_isolation):
             return Outcome("fail", reason=f"this domain's sandbox isolation is '{level}' but its policy requires "
                                           f"'{policy.sandbox.min_isolation}' to run custom code")

@@ -120,7 +120,7 @@ class Runner:
             with self._wake:
                 seen = self._generation
             try:
-                job = self._claim(lane)
+                job = self._claim(lane) if self._queued(lane) else None
             except Exception:  # a locked or closing store must not kill the worker
                 log.exception("claiming a job failed")
                 job = None
@@ -138,6 +138,12 @@ class Runner:
             with self.domain.store.transaction() as tx:
                 self._finish(tx, job, job["request_id"], outcome)
             self.domain.changed()
+
+    def _queued(self, lane: str) -> bool:
+        """A plain read first: most wake-ups (every commit wakes every lane) find nothing for this
+        lane, and then take no write lock that the API's own writes would queue behind."""
+        return self.domain.store.query_one("SELECT 1 FROM jobs WHERE status = 'queued' AND lane = ? LIMIT 1",
+                                           (lane,)) is not None
 
     def _sleep(self, seen: int, lane: str, worker: Worker | None) -> None:
         """Wait for wake() (a new job, a decision, a change seen in the store), without a timeout

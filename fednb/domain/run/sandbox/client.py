@@ -116,6 +116,18 @@ class Sandbox:
         link.cgroup = self.cgroup
         return link
 
+    def wake(self) -> dict:
+        """Start the zygote if it sleeps (with its self-test) and return the isolation that holds now,
+        so a caller can check it against the policy before it runs a job."""
+        with self._lock:
+            if self._closed:
+                raise SandboxError("this sandbox is closed; create a new Sandbox")
+            if self._link is None or not self._link.alive:
+                self.start()
+            if self._active == 0:
+                self._idle_later()  # a fresh idle period, so it is not stopped between here and the job
+            return dict(self._isolation)
+
     def sleep(self) -> None:
         """Stop the zygote now if no job or training worker uses it; the next job starts it again."""
         with self._lock:
