@@ -72,6 +72,7 @@ def test_an_idle_domain_does_not_wake_and_a_new_job_wakes_it(quick):
     live, client = quick
     first = _wakeups(live, client)
     assert first["store_watched"] is True  # Linux: other processes' commits are reported by the kernel
+    assert client.get("/v1/info").headers["date"].endswith(" GMT")  # still dated without uvicorn's tick
     time.sleep(IDLE)
     assert _moving(_wakeups(live, client)) == _moving(first)  # asleep: nothing re-read, nothing ticked
     done = _submit(live, client, {"kind": "builtin", "name": "mean", "args": {"column": "age"}})
@@ -139,3 +140,47 @@ def test_killed_while_idle_loses_nothing(quick):
         assert _cli("approve", str(live.path), pending["id"]).returncode == 0
         final = after.get(f"/v1/requests/{pending['id']}?wait=60", headers=auth(live.token)).json()
         assert final["status"] == "done" and str(len(live.frame)) in str(final["result"]), final
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_servers_share_one_launcher_and_fail_alone(tmp_path, alice_token):
+    from fednb.domain import process
+
+    first = start_live(tmp_path, "site-a", data.hospital("hospital-a"), alice_token)
+    second = start_live(tmp_path, "site-b", data.hospital("hospital-b"), alice_token)
+    try:
+        launcher = process.launcher_pid()
+        assert launcher is not None and _parent(first.server.pid) == _parent(second.server.pid) == launcher
+        first.server.kill()  # kill -9 of one forked server
+        with httpx.Client(base_url=second.url, timeout=60) as client:
+            count = _submit(second, client, {"kind": "builtin", "name": "count", "args": {}})
+            assert count["status"] == "done" and count["result"]["n"] == len(second.frame)  # the other serves on
+        first.server.restart()
+        assert _parent(first.server.pid) == launcher and process.launcher_pid() == launcher
+        with httpx.Client(base_url=first.server.url, timeout=60) as client:
+            count = _submit(first, client, {"kind": "builtin", "name": "count", "args": {}})
+            assert count["status"] == "done" and count["result"]["n"] == len(first.frame)
+    finally:
+        first.server.stop()
+        second.server.stop()
+
+
+def test_the_policy_template_documents_and_validates_the_idle_settings(tmp_path):
+    import tomllib
+
+    from fednb.domain.review.policy import Policy, load_policy, render_template
+    from fednb.errors import PolicyError
+
+    text = render_template("d")
+    policy = Policy.model_validate(tomllib.loads(text))
+    assert policy.sandbox.idle_seconds == 120 and policy.requests.builtin_worker_idle_seconds == 120
+    for bad in ("idle_seconds = -1", "builtin_worker_idle_seconds = 0"):
+        key = bad.split(" =")[0]
+        lines = [bad if line.startswith(f"{key} =") else line for line in text.splitlines()]
+        (tmp_path / "policy.toml").write_text("\n".join(lines))
+        with pytest.raises(PolicyError, match=key):
+            load_policy(tmp_path / "policy.toml")

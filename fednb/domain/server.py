@@ -55,11 +55,13 @@ def start_sandbox(domain: Domain, attempts: int = 2):
             from fednb.domain.run.sandbox import Sandbox, cgroup
 
             limits = domain.policy.sandbox
-            sandbox = Sandbox(domain.path / "datasets", warm=warm, namespaces=limits.namespaces,
+            lazy = bool(limits.idle_seconds)  # the probe reads no data: no need to warm pandas for it
+            sandbox = Sandbox(domain.path / "datasets", warm=() if lazy else warm, namespaces=limits.namespaces,
                               cgroup=cgroup.create(*limits.shared_cap()), idle_seconds=limits.idle_seconds or None)
             isolation = sandbox.start()
-            if limits.idle_seconds:  # probed; now asleep until the first custom job
+            if lazy:  # probed; asleep until the first custom job, which starts it warm
                 sandbox.sleep()
+                sandbox.warm = warm
             return sandbox, isolation
         except (ImportError, OSError, SandboxError) as exc:
             problem = exc

@@ -35,10 +35,15 @@ class CustomCode:
         self._sessions: dict[str, tuple[Any, float]] = {}  # training request -> (session, last used)
         self._sessions_lock = threading.Lock()
 
-    def has_sessions(self) -> bool:
-        """Training workers are alive (the runner then checks their idleness now and then)."""
+    def seconds_to_idle_check(self) -> float | None:
+        """When the oldest-used training worker passes the idle limit (None: no worker alive), so
+        the runner wakes then, and not before, to stop it."""
         with self._sessions_lock:
-            return bool(self._sessions)
+            used = [last for _, last in self._sessions.values()]
+        if not used:
+            return None
+        due = min(used) + self.domain.policy.learning.idle_minutes * 60 - time.monotonic()
+        return max(due, 0.0) + 0.05
 
     def close(self) -> None:
         with self._sessions_lock:

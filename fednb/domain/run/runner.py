@@ -150,8 +150,9 @@ class Runner:
         unless something is due: a re-read where no watcher reports outside writes, a training
         worker's idle check, or stopping this lane's idle built-in worker."""
         timeout = self.poll_seconds
-        if lane == "sandbox" and self.custom.has_sessions():
-            timeout = min(timeout or POLL_SECONDS, POLL_SECONDS)
+        due = self.custom.seconds_to_idle_check() if lane == "sandbox" else None
+        if due is not None:
+            timeout = due if timeout is None else min(timeout, due)
         stop_worker = (worker is not None and worker.running and self.worker_idle_seconds is not None
                        and (timeout is None or self.worker_idle_seconds < timeout))
         if stop_worker:
