@@ -155,6 +155,7 @@ MATRIX = {
     ("GET", "/v1/datasets/{name}/budget"): {"alice", "bob", "owner"},
     ("POST", "/v1/secagg/{session}/{step}"): {"alice", "bob"},
     ("POST", "/v1/secagg"): {"alice", "bob"},
+    ("GET", "/v1/wakeups"): {"owner"},
 }
 # Routes whose rows need a request that runs in rounds, and answers that still mean "allowed" where
 # the matrix's generic inputs cannot succeed (a GLM round has no weights; a secure-aggregation step
