@@ -47,7 +47,10 @@ INVARIANTS = ("lost", "duplicate_submissions", "final_without_one_audit_end", "p
 POLICY = {"wall_seconds = 120": "wall_seconds = 10", "cpu_seconds = 60": "cpu_seconds = 5",
           "max_pending_per_analyst = 50": "max_pending_per_analyst = 1000",
           # counts are noisy and each analyst's budget covers only a few: budgets run out mid-storm
-          "noisy = []": 'noisy = ["count"]', "epsilon = 3.0": "epsilon = 0.2"}
+          "noisy = []": 'noisy = ["count"]', "epsilon = 3.0": "epsilon = 0.2",
+          # the sandbox runs from the start (not only after a custom job), so every kill -9 is a check
+          # that no sandbox process outlives its server
+          "\nidle_seconds = 120": "\nidle_seconds = 0"}
 
 
 @dataclass
