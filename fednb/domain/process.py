@@ -110,9 +110,14 @@ class DomainProcess:
         env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
         launcher = _lean_launcher() if self.lean else None
         try:
+            self.proc = None
             if launcher is not None:
-                self.proc = launcher.fork(_spawner.popen, args, env, log.fileno())
-            else:
+                try:
+                    self.proc = launcher.fork(_spawner.popen, args, env, log.fileno())
+                except FednbError as exc:  # the fresh Python below still serves
+                    log.write(f"fednb: {exc}; starting the server as its own process\n".encode())
+                    log.flush()
+            if self.proc is None:
                 self.proc = _spawner.popen([sys.executable, "-m", "fednb", *args], stdout=subprocess.PIPE, stderr=log,
                                            env=env, start_new_session=True,
                                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
