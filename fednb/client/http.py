@@ -57,6 +57,23 @@ async def gather(*coros: Coroutine, return_exceptions: bool = False) -> list:
     return await asyncio.gather(*coros, return_exceptions=return_exceptions)
 
 
+async def fan_out(calls: dict[str, Any]) -> tuple[dict[str, Any], dict[str, DomainError]]:
+    """Send {key: coroutine} to every domain at once; returns ({key: value}, {key: the DomainError it raised}).
+
+    A domain's failure is collected, not raised, so one domain down never hides the others' answers."""
+    keys = list(calls)
+    values = await asyncio.gather(*calls.values(), return_exceptions=True)
+    ok, problems = {}, {}
+    for key, value in zip(keys, values):
+        if isinstance(value, DomainError):
+            problems[key] = value
+        elif isinstance(value, BaseException):
+            raise value
+        else:
+            ok[key] = value
+    return ok, problems
+
+
 def _label(url: str) -> str:
     p = urlparse(url)
     return p.netloc or url

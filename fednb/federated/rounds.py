@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fednb.client.http import gather, run
+from fednb.client.request_args import parse_where
 from fednb.errors import DomainError, ModelError, NotEnoughDomains
 from fednb.models import ROUND_FINAL
 
@@ -27,8 +28,6 @@ class IterativeRequest:
 
     def __init__(self, data: FederatedDataset, args: dict, where: Any, min_domains: int, timeout: float,
                  budget: int):
-        from fednb.client.dataset import parse_where
-
         self.data, self.args, self.min_domains, self.timeout, self.budget = data, args, min_domains, timeout, budget
         self.where = parse_where(where)
         self.request = None
