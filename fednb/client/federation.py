@@ -171,7 +171,7 @@ class Federation:
         return f"<Federation of {len(self._clients)} domain(s): {', '.join(self.domains)}{down}>"
 
     def _ipython_display_(self) -> None:
-        from fednb.widgets.display import show  # a browser of domains and datasets where ipywidgets can show one
+        from fednb.display import show  # a browser of domains and datasets where ipywidgets can show one
 
         show(self)
 

@@ -66,7 +66,7 @@ class Pooled:
         return f"<div><b>{self.statistic}</b> over {len(self.domains)} domain(s): {body}{extra}</div>"
 
     def _ipython_display_(self) -> None:
-        from fednb.widgets.display import show  # tables and plots where ipywidgets can show them
+        from fednb.display import show  # tables and plots where ipywidgets can show them
 
         show(self)
 

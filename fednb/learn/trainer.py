@@ -292,18 +292,10 @@ class Trainer:
         """Live progress: the notebook dashboard when there is one, else a progress bar."""
         if self.progress is False:
             return None
-        try:
-            from fednb.widgets import TrainingDashboard, in_notebook  # type: ignore[attr-defined]
+        from fednb import display
 
-            if in_notebook():
-                board = TrainingDashboard(rounds=self.rounds, domains=list(self.data.domains))
-                self.on_round(board.update)
-                from IPython.display import display
-
-                display(board)
-                return None
-        except ImportError:
-            pass
+        if display.watch(self):  # the notebook's dashboard, when the UI can show one
+            return None
         from fednb.client.progress import Progress
 
         bar = Progress(total=self.rounds, desc=f"training {self.body['args']['model']}", enabled=self.progress,

@@ -77,7 +77,7 @@ def normalise(req: RequestIn, policy: Policy) -> RequestIn:
         return req.model_copy(update={"args": args})
     check_code(req.code, req.name, req.kind)
     if req.kind == "training":
-        from fednb.domain.run.rounds import check_request
+        from fednb.domain.review.training_request import check_request
 
         check_request(req.args, req.code, req.limits.max_rounds, policy)
     return req
