@@ -97,7 +97,7 @@ class ZygoteLink:
         for waiter in waiters:
             waiter.set({"event": "lost"})
 
-    def submit(self, msg: dict, fds: list[int]) -> tuple[int, _Waiter]:
+    def dispatch(self, msg: dict, fds: list[int]) -> tuple[int, _Waiter]:
         """Send a job; returns its id and the waiter its exit event will be delivered to."""
         jid = next(self._ids)
         waiter = _Waiter()
