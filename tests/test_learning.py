@@ -242,7 +242,7 @@ def test_checkpoint_resumes_after_a_restart_and_the_budget_holds(patients, owner
     client = DomainClient(part.client.url, part.client.token)
     blob = W.encode(model.state_dict(), {"round": 4})
     with pytest.raises(fednb.DomainError, match="finished|done|budget"):
-        run(client.submit_round(part.id, blob))
+        run(client.post_round(part.id, blob))
 
 
 def test_round_input_validation(patients, owners, hospitals_fl, alice_token):
@@ -253,9 +253,9 @@ def test_round_input_validation(patients, owners, hospitals_fl, alice_token):
                           (W.encode(RiskNet().state_dict(), {}), "round number"),
                           (W.encode(RiskNet().state_dict(), {"round": 0}), "round number")]:
         with pytest.raises(fednb.DomainError, match=message):
-            run(client.submit_round(parts[0].id, body))
-    ok, weights = run(client.submit_round(parts[0].id, W.encode(RiskNet().state_dict(), {"round": 1}), wait=30))
+            run(client.post_round(parts[0].id, body))
+    ok, weights = run(client.post_round(parts[0].id, W.encode(RiskNet().state_dict(), {"round": 1}), wait=30))
     assert ok["status"] == "done" and set(W.decode(weights)) == set(RiskNet().state_dict())
     assert ok["weights_sha256"] == __import__("hashlib").sha256(weights).hexdigest()
     with pytest.raises(fednb.DomainError, match="same parameters"):
-        run(client.submit_round(parts[0].id, W.encode(RiskNet(hidden=3).state_dict(), {"round": 2})))
+        run(client.post_round(parts[0].id, W.encode(RiskNet(hidden=3).state_dict(), {"round": 2})))

@@ -151,7 +151,7 @@ class Federation:
         async def one(client: DomainClient) -> Part:
             part = Part(client)
             try:
-                part.state = await client.submit(body, wait=wait)
+                part.state = await client.post_request(body, wait=wait)
                 part.id = part.state["id"]
             except DomainError as exc:
                 part.problem = exc.message

@@ -54,7 +54,7 @@ class IterativeRequest:
     async def _one(self, part, number: int, inputs: dict) -> dict:
         deadline = time.monotonic() + self.timeout
         try:
-            state = await part.client.submit_inputs_round(part.id, number, inputs, wait=self.timeout)
+            state = await part.client.post_inputs_round(part.id, number, inputs, wait=self.timeout)
             while state["status"] not in ROUND_FINAL and time.monotonic() < deadline:
                 state = await part.client.round(part.id, number, wait=deadline - time.monotonic())
         except DomainError as exc:

@@ -272,7 +272,7 @@ class Trainer:
         t0 = time.monotonic()
         deadline = t0 + self.round_timeout
         try:
-            state, data = await client.submit_round(part.id, blob, wait=self.round_timeout)
+            state, data = await client.post_round(part.id, blob, wait=self.round_timeout)
             while state["status"] not in ROUND_FINAL and time.monotonic() < deadline:
                 state = await client.round(part.id, number, wait=deadline - time.monotonic())
             if state["status"] == "done":
