@@ -196,7 +196,7 @@ def test_cox_keeps_a_large_risk_set_behind_every_released_interval(wards):
     # an iterative built-in answers in rounds: ask round 1 at β = 0 over HTTP as the fit does
     from fednb.client.http import run
 
-    part = ds.fed.submit(ds.clients, body).wait_decided(30)[0]
+    part = ds.fed.send(ds.clients, body).wait_decided(30)[0]
     state = run(part.client.post_inputs_round(part.id, 1, {}, wait=30))
     result = state["result"]
     needed = 10 * values_per_interval(2, "efron")

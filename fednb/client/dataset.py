@@ -98,7 +98,7 @@ class FederatedDataset:
             args["secure"] = True
         body = {"dataset": self.name, "kind": "builtin", "name": name, "args": args,
                 "description": description or f"{name} {args}"}
-        req = self.fed.submit(self.clients, body, wait=min(timeout, 60.0))
+        req = self.fed.send(self.clients, body, wait=min(timeout, 60.0))
         if not req.done:
             req.wait(timeout)
         return req
@@ -318,4 +318,4 @@ class FederatedDataset:
         body = {"dataset": self.name, "kind": "function", "name": f.name, "code": f.source,
                 "args": dict(args or {}), "description": description,
                 "limits": {"max_runtime_s": max_runtime_s} if max_runtime_s else {}}
-        return self.fed.submit(self.clients, body)
+        return self.fed.send(self.clients, body)

@@ -143,7 +143,7 @@ class Federation:
             warnings.warn(f"domain {domain}: {exc.message}", stacklevel=3)
 
     # -- submitting ----------------------------------------------------------------------------
-    def submit(self, clients: dict[str, DomainClient], body: dict, *, wait: float = 0) -> FederatedRequest:
+    def send(self, clients: dict[str, DomainClient], body: dict, *, wait: float = 0) -> FederatedRequest:
         """Send the same request to ``clients``; failures to submit are recorded, not raised."""
 
         errors: dict[str, DomainError] = {}

@@ -44,7 +44,7 @@ class IterativeRequest:
         body = {"dataset": self.data.name, "kind": "builtin", "name": self.name,
                 "args": {**self.args, **({"where": self.where} if self.where else {})},
                 "description": self.description(), "limits": {"max_rounds": self.budget}}
-        self.request = self.data.fed.submit(self.data.clients, body)
+        self.request = self.data.fed.send(self.data.clients, body)
         self.parts = self.request.wait_decided(self.timeout)
         approved = {p.domain for p in self.parts}
         self.missing = {d: why for d, why in self.request.problems.items() if d not in approved}

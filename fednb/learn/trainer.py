@@ -146,7 +146,7 @@ class Trainer:
         return 1, self._submit()
 
     def _submit(self) -> list[Part]:
-        req = self.data.fed.submit(self.data.clients, self.body)
+        req = self.data.fed.send(self.data.clients, self.body)
         self.request = req
         active = req.wait_decided(self.approval_timeout)
         if len(active) < self.min_domains:
