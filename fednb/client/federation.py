@@ -142,9 +142,9 @@ class Federation:
         for domain, exc in problems.items():
             warnings.warn(f"domain {domain}: {exc.message}", stacklevel=3)
 
-    # -- submitting ----------------------------------------------------------------------------
+    # -- sending -------------------------------------------------------------------------------
     def send(self, clients: dict[str, DomainClient], body: dict, *, wait: float = 0) -> FederatedRequest:
-        """Send the same request to ``clients``; failures to submit are recorded, not raised."""
+        """Send the same request to ``clients``; failures to send are recorded, not raised."""
 
         errors: dict[str, DomainError] = {}
 
