@@ -282,10 +282,10 @@ class Domain:
             audit.append(tx, analyst, "connect", self.name, {})
 
     # -- requests ------------------------------------------------------------------------------
-    def submit(self, analyst: str, req: RequestIn) -> tuple[Request, bool]:
+    def receive(self, analyst: str, req: RequestIn) -> tuple[Request, bool]:
         self._check_columns(req)
         self._check_privacy(analyst, req)
-        result = review.submit(self.store, self.policy, analyst, req)
+        result = review.accept(self.store, self.policy, analyst, req)
         self.changed()
         return result
 
@@ -359,8 +359,8 @@ class Domain:
         return req
 
     # -- rounds (training, iterative built-ins) -----------------------------------------------------------------------
-    def submit_round(self, analyst: str, request_id: str, body: bytes) -> Round:
-        result = rounds.submit_round(self.store, self.policy, analyst, request_id, body)
+    def receive_round(self, analyst: str, request_id: str, body: bytes) -> Round:
+        result = rounds.accept_round(self.store, self.policy, analyst, request_id, body)
         self.changed()
         return result
 

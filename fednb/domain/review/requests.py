@@ -113,7 +113,7 @@ def enqueue(tx: sqlite3.Connection, request_id: str, kind: str, inputs: Any = No
     return int(cur.lastrowid)
 
 
-def submit(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[Request, bool]:
+def accept(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[Request, bool]:
     """Record a request and decide what policy allows. Returns (request, created)."""
     req = normalise(req, policy)
     secure_inputs.check_secure_only(policy, req)

@@ -107,7 +107,7 @@ def attempts(tx, request_id: str) -> int:
     return int(n)
 
 
-def submit_round(store: Store, policy: Policy, analyst: str, request_id: str, body: bytes) -> Round:
+def accept_round(store: Store, policy: Policy, analyst: str, request_id: str, body: bytes) -> Round:
     """Queue one round; resubmitting a round (same number) is idempotent unless it failed or was
     blocked: then it runs again, and counts against the round budget again (:func:`attempts`)."""
     req = store.query_one("SELECT * FROM requests WHERE id = ?", (request_id,))

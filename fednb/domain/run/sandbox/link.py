@@ -1,6 +1,6 @@
 """The domain's end of one zygote: its process, control socket and a reader thread.
 
-Thread-safe: any number of threads may submit jobs and wait for their exit events.
+Thread-safe: any number of threads may dispatch jobs and wait for their exit events.
 """
 
 from __future__ import annotations
