@@ -1,8 +1,9 @@
 """The import graph stays a layered graph: no module imports another that (directly or not) imports
 it back, and the algorithms never import the notebook UI.
 
-Every import counts, also those inside functions (a lazy import that closes a circle still ties the
-two modules together), except those under ``if TYPE_CHECKING:``, which never run. The one exception
+Every import counts, also those inside functions and ``lazy_import("...")`` (a lazy import that
+closes a circle still ties the two modules together), except those under ``if TYPE_CHECKING:``,
+which never run. The one exception
 is the root package's lazy facade (``fednb.connect`` and friends, ``%load_ext fednb``): only its
 module-level imports count, because its function-level ones run after every module has loaded.
 """
@@ -61,6 +62,9 @@ def _imports(module: str, package: bool, tree: ast.Module, modules: dict, top_le
             else:
                 origin = node.module or ""
             names = [f"{origin}.{a.name}" if f"{origin}.{a.name}" in modules else origin for a in node.names]
+        elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "lazy_import" and node.args
+              and isinstance(node.args[0], ast.Constant)):  # fednb.lazy_import: an import all the same
+            names = [node.args[0].value]
         else:
             continue
         for name in names:
@@ -152,11 +156,15 @@ def test_the_checker_sees_circles_lazy_imports_and_relative_imports(tmp_path, mo
     (pkg / "widgets" / "__init__.py").write_text("")
     (pkg / "federated" / "stats.py").write_text("def show():\n    from fednb.widgets import view\n")
     (pkg / "widgets" / "view.py").write_text("from ..federated import stats\n")
+    (pkg / "federated" / "glm.py").write_text("from fednb.lazy_import import lazy_import\n"
+                                              "result = lazy_import('fednb.federated.glm_result')\n")
+    (pkg / "federated" / "glm_result.py").write_text("from fednb.federated.glm import pool\n")
     (pkg / "widgets" / "typed.py").write_text(
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from fednb.federated import stats\n")
     monkeypatch.setitem(globals(), "ROOT", pkg)
     graph = import_graph()
-    assert circles(graph) == [["fednb.federated.stats", "fednb.widgets.view"]]
+    assert sorted(circles(graph)) == [["fednb.federated.glm", "fednb.federated.glm_result"],
+                                      ["fednb.federated.stats", "fednb.widgets.view"]]
     assert "fednb.widgets.typed" not in graph
     with pytest.raises(AssertionError, match="fednb.federated.stats:2 imports fednb.widgets.view"):
         test_algorithms_never_import_the_ui()

@@ -18,10 +18,12 @@ from fednb.domain.audit import log as audit
 from fednb.domain.release import secure_inputs
 from fednb.domain.review import inputs
 from fednb.domain.review.policy import Policy
-from fednb.domain.run import builtins
 from fednb.domain.store.sqlite import Store
 from fednb.errors import FednbError, InvalidInput, NotFound
+from fednb.lazy_import import lazy_import
 from fednb.models import Request, RequestIn, code_hash
+
+builtins = lazy_import("fednb.domain.run.builtins")  # pandas; listing and approving never need it
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 # Decisions an owner took, which a re-submission of the same hash may reuse.
