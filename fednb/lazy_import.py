@@ -22,6 +22,10 @@ def lazy_import(name: str) -> ModuleType:
     spec = importlib.util.find_spec(name)
     if spec is None or spec.loader is None:
         raise ImportError(f"no module named {name!r}", name=name)
+    if spec.submodule_search_locations is not None:
+        # importing a submodule does not run a lazy package's __init__ (whatever it registers would
+        # be missing): import packages lazily inside the functions that need them instead
+        raise ValueError(f"{name} is a package; lazy_import takes modules only")
     loader = importlib.util.LazyLoader(spec.loader)
     spec.loader = loader
     module = importlib.util.module_from_spec(spec)

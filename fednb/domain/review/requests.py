@@ -20,10 +20,7 @@ from fednb.domain.review import inputs
 from fednb.domain.review.policy import Policy
 from fednb.domain.store.sqlite import Store
 from fednb.errors import FednbError, InvalidInput, NotFound
-from fednb.lazy_import import lazy_import
 from fednb.models import Request, RequestIn, code_hash
-
-builtins = lazy_import("fednb.domain.run.builtins")  # pandas; listing and approving never need it
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 # Decisions an owner took, which a re-submission of the same hash may reuse.
@@ -63,6 +60,8 @@ def check_code(code: str | None, entry: str, kind: str) -> None:
 
 def normalise(req: RequestIn, policy: Policy) -> RequestIn:
     """Validate a submission's shape before anything is stored."""
+    from fednb.domain.run import builtins  # the built-ins load pandas; listing and approving never need them
+
     inputs.check_json(req.args)
     size = len(json.dumps(req.args))
     if size > policy.requests.max_argument_bytes:
@@ -100,6 +99,8 @@ def row_to_request(row: sqlite3.Row, *, full: bool = True) -> Request:
 
 def runs_in_rounds(kind: str, name: str) -> bool:
     """Training and iterative built-ins get no job at approval: the analyst sends each round."""
+    from fednb.domain.run import builtins
+
     return kind == "training" or (kind == "builtin" and builtins.iterative(name))
 
 
