@@ -99,9 +99,11 @@ def row_to_request(row: sqlite3.Row, *, full: bool = True) -> Request:
 
 def runs_in_rounds(kind: str, name: str) -> bool:
     """Training and iterative built-ins get no job at approval: the analyst sends each round."""
-    from fednb.domain.run import builtins
+    if kind != "builtin":
+        return kind == "training"
+    from fednb.domain.run import builtins  # pandas: only a built-in's approval needs the registry
 
-    return kind == "training" or (kind == "builtin" and builtins.iterative(name))
+    return builtins.iterative(name)
 
 
 def _lane(kind: str) -> str:
