@@ -247,7 +247,7 @@ def test_checkpoint_resumes_after_a_restart_and_the_budget_holds(patients, owner
 
 def test_round_input_validation(patients, owners, hospitals_fl, alice_token):
     trainer = fl.Trainer(RiskNet(), train, data=patients, rounds=2, helpers=[features], progress=False)
-    parts = trainer._submit()
+    parts = trainer._send_request()
     client = DomainClient(parts[0].client.url, alice_token)
     for body, message in [(b"not safetensors at all", "not valid safetensors"),
                           (W.encode(RiskNet().state_dict(), {}), "round number"),

@@ -143,9 +143,9 @@ class Trainer:
             parts = [Part(by_url[url], id=rid, state={"status": "running"})
                      for url, rid in saved.requests.items() if url in by_url]
             return saved.round + 1, parts
-        return 1, self._submit()
+        return 1, self._send_request()
 
-    def _submit(self) -> list[Part]:
+    def _send_request(self) -> list[Part]:
         req = self.data.fed.send(self.data.clients, self.body)
         self.request = req
         active = req.wait_decided(self.approval_timeout)
