@@ -16,7 +16,7 @@ from fednb.errors import InvalidInput
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_a_taken_port_moves_to_the_next_free_one_and_jupyter_is_told_exactly():
+def test_a_taken_port_moves_to_the_next_free_one_and_jupyter_is_told_exactly(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -24,8 +24,9 @@ def test_a_taken_port_moves_to_the_next_free_one_and_jupyter_is_told_exactly():
         chosen = lab.choose_port(busy)
         assert chosen != busy and busy < chosen <= busy + lab.PORT_TRIES
     assert lab.choose_port(0) > 0
-    command = lab.lab_command(Path("/tmp/x"), lang="es", port=chosen, open_browser=False)
+    command = lab.lab_command(tmp_path, lang="es", port=chosen, open_browser=False)
     assert f"--ServerApp.port={chosen}" in command and "--ServerApp.port_retries=0" in command
+    assert f"--LabApp.user_settings_dir={tmp_path / lab.SETTINGS}" in command
 
 
 def test_every_port_taken_says_how_to_pick_another(monkeypatch):

@@ -31,6 +31,7 @@ DEFAULT_DIR = Path("~/fednb-demo")
 # "none"; "false" answers it (jupyterlab docs, user/announcements: the Binder recipe)
 NO_NEWS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false"}}
 PORT_TRIES = 50  # as Jupyter's own --ServerApp.port_retries
+SETTINGS = "jupyterlab-settings"  # the demo's JupyterLab user settings, in its folder
 
 
 def notebooks_source() -> Path:
@@ -66,7 +67,7 @@ def quiet_lab_settings(settings_dir: Path) -> Path:
 
 def demo_user_settings(root: Path) -> Path:
     """The demo's own JupyterLab user settings, news prompt answered; kept if the user changed them."""
-    folder = root / "jupyterlab-settings"
+    folder = root / SETTINGS
     for plugin, values in NO_NEWS.items():
         package, _, name = plugin.partition(":")
         path = folder / package / f"{name}.jupyterlab-settings"
@@ -95,7 +96,7 @@ def lab_command(root: Path, *, lang: str, port: int, open_browser: bool) -> list
     open, the demo's settings, fednb's panels on the ``workshop`` profile."""
     opens = f"/lab/tree/{lang}/{TOURS[lang]}"
     return [sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0", f"--LabApp.user_settings_dir={demo_user_settings(root)}",
+            "--ServerApp.port_retries=0", f"--LabApp.user_settings_dir={root / SETTINGS}",
             f"--ServerApp.root_dir={root / 'notebooks'}", f"--ServerApp.default_url={opens}",
             f"--LabApp.default_url={opens}", "--Fednb.profile=workshop",
             *([] if open_browser else ["--no-browser"]),
@@ -121,6 +122,7 @@ def run_lab(workdir: Path | None, *, lang: str = "en", port: int = 8888, open_br
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a plain kill stops everything in order
     try:
         copy_notebooks(root / "notebooks")
+        demo_user_settings(root)
         actual = choose_port(port)
         servers = workshop.serve(root / "domains", port=0)
         for s in servers:
