@@ -60,7 +60,7 @@ def grow(domain, entries: int) -> float:
 
 def release(domain) -> dict:
     """One count released through the runner's own releasing transaction: its receipt."""
-    req, _ = domain.submit("alice", RequestIn(dataset="patients", kind="builtin", name="count"))
+    req, _ = domain.receive("alice", RequestIn(dataset="patients", kind="builtin", name="count"))
     job = domain.store.query_one("SELECT * FROM jobs WHERE request_id = ?", (req.id,))
     with domain.store.transaction() as tx:
         Runner(domain)._finish(tx, job, req.id, Outcome("release", result={"n": 1200}))

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 RequestKind = Literal["builtin", "function", "training"]
 RequestStatus = Literal["pending", "approved", "denied", "running", "done", "failed", "blocked"]
 FINAL_STATUSES: frozenset[str] = frozenset({"denied", "done", "failed", "blocked"})
+STATUSES = ("pending", "approved", "running", "done", "denied", "blocked", "failed")  # a request's life, in order
 ROUND_FINAL: frozenset[str] = frozenset({"done", "failed", "blocked"})
 BUILTINS: tuple[str, ...] = ("count", "sum", "mean", "variance", "histogram", "quantiles", "crosstab", "glm",
                                "kaplan_meier", "logrank", "coxph")

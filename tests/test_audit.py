@@ -19,10 +19,10 @@ def audited(tmp_path) -> Domain:
     d = make_domain(tmp_path, "audited", data.hospital("hospital-b"), token=None)
     d.invite("alice")
     d.connect("alice")
-    pending, _ = d.submit("alice", RequestIn(dataset="patients", kind="function", name="f",
+    pending, _ = d.receive("alice", RequestIn(dataset="patients", kind="function", name="f",
                                              code="def f(df):\n    return 1\n"))
     d.deny(pending.id, "no")
-    d.submit("alice", RequestIn(dataset="patients", kind="builtin", name="count"))
+    d.receive("alice", RequestIn(dataset="patients", kind="builtin", name="count"))
     return d
 
 

@@ -96,7 +96,7 @@ def test_interrupted_jobs_are_requeued_once_then_failed_with_a_reason(tmp_path):
 
     d = make_domain(tmp_path, "crashy", data.hospital("hospital-b"))
     d.invite("alice")
-    req, _ = d.submit("alice", RequestIn(dataset="patients", kind="builtin", name="count"))
+    req, _ = d.receive("alice", RequestIn(dataset="patients", kind="builtin", name="count"))
     # simulate a crash while the job ran, twice
     with d.store.transaction() as tx:
         tx.execute("UPDATE jobs SET status = 'running', attempts = 1")

@@ -28,6 +28,7 @@ SMALL = {  # script -> (arguments, a key that each run's output must contain)
     "transparency_log": (["--entries", "500", "--runs", "5"], "consistency_proof_us"),
     "mock_quality": (["--skip-big", "--only", "demo_hospital_a"], "pmse_ratio"),
     "many_domains": (["--domains", "2", "--idle-seconds", "1", "--settle-seconds", "1"], "pss_mb_per_domain"),
+    "cli_startup": (["--runs", "1"], "median_s"),
 }
 
 

@@ -232,7 +232,7 @@ def test_unsafe_formulas_are_refused_before_and_on_the_domain(patients, hospital
         body = {"dataset": "patients", "kind": "builtin", "name": "glm",
                 "args": {"formula": formula, "family": "binomial"}}
         with pytest.raises(fednb.DomainError, match="bad arguments for glm: formula") as err:
-            run(client.submit(body))
+            run(client.post_request(body))
         assert err.value.status in (400, 422)
     run(client.aclose())
 

@@ -242,20 +242,20 @@ def test_checkpoint_resumes_after_a_restart_and_the_budget_holds(patients, owner
     client = DomainClient(part.client.url, part.client.token)
     blob = W.encode(model.state_dict(), {"round": 4})
     with pytest.raises(fednb.DomainError, match="finished|done|budget"):
-        run(client.submit_round(part.id, blob))
+        run(client.post_round(part.id, blob))
 
 
 def test_round_input_validation(patients, owners, hospitals_fl, alice_token):
     trainer = fl.Trainer(RiskNet(), train, data=patients, rounds=2, helpers=[features], progress=False)
-    parts = trainer._submit()
+    parts = trainer._send_request()
     client = DomainClient(parts[0].client.url, alice_token)
     for body, message in [(b"not safetensors at all", "not valid safetensors"),
                           (W.encode(RiskNet().state_dict(), {}), "round number"),
                           (W.encode(RiskNet().state_dict(), {"round": 0}), "round number")]:
         with pytest.raises(fednb.DomainError, match=message):
-            run(client.submit_round(parts[0].id, body))
-    ok, weights = run(client.submit_round(parts[0].id, W.encode(RiskNet().state_dict(), {"round": 1}), wait=30))
+            run(client.post_round(parts[0].id, body))
+    ok, weights = run(client.post_round(parts[0].id, W.encode(RiskNet().state_dict(), {"round": 1}), wait=30))
     assert ok["status"] == "done" and set(W.decode(weights)) == set(RiskNet().state_dict())
     assert ok["weights_sha256"] == __import__("hashlib").sha256(weights).hexdigest()
     with pytest.raises(fednb.DomainError, match="same parameters"):
-        run(client.submit_round(parts[0].id, W.encode(RiskNet(hidden=3).state_dict(), {"round": 2})))
+        run(client.post_round(parts[0].id, W.encode(RiskNet(hidden=3).state_dict(), {"round": 2})))

@@ -91,7 +91,7 @@ def test_a_crosstab_of_wide_columns_is_held_to_the_same_cap(tmp_path):
                           "b": [f"kind-{i % 40:02d}" for i in range(3000)], "x": rng.normal(size=3000)})
     d = make_domain(tmp_path, "wide", frame, policy_edits=TIGHT)
     d.invite("alice")
-    req, _ = d.submit("alice", RequestIn(dataset="patients", kind="builtin", name="crosstab",
+    req, _ = d.receive("alice", RequestIn(dataset="patients", kind="builtin", name="crosstab",
                                          args={"row": "a", "col": "b"}))
     runner = Runner(d)
     job = d.store.query_one("SELECT * FROM jobs WHERE request_id = ?", (req.id,))

@@ -240,7 +240,7 @@ def test_the_owner_cli_and_review_panel_show_unchecked_output(tmp_path, monkeypa
 
     monkeypatch.setenv("FEDNB_HOME", str(tmp_path / "home"))
     d = make_domain(tmp_path, "clinic", data.hospital("hospital-a"), policy_edits=edits)
-    req, _ = d.submit("alice", RequestIn(dataset="patients", kind="function", name="f",
+    req, _ = d.receive("alice", RequestIn(dataset="patients", kind="function", name="f",
                                          code="def f(df):\n    return 1\n"))
     d.close()
     listing = CliRunner().invoke(cli, ["domain", "requests", str(tmp_path / "clinic")])

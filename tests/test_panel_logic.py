@@ -75,7 +75,7 @@ def test_an_owner_configured_in_the_server_config_reviews_a_domain_folder(tmp_pa
     monkeypatch.setenv("FEDNB_HOME", str(tmp_path / "home"))  # no profile: the server config alone
     d = make_domain(tmp_path, "clinic", data.hospital("hospital-a"))
     d.invite("alice")
-    req, _ = d.submit("alice", RequestIn(dataset="patients", kind="function", name="f", description="why",
+    req, _ = d.receive("alice", RequestIn(dataset="patients", kind="function", name="f", description="why",
                                          code="def f(df):\n    return 1\n"))
     d.close()
     service = OwnerService("default", [{"path": str(tmp_path / "clinic")}, {"path": str(tmp_path / "gone")}])

@@ -52,7 +52,7 @@ def test_fifty_concurrent_requests_spend_exactly_the_budget(clinic, alice_token)
     client = DomainClient(live.url, alice_token, timeout=60)
 
     async def many():
-        return await gather(*(client.submit(_count_body(0.1), wait=60) for _ in range(50)))
+        return await gather(*(client.post_request(_count_body(0.1), wait=60) for _ in range(50)))
 
     answers = run(many())
     statuses = pd.Series([a["status"] for a in answers]).value_counts().to_dict()

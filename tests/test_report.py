@@ -40,19 +40,19 @@ def busy(tmp_path_factory):
     for who in ("alice", "bob", "carol"):
         d.invite(who)
     d.connect("alice")
-    d.submit("alice", RequestIn(dataset="patients", kind="builtin", name="count"))
-    d.submit("alice", RequestIn(dataset="patients", kind="builtin", name="mean",
+    d.receive("alice", RequestIn(dataset="patients", kind="builtin", name="count"))
+    d.receive("alice", RequestIn(dataset="patients", kind="builtin", name="mean",
                                 args={"column": "age", "where": [{"column": "age", "op": ">", "value": 200}]}))
-    d.submit("bob", RequestIn(dataset="patients", kind="builtin", name="histogram",
+    d.receive("bob", RequestIn(dataset="patients", kind="builtin", name="histogram",
                               args={"column": "age", "bins": [0, 40, 60, 120]}))
-    d.submit("bob", RequestIn(dataset="labs", kind="builtin", name="mean", args={"column": "value"}))
-    d.submit("bob", RequestIn(dataset="patients", kind="builtin", name="crosstab", args={"row": "age", "col": "sex"}))
-    pending, _ = d.submit("alice", _fn(1))
-    denied, _ = d.submit("alice", _fn(2))
+    d.receive("bob", RequestIn(dataset="labs", kind="builtin", name="mean", args={"column": "value"}))
+    d.receive("bob", RequestIn(dataset="patients", kind="builtin", name="crosstab", args={"row": "age", "col": "sex"}))
+    pending, _ = d.receive("alice", _fn(1))
+    denied, _ = d.receive("alice", _fn(2))
     d.deny(denied.id, "too broad: <b>aggregate</b> first")
-    approved, _ = d.submit("bob", _fn(3))
+    approved, _ = d.receive("bob", _fn(3))
     d.approve(approved.id, "fine")
-    leaky, _ = d.submit("carol", _fn(4))
+    leaky, _ = d.receive("carol", _fn(4))
     runner = Runner(d)  # no sandbox: functions fail with a reason, built-ins run
     runner.start()
     deadline = time.monotonic() + 30

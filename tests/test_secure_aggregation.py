@@ -73,7 +73,7 @@ def _session(local):
     domains, vectors = local
     clients, members = {}, {}
     for i, ((d, service), x) in enumerate(zip(domains, vectors)):
-        req, _ = d.submit("alice", RequestIn(dataset="patients", kind="builtin", name="sum",
+        req, _ = d.receive("alice", RequestIn(dataset="patients", kind="builtin", name="sum",
                                              args={"column": "age", "secure": True}))
         with d.store.transaction() as tx:  # as if the job had run and kept this vector secret
             tx.execute("UPDATE jobs SET status = 'done', result_blob = ? WHERE request_id = ?",
@@ -151,7 +151,7 @@ def test_sessions_keyed_together_sum_exactly_and_fail_alone(local):
 
     domains, vectors = local
     sessions = [_session(local)[0] for _ in range(3)]
-    foreign = domains[1][0].submit("bob", RequestIn(dataset="patients", kind="builtin", name="sum",
+    foreign = domains[1][0].receive("bob", RequestIn(dataset="patients", kind="builtin", name="sum",
                                                     args={"column": "age", "secure": True}))[0]
     sessions[1].members[2].request_id = foreign.id  # alice cannot sum bob's request on d1
     assert run(exchange_keys_together(sessions)) == {}

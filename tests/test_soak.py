@@ -48,14 +48,14 @@ def test_the_soak_checks_catch_what_they_claim_to(tmp_path):
 
     d = make_domain(tmp_path, "checked", data.hospital("hospital-b"))
     d.invite("ana")
-    done, _ = d.submit("ana", RequestIn(dataset="patients", kind="builtin", name="count", idempotency_key="k1"))
+    done, _ = d.receive("ana", RequestIn(dataset="patients", kind="builtin", name="count", idempotency_key="k1"))
     runner = Runner(d)
     runner.start()
     deadline = time.monotonic() + 20
     while d.request(done.id).status != "done" and time.monotonic() < deadline:
         time.sleep(0.05)
     runner.stop()
-    stuck, _ = d.submit("ana", RequestIn(dataset="patients", kind="builtin", name="mean", args={"column": "age"},
+    stuck, _ = d.receive("ana", RequestIn(dataset="patients", kind="builtin", name="mean", args={"column": "age"},
                                          idempotency_key="k2"))  # approved, never run: no runner now
     d.close()
     traffic = Traffic(accepted=[Accepted(0, done.id, "ana", "k1", "builtin"),

@@ -196,8 +196,8 @@ def test_cox_keeps_a_large_risk_set_behind_every_released_interval(wards):
     # an iterative built-in answers in rounds: ask round 1 at β = 0 over HTTP as the fit does
     from fednb.client.http import run
 
-    part = ds.fed.submit(ds.clients, body).wait_decided(30)[0]
-    state = run(part.client.submit_inputs_round(part.id, 1, {}, wait=30))
+    part = ds.fed.send(ds.clients, body).wait_decided(30)[0]
+    state = run(part.client.post_inputs_round(part.id, 1, {}, wait=30))
     result = state["result"]
     needed = 10 * values_per_interval(2, "efron")
     assert min(result["s0"]) >= needed and len(result["points"]) < len(grid)
@@ -236,7 +236,7 @@ def test_bad_arguments_are_clear(patients, hospitals, alice_token):
                        "Extra inputs")]:
         body = {"dataset": "patients", "kind": "builtin", "name": "kaplan_meier", "args": args}
         with pytest.raises(fednb.DomainError, match=why) as err:
-            run(client.submit(body))
+            run(client.post_request(body))
         assert err.value.status in (400, 422)
     run(client.aclose())
     # an event column that is not 0/1 is refused on the domain, in words

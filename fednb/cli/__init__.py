@@ -22,13 +22,15 @@ def main() -> None:
 
 @main.command()
 @click.option("--dir", "workdir", type=click.Path(path_type=Path), default=None,
-              help="Where to create the demo domains (default: a temporary folder, removed afterwards).")
+              help="Where to keep the demo domains. With --lab also your copy of the notebooks: default "
+                   "~/fednb-demo, kept. Without --lab: default a temporary folder, removed afterwards.")
 @click.option("--serve", is_flag=True, help="Keep the domains running after the tour, until Ctrl-C.")
 @click.option("--lab", is_flag=True,
               help="Instead of the tour in the terminal: serve the domains and open JupyterLab on the tour notebook.")
 @click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True,
               help="With --lab: the tour notebook's language.")
-@click.option("--port", default=8888, show_default=True, type=int, help="With --lab: JupyterLab's port.")
+@click.option("--port", default=8888, show_default=True, type=int,
+              help="With --lab: JupyterLab's port (the next free one when taken; 0: any free port).")
 @click.option("--no-browser", is_flag=True, help="With --lab: do not open a browser.")
 def demo(workdir: Path | None, serve: bool, lab: bool, lang: str, port: int, no_browser: bool) -> None:
     """Start two hospitals and a lithium plant on this machine and run the tour (or, with --lab,

@@ -36,6 +36,10 @@ def domain_init(path: Path, name: str, description: str) -> None:
 def domain_add_dataset(path: Path, file: Path, name: str, description: str) -> None:
     """Register a CSV or Parquet file and generate its mock."""
     d = open_domain(path)
+    if file.suffix.lower() == ".csv" and file.is_file():
+        from fednb.domain.data import csv_dialect
+
+        click.echo(f"reading {file.name} as {csv_dialect.detect(file).describe()}")
     meta = d.add_dataset(file, name, description)
     cols = ", ".join(f"{c.name} ({c.kind})" for c in meta.columns)
     click.echo(f"dataset '{meta.name}': about {meta.rows} rows; columns: {cols}; mock written")

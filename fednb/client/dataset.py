@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ast
 import math
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from fednb.client.functions import Function, function
-from fednb.client.http import DomainClient, _seg, run
+from fednb.client.http import DomainClient, _seg, fan_out, run
+from fednb.client.request_args import parse_where, privacy_arg
 from fednb.client.requests import FederatedRequest
 from fednb.errors import InvalidInput, NotEnoughDomains
 from fednb.federated import stats
@@ -19,45 +18,7 @@ if TYPE_CHECKING:
 
     from fednb.client.federation import Federation
 
-_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(==|!=|<=|>=|<|>|not in|in)\s*(.+?)\s*$")
 DEFAULT_TIMEOUT = 60.0
-
-
-def parse_where(where: Any) -> list[dict]:
-    """Filters as data, never code: ``"age > 50 and sex == 'F'"``, ``{"sex": "F"}`` or ``[("age", ">", 50)]``."""
-    if where is None:
-        return []
-    if isinstance(where, str):
-        out = []
-        for part in re.split(r"\s+and\s+", where.strip()):
-            m = _CONDITION.match(part)
-            if not m:
-                raise InvalidInput(f"cannot read the condition {part!r}; write e.g. \"age > 50 and sex == 'F'\"")
-            col, op, raw = m.groups()
-            try:
-                value = ast.literal_eval(raw)
-            except (ValueError, SyntaxError):
-                raise InvalidInput(f"{raw!r} in {part!r} is not a number, a quoted string or a list") from None
-            out.append({"column": col, "op": op, "value": list(value) if isinstance(value, tuple) else value})
-        return out
-    if isinstance(where, dict):
-        return [{"column": k, "op": "in" if isinstance(v, (list, tuple)) else "==",
-                 "value": list(v) if isinstance(v, tuple) else v} for k, v in where.items()]
-    return [{"column": c, "op": op, "value": v} for c, op, v in where]
-
-
-def _privacy(epsilon: float | None, mechanism: str, delta: float | None) -> dict | None:
-    """The ``privacy`` argument of a noisy built-in (None: exact, unless a domain's policy says otherwise)."""
-    if epsilon is None and delta is None and mechanism == "laplace":
-        return None
-    if mechanism not in ("laplace", "gaussian"):
-        raise InvalidInput(f"mechanism must be 'laplace' or 'gaussian', not {mechanism!r}")
-    out: dict[str, Any] = {"mechanism": mechanism}
-    if epsilon is not None:
-        out["epsilon"] = float(epsilon)
-    if delta is not None:
-        out["delta"] = float(delta)
-    return out
 
 
 class FederatedDataset:
@@ -106,9 +67,7 @@ class FederatedDataset:
         if self._mock is None:
             import pandas as pd
 
-            from fednb.client.federation import _gather
-
-            found, problems = run(_gather({d: c.mock(self.name) for d, c in self.clients.items()}))
+            found, problems = run(fan_out({d: c.mock(self.name) for d, c in self.clients.items()}))
             if problems and not found:  # every domain refused: say why, naming each
                 raise next(iter(problems.values()))
             self.fed._warn(problems)
@@ -139,7 +98,7 @@ class FederatedDataset:
             args["secure"] = True
         body = {"dataset": self.name, "kind": "builtin", "name": name, "args": args,
                 "description": description or f"{name} {args}"}
-        req = self.fed.submit(self.clients, body, wait=min(timeout, 60.0))
+        req = self.fed.send(self.clients, body, wait=min(timeout, 60.0))
         if not req.done:
             req.wait(timeout)
         return req
@@ -198,7 +157,7 @@ class FederatedDataset:
               mechanism: str = "laplace", delta: float | None = None) -> stats.Pooled:
         """Rows (or non-missing values of ``column``), pooled over domains."""
         req = self._builtin("count", {"column": column} if column else {}, where, timeout,
-                            privacy=_privacy(epsilon, mechanism, delta), secure=secure)
+                            privacy=privacy_arg(epsilon, mechanism, delta), secure=secure)
         if secure:
             return self._secure("count", "count", req, min_domains)
         from fednb.federated import noisy_pooling as noisy
@@ -208,7 +167,7 @@ class FederatedDataset:
     def sum(self, column: str, *, where: Any = None, min_domains: int = 1, timeout: float = DEFAULT_TIMEOUT,
             secure: bool = False, epsilon: float | None = None, mechanism: str = "laplace",
             delta: float | None = None) -> stats.Pooled:
-        req = self._builtin("sum", {"column": column}, where, timeout, privacy=_privacy(epsilon, mechanism, delta),
+        req = self._builtin("sum", {"column": column}, where, timeout, privacy=privacy_arg(epsilon, mechanism, delta),
                             secure=secure)
         if secure:
             return self._secure(f"sum of {column}", "sum", req, min_domains)
@@ -219,7 +178,7 @@ class FederatedDataset:
     def mean(self, column: str, *, where: Any = None, min_domains: int = 1, timeout: float = DEFAULT_TIMEOUT,
              secure: bool = False, epsilon: float | None = None, mechanism: str = "laplace",
              delta: float | None = None) -> stats.Pooled:
-        req = self._builtin("mean", {"column": column}, where, timeout, privacy=_privacy(epsilon, mechanism, delta),
+        req = self._builtin("mean", {"column": column}, where, timeout, privacy=privacy_arg(epsilon, mechanism, delta),
                             secure=secure)
         if secure:
             return self._secure(f"mean of {column}", "mean", req, min_domains)
@@ -233,7 +192,7 @@ class FederatedDataset:
         """Variance, exactly that of the pooled rows (``ddof=1``: the sample variance)."""
         from fednb.federated import noisy_pooling as noisy
 
-        req = self._builtin("variance", {"column": column}, where, timeout, privacy=_privacy(epsilon, mechanism, delta))
+        req = self._builtin("variance", {"column": column}, where, timeout, privacy=privacy_arg(epsilon, mechanism, delta))
         return self._pooled(f"variance of {column}", req, min_domains,
                             lambda p: stats.pool_variance(p, ddof), ("n", "mean", "m2"),
                             noisy_pool=lambda p: noisy.variance(p, ddof))
@@ -250,10 +209,8 @@ class FederatedDataset:
         """Your privacy budget on this dataset at each domain: allowance, spent, remaining (epsilon, delta)."""
         import pandas as pd
 
-        from fednb.client.federation import _gather
-
         path = f"/v1/datasets/{_seg(self.name)}/budget"
-        found, problems = run(_gather({d: c.call("GET", path) for d, c in self.clients.items()}))
+        found, problems = run(fan_out({d: c.call("GET", path) for d, c in self.clients.items()}))
         self.fed._warn(problems)
         cols = ["epsilon", "spent_epsilon", "remaining_epsilon", "delta", "spent_delta", "remaining_delta",
                 "releases", "noisy", "training"]
@@ -269,7 +226,7 @@ class FederatedDataset:
 
         edges = self._edges(column, bins)
         req = self._builtin("histogram", {"column": column, "bins": edges}, where, timeout,
-                            privacy=_privacy(epsilon, mechanism, delta))
+                            privacy=privacy_arg(epsilon, mechanism, delta))
         pooled = self._pooled(f"histogram of {column}", req, min_domains, stats.pool_histogram, ("n", "suppressed"),
                               noisy_pool=noisy.histogram)
         if pooled.value["count"].isna().any():
@@ -329,7 +286,7 @@ class FederatedDataset:
         from fednb.federated import noisy_pooling as noisy
 
         req = self._builtin("crosstab", {"row": row, "col": col}, where, timeout,
-                            privacy=_privacy(epsilon, mechanism, delta))
+                            privacy=privacy_arg(epsilon, mechanism, delta))
         pooled = self._pooled(f"crosstab of {row} by {col}", req, min_domains, stats.pool_crosstab, ("n", "suppressed"),
                               noisy_pool=noisy.crosstab)
         if pooled.value.isna().to_numpy().any():
@@ -361,4 +318,4 @@ class FederatedDataset:
         body = {"dataset": self.name, "kind": "function", "name": f.name, "code": f.source,
                 "args": dict(args or {}), "description": description,
                 "limits": {"max_runtime_s": max_runtime_s} if max_runtime_s else {}}
-        return self.fed.submit(self.clients, body)
+        return self.fed.send(self.clients, body)

@@ -3,14 +3,13 @@ object fans out to every domain concurrently and combines what they release."""
 
 from __future__ import annotations
 
-import asyncio
 import warnings
 from collections.abc import Iterable
 from typing import Any
 
 from fednb.client import profile as profiles
 from fednb.client import tls
-from fednb.client.http import DomainClient, gather, run
+from fednb.client.http import DomainClient, fan_out, gather, run
 from fednb.client.requests import FederatedRequest, Part
 from fednb.errors import (
     AuthenticationError,
@@ -21,21 +20,6 @@ from fednb.errors import (
     NotEnoughDomains,
     NotFound,
 )
-
-
-async def _gather(calls: dict[str, Any]) -> tuple[dict[str, Any], dict[str, DomainError]]:
-    """Run {key: coroutine} concurrently; returns ({key: value}, {key: the DomainError it raised})."""
-    keys = list(calls)
-    values = await asyncio.gather(*calls.values(), return_exceptions=True)
-    ok, problems = {}, {}
-    for key, value in zip(keys, values):
-        if isinstance(value, DomainError):
-            problems[key] = value
-        elif isinstance(value, BaseException):
-            raise value
-        else:
-            ok[key] = value
-    return ok, problems
 
 
 class Federation:
@@ -60,7 +44,7 @@ class Federation:
             session = await client.session()
             return {**info, "analyst": session["analyst"], "role": session["role"]}
 
-        infos, problems = run(_gather({c.url: hello(c) for c in clients}))
+        infos, problems = run(fan_out({c.url: hello(c) for c in clients}))
         by_url = {c.url: c for c in clients}
         refused = {url: exc for url, exc in problems.items() if isinstance(exc, AuthenticationError)}
         if refused:
@@ -103,7 +87,7 @@ class Federation:
         """One row per domain: reachable or not, version, sandbox isolation, who you are there."""
         import pandas as pd
 
-        infos, problems = run(_gather({n: c.info() for n, c in self._clients.items()}))
+        infos, problems = run(fan_out({n: c.info() for n, c in self._clients.items()}))
         rows = []
         for name, client in self._clients.items():
             info = infos.get(name, {})
@@ -117,7 +101,7 @@ class Federation:
         """domain, dataset, rows (rounded), columns, description: metadata only, never data."""
         import pandas as pd
 
-        found, problems = run(_gather({n: c.datasets() for n, c in self._clients.items()}))
+        found, problems = run(fan_out({n: c.datasets() for n, c in self._clients.items()}))
         self._warn(problems)
         rows = [{"domain": d, "dataset": ds["name"], "rows": ds["rows"], "columns": len(ds["columns"]),
                  "description": ds.get("description", "")}
@@ -127,7 +111,7 @@ class Federation:
     def catalog(self, *, quiet: bool = False) -> dict[str, list[dict]]:
         """Every dataset's full metadata (schema included), by domain; unreachable domains are left
         out (with a warning unless ``quiet``: a widget shows them its own way)."""
-        found, problems = run(_gather({n: c.datasets() for n, c in self._clients.items()}))
+        found, problems = run(fan_out({n: c.datasets() for n, c in self._clients.items()}))
         if not quiet:
             self._warn(problems)
         return found
@@ -137,7 +121,7 @@ class Federation:
         from fednb.client.dataset import FederatedDataset
 
         chosen = [self.client(d) for d in domains] if domains is not None else list(self._clients.values())
-        found, problems = run(_gather({c.name: c.dataset(name) for c in chosen}))
+        found, problems = run(fan_out({c.name: c.dataset(name) for c in chosen}))
         self._warn({d: exc for d, exc in problems.items() if not isinstance(exc, NotFound)})
         if not found:
             detail = "; ".join(f"{d}: {exc.message}" for d, exc in problems.items()) or "no domains"
@@ -148,7 +132,7 @@ class Federation:
         """My requests on every domain, newest first."""
         import pandas as pd
 
-        found, problems = run(_gather({n: c.requests() for n, c in self._clients.items()}))
+        found, problems = run(fan_out({n: c.requests() for n, c in self._clients.items()}))
         self._warn(problems)
         rows = [{"domain": d, "request": r["id"], "dataset": r["dataset"], "kind": r["kind"], "name": r["name"],
                  "status": r["status"], "reason": r.get("reason") or "", "created": pd.to_datetime(r["created_at"], unit="s")}
@@ -160,16 +144,16 @@ class Federation:
         for domain, exc in problems.items():
             warnings.warn(f"domain {domain}: {exc.message}", stacklevel=3)
 
-    # -- submitting ----------------------------------------------------------------------------
-    def submit(self, clients: dict[str, DomainClient], body: dict, *, wait: float = 0) -> FederatedRequest:
-        """Send the same request to ``clients``; failures to submit are recorded, not raised."""
+    # -- sending -------------------------------------------------------------------------------
+    def send(self, clients: dict[str, DomainClient], body: dict, *, wait: float = 0) -> FederatedRequest:
+        """Send the same request to ``clients``; failures to send are recorded, not raised."""
 
         errors: dict[str, DomainError] = {}
 
         async def one(client: DomainClient) -> Part:
             part = Part(client)
             try:
-                part.state = await client.submit(body, wait=wait)
+                part.state = await client.post_request(body, wait=wait)
                 part.id = part.state["id"]
             except DomainError as exc:
                 part.problem = exc.message
@@ -189,7 +173,7 @@ class Federation:
         return f"<Federation of {len(self._clients)} domain(s): {', '.join(self.domains)}{down}>"
 
     def _ipython_display_(self) -> None:
-        from fednb.widgets.display import show  # a browser of domains and datasets where ipywidgets can show one
+        from fednb.display import show  # a browser of domains and datasets where ipywidgets can show one
 
         show(self)
 

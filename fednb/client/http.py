@@ -57,6 +57,23 @@ async def gather(*coros: Coroutine, return_exceptions: bool = False) -> list:
     return await asyncio.gather(*coros, return_exceptions=return_exceptions)
 
 
+async def fan_out(calls: dict[str, Any]) -> tuple[dict[str, Any], dict[str, DomainError]]:
+    """Send {key: coroutine} to every domain at once; returns ({key: value}, {key: the DomainError it raised}).
+
+    A domain's failure is collected, not raised, so one domain down never hides the others' answers."""
+    keys = list(calls)
+    values = await asyncio.gather(*calls.values(), return_exceptions=True)
+    ok, problems = {}, {}
+    for key, value in zip(keys, values):
+        if isinstance(value, DomainError):
+            problems[key] = value
+        elif isinstance(value, BaseException):
+            raise value
+        else:
+            ok[key] = value
+    return ok, problems
+
+
 def _label(url: str) -> str:
     p = urlparse(url)
     return p.netloc or url
@@ -166,7 +183,7 @@ class DomainClient:
     async def mock(self, name: str) -> dict:
         return await self.call("GET", f"/v1/datasets/{_seg(name)}/mock")
 
-    async def submit(self, request: dict, *, wait: float = 0) -> dict:
+    async def post_request(self, request: dict, *, wait: float = 0) -> dict:
         body = {**request, "idempotency_key": request.get("idempotency_key") or uuid.uuid4().hex}
         return await self.call("POST", "/v1/requests", json=body, params={"wait": min(wait, SERVER_MAX_WAIT)},
                                extra_wait=min(wait, SERVER_MAX_WAIT))
@@ -184,7 +201,7 @@ class DomainClient:
     async def deny(self, request_id: str, reason: str) -> dict:
         return await self.call("POST", f"/v1/requests/{_seg(request_id)}/deny", json={"reason": reason})
 
-    async def submit_round(self, request_id: str, weights: bytes, *, wait: float = 0) -> tuple[dict, bytes | None]:
+    async def post_round(self, request_id: str, weights: bytes, *, wait: float = 0) -> tuple[dict, bytes | None]:
         """Send one round's global weights (safetensors carrying the round number: safe to repeat).
 
         Returns (the round, its released weights if it finished within ``wait``): one round trip.
@@ -200,7 +217,7 @@ class DomainClient:
                 raise DomainError(self.name, "sent weights without a valid X-Fednb-Round header") from None
         return self._decode(response), None
 
-    async def submit_inputs_round(self, request_id: str, number: int, inputs: dict, *, wait: float = 0) -> dict:
+    async def post_inputs_round(self, request_id: str, number: int, inputs: dict, *, wait: float = 0) -> dict:
         """One round of an iterative built-in (e.g. a GLM's coefficients); safe to repeat."""
         wait = min(wait, SERVER_MAX_WAIT)
         return await self.call("POST", f"/v1/requests/{_seg(request_id)}/rounds", json={"round": int(number), "inputs": inputs},

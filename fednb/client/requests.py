@@ -228,6 +228,6 @@ class FederatedRequest:
         return f"<b>{self.kind}:{self.name}</b> on <code>{self.dataset}</code>" + self.table.to_html(index=False)
 
     def _ipython_display_(self) -> None:
-        from fednb.widgets.display import show  # a live tracker widget where ipywidgets can show one
+        from fednb.display import show  # a live tracker widget where ipywidgets can show one
 
         show(self)

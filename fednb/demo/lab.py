@@ -1,19 +1,24 @@
 """``fednb demo --lab``: the workshop's three domains on this machine and JupyterLab open on the tour.
 
-Everything lives in one folder (a temporary one unless ``--dir`` is given): the domains, a private
+Everything lives in one folder, ``--dir`` or ``~/fednb-demo``, which is kept: the domains, a private
 ``FEDNB_HOME`` with the ``workshop`` profile the notebooks and the panels read (so the user's own
-``~/.fednb`` is never touched), and a copy of the notebooks to edit freely. JupyterLab listens on
-127.0.0.1 only and stops, with the domains, on Ctrl-C or SIGTERM.
+``~/.fednb`` is never touched), JupyterLab's settings for the demo, and a copy of the notebooks to
+edit freely (a second run reopens them with the user's edits). JupyterLab listens on 127.0.0.1 only,
+on the port asked for or, when that one is taken, the next free one, said before it starts; it stops,
+with the domains, on Ctrl-C or SIGTERM. JupyterLab's "official Jupyter news?" prompt, which covers
+the outputs a class is looking at, is answered "no" in the demo's settings (:func:`quiet_lab_settings`,
+also what Binder's ``postBuild`` runs).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -21,6 +26,12 @@ import click
 from fednb.errors import InvalidInput
 
 TOURS = {"en": "01-analyst-tour.ipynb", "es": "01-recorrido-analista.ipynb"}
+DEFAULT_DIR = Path("~/fednb-demo")
+# JupyterLab asks "Would you like to get notified about official Jupyter news?" while fetchNews is
+# "none"; "false" answers it (jupyterlab docs, user/announcements: the Binder recipe)
+NO_NEWS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false"}}
+PORT_TRIES = 50  # as Jupyter's own --ServerApp.port_retries
+SETTINGS = "jupyterlab-settings"  # the demo's JupyterLab user settings, in its folder
 
 
 def notebooks_source() -> Path:
@@ -42,11 +53,50 @@ def copy_notebooks(target: Path) -> None:
             shutil.copytree(source / lang, target / lang, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
 
 
+def quiet_lab_settings(settings_dir: Path) -> Path:
+    """Merge :data:`NO_NEWS` into ``settings_dir/overrides.json`` (JupyterLab's application-wide
+    defaults; ``<sys.prefix>/share/jupyter/lab/settings`` for an environment); returns the file."""
+    path = Path(settings_dir) / "overrides.json"
+    current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    for plugin, values in NO_NEWS.items():
+        current.setdefault(plugin, {}).update(values)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def demo_user_settings(root: Path) -> Path:
+    """The demo's own JupyterLab user settings, news prompt answered; kept if the user changed them."""
+    folder = root / SETTINGS
+    for plugin, values in NO_NEWS.items():
+        package, _, name = plugin.partition(":")
+        path = folder / package / f"{name}.jupyterlab-settings"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
+    return folder
+
+
+def choose_port(preferred: int) -> int:
+    """``preferred`` if free on 127.0.0.1, else the next free one (0: any free port). Jupyter is then
+    told not to move on by itself, so the URL we print is the one it serves."""
+    for port in ([0] if preferred == 0 else range(preferred, preferred + PORT_TRIES + 1)):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise InvalidInput(f"ports {preferred} to {preferred + PORT_TRIES} on 127.0.0.1 are all taken; "
+                       "pick another with --port N, or --port 0 for any free port")
+
+
 def lab_command(root: Path, *, lang: str, port: int, open_browser: bool) -> list[str]:
-    """The JupyterLab command line: 127.0.0.1, the notebooks folder, the tour open, fednb's panels
-    on the ``workshop`` profile."""
+    """The JupyterLab command line: 127.0.0.1 on exactly ``port``, the notebooks folder, the tour
+    open, the demo's settings, fednb's panels on the ``workshop`` profile."""
     opens = f"/lab/tree/{lang}/{TOURS[lang]}"
     return [sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0", f"--LabApp.user_settings_dir={root / SETTINGS}",
             f"--ServerApp.root_dir={root / 'notebooks'}", f"--ServerApp.default_url={opens}",
             f"--LabApp.default_url={opens}", "--Fednb.profile=workshop",
             *([] if open_browser else ["--no-browser"]),
@@ -58,24 +108,29 @@ def _interrupt(*_) -> None:
 
 
 def run_lab(workdir: Path | None, *, lang: str = "en", port: int = 8888, open_browser: bool = True) -> int:
-    """Serve the domains, run JupyterLab until it exits or Ctrl-C; returns an exit status."""
+    """Serve the domains, run JupyterLab until it exits or Ctrl-C; returns an exit status. The
+    folder is kept: it holds the user's copy of the notebooks."""
     from fednb.demo import workshop
 
     if lang not in TOURS:
         raise click.UsageError(f"--lang must be one of {', '.join(TOURS)}")
-    root = Path(workdir).expanduser().resolve() if workdir else Path(tempfile.mkdtemp(prefix="fednb-lab-"))
+    root = Path(workdir or DEFAULT_DIR).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
     os.environ["FEDNB_HOME"] = str(root / "fednb-home")  # the profile for the notebooks and the panels
     servers: list = []
     lab: subprocess.Popen | None = None
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a plain kill stops everything in order
     try:
         copy_notebooks(root / "notebooks")
+        demo_user_settings(root)
+        actual = choose_port(port)
         servers = workshop.serve(root / "domains", port=0)
         for s in servers:
             click.echo(s.banner)
+        moved = f" (port {port} is taken)" if port not in (0, actual) else ""
         click.echo(f"ready: {len(servers)} domains; notebooks in {root / 'notebooks'}; starting JupyterLab "
-                   f"on http://127.0.0.1:{port} (Ctrl-C stops everything)")
-        lab = subprocess.Popen(lab_command(root, lang=lang, port=port, open_browser=open_browser))
+                   f"on http://127.0.0.1:{actual}{moved} (Ctrl-C stops everything)")
+        lab = subprocess.Popen(lab_command(root, lang=lang, port=actual, open_browser=open_browser))
         return lab.wait()
     except KeyboardInterrupt:
         click.echo("\nstopping JupyterLab and the domains")
@@ -91,5 +146,4 @@ def run_lab(workdir: Path | None, *, lang: str = "en", port: int = 8888, open_br
                 lab.wait()
         for s in servers:
             s.stop()
-        if workdir is None:
-            shutil.rmtree(root, ignore_errors=True)
+        click.echo(f"your notebooks and the demo's domains stay in {root} (delete the folder when you are done)")

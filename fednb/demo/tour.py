@@ -236,7 +236,7 @@ def _learning_step(patients, folders: dict[str, Path], check) -> None:
     except ImportError:
         click.echo("   (skipped: install fednb[learn] for federated learning)")
         return
-    from fednb.demo.workshop import approving
+    from fednb.demo.owners import approving
 
     def show(record: dict) -> None:
         if record["domain"] == "global":

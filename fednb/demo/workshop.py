@@ -15,14 +15,12 @@ teacher reviews.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 from fednb.client import profile as profiles
 from fednb.demo import data
+from fednb.demo.owners import approving  # noqa: F401  (notebooks and tests use it from here)
 from fednb.errors import InvalidInput
 
 PROFILE = "workshop"
@@ -107,34 +105,3 @@ def serve(root: str | os.PathLike, *, host: str = "127.0.0.1", port: int = PORT,
     urls = {name: f"http://{local}:{s.port}" for name, s in zip(folders, servers)}
     save_profile(profile, urls, token, folders)
     return servers
-
-
-@contextlib.contextmanager
-def approving(folders: dict[str, Path], name: str | None, reason: str, *, every: float = 0.2) -> Iterator[None]:
-    """While the block runs, approve the pending requests named ``name`` (a function or training
-    function; ``None``: every pending request) on the domains in ``folders``, standing in for their
-    owners: for a demo, a notebook or a benchmark in which one program plays every part. A real owner
-    reads the code first (``fednb domain show``)."""
-    from fednb.domain import Domain
-
-    stop = threading.Event()
-
-    def owners() -> None:
-        while not stop.is_set():
-            for folder in folders.values():
-                d = Domain(folder)
-                try:
-                    for r in d.requests(status="pending"):
-                        if name is None or r.name == name:
-                            d.approve(r.id, reason)
-                finally:
-                    d.close()
-            stop.wait(every)
-
-    thread = threading.Thread(target=owners, name="fednb-owners", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()

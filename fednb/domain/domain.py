@@ -19,15 +19,23 @@ from pathlib import Path
 
 from fednb.domain.audit import log as audit
 from fednb.domain.audit import receipts
-from fednb.domain.data import datasets, mock_review
 from fednb.domain.identity import Identity, load_or_create
-from fednb.domain.release import budget, differencing, noisy, secure_inputs
-from fednb.domain.review import requests as review
 from fednb.domain.review.policy import Policy, load_policy, render_template
-from fednb.domain.run import rounds
 from fednb.domain.store.sqlite import Store
 from fednb.errors import InvalidInput, NotFound
+from fednb.lazy_import import lazy_import
 from fednb.models import NAME_PATTERN, Dataset, Request, RequestIn, Round
+
+# The stages that need pandas, scipy or numpy load on first use: owner commands that only read the
+# store (requests, approve, info) start in well under a second.
+datasets = lazy_import("fednb.domain.data.datasets")
+mock_review = lazy_import("fednb.domain.data.mock_review")
+budget = lazy_import("fednb.domain.release.budget")
+differencing = lazy_import("fednb.domain.release.differencing")
+noisy = lazy_import("fednb.domain.release.noisy")
+secure_inputs = lazy_import("fednb.domain.release.secure_inputs")
+review = lazy_import("fednb.domain.review.requests")
+rounds = lazy_import("fednb.domain.run.rounds")
 
 TOKEN_PREFIX = "fednb_"
 
@@ -66,7 +74,7 @@ class Domain:
         self.store.check()
         budget.ensure(self.store.connect())  # domains made before privacy budgets get the table here
         differencing.ensure(self.store.connect())  # and before the differencing defence, this one
-        self._cache = datasets.DataCache()
+        self._cache = None  # the datasets' loaded frames, made on first use (it loads pandas)
         self._listeners: list[Callable[[], None]] = []
         self._identity: Identity | None = None
 
@@ -211,6 +219,8 @@ class Domain:
 
     def load(self, name: str):
         """The private DataFrame (domain side only)."""
+        if self._cache is None:
+            self._cache = datasets.DataCache()
         return self._cache.load(self.data_path(name))
 
     def levels(self, name: str) -> dict[str, list]:
@@ -282,10 +292,10 @@ class Domain:
             audit.append(tx, analyst, "connect", self.name, {})
 
     # -- requests ------------------------------------------------------------------------------
-    def submit(self, analyst: str, req: RequestIn) -> tuple[Request, bool]:
+    def receive(self, analyst: str, req: RequestIn) -> tuple[Request, bool]:
         self._check_columns(req)
         self._check_privacy(analyst, req)
-        result = review.submit(self.store, self.policy, analyst, req)
+        result = review.accept(self.store, self.policy, analyst, req)
         self.changed()
         return result
 
@@ -359,8 +369,8 @@ class Domain:
         return req
 
     # -- rounds (training, iterative built-ins) -----------------------------------------------------------------------
-    def submit_round(self, analyst: str, request_id: str, body: bytes) -> Round:
-        result = rounds.submit_round(self.store, self.policy, analyst, request_id, body)
+    def receive_round(self, analyst: str, request_id: str, body: bytes) -> Round:
+        result = rounds.accept_round(self.store, self.policy, analyst, request_id, body)
         self.changed()
         return result
 

@@ -8,6 +8,7 @@ unused, so many domains fit on one laptop.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import sys
@@ -20,7 +21,7 @@ from fednb.domain.domain import Domain
 from fednb.domain.run import worker_template
 from fednb.domain.run.runner import POLL_SECONDS, Runner
 from fednb.domain.store.outside_writes import OutsideWrites
-from fednb.errors import FednbError, SandboxError
+from fednb.errors import FednbError, InvalidInput, SandboxError
 
 # uvicorn's own limits: connections served at once (more get 503), an idle kept-alive connection's
 # life, and the largest request head (headers); bodies are limited by the app (MAX_BODY_BYTES).
@@ -98,6 +99,18 @@ def plain_http_warning(host: str, certfile: str | None) -> str | None:
             "serve with --certfile and --keyfile (SECURITY.md, TLS)")
 
 
+def bind_problem(host: str, port: int, exc: OSError) -> str:
+    """One line saying why the domain cannot listen there and what to type instead."""
+    if exc.errno == errno.EADDRINUSE:
+        return (f"port {port} on {host} is already in use (another domain or program listens there); "
+                "pick another with --port N, or --port 0 for any free port")
+    if exc.errno == errno.EACCES:
+        return f"port {port} needs administrator rights; use a port above 1023, e.g. --port 8701"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine; use --host 127.0.0.1 or one of its own addresses"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto must say TCP: asyncio only turns Nagle off (TCP_NODELAY) for such sockets, and with Nagle
@@ -105,7 +118,11 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(bind_problem(host, port, exc)) from None
     sock.listen(1024)
     sock.set_inheritable(True)
     return sock

@@ -73,6 +73,14 @@ class Sums:
                    float(r["y_sum"]))
 
 
+    def dispersion(self, family: str) -> float:
+        """1 for binomial and Poisson, Pearson χ²/(n − p) for the Gaussian (as statsmodels)."""
+        if family != "gaussian":
+            return 1.0
+        dof = self.n - len(self.names)
+        return self.pearson_chi2 / dof if dof > 0 else math.nan
+
+
 def pool(parts: list[Sums]) -> Sums:
     """Sums over domains: every IRLS quantity is a sum over rows, so this is exact."""
     names, n = parts[0].names, sum(s.n for s in parts)
@@ -82,14 +90,6 @@ def pool(parts: list[Sums]) -> Sums:
     return Sums(names, n, True, sum(s.xtwx for s in parts), sum(s.xtwz for s in parts),
                 sum(s.deviance for s in parts), sum(s.pearson_chi2 for s in parts),
                 None if any(v is None for v in logliks) else sum(logliks), sum(s.y_sum for s in parts))
-
-
-def scale(family: str, s: Sums) -> float:
-    """The dispersion: 1 for binomial and Poisson, Pearson χ²/(n − p) for the Gaussian (as statsmodels)."""
-    if family != "gaussian":
-        return 1.0
-    dof = s.n - len(s.names)
-    return s.pearson_chi2 / dof if dof > 0 else math.nan
 
 
 @dataclass
@@ -180,7 +180,7 @@ def irls(ask: Callable[[np.ndarray | None], Sums], family: str, *, maxiter: int 
             # the start's design had full rank, so the weights themselves vanished: separation
             raise _separation(family, names, betas + [beta]) from None
         step = new - beta
-        se = np.sqrt(np.maximum(np.diag(inverse), 0) * scale(family, s))
+        se = np.sqrt(np.maximum(np.diag(inverse), 0) * s.dispersion(family))
         betas.append(beta)
         deviances.append(s.deviance)
         if np.all(np.abs(step) <= tol * (np.abs(new) + 0.01 * se)):

@@ -50,11 +50,9 @@ class GlmResult:
     @classmethod
     def build(cls, formula: str, family: str, fit: Fit, report: tuple[list[dict], dict[str, str], int],
               null: Sums | None) -> GlmResult:
-        from fednb.federated.glm import scale as dispersion
-
         rows, missing, rounds = report
         s, names = fit.sums, fit.sums.names
-        phi = dispersion(family, s)
+        phi = s.dispersion(family)
         cov = pd.DataFrame(fit.inverse * phi, index=names, columns=names)
         by = pd.DataFrame(rows, columns=["domain", "n", "dropped"])
         notes = []
@@ -188,7 +186,7 @@ class GlmResult:
         return self.summary()._repr_html_()
 
     def _ipython_display_(self) -> None:
-        from fednb.widgets.display import show  # the coefficient plot above the summary, in a notebook
+        from fednb.display import show  # the coefficient plot above the summary, in a notebook
 
         show(self)
 

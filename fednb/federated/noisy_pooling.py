@@ -11,7 +11,6 @@ may be from the exact pooled statistic, not the sampling error of the data.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -115,11 +114,3 @@ def secure(fields: dict[str, float], public: dict[str, dict], statistic: str) ->
     var_s = sum(d["center"] ** 2 * d["std"]["n"] ** 2 + d["std"]["t"] ** 2 for d in noisy_parts)
     cov = sum(d["center"] * d["std"]["n"] ** 2 for d in noisy_parts)
     return m, math.sqrt(max(var_s - 2 * m * cov + m * m * var_n, 0.0)) / n
-
-
-def interval(value: Any, se: Any, level: float) -> tuple[Any, Any]:
-    """Normal-approximation interval value ± z·se (the sum of independent noises is close to normal)."""
-    from scipy.stats import norm
-
-    z = float(norm.ppf(0.5 + level / 2))
-    return value - z * se, value + z * se

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fednb.client.http import gather, run
+from fednb.client.request_args import parse_where
 from fednb.errors import DomainError, ModelError, NotEnoughDomains
 from fednb.models import ROUND_FINAL
 
@@ -27,8 +28,6 @@ class IterativeRequest:
 
     def __init__(self, data: FederatedDataset, args: dict, where: Any, min_domains: int, timeout: float,
                  budget: int):
-        from fednb.client.dataset import parse_where
-
         self.data, self.args, self.min_domains, self.timeout, self.budget = data, args, min_domains, timeout, budget
         self.where = parse_where(where)
         self.request = None
@@ -45,7 +44,7 @@ class IterativeRequest:
         body = {"dataset": self.data.name, "kind": "builtin", "name": self.name,
                 "args": {**self.args, **({"where": self.where} if self.where else {})},
                 "description": self.description(), "limits": {"max_rounds": self.budget}}
-        self.request = self.data.fed.submit(self.data.clients, body)
+        self.request = self.data.fed.send(self.data.clients, body)
         self.parts = self.request.wait_decided(self.timeout)
         approved = {p.domain for p in self.parts}
         self.missing = {d: why for d, why in self.request.problems.items() if d not in approved}
@@ -55,7 +54,7 @@ class IterativeRequest:
     async def _one(self, part, number: int, inputs: dict) -> dict:
         deadline = time.monotonic() + self.timeout
         try:
-            state = await part.client.submit_inputs_round(part.id, number, inputs, wait=self.timeout)
+            state = await part.client.post_inputs_round(part.id, number, inputs, wait=self.timeout)
             while state["status"] not in ROUND_FINAL and time.monotonic() < deadline:
                 state = await part.client.round(part.id, number, wait=deadline - time.monotonic())
         except DomainError as exc:

@@ -36,8 +36,6 @@ class Pooled:
         """(low, high) around ``value`` from the noise's standard error; exact values have none."""
         if self.se is None:
             raise ValueError(f"{self.statistic} is exact (no noise was added), so it has no noise interval")
-        from fednb.federated.noisy_pooling import interval
-
         value = self.value["count"] if isinstance(self.value, pd.DataFrame) and "count" in self.value else self.value
         return interval(value, self.se, level)
 
@@ -68,9 +66,17 @@ class Pooled:
         return f"<div><b>{self.statistic}</b> over {len(self.domains)} domain(s): {body}{extra}</div>"
 
     def _ipython_display_(self) -> None:
-        from fednb.widgets.display import show  # tables and plots where ipywidgets can show them
+        from fednb.display import show  # tables and plots where ipywidgets can show them
 
         show(self)
+
+
+def interval(value: Any, se: Any, level: float) -> tuple[Any, Any]:
+    """Normal-approximation interval value ± z·se (the sum of independent noises is close to normal)."""
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + level / 2))
+    return value - z * se, value + z * se
 
 
 def pool_count(parts: dict[str, dict]) -> int:

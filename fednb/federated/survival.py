@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from fednb.client.request_args import privacy_arg
 from fednb.errors import InvalidInput, ModelError, NotEnoughDomains
 from fednb.federated.survival_result import LogrankResult, SurvivalCurves
 
@@ -160,12 +161,10 @@ def kaplan_meier(data: FederatedDataset, duration: str, event: str, *, by: str |
                  delta: float | None = None) -> SurvivalCurves:
     """Pooled Kaplan–Meier curves; with ``epsilon=`` every domain adds noise to its counts instead of
     merging small intervals (differential privacy, spending ``epsilon`` of your budget there)."""
-    from fednb.client.dataset import _privacy
-
     grid = grid_points(data, duration, time_grid)
     args = {"duration": duration, "event": event, "time_grid": grid, **({"by": by} if by else {})}
     req, results = _request(data, "kaplan_meier", args, where, timeout, min_domains,
-                            _privacy(epsilon, mechanism, delta))
+                            privacy_arg(epsilon, mechanism, delta))
     by_domain = pd.DataFrame([{"domain": d, "epsilon": r["dp"]["epsilon"]} if "dp" in r else
                               {"domain": d, "n": r["n"], "suppressed": r["suppressed"], "merged": r["merged"]}
                               for d, r in results.items()])

@@ -1,7 +1,7 @@
 """What a federated survival analysis returns: curves, a log-rank test, a Cox fit.
 
 Results hold data (tables, numbers, notes on what domains suppressed or coarsened); their ``plot()``
-returns the plotly figure drawn by :mod:`fednb.widgets.survival_plots`.
+returns the plotly figure drawn by :mod:`fednb.federated.survival_plots`.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class SurvivalCurves:
         return pd.DataFrame(out, index=pd.Index(times, name="time"))
 
     def plot(self, *, times: int = 6):
-        from fednb.widgets.survival_plots import km_figure
+        from fednb.federated.survival_plots import km_figure
 
         return km_figure(self, times=times)
 
@@ -166,7 +166,7 @@ class CoxResult:
                              "z": z, "p": 2 * norm.sf(np.abs(z))})
 
     def plot(self):
-        from fednb.widgets.survival_plots import forest_figure
+        from fednb.federated.survival_plots import forest_figure
 
         return forest_figure(self)
 

@@ -65,12 +65,12 @@ def submit(cell: str, dataset: str, *, description: str = "", user_ns: dict | No
     """Submit the cell's function on ``dataset``; display and return the request."""
     from IPython.display import display
 
-    import fednb
+    from fednb.client.functions import function
 
     user_ns = user_ns if user_ns is not None else {}
     source, entry = function_source(cell, name)
     federated = federation(user_ns, fed)
-    request = federated.dataset(dataset).submit(fednb.function(source, name=entry), description=description)
+    request = federated.dataset(dataset).submit(function(source, name=entry), description=description)
     exec(compile(source, f"<fednb cell {entry}>", "exec"), user_ns)  # defined here too, for dry runs
     if target:
         user_ns[target] = request

@@ -143,10 +143,10 @@ class Trainer:
             parts = [Part(by_url[url], id=rid, state={"status": "running"})
                      for url, rid in saved.requests.items() if url in by_url]
             return saved.round + 1, parts
-        return 1, self._submit()
+        return 1, self._send_request()
 
-    def _submit(self) -> list[Part]:
-        req = self.data.fed.submit(self.data.clients, self.body)
+    def _send_request(self) -> list[Part]:
+        req = self.data.fed.send(self.data.clients, self.body)
         self.request = req
         active = req.wait_decided(self.approval_timeout)
         if len(active) < self.min_domains:
@@ -272,7 +272,7 @@ class Trainer:
         t0 = time.monotonic()
         deadline = t0 + self.round_timeout
         try:
-            state, data = await client.submit_round(part.id, blob, wait=self.round_timeout)
+            state, data = await client.post_round(part.id, blob, wait=self.round_timeout)
             while state["status"] not in ROUND_FINAL and time.monotonic() < deadline:
                 state = await client.round(part.id, number, wait=deadline - time.monotonic())
             if state["status"] == "done":
@@ -292,18 +292,10 @@ class Trainer:
         """Live progress: the notebook dashboard when there is one, else a progress bar."""
         if self.progress is False:
             return None
-        try:
-            from fednb.widgets import TrainingDashboard, in_notebook  # type: ignore[attr-defined]
+        from fednb import display
 
-            if in_notebook():
-                board = TrainingDashboard(rounds=self.rounds, domains=list(self.data.domains))
-                self.on_round(board.update)
-                from IPython.display import display
-
-                display(board)
-                return None
-        except ImportError:
-            pass
+        if display.watch(self):  # the notebook's dashboard, when the UI can show one
+            return None
         from fednb.client.progress import Progress
 
         bar = Progress(total=self.rounds, desc=f"training {self.body['args']['model']}", enabled=self.progress,

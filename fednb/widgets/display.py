@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from fednb import display as protocol
+
 # "module.Class" -> factory(obj) -> widget; the GLM engineer's GLMResult (with .plot()) and others
 # register here, or fall through to :func:`_plot_widget`.
 FACTORIES: dict[str, Callable[[Any], Any]] = {}
@@ -102,3 +104,22 @@ def show(obj: Any) -> Any | None:
         bundle = {**(widget._repr_mimebundle_() or {}), **bundle}
     display(bundle, raw=True)
     return widget
+
+
+def watch(obj: Any) -> bool:
+    """A live dashboard for a running training (its ``on_round`` feeds it) where widgets can show."""
+    if f"{type(obj).__module__}.{type(obj).__qualname__}" != "fednb.learn.trainer.Trainer" or not widgets_enabled():
+        return False
+    try:
+        from fednb.widgets.training import TrainingDashboard
+    except ImportError:
+        return False
+    from IPython.display import display
+
+    board = TrainingDashboard(rounds=obj.rounds, domains=list(obj.data.domains))
+    obj.on_round(board.update)
+    display(board)
+    return True
+
+
+protocol.use(show=show, watch=watch)  # results and the Trainer reach these through fednb.display

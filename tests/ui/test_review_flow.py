@@ -13,7 +13,7 @@ DENY_REASON = "Counts this small could identify patients"
 
 
 def _submit(kind_name: str, args: str, description: str, var: str) -> str:
-    return (f'{var} = fed.submit(ds.clients, {{"dataset": "patients", "kind": "builtin", "name": "{kind_name}", '
+    return (f'{var} = fed.send(ds.clients, {{"dataset": "patients", "kind": "builtin", "name": "{kind_name}", '
             f'"args": {args}, "description": "{description}"}})\n{var}')
 
 

@@ -12,7 +12,7 @@ def _submit(federation, name: str, args: dict, description: str):
     the same code hash would be the same pending request, or run on a prior approval."""
     fed = fednb.connect([d.url for d in federation.domains], token=federation.token)
     ds = fed.dataset("patients")
-    req = fed.submit(ds.clients, {"dataset": "patients", "kind": "builtin", "name": name, "args": args,
+    req = fed.send(ds.clients, {"dataset": "patients", "kind": "builtin", "name": name, "args": args,
                                   "description": description})
     return fed, req
 

@@ -86,7 +86,7 @@ def test_spanish_lab_shows_spanish_panels_and_widgets(page, lab, federation, scr
     try:
         notebook = write_notebook(lab.root, "espanol.ipynb", [
             "import fednb\nfednb.set_language('es')\nfed = fednb.connect(profile='default')\n"
-            "ds = fed.dataset('patients')\nreq = fed.submit(ds.clients, {'dataset': 'patients', 'kind': 'builtin', "
+            "ds = fed.dataset('patients')\nreq = fed.send(ds.clients, {'dataset': 'patients', 'kind': 'builtin', "
             "'name': 'count', 'args': {'where': [{'column': 'age', 'op': '>=', 'value': 30}]}, "
             "'description': '¿Cuántos pacientes?'})\nreq",
         ])

@@ -15,10 +15,10 @@ router = APIRouter()
 
 @router.post("/v1/requests", response_model=Request, status_code=201, tags=["requests"],
              responses={**CONFLICT, 429: {"model": ErrorBody}})
-async def submit(body: RequestIn, c: Analyst, domain: TheDomain, notifier: TheNotifier, wait: Wait = 0) -> Request:
+async def receive_request(body: RequestIn, c: Analyst, domain: TheDomain, notifier: TheNotifier, wait: Wait = 0) -> Request:
     """Submit work on a dataset. Built-ins the policy allows are approved at once; with ``wait``
     the answer comes when the request is final (or the wait is over)."""
-    req, _ = await run_in_threadpool(domain.submit, c.name, body)
+    req, _ = await run_in_threadpool(domain.receive, c.name, body)
     return await until_final(domain, notifier, req.id, c.scope, wait) if wait else req
 
 

@@ -29,13 +29,13 @@ RoundNumber = Annotated[int, Path(ge=1, le=1_000_000)]
                  "application/json": {"schema": {"type": "object", "properties": {
                      "round": {"type": "integer", "minimum": 1}, "inputs": {"type": "object"}},
                      "required": ["round"]}}}}})
-async def submit_round(request_id: str, request: HttpRequest, c: Analyst, domain: TheDomain,
+async def receive_round(request_id: str, request: HttpRequest, c: Analyst, domain: TheDomain,
                        notifier: TheNotifier, wait: Wait = 0):
     """One round. Training: the body is the global weights as safetensors, with the round's
     inputs (``{"round": N, "config": {...}}``) as JSON under the metadata key ``fednb``.
     Iterative built-ins (glm): JSON ``{"round": N, "inputs": {...}}``."""
     body = await request.body()
-    r = await run_in_threadpool(domain.submit_round, c.name, request_id, body)
+    r = await run_in_threadpool(domain.receive_round, c.name, request_id, body)
     if wait:
         r = await round_final(domain, notifier, request_id, r.round, c.scope, wait)
     if r.status == "done" and "application/octet-stream" in request.headers.get("accept", ""):

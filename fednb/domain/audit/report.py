@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fednb._version import __version__
+from fednb.models import STATUSES
 
 if TYPE_CHECKING:
     from fednb.domain.domain import Domain
 
 FORMAT = "fednb-transparency-report/1"
-STATUSES = ("pending", "approved", "running", "done", "denied", "blocked", "failed")
 _ANALYST_TEXT = re.compile(r"^(your code raised [A-Za-z_][\w.]*)")
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from fednb.domain.audit.report import STATUSES
 from fednb.domain.audit.report_text import text
+from fednb.models import STATUSES
 
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d232a;

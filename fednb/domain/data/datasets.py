@@ -24,14 +24,24 @@ MOCK_FILE = "mock.parquet"
 
 
 def read_table(path: Path) -> pd.DataFrame:
+    """The file as a DataFrame; a CSV's encoding, separator and decimal mark are detected first
+    (:mod:`fednb.domain.data.csv_dialect`) and kept in ``df.attrs["csv_dialect"]`` to be shown."""
+    from fednb.domain.data import csv_dialect
+
     suffix = path.suffix.lower()
+    dialect = None
     try:
         if suffix == ".csv":
-            return pd.read_csv(path)
+            dialect = csv_dialect.detect(path)
+            df = pd.read_csv(path, **dialect.pandas_options())
+            df.attrs["csv_dialect"] = dialect.describe()
+            return df
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"could not read {path}: {exc}") from None
+    except (OSError, ValueError) as exc:  # pandas' ParserError and UnicodeDecodeError are ValueErrors
+        how = f" as {dialect.describe()}" if dialect else ""
+        hint = f"; {csv_dialect.SAVE_AS}" if dialect else ""
+        raise InvalidInput(f"could not read {path}{how}: {str(exc).strip()}{hint}") from None
     raise InvalidInput(f"{path}: only .csv and .parquet files can be registered")
 
 

@@ -20,8 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from fednb.domain.release import intervals, magnitude
 from fednb.domain.review.policy import DisclosureSection
+from fednb.lazy_import import lazy_import
+
+intervals = lazy_import("fednb.domain.release.intervals")  # scipy's LP solver, loaded when a table needs it
+magnitude = lazy_import("fednb.domain.release.magnitude")  # pandas, loaded when values are checked
 
 
 class Blocked(Exception):

@@ -240,6 +240,13 @@ class OutputChecker:
                 self._text(str(column))
         return values
 
+    def _remember(self, owner: int, rows: np.ndarray, cell: bool = False) -> None:
+        """Keep a released row set, to compare later ones against (differencing)."""
+        self._sets.append(_RowSet(owner, rows, cell))
+
+    def _round(self, x: float) -> float:
+        return round_significant(x, self.rules.significant_digits)
+
     def _stat(self, shape: dict, owner: int) -> float | int:
         ids = self._rows(shape)
         values = self._values(shape, ids)

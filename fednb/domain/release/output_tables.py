@@ -85,8 +85,6 @@ def _grid(groups: list[list], used: np.ndarray) -> tuple[np.ndarray, list[tuple[
 
 def judge_table(checker: OutputChecker, shape: dict, owner: int) -> Any:
     """The released (encoded) DataFrame of one table; raises :class:`Blocked`."""
-    from fednb.domain.release.output_check import _RowSet, round_significant
-
     rules = checker.rules
     ids = checker._rows(shape)
     values = checker._values(shape, ids)
@@ -109,12 +107,11 @@ def judge_table(checker: OutputChecker, shape: dict, owner: int) -> Any:
                       "wider groups")
     cells, shown_rows = [], []
     for g in np.flatnonzero(~hidden):
-        agg = None if values is None else round_significant(
-            results.aggregate(values[members[g]].tolist(), shape["agg"]), rules.significant_digits)
+        agg = None if values is None else checker._round(results.aggregate(values[members[g]].tolist(), shape["agg"]))
         cells.append((groups[g], int(counts[g]), agg))
         rows = ids[members[g]]
         shown_rows.append(rows)
-        checker._sets.append(_RowSet(owner, rows, cell=True))
-    checker._sets.append(_RowSet(owner, np.concatenate(shown_rows)))
+        checker._remember(owner, rows, cell=True)
+    checker._remember(owner, np.concatenate(shown_rows))
     checker.report["suppressed_cells"] += int(hidden.sum())
     return codec.encode(results.frame_of(by, shape["agg"], cells))

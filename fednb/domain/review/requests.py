@@ -18,7 +18,6 @@ from fednb.domain.audit import log as audit
 from fednb.domain.release import secure_inputs
 from fednb.domain.review import inputs
 from fednb.domain.review.policy import Policy
-from fednb.domain.run import builtins
 from fednb.domain.store.sqlite import Store
 from fednb.errors import FednbError, InvalidInput, NotFound
 from fednb.models import Request, RequestIn, code_hash
@@ -61,6 +60,8 @@ def check_code(code: str | None, entry: str, kind: str) -> None:
 
 def normalise(req: RequestIn, policy: Policy) -> RequestIn:
     """Validate a submission's shape before anything is stored."""
+    from fednb.domain.run import builtins  # the built-ins load pandas; listing and approving never need them
+
     inputs.check_json(req.args)
     size = len(json.dumps(req.args))
     if size > policy.requests.max_argument_bytes:
@@ -77,7 +78,7 @@ def normalise(req: RequestIn, policy: Policy) -> RequestIn:
         return req.model_copy(update={"args": args})
     check_code(req.code, req.name, req.kind)
     if req.kind == "training":
-        from fednb.domain.run.rounds import check_request
+        from fednb.domain.review.training_request import check_request
 
         check_request(req.args, req.code, req.limits.max_rounds, policy)
     return req
@@ -98,7 +99,11 @@ def row_to_request(row: sqlite3.Row, *, full: bool = True) -> Request:
 
 def runs_in_rounds(kind: str, name: str) -> bool:
     """Training and iterative built-ins get no job at approval: the analyst sends each round."""
-    return kind == "training" or (kind == "builtin" and builtins.iterative(name))
+    if kind != "builtin":
+        return kind == "training"
+    from fednb.domain.run import builtins  # pandas: only a built-in's approval needs the registry
+
+    return builtins.iterative(name)
 
 
 def _lane(kind: str) -> str:
@@ -113,7 +118,7 @@ def enqueue(tx: sqlite3.Connection, request_id: str, kind: str, inputs: Any = No
     return int(cur.lastrowid)
 
 
-def submit(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[Request, bool]:
+def accept(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[Request, bool]:
     """Record a request and decide what policy allows. Returns (request, created)."""
     req = normalise(req, policy)
     secure_inputs.check_secure_only(policy, req)

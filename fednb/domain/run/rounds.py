@@ -44,36 +44,6 @@ def row_to_round(row) -> Round:
                  dp=result.get("dp"))
 
 
-def check_request(args: dict, code: str, limits_max_rounds: int | None, policy: Policy) -> None:
-    """Shape of a training request at submission (the code itself is checked like any function)."""
-    import ast
-
-    model = args.get("model")
-    if not isinstance(model, str):
-        raise InvalidInput("a training request names its model class in args['model']")
-    tree = ast.parse(code)
-    classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
-    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-    if model not in classes:
-        raise InvalidInput(f"the code defines no class {model!r} for the model")
-    if args.get("evaluate") and args["evaluate"] not in functions:
-        raise InvalidInput(f"the code defines no function {args['evaluate']!r} for evaluation")
-    for key in ("model_args", "config"):
-        if not isinstance(args.get(key, {}), dict):
-            raise InvalidInput(f"args[{key!r}] must be a dict")
-    if not isinstance(args.get("secure_aggregation", False), bool):
-        raise InvalidInput("args['secure_aggregation'] must be true or false")
-    from fednb.domain.release import dp_training
-
-    dp_training.check(args, policy)
-    if not policy.learning.enabled:
-        raise InvalidInput("this domain does not accept training requests (policy: learning.enabled = false)")
-    if limits_max_rounds is None:
-        raise InvalidInput("a training request states its round budget (limits.max_rounds)")
-    if limits_max_rounds > policy.learning.max_rounds:
-        raise InvalidInput(f"this domain allows at most {policy.learning.max_rounds} rounds per request")
-
-
 def _weights_round(blob: bytes, policy: Policy) -> tuple[int, dict, dict]:
     """(round number, inputs, tensor layout) of a training round's body."""
     if len(blob) > policy.learning.max_model_mb * 1_000_000:
@@ -137,7 +107,7 @@ def attempts(tx, request_id: str) -> int:
     return int(n)
 
 
-def submit_round(store: Store, policy: Policy, analyst: str, request_id: str, body: bytes) -> Round:
+def accept_round(store: Store, policy: Policy, analyst: str, request_id: str, body: bytes) -> Round:
     """Queue one round; resubmitting a round (same number) is idempotent unless it failed or was
     blocked: then it runs again, and counts against the round budget again (:func:`attempts`)."""
     req = store.query_one("SELECT * FROM requests WHERE id = ?", (request_id,))

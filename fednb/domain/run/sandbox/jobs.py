@@ -56,7 +56,7 @@ def run(link: ZygoteLink, spec: JobSpec) -> JobOutcome:
     r, w = os.pipe2(os.O_CLOEXEC)
     t_sent = time.monotonic()
     try:
-        jid, waiter = link.submit({"op": "job", "limits": spec.limits.to_json(),
+        jid, waiter = link.dispatch({"op": "job", "limits": spec.limits.to_json(),
                                    "deadline_s": spec.limits.wall_seconds, "session": False}, [memfd, w])
     finally:
         os.close(memfd)

@@ -1,6 +1,6 @@
 """The domain's end of one zygote: its process, control socket and a reader thread.
 
-Thread-safe: any number of threads may submit jobs and wait for their exit events.
+Thread-safe: any number of threads may dispatch jobs and wait for their exit events.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class ZygoteLink:
         for waiter in waiters:
             waiter.set({"event": "lost"})
 
-    def submit(self, msg: dict, fds: list[int]) -> tuple[int, _Waiter]:
+    def dispatch(self, msg: dict, fds: list[int]) -> tuple[int, _Waiter]:
         """Send a job; returns its id and the waiter its exit event will be delivered to."""
         jid = next(self._ids)
         waiter = _Waiter()

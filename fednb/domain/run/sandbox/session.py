@@ -31,7 +31,7 @@ class Session:
         r, w = os.pipe2(os.O_CLOEXEC)
         in_r, in_w = os.pipe2(os.O_CLOEXEC)
         try:
-            self._id, self._waiter = link.submit({"op": "job", "limits": spec.limits.to_json(),
+            self._id, self._waiter = link.dispatch({"op": "job", "limits": spec.limits.to_json(),
                                                   "deadline_s": None, "session": True}, [memfd, w, in_r])
         except BaseException:
             os.close(r)
