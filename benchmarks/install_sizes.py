@@ -1,8 +1,9 @@
 """Disk size of each way to install fednb, against a venv with pandas alone.
 
 Builds the wheel of this checkout once (no build isolation: the hatch plugins come from the running
-environment), then for each profile makes a fresh venv and pip-installs into it (pip's cache and
-the configured indexes, no other network), and prints one JSON line per profile: site-packages in MB
+environment), then for each profile makes a fresh venv and pip-installs into it with the
+repository's constraints.txt, as the README does (pip's cache and the configured indexes, no other
+network), and prints one JSON line per profile: site-packages in MB
 (``du -sm``), MB over the pandas-only venv, the number of distributions, the largest ones and the
 install's wall time. Profiles: ``pandas`` (the reference), ``analyst`` (``pip install fednb``),
 ``domain`` (``fednb[domain]``), ``widgets`` (``fednb[widgets]``), ``all`` (``fednb[all]``).
@@ -46,8 +47,9 @@ def largest(sp: Path, n: int = 6) -> dict[str, int]:
 
 def install(venv: Path, requirements: list[str]) -> float:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pins = ["-c", str(ROOT / "constraints.txt")] if (ROOT / "constraints.txt").exists() else []  # as the README
     start = time.perf_counter()
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *requirements],
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *pins, *requirements],
                    check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
