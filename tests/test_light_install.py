@@ -155,6 +155,7 @@ def test_normal_t_and_chi2_tails_and_quantiles_equal_scipy():
     for p in (1e-300, 1e-10, 0.025, 0.3, 0.975, 1 - 1e-12):
         assert d.norm_ppf(p) == pytest.approx(stats.norm.ppf(p), rel=1e-10)
     assert isinstance(d.t_sf(1.5, 4), float) and d.t_sf(np.ones((2, 3)), 4).shape == (2, 3)
+    assert np.isnan(d.t_sf(1.0, 0)) and np.isnan(d.t_ppf(0.975, 0))  # no residual degrees of freedom: NaN, as scipy
 
 
 def test_the_t_tail_near_zero_is_exact_where_scipy_is_not():

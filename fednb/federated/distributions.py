@@ -89,6 +89,8 @@ def t_ppf(p: float, df: float) -> float:
     """Student's t quantile: the t with P(T ≤ t) = p, by bisecting the tail equation at 30 digits."""
     import mpmath
 
+    if math.isnan(df) or df <= 0:
+        return math.nan
     if not 0 < p < 1:
         return -math.inf if p == 0 else math.inf if p == 1 else math.nan
     if p == 0.5:
