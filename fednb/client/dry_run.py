@@ -42,7 +42,8 @@ def dry_run(fn: Any, data: Any, **args: Any) -> dict[str, Any]:
     where the domain side is installed (``fednb[domain]``), so does what the domain's output check
     (cohorts, cells, dominance, free text, differencing within the result) would block on the mock,
     with the reason a domain would give; a result that passes comes back as the domain would
-    release it.
+    release it. The mock is synthetic, so this predicts refusals that come from the code's shape
+    (groups too fine, a row dominating, text that holds rows), not those that depend on the real counts.
     """
     f = function(fn)
     notebook = _surroundings(f, sys._getframe(1).f_globals)
