@@ -27,7 +27,7 @@ _LAZY = {
     "connect": ("fednb.client.federation", "connect"),
     "Federation": ("fednb.client.federation", "Federation"),
     "function": ("fednb.client.functions", "function"),
-    "dry_run": ("fednb.client.functions", "dry_run"),
+    "dry_run": ("fednb.client.dry_run", "dry_run"),
     "save_profile": ("fednb.client.profile", "save"),
     "set_language": ("fednb.i18n", "set_language"),
     "glm": ("fednb.federated.glm", "glm"),

@@ -1,10 +1,10 @@
 """Model formulas that every domain turns into the same design matrix.
 
 Formulas are Wilkinson–Rogers notation (Wilkinson & Rogers 1973) read by formulaic:
-``"readmitted ~ age + bmi + C(sex) + smoker"``. Both sides use this module: the analyst to learn
-which columns a formula needs (and which are categorical, so their levels can be agreed from the
-public metadata), the domain to build its design matrix with those agreed levels, so every domain
-produces the same columns in the same order.
+``"readmitted ~ age + bmi + C(sex) + smoker"``. The analyst learns which columns a formula needs
+(and which are categorical, so their levels can be agreed from the public metadata) from the same
+grammar without formulaic (:mod:`fednb.formula_terms`); the domain builds its design matrix here with
+those agreed levels, so every domain produces the same columns in the same order.
 
 formulaic evaluates Python, and a formula comes from an analyst, so terms are restricted to column
 names, ``C(column)``, interactions and pointwise transforms (``log``, ``exp``, ``sqrt``, arithmetic in

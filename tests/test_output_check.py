@@ -84,8 +84,9 @@ def test_dry_run_of_table_and_stat_on_a_mock_matches_pandas():
     out = fednb.dry_run(summary, mock)["mock"]
     expected = mock.groupby("sex")["bmi"].agg(["size", "mean"])
     assert out["by_sex"]["n"].tolist() == expected["size"].tolist()
-    assert out["by_sex"]["mean"].tolist() == pytest.approx(expected["mean"].tolist())
-    assert out["old"] == int((mock.age > 60).sum()) and out["mean_bmi"] == pytest.approx(mock.bmi.mean())
+    # as a domain releases them: rounded to the default significant digits (4)
+    assert out["by_sex"]["mean"].tolist() == pytest.approx(expected["mean"].tolist(), rel=1e-3)
+    assert out["old"] == int((mock.age > 60).sum()) and out["mean_bmi"] == pytest.approx(mock.bmi.mean(), rel=1e-3)
 
 
 def test_shapes_refuse_what_they_cannot_describe():

@@ -20,6 +20,14 @@ class FednbGroup(click.Group):
         except FednbError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(2)
+        except ModuleNotFoundError as exc:  # an owner's command on an analyst's install, say
+            from fednb.extras import install_hint
+
+            hint = install_hint(exc.name)
+            if hint is None:
+                raise
+            click.secho(f"error: {hint}", fg="red", err=True)
+            sys.exit(2)
 
 
 def open_domain(path: Path):

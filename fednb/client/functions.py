@@ -1,15 +1,14 @@
-"""Analyst functions: the source text that is sent for review (never a pickle), and dry runs on mocks."""
+"""Analyst functions: the source text that is sent for review (never a pickle); dry runs on mocks are
+:mod:`fednb.client.dry_run`."""
 
 from __future__ import annotations
 
 import ast
 import inspect
 import textwrap
-import warnings
 from collections.abc import Callable
 from typing import Any
 
-from fednb import codec, results
 from fednb.errors import InvalidInput
 from fednb.models import code_hash
 
@@ -132,49 +131,3 @@ def function(fn: Callable | str | None = None, *, name: str | None = None):
     if fn is None:
         return lambda f: Function(f, name=name)
     return fn if isinstance(fn, Function) else Function(fn, name=name)
-
-
-def dry_run(fn: Callable | Function, data: Any, **args: Any) -> dict[str, Any]:
-    """Run ``fn`` on each domain's mock, locally, exactly as a domain would; returns {domain: result}.
-
-    The result goes through the same JSON encoding as a real release, so a return value that could
-    not cross the wire fails here first, and numbers a domain could not check (outside
-    ``fednb.table``/``fednb.stat``) raise a warning. Where the domain side is installed, the domain's
-    own output check (cohorts, cells, dominance, free text, differencing within the result) runs on
-    the mock with the default thresholds and warns with the reason a domain would give: the mock is
-    synthetic, so this predicts refusals that come from the code's shape (groups too fine, a row
-    dominating, text that holds rows), not those that depend on the real counts.
-    """
-    f = function(fn)
-    mock = data.mock if hasattr(data, "mock") else data
-    frames = {name: part.drop(columns="domain") for name, part in mock.groupby("domain", sort=False)} \
-        if "domain" in getattr(mock, "columns", ()) else {"mock": mock}
-    out = {}
-    for domain, frame in frames.items():
-        encoded = codec.encode(f(frame.reset_index(drop=True), **args))
-        loose = results.unchecked_numbers(encoded)
-        if loose:
-            warnings.warn(f"{domain}: the result holds {loose} number(s) outside fednb.table/fednb.stat; a domain "
-                          "blocks it unless its policy allows unchecked output", stacklevel=2)
-        else:
-            why = _refusal_on(encoded, frame.reset_index(drop=True))
-            if why:
-                warnings.warn(f"{domain}: on the mock, a domain with the default rules would block this: {why}",
-                              stacklevel=2)
-        out[domain] = codec.decode(encoded)
-    return out
-
-
-def _refusal_on(encoded: Any, frame: Any) -> str | None:
-    """The reason the domain's output check gives for ``encoded`` on ``frame``, or None if it passes."""
-    try:
-        from fednb.domain.release.disclosure import Blocked
-        from fednb.domain.release.output_check import OutputChecker
-        from fednb.domain.review.policy import DisclosureSection
-    except ImportError:  # an analyst's install without the domain side: no prediction
-        return None
-    try:
-        OutputChecker(DisclosureSection(), frame).check(encoded)
-    except Blocked as exc:
-        return str(exc)
-    return None

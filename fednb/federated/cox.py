@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fednb import formula as formulas
+from fednb import formula_terms
 from fednb import partial_likelihood as pl
 from fednb.errors import InvalidInput, ModelError, NotConverged
 from fednb.federated.rounds import IterativeRequest
@@ -114,7 +114,7 @@ def coxph(formula: str, data: FederatedDataset, *, ties: str = "efron", strata: 
         raise InvalidInput("Cox regression has no differentially private version here: the risk-set sums at "
                            "coefficients the analyst chooses have no bounded sensitivity; ask without epsilon=")
     duration, event, domain_formula = parse_surv_formula(formula)
-    spec = formulas.parse(domain_formula)
+    spec = formula_terms.read(domain_formula)
     if event in spec.variables:
         raise InvalidInput(f"the event column {event!r} is also a term")
     stratified = strata == "domain"

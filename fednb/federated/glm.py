@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fednb import formula as formulas
+from fednb import formula_terms
 from fednb.errors import (
     InvalidInput,
     ModelError,
@@ -131,17 +132,13 @@ def _absent_levels(columns: list[str]) -> str:
 def newton(s: Sums) -> tuple[np.ndarray, np.ndarray]:
     """The next β and (XᵀWX)⁻¹ from pooled sums: Cholesky of the equilibrated XᵀWX (Jacobi scaling
     keeps columns of very different scales, like age and an indicator, accurate)."""
-    from scipy.linalg import LinAlgError, cho_factor, cho_solve
-
     d = np.sqrt(np.diag(s.xtwx))
     if not (d > 0).all():
         raise np.linalg.LinAlgError("a zero weight sum")
-    try:
-        factor = cho_factor(s.xtwx / np.outer(d, d))
-    except LinAlgError as exc:
-        raise np.linalg.LinAlgError(str(exc)) from None
-    beta = cho_solve(factor, s.xtwz / d) / d
-    inverse = cho_solve(factor, np.eye(len(d))) / np.outer(d, d)
+    lower = np.linalg.cholesky(s.xtwx / np.outer(d, d))  # raises LinAlgError unless positive definite
+    lower_inv = np.linalg.solve(lower, np.eye(len(d)))
+    beta = lower_inv.T @ (lower_inv @ (s.xtwz / d)) / d
+    inverse = (lower_inv.T @ lower_inv) / np.outer(d, d)
     return beta, inverse
 
 
@@ -240,7 +237,7 @@ def glm(formula: str, data: FederatedDataset, family: str = "gaussian", *, where
         raise InvalidInput(f"family must be one of {list(FAMILIES)}, not {family!r}")
     if not isinstance(formula, str):
         raise InvalidInput("a model formula is a string like \"readmitted ~ age + C(sex)\"")
-    spec = formulas.parse(formula)
+    spec = formula_terms.read(formula)
     agreed = agree_levels(spec, data, levels or {})
     # each IRLS step is one round, each step halving one more; one more for the null model
     rounds = _Rounds(data, {"formula": formula, "family": family, "levels": agreed}, where, min_domains, timeout,

@@ -96,18 +96,19 @@ class GlmResult:
     def tvalues(self) -> pd.Series:
         return (self.params / self.bse).rename(self.statistic)
 
-    def _dist(self):
-        from scipy import stats
-
-        return stats.t(self.df_resid) if self.statistic == "t" else stats.norm()
-
     @property
     def pvalues(self) -> pd.Series:
-        return pd.Series(2 * self._dist().sf(np.abs(self.tvalues.to_numpy())), index=self.params.index,
-                         name=f"P>|{self.statistic}|")
+        from fednb.federated import distributions
+
+        stat = np.abs(self.tvalues.to_numpy())
+        tail = distributions.t_sf(stat, self.df_resid) if self.statistic == "t" else distributions.norm_sf(stat)
+        return pd.Series(2 * tail, index=self.params.index, name=f"P>|{self.statistic}|")
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
-        q = self._dist().ppf(1 - alpha / 2)
+        from fednb.federated import distributions
+
+        q = (distributions.t_ppf(1 - alpha / 2, self.df_resid) if self.statistic == "t"
+             else distributions.norm_ppf(1 - alpha / 2))
         return pd.DataFrame({"lower": self.params - q * self.bse, "upper": self.params + q * self.bse})
 
     @property

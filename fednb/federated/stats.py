@@ -73,9 +73,9 @@ class Pooled:
 
 def interval(value: Any, se: Any, level: float) -> tuple[Any, Any]:
     """Normal-approximation interval value ± z·se (the sum of independent noises is close to normal)."""
-    from scipy.stats import norm
+    from fednb.federated.distributions import norm_ppf
 
-    z = float(norm.ppf(0.5 + level / 2))
+    z = norm_ppf(0.5 + level / 2)
     return value - z * se, value + z * se
 
 

@@ -79,12 +79,12 @@ def pool_counts(parts: list[dict], points: list[int]) -> tuple[np.ndarray, np.nd
 
 def product_limit(at_risk: np.ndarray, events: np.ndarray, alpha: float = 0.05) -> pd.DataFrame:
     """Kaplan–Meier survival, Greenwood's standard error and log(−log) bands at each point."""
-    from scipy.stats import norm
+    from fednb.federated.distributions import norm_ppf
 
     with np.errstate(divide="ignore", invalid="ignore"):
         s = np.cumprod(1 - events / at_risk)
         greenwood = np.cumsum(np.where(at_risk > events, events / (at_risk * (at_risk - events)), 0.0))
-        z = norm.ppf(1 - alpha / 2)
+        z = norm_ppf(1 - alpha / 2)
         spread = z * np.sqrt(greenwood) / np.log(s)
         lower, upper = np.exp(-np.exp(np.log(-np.log(s)) - spread)), np.exp(-np.exp(np.log(-np.log(s)) + spread))
     lower = np.where(s >= 1, 1.0, np.where(s <= 0, 0.0, lower))
@@ -211,7 +211,7 @@ def logrank_statistic(at_risk: np.ndarray, events: np.ndarray) -> tuple[float, i
 def logrank(data: FederatedDataset, duration: str, event: str, by: str, *, where: Any = None,
             time_grid: Sequence[float] | int = DEFAULT_POINTS, min_domains: int = 1, timeout: float = 60.0,
             epsilon: float | None = None) -> LogrankResult:
-    from scipy.stats import chi2
+    from fednb.federated.distributions import chi2_sf
 
     if not by:
         raise InvalidInput("the log-rank test compares groups: name them with by=")
@@ -237,7 +237,7 @@ def logrank(data: FederatedDataset, duration: str, event: str, by: str, *, where
     stat, dof, observed, expected = logrank_statistic(at_risk, events)
     table = pd.DataFrame({"group": list(groups), "n": [sum(p["n"] for p in ps) for ps in groups.values()],
                           "observed": observed, "expected": expected})
-    return LogrankResult(duration, event, by, stat, dof, float(chi2.sf(stat, dof)), table,
+    return LogrankResult(duration, event, by, stat, dof, float(chi2_sf(stat, dof)), table,
                          [grid[j] for j in points], req.problems, notes, req)
 
 

@@ -141,29 +141,29 @@ class CoxResult:
         return int(self.by_domain["events"].sum())
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
-        from scipy.stats import norm
+        from fednb.federated.distributions import norm_ppf
 
-        z = norm.ppf(1 - alpha / 2)
+        z = norm_ppf(1 - alpha / 2)
         return pd.DataFrame({"lower": self.params - z * self.bse, "upper": self.params + z * self.bse})
 
     @property
     def likelihood_ratio_test(self) -> dict[str, float]:
-        from scipy.stats import chi2
+        from fednb.federated.distributions import chi2_sf
 
         stat = 2 * (self.loglik - self.loglik_null)
         dof = len(self.params)
-        return {"statistic": stat, "df": dof, "p_value": float(chi2.sf(stat, dof))}
+        return {"statistic": stat, "df": dof, "p_value": float(chi2_sf(stat, dof))}
 
     @property
     def summary(self) -> pd.DataFrame:
-        from scipy.stats import norm
+        from fednb.federated.distributions import norm_sf
 
         ci = self.conf_int()
         z = self.params / self.bse
         return pd.DataFrame({"coef": self.params, "exp(coef)": self.hazard_ratios, "se(coef)": self.bse,
                              "coef lower 95%": ci["lower"], "coef upper 95%": ci["upper"],
                              "exp(coef) lower 95%": np.exp(ci["lower"]), "exp(coef) upper 95%": np.exp(ci["upper"]),
-                             "z": z, "p": 2 * norm.sf(np.abs(z))})
+                             "z": z, "p": 2 * norm_sf(np.abs(z))})
 
     def plot(self):
         from fednb.federated.survival_plots import forest_figure

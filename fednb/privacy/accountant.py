@@ -10,8 +10,8 @@ same paper's two convergent series split at z0 = z² log(1/q − 1) + 1/2. RDP a
 ε = RDP(α) + log((α−1)/α) − (log δ + log α)/(α−1), minimised over α (Balle, Barthe, Gaboardi, Hsu &
 Sato, "Hypothesis Testing Interpretations and Renyi Differential Privacy", AISTATS 2020, Thm 21;
 the conversion Opacus uses), over the same orders as Opacus' ``RDPAccountant.DEFAULT_ALPHAS``
-(1.1 to 10.9 by 0.1, then 12 to 63), so the two give the same ε. Pure numpy/scipy: the domain
-process never imports torch for this.
+(1.1 to 10.9 by 0.1, then 12 to 63), so the two give the same ε. Pure Python and numpy
+(:mod:`fednb.privacy.special`): the domain process never imports torch for this.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ ORDERS = tuple(1 + x / 10.0 for x in range(1, 100)) + tuple(range(12, 64))
 
 def rdp_sampled_gaussian(q: float, z: float, order: float) -> float:
     """RDP of order ``order`` (> 1) of one sampled Gaussian step."""
-    from scipy.special import gammaln, logsumexp
+    from fednb.privacy.special import gammaln, logsumexp
 
     if not 0 < q <= 1:
         raise ValueError("the sample rate must be in (0, 1]")
@@ -36,19 +36,19 @@ def rdp_sampled_gaussian(q: float, z: float, order: float) -> float:
     if not float(order).is_integer():
         return _log_a_fractional(q, z, float(order)) / (order - 1)
     order = int(order)
-    k = np.arange(order + 1, dtype=float)
     log_terms = (gammaln(order + 1) - gammaln(k + 1) - gammaln(order - k + 1)
-                 + k * math.log(q) + (order - k) * math.log1p(-q) + (k * k - k) / (2 * z * z))
-    return float(logsumexp(log_terms)) / (order - 1)
+                 + k * math.log(q) + (order - k) * math.log1p(-q) + (k * k - k) / (2 * z * z)
+                 for k in range(order + 1))
+    return logsumexp(log_terms) / (order - 1)
 
 
 def _log_a_fractional(q: float, z: float, alpha: float) -> float:
     """log A_α for fractional α (Mironov, Talwar & Zhang 2019, §3.3): two alternating series in the
     generalised binomial coefficients, summed in log space until their terms fall below e⁻³⁰."""
-    from scipy.special import binom, log_ndtr
+    from fednb.privacy.special import binom, log_ndtr
 
     def log_erfc(x: float) -> float:
-        return math.log(2) + float(log_ndtr(-x * math.sqrt(2)))
+        return math.log(2) + log_ndtr(-x * math.sqrt(2))
 
     def log_add(a: float, b: float) -> float:
         lo, hi = min(a, b), max(a, b)
@@ -68,7 +68,7 @@ def _log_a_fractional(q: float, z: float, alpha: float) -> float:
     z0 = z * z * math.log(1 / q - 1) + 0.5
     i = 0
     while True:
-        coef = float(binom(alpha, i))
+        coef = binom(alpha, i)
         log_coef, j = math.log(abs(coef)), alpha - i
         log_s0 = (log_coef + i * math.log(q) + j * math.log1p(-q) + (i * i - i) / (2 * z * z)
                   + math.log(0.5) + log_erfc((i - z0) / (math.sqrt(2) * z)))

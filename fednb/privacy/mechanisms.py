@@ -73,12 +73,12 @@ def gaussian_delta(mu: float, epsilon: float) -> float:
     The same curve is exact for any (adaptive) composition of Gaussian mechanisms, with
     mu = sqrt(Σ (Δᵢ/σᵢ)²) (Dong, Roth & Su, "Gaussian Differential Privacy", 2019, Cor. 3.3).
     """
-    from scipy.special import log_ndtr, ndtr
+    from fednb.privacy.special import log_ndtr, ndtr
 
     if mu <= 0:
         return 0.0
     a, b = -epsilon / mu + mu / 2, -epsilon / mu - mu / 2
-    return float(max(0.0, ndtr(a) - math.exp(min(epsilon + log_ndtr(b), 0.0))))
+    return max(0.0, ndtr(a) - math.exp(min(epsilon + log_ndtr(b), 0.0)))
 
 
 def gaussian_sigma(sensitivity: float, epsilon: float, delta: float) -> float:
