@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import importlib
 import json
 import os
 import select
@@ -39,6 +40,7 @@ WARM = ("fednb.cli", "fednb.domain.server", "fednb.domain.api.app", "fednb.domai
         "uvicorn.protocols.http.h11_impl", "uvicorn.lifespan.off", "uvicorn.loops.asyncio",
         "formulaic", "pyarrow.parquet", "fednb.domain.run.workers", "fednb.domain.run.builtins")
 START_SECONDS = 120.0
+COMMAND = "fednb.cli"  # what each child runs: `fednb ARGS`
 
 
 def die_with_parent(sig: int) -> None:
@@ -141,9 +143,9 @@ def _serve(ctl: socket.socket, msg: dict, fds: list[int], own: tuple[int, int]) 
         os.environ.clear()
         os.environ.update(msg["env"])
         sys.argv = ["fednb", *msg["args"]]
-        from fednb.cli import main as cli
-
-        cli.main(args=msg["args"], prog_name="fednb")
+        # the command line by name, like the modules warmed above: the launcher is a fork server for
+        # `fednb ARGS` and depends on nothing it runs
+        importlib.import_module(COMMAND).main.main(args=msg["args"], prog_name="fednb")
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
