@@ -47,6 +47,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "why.waiting": ("waiting for the owner's review", "esperando la revisión del propietario"),
     "why.approved": ("approved: {reason}", "aprobada: {reason}"),
     "why.running": ("running on the domain", "ejecutándose en el dominio"),
+    "errors.not_enough_domains": ("{got} domain(s) gave a result but {needed} are required (min_domains={needed}).",
+                                  "{got} dominio(s) dieron un resultado, pero se necesitan {needed} "
+                                  "(min_domains={needed})."),
     # -- federation widget -------------------------------------------------------------------------
     "fed.title": ("Federation of {n} domain(s)", "Federación de {n} dominio(s)"),
     "fed.domains": ("Domains", "Dominios"),
