@@ -38,6 +38,7 @@ from fednb.codec import TAG
 from fednb.domain.release import disclosure, magnitude
 from fednb.domain.release.disclosure import Blocked
 from fednb.domain.review.policy import DisclosureSection
+from fednb.locale import N_
 
 MAX_SHAPES = 1000  # row sets compared pairwise in one result
 # The parts each encoded type may have (fednb.codec); anything else is refused as malformed.
@@ -243,7 +244,7 @@ class OutputChecker:
     def _stat(self, shape: dict, owner: int) -> float | int:
         ids = self._rows(shape)
         values = self._values(shape, ids)
-        disclosure.check_cohort(ids.size, self.rules, "the rows behind a fednb.stat value")
+        disclosure.check_cohort(ids.size, self.rules, N_("the rows behind a fednb.stat value"))
         self._sets.append(_RowSet(owner, ids))
         if values is None:
             return int(ids.size)
