@@ -19,6 +19,7 @@ from fednb.domain.release.disclosure import Blocked
 from fednb.domain.run.outcome import Outcome
 from fednb.domain.run.rounds import charged
 from fednb.errors import FednbError
+from fednb.locale import N_
 
 if TYPE_CHECKING:
     from fednb.domain.domain import Domain
@@ -87,7 +88,7 @@ class CustomCode:
         rules = self.domain.policy.disclosure
         rows = self.domain.row_count(req["dataset"])
         try:
-            disclosure.check_cohort(rows, rules, "the dataset's rows")
+            disclosure.check_cohort(rows, rules, N_("the dataset's rows"))
         except Blocked as exc:
             return Outcome("block", reason=str(exc))
         blob = bytes(job["input_blob"])
@@ -171,7 +172,7 @@ class CustomCode:
         """A round's JSON result; metrics and evaluation pass the output checker (raises Blocked)."""
         rules = self.domain.policy.disclosure
         n = min(max(int(value.get("n") or 0), 0), rows)
-        disclosure.check_cohort(n, rules, "the samples this round trained on")
+        disclosure.check_cohort(n, rules, N_("the samples this round trained on"))
         evaluation = value.get("eval")
         return {"n": n, "metrics": output_check.check_metrics(value.get("metrics"), rules),
                 "eval": None if evaluation is None else output_check.check_metrics(evaluation, rules, "the evaluation"),
@@ -187,7 +188,7 @@ class CustomCode:
         rules = self.domain.policy.disclosure
         if out.status == "ok":
             try:
-                disclosure.check_cohort(rows, rules, "the dataset's rows")
+                disclosure.check_cohort(rows, rules, N_("the dataset's rows"))
                 checker = output_check.OutputChecker(rules, self.domain.load(req["dataset"]),
                                                      unchecked_allowed=rules.allows_unchecked(req["dataset"]))
                 value, report = checker.check(out.value)

@@ -40,6 +40,7 @@ from fednb.domain.release import disclosure
 from fednb.domain.review.policy import DisclosureSection
 from fednb.domain.run.builtins.registry import Args, Context, Scalar, register
 from fednb.errors import InvalidInput
+from fednb.locale import N_
 
 EXTRA_VALUES = 4  # deviance, Pearson chi2, log-likelihood, sum of y
 _EPS = np.finfo(float).eps
@@ -145,7 +146,7 @@ def glm(a: GlmArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
     spec = formulas.parse(a.formula)
     d = _design(spec, _public_levels_only(df, spec, a.levels, ctx.levels), a.levels)
     n, p = d.X.shape[0], len(d.names)
-    disclosure.check_cohort(n, ctx.rules, "the rows with every model column present")
+    disclosure.check_cohort(n, ctx.rules, N_("the rows with every model column present"))
     _check_size(n, p, ctx.rules)
     _check_small_groups(d, spec, a.levels, ctx.rules)
     ctx.rows_used(d.frame.index)

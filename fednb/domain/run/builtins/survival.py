@@ -35,6 +35,7 @@ from fednb.domain.release import disclosure
 from fednb.domain.review.policy import DisclosureSection
 from fednb.domain.run.builtins.registry import Args, Context, Scalar, column, increasing, register
 from fednb.errors import InvalidInput
+from fednb.locale import N_
 
 MAX_GRID = 500  # time points in a grid: a curve is read at far fewer; bounds the work and the output
 MAX_GROUPS = 20  # groups of by=: a plot or a test with more is unreadable
@@ -104,7 +105,7 @@ def _table(t: np.ndarray, e: np.ndarray, grid: np.ndarray, rules: DisclosureSect
 def survival_table(a: KaplanMeierArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
     """Events and censorings per interval of the grid, per group, coarsened or suppressed as above."""
     frame = _durations(df, a.duration, a.event, a.by)
-    disclosure.check_cohort(len(frame), ctx.rules, "the rows with a duration and an event")
+    disclosure.check_cohort(len(frame), ctx.rules, N_("the rows with a duration and an event"))
     if (frame["t"] < 0).any():
         raise InvalidInput(f"the duration column {a.duration!r} has negative values")
     grid = np.asarray(a.time_grid, dtype=float)
@@ -259,7 +260,7 @@ def _points(a: CoxArgs, t: np.ndarray, e: np.ndarray, p: int, rules: DisclosureS
 def coxph(a: CoxArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
     t, e, X, names, dropped, frame = _cox_design(a, df)
     n, p = X.shape
-    disclosure.check_cohort(n, ctx.rules, "the rows with every model column present")
+    disclosure.check_cohort(n, ctx.rules, N_("the rows with every model column present"))
     _check_small(X, names, e, frame, a.levels, ctx.rules)
     if a.beta is not None and len(a.beta) != p:
         raise InvalidInput(f"beta has {len(a.beta)} values but the model has {p} columns {names}")
