@@ -74,6 +74,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "fed.yes": ("yes", "sí"),
     "fed.no": ("no", "no"),
     "fed.pick": ("Dataset", "Conjunto de datos"),
+    # -- column kinds (fednb.models.Column.kind) and sandbox isolation levels (run/sandbox/selftest) ----
+    "kind.numeric": ("numeric", "numérica"),
+    "kind.integer": ("integer", "entera"),
+    "kind.boolean": ("boolean", "booleana"),
+    "kind.categorical": ("categorical", "categórica"),
+    "kind.datetime": ("datetime", "fecha y hora"),
+    "kind.text": ("text", "texto"),
+    "isolation.strong": ("strong", "fuerte"),
+    "isolation.standard": ("standard", "estándar"),
+    "isolation.minimal": ("minimal", "mínimo"),
+    "isolation.none": ("none", "ninguno"),
     # -- request tracker ---------------------------------------------------------------------------
     "tracker.title": ("{kind} {name} on {dataset}", "{kind} {name} sobre {dataset}"),
     "tracker.kind.builtin": ("Built-in", "Agregado"),
@@ -264,7 +275,16 @@ def t(key: str, language: str | None = None, **fields: object) -> str:
     return text.format(**fields) if fields else text
 
 
-def table(language: str | None, prefixes: tuple[str, ...] = ("lab.", "status.", "common.", "why.", "fed.")) -> dict[str, str]:
+def label(group: str, value: str | None) -> str:
+    """A column kind or isolation level in words (``label("kind", "categorical")``); unknown ones as they are."""
+    key = f"{group}.{value}"
+    return t(key) if key in MESSAGES else (value or "")
+
+
+LAB_PREFIXES = ("lab.", "status.", "common.", "why.", "fed.", "kind.", "isolation.")
+
+
+def table(language: str | None, prefixes: tuple[str, ...] = LAB_PREFIXES) -> dict[str, str]:
     """The strings under ``prefixes`` in one language: what the JupyterLab extension needs."""
     index = 1 if normalize(language) == "es" else 0
     return {k: v[index] for k, v in MESSAGES.items() if k.startswith(prefixes)}

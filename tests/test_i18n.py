@@ -201,3 +201,42 @@ def test_the_analysts_client_sends_the_notebooks_language(fresh_domain):
     finally:
         fednb.set_language(None)
         fed.close()
+
+
+# -- the JupyterLab panels: JupyterLab's own translation system ------------------------------------
+
+def test_the_panels_bundle_is_what_the_table_says_and_jupyterlab_serves_it_with_the_language_pack():
+    from jupyterlab_server.translation_utils import get_language_pack
+
+    from fednb.locale import lab_bundle
+
+    path = lab_bundle.bundle_path("es")
+    assert path.read_text(encoding="utf-8") == lab_bundle.render("es"), "run scripts/update_messages.py"
+    served, message = get_language_pack("es_ES")
+    assert "jupyterlab" in served, f"the Spanish language pack is not installed: {message}"
+    bundle = served[lab_bundle.DOMAIN]
+    assert bundle[f"lab.owner.pending{lab_bundle.CONTEXT}Pending requests"] == ["Solicitudes pendientes"]
+    assert bundle[f"fed.up{lab_bundle.CONTEXT}up"] == ["activo"]
+    assert bundle[f"status.done{lab_bundle.CONTEXT}done"] == ["terminada"]
+    # one English word, two Spanish genders: the key is the context
+    assert bundle[f"status.approved{lab_bundle.CONTEXT}approved"] == ["aprobada"]
+    assert bundle[f"lab.owner.mock.approved{lab_bundle.CONTEXT}approved"] == ["aprobado"]
+    source = (ROOT / "extensions" / "fednb-jupyterlab" / "src" / "i18n.ts").read_text()
+    assert "translator.load(DOMAIN)" in source and "trans._p(key, msgid)" in source
+
+
+def test_spanish_widgets_name_column_kinds_and_isolation_levels_in_spanish():
+    from fednb.widgets.federation import dataset_html, domains_html
+
+    i18n.set_language("es")
+    try:
+        domains = domains_html([{"domain": "a", "url": "http://127.0.0.1:1", "up": True, "isolation": "strong",
+                                 "version": "1"}])
+        schema = dataset_html("patients", {"a": {"rows": 10, "columns": [
+            {"name": "sex", "dtype": "object", "kind": "categorical", "levels": ["F", "M"]},
+            {"name": "age", "dtype": "int64", "kind": "integer", "range": [18, 95]}]}})
+    finally:
+        i18n.set_language(None)
+    assert ">fuerte<" in domains and ">activo<" in domains
+    assert ">categórica<" in schema and ">entera<" in schema
+    assert "categorical" not in schema and "strong" not in domains

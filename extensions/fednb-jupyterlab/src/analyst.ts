@@ -12,7 +12,7 @@ import {
   seg
 } from './api';
 import { badge, h, replace, when } from './dom';
-import { stateLabel, tr } from './i18n';
+import { label, stateLabel, tr } from './i18n';
 import { RefreshingPanel } from './panel';
 
 const SHOWN_SUBMISSIONS = 25;
@@ -77,7 +77,7 @@ export class AnalystPanel extends RefreshingPanel {
               'div',
               { className: 'fednb-muted' },
               r.up
-                ? `${r.url} · ${r.isolation ?? ''} · v${r.version ?? ''}`
+                ? `${r.url} · ${label('isolation', r.isolation)} · v${r.version ?? ''}`
                 : `${r.url} · ${r.problem}`
             )
           )

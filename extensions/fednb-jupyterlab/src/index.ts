@@ -53,7 +53,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
 
     try {
-      await loadStrings(translator.languageCode);
+      await loadStrings(translator);
     } catch (error) {
       console.error('fednb: the server extension did not answer; is fednb installed in the server\'s environment?', error);
       return;
