@@ -1,8 +1,9 @@
 """Every string fednb's Jupyter face shows a person, in English and Spanish, in one table.
 
 ``t("tracker.title", name=...)`` looks a key up in the current language and fills its ``{fields}``.
-The language is English unless the locale (``LC_ALL``, ``LC_MESSAGES``, ``LANG``, ``LANGUAGE``) says
-Spanish, or ``fednb.set_language("es")`` chose it. The JupyterLab extension reads the same table
+The language is English unless ``FEDNB_LANGUAGE`` (set by ``fednb demo --lab --lang es`` for its
+kernels and server) or the locale (``LC_ALL``, ``LC_MESSAGES``, ``LANG``, ``LANGUAGE``) says Spanish, or
+``fednb.set_language("es")`` chose it. The JupyterLab extension reads the same table
 through the server extension (``GET /fednb/api/strings?lang=es``), keyed by the lab's language.
 """
 
@@ -241,7 +242,7 @@ _language: str | None = None
 
 
 def _from_locale() -> str:
-    for var in ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
+    for var in ("FEDNB_LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
         value = os.environ.get(var, "")
         if value:
             code = value.split(":")[0][:2].lower()

@@ -29,7 +29,7 @@ def test_every_string_has_both_languages_with_the_same_fields(key):
 
 
 def test_language_from_locale_and_by_choice(monkeypatch):
-    for var in ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
+    for var in ("FEDNB_LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
         monkeypatch.delenv(var, raising=False)
     i18n.set_language(None)
     assert i18n.get_language() == "en"
@@ -240,3 +240,20 @@ def test_spanish_widgets_name_column_kinds_and_isolation_levels_in_spanish():
     assert ">fuerte<" in domains and ">activo<" in domains
     assert ">categórica<" in schema and ">entera<" in schema
     assert "categorical" not in schema and "strong" not in domains
+
+
+def test_demo_lab_in_spanish_selects_the_language_pack_in_its_own_settings(tmp_path, monkeypatch):
+    import json
+
+    from fednb.demo.lab import lab_command, lab_language
+
+    monkeypatch.delenv("FEDNB_LANGUAGE", raising=False)
+    assert lab_language(tmp_path, "es") is None  # the pack is installed (the jupyter extra)
+    settings = tmp_path / "lab-settings" / "@jupyterlab" / "translation-extension" / "plugin.jupyterlab-settings"
+    assert json.loads(settings.read_text()) == {"locale": "es_ES"}
+    assert i18n.get_language() == "es"  # the kernels and the server extension inherit it
+    command = lab_command(tmp_path, lang="es", port=8899, open_browser=False)
+    assert f"--LabApp.user_settings_dir={tmp_path / 'lab-settings'}" in command
+    assert "/lab/tree/es/01-recorrido-analista.ipynb" in " ".join(command)
+    assert not any("user_settings_dir" in c for c in lab_command(tmp_path, lang="en", port=8899, open_browser=False))
+    monkeypatch.setenv("FEDNB_LANGUAGE", "en")

@@ -8,6 +8,8 @@ Everything lives in one folder (a temporary one unless ``--dir`` is given): the 
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -44,13 +46,38 @@ def copy_notebooks(target: Path) -> None:
 
 def lab_command(root: Path, *, lang: str, port: int, open_browser: bool) -> list[str]:
     """The JupyterLab command line: 127.0.0.1, the notebooks folder, the tour open, fednb's panels
-    on the ``workshop`` profile."""
+    on the ``workshop`` profile; in Spanish, the demo's own settings folder (:func:`lab_language`)."""
     opens = f"/lab/tree/{lang}/{TOURS[lang]}"
     return [sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
             f"--ServerApp.root_dir={root / 'notebooks'}", f"--ServerApp.default_url={opens}",
             f"--LabApp.default_url={opens}", "--Fednb.profile=workshop",
+            *([f"--LabApp.user_settings_dir={root / 'lab-settings'}"] if lang != "en" else []),
             *([] if open_browser else ["--no-browser"]),
             *(["--allow-root"] if os.geteuid() == 0 else [])]  # root asked for it (containers, CI)
+
+
+SPANISH_PACK = ("jupyterlab_language_pack_es_ES", "jupyterlab-language-pack-es-ES")
+
+
+def lab_language(root: Path, lang: str) -> str | None:
+    """Make JupyterLab, the kernels and fednb's panels speak ``lang``; returns a warning or None.
+
+    JupyterLab's menus and fednb's panels follow the ``locale`` of JupyterLab's translation plugin
+    (``@jupyterlab/translation-extension:plugin``), written in the demo's own settings folder so the
+    user's settings stay as they are; the Spanish texts come from the language pack (the ``jupyter``
+    extra installs it). ``FEDNB_LANGUAGE`` makes the kernels' widgets and the domains' messages
+    Spanish without a ``fednb.set_language`` in each notebook.
+    """
+    os.environ["FEDNB_LANGUAGE"] = lang
+    if lang == "en":
+        return None
+    settings = root / "lab-settings" / "@jupyterlab" / "translation-extension" / "plugin.jupyterlab-settings"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps({"locale": "es_ES"}) + "\n", encoding="utf-8")
+    if importlib.util.find_spec(SPANISH_PACK[0]) is None:
+        return (f"JupyterLab's own menus stay in English: its Spanish language pack is not installed "
+                f"(pip install {SPANISH_PACK[1]}, or pip install 'fednb[jupyter]')")
+    return None
 
 
 def _interrupt(*_) -> None:
@@ -70,6 +97,9 @@ def run_lab(workdir: Path | None, *, lang: str = "en", port: int = 8888, open_br
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a plain kill stops everything in order
     try:
         copy_notebooks(root / "notebooks")
+        warning = lab_language(root, lang)
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
         servers = workshop.serve(root / "domains", port=0)
         for s in servers:
             click.echo(s.banner)
