@@ -16,7 +16,7 @@ beside them is the JupyterLab panels' bundle, in the format JupyterLab's transla
 
 from __future__ import annotations
 
-from fednb.locale.catalog import LANGUAGES, negotiate, translate
+from fednb.locale.catalog import LANGUAGES, negotiate, translate, translate_fields
 
 
 def N_(message: str) -> str:
@@ -24,4 +24,4 @@ def N_(message: str) -> str:
     return message
 
 
-__all__ = ["LANGUAGES", "N_", "negotiate", "translate"]
+__all__ = ["LANGUAGES", "N_", "negotiate", "translate", "translate_fields"]

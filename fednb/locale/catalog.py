@@ -101,6 +101,22 @@ def translate(text: str, language: str) -> str:
     return _translate(text, language, 0)
 
 
+MESSAGE_FIELDS = ("error", "reason")
+
+
+def translate_fields(value, language: str):
+    """``value`` (decoded JSON) with every ``error``/``reason`` string in it translated: the human
+    sentences of an answer, never its numbers, names or results."""
+    if language == DEFAULT:
+        return value
+    if isinstance(value, dict):
+        return {k: (translate(v, language) if k in MESSAGE_FIELDS and isinstance(v, str)
+                    else translate_fields(v, language)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [translate_fields(v, language) for v in value]
+    return value
+
+
 def negotiate(accept_language: str | None) -> str:
     """The best of :data:`LANGUAGES` for an ``Accept-Language`` header (RFC 9110 §12.5.4); English
     when the header is missing, malformed, or names only languages fednb does not speak."""

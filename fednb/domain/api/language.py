@@ -10,20 +10,9 @@ from __future__ import annotations
 
 import json
 
-from fednb.locale import negotiate, translate
+from fednb.locale import negotiate, translate_fields
 
-MESSAGE_FIELDS = ("error", "reason")
 MAX_TRANSLATED_BYTES = 8_000_000  # larger JSON answers (results, models) are passed on as they are
-
-
-def translate_fields(value, language: str):
-    """``value`` (decoded JSON) with every ``error``/``reason`` string translated."""
-    if isinstance(value, dict):
-        return {k: (translate(v, language) if k in MESSAGE_FIELDS and isinstance(v, str)
-                    else translate_fields(v, language)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [translate_fields(v, language) for v in value]
-    return value
 
 
 class AnswerInLanguage:
