@@ -102,12 +102,13 @@ def _ylogy(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
 
 def _binary(y: np.ndarray, outcome: str) -> None:
     if not np.isin(y, (0.0, 1.0)).all():
-        raise InvalidInput(f"the binomial family needs a 0/1 or boolean outcome; {outcome!r} has other values")
+        raise InvalidInput(N_("the binomial family needs a 0/1 or boolean outcome; {outcome!r} has other values").format(
+            outcome=outcome))
 
 
 def _counts(y: np.ndarray, outcome: str) -> None:
     if (y < 0).any():
-        raise InvalidInput(f"the poisson family needs counts; {outcome!r} has negative values")
+        raise InvalidInput(N_("the poisson family needs counts; {outcome!r} has negative values").format(outcome=outcome))
 
 
 def _poisson_loglik(y: np.ndarray, mu: np.ndarray) -> float:
@@ -216,8 +217,8 @@ def _public_levels_only(df: pd.DataFrame, spec: formulas.Spec, asked: dict[str, 
         if name not in asked or name not in df.columns:
             continue
         if name not in public:
-            raise InvalidInput(f"{name!r} has no public levels in this dataset's listing, so it cannot be a "
-                               f"categorical term here; use it as a number or ask the owner")
+            raise InvalidInput(N_("{name!r} has no public levels in this dataset's listing, so it cannot be a "
+                                  "categorical term here; use it as a number or ask the owner").format(name=name))
         changed[name] = df[name].where(df[name].isin(public[name]))
     return df.assign(**changed) if changed else df
 
@@ -234,13 +235,14 @@ def _check_size(n: int, p: int, rules: DisclosureSection) -> None:
     sums have a fixed size, and what makes a fit disclose rows is too few rows per parameter."""
     if n - p < rules.safe_dof_threshold:
         raise disclosure.Blocked(
-            f"a model with {p} parameters on these rows leaves fewer than {rules.safe_dof_threshold} residual "
-            f"degrees of freedom (the domain's safe_dof_threshold), so its fit would describe individual rows; "
-            f"use fewer terms or more rows")
+            N_("a model with {p} parameters on these rows leaves fewer than {threshold} residual "
+               "degrees of freedom (the domain's safe_dof_threshold), so its fit would describe individual rows; "
+               "use fewer terms or more rows").format(p=p, threshold=rules.safe_dof_threshold))
     if p > rules.max_parameters_per_row * n:
         raise disclosure.Blocked(
-            f"a model with {p} parameters is saturated for these rows (more than {rules.max_parameters_per_row:g}"
-            f" parameters per row, the domain's max_parameters_per_row); use fewer terms or more rows")
+            N_("a model with {p} parameters is saturated for these rows (more than {limit:g}"
+               " parameters per row, the domain's max_parameters_per_row); use fewer terms or more rows").format(
+                p=p, limit=rules.max_parameters_per_row))
 
 
 def _check_small_groups(d: formulas.Design, spec: formulas.Spec, levels: dict[str, list],
@@ -251,10 +253,11 @@ def _check_small_groups(d: formulas.Design, spec: formulas.Spec, levels: dict[st
     columns = [(name, d.X[:, j]) for j, name in enumerate(d.names)] + [(f"outcome {spec.outcome}", d.y)]
     for name, col in columns:
         if _off_mode(col) in range(1, k):
-            where = "the outcome" if name.startswith("outcome ") else f"the model column {name!r}"
+            where = N_("the outcome") if name.startswith("outcome ") else N_("the model column {name!r}").format(
+                name=name)
             raise disclosure.Blocked(
-                f"{where} differs from its most common value on fewer than {k} rows here, under the minimum "
-                f"cell count; merge rare levels, drop the term or widen the selection")
+                N_("{where} differs from its most common value on fewer than {k} rows here, under the minimum "
+                   "cell count; merge rare levels, drop the term or widen the selection").format(where=where, k=k))
     for name, col in columns:  # each column's sum is in XᵀWX (gaussian: exactly), the outcome's is y_sum
         where = "the outcome" if name.startswith("outcome ") else f"the model column {name!r}"
         disclosure.check_magnitude(col, rules, f"the sums of {where}")
@@ -262,8 +265,9 @@ def _check_small_groups(d: formulas.Design, spec: formulas.Spec, levels: dict[st
         if name in levels:
             counts = d.frame[name].value_counts()
             if ((counts > 0) & (counts < k)).any():
-                raise disclosure.Blocked(f"a level of {name!r} has fewer than {k} rows here, under the minimum "
-                                         f"cell count; merge rare levels or leave them out of levels=")
+                raise disclosure.Blocked(N_("a level of {name!r} has fewer than {k} rows here, under the minimum "
+                                            "cell count; merge rare levels or leave them out of levels=").format(
+                    name=name, k=k))
 
 
 def _off_mode(col: np.ndarray) -> int:
