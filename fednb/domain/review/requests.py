@@ -138,7 +138,7 @@ def submit(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[
             return row_to_request(same), False
         status, decided_by, reason = "pending", None, None
         if policy.auto_approves(req.kind, req.name):
-            status, decided_by, reason = "approved", "policy", f"built-in {req.name} is auto-approved by policy"
+            status, decided_by, reason = "approved", "policy", N_("built-in {name} is auto-approved by policy").format(name=req.name)
         elif policy.review.reuse_approvals:
             prior = tx.execute(
                 "SELECT id FROM requests WHERE analyst = ? AND dataset = ? AND code_hash = ? AND decided_by IN (?, ?)"
@@ -146,7 +146,8 @@ def submit(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[
                 (analyst, req.dataset, digest, *OWNER_APPROVED)).fetchone()
             if prior is not None:
                 status, decided_by = "approved", "prior approval"
-                reason = f"same code and arguments as request {prior['id']}, approved by the owner"
+                reason = N_("same code and arguments as request {request_id}, approved by the owner").format(
+                    request_id=prior["id"])
         if status == "pending":
             (pending,) = tx.execute("SELECT count(*) FROM requests WHERE analyst = ? AND status = 'pending'",
                                     (analyst,)).fetchone()
