@@ -103,7 +103,11 @@ export class AnalystPanel extends RefreshingPanel {
               { className: 'fednb-muted' },
               `${r.domain} · ${tr('common.approx_rows', { rows: r.rows })} ${tr('common.rows').toLowerCase()}`
             ),
-            h('div', { className: 'fednb-muted fednb-columns' }, r.columns.join(', ')),
+            h(
+              'div',
+              { className: 'fednb-muted fednb-columns' },
+              r.columns.join(', ')
+            ),
             r.description ? h('div', {}, r.description) : null
           )
         )
@@ -195,7 +199,13 @@ export class AnalystPanel extends RefreshingPanel {
       ' ',
       badge(p.status, stateLabel(p.status)),
       why
-        ? h('div', { className: p.status === 'pending' ? 'fednb-muted' : 'fednb-reason' }, why)
+        ? h(
+            'div',
+            {
+              className: p.status === 'pending' ? 'fednb-muted' : 'fednb-reason'
+            },
+            why
+          )
         : null,
       detail && detail.result.length
         ? h(

@@ -52,7 +52,10 @@ export function stateLabel(status: string): string {
 }
 
 /** A column kind or isolation level in words ("categórica", "fuerte"); unknown ones as they are. */
-export function label(group: 'kind' | 'isolation', value: string | undefined | null): string {
+export function label(
+  group: 'kind' | 'isolation',
+  value: string | undefined | null
+): string {
   const key = `${group}.${value ?? ''}`;
   return key in english ? tr(key) : (value ?? '');
 }
