@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fednb import i18n
+
 
 class FednbError(Exception):
     """Base class of every error fednb raises on purpose."""
@@ -63,9 +65,7 @@ class NotEnoughDomains(FednbError):
         self.got = got
         self.problems = dict(problems)
         lines = "\n".join(f"  - {d}: {why}" for d, why in self.problems.items())
-        super().__init__(
-            f"{got} domain(s) gave a result but {needed} are required (min_domains={needed}).\n{lines}"
-        )
+        super().__init__(i18n.t("errors.not_enough_domains", got=got, needed=needed) + f"\n{lines}")
 
 
 class PolicyError(FednbError):

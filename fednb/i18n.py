@@ -1,8 +1,9 @@
 """Every string fednb's Jupyter face shows a person, in English and Spanish, in one table.
 
 ``t("tracker.title", name=...)`` looks a key up in the current language and fills its ``{fields}``.
-The language is English unless the locale (``LC_ALL``, ``LC_MESSAGES``, ``LANG``, ``LANGUAGE``) says
-Spanish, or ``fednb.set_language("es")`` chose it. The JupyterLab extension reads the same table
+The language is English unless ``FEDNB_LANGUAGE`` (set by ``fednb demo --lab --lang es`` for its
+kernels and server) or the locale (``LC_ALL``, ``LC_MESSAGES``, ``LANG``, ``LANGUAGE``) says Spanish, or
+``fednb.set_language("es")`` chose it. The JupyterLab extension reads the same table
 through the server extension (``GET /fednb/api/strings?lang=es``), keyed by the lab's language.
 """
 
@@ -47,6 +48,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "why.waiting": ("waiting for the owner's review", "esperando la revisión del propietario"),
     "why.approved": ("approved: {reason}", "aprobada: {reason}"),
     "why.running": ("running on the domain", "ejecutándose en el dominio"),
+    "errors.not_enough_domains": ("{got} domain(s) gave a result but {needed} are required (min_domains={needed}).",
+                                  "{got} dominio(s) dieron un resultado, pero se necesitan {needed} "
+                                  "(min_domains={needed})."),
     # -- federation widget -------------------------------------------------------------------------
     "fed.title": ("Federation of {n} domain(s)", "Federación de {n} dominio(s)"),
     "fed.domains": ("Domains", "Dominios"),
@@ -71,6 +75,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "fed.yes": ("yes", "sí"),
     "fed.no": ("no", "no"),
     "fed.pick": ("Dataset", "Conjunto de datos"),
+    # -- column kinds (fednb.models.Column.kind) and sandbox isolation levels (run/sandbox/selftest) ----
+    "kind.numeric": ("numeric", "numérica"),
+    "kind.integer": ("integer", "entera"),
+    "kind.boolean": ("boolean", "booleana"),
+    "kind.categorical": ("categorical", "categórica"),
+    "kind.datetime": ("datetime", "fecha y hora"),
+    "kind.text": ("text", "texto"),
+    "isolation.strong": ("strong", "fuerte"),
+    "isolation.standard": ("standard", "estándar"),
+    "isolation.minimal": ("minimal", "mínimo"),
+    "isolation.none": ("none", "ninguno"),
     # -- request tracker ---------------------------------------------------------------------------
     "tracker.title": ("{kind} {name} on {dataset}", "{kind} {name} sobre {dataset}"),
     "tracker.kind.builtin": ("Built-in", "Agregado"),
@@ -89,6 +104,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "result.value": ("Value", "Valor"),
     "result.error_bound": ("within ±{bound}", "con error ±{bound}"),
     "result.exact": ("exact", "exacto"),
+    "by_domain.suppressed": ("suppressed", "celdas suprimidas"),
+    "stat.count": ("count", "recuento"),
+    "stat.sum": ("sum of {column}", "suma de {column}"),
+    "stat.mean": ("mean of {column}", "media de {column}"),
+    "stat.variance": ("variance of {column}", "varianza de {column}"),
+    "stat.histogram": ("histogram of {column}", "histograma de {column}"),
+    "stat.quantiles": ("quantiles of {column}", "cuantiles de {column}"),
+    "stat.crosstab": ("crosstab of {row} by {col}", "tabla cruzada de {row} por {col}"),
+    "note.suppressed_histogram": ("NA cells were suppressed by a domain (fewer rows than its minimum cell count)",
+                                  "las celdas NA las suprimió un dominio (menos filas que su recuento mínimo por celda)"),
+    "note.suppressed_crosstab": ("NA cells were suppressed by a domain, with complements so they cannot be derived",
+                                 "las celdas NA las suprimió un dominio, con complementarias para que no se puedan "
+                                 "deducir"),
+    "note.noise": ("noise added by {spent}", "ruido añadido por {spent}"),
     # -- training dashboard ------------------------------------------------------------------------
     "train.title": ("Federated training", "Entrenamiento federado"),
     "train.loss": ("Loss", "Pérdida"),
@@ -227,7 +256,7 @@ _language: str | None = None
 
 
 def _from_locale() -> str:
-    for var in ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
+    for var in ("FEDNB_LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
         value = os.environ.get(var, "")
         if value:
             code = value.split(":")[0][:2].lower()
@@ -261,7 +290,16 @@ def t(key: str, language: str | None = None, **fields: object) -> str:
     return text.format(**fields) if fields else text
 
 
-def table(language: str | None, prefixes: tuple[str, ...] = ("lab.", "status.", "common.", "why.", "fed.")) -> dict[str, str]:
+def label(group: str, value: str | None) -> str:
+    """A column kind or isolation level in words (``label("kind", "categorical")``); unknown ones as they are."""
+    key = f"{group}.{value}"
+    return t(key) if key in MESSAGES else (value or "")
+
+
+LAB_PREFIXES = ("lab.", "status.", "common.", "why.", "fed.", "kind.", "isolation.")
+
+
+def table(language: str | None, prefixes: tuple[str, ...] = LAB_PREFIXES) -> dict[str, str]:
     """The strings under ``prefixes`` in one language: what the JupyterLab extension needs."""
     index = 1 if normalize(language) == "es" else 0
     return {k: v[index] for k, v in MESSAGES.items() if k.startswith(prefixes)}

@@ -12,6 +12,7 @@ from fednb.client.request_args import parse_where, privacy_arg
 from fednb.client.requests import FederatedRequest
 from fednb.errors import InvalidInput, NotEnoughDomains
 from fednb.federated import stats
+from fednb.i18n import t
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -145,7 +146,7 @@ class FederatedDataset:
         spent = noisy.spent({d: public[d] for d in result.included})
         notes = [f"secure aggregation: only the sum over {len(result.included)} domains was revealed"]
         if spent:
-            notes.append("noise added by " + ", ".join(f"{d} (epsilon {e:g})" for d, e in spent.items()))
+            notes.append(t("note.noise", spent=", ".join(f"{d} (epsilon {e:g})" for d, e in spent.items())))
         if kind == "count":
             value = value if spent else int(round(value))
         return stats.Pooled(statistic, value, pd.DataFrame({"domain": result.included}),
@@ -162,7 +163,7 @@ class FederatedDataset:
             return self._secure("count", "count", req, min_domains)
         from fednb.federated import noisy_pooling as noisy
 
-        return self._pooled("count", req, min_domains, stats.pool_count, ("n",), noisy_pool=noisy.count)
+        return self._pooled(t("stat.count"), req, min_domains, stats.pool_count, ("n",), noisy_pool=noisy.count)
 
     def sum(self, column: str, *, where: Any = None, min_domains: int = 1, timeout: float = DEFAULT_TIMEOUT,
             secure: bool = False, epsilon: float | None = None, mechanism: str = "laplace",
@@ -170,10 +171,10 @@ class FederatedDataset:
         req = self._builtin("sum", {"column": column}, where, timeout, privacy=privacy_arg(epsilon, mechanism, delta),
                             secure=secure)
         if secure:
-            return self._secure(f"sum of {column}", "sum", req, min_domains)
+            return self._secure(t("stat.sum", column=column), "sum", req, min_domains)
         from fednb.federated import noisy_pooling as noisy
 
-        return self._pooled(f"sum of {column}", req, min_domains, stats.pool_sum, ("n", "sum"), noisy_pool=noisy.total)
+        return self._pooled(t("stat.sum", column=column), req, min_domains, stats.pool_sum, ("n", "sum"), noisy_pool=noisy.total)
 
     def mean(self, column: str, *, where: Any = None, min_domains: int = 1, timeout: float = DEFAULT_TIMEOUT,
              secure: bool = False, epsilon: float | None = None, mechanism: str = "laplace",
@@ -181,10 +182,10 @@ class FederatedDataset:
         req = self._builtin("mean", {"column": column}, where, timeout, privacy=privacy_arg(epsilon, mechanism, delta),
                             secure=secure)
         if secure:
-            return self._secure(f"mean of {column}", "mean", req, min_domains)
+            return self._secure(t("stat.mean", column=column), "mean", req, min_domains)
         from fednb.federated import noisy_pooling as noisy
 
-        return self._pooled(f"mean of {column}", req, min_domains, stats.pool_mean, ("n", "mean"), noisy_pool=noisy.mean)
+        return self._pooled(t("stat.mean", column=column), req, min_domains, stats.pool_mean, ("n", "mean"), noisy_pool=noisy.mean)
 
     def var(self, column: str, *, ddof: int = 1, where: Any = None, min_domains: int = 1,
             timeout: float = DEFAULT_TIMEOUT, epsilon: float | None = None, mechanism: str = "laplace",
@@ -193,7 +194,7 @@ class FederatedDataset:
         from fednb.federated import noisy_pooling as noisy
 
         req = self._builtin("variance", {"column": column}, where, timeout, privacy=privacy_arg(epsilon, mechanism, delta))
-        return self._pooled(f"variance of {column}", req, min_domains,
+        return self._pooled(t("stat.variance", column=column), req, min_domains,
                             lambda p: stats.pool_variance(p, ddof), ("n", "mean", "m2"),
                             noisy_pool=lambda p: noisy.variance(p, ddof))
 
@@ -227,10 +228,10 @@ class FederatedDataset:
         edges = self._edges(column, bins)
         req = self._builtin("histogram", {"column": column, "bins": edges}, where, timeout,
                             privacy=privacy_arg(epsilon, mechanism, delta))
-        pooled = self._pooled(f"histogram of {column}", req, min_domains, stats.pool_histogram, ("n", "suppressed"),
+        pooled = self._pooled(t("stat.histogram", column=column), req, min_domains, stats.pool_histogram, ("n", "suppressed"),
                               noisy_pool=noisy.histogram)
         if pooled.value["count"].isna().any():
-            pooled.notes.append("NA cells were suppressed by a domain (fewer rows than its minimum cell count)")
+            pooled.notes.append(t("note.suppressed_histogram"))
         return pooled
 
     def _edges(self, column: str, bins: Sequence[float] | int) -> list[float]:
@@ -275,7 +276,7 @@ class FederatedDataset:
         by = stats.by_domain_frame(last.raw_results(), ("n",))
         notes = [f"{n_rounds} round(s) of counting; " + ", ".join(
             f"q={q:g}: {'exact' if b == 0 else f'within ±{b:.4g}'}" for q, b in zip(qs, bounds))]
-        return stats.Pooled(f"quantiles of {column}", value if len(qs) > 1 else float(values[0]), by,
+        return stats.Pooled(t("stat.quantiles", column=column), value if len(qs) > 1 else float(values[0]), by,
                             last.problems, notes, last)
 
     def crosstab(self, row: str, col: str, *, where: Any = None, min_domains: int = 1,
@@ -287,10 +288,10 @@ class FederatedDataset:
 
         req = self._builtin("crosstab", {"row": row, "col": col}, where, timeout,
                             privacy=privacy_arg(epsilon, mechanism, delta))
-        pooled = self._pooled(f"crosstab of {row} by {col}", req, min_domains, stats.pool_crosstab, ("n", "suppressed"),
+        pooled = self._pooled(t("stat.crosstab", row=row, col=col), req, min_domains, stats.pool_crosstab, ("n", "suppressed"),
                               noisy_pool=noisy.crosstab)
         if pooled.value.isna().to_numpy().any():
-            pooled.notes.append("NA cells were suppressed by a domain, with complements so they cannot be derived")
+            pooled.notes.append(t("note.suppressed_crosstab"))
         return pooled
 
     # -- survival ----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from fednb import i18n
 from fednb.client import tls
 from fednb.errors import AuthenticationError, CertificateError, DomainError, DomainUnavailable, NotFound
 
@@ -118,6 +119,7 @@ class DomainClient:
         With ``raw``, a successful answer comes back as the ``httpx.Response`` itself."""
         timeout = httpx.Timeout(self.timeout + extra_wait, connect=self.timeout)
         headers = {"content-type": "application/octet-stream"} if content is not None else {}
+        headers["accept-language"] = i18n.get_language()  # the domain's refusals come back in it (fednb.locale)
         if accept:
             headers["accept"] = accept
         attempt = 0

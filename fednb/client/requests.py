@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fednb import codec
+from fednb import codec, i18n
 from fednb.client.http import DomainClient, gather, run
 from fednb.errors import AuthenticationError, DomainError, DomainUnavailable, NotEnoughDomains, NotFound
 from fednb.models import FINAL_STATUSES
@@ -43,11 +43,11 @@ class Part:
         """Why this domain gives no result (None when it does, or may still)."""
         status, reason = self.status, self.state.get("reason")
         if status == "denied":
-            return f"denied by the owner: {reason}"
+            return i18n.t("why.denied", reason=reason)
         if status == "blocked":
-            return f"blocked by disclosure control: {reason}"
+            return i18n.t("why.blocked", reason=reason)
         if status == "failed":
-            return f"failed: {reason}"
+            return i18n.t("why.failed", reason=reason)
         if self.problem:
             return self.problem
         if status == "pending":

@@ -12,6 +12,7 @@ also what Binder's ``postBuild`` runs).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -93,7 +94,8 @@ def choose_port(preferred: int) -> int:
 
 def lab_command(root: Path, *, lang: str, port: int, open_browser: bool) -> list[str]:
     """The JupyterLab command line: 127.0.0.1 on exactly ``port``, the notebooks folder, the tour
-    open, the demo's settings, fednb's panels on the ``workshop`` profile."""
+    open, the demo's settings (news prompt off, the language: :func:`lab_language`), fednb's panels
+    on the ``workshop`` profile."""
     opens = f"/lab/tree/{lang}/{TOURS[lang]}"
     return [sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
             "--ServerApp.port_retries=0", f"--LabApp.user_settings_dir={root / SETTINGS}",
@@ -101,6 +103,30 @@ def lab_command(root: Path, *, lang: str, port: int, open_browser: bool) -> list
             f"--LabApp.default_url={opens}", "--Fednb.profile=workshop",
             *([] if open_browser else ["--no-browser"]),
             *(["--allow-root"] if os.geteuid() == 0 else [])]  # root asked for it (containers, CI)
+
+
+SPANISH_PACK = ("jupyterlab_language_pack_es_ES", "jupyterlab-language-pack-es-ES")
+
+
+def lab_language(root: Path, lang: str) -> str | None:
+    """Make JupyterLab, the kernels and fednb's panels speak ``lang``; returns a warning or None.
+
+    JupyterLab's menus and fednb's panels follow the ``locale`` of JupyterLab's translation plugin
+    (``@jupyterlab/translation-extension:plugin``), written in the demo's own settings folder so the
+    user's settings stay as they are; the Spanish texts come from the language pack (the ``jupyter``
+    extra installs it). ``FEDNB_LANGUAGE`` makes the kernels' widgets and the domains' messages
+    Spanish without a ``fednb.set_language`` in each notebook.
+    """
+    os.environ["FEDNB_LANGUAGE"] = lang
+    settings = root / SETTINGS / "@jupyterlab" / "translation-extension" / "plugin.jupyterlab-settings"
+    settings.parent.mkdir(parents=True, exist_ok=True)  # written each time: the folder is kept between runs
+    settings.write_text(json.dumps({"locale": "en" if lang == "en" else "es_ES"}) + "\n", encoding="utf-8")
+    if lang == "en":
+        return None
+    if importlib.util.find_spec(SPANISH_PACK[0]) is None:
+        return (f"JupyterLab's own menus stay in English: its Spanish language pack is not installed "
+                f"(pip install {SPANISH_PACK[1]}, or pip install 'fednb[jupyter]')")
+    return None
 
 
 def _interrupt(*_) -> None:
@@ -124,6 +150,9 @@ def run_lab(workdir: Path | None, *, lang: str = "en", port: int = 8888, open_br
         copy_notebooks(root / "notebooks")
         demo_user_settings(root)
         actual = choose_port(port)
+        warning = lab_language(root, lang)
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
         servers = workshop.serve(root / "domains", port=0)
         for s in servers:
             click.echo(s.banner)

@@ -24,6 +24,7 @@ from fednb.domain.review.policy import Policy, load_policy, render_template
 from fednb.domain.store.sqlite import Store
 from fednb.errors import InvalidInput, NotFound
 from fednb.lazy_import import lazy_import
+from fednb.locale import N_
 from fednb.models import NAME_PATTERN, Dataset, Request, RequestIn, Round
 
 # The stages that need pandas, scipy or numpy load on first use: owner commands that only read the
@@ -153,7 +154,7 @@ class Domain:
         with self.store.transaction() as tx:
             row = tx.execute("SELECT meta_json FROM datasets WHERE name = ?", (dataset,)).fetchone()
             if row is None:
-                raise NotFound(f"this domain has no dataset {dataset!r}")
+                raise NotFound(N_("this domain has no dataset {dataset!r}").format(dataset=dataset))
             meta = Dataset.model_validate_json(row["meta_json"])
             found = [c for c in meta.columns if c.name == column]
             if not found:
@@ -188,20 +189,20 @@ class Domain:
     def dataset(self, name: str) -> Dataset:
         row = self.store.query_one("SELECT meta_json FROM datasets WHERE name = ?", (name,))
         if row is None:
-            raise NotFound(f"this domain has no dataset {name!r}")
+            raise NotFound(N_("this domain has no dataset {dataset!r}").format(dataset=name))
         return Dataset.model_validate_json(row["meta_json"])
 
     def data_path(self, name: str) -> Path:
         row = self.store.query_one("SELECT file FROM datasets WHERE name = ?", (name,))
         if row is None:
-            raise NotFound(f"this domain has no dataset {name!r}")
+            raise NotFound(N_("this domain has no dataset {dataset!r}").format(dataset=name))
         return self.path / row["file"]
 
     def row_count(self, name: str) -> int:
         """The exact number of rows (private: for disclosure checks, never shown to analysts)."""
         row = self.store.query_one("SELECT rows FROM datasets WHERE name = ?", (name,))
         if row is None:
-            raise NotFound(f"this domain has no dataset {name!r}")
+            raise NotFound(N_("this domain has no dataset {dataset!r}").format(dataset=name))
         return int(row["rows"])
 
     def mock_path(self, name: str) -> Path:
@@ -308,7 +309,8 @@ class Domain:
         used += [c.get("column") for c in req.args.get("where", []) if isinstance(c, dict)]
         missing = sorted({u for u in used if isinstance(u, str) and u not in names})
         if missing:
-            raise InvalidInput(f"dataset {req.dataset!r} has no column(s) {missing}; it has {sorted(names)}")
+            raise InvalidInput(N_("dataset {dataset!r} has no column(s) {missing}; it has {columns}").format(
+                dataset=req.dataset, missing=missing, columns=sorted(names)))
 
     def _check_privacy(self, analyst: str, req: RequestIn) -> None:
         """Noise and secure sums the policy cannot give are refused at submission, not after a wait."""
@@ -316,8 +318,9 @@ class Domain:
         if isinstance(dp, dict) and isinstance(dp.get("epsilon"), (int, float)):
             left = self.budget(analyst, req.dataset).remaining_epsilon
             if dp["epsilon"] > left + budget.SLACK:
-                raise InvalidInput(f"this training would spend epsilon {dp['epsilon']:g}, but your privacy budget on "
-                                   f"{req.dataset!r} has {left:.4g} left; ask for less, or ask the owner for more")
+                raise InvalidInput(N_("this training would spend epsilon {epsilon:g}, but your privacy budget on "
+                                      "{dataset!r} has {left:.4g} left; ask for less, or ask the owner for more").format(
+                    epsilon=dp["epsilon"], dataset=req.dataset, left=left))
         if req.kind != "builtin":
             return
         if req.args.get("secure"):

@@ -24,6 +24,7 @@ from fednb.jupyter.analyst import AnalystService
 from fednb.jupyter.config import Fednb
 from fednb.jupyter.errors import ApiError, UnknownDomain
 from fednb.jupyter.owner import OwnerService
+from fednb.locale import translate, translate_fields
 
 log = logging.getLogger("fednb.jupyter")
 
@@ -45,7 +46,7 @@ class FednbHandler(APIHandler):
     def fail(self, status: int, message: str) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"error": message}))
+        self.finish(json.dumps({"error": translate(message, self.lang)}))  # a domain's refusal, in the lab's language
 
     async def answer(self, work) -> None:
         try:
@@ -73,7 +74,7 @@ class FednbHandler(APIHandler):
             log.exception("fednb handler error (ref %s)", ref)
             return self.fail(500, t("api.unexpected", self.lang, ref=ref))
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(result, default=str))
+        self.finish(json.dumps(translate_fields(result, self.lang), default=str))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Tornado's own errors (403 unauthenticated, 404, 405) as JSON, without a traceback."""

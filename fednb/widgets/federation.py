@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from fednb.i18n import t
+from fednb.i18n import label, t
 from fednb.widgets import _html as h
 
 if TYPE_CHECKING:
@@ -26,7 +26,8 @@ def domains_html(status_rows: list[dict]) -> str:
     for r in status_rows:
         state = "up" if r["up"] else "down"
         rows.append([f"<b>{h.esc(r['domain'])}</b>", h.esc(r["url"]), h.badge(state, t(f"fed.{state}")),
-                     h.esc(r.get("isolation") or "–"), h.esc(r.get("version") or "–"), h.esc(r.get("problem") or "")])
+                     h.esc(label("isolation", r.get("isolation")) or "–"), h.esc(r.get("version") or "–"),
+                     h.esc(r.get("problem") or "")])
     return h.table([t("common.domain"), t("fed.url"), t("fed.status"), t("fed.isolation"), t("fed.version"),
                     t("fed.problem")], rows, css_class="fednb-domains")
 
@@ -64,7 +65,7 @@ def dataset_html(name: str, per_domain: dict[str, dict]) -> str:
     for col in seen.values():
         missing = t("fed.yes") if col.get("missing") else t("fed.no")
         unit = f" ({h.esc(col['unit'])})" if col.get("unit") else ""
-        schema_rows.append([f"<code>{h.esc(col['name'])}</code>{unit}", h.esc(col["dtype"]), h.esc(col["kind"]),
+        schema_rows.append([f"<code>{h.esc(col['name'])}</code>{unit}", h.esc(col["dtype"]), h.esc(label("kind", col["kind"])),
                             h.esc(_levels_or_range(col)), missing])
     schema = h.table([t("fed.column"), t("fed.dtype"), t("fed.kind"), t("fed.values"), t("fed.missing")],
                      schema_rows, css_class="fednb-schema")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from fednb.i18n import t
+from fednb.i18n import label, t
 from fednb.widgets import _html as h
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ def by_domain_html(pooled: Pooled) -> str:
         return ""
     rows = [[h.esc(v) if c == "domain" else h.esc(h.number(v)) for c, v in row.items()]
             for row in frame.to_dict("records")]
-    headers = [t("common.domain") if c == "domain" else c for c in frame.columns]
+    headers = [t("common.domain") if c == "domain" else label("by_domain", c) for c in frame.columns]
     return h.heading(t("result.by_domain"), 4) + h.table(headers, rows, css_class="fednb-by-domain")
 
 

@@ -40,7 +40,7 @@ def test_training_dashboard_updates_live_from_the_kernel(page, lab, screenshots)
     board = outputs(page, 0).locator(".fednb-training")
     figure = board.locator(".js-plotly-plot")
     expect(figure).to_have_count(1)
-    expect(figure.locator(".gtitle, .annotation-text")).to_contain_text(["Loss", "Accuracy"])
+    expect(figure.locator(".gtitle, .annotation-text")).to_contain_text(["Loss", "Accuracy"], timeout=60_000)
     expect(board).to_contain_text("waiting for the first round")
 
     start_cell(page, 1)  # no waiting for its end: the plots must grow while it runs

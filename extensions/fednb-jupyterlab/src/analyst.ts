@@ -12,7 +12,7 @@ import {
   seg
 } from './api';
 import { badge, h, replace, when } from './dom';
-import { stateLabel, tr } from './i18n';
+import { label, stateLabel, tr } from './i18n';
 import { RefreshingPanel } from './panel';
 
 const SHOWN_SUBMISSIONS = 25;
@@ -77,7 +77,7 @@ export class AnalystPanel extends RefreshingPanel {
               'div',
               { className: 'fednb-muted' },
               r.up
-                ? `${r.url} · ${r.isolation ?? ''} · v${r.version ?? ''}`
+                ? `${r.url} · ${label('isolation', r.isolation)} · v${r.version ?? ''}`
                 : `${r.url} · ${r.problem}`
             )
           )
@@ -103,7 +103,11 @@ export class AnalystPanel extends RefreshingPanel {
               { className: 'fednb-muted' },
               `${r.domain} · ${tr('common.approx_rows', { rows: r.rows })} ${tr('common.rows').toLowerCase()}`
             ),
-            h('div', { className: 'fednb-muted fednb-columns' }, r.columns.join(', ')),
+            h(
+              'div',
+              { className: 'fednb-muted fednb-columns' },
+              r.columns.join(', ')
+            ),
             r.description ? h('div', {}, r.description) : null
           )
         )
@@ -195,7 +199,13 @@ export class AnalystPanel extends RefreshingPanel {
       ' ',
       badge(p.status, stateLabel(p.status)),
       why
-        ? h('div', { className: p.status === 'pending' ? 'fednb-muted' : 'fednb-reason' }, why)
+        ? h(
+            'div',
+            {
+              className: p.status === 'pending' ? 'fednb-muted' : 'fednb-reason'
+            },
+            why
+          )
         : null,
       detail && detail.result.length
         ? h(

@@ -1,7 +1,10 @@
 /** A tiny DOM builder: the panels are plain elements, text always set as text (never HTML). */
 
 type Child = Node | string | null | undefined | false;
-type Attrs = Record<string, string | number | boolean | EventListener | undefined>;
+type Attrs = Record<
+  string,
+  string | number | boolean | EventListener | undefined
+>;
 
 export function h<K extends keyof HTMLElementTagNameMap>(
   tag: K,
@@ -25,7 +28,9 @@ export function h<K extends keyof HTMLElementTagNameMap>(
     if (child === null || child === undefined || child === false) {
       continue;
     }
-    el.appendChild(typeof child === 'string' ? document.createTextNode(child) : child);
+    el.appendChild(
+      typeof child === 'string' ? document.createTextNode(child) : child
+    );
   }
   return el;
 }

@@ -1,30 +1,46 @@
 /**
- * The panels' strings, from the same en/es table as the Python widgets (fednb/i18n.py), served
- * by the server extension in the lab's language.
+ * The panels' strings through JupyterLab's own translation system: `trans._p(key, english)` on the
+ * `fednb_jupyterlab` bundle, so the lab's language (Settings → Language) decides, as for its menus.
+ * The English texts (the msgids) come from the one en/es table, fednb/i18n.py, served by the server
+ * extension; the Spanish bundle is fednb/locale/es_ES/LC_MESSAGES/fednb_jupyterlab.json, which
+ * jupyterlab_server serves with the installed language pack (entry point `jupyterlab.locale`).
  */
+import {
+  ITranslator,
+  nullTranslator,
+  TranslationBundle
+} from '@jupyterlab/translation';
+
 import { requestAPI, setApiLanguage } from './api';
 
-let table: Record<string, string> = {};
+export const DOMAIN = 'fednb_jupyterlab';
+
+let english: Record<string, string> = {};
+let trans: TranslationBundle = nullTranslator.load(DOMAIN);
 
 /** 'es-ES', 'es_AR', 'es' -> 'es'; anything else -> 'en'. */
 export function languageOf(code: string | undefined): string {
   return (code || 'en').slice(0, 2).toLowerCase() === 'es' ? 'es' : 'en';
 }
 
-export async function loadStrings(languageCode: string): Promise<string> {
-  const lang = languageOf(languageCode);
-  setApiLanguage(lang);
+/** Load the English msgids and the lab's bundle; returns the language the panels speak. */
+export async function loadStrings(translator: ITranslator): Promise<string> {
+  setApiLanguage('en');
   const answer = await requestAPI<{
     language: string;
     strings: Record<string, string>;
   }>('strings');
-  table = answer.strings;
-  return answer.language;
+  english = answer.strings;
+  trans = translator.load(DOMAIN);
+  const lang = languageOf(translator.languageCode);
+  setApiLanguage(lang); // the server extension's own errors, in the lab's language
+  return lang;
 }
 
-/** The string `key` with its {fields} filled in (the key itself if the table lacks it). */
+/** The string `key` in the lab's language with its {fields} filled in (the key if unknown). */
 export function tr(key: string, fields: Record<string, unknown> = {}): string {
-  const text = table[key] ?? key;
+  const msgid = english[key];
+  const text = msgid === undefined ? key : trans._p(key, msgid);
   return text.replace(/\{(\w+)(![rs])?\}/g, (whole, name: string) =>
     name in fields ? String(fields[name]) : whole
   );
@@ -32,5 +48,14 @@ export function tr(key: string, fields: Record<string, unknown> = {}): string {
 
 /** A request state in words ("pending review", "denegada", ...). */
 export function stateLabel(status: string): string {
-  return table[`status.${status}`] ?? status;
+  return `status.${status}` in english ? tr(`status.${status}`) : status;
+}
+
+/** A column kind or isolation level in words ("categórica", "fuerte"); unknown ones as they are. */
+export function label(
+  group: 'kind' | 'isolation',
+  value: string | undefined | null
+): string {
+  const key = `${group}.${value ?? ''}`;
+  return key in english ? tr(key) : (value ?? '');
 }

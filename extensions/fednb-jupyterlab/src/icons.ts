@@ -13,5 +13,11 @@ const reviewSvg = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" w
     <path d="M12 1 3 5v6c0 5.6 3.8 10.7 9 12 5.2-1.3 9-6.4 9-12V5zm-1.5 15.5L6 12l1.4-1.4 3.1 3.1 6.1-6.1L18 9z"/>
   </g></svg>`;
 
-export const federationIcon = new LabIcon({ name: 'fednb:federation', svgstr: federationSvg });
-export const reviewIcon = new LabIcon({ name: 'fednb:review', svgstr: reviewSvg });
+export const federationIcon = new LabIcon({
+  name: 'fednb:federation',
+  svgstr: federationSvg
+});
+export const reviewIcon = new LabIcon({
+  name: 'fednb:review',
+  svgstr: reviewSvg
+});

@@ -7,7 +7,11 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette, MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
+import {
+  ICommandPalette,
+  MainAreaWidget,
+  WidgetTracker
+} from '@jupyterlab/apputils';
 import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
@@ -32,7 +36,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description: 'fednb: federation and review panels, Submit to federation…',
   autoStart: true,
-  requires: [ITranslator, INotebookTracker, IEditorLanguageRegistry, ISettingRegistry],
+  requires: [
+    ITranslator,
+    INotebookTracker,
+    IEditorLanguageRegistry,
+    ISettingRegistry
+  ],
   optional: [ICommandPalette, ILayoutRestorer],
   activate: async (
     app: JupyterFrontEnd,
@@ -53,9 +62,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
 
     try {
-      await loadStrings(translator.languageCode);
+      await loadStrings(translator);
     } catch (error) {
-      console.error('fednb: the server extension did not answer; is fednb installed in the server\'s environment?', error);
+      console.error(
+        "fednb: the server extension did not answer; is fednb installed in the server's environment?",
+        error
+      );
       return;
     }
     let refreshSeconds = 3;
@@ -70,9 +82,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
     analyst.title.icon = federationIcon;
     app.shell.add(analyst, 'left', { rank: 850 });
 
-    const reviews = new WidgetTracker<MainAreaWidget<ReviewWidget>>({ namespace: 'fednb-review' });
-    const owner = new OwnerPanel(refreshSeconds, row =>
-      void app.commands.execute(COMMANDS.openReview, { domain: row.domain, id: row.id })
+    const reviews = new WidgetTracker<MainAreaWidget<ReviewWidget>>({
+      namespace: 'fednb-review'
+    });
+    const owner = new OwnerPanel(
+      refreshSeconds,
+      row =>
+        void app.commands.execute(COMMANDS.openReview, {
+          domain: row.domain,
+          id: row.id
+        })
     );
     owner.title.icon = reviewIcon;
     app.shell.add(owner, 'left', { rank: 851 });
@@ -82,12 +101,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: args => {
         const domain = String(args.domain);
         const id = String(args.id);
-        const existing = reviews.find(w => w.content.domain === domain && w.content.requestId === id);
+        const existing = reviews.find(
+          w => w.content.domain === domain && w.content.requestId === id
+        );
         if (existing) {
           app.shell.activateById(existing.id);
           return;
         }
-        const content = new ReviewWidget(domain, id, languages, () => void owner.refresh());
+        const content = new ReviewWidget(
+          domain,
+          id,
+          languages,
+          () => void owner.refresh()
+        );
         const widget = new MainAreaWidget({ content });
         widget.id = content.id;
         widget.title.label = tr('lab.owner.tab', { name: id });
@@ -107,7 +133,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => app.shell.activateById(owner.id)
     });
     if (palette) {
-      for (const command of [COMMANDS.analyst, COMMANDS.owner, COMMANDS.submit]) {
+      for (const command of [
+        COMMANDS.analyst,
+        COMMANDS.owner,
+        COMMANDS.submit
+      ]) {
         palette.addItem({ command, category: 'fednb' });
       }
     }

@@ -59,7 +59,9 @@ export class OwnerPanel extends RefreshingPanel {
             { className: 'fednb-muted' },
             h('span', { className: 'fednb-name' }, d.domain ?? '?'),
             ` · ${d.location}`,
-            d.problem ? h('div', { className: 'fednb-reason' }, d.problem) : null
+            d.problem
+              ? h('div', { className: 'fednb-reason' }, d.problem)
+              : null
           )
         )
       )
@@ -84,18 +86,32 @@ export class OwnerPanel extends RefreshingPanel {
     );
     replace(
       this.mocksBox,
-      h('ul', { className: 'fednb-list' }, (listing.mocks ?? []).map(m => this.mockRow(m)))
+      h(
+        'ul',
+        { className: 'fednb-list' },
+        (listing.mocks ?? []).map(m => this.mockRow(m))
+      )
     );
   }
 
   /** A dataset's mock: what analysts are served, with the report's utility and risk in one line. */
   private mockRow(m: IMockRow): HTMLElement {
-    const figure = (x: number | null | undefined) => (x === null || x === undefined ? '–' : String(x));
+    const figure = (x: number | null | undefined) =>
+      x === null || x === undefined ? '–' : String(x);
     return h(
       'li',
-      { className: 'fednb-mock-row', 'data-domain': m.domain, 'data-dataset': m.dataset },
-      h('div', {}, h('span', { className: 'fednb-name' }, `${m.domain} · ${m.dataset}`), ' ',
-        badge(m.status, tr(`lab.owner.mock.${m.status}`))),
+      {
+        className: 'fednb-mock-row',
+        'data-domain': m.domain,
+        'data-dataset': m.dataset
+      },
+      h(
+        'div',
+        {},
+        h('span', { className: 'fednb-name' }, `${m.domain} · ${m.dataset}`),
+        ' ',
+        badge(m.status, tr(`lab.owner.mock.${m.status}`))
+      ),
       h(
         'div',
         { className: 'fednb-muted' },
@@ -137,7 +153,9 @@ export class OwnerPanel extends RefreshingPanel {
       r.description
         ? h('div', { className: 'fednb-description' }, r.description)
         : null,
-      !pending && r.reason ? h('div', { className: 'fednb-reason' }, r.reason) : null
+      !pending && r.reason
+        ? h('div', { className: 'fednb-reason' }, r.reason)
+        : null
     );
   }
 }
@@ -149,7 +167,10 @@ export class ReviewWidget extends Widget {
     rows: 3,
     'aria-label': tr('lab.owner.reason')
   });
-  private readonly message = h('div', { className: 'fednb-error', role: 'alert' });
+  private readonly message = h('div', {
+    className: 'fednb-error',
+    role: 'alert'
+  });
   private readonly approveButton = h(
     'button',
     { className: 'jp-Button jp-mod-accept jp-mod-styled fednb-approve' },
@@ -168,7 +189,10 @@ export class ReviewWidget extends Widget {
     private readonly decided: () => void
   ) {
     super();
-    this.id = `fednb-review-${domain}-${requestId}`.replace(/[^A-Za-z0-9_-]/g, '_');
+    this.id = `fednb-review-${domain}-${requestId}`.replace(
+      /[^A-Za-z0-9_-]/g,
+      '_'
+    );
     this.addClass('fednb-review-tab');
     this.approveButton.addEventListener('click', () => void this.decide(true));
     this.denyButton.addEventListener('click', () => void this.decide(false));
@@ -182,7 +206,10 @@ export class ReviewWidget extends Widget {
       );
       await this.render(this.detail);
     } catch (error) {
-      replace(this.message, tr('lab.error', { message: (error as Error).message }));
+      replace(
+        this.message,
+        tr('lab.error', { message: (error as Error).message })
+      );
       if (!this.node.contains(this.message)) {
         this.node.append(this.message);
       }
@@ -201,14 +228,21 @@ export class ReviewWidget extends Widget {
       [tr('lab.owner.hash'), d.code_hash]
     ];
     if (d.kind === 'function') {
-      const check = d.unchecked_output === true ? 'unchecked' : d.unchecked_output === false ? 'checked' : 'unknown';
+      const check =
+        d.unchecked_output === true
+          ? 'unchecked'
+          : d.unchecked_output === false
+            ? 'checked'
+            : 'unknown';
       facts.push([tr('lab.owner.output'), tr(`lab.owner.output.${check}`)]);
     }
     const pending = d.status === 'pending';
     this.approveButton.disabled = !pending;
     this.denyButton.disabled = !pending;
     this.reason.disabled = !pending;
-    const code = d.code ? await this.code(d.code) : h('div', { className: 'fednb-muted' }, tr('lab.owner.builtin'));
+    const code = d.code
+      ? await this.code(d.code)
+      : h('div', { className: 'fednb-muted' }, tr('lab.owner.builtin'));
     replace(
       this.node,
       h(
@@ -236,10 +270,20 @@ export class ReviewWidget extends Widget {
               'div',
               { className: 'fednb-decide' },
               h('label', {}, tr('lab.owner.reason'), this.reason),
-              h('div', { className: 'fednb-buttons' }, this.approveButton, this.denyButton),
+              h(
+                'div',
+                { className: 'fednb-buttons' },
+                this.approveButton,
+                this.denyButton
+              ),
               this.message
             )
-          : h('div', { className: 'fednb-muted fednb-decided' }, tr('lab.owner.decided_note'), this.message)
+          : h(
+              'div',
+              { className: 'fednb-muted fednb-decided' },
+              tr('lab.owner.decided_note'),
+              this.message
+            )
       )
     );
   }
@@ -247,7 +291,11 @@ export class ReviewWidget extends Widget {
   /** The code, read-only, highlighted by JupyterLab's own CodeMirror language support. */
   private async code(source: string): Promise<HTMLElement> {
     const lines = source.replace(/\n$/, '').split('\n');
-    const gutter = h('pre', { className: 'fednb-gutter', 'aria-hidden': 'true' }, lines.map((_, i) => `${i + 1}`).join('\n'));
+    const gutter = h(
+      'pre',
+      { className: 'fednb-gutter', 'aria-hidden': 'true' },
+      lines.map((_, i) => `${i + 1}`).join('\n')
+    );
     const pre = h('pre', { className: 'fednb-code cm-s-jupyter' });
     const language = this.languages.findBest('python');
     await this.languages.highlight(lines.join('\n'), language, pre);
@@ -256,22 +304,36 @@ export class ReviewWidget extends Widget {
 
   private comparison(previous: IComparison | null): HTMLElement {
     if (!previous) {
-      return h('div', { className: 'fednb-muted fednb-no-previous' }, tr('lab.owner.no_previous'));
+      return h(
+        'div',
+        { className: 'fednb-muted fednb-no-previous' },
+        tr('lab.owner.no_previous')
+      );
     }
     if (previous.identical) {
-      return h('div', { className: 'fednb-muted' }, tr('lab.owner.identical', { id: previous.id }));
+      return h(
+        'div',
+        { className: 'fednb-muted' },
+        tr('lab.owner.identical', { id: previous.id })
+      );
     }
     return h(
       'div',
       { className: 'fednb-diff-block' },
-      h('h3', {}, tr('lab.owner.diff', { date: previous.date, id: previous.id })),
+      h(
+        'h3',
+        {},
+        tr('lab.owner.diff', { date: previous.date, id: previous.id })
+      ),
       h(
         'pre',
         { className: 'fednb-diff' },
         previous.diff.map(l =>
           h(
             'div',
-            { className: `fednb-diff-line fednb-diff-${{ '+': 'add', '-': 'del', ' ': 'ctx', '@': 'hunk' }[l.op]}` },
+            {
+              className: `fednb-diff-line fednb-diff-${{ '+': 'add', '-': 'del', ' ': 'ctx', '@': 'hunk' }[l.op]}`
+            },
             l.op === '@' ? l.text : `${l.op} ${l.text}`
           )
         )
@@ -297,7 +359,10 @@ export class ReviewWidget extends Widget {
       this.decided();
       await this.load();
     } catch (error) {
-      replace(this.message, tr('lab.error', { message: (error as Error).message }));
+      replace(
+        this.message,
+        tr('lab.error', { message: (error as Error).message })
+      );
       this.approveButton.disabled = false;
       this.denyButton.disabled = false;
     }

@@ -11,7 +11,10 @@ export abstract class RefreshingPanel extends Widget {
   private timer: number | undefined;
   private busy = false;
 
-  constructor(id: string, private intervalSeconds: number) {
+  constructor(
+    id: string,
+    private intervalSeconds: number
+  ) {
     super();
     this.id = id;
     this.addClass('fednb-panel');
@@ -38,7 +41,10 @@ export abstract class RefreshingPanel extends Widget {
       await this.load();
       replace(this.errorBox);
     } catch (error) {
-      replace(this.errorBox, tr('lab.error', { message: (error as Error).message }));
+      replace(
+        this.errorBox,
+        tr('lab.error', { message: (error as Error).message })
+      );
     } finally {
       this.busy = false;
     }

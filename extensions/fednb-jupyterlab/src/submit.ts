@@ -30,7 +30,10 @@ function pyString(text: string): string {
   return JSON.stringify(text);
 }
 
-async function askKernel(tracker: INotebookTracker, source: string): Promise<IOptions> {
+async function askKernel(
+  tracker: INotebookTracker,
+  source: string
+): Promise<IOptions> {
   const kernel = tracker.currentWidget?.sessionContext.session?.kernel;
   if (!kernel) {
     throw new Error(tr('lab.submit.no_kernel'));
@@ -60,7 +63,10 @@ class SubmitForm extends Widget {
     this.addClass('fednb-submit-form');
     this.datasetSelect = h(
       'select',
-      { className: 'fednb-submit-dataset', 'aria-label': tr('lab.submit.dataset') },
+      {
+        className: 'fednb-submit-dataset',
+        'aria-label': tr('lab.submit.dataset')
+      },
       options.datasets.map(d =>
         h('option', { value: d.name }, `${d.name} (${d.domains.join(', ')})`)
       )
@@ -98,7 +104,9 @@ class SubmitForm extends Widget {
 async function slowNotice<T>(work: Promise<T>): Promise<T> {
   let notice: string | undefined;
   const timer = window.setTimeout(() => {
-    notice = Notification.emit(tr('common.loading'), 'in-progress', { autoClose: false });
+    notice = Notification.emit(tr('common.loading'), 'in-progress', {
+      autoClose: false
+    });
   }, 1000);
   try {
     return await work;
@@ -110,7 +118,9 @@ async function slowNotice<T>(work: Promise<T>): Promise<T> {
   }
 }
 
-export async function submitActiveCell(tracker: INotebookTracker): Promise<void> {
+export async function submitActiveCell(
+  tracker: INotebookTracker
+): Promise<void> {
   const panel = tracker.currentWidget;
   const cell = tracker.activeCell;
   if (!panel || !(cell instanceof CodeCell)) {
@@ -134,10 +144,14 @@ export async function submitActiveCell(tracker: INotebookTracker): Promise<void>
     return;
   }
   if (options.error || !options.datasets.length || !options.functions.length) {
-    const why = options.error ?? (options.functions.length ? '' : tr('lab.submit.not_code'));
+    const why =
+      options.error ??
+      (options.functions.length ? '' : tr('lab.submit.not_code'));
     await showDialog({
       title: tr('lab.submit.command'),
-      body: options.functions.length ? tr('lab.submit.no_datasets', { why }) : why,
+      body: options.functions.length
+        ? tr('lab.submit.no_datasets', { why })
+        : why,
       buttons: [Dialog.okButton()]
     });
     return;

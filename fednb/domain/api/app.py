@@ -14,6 +14,7 @@ from fednb.domain.api import audit, datasets, errors, info, requests, rounds
 from fednb.domain.api import privacy as privacy_api
 from fednb.domain.api.auth import Analyst, AnyCaller
 from fednb.domain.api.bodylimit import MAX_BODY_BYTES, BodyLimit
+from fednb.domain.api.language import AnswerInLanguage
 from fednb.domain.api.ratelimit import FailedTokenLimiter
 from fednb.domain.api.waiting import Notifier
 from fednb.domain.domain import Domain
@@ -42,6 +43,7 @@ def create_app(domain: Domain, *, isolation: dict | None = None) -> FastAPI:
         app.include_router(module.router)
     privacy_api.add_routes(app, domain, caller=AnyCaller, analyst=Analyst, responses=errors.CONFLICT)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, large=domain.policy.learning.max_model_mb * 1_000_000)
+    app.add_middleware(AnswerInLanguage)  # outermost: refusals of the body limit are translated too
     return app
 
 

@@ -10,6 +10,7 @@ from fastapi.security import HTTPBearer
 
 from fednb.domain.api.errors import ApiError
 from fednb.domain.domain import Domain
+from fednb.locale import N_
 
 log = logging.getLogger("fednb.domain.api.app")
 
@@ -42,12 +43,13 @@ def caller(request: HttpRequest, credentials: Annotated[Any, Security(BEARER)] =
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "this endpoint needs a token: send 'Authorization: Bearer <token>'",
+        raise ApiError(401, N_("this endpoint needs a token: send 'Authorization: Bearer <token>'"),
                        headers={"WWW-Authenticate": "Bearer"})
     address = request.client.host if request.client else "unknown"
     wait = failed_tokens.retry_after(address)
     if wait:
-        raise ApiError(429, f"too many refused tokens from your address ({address}); try again in {wait} s",
+        raise ApiError(429, N_("too many refused tokens from your address ({address}); try again in {wait} s").format(
+            address=address, wait=wait),
                        headers={"Retry-After": str(wait)})
     found = domain.authenticate(token.strip())
     if found is None:
@@ -55,21 +57,22 @@ def caller(request: HttpRequest, credentials: Annotated[Any, Security(BEARER)] =
             log.warning("%s presented %d refused tokens; refused for %g s", address, access.failed_token_limit,
                         access.lockout_seconds)
         state = domain.token_state(token.strip())
-        why = "has been revoked" if state == "revoked" else "is not known here"
-        raise ApiError(401, f"the token {why}; ask the owner of '{domain.name}' for a new one",
+        why = N_("has been revoked") if state == "revoked" else N_("is not known here")
+        raise ApiError(401, N_("the token {why}; ask the owner of '{domain}' for a new one").format(
+            why=why, domain=domain.name),
                        headers={"WWW-Authenticate": "Bearer"})
     return Caller(*found)
 
 
 def owner(c: Annotated[Caller, Depends(caller)]) -> Caller:
     if c.role != "owner":
-        raise ApiError(403, "only the domain's owner may do this")
+        raise ApiError(403, N_("only the domain's owner may do this"))
     return c
 
 
 def analyst(c: Annotated[Caller, Depends(caller)]) -> Caller:
     if c.role != "analyst":
-        raise ApiError(403, "owner tokens review requests; submit with an analyst token")
+        raise ApiError(403, N_("owner tokens review requests; submit with an analyst token"))
     return c
 
 

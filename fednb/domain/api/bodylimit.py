@@ -2,6 +2,7 @@
 
 import asyncio
 
+from fednb.locale import N_
 from fednb.models import ErrorBody
 
 MAX_BODY_BYTES = 2_000_000
@@ -29,7 +30,8 @@ class BodyLimit:
         try:
             body = await asyncio.wait_for(_read(receive, limit), seconds)
         except TimeoutError:
-            return await _refuse(send, 408, f"the request body did not arrive within {seconds:g} s")
+            return await _refuse(send, 408, N_("the request body did not arrive within {seconds:g} s").format(
+                seconds=seconds))
         if body is None:
             return  # the client went away
         if len(body) > limit:
@@ -61,7 +63,7 @@ async def _read(receive, limit: int) -> bytes | None:
 
 
 async def _too_large(send, limit: int) -> None:
-    await _refuse(send, 413, f"request body over {limit:,} bytes")
+    await _refuse(send, 413, N_("request body over {limit:,} bytes").format(limit=limit))
 
 
 async def _refuse(send, status: int, message: str) -> None:

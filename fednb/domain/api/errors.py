@@ -14,12 +14,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fednb.domain.review.requests import http_status
 from fednb.errors import FednbError
+from fednb.locale import N_
 from fednb.models import ErrorBody
 
 log = logging.getLogger("fednb.domain.api.app")
 
-BAD_BODY = ("the request body is not valid JSON: send UTF-8 JSON, not nested too deeply, with integers "
-            "of at most 4300 digits")
+BAD_BODY = N_("the request body is not valid JSON: send UTF-8 JSON, not nested too deeply, with integers "
+             "of at most 4300 digits")
 # What routes declare they may answer besides success
 RESPONSES = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody},
              422: {"model": ErrorBody}}
@@ -47,12 +48,13 @@ def install(app: FastAPI) -> None:
         problems = [{"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
                     for e in exc.errors()]
         summary = "; ".join(f"{p['where']}: {p['problem']}" for p in problems[:5])
-        return error(422, f"invalid input: {summary}", problems)
+        return error(422, N_("invalid input: {summary}").format(summary=summary), problems)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: HttpRequest, exc: StarletteHTTPException):
-        message = {404: "no such endpoint; the API is described at /openapi.json",
-                   405: f"{request.method} is not allowed here; the API is described at /openapi.json"
+        message = {404: N_("no such endpoint; the API is described at /openapi.json"),
+                   405: N_("{method} is not allowed here; the API is described at /openapi.json").format(
+                       method=request.method)
                    }.get(exc.status_code, str(exc.detail))
         if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
             message = BAD_BODY
@@ -66,4 +68,5 @@ def install(app: FastAPI) -> None:
     async def _unexpected(_: HttpRequest, exc: Exception):
         ref = secrets.token_hex(4)
         log.error("unexpected error (ref %s)", ref, exc_info=exc)
-        return error(500, f"the domain hit an unexpected error (reference {ref} in its log); try again later")
+        return error(500, N_("the domain hit an unexpected error (reference {ref} in its log); try again later").format(
+            ref=ref))

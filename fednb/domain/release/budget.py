@@ -19,6 +19,7 @@ from typing import Any
 from fednb.domain.audit import log as audit
 from fednb.domain.release.disclosure import Blocked
 from fednb.domain.review.policy import Policy
+from fednb.locale import N_
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS privacy_spend (
@@ -84,11 +85,14 @@ def spend(tx: sqlite3.Connection, policy: Policy, *, analyst: str, dataset: str,
     """
     before = status(tx, policy, analyst, dataset)
     if before.spent_epsilon + epsilon > before.epsilon + SLACK or before.spent_delta + delta > before.delta + SLACK:
-        raise Blocked(
-            f"this release needs epsilon {epsilon:.4g}" + (f" and delta {delta:.3g}" if delta else "")
-            + f", but your privacy budget on {dataset!r} has {before.remaining_epsilon:.4g} epsilon"
-            + (f" and {before.remaining_delta:.3g} delta" if delta else "")
-            + " left (of " + f"{before.epsilon:g}); ask for less epsilon, or ask the owner for more budget")
+        message = (N_("this release needs epsilon {epsilon:.4g} and delta {delta:.3g}, but your privacy budget "
+                     "on {dataset!r} has {left:.4g} epsilon and {left_delta:.3g} delta left (of {total:g}); "
+                     "ask for less epsilon, or ask the owner for more budget") if delta else
+                   N_("this release needs epsilon {epsilon:.4g}, but your privacy budget on {dataset!r} has "
+                     "{left:.4g} epsilon left (of {total:g}); ask for less epsilon, or ask the owner for more "
+                     "budget"))
+        raise Blocked(message.format(epsilon=epsilon, delta=delta, dataset=dataset, left=before.remaining_epsilon,
+                                     left_delta=before.remaining_delta, total=before.epsilon))
     tx.execute("INSERT INTO privacy_spend (analyst, dataset, request_id, job_id, epsilon, delta, mechanism, created_at)"
                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                (analyst, dataset, request_id, job_id, epsilon, delta, mechanism, time.time()))

@@ -42,6 +42,8 @@ from typing import Any
 import numpy as np
 from pyroaring import BitMap
 
+from fednb.locale import N_
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS released_rows (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -142,12 +144,13 @@ def settle(tx: sqlite3.Connection, request_id: str, job_id: int | None, found: d
         near = closest(tx, dataset, rows, cell=cell, min_cohort=min_cohort, min_cell=min_cell)
         if near is not None:
             limit = near[1]
-            what = "one of its cells" if cell else "this result"
+            what = N_("one of its cells") if cell else N_("this result")
             # the exact difference is not named: it would itself be a count of a few rows
-            return (f"the rows behind {what} differ from those of the earlier release {near[0]} by between 1 "
-                    f"and {limit - 1} rows, so subtracting one result from the other would describe those few "
-                    f"people (a differencing attack). Choose a selection, bins or levels that differ from "
-                    f"earlier ones by at least {limit} rows")
+            return N_("the rows behind {what} differ from those of the earlier release {earlier} by between 1 "
+                      "and {below} rows, so subtracting one result from the other would describe those few "
+                      "people (a differencing attack). Choose a selection, bins or levels that differ from "
+                      "earlier ones by at least {limit} rows").format(what=what, earlier=near[0], below=limit - 1,
+                                                                      limit=limit)
     for rows, cell in sets:
         remember(tx, dataset, request_id, job_id, rows, cell=cell)
     return None

@@ -22,6 +22,7 @@ import numpy as np
 
 from fednb.domain.review.policy import DisclosureSection
 from fednb.lazy_import import lazy_import
+from fednb.locale import N_
 
 intervals = lazy_import("fednb.domain.release.intervals")  # scipy's LP solver, loaded when a table needs it
 magnitude = lazy_import("fednb.domain.release.magnitude")  # pandas, loaded when values are checked
@@ -31,11 +32,11 @@ class Blocked(Exception):
     """The result may not be released; ``str(exc)`` is the reason shown to the analyst."""
 
 
-def check_cohort(n: int, rules: DisclosureSection, what: str = "the selected rows") -> None:
+def check_cohort(n: int, rules: DisclosureSection, what: str = N_("the selected rows")) -> None:
     if n < rules.min_cohort:
         raise Blocked(
-            f"{what} number fewer than {rules.min_cohort} (the domain's minimum cohort); "
-            "widen the selection"
+            N_("{what} number fewer than {min_cohort} (the domain's minimum cohort); "
+              "widen the selection").format(what=what, min_cohort=rules.min_cohort)
         )
 
 
@@ -61,7 +62,7 @@ def suppress(table: np.ndarray, k: int, *, margins: tuple[bool, bool] = (True, T
                     continue
                 candidates = np.flatnonzero(~lines[i])
                 if candidates.size == 0:
-                    raise Blocked(f"a cell under {k} rows cannot be hidden in this table; use wider groups")
+                    raise Blocked(N_("a cell under {k} rows cannot be hidden in this table; use wider groups").format(k=k))
                 # Prefer the smallest non-zero cell: it hides the most and costs the least.
                 order = sorted(candidates, key=lambda j: (values[i, j] == 0, values[i, j]))
                 j = order[0]
@@ -81,25 +82,27 @@ def protect(table: np.ndarray, rules: DisclosureSection, *, margins: tuple[bool,
     try:
         return intervals.widen(table, hidden, margins, rules.hidden_cell_interval, rules.min_cell_count, small)
     except intervals.Unprotectable:
-        raise Blocked(f"the table's small cells cannot be hidden well enough: from its total and its row and "
-                      f"column totals (which other queries can give), a hidden cell would be known to within "
-                      f"fewer than {rules.hidden_cell_interval} rows (or it has more than "
-                      f"{intervals.MAX_AUDITED_CELLS} small cells to audit); use wider bins or fewer levels") from None
+        raise Blocked(N_("the table's small cells cannot be hidden well enough: from its total and its row and "
+                        "column totals (which other queries can give), a hidden cell would be known to within "
+                        "fewer than {interval} rows (or it has more than "
+                        "{cells} small cells to audit); use wider bins or fewer levels").format(
+            interval=rules.hidden_cell_interval, cells=intervals.MAX_AUDITED_CELLS)) from None
 
 
 def check_magnitude(values: np.ndarray, rules: DisclosureSection, what: str) -> None:
     """Refuse a sum or mean that one or two rows dominate ((n,k)-dominance, p% rule)."""
     reason = magnitude.sensitive(values, n=rules.safe_nk_n, k=rules.safe_nk_k, p=rules.safe_pratio_p)
     if reason is not None:
-        raise Blocked(f"{what} cannot be released: {reason}, so it would reveal one row's value; "
-                      f"widen the selection or use a column no row dominates")
+        raise Blocked(N_("{what} cannot be released: {reason}, so it would reveal one row's value; "
+                        "widen the selection or use a column no row dominates").format(what=what, reason=reason))
 
 
 def check_size(size: int, rules: DisclosureSection) -> None:
     """The same output cap for built-ins as for custom code (a crosstab of two wide columns can be big)."""
     if size > rules.max_output_bytes:
-        raise Blocked(f"the result is larger than the domain's limit of {rules.max_output_bytes:,} bytes "
-                      f"({size:,}); ask for fewer bins, levels or columns")
+        raise Blocked(N_("the result is larger than the domain's limit of {limit:,} bytes "
+                        "({size:,}); ask for fewer bins, levels or columns").format(
+            limit=rules.max_output_bytes, size=size))
 
 
 def describe_suppression(mask: np.ndarray) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from typing import Any
 from fednb.domain.release.noisy import Spend
 from fednb.domain.review.policy import Policy
 from fednb.errors import InvalidInput
+from fednb.locale import N_
 
 LOSSES = ("cross_entropy", "bce_with_logits", "mse")
 _FIELDS = {"epsilon", "delta", "batch_size", "max_grad_norm", "epochs", "lr", "momentum", "loss"}
@@ -76,8 +77,8 @@ def check(args: dict[str, Any], policy: Policy) -> None:
     dp = args.get("dp")
     if dp is None:
         if policy.privacy.training == "dp":
-            raise InvalidInput("this domain trains only with differential privacy (policy: privacy.training = "
-                               "\"dp\"); pass dp=fednb.learn.DPSGD(epsilon=...) to the Trainer")
+            raise InvalidInput(N_("this domain trains only with differential privacy (policy: privacy.training = "
+                                  "\"dp\"); pass dp=fednb.learn.DPSGD(epsilon=...) to the Trainer"))
         return
     if not isinstance(dp, dict) or not set(dp) <= _FIELDS:
         raise InvalidInput(f"args['dp'] takes {sorted(_FIELDS)}")
@@ -92,7 +93,7 @@ def check(args: dict[str, Any], policy: Policy) -> None:
     if delta is not None and not (isinstance(delta, float) and 0 < delta < 1):
         raise InvalidInput("dp delta must be a number between 0 and 1")
     if policy.privacy.epsilon <= 0 and not policy.privacy.budgets:
-        raise InvalidInput("this domain gives no privacy budget, so it cannot train with differential privacy")
+        raise InvalidInput(N_("this domain gives no privacy budget, so it cannot train with differential privacy"))
 
 
 def plan(args: dict[str, Any], rounds: int, public_rows: int, policy: Policy, analyst: str, dataset: str) -> Plan:
@@ -100,7 +101,7 @@ def plan(args: dict[str, Any], rounds: int, public_rows: int, policy: Policy, an
     allowance = policy.privacy.allowance(analyst, dataset)
     delta = float(dp.get("delta") or allowance.delta)
     if not 0 < delta < 1:
-        raise InvalidInput("DP training needs a delta budget above 0 on this domain")
+        raise InvalidInput(N_("DP training needs a delta budget above 0 on this domain"))
     q = min(1.0, float(dp["batch_size"]) / max(public_rows, 1))
     steps = max(1, math.ceil(float(dp["epochs"]) / q))
     z = _noise_multiplier(float(dp["epsilon"]), q, steps * rounds, delta)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import builtins
 import re
 
+from fednb.locale import N_
+
 CLIP = 300
 _LIBRARY = {  # common exceptions of the libraries a function uses, by class name
     "EncodeError", "OperationalError", "ParserError", "ConnectError", "URLError", "gaierror", "timeout",
@@ -35,24 +37,24 @@ def reduce(message: str | None, code: str | None, *, show_text: bool) -> str:
         return message if len(message) <= CLIP else message[:CLIP] + "..."
     found = _TYPE.match(message)
     kind = found.group(1) if found and found.group(1) in KNOWN else None
-    text = kind or "an exception of a type of its own"
+    text = kind or N_("an exception of a type of its own")
     if kind == "EncodeError":
-        text += ": " + _encode_reason(message)
+        text = N_("{error}: {reason}").format(error=text, reason=_encode_reason(message))
     line = _LINE.search(message)
     lines = (code or "").count("\n") + 1
     if line and 1 <= int(line.group(1)) <= lines:
-        text += f" (line {int(line.group(1))} of your function)"
+        text = N_("{error} (line {line} of your function)").format(error=text, line=int(line.group(1)))
     return text
 
 
 def _encode_reason(message: str) -> str:
     """The codec's own refusals, with a type name only when it is one of Python's, numpy's or pandas'."""
     if "nested deeper" in message:
-        return "the result is nested deeper than the codec allows"
+        return N_("the result is nested deeper than the codec allows")
     found = _ENCODE.search(message)
     if found:
         name = found.group(2)
-        shown = name if name in dir(builtins) else "of your own"
-        return f"cannot release an object of type {shown}: return numbers, text, lists, dicts, numpy arrays, " \
-               "pandas objects, fednb.table or fednb.stat"
-    return "the result cannot be encoded as JSON"
+        shown = name if name in dir(builtins) else N_("of your own")
+        return N_("cannot release an object of type {shown}: return numbers, text, lists, dicts, numpy arrays, "
+                 "pandas objects, fednb.table or fednb.stat").format(shown=shown)
+    return N_("the result cannot be encoded as JSON")

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from fednb.locale import N_
+
 
 def top_two(values: np.ndarray) -> tuple[float, float, float]:
     """(total, largest, second largest) of ``|values|``; NaNs are not contributions."""
@@ -55,9 +57,9 @@ def p_percent(values: np.ndarray, p: float = 0.10) -> bool:
 def sensitive(values: np.ndarray, *, n: int = 2, k: float = 0.9, p: float = 0.10) -> str | None:
     """Why a total of ``values`` may not be released, or None when both rules pass."""
     if dominated(values, n, k):
-        return f"its {n} largest contributions make up more than {k:.0%} of it (dominance rule)"
+        return N_("its {n} largest contributions make up more than {k:.0%} of it (dominance rule)").format(n=n, k=k)
     if p_percent(values, p):
-        return f"the rest of it is less than {p:.0%} of its largest contribution (p% rule)"
+        return N_("the rest of it is less than {p:.0%} of its largest contribution (p% rule)").format(p=p)
     return None
 
 

@@ -40,6 +40,7 @@ import pandas as pd
 from fednb.domain.review.policy import NOISY_BUILTINS, Policy
 from fednb.domain.run.builtins.registry import REGISTRY, Context, column, numeric, select
 from fednb.errors import InvalidInput
+from fednb.locale import N_
 from fednb.privacy.mechanisms import Noise, calibrate, new_rng
 
 NEEDS_BOUNDS = ("sum", "mean", "variance")
@@ -72,25 +73,27 @@ def plan(name: str, args: dict[str, Any], policy: Policy, analyst: str, dataset:
     allow, including an exact-only built-in whose counts or sums the policy releases only with noise."""
     covered = exact_under_noise(name, policy)
     if covered:
-        raise InvalidInput(f"this domain releases {', '.join(covered)} only with noise (privacy.noisy in its policy), and "
-                      f"{name} has no noisy version: it would release them exactly, outside the privacy budget, "
-                      f"so it is refused here; use the noisy {', '.join(covered)} instead")
+        raise InvalidInput(N_("this domain releases {covered} only with noise (privacy.noisy in its policy), and "
+                             "{name} has no noisy version: it would release them exactly, outside the privacy "
+                             "budget, so it is refused here; use the noisy {covered} instead").format(
+            covered=", ".join(covered), name=name))
     if name not in NOISY_BUILTINS:
-        raise InvalidInput(f"{name} has no noisy (differentially private) version; noise is available for "
-                           f"{list(NOISY_BUILTINS)}")
+        raise InvalidInput(N_("{name} has no noisy (differentially private) version; noise is available for "
+                             "{available}").format(name=name, available=list(NOISY_BUILTINS)))
     asked = args.get("privacy") or {}
     rules = policy.privacy
     epsilon = asked.get("epsilon") or rules.query_epsilon
     if epsilon > rules.max_query_epsilon:
-        raise InvalidInput(f"one release may spend at most epsilon {rules.max_query_epsilon:g} here "
-                           f"(the policy's max_query_epsilon); you asked for {epsilon:g}")
+        raise InvalidInput(N_("one release may spend at most epsilon {limit:g} here "
+                             "(the policy's max_query_epsilon); you asked for {epsilon:g}").format(
+            limit=rules.max_query_epsilon, epsilon=epsilon))
     mechanism = asked.get("mechanism") or "laplace"
     delta = 0.0
     if mechanism == "gaussian":
         allowance = rules.allowance(analyst, dataset)
         delta = asked.get("delta") or allowance.delta / 100
         if allowance.delta <= 0:
-            raise InvalidInput("this domain gives no delta budget, so only the Laplace mechanism can be used")
+            raise InvalidInput(N_("this domain gives no delta budget, so only the Laplace mechanism can be used"))
     return Spend(float(epsilon), float(delta), mechanism)
 
 
@@ -99,8 +102,9 @@ def check(name: str, args: dict[str, Any], bounds: dict[str, list[float]]) -> No
     if name in NEEDS_BOUNDS:
         col = args.get("column")
         if col not in bounds:
-            raise InvalidInput(f"a noisy {name} of {col!r} needs clamping bounds, and the owner has set none for "
-                               f"this column; ask them to run `fednb domain set-bounds DIR DATASET {col} LO HI`")
+            raise InvalidInput(N_("a noisy {name} of {column!r} needs clamping bounds, and the owner has set none "
+                                 "for this column; ask them to run `fednb domain set-bounds DIR DATASET {column} LO "
+                                 "HI`").format(name=name, column=col))
 
 
 def release(name: str, args: dict[str, Any], df: pd.DataFrame, ctx: Context, bounds: dict[str, list[float]],
@@ -166,7 +170,7 @@ def _crosstab(df: pd.DataFrame, row: str, col: str, levels: dict[str, list], nz:
     for name in (row, col):
         public = levels.get(name)
         if public is None:
-            raise InvalidInput(f"column {name!r} is not categorical; crosstab needs categories")
+            raise InvalidInput(N_("column {name!r} is not categorical; crosstab needs categories").format(name=name))
         labels.append((list(public) + ["(other)"], pair[name].where(pair[name].isin(public), "(other)")))
     (rl, rv), (cl, cv) = labels
     table = pd.crosstab(pd.Categorical(rv, categories=rl), pd.Categorical(cv, categories=cl),

@@ -38,6 +38,7 @@ from fednb.codec import TAG
 from fednb.domain.release import disclosure, magnitude
 from fednb.domain.release.disclosure import Blocked
 from fednb.domain.review.policy import DisclosureSection
+from fednb.locale import N_
 
 MAX_SHAPES = 1000  # row sets compared pairwise in one result
 # The parts each encoded type may have (fednb.codec); anything else is refused as malformed.
@@ -108,15 +109,17 @@ class OutputChecker:
             return released, self.report
         if self.unjudged:
             raise Blocked(
-                f"the result holds {self.unjudged} number(s) the domain cannot check: nothing says which rows "
-                "they come from. Return counts, sums and means as fednb.table(...) or fednb.stat(...), which "
-                "the domain verifies row by row (this dataset's policy does not allow unchecked output)")
+                N_("the result holds {count} number(s) the domain cannot check: nothing says which rows "
+                   "they come from. Return counts, sums and means as fednb.table(...) or fednb.stat(...), which "
+                   "the domain verifies row by row (this dataset's policy does not allow unchecked output)").format(
+                    count=self.unjudged))
         if self.free_text > self.rules.max_free_text:
             raise Blocked(
-                f"the result carries {self.free_text} characters of free text (strings, keys or labels that are "
-                f"not the dataset's column names or category levels); at most {self.rules.max_free_text} may "
-                "leave, since text can hold rows (CSV or JSON in a string, rows as keys or labels). Return "
-                "fednb.table(...) or fednb.stat(...) values under short names")
+                N_("the result carries {count} characters of free text (strings, keys or labels that are "
+                   "not the dataset's column names or category levels); at most {limit} may "
+                   "leave, since text can hold rows (CSV or JSON in a string, rows as keys or labels). Return "
+                   "fednb.table(...) or fednb.stat(...) values under short names").format(
+                    count=self.free_text, limit=self.rules.max_free_text))
         self._differencing()
         return released, self.report
 
@@ -133,8 +136,9 @@ class OutputChecker:
         :class:`Blocked` over ``max_free_text``, returns the count. Numbers are not counted."""
         self._walk(value)
         if self.free_text > self.rules.max_free_text:
-            raise Blocked(f"the result carries {self.free_text} characters of text that are not the dataset's "
-                          f"column names or category levels; at most {self.rules.max_free_text} may leave")
+            raise Blocked(N_("the result carries {count} characters of text that are not the dataset's "
+                             "column names or category levels; at most {limit} may leave").format(
+                count=self.free_text, limit=self.rules.max_free_text))
         return self.free_text
 
     def _walk(self, obj: Any) -> Any:
@@ -161,19 +165,19 @@ class OutputChecker:
         if tag in ("table", "stat"):
             return self._shape(obj)
         if tag not in _PARTS or not set(obj) <= _PARTS[tag] | {TAG}:
-            raise Blocked("the result is malformed (an encoded value with unknown parts); return numbers, text, "
-                          "lists, dicts, pandas objects, fednb.table or fednb.stat")
+            raise Blocked(N_("the result is malformed (an encoded value with unknown parts); return numbers, text, "
+                             "lists, dicts, pandas objects, fednb.table or fednb.stat"))
         if tag == "float":
             if obj.get("value") not in ("nan", "inf", "-inf"):
-                raise Blocked("the result is malformed (an encoded float that is not nan or infinite)")
+                raise Blocked(N_("the result is malformed (an encoded float that is not nan or infinite)"))
             self.unjudged += 1
             return {TAG: "float", "value": obj["value"]}
         if tag == "ndarray" and not _numpy_dtype(obj.get("dtype")):
-            raise Blocked("the result is malformed (an array with an unknown dtype)")
+            raise Blocked(N_("the result is malformed (an array with an unknown dtype)"))
         if tag == "dict":
             items = obj.get("items")
             if not isinstance(items, list) or not all(isinstance(i, list) and len(i) == 2 for i in items):
-                raise Blocked("the result is malformed (an encoded dict without its items)")
+                raise Blocked(N_("the result is malformed (an encoded dict without its items)"))
             self.free_text += len(items)
             return {TAG: "dict", "items": [[self._walk(k), self._walk(v)] for k, v in items]}
         out = {TAG: tag}
@@ -181,7 +185,7 @@ class OutputChecker:
             out[part] = obj[part] if part in ("dtype", "shape") else self._walk(obj[part])
         if "shape" in out and not (isinstance(out["shape"], list) and all(
                 isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in out["shape"])):
-            raise Blocked("the result is malformed (an array with an unknown shape)")
+            raise Blocked(N_("the result is malformed (an array with an unknown shape)"))
         return out
 
     def _text(self, text: str) -> None:
@@ -202,26 +206,26 @@ class OutputChecker:
         except (TypeError, ValueError):
             ids = None
         if not isinstance(rows, list) or ids is None or ids.ndim != 1 or ids.dtype.kind != "i":
-            raise Blocked("a fednb.table/stat value came back without its rows; build it with fednb.table or "
-                          "fednb.stat on the frame the function was given")
+            raise Blocked(N_("a fednb.table/stat value came back without its rows; build it with fednb.table or "
+                             "fednb.stat on the frame the function was given"))
         if ids.size and (ids.min() < 0 or ids.max() >= len(self.frame)):
-            raise Blocked("a fednb.table/stat value names rows this dataset does not have; keep the index of the "
-                          "frame the function was given (do not reset it)")
+            raise Blocked(N_("a fednb.table/stat value names rows this dataset does not have; keep the index of the "
+                             "frame the function was given (do not reset it)"))
         if np.unique(ids).size != ids.size:
-            raise Blocked("a fednb.table/stat value counts the same row more than once; each row may "
-                          "contribute once")
+            raise Blocked(N_("a fednb.table/stat value counts the same row more than once; each row may "
+                             "contribute once"))
         return ids
 
     def _values(self, shape: dict, ids: np.ndarray) -> np.ndarray | None:
         """The per-row values, verified against the dataset when they claim to be one of its columns."""
         if shape.get("agg") not in results.AGGREGATES:
-            raise Blocked("a fednb.table/stat value has an unknown aggregate")
+            raise Blocked(N_("a fednb.table/stat value has an unknown aggregate"))
         if shape["agg"] == "count":
             return None
         raw = shape.get("values")
         if not isinstance(raw, list) or len(raw) != ids.size or \
                 not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
-            raise Blocked("a fednb.table/stat sum or mean came back without one finite number per row")
+            raise Blocked(N_("a fednb.table/stat sum or mean came back without one finite number per row"))
         values = np.asarray(raw, dtype=float)
         column = shape.get("value")
         if isinstance(column, str) and column in self.frame.columns:
@@ -230,9 +234,9 @@ class OutputChecker:
             except (TypeError, ValueError):
                 own = None  # not a numeric column: no value of it can match
             if own is None or not np.allclose(own, values, rtol=1e-9, atol=1e-12, equal_nan=False):
-                raise Blocked(f"the values handed back as column {column!r} are not the dataset's at those rows: "
-                              "a column the function computes needs a name of its own, and the frame must keep "
-                              "the index it was given (merges and reset_index lose it)")
+                raise Blocked(N_("the values handed back as column {column!r} are not the dataset's at those rows: "
+                                 "a column the function computes needs a name of its own, and the frame must keep "
+                                 "the index it was given (merges and reset_index lose it)").format(column=column))
             self.report["checked"].append(f"{column}: verified against the dataset")
         else:
             self.report["checked"].append(f"{column or 'a value'}: computed by the function (not verifiable)")
@@ -250,19 +254,20 @@ class OutputChecker:
     def _stat(self, shape: dict, owner: int) -> float | int:
         ids = self._rows(shape)
         values = self._values(shape, ids)
-        disclosure.check_cohort(ids.size, self.rules, "the rows behind a fednb.stat value")
+        disclosure.check_cohort(ids.size, self.rules, N_("the rows behind a fednb.stat value"))
         self._sets.append(_RowSet(owner, ids))
         if values is None:
             return int(ids.size)
         why = self._magnitude(values)
         if why:
-            raise Blocked(f"a fednb.stat {shape['agg']} cannot be released: {why}")
+            raise Blocked(N_("a fednb.stat {aggregate} cannot be released: {reason}").format(
+                aggregate=shape["agg"], reason=why))
         return round_significant(results.aggregate(values.tolist(), shape["agg"]), self.rules.significant_digits)
 
     def _shape(self, shape: dict) -> Any:
         owner = len(self._sets) + 1
         if len(self._sets) > MAX_SHAPES:
-            raise Blocked(f"the result holds more than {MAX_SHAPES} checked values; return fewer")
+            raise Blocked(N_("the result holds more than {limit} checked values; return fewer").format(limit=MAX_SHAPES))
         if shape[TAG] == "stat":
             return self._stat(shape, owner)
         from fednb.domain.release.output_tables import judge_table
@@ -293,9 +298,9 @@ class OutputChecker:
         close = (diff > 0) & (diff < self.rules.min_cohort) & (owner[:, None] != owner[None, :])
         if close.any():
             raise Blocked(
-                f"two values in this result come from row sets that differ by fewer than {self.rules.min_cohort} "
-                "rows (the domain's minimum cohort), so subtracting one from the other would reveal those rows; "
-                "use groups or selections that differ by more rows")
+                N_("two values in this result come from row sets that differ by fewer than {min_cohort} "
+                   "rows (the domain's minimum cohort), so subtracting one from the other would reveal those rows; "
+                   "use groups or selections that differ by more rows").format(min_cohort=self.rules.min_cohort))
 
 
 def check_metrics(metrics: Any, rules: DisclosureSection, what: str = "the training metrics") -> dict[str, float]:

@@ -18,6 +18,7 @@ import numpy as np
 from fednb import codec, results
 from fednb.domain.release import disclosure
 from fednb.domain.release.disclosure import Blocked
+from fednb.locale import N_
 
 if TYPE_CHECKING:
     from fednb.domain.release.output_check import OutputChecker
@@ -89,7 +90,7 @@ def judge_table(checker: OutputChecker, shape: dict, owner: int) -> Any:
     ids = checker._rows(shape)
     values = checker._values(shape, ids)
     by, groups, codes = _layout(shape, ids)
-    disclosure.check_cohort(ids.size, rules, "the rows behind a fednb.table")
+    disclosure.check_cohort(ids.size, rules, N_("the rows behind a fednb.table"))
     _verify_labels(checker, by, groups, codes, ids)
     counts = np.bincount(codes, minlength=len(groups))
     k = rules.min_cell_count if values is None else max(rules.min_cell_count, rules.min_cohort)

@@ -14,6 +14,7 @@ from typing import Any
 
 from fednb.codec import MAX_DEPTH
 from fednb.errors import InvalidInput
+from fednb.locale import N_
 
 
 def check_json(value: Any, what: str = "arguments") -> None:
@@ -22,12 +23,13 @@ def check_json(value: Any, what: str = "arguments") -> None:
     while stack:
         item, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise InvalidInput(f"{what} are nested deeper than {MAX_DEPTH} levels; send flatter values")
+            raise InvalidInput(N_("{what} are nested deeper than {depth} levels; send flatter values").format(
+                what=what, depth=MAX_DEPTH))
         if isinstance(item, str):
             _check_text(item, what)
         elif isinstance(item, float):
             if not math.isfinite(item):
-                raise InvalidInput(f"{what} must be JSON without NaN or infinity")
+                raise InvalidInput(N_("{what} must be JSON without NaN or infinity").format(what=what))
         elif isinstance(item, dict):
             for key, sub in item.items():
                 _check_text(str(key), what)
@@ -40,5 +42,5 @@ def _check_text(text: str, what: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidInput(f"{what} hold text that is not valid Unicode (a lone surrogate such as "
-                           "'\\ud800'); send UTF-8 text") from None
+        raise InvalidInput(N_("{what} hold text that is not valid Unicode (a lone surrogate such as "
+                             "'\\ud800'); send UTF-8 text").format(what=what)) from None

@@ -20,6 +20,7 @@ from fednb.domain.review import inputs
 from fednb.domain.review.policy import Policy
 from fednb.domain.store.sqlite import Store
 from fednb.errors import FednbError, InvalidInput, NotFound
+from fednb.locale import N_
 from fednb.models import Request, RequestIn, code_hash
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -48,14 +49,15 @@ def new_id() -> str:
 def check_code(code: str | None, entry: str, kind: str) -> None:
     """Syntax and shape of submitted source: it must parse and define ``entry`` at top level."""
     if not code or not code.strip():
-        raise InvalidInput(f"a {kind} request needs its source code")
+        raise InvalidInput(N_("a {kind} request needs its source code").format(kind=kind))
     try:
         tree = ast.parse(code)
     except SyntaxError as exc:
-        raise InvalidInput(f"the code does not parse: {exc.msg} (line {exc.lineno})") from None
+        raise InvalidInput(N_("the code does not parse: {problem} (line {line})").format(
+            problem=exc.msg, line=exc.lineno)) from None
     names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
     if entry not in names:
-        raise InvalidInput(f"the code defines no top-level function named {entry!r}")
+        raise InvalidInput(N_("the code defines no top-level function named {entry!r}").format(entry=entry))
 
 
 def normalise(req: RequestIn, policy: Policy) -> RequestIn:
@@ -65,16 +67,19 @@ def normalise(req: RequestIn, policy: Policy) -> RequestIn:
     inputs.check_json(req.args)
     size = len(json.dumps(req.args))
     if size > policy.requests.max_argument_bytes:
-        raise InvalidInput(f"the arguments are {size:,} bytes of JSON; this domain accepts at most "
-                           f"{policy.requests.max_argument_bytes:,} (they are stored with the request)")
+        raise InvalidInput(N_("the arguments are {size:,} bytes of JSON; this domain accepts at most "
+                             "{limit:,} (they are stored with the request)").format(
+            size=size, limit=policy.requests.max_argument_bytes))
     if req.kind == "builtin":
         if req.code:
-            raise InvalidInput("a built-in request carries no code")
+            raise InvalidInput(N_("a built-in request carries no code"))
         args = builtins.validate_args(req.name, req.args)
         if builtins.iterative(req.name) and not req.limits.max_rounds:
-            raise InvalidInput(f"{req.name} runs in rounds: state the round budget (limits.max_rounds)")
+            raise InvalidInput(N_("{name} runs in rounds: state the round budget (limits.max_rounds)").format(
+                name=req.name))
         if builtins.iterative(req.name) and req.limits.max_rounds > policy.learning.max_rounds:
-            raise InvalidInput(f"this domain allows at most {policy.learning.max_rounds} rounds per request")
+            raise InvalidInput(N_("this domain allows at most {rounds} rounds per request").format(
+                rounds=policy.learning.max_rounds))
         return req.model_copy(update={"args": args})
     check_code(req.code, req.name, req.kind)
     if req.kind == "training":
@@ -125,7 +130,7 @@ def accept(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[
     digest = code_hash(req.kind, req.name, req.code, req.args, req.limits.model_dump())
     with store.transaction() as tx:
         if tx.execute("SELECT 1 FROM datasets WHERE name = ?", (req.dataset,)).fetchone() is None:
-            raise NotFound(f"this domain has no dataset {req.dataset!r}")
+            raise NotFound(N_("this domain has no dataset {dataset!r}").format(dataset=req.dataset))
         if req.idempotency_key:
             row = tx.execute("SELECT * FROM requests WHERE analyst = ? AND idempotency_key = ?",
                              (analyst, req.idempotency_key)).fetchone()
@@ -138,7 +143,7 @@ def accept(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[
             return row_to_request(same), False
         status, decided_by, reason = "pending", None, None
         if policy.auto_approves(req.kind, req.name):
-            status, decided_by, reason = "approved", "policy", f"built-in {req.name} is auto-approved by policy"
+            status, decided_by, reason = "approved", "policy", N_("built-in {name} is auto-approved by policy").format(name=req.name)
         elif policy.review.reuse_approvals:
             prior = tx.execute(
                 "SELECT id FROM requests WHERE analyst = ? AND dataset = ? AND code_hash = ? AND decided_by IN (?, ?)"
@@ -146,14 +151,15 @@ def accept(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[
                 (analyst, req.dataset, digest, *OWNER_APPROVED)).fetchone()
             if prior is not None:
                 status, decided_by = "approved", "prior approval"
-                reason = f"same code and arguments as request {prior['id']}, approved by the owner"
+                reason = N_("same code and arguments as request {request_id}, approved by the owner").format(
+                    request_id=prior["id"])
         if status == "pending":
             (pending,) = tx.execute("SELECT count(*) FROM requests WHERE analyst = ? AND status = 'pending'",
                                     (analyst,)).fetchone()
             if pending >= policy.review.max_pending_per_analyst:
                 raise TooManyPending(
-                    f"you already have {pending} pending requests on this domain (the policy's limit); "
-                    "wait for the owner's decisions")
+                    N_("you already have {pending} pending requests on this domain (the policy's limit); "
+                      "wait for the owner's decisions").format(pending=pending))
         now = time.time()
         rid = new_id()
         tx.execute(
@@ -176,7 +182,8 @@ def accept(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[
 
 def not_visible(request_id: str) -> NotFound:
     """The same answer for a request that does not exist and one that is someone else's."""
-    return NotFound(f"this domain has no request {request_id!r} that you may see; listing your requests shows their ids")
+    return NotFound(N_("this domain has no request {request_id!r} that you may see; listing your requests shows "
+                      "their ids").format(request_id=request_id))
 
 
 def get(store: Store, request_id: str, *, analyst: str | None = None) -> Request:
@@ -217,13 +224,15 @@ def decide(store: Store, request_id: str, *, approve: bool, actor: str, reason: 
     """The owner's decision on a pending request; atomic with its audit row (and job, if approved)."""
     reason = (reason or "").strip()
     if not approve and not reason:
-        raise InvalidInput("a denial needs a reason; the analyst will read it")
+        raise InvalidInput(N_("a denial needs a reason; the analyst will read it"))
     with store.transaction() as tx:
         row = tx.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
         if row is None:
-            raise NotFound(f"this domain has no request {request_id!r}; listing the requests shows their ids")
+            raise NotFound(N_("this domain has no request {request_id!r}; listing the requests shows their ids").format(
+                request_id=request_id))
         if row["status"] != "pending":
-            raise Conflict(f"request {request_id} is already {row['status']}; only pending requests can be decided")
+            raise Conflict(N_("request {request_id} is already {status}; only pending requests can be decided").format(
+                request_id=request_id, status=row["status"]))
         status = "approved" if approve else "denied"
         now = time.time()
         tx.execute(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fednb.domain.review.policy import Policy
 from fednb.errors import InvalidInput
+from fednb.locale import N_
 
 
 def check_request(args: dict, code: str, limits_max_rounds: int | None, policy: Policy) -> None:
@@ -34,8 +35,9 @@ def check_request(args: dict, code: str, limits_max_rounds: int | None, policy: 
 
     dp_training.check(args, policy)
     if not policy.learning.enabled:
-        raise InvalidInput("this domain does not accept training requests (policy: learning.enabled = false)")
+        raise InvalidInput(N_("this domain does not accept training requests (policy: learning.enabled = false)"))
     if limits_max_rounds is None:
-        raise InvalidInput("a training request states its round budget (limits.max_rounds)")
+        raise InvalidInput(N_("a training request states its round budget (limits.max_rounds)"))
     if limits_max_rounds > policy.learning.max_rounds:
-        raise InvalidInput(f"this domain allows at most {policy.learning.max_rounds} rounds per request")
+        raise InvalidInput(N_("this domain allows at most {rounds} rounds per request").format(
+            rounds=policy.learning.max_rounds))

@@ -19,6 +19,7 @@ from fednb.domain.release.disclosure import Blocked
 from fednb.domain.run.outcome import Outcome
 from fednb.domain.run.rounds import charged
 from fednb.errors import FednbError
+from fednb.locale import N_
 
 if TYPE_CHECKING:
     from fednb.domain.domain import Domain
@@ -55,14 +56,15 @@ class CustomCode:
         """Why custom code may not run here now (no sandbox, or weaker isolation than the policy asks)."""
         policy = self.domain.policy
         if self.sandbox is None:
-            return Outcome("fail", reason="this domain has no sandbox running, so it cannot run custom code")
+            return Outcome("fail", reason=N_("this domain has no sandbox running, so it cannot run custom code"))
         try:
             level = self.sandbox.wake().get("level", "none")  # a zygote started now is probed now
         except FednbError as exc:
             return Outcome("fail", reason=f"this domain's sandbox could not start: {exc}")
         if LEVELS.index(level) < LEVELS.index(policy.sandbox.min_isolation):
-            return Outcome("fail", reason=f"this domain's sandbox isolation is '{level}' but its policy requires "
-                                          f"'{policy.sandbox.min_isolation}' to run custom code")
+            return Outcome("fail", reason=N_("this domain's sandbox isolation is '{level}' but its policy requires "
+                                             "'{required}' to run custom code").format(
+                level=level, required=policy.sandbox.min_isolation))
         return None
 
     def _limits(self, req, *, cpu_scale: float = 1, max_output_bytes: int | None = None):
@@ -100,7 +102,7 @@ class CustomCode:
         rules = self.domain.policy.disclosure
         rows = self.domain.row_count(req["dataset"])
         try:
-            disclosure.check_cohort(rows, rules, "the dataset's rows")
+            disclosure.check_cohort(rows, rules, N_("the dataset's rows"))
         except Blocked as exc:
             return Outcome("block", reason=str(exc))
         blob = bytes(job["input_blob"])
@@ -127,10 +129,11 @@ class CustomCode:
         try:
             released = tensors.signature(tensors.header(out.blob or b"")[0])
         except tensors.TensorFormatError as exc:
-            return charged(Outcome("block", reason=f"the update is not valid safetensors ({exc})"), "block", plan)
+            return charged(Outcome("block", reason=N_("the update is not valid safetensors ({problem})").format(
+                problem=exc)), "block", plan)
         if released != expected:
-            return charged(Outcome("block", reason="the update does not have exactly the model's parameters, so "
-                                            "it cannot be released"), "block", plan)
+            return charged(Outcome("block", reason=N_("the update does not have exactly the model's parameters, so "
+                                               "it cannot be released")), "block", plan)
         value = out.value if isinstance(out.value, dict) else {}
         try:
             result = self._round_result(value, rows)
@@ -184,7 +187,7 @@ class CustomCode:
         """A round's JSON result; metrics and evaluation pass the output checker (raises Blocked)."""
         rules = self.domain.policy.disclosure
         n = min(max(int(value.get("n") or 0), 0), rows)
-        disclosure.check_cohort(n, rules, "the samples this round trained on")
+        disclosure.check_cohort(n, rules, N_("the samples this round trained on"))
         evaluation = value.get("eval")
         return {"n": n, "metrics": output_check.check_metrics(value.get("metrics"), rules),
                 "eval": None if evaluation is None else output_check.check_metrics(evaluation, rules, "the evaluation"),
@@ -200,7 +203,7 @@ class CustomCode:
         rules = self.domain.policy.disclosure
         if out.status == "ok":
             try:
-                disclosure.check_cohort(rows, rules, "the dataset's rows")
+                disclosure.check_cohort(rows, rules, N_("the dataset's rows"))
                 checker = output_check.OutputChecker(rules, self.domain.load(req["dataset"]),
                                                      unchecked_allowed=rules.allows_unchecked(req["dataset"]))
                 value, report = checker.check(out.value)
@@ -209,16 +212,19 @@ class CustomCode:
             return Outcome("release", result=value, disclosure=report, evidence=checker.evidence())
         said = error_text.reduce(out.message, req["code"], show_text=rules.show_error_text)
         reasons = {
-            "error": f"your code raised {said}",
-            "timeout": f"the job ran past its wall-clock limit of {limits.wall_seconds:g} s and was stopped",
-            "cpu_limit": f"the job used more than {limits.cpu_seconds:g} CPU seconds and was stopped",
-            "memory": f"the job ran out of memory (limit {limits.memory_mb} MiB)",
-            "bad_output": f"the result could not be released: {_clip(out.message)}",
-            "killed": f"the job was stopped by the sandbox: {_clip(out.message)}",
+            "error": N_("your code raised {error}").format(error=said),
+            "timeout": N_("the job ran past its wall-clock limit of {seconds:g} s and was stopped").format(
+                seconds=limits.wall_seconds),
+            "cpu_limit": N_("the job used more than {seconds:g} CPU seconds and was stopped").format(
+                seconds=limits.cpu_seconds),
+            "memory": N_("the job ran out of memory (limit {limit} MiB)").format(limit=limits.memory_mb),
+            "bad_output": N_("the result could not be released: {problem}").format(problem=_clip(out.message)),
+            "killed": N_("the job was stopped by the sandbox: {problem}").format(problem=_clip(out.message)),
         }
         if out.status == "output_too_large":
-            return Outcome("block", reason=f"the result is larger than the domain's limit of "
-                                           f"{limits.max_output_bytes:,} bytes; return a smaller aggregate")
+            return Outcome("block", reason=N_("the result is larger than the domain's limit of "
+                                              "{limit:,} bytes; return a smaller aggregate").format(
+                limit=limits.max_output_bytes))
         return Outcome("fail", reason=reasons.get(out.status, f"the job ended with status {out.status}"))
 
 

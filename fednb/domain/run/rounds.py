@@ -23,6 +23,7 @@ from fednb.domain.review.requests import Conflict, enqueue, get, not_visible, ro
 from fednb.domain.run import builtins
 from fednb.domain.store.sqlite import Store
 from fednb.errors import InvalidInput, NotFound
+from fednb.locale import N_
 from fednb.models import Request, Round
 
 OPEN = ("approved", "running")
@@ -47,7 +48,8 @@ def row_to_round(row) -> Round:
 def _weights_round(blob: bytes, policy: Policy) -> tuple[int, dict, dict]:
     """(round number, inputs, tensor layout) of a training round's body."""
     if len(blob) > policy.learning.max_model_mb * 1_000_000:
-        raise InvalidInput(f"the weights are over this domain's limit of {policy.learning.max_model_mb} MB")
+        raise InvalidInput(N_("the weights are over this domain's limit of {limit} MB").format(
+            limit=policy.learning.max_model_mb))
     try:
         layout, metadata = tensors.header(blob)
         inputs = tensors.inputs_of(metadata)
@@ -114,7 +116,7 @@ def accept_round(store: Store, policy: Policy, analyst: str, request_id: str, bo
     if req is None or req["analyst"] != analyst:
         raise not_visible(request_id)
     if not runs_in_rounds(req["kind"], req["name"]):
-        raise InvalidInput(f"request {request_id} does not run in rounds")
+        raise InvalidInput(N_("request {request_id} does not run in rounds").format(request_id=request_id))
     training = req["kind"] == "training"
     if training:
         number, inputs, layout = _weights_round(body, policy)
@@ -123,7 +125,8 @@ def accept_round(store: Store, policy: Policy, analyst: str, request_id: str, bo
     with store.transaction() as tx:
         req = tx.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
         if req["status"] not in OPEN:
-            raise Conflict(f"request {request_id} is {req['status']}; rounds run only on an approved request")
+            raise Conflict(N_("request {request_id} is {status}; rounds run only on an approved request").format(
+                request_id=request_id, status=req["status"]))
         existing = tx.execute("SELECT * FROM jobs WHERE request_id = ? AND round = ?", (request_id, number)).fetchone()
         if existing is not None and existing["status"] not in ("failed", "blocked"):
             return row_to_round(existing)
@@ -131,12 +134,13 @@ def accept_round(store: Store, policy: Policy, analyst: str, request_id: str, bo
                            (request_id,)).fetchone()
         if training and first is not None and \
                 tensors.signature(tensors.header(first["input_blob"])[0]) != tensors.signature(layout):
-            raise InvalidInput("these weights do not have the same parameters as the earlier rounds' model")
+            raise InvalidInput(N_("these weights do not have the same parameters as the earlier rounds' model"))
         budget = json.loads(req["limits_json"]).get("max_rounds") or policy.learning.max_rounds
         used = attempts(tx, request_id)
         if used >= budget:
-            raise Conflict(f"the round budget of {budget} approved for request {request_id} is used up "
-                           f"({used} rounds sent, failed and blocked ones included)")
+            raise Conflict(N_("the round budget of {budget} approved for request {request_id} is used up "
+                              "({used} rounds sent, failed and blocked ones included)").format(
+                budget=budget, request_id=request_id, used=used))
         if existing is not None:
             tx.execute("DELETE FROM jobs WHERE id = ?", (existing["id"],))
         job = enqueue(tx, request_id, req["kind"], inputs)
@@ -153,21 +157,24 @@ def get_round(store: Store, request_id: str, number: int, *, analyst: str | None
     get(store, request_id, analyst=analyst)  # visibility: an analyst sees only their own
     row = store.query_one("SELECT * FROM jobs WHERE request_id = ? AND round = ?", (request_id, number))
     if row is None:
-        raise NotFound(f"request {request_id} has no round {number} yet; send it with POST /v1/requests/{request_id}/rounds")
+        raise NotFound(N_("request {request_id} has no round {number} yet; send it with POST "
+                       "/v1/requests/{request_id}/rounds").format(request_id=request_id, number=number))
     return row_to_round(row)
 
 
 def round_weights(store: Store, request_id: str, number: int, *, analyst: str | None = None) -> bytes:
     req = get(store, request_id, analyst=analyst)
     if req.args.get("secure_aggregation"):
-        raise Conflict(f"request {request_id} uses secure aggregation: its weights leave this domain only masked, "
-                       "inside a sum over domains (POST /v1/secagg/...)")
+        raise Conflict(N_("request {request_id} uses secure aggregation: its weights leave this domain only masked, "
+                          "inside a sum over domains (POST /v1/secagg/...)").format(request_id=request_id))
     row = store.query_one("SELECT status, result_blob FROM jobs WHERE request_id = ? AND round = ?",
                           (request_id, number))
     if row is None:
-        raise NotFound(f"request {request_id} has no round {number} yet; send it with POST /v1/requests/{request_id}/rounds")
+        raise NotFound(N_("request {request_id} has no round {number} yet; send it with POST "
+                       "/v1/requests/{request_id}/rounds").format(request_id=request_id, number=number))
     if row["status"] != "done" or row["result_blob"] is None:
-        raise Conflict(f"round {number} of request {request_id} is {row['status']}; it released no weights")
+        raise Conflict(N_("round {number} of request {request_id} is {status}; it released no weights").format(
+            number=number, request_id=request_id, status=row["status"]))
     return bytes(row["result_blob"])
 
 
@@ -178,7 +185,7 @@ def finish(store: Store, request_id: str, analyst: str) -> Request:
         if req is None or req["analyst"] != analyst:
             raise not_visible(request_id)
         if not runs_in_rounds(req["kind"], req["name"]):
-            raise InvalidInput(f"request {request_id} does not run in rounds")
+            raise InvalidInput(N_("request {request_id} does not run in rounds").format(request_id=request_id))
         if req["status"] in OPEN:
             (rounds,) = tx.execute("SELECT count(*) FROM jobs WHERE request_id = ? AND status = 'done'",
                                    (request_id,)).fetchone()

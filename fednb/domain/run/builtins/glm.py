@@ -40,6 +40,7 @@ from fednb.domain.release import disclosure
 from fednb.domain.review.policy import DisclosureSection
 from fednb.domain.run.builtins.registry import Args, Context, Scalar, register
 from fednb.errors import InvalidInput
+from fednb.locale import N_
 
 EXTRA_VALUES = 4  # deviance, Pearson chi2, log-likelihood, sum of y
 _EPS = np.finfo(float).eps
@@ -101,12 +102,13 @@ def _ylogy(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
 
 def _binary(y: np.ndarray, outcome: str) -> None:
     if not np.isin(y, (0.0, 1.0)).all():
-        raise InvalidInput(f"the binomial family needs a 0/1 or boolean outcome; {outcome!r} has other values")
+        raise InvalidInput(N_("the binomial family needs a 0/1 or boolean outcome; {outcome!r} has other values").format(
+            outcome=outcome))
 
 
 def _counts(y: np.ndarray, outcome: str) -> None:
     if (y < 0).any():
-        raise InvalidInput(f"the poisson family needs counts; {outcome!r} has negative values")
+        raise InvalidInput(N_("the poisson family needs counts; {outcome!r} has negative values").format(outcome=outcome))
 
 
 def _poisson_loglik(y: np.ndarray, mu: np.ndarray) -> float:
@@ -145,7 +147,7 @@ def glm(a: GlmArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
     spec = formulas.parse(a.formula)
     d = _design(spec, _public_levels_only(df, spec, a.levels, ctx.levels), a.levels)
     n, p = d.X.shape[0], len(d.names)
-    disclosure.check_cohort(n, ctx.rules, "the rows with every model column present")
+    disclosure.check_cohort(n, ctx.rules, N_("the rows with every model column present"))
     _check_size(n, p, ctx.rules)
     _check_small_groups(d, spec, a.levels, ctx.rules)
     ctx.rows_used(d.frame.index)
@@ -215,8 +217,8 @@ def _public_levels_only(df: pd.DataFrame, spec: formulas.Spec, asked: dict[str, 
         if name not in asked or name not in df.columns:
             continue
         if name not in public:
-            raise InvalidInput(f"{name!r} has no public levels in this dataset's listing, so it cannot be a "
-                               f"categorical term here; use it as a number or ask the owner")
+            raise InvalidInput(N_("{name!r} has no public levels in this dataset's listing, so it cannot be a "
+                                  "categorical term here; use it as a number or ask the owner").format(name=name))
         changed[name] = df[name].where(df[name].isin(public[name]))
     return df.assign(**changed) if changed else df
 
@@ -233,13 +235,14 @@ def _check_size(n: int, p: int, rules: DisclosureSection) -> None:
     sums have a fixed size, and what makes a fit disclose rows is too few rows per parameter."""
     if n - p < rules.safe_dof_threshold:
         raise disclosure.Blocked(
-            f"a model with {p} parameters on these rows leaves fewer than {rules.safe_dof_threshold} residual "
-            f"degrees of freedom (the domain's safe_dof_threshold), so its fit would describe individual rows; "
-            f"use fewer terms or more rows")
+            N_("a model with {p} parameters on these rows leaves fewer than {threshold} residual "
+               "degrees of freedom (the domain's safe_dof_threshold), so its fit would describe individual rows; "
+               "use fewer terms or more rows").format(p=p, threshold=rules.safe_dof_threshold))
     if p > rules.max_parameters_per_row * n:
         raise disclosure.Blocked(
-            f"a model with {p} parameters is saturated for these rows (more than {rules.max_parameters_per_row:g}"
-            f" parameters per row, the domain's max_parameters_per_row); use fewer terms or more rows")
+            N_("a model with {p} parameters is saturated for these rows (more than {limit:g}"
+               " parameters per row, the domain's max_parameters_per_row); use fewer terms or more rows").format(
+                p=p, limit=rules.max_parameters_per_row))
 
 
 def _check_small_groups(d: formulas.Design, spec: formulas.Spec, levels: dict[str, list],
@@ -250,10 +253,11 @@ def _check_small_groups(d: formulas.Design, spec: formulas.Spec, levels: dict[st
     columns = [(name, d.X[:, j]) for j, name in enumerate(d.names)] + [(f"outcome {spec.outcome}", d.y)]
     for name, col in columns:
         if _off_mode(col) in range(1, k):
-            where = "the outcome" if name.startswith("outcome ") else f"the model column {name!r}"
+            where = N_("the outcome") if name.startswith("outcome ") else N_("the model column {name!r}").format(
+                name=name)
             raise disclosure.Blocked(
-                f"{where} differs from its most common value on fewer than {k} rows here, under the minimum "
-                f"cell count; merge rare levels, drop the term or widen the selection")
+                N_("{where} differs from its most common value on fewer than {k} rows here, under the minimum "
+                   "cell count; merge rare levels, drop the term or widen the selection").format(where=where, k=k))
     for name, col in columns:  # each column's sum is in XᵀWX (gaussian: exactly), the outcome's is y_sum
         where = "the outcome" if name.startswith("outcome ") else f"the model column {name!r}"
         disclosure.check_magnitude(col, rules, f"the sums of {where}")
@@ -261,8 +265,9 @@ def _check_small_groups(d: formulas.Design, spec: formulas.Spec, levels: dict[st
         if name in levels:
             counts = d.frame[name].value_counts()
             if ((counts > 0) & (counts < k)).any():
-                raise disclosure.Blocked(f"a level of {name!r} has fewer than {k} rows here, under the minimum "
-                                         f"cell count; merge rare levels or leave them out of levels=")
+                raise disclosure.Blocked(N_("a level of {name!r} has fewer than {k} rows here, under the minimum "
+                                            "cell count; merge rare levels or leave them out of levels=").format(
+                    name=name, k=k))
 
 
 def _off_mode(col: np.ndarray) -> int:

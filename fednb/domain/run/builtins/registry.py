@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from fednb.domain.release import differencing
 from fednb.domain.review.policy import DisclosureSection
 from fednb.errors import InvalidInput
+from fednb.locale import N_
 
 Scalar = bool | int | float | str | None
 Op = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in"]
@@ -119,18 +120,18 @@ def validate_round_inputs(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         return REGISTRY[name].round_inputs.model_validate(inputs).model_dump(exclude_none=True)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'inputs'}: {e['msg']}" for e in exc.errors())
-        raise InvalidInput(f"bad round inputs for {name}: {problems}") from None
+        raise InvalidInput(N_("bad round inputs for {name}: {problems}").format(name=name, problems=problems)) from None
 
 
 def validate_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     """Check a built-in's arguments when it is submitted; returns them normalised."""
     if name not in REGISTRY:
-        raise InvalidInput(f"unknown built-in {name!r}; built-ins are {sorted(REGISTRY)}")
+        raise InvalidInput(N_("unknown built-in {name!r}; built-ins are {known}").format(name=name, known=sorted(REGISTRY)))
     try:
         parsed = REGISTRY[name].args.model_validate(args)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors())
-        raise InvalidInput(f"bad arguments for {name}: {problems}") from None
+        raise InvalidInput(N_("bad arguments for {name}: {problems}").format(name=name, problems=problems)) from None
     check_design(parsed)
     return parsed.model_dump(exclude_defaults=True)
 
@@ -146,7 +147,7 @@ def check_design(parsed: Any) -> None:
 
 def column(df: pd.DataFrame, name: str) -> pd.Series:
     if name not in df.columns:
-        raise InvalidInput(f"the dataset has no column {name!r}")
+        raise InvalidInput(N_("the dataset has no column {name!r}").format(name=name))
     return df[name]
 
 
@@ -156,7 +157,7 @@ def numeric(df: pd.DataFrame, name: str):
     if pd.api.types.is_bool_dtype(s):
         s = s.astype("float")
     if not pd.api.types.is_numeric_dtype(s):
-        raise InvalidInput(f"column {name!r} is not numeric")
+        raise InvalidInput(N_("column {name!r} is not numeric").format(name=name))
     return s.dropna().to_numpy(dtype=float)
 
 
@@ -175,7 +176,8 @@ def select(df: pd.DataFrame, where: list[Condition]) -> pd.DataFrame:
         try:
             mask &= _OPS[cond.op](column(df, cond.column), cond.value).fillna(False).astype(bool)
         except TypeError:
-            raise InvalidInput(f"cannot compare column {cond.column!r} with {cond.value!r}") from None
+            raise InvalidInput(N_("cannot compare column {column!r} with {value!r}").format(
+                column=cond.column, value=cond.value)) from None
     return df[mask]
 
 
@@ -184,7 +186,7 @@ def compute(name: str, args: dict[str, Any], df: pd.DataFrame, ctx: Context,
     """Run built-in ``name`` on the private frame (with a round's ``inputs``); raises ``Blocked`` or
     :class:`InvalidInput`."""
     if name not in REGISTRY:
-        raise InvalidInput(f"unknown built-in {name!r}")
+        raise InvalidInput(N_("unknown built-in {name!r}").format(name=name))
     builtin = REGISTRY[name]
     parsed = builtin.args.model_validate({**args, **(inputs or {})})
     return builtin.fn(parsed, select(df, parsed.where), ctx)

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 from fednb.domain.release import differencing, disclosure
 from fednb.domain.run.builtins.registry import Args, Context, column, increasing, numeric, register
 from fednb.errors import InvalidInput
+from fednb.locale import N_
 
 
 class CountArgs(Args):
@@ -131,27 +132,27 @@ def count(a: CountArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
 def _moments(a: ColumnArgs, df: pd.DataFrame, ctx: Context, what: str) -> tuple[np.ndarray, int]:
     x, rows = numeric_rows(df, a.column)
     disclosure.check_cohort(len(x), ctx.rules)
-    disclosure.check_magnitude(x, ctx.rules, f"the {what} of {a.column!r}")
+    disclosure.check_magnitude(x, ctx.rules, N_("the {what} of {column!r}").format(what=what, column=a.column))
     ctx.rows_used(rows)
     return x, len(x)
 
 
 def sum_(a: ColumnArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    x, n = _moments(a, df, ctx, "sum")
+    x, n = _moments(a, df, ctx, N_("sum"))
     return {"n": n, "sum": float(x.sum())}
 
 
 def mean(a: ColumnArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    x, n = _moments(a, df, ctx, "mean")
+    x, n = _moments(a, df, ctx, N_("mean"))
     return {"n": n, "mean": float(x.mean())}
 
 
 def variance(a: ColumnArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    x, n = _moments(a, df, ctx, "variance")
+    x, n = _moments(a, df, ctx, N_("variance"))
     m = float(x.mean())
     squares = (x - m) ** 2
     # M2 is a sum too: one outlier's squared deviation can dominate it and give that value away
-    disclosure.check_magnitude(squares, ctx.rules, f"the variance of {a.column!r}")
+    disclosure.check_magnitude(squares, ctx.rules, N_("the variance of {column!r}").format(column=a.column))
     return {"n": n, "mean": m, "m2": float(squares.sum())}
 
 
@@ -179,7 +180,7 @@ def _crosstab(df: pd.DataFrame, row: str, col: str, ctx: Context) -> dict[str, A
         public = levels.get(name)
         values = pair[name]
         if public is None:
-            raise InvalidInput(f"column {name!r} is not categorical; crosstab needs categories")
+            raise InvalidInput(N_("column {name!r} is not categorical; crosstab needs categories").format(name=name))
         known = values.isin(public)
         labels.append((public + (["(other)"] if (~known).any() else []),
                        values.where(known, "(other)")))

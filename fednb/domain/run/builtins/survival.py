@@ -35,6 +35,7 @@ from fednb.domain.release import disclosure
 from fednb.domain.review.policy import DisclosureSection
 from fednb.domain.run.builtins.registry import Args, Context, Scalar, column, increasing, register
 from fednb.errors import InvalidInput
+from fednb.locale import N_
 
 MAX_GRID = 500  # time points in a grid: a curve is read at far fewer; bounds the work and the output
 MAX_GROUPS = 20  # groups of by=: a plot or a test with more is unreadable
@@ -62,7 +63,8 @@ def _event(s: pd.Series, name: str) -> pd.Series:
     if pd.api.types.is_bool_dtype(s):
         return s.astype("float")
     if not pd.api.types.is_numeric_dtype(s) or not values.isin((0, 1)).all():
-        raise InvalidInput(f"the event column {name!r} must be 0/1 or boolean (1: the event happened, 0: censored)")
+        raise InvalidInput(N_("the event column {name!r} must be 0/1 or boolean (1: the event happened, 0: "
+                              "censored)").format(name=name))
     return s.astype("float")
 
 
@@ -70,7 +72,8 @@ def _durations(df: pd.DataFrame, duration: str, event: str, extra: str | None) -
     """Rows with a finite duration and an event (and the group column), as floats and booleans."""
     t = column(df, duration)
     if pd.api.types.is_bool_dtype(t) or not pd.api.types.is_numeric_dtype(t):
-        raise InvalidInput(f"the duration column {duration!r} must be numeric (time to the event or to censoring)")
+        raise InvalidInput(N_("the duration column {duration!r} must be numeric (time to the event or to "
+                              "censoring)").format(duration=duration))
     out = pd.DataFrame({"t": t.astype("float"), "e": _event(column(df, event), event)}, index=df.index)
     if extra is not None:
         out["g"] = column(df, extra)
@@ -104,9 +107,9 @@ def _table(t: np.ndarray, e: np.ndarray, grid: np.ndarray, rules: DisclosureSect
 def survival_table(a: KaplanMeierArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
     """Events and censorings per interval of the grid, per group, coarsened or suppressed as above."""
     frame = _durations(df, a.duration, a.event, a.by)
-    disclosure.check_cohort(len(frame), ctx.rules, "the rows with a duration and an event")
+    disclosure.check_cohort(len(frame), ctx.rules, N_("the rows with a duration and an event"))
     if (frame["t"] < 0).any():
-        raise InvalidInput(f"the duration column {a.duration!r} has negative values")
+        raise InvalidInput(N_("the duration column {duration!r} has negative values").format(duration=a.duration))
     grid = np.asarray(a.time_grid, dtype=float)
     groups = []
     for level, mask in _groups(frame, a.by, ctx.levels):
@@ -210,17 +213,19 @@ def _check_small(X: np.ndarray, names: list[str], e: np.ndarray, frame: pd.DataF
 
     for j, name in enumerate(names):
         if np.isin(X[:, j], (0.0, 1.0)).all() and small(int(X[:, j].sum())):
-            raise disclosure.Blocked(f"the model column {name!r} is 1 on fewer than {k} rows (or 0 on fewer than "
-                                     f"{k}) here, under the minimum cell count; merge rare levels or widen the selection")
+            raise disclosure.Blocked(N_("the model column {name!r} is 1 on fewer than {k} rows (or 0 on fewer than "
+                                        "{k}) here, under the minimum cell count; merge rare levels or widen the "
+                                        "selection").format(name=name, k=k))
     if small(int(e.sum())):
-        raise disclosure.Blocked(f"fewer than {k} events (or fewer than {k} censored rows) here, under the minimum "
-                                 "cell count; widen the selection")
+        raise disclosure.Blocked(N_("fewer than {k} events (or fewer than {k} censored rows) here, under the minimum "
+                                    "cell count; widen the selection").format(k=k))
     for name in levels:
         if name in frame:
             counts = frame[name].value_counts()
             if ((counts > 0) & (counts < k)).any():
-                raise disclosure.Blocked(f"a level of {name!r} has fewer than {k} rows here, under the minimum "
-                                         f"cell count; merge rare levels or leave them out of levels=")
+                raise disclosure.Blocked(N_("a level of {name!r} has fewer than {k} rows here, under the minimum "
+                                            "cell count; merge rare levels or leave them out of levels=").format(
+                    name=name, k=k))
 
 
 def values_per_interval(p: int, ties: str) -> int:
@@ -250,16 +255,17 @@ def _points(a: CoxArgs, t: np.ndarray, e: np.ndarray, p: int, rules: DisclosureS
     while kept and at_risk[(kept[-2] + 1) if len(kept) > 1 else 0] < needed:
         kept.pop()
     if not kept:
-        raise disclosure.Blocked(f"no interval of the time grid has a risk set of {needed} rows here ({needed // rules.rows_per_value} "
-                                 f"values per interval, one per {rules.rows_per_value} rows); use fewer terms, or "
-                                 "strata='domain'")
+        raise disclosure.Blocked(N_("no interval of the time grid has a risk set of {needed} rows here ({values} "
+                                    "values per interval, one per {rows} rows); use fewer terms, or "
+                                    "strata='domain'").format(needed=needed, values=needed // rules.rows_per_value,
+                                                              rows=rules.rows_per_value))
     return [chosen[j] for j in kept], grid[kept]
 
 
 def coxph(a: CoxArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
     t, e, X, names, dropped, frame = _cox_design(a, df)
     n, p = X.shape
-    disclosure.check_cohort(n, ctx.rules, "the rows with every model column present")
+    disclosure.check_cohort(n, ctx.rules, N_("the rows with every model column present"))
     _check_small(X, names, e, frame, a.levels, ctx.rules)
     if a.beta is not None and len(a.beta) != p:
         raise InvalidInput(f"beta has {len(a.beta)} values but the model has {p} columns {names}")
@@ -269,8 +275,9 @@ def coxph(a: CoxArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
         if a.stratified:
             values = p * (p + 1) // 2 + p + 1
             if values > max(1, n // ctx.rules.rows_per_value):
-                raise disclosure.Blocked(f"a model with {p} parameters releases {values} values per round, but {n} "
-                                         f"rows allow at most {n // ctx.rules.rows_per_value}; use fewer terms")
+                raise disclosure.Blocked(N_("a model with {p} parameters releases {values} values per round, but "
+                                            "{n} rows allow at most {limit}; use fewer terms").format(
+                    p=p, values=values, n=n, limit=n // ctx.rules.rows_per_value))
             times = np.unique(t[e])  # exact times: only sums over every row leave
             r = pl.risk_sums(X, beta, pl.exact_intervals(t, e, times), e, list(range(len(times))))
             loglik, grad, hess = pl.loglik_gradient_hessian(r, beta, a.ties)
