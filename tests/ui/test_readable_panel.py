@@ -1,0 +1,45 @@
+"""Results a person can read, in a real browser: the tracker under a cell and the analyst's panel
+show a histogram, a crosstab and a custom table as small tables (not one flattened line of raw
+dicts), domain names on one line; the screenshots in docs/screenshots show the same page."""
+
+from __future__ import annotations
+
+from playwright.sync_api import expect
+
+from tests.ui.labpage import cell, open_lab, open_side_panel, outputs, run_cell, write_notebook
+
+BMI_BY_SEX = ('import fednb\n\ndef bmi_by_sex(df):\n    """Mean BMI by sex."""\n'
+              '    return fednb.table(df, by="sex", value="bmi", agg="mean")\n')
+
+
+def test_tracker_and_panel_show_results_as_tables(page, lab, federation, screenshots):
+    notebook = write_notebook(lab.root, "readable.ipynb", [
+        "import fednb\nfed = fednb.connect(profile='default')\nds = fed.dataset('patients')",
+        "hist = ds.histogram('age', bins=[20, 40, 60, 80])\nhist.request",
+        "tab = ds.crosstab('sex', 'smoker')\ntab.request",
+        f"bmi = ds.submit(fednb.function({BMI_BY_SEX!r}), description='Mean BMI by sex')\nbmi",
+    ])
+    open_lab(page, lab, notebook)
+    for i in range(4):
+        run_cell(page, i, timeout=120_000)
+    pending = {r["domain"]: r for r in lab.api("GET", "/fednb/api/owner/requests").json()["pending"]
+               if r["name"] == "bmi_by_sex"}
+    for domain, row in pending.items():
+        approved = lab.api("POST", f"/fednb/api/owner/requests/{domain}/{row['id']}/approve",
+                           json={"reason": "group means"})
+        assert approved.status_code == 200, approved.text
+    tracker = outputs(page, 3).locator(".fednb-tracker")
+    expect(tracker.locator(".fednb-state-done")).to_have_count(2, timeout=120_000)
+    histogram = outputs(page, 1).locator(".fednb-tracker")
+    expect(histogram.locator(".fednb-state-done")).to_have_count(2)
+
+    page.set_viewport_size({"width": 1100, "height": 900})
+    cell(page, 1).screenshot(path=screenshots / "tracker-histogram.png")
+    cell(page, 2).screenshot(path=screenshots / "tracker-crosstab.png")
+    cell(page, 3).screenshot(path=screenshots / "tracker-custom-table.png")
+
+    panel = open_side_panel(page, "fednb-analyst")
+    submission = panel.locator(".fednb-submission", has_text="Mean BMI by sex")
+    expect(submission.locator(".fednb-part-done")).to_have_count(2, timeout=60_000)
+    expect(panel.locator(".fednb-submission").filter(has_text="histogram").locator(".fednb-result")).to_have_count(2)
+    panel.screenshot(path=screenshots / "analyst-panel-results.png")
