@@ -14,6 +14,7 @@ import {
 import { badge, h, replace, when } from './dom';
 import { stateLabel, tr } from './i18n';
 import { RefreshingPanel } from './panel';
+import { resultTables } from './results';
 
 const SHOWN_SUBMISSIONS = 25;
 const METADATA_EVERY = 5; // domains and datasets change rarely: every 5th refresh
@@ -197,7 +198,9 @@ export class AnalystPanel extends RefreshingPanel {
       why
         ? h('div', { className: p.status === 'pending' ? 'fednb-muted' : 'fednb-reason' }, why)
         : null,
-      detail && detail.result.length
+      detail && detail.tables && detail.tables.length
+        ? resultTables(detail.tables)
+        : detail && detail.result.length
         ? h(
             'table',
             { className: 'fednb-result' },
