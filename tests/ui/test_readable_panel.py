@@ -43,3 +43,34 @@ def test_tracker_and_panel_show_results_as_tables(page, lab, federation, screens
     expect(submission.locator(".fednb-part-done")).to_have_count(2, timeout=60_000)
     expect(panel.locator(".fednb-submission").filter(has_text="histogram").locator(".fednb-result")).to_have_count(2)
     panel.screenshot(path=screenshots / "analyst-panel-results.png")
+
+
+def test_owner_approves_on_all_their_domains_from_the_review_panel(page, lab, federation, screenshots):
+    import fednb
+
+    fed = fednb.connect([d.url for d in federation.domains], token=federation.token)
+    code = "import fednb\n\ndef mean_bmi(df):\n    return fednb.stat(df.bmi)\n"
+    req = fed.dataset("patients").submit(fednb.function(code), description="Mean BMI, approve everywhere")
+    fed.close()
+    ids = {p.domain: p.id for p in req.parts}
+    open_lab(page, lab)
+    review = open_side_panel(page, "fednb-review")
+    review.locator(".fednb-pending .fednb-owner-request", has_text="Mean BMI, approve everywhere") \
+        .filter(has_text="hospital-a").click()
+    tab = page.locator(".fednb-review-tab:visible")
+    tab.locator(".fednb-reason-input").fill("one mean, read once")
+    tab.locator(".fednb-approve-all").click()
+    outcomes = tab.locator(".fednb-approve-all-outcomes .fednb-outcome-approved")
+    expect(outcomes).to_have_count(2, timeout=60_000)
+    expect(outcomes).to_contain_text([f"hospital-a: approved {ids['hospital-a']}",
+                                      f"hospital-b: approved {ids['hospital-b']}"])
+    tab.screenshot(path=screenshots / "owner-approve-on-all-domains.png")
+    for live in federation.domains:
+        d = live.domain()
+        try:
+            r = d.request(ids[live.name])
+            assert r.status != "pending"
+            assert [e.payload["reason"] for e in d.audit_entries()
+                    if e.action == "approve" and e.object_id == r.id] == ["one mean, read once"]
+        finally:
+            d.close()

@@ -160,6 +160,12 @@ export class ReviewWidget extends Widget {
     { className: 'jp-Button jp-mod-warn jp-mod-styled fednb-deny' },
     tr('lab.owner.deny')
   );
+  private readonly approveAllButton = h(
+    'button',
+    { className: 'jp-Button jp-mod-accept jp-mod-styled fednb-approve-all' },
+    tr('lab.owner.approve_all')
+  );
+  private readonly outcomes = h('ul', { className: 'fednb-list fednb-approve-all-outcomes' });
 
   constructor(
     readonly domain: string,
@@ -172,6 +178,7 @@ export class ReviewWidget extends Widget {
     this.addClass('fednb-review-tab');
     this.approveButton.addEventListener('click', () => void this.decide(true));
     this.denyButton.addEventListener('click', () => void this.decide(false));
+    this.approveAllButton.addEventListener('click', () => void this.approveAll());
     void this.load();
   }
 
@@ -207,6 +214,7 @@ export class ReviewWidget extends Widget {
     const pending = d.status === 'pending';
     this.approveButton.disabled = !pending;
     this.denyButton.disabled = !pending;
+    this.approveAllButton.disabled = !pending;
     this.reason.disabled = !pending;
     const code = d.code ? await this.code(d.code) : h('div', { className: 'fednb-muted' }, tr('lab.owner.builtin'));
     replace(
@@ -236,10 +244,11 @@ export class ReviewWidget extends Widget {
               'div',
               { className: 'fednb-decide' },
               h('label', {}, tr('lab.owner.reason'), this.reason),
-              h('div', { className: 'fednb-buttons' }, this.approveButton, this.denyButton),
+              h('div', { className: 'fednb-buttons' }, this.approveButton, this.approveAllButton, this.denyButton),
               this.message
             )
-          : h('div', { className: 'fednb-muted fednb-decided' }, tr('lab.owner.decided_note'), this.message)
+          : h('div', { className: 'fednb-muted fednb-decided' }, tr('lab.owner.decided_note'), this.message),
+        this.outcomes
       )
     );
   }
@@ -302,4 +311,44 @@ export class ReviewWidget extends Widget {
       this.denyButton.disabled = false;
     }
   }
+
+  /** Approve here and, with the same code hash, on every domain the owner's profile lists; each
+   * domain audits its own approval; a domain whose copy has other code is named, not approved. */
+  private async approveAll(): Promise<void> {
+    this.approveButton.disabled = true;
+    this.approveAllButton.disabled = true;
+    this.denyButton.disabled = true;
+    try {
+      const answer = await post<{ outcomes: IApproveAllOutcome[] }>(
+        `owner/requests/${seg(this.domain)}/${seg(this.requestId)}/approve-all`,
+        { reason: this.reason.value.trim() }
+      );
+      replace(
+        this.outcomes,
+        ...answer.outcomes.map(o =>
+          h(
+            'li',
+            { className: `fednb-outcome fednb-outcome-${o.status}`, 'data-domain': o.domain },
+            tr(`lab.owner.all.${o.status}`, { domain: o.domain, id: o.request ?? '', message: o.message })
+          )
+        )
+      );
+      replace(this.message);
+      this.decided();
+      await this.load();
+    } catch (error) {
+      replace(this.message, tr('lab.error', { message: (error as Error).message }));
+      this.approveButton.disabled = false;
+      this.approveAllButton.disabled = false;
+      this.denyButton.disabled = false;
+    }
+  }
+}
+
+interface IApproveAllOutcome {
+  domain: string;
+  status: 'approved' | 'hash_differs' | 'not_found' | 'error';
+  request: string | null;
+  code_hash: string | null;
+  message: string;
 }
