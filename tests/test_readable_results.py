@@ -154,3 +154,34 @@ def test_full_traceback_comes_back_for_debugging(fresh_domain, tmp_path):
                "fed.dataset('patients').count(where='age > 94')"], str(tmp_path), FEDNB_FULL_TRACEBACK="1")
     error = _error(nb.cells[0])
     assert error["ename"] == "NotEnoughDomains" and len(error["traceback"]) > 3
+
+
+def test_a_pooled_histogram_carries_its_bar_chart_for_saved_notebooks(patients, english):
+    from fednb.widgets.display import plain_bundle
+
+    hist = patients.histogram("bmi", [15, 20, 25, 30, 35, 40])
+    html = plain_bundle(hist)["text/html"]
+    counts = list(hist.value["count"].astype(object))
+    bars = re.findall(r'<rect [^>]*fill="#3b75af"><title>([^<]*)</title>', html)
+    stubs = re.findall(r'<rect [^>]*fill="#d9d9d9"><title>([^<]*)</title>', html)
+    assert len(bars) == sum(c is not pd.NA for c in counts) and len(stubs) == sum(c is pd.NA for c in counts)
+    assert bars[1] == f"[15, 20): {counts[1]:,}"
+    assert all(s.endswith(": suppressed") for s in stubs)
+    assert html.index("<svg") < html.index("<table")  # the chart, then the numbers
+
+
+def test_a_pooled_crosstab_carries_a_heatmap_and_curves_carry_steps(patients, english):
+    from fednb.widgets.display import plain_bundle
+
+    tab = patients.crosstab("smoker", "readmitted")
+    html = plain_bundle(tab)["text/html"]
+    cells = tab.value.astype(object).to_numpy().ravel()
+    assert html.count("<rect ") == len(cells)
+    shown = re.findall(r'text-anchor="middle" fill="#(?:fff|222)">([^<]*)</text>', html)
+    assert shown == [f"{int(c):,}" for c in cells]
+    assert ">smoker</text>" in html and ">readmitted</text>" in html
+
+    km = patients.kaplan_meier("followup_days", "died", by="smoker", time_grid=[180, 365, 730, 1095])
+    html = plain_bundle(km)["text/html"]
+    assert html.count("<path ") == len(km.groups) == 2
+    assert "smoker = True" in html and "Kaplan–Meier of followup_days" in html
