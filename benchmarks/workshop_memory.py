@@ -64,7 +64,8 @@ def tree_of(pid: int, tree: dict[int, list[int]]) -> list[int]:
 
 
 class Sampler:
-    """Peak PSS (MB) of named process trees, summed, in a background thread."""
+    """Peak PSS (MB) of named process trees, summed, in a background thread; ``NAME_process_only``
+    is the root process without its children (a kernel without the domains a notebook starts)."""
 
     def __init__(self, roots: dict[str, int], every: float):
         self.roots, self.every = roots, every
@@ -76,7 +77,8 @@ class Sampler:
     def sample(self) -> None:
         tree = children()
         sizes = {name: sum(pss_kb(p) for p in tree_of(pid, tree)) / 1024 for name, pid in self.roots.items()}
-        for name, mb in sizes.items():
+        own = {f"{name}_process_only": pss_kb(pid) / 1024 for name, pid in self.roots.items()}  # without children
+        for name, mb in {**sizes, **own}.items():
             self.peak[name] = max(self.peak.get(name, 0.0), mb)
         self.peak_total = max(self.peak_total, sum(sizes.values()))
 

@@ -185,3 +185,14 @@ def test_a_pooled_crosstab_carries_a_heatmap_and_curves_carry_steps(patients, en
     html = plain_bundle(km)["text/html"]
     assert html.count("<path ") == len(km.groups) == 2
     assert "smoker = True" in html and "Kaplan–Meier of followup_days" in html
+
+
+def test_my_requests_list_creation_times_to_the_second_in_local_time(fed, patients):
+    import datetime as dt
+
+    part = patients.count().request.parts[0]
+    mine = fed.requests()
+    row = mine[(mine["domain"] == part.domain) & (mine["request"] == part.id)].iloc[0]
+    local = dt.datetime.fromtimestamp(part.state["created_at"]).replace(microsecond=0)  # the machine's zone
+    assert row["created"] == pd.Timestamp(local)
+    assert (mine["created"] == mine["created"].dt.floor("s")).all()  # no fractions of a second anywhere
