@@ -197,7 +197,7 @@ def session(env: dict[str, str], workdir: Path, notebook: Path | None, every: fl
             return out
         with Sampler(roots, every) as training:
             seconds = run_notebook(notebook, env, workdir, lambda pid: roots.__setitem__("kernel", pid))
-        return {"phase": "workshop_training", "notebook": str(notebook.relative_to(ROOT)),
+        return {"phase": "workshop_notebook", "notebook": str(notebook.relative_to(ROOT)),
                 "seconds": round(seconds, 1), "peak_pss_mb": round(training.peak_total),
                 **{f"{k}_mb": round(v) for k, v in training.peak.items()}}
     finally:
@@ -225,7 +225,7 @@ def main() -> None:
                           "fednb_extra_mb": full["peak_pss_mb"] - plain["peak_pss_mb"],
                           "binder_limit_mb": BINDER_LIMIT_MB,
                           "share_of_limit": round(full["peak_pss_mb"] / BINDER_LIMIT_MB, 2),
-                          "training": not args.skip_training}), flush=True)
+                          "notebook": None if args.skip_training else str(args.notebook)}), flush=True)
 
 
 if __name__ == "__main__":
