@@ -44,6 +44,22 @@ def test_tracker_and_panel_show_results_as_tables(page, lab, federation, screens
     expect(panel.locator(".fednb-submission").filter(has_text="histogram").locator(".fednb-result")).to_have_count(2)
     panel.screenshot(path=screenshots / "analyst-panel-results.png")
 
+    # the tracker: one table of bins per domain, numbers, no raw dict
+    grids = histogram.locator("table.fednb-grid")
+    expect(grids).to_have_count(2)
+    expect(grids.first.locator("tbody tr")).to_have_count(5)
+    expect(grids.first).to_contain_text("[20, 40)")
+    expect(histogram).not_to_contain_text("counts")
+    # the panel: the same tables, with the frame's index as a column; domain names on one line
+    custom = submission.locator(".fednb-part-done").first.locator("table.fednb-grid")
+    expect(custom.locator("thead th")).to_have_text(["sex", "n", "mean"])
+    expect(custom.locator("tbody tr")).to_have_count(2)
+    histogram_panel = panel.locator(".fednb-submission").filter(has_text="histogram")
+    expect(histogram_panel.locator("table.fednb-grid").first).to_contain_text("[−∞, 20)")
+    expect(histogram_panel).not_to_contain_text("counts")
+    name = panel.locator(".fednb-part > .fednb-name").first
+    assert name.evaluate("e => getComputedStyle(e).whiteSpace") == "nowrap"
+
 
 def test_owner_approves_on_all_their_domains_from_the_review_panel(page, lab, federation, screenshots):
     import fednb
