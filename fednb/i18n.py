@@ -202,6 +202,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "lab.owner.approve": ("Approve", "Aprobar"),
     "lab.owner.deny": ("Deny", "Denegar"),
     "lab.owner.approve_all": ("Approve on all my domains", "Aprobar en todos mis dominios"),
+    "lab.owner.released": ("What the domain released", "Lo que el dominio publicó"),
     "lab.owner.all.approved": ("{domain}: approved {id}", "{domain}: aprobada {id}"),
     "lab.owner.all.hash_differs": ("{domain}: NOT approved, other code: {message}",
                                    "{domain}: NO aprobada, otro código: {message}"),

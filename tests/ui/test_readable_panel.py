@@ -60,6 +60,12 @@ def test_tracker_and_panel_show_results_as_tables(page, lab, federation, screens
     name = panel.locator(".fednb-part > .fednb-name").first
     assert name.evaluate("e => getComputedStyle(e).whiteSpace") == "nowrap"
 
+    # the owner's review tab of a decided request shows what the domain released, as the same table
+    review = open_side_panel(page, "fednb-review")
+    review.locator(".fednb-owner-request", has_text="Mean BMI by sex").filter(has_text="hospital-a").first.click()
+    tab = page.locator(".fednb-review-tab:visible")
+    expect(tab.locator("table.fednb-grid thead th")).to_have_text(["sex", "n", "mean"], timeout=60_000)
+
 
 def test_owner_approves_on_all_their_domains_from_the_review_panel(page, lab, federation, screenshots):
     import fednb

@@ -18,6 +18,7 @@ import {
 } from './api';
 import { badge, h, replace, when } from './dom';
 import { stateLabel, tr } from './i18n';
+import { resultTables } from './results';
 import { RefreshingPanel } from './panel';
 
 export type OpenReview = (row: IRequestRow) => void;
@@ -236,6 +237,8 @@ export class ReviewWidget extends Widget {
           { className: 'fednb-facts' },
           facts.map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, v)))
         ),
+        d.tables && d.tables.length ? h('h3', {}, tr('lab.owner.released')) : null,
+        d.tables && d.tables.length ? resultTables(d.tables) : null,
         d.code ? h('h3', {}, tr('lab.owner.code')) : null,
         code,
         d.code ? this.comparison(d.previous ?? null) : null,
