@@ -24,6 +24,21 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "previews"
 
 
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def static(nb):
+    """The notebook as a page without live widgets: each fednb widget's output also carries the
+    result's own HTML (its tables and SVG chart), which needs no widget manager and no network."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET in data and "text/html" in data:
+                del data[WIDGET]
+    return nb
+
+
 def main() -> None:
     import nbformat
     from nbclient import NotebookClient
@@ -50,7 +65,7 @@ def main() -> None:
                 cwd.mkdir(parents=True)
                 NotebookClient(nb, kernel_name="python3", timeout=1800,
                                resources={"metadata": {"path": str(cwd)}}).execute(env=env)
-                body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+                body, _ = HTMLExporter(template_name="lab").from_notebook_node(static(nb))
                 target = OUT / path.parent.name / f"{path.stem}.html"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(body, encoding="utf-8")

@@ -196,3 +196,12 @@ def test_my_requests_list_creation_times_to_the_second_in_local_time(fed, patien
     local = dt.datetime.fromtimestamp(part.state["created_at"]).replace(microsecond=0)  # the machine's zone
     assert row["created"] == pd.Timestamp(local)
     assert (mine["created"] == mine["created"].dt.floor("s")).all()  # no fractions of a second anywhere
+
+
+def test_a_saved_request_shows_the_trackers_tables_without_a_widget(patients, english):
+    hist = patients.histogram("age", bins=[20, 40, 60, 80])
+    html = hist.request._repr_html_()
+    assert "Built-in histogram on patients" in html
+    for domain in hist.domains:
+        cells = _cells(_section(html, domain, hist.domains))
+        assert cells[0::2] == ["[−∞, 20)", "[20, 40)", "[40, 60)", "[60, 80)", "[80, ∞)"]
