@@ -35,11 +35,20 @@ def _y_axis(top: float, plot_h: float, base_y: float, fmt=number) -> str:
                    f'fill="#555">{esc(fmt(round(v, 6)))}</text>' for v in ticks)
 
 
+def nice_top(largest: float) -> float:
+    """The axis top: four ticks of 1, 2, 2.5 or 5 × 10^k that reach ``largest``."""
+    if largest <= 0:
+        return 1.0
+    magnitude = 10 ** math.floor(math.log10(largest / 4))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if 4 * m * magnitude >= largest)
+    return 4 * step
+
+
 def bars(labels: Sequence[str], values: Sequence[float | None], *, title: str = "",
          missing_label: str = "suppressed") -> str:
     """Vertical bars; a missing value (a suppressed cell) is a grey stub labelled as such."""
     known = [v for v in values if v is not None and not math.isnan(v)]
-    top = max(known, default=0) or 1.0
+    top = nice_top(max(known, default=0))
     base_y, plot_h = HEIGHT - MARGIN_BOTTOM, HEIGHT - MARGIN_BOTTOM - MARGIN_TOP
     step = (WIDTH - MARGIN_LEFT - 8) / max(len(values), 1)
     parts = [_y_axis(top, plot_h, base_y)]
