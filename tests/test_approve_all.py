@@ -26,8 +26,12 @@ def three(tmp_path, alice_token, monkeypatch):
     monkeypatch.setenv("FEDNB_HOME", str(tmp_path / "home"))
     live = [start_live(tmp_path, name, data.hospital("hospital-a"), alice_token)
             for name in ("hospital-a", "hospital-b", "hospital-c")]
-    profiles.save_owner("mine", [{"path": str(live[1].path)}, {"url": live[2].url, "token": live[2].owner_token},
-                                 {"path": str(live[0].path)}])
+    runner = CliRunner()
+    for args in ([str(live[1].path)], [live[2].url, "--token", live[2].owner_token], [str(live[0].path)]):
+        added = runner.invoke(cli, ["profile", "add-owner", "mine", *args])
+        assert added.exit_code == 0, added.output
+    assert "needs your owner token" in runner.invoke(cli, ["profile", "add-owner", "mine", live[2].url]).output
+    assert [sorted(e) for e in profiles.load_owner("mine")] == [["path"], ["token", "url"], ["path"]]
     yield live
     for d in live:
         d.server.stop()
