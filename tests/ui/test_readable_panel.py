@@ -18,6 +18,7 @@ def test_tracker_and_panel_show_results_as_tables(page, lab, federation, screens
         "hist = ds.histogram('age', bins=[20, 40, 60, 80])\nhist.request",
         "tab = ds.crosstab('sex', 'smoker')\ntab.request",
         f"bmi = ds.submit(fednb.function({BMI_BY_SEX!r}), description='Mean BMI by sex')\nbmi",
+        "ds.histogram('age', bins=[20, 40], where='age > 94')  # too few people: blocked",
     ])
     open_lab(page, lab, notebook)
     for i in range(4):
@@ -33,7 +34,16 @@ def test_tracker_and_panel_show_results_as_tables(page, lab, federation, screens
     histogram = outputs(page, 1).locator(".fednb-tracker")
     expect(histogram.locator(".fednb-state-done")).to_have_count(2)
 
+    # a blocked statistic: one line naming each domain, no traceback of fednb's frames
+    run_cell(page, 4, timeout=120_000)
+    error = outputs(page, 4)
+    expect(error).to_contain_text("NotEnoughDomains: 0 of the 1 domain(s) needed gave a result")
+    expect(error).to_contain_text("hospital-a: blocked by disclosure control")
+    expect(error).not_to_contain_text("Traceback")
+    expect(error).not_to_contain_text(".py")
+
     page.set_viewport_size({"width": 1100, "height": 900})
+    cell(page, 4).screenshot(path=screenshots / "notebook-blocked-one-line.png")
     cell(page, 1).screenshot(path=screenshots / "tracker-histogram.png")
     cell(page, 2).screenshot(path=screenshots / "tracker-crosstab.png")
     cell(page, 3).screenshot(path=screenshots / "tracker-custom-table.png")
@@ -41,7 +51,7 @@ def test_tracker_and_panel_show_results_as_tables(page, lab, federation, screens
     panel = open_side_panel(page, "fednb-analyst")
     submission = panel.locator(".fednb-submission", has_text="Mean BMI by sex")
     expect(submission.locator(".fednb-part-done")).to_have_count(2, timeout=60_000)
-    expect(panel.locator(".fednb-submission").filter(has_text="histogram").locator(".fednb-result")).to_have_count(2)
+    expect(panel.locator(".fednb-submission").filter(has_text="60.0, 80.0").locator(".fednb-result")).to_have_count(2)
     panel.screenshot(path=screenshots / "analyst-panel-results.png")
 
     # the tracker: one table of bins per domain, numbers, no raw dict
@@ -54,7 +64,7 @@ def test_tracker_and_panel_show_results_as_tables(page, lab, federation, screens
     custom = submission.locator(".fednb-part-done").first.locator("table.fednb-grid")
     expect(custom.locator("thead th")).to_have_text(["sex", "n", "mean"])
     expect(custom.locator("tbody tr")).to_have_count(2)
-    histogram_panel = panel.locator(".fednb-submission").filter(has_text="histogram")
+    histogram_panel = panel.locator(".fednb-submission").filter(has_text="60.0, 80.0")
     expect(histogram_panel.locator("table.fednb-grid").first).to_contain_text("[−∞, 20)")
     expect(histogram_panel).not_to_contain_text("counts")
     name = panel.locator(".fednb-part > .fednb-name").first
@@ -75,7 +85,8 @@ def test_owner_approves_on_all_their_domains_from_the_review_panel(page, lab, fe
     req = fed.dataset("patients").submit(fednb.function(code), description="Mean BMI, approve everywhere")
     fed.close()
     ids = {p.domain: p.id for p in req.parts}
-    open_lab(page, lab)
+    page.goto(f"{lab.url}/lab?reset&token={lab.token}")  # a fresh layout: no side panel left open
+    page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=60_000)
     review = open_side_panel(page, "fednb-review")
     review.locator(".fednb-pending .fednb-owner-request", has_text="Mean BMI, approve everywhere") \
         .filter(has_text="hospital-a").click()
