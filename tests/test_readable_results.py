@@ -12,13 +12,31 @@ import pytest
 from nbclient import NotebookClient
 
 import fednb
+from fednb.demo import data
 from fednb.i18n import set_language
+from tests.conftest import live_domains
 
 pytest.importorskip("ipywidgets", reason="fednb[widgets] is part of the test install")
 
 BMI_BY_SEX = ('import fednb\n\ndef bmi_by_sex(df):\n    """Mean BMI by sex."""\n'
               '    return fednb.table(df, by="sex", value="bmi", agg="mean")\n')
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.fixture(scope="module")
+def own_fed(tmp_path_factory, alice_token):
+    """Two hospitals of this module's own: the session's domains remember every release, and their
+    differencing defence would (rightly) refuse other tests' questions near these ones."""
+    with live_domains(tmp_path_factory.mktemp("readable"), {n: data.hospital(n) for n in data.HOSPITALS},
+                      alice_token) as live:
+        f = fednb.connect([d.url for d in live], token=alice_token)
+        yield f
+        f.close()
+
+
+@pytest.fixture(scope="module")
+def own_patients(own_fed):
+    return own_fed.dataset("patients")
 
 
 @pytest.fixture
@@ -40,10 +58,10 @@ def _section(html: str, domain: str, domains: list[str]) -> str:
     return html[start:min(ends, default=len(html))]
 
 
-def test_tracker_shows_a_released_histogram_as_bins_and_counts(patients, english):
+def test_tracker_shows_a_released_histogram_as_bins_and_counts(own_patients, english):
     from fednb.widgets.tracker import rows_html
 
-    hist = patients.histogram("age", bins=[20, 40, 60, 80])
+    hist = own_patients.histogram("age", bins=[20, 40, 60, 80])
     html = rows_html(hist.request)
     assert "counts" not in html and "[263" not in html  # no raw dict, no flattened list
     for domain in hist.domains:
@@ -57,11 +75,11 @@ def test_tracker_shows_a_released_histogram_as_bins_and_counts(patients, english
     assert 'white-space:nowrap">hospital-a' in html
 
 
-def test_tracker_and_panel_show_a_crosstab_as_a_grid(patients, english):
+def test_tracker_and_panel_show_a_crosstab_as_a_grid(own_patients, english):
     from fednb.jupyter.present import request_detail
     from fednb.widgets.tracker import rows_html
 
-    tab = patients.crosstab("sex", "smoker")
+    tab = own_patients.crosstab("sex", "smoker")
     part = tab.request.parts[0]
     released = part.state["result"]
     detail = request_detail(part.domain, part.state)
@@ -156,10 +174,10 @@ def test_full_traceback_comes_back_for_debugging(fresh_domain, tmp_path):
     assert error["ename"] == "NotEnoughDomains" and len(error["traceback"]) > 3
 
 
-def test_a_pooled_histogram_carries_its_bar_chart_for_saved_notebooks(patients, english):
+def test_a_pooled_histogram_carries_its_bar_chart_for_saved_notebooks(own_patients, english):
     from fednb.widgets.display import plain_bundle
 
-    hist = patients.histogram("bmi", [15, 20, 25, 30, 35, 40])
+    hist = own_patients.histogram("bmi", [15, 20, 25, 30, 35, 40])
     html = plain_bundle(hist)["text/html"]
     counts = list(hist.value["count"].astype(object))
     bars = re.findall(r'<rect [^>]*fill="#3b75af"><title>([^<]*)</title>', html)
@@ -170,10 +188,10 @@ def test_a_pooled_histogram_carries_its_bar_chart_for_saved_notebooks(patients, 
     assert html.index("<svg") < html.index("<table")  # the chart, then the numbers
 
 
-def test_a_pooled_crosstab_carries_a_heatmap_and_curves_carry_steps(patients, english):
+def test_a_pooled_crosstab_carries_a_heatmap_and_curves_carry_steps(own_patients, english):
     from fednb.widgets.display import plain_bundle
 
-    tab = patients.crosstab("smoker", "readmitted")
+    tab = own_patients.crosstab("smoker", "readmitted")
     html = plain_bundle(tab)["text/html"]
     cells = tab.value.astype(object).to_numpy().ravel()
     assert html.count("<rect ") == len(cells)
@@ -181,25 +199,25 @@ def test_a_pooled_crosstab_carries_a_heatmap_and_curves_carry_steps(patients, en
     assert shown == [f"{int(c):,}" for c in cells]
     assert ">smoker</text>" in html and ">readmitted</text>" in html
 
-    km = patients.kaplan_meier("followup_days", "died", by="smoker", time_grid=[180, 365, 730, 1095])
+    km = own_patients.kaplan_meier("followup_days", "died", by="smoker", time_grid=[180, 365, 730, 1095])
     html = plain_bundle(km)["text/html"]
     assert html.count("<path ") == len(km.groups) == 2
     assert "smoker = True" in html and "Kaplan–Meier of followup_days" in html
 
 
-def test_my_requests_list_creation_times_to_the_second_in_local_time(fed, patients):
+def test_my_requests_list_creation_times_to_the_second_in_local_time(own_fed, own_patients):
     import datetime as dt
 
-    part = patients.count().request.parts[0]
-    mine = fed.requests()
+    part = own_patients.count().request.parts[0]
+    mine = own_fed.requests()
     row = mine[(mine["domain"] == part.domain) & (mine["request"] == part.id)].iloc[0]
     local = dt.datetime.fromtimestamp(part.state["created_at"]).replace(microsecond=0)  # the machine's zone
     assert row["created"] == pd.Timestamp(local)
     assert (mine["created"] == mine["created"].dt.floor("s")).all()  # no fractions of a second anywhere
 
 
-def test_a_saved_request_shows_the_trackers_tables_without_a_widget(patients, english):
-    hist = patients.histogram("age", bins=[20, 40, 60, 80])
+def test_a_saved_request_shows_the_trackers_tables_without_a_widget(own_patients, english):
+    hist = own_patients.histogram("age", bins=[20, 40, 60, 80])
     html = hist.request._repr_html_()
     assert "Built-in histogram on patients" in html
     for domain in hist.domains:
