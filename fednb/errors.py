@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import os
+
 from fednb import i18n
+
+FULL_TRACEBACK = "FEDNB_FULL_TRACEBACK"  # set to 1 to see fednb's own frames again (debugging fednb)
 
 
 class FednbError(Exception):
-    """Base class of every error fednb raises on purpose."""
+    """Base class of every error fednb raises on purpose.
+
+    In a notebook, IPython shows what :attr:`_render_traceback_` returns instead of the traceback
+    (IPython's documented hook for exceptions that know how to show themselves): the error's class
+    and message in one line, which names the domain, without fednb's internal frames. ``raise``
+    still stops the cell and ``except`` still catches it.
+    """
+
+    def notebook_lines(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+    @property
+    def _render_traceback_(self):
+        if os.environ.get(FULL_TRACEBACK, "") not in ("", "0"):
+            raise AttributeError("_render_traceback_")  # IPython then prints the whole traceback
+        return lambda: [f"\x1b[0;31m{line}\x1b[0m" if i == 0 else line for i, line in enumerate(self.notebook_lines())]
 
 
 class InvalidInput(FednbError, ValueError):
@@ -66,6 +85,16 @@ class NotEnoughDomains(FednbError):
         self.problems = dict(problems)
         lines = "\n".join(f"  - {d}: {why}" for d, why in self.problems.items())
         super().__init__(i18n.t("errors.not_enough_domains", got=got, needed=needed) + f"\n{lines}")
+
+    def notebook_lines(self) -> list[str]:
+        """One line when one domain is missing ("no result from hospital-a: blocked by ..."), else a
+        first line and one line per missing domain."""
+        name = type(self).__name__
+        if len(self.problems) == 1:
+            (domain, why), = self.problems.items()
+            return [f"{name}: no result from {domain}: {why}"]
+        return [f"{name}: {self.got} of the {self.needed} domain(s) needed gave a result"] + \
+            [f"  {d}: {why}" for d, why in self.problems.items()]
 
 
 class PolicyError(FednbError):

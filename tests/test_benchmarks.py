@@ -24,6 +24,7 @@ SMALL = {  # script -> (arguments, a key that each run's output must contain)
     "dp_digits": (["--rounds", "2", "--epsilons", "8", "--seeds", "0"], "epsilon_debited_per_domain"),
     "fl_vs_flower": (["--skip-flower", "--rounds", "2", "--best-seeds"], "median_overhead_ms"),
     "workshop_load": (["--students", "3", "--mode", "threads"], "all_answered"),
+    "workshop_memory": (["--skip-training"], "session_peak_pss_mb"),
     "differencing": (["--rows", "100000", "--releases", "200", "--checks", "5"], "check_ms_median"),
     "transparency_log": (["--entries", "500", "--runs", "5"], "consistency_proof_us"),
     "mock_quality": (["--skip-big", "--only", "demo_hospital_a"], "pmse_ratio"),

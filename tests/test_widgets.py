@@ -89,7 +89,7 @@ def test_tracker_shows_released_values_and_speaks_spanish(fed):
     try:
         view = RequestTracker(req, follow=False)
         assert "Agregado mean sobre patients" in view._title.value
-        assert view._table.value.count("terminada") == 2 and "<b>mean</b>" in view._table.value
+        assert view._table.value.count("terminada") == 2 and "nowrap\">mean</td>" in view._table.value
         assert "los 2 dominio(s) finalizados" in view._footer.value
     finally:
         set_language(None)

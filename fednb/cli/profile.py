@@ -24,6 +24,27 @@ def profile_add(name: str, url: str, token: str) -> None:
     click.echo(f"profile '{name}' now has {len(profiles.load(name))} domain(s) ({path})")
 
 
+@profile.command("add-owner")
+@click.argument("name")
+@click.argument("location")
+@click.option("--token", default=None, help="Your owner token, when LOCATION is a domain's URL.")
+def profile_add_owner(name: str, location: str, token: str | None) -> None:
+    """Add a domain you own to profile NAME: its folder, or its URL with --token (the review panel
+    and `fednb domain approve --all-domains` act on these)."""
+    from pathlib import Path
+
+    from fednb.client import profile as profiles
+
+    remote = location.startswith(("http://", "https://"))
+    entry = {"url": location, "token": token} if remote else {"path": str(Path(location).expanduser().resolve())}
+    if "url" in entry and not token:
+        raise click.UsageError("a domain URL needs your owner token: --token TOKEN")
+    kept = [e for e in profiles.load_owner(name) if e.get("url") != location.rstrip("/")
+            and e.get("path") != entry.get("path")]
+    path = profiles.save_owner(name, kept + [entry])
+    click.echo(f"profile '{name}' now lists {len(kept) + 1} domain(s) you own ({path})")
+
+
 @profile.command("list")
 def profile_list() -> None:
     """Show saved profiles and their domains (tokens hidden)."""

@@ -68,14 +68,51 @@ def domain_show(path: Path, request_id: str) -> None:
 @click.option("--reason", default="", help="A note for the analyst and the audit log.")
 @click.option("--same-code", is_flag=True,
               help="Also approve every other pending request with the same code hash, whoever sent it (a class).")
-def domain_approve(path: Path, request_id: str, reason: str, same_code: bool) -> None:
+@click.option("--all-domains", is_flag=True,
+              help="Also approve this request's copies with the same code hash on every domain your owner "
+                   "profile lists (fednb profile add-owner); a domain whose copy has other code is named, not approved.")
+@click.option("--profile", "profile_name", default="default", show_default=True,
+              help="With --all-domains: the profile whose owner domains (folders or URLs) to approve on.")
+def domain_approve(path: Path, request_id: str, reason: str, same_code: bool, all_domains: bool,
+                   profile_name: str) -> None:
     """Approve a pending request (its exact code hash)."""
     d = open_domain(path)
     rid = d.resolve(request_id)
+    if all_domains:
+        approve_on_all_domains(d, rid, reason, profile_name)
+        return
     approved = d.approve_same_code(rid, reason) if same_code else [d.approve(rid, reason)]
     for r in approved:
         click.echo(f"approved {r.id} ({r.analyst}, {r.kind}:{r.name}, sha256 {r.code_hash[:12]}...); "
                    "it runs on the serving domain")
+
+
+def approve_on_all_domains(d, request_id: str, reason: str, profile_name: str) -> None:
+    """``--all-domains``: this folder's domain first, then each owner entry of the profile (a domain
+    listed twice, as a folder and a URL, is approved once); exits 1 if any copy was not approved."""
+    import asyncio
+
+    from fednb.client import profile as profiles
+    from fednb.jupyter.approve_all import APPROVED, NOT_FOUND, approve_everywhere, summary
+    from fednb.jupyter.owner import FolderOwner, make_source
+
+    async def run() -> list:
+        sources = {d.name: FolderOwner(str(d.path))}
+        entries = profiles.load_owner(profile_name)
+        found = [make_source(e) for e in entries]
+        names = await asyncio.gather(*(s.name() for s in found), return_exceptions=True)
+        for entry, source, name in zip(entries, found, names):
+            if not isinstance(name, str):
+                click.echo(f"{entry.get('path') or entry.get('url')}: NOT reached: {name}", err=True)
+            elif name not in sources:
+                sources[name] = source
+        return await approve_everywhere(sources, d.name, request_id, reason)
+
+    d.close()
+    outcomes = asyncio.run(run())
+    for line in summary(outcomes):
+        click.echo(line)
+    sys.exit(0 if all(o.status in (APPROVED, NOT_FOUND) for o in outcomes) else 1)
 
 
 @domain.command("deny")

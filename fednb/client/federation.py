@@ -135,7 +135,7 @@ class Federation:
         found, problems = run(fan_out({n: c.requests() for n, c in self._clients.items()}))
         self._warn(problems)
         rows = [{"domain": d, "request": r["id"], "dataset": r["dataset"], "kind": r["kind"], "name": r["name"],
-                 "status": r["status"], "reason": r.get("reason") or "", "created": pd.to_datetime(r["created_at"], unit="s")}
+                 "status": r["status"], "reason": r.get("reason") or "", "created": _local_second(r["created_at"])}
                 for d, reqs in found.items() for r in reqs]
         df = pd.DataFrame(rows, columns=["domain", "request", "dataset", "kind", "name", "status", "reason", "created"])
         return df.sort_values("created", ascending=False, ignore_index=True)
@@ -218,3 +218,13 @@ last_connected: Federation | None = None  # the notebook's ``%%fednb submit`` us
 
 
 __all__ = ["Federation", "connect", "FednbError"]
+
+
+def _local_second(epoch: float):
+    """A domain's UNIX time as a local wall-clock time to the second (not UTC to the nanosecond)."""
+    import datetime as dt
+
+    import pandas as pd
+
+    local = dt.datetime.now().astimezone().tzinfo
+    return pd.Timestamp(epoch, unit="s", tz="UTC").tz_convert(local).floor("s").tz_localize(None)

@@ -225,7 +225,13 @@ class FederatedRequest:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        return f"<b>{self.kind}:{self.name}</b> on <code>{self.dataset}</code>" + self.table.to_html(index=False)
+        """The tracker's table (each domain's state and its released value as small tables) for saved
+        notebooks and exports; the plain listing where fednb[widgets] is not installed."""
+        try:
+            from fednb.widgets.tracker import rows_html, title_html
+        except ImportError:
+            return f"<b>{self.kind}:{self.name}</b> on <code>{self.dataset}</code>" + self.table.to_html(index=False)
+        return title_html(self) + rows_html(self)
 
     def _ipython_display_(self) -> None:
         from fednb.display import show  # a live tracker widget where ipywidgets can show one

@@ -67,6 +67,27 @@ class SurvivalCurves:
         lines += [f"  missing {d}: {why}" for d, why in self.missing.items()]
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        """Per group: n, the points kept and the last survival; then notes and who is missing."""
+        import html
+
+        rows = []
+        for g in self.groups:
+            s = self.survival(g)
+            last = f"S({s.index[-1]:g}) = {s.iloc[-1]:.3f}" if len(s) else "–"
+            rows.append(f"<tr><td>{html.escape(str(g))}</td><td>{self.n.get(g, 0):,.0f}</td><td>{len(s)}</td>"
+                        f"<td>{last}</td></tr>")
+        head = (f"<b>Kaplan–Meier of {html.escape(self.duration)}</b> (event {html.escape(self.event)})"
+                + (f" by {html.escape(self.by)}" if self.by else "") + f", {len(self.by_domain)} domain(s)")
+        extra = [f"note: {n}" for n in self.notes] + [f"missing {d}: {w}" for d, w in self.missing.items()]
+        return (f"<div>{head}<table><tr><th>group</th><th>n</th><th>points</th><th>last</th></tr>{''.join(rows)}"
+                "</table>" + "".join(f"<div><i>{html.escape(x)}</i></div>" for x in extra) + "</div>")
+
+    def _ipython_display_(self) -> None:
+        from fednb.widgets.display import show  # the curves' plot where ipywidgets can show it
+
+        show(self)
+
 
 @dataclass
 class LogrankResult:

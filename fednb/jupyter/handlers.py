@@ -151,7 +151,8 @@ class OwnerRequestHandler(FednbHandler):
 
 
 class OwnerDecisionHandler(FednbHandler):
-    """POST /fednb/api/owner/requests/DOMAIN/ID/(approve|deny) with {"reason": TEXT}."""
+    """POST /fednb/api/owner/requests/DOMAIN/ID/(approve|deny|approve-all) with {"reason": TEXT};
+    approve-all also approves the copies with the same code hash on the owner's other domains."""
 
     @tornado.web.authenticated
     async def post(self, domain: str, request_id: str, action: str) -> None:
@@ -162,6 +163,8 @@ class OwnerDecisionHandler(FednbHandler):
                 raise ApiError(400, "api.reason_type")
             if action == "deny" and not reason.strip():
                 raise ApiError(400, "api.need_reason")
+            if action == "approve-all":
+                return await self.owner.approve_everywhere(domain, request_id, reason.strip())
             return await self.owner.decide(domain, request_id, approve=action == "approve", reason=reason.strip())
 
         await self.answer(work())
@@ -186,7 +189,7 @@ def setup_handlers(server_app: Any) -> None:
         (url_path_join(base, "analyst", "requests", segment, segment), AnalystRequestHandler),
         (url_path_join(base, "owner", "requests"), OwnerListHandler),
         (url_path_join(base, "owner", "requests", segment, segment), OwnerRequestHandler),
-        (url_path_join(base, "owner", "requests", segment, segment, "(approve|deny)"), OwnerDecisionHandler),
+        (url_path_join(base, "owner", "requests", segment, segment, "(approve|deny|approve-all)"), OwnerDecisionHandler),
         (url_path_join(base, ".*"), NoRouteHandler),
     ]
     web_app.add_handlers(".*$", [(route, handler, services) for route, handler in routes])

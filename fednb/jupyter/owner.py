@@ -206,6 +206,17 @@ class OwnerService:
         decided = await (source.approve(request_id, reason) if approve else source.deny(request_id, reason))
         return request_row(domain, decided)
 
+    async def approve_everywhere(self, domain: str, request_id: str, reason: str) -> dict:
+        """Approve the request here and its copies with the same code hash on every owned domain
+        (:mod:`fednb.jupyter.approve_all`); one outcome per domain's request."""
+        from fednb.jupyter.approve_all import approve_everywhere
+
+        by_name, _ = await self.sources()
+        if domain not in by_name:
+            raise UnknownDomain(domain)
+        outcomes = await approve_everywhere(by_name, domain, request_id, reason)
+        return {"outcomes": [o.to_dict() for o in outcomes]}
+
 
 def _message(exc: BaseException) -> str:
     if isinstance(exc, DomainError):

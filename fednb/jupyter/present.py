@@ -26,6 +26,19 @@ def _text(value: Any) -> str:
     return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + " …"
 
 
+def result_tables(result: Any) -> list[dict]:
+    """A released result as small tables ({caption, headers, rows, notes}) the panels draw as they
+    come (the same tables as the notebook's tracker: :mod:`fednb.widgets.released`)."""
+    from fednb.widgets.released import grids
+
+    if result is None:
+        return []
+    try:
+        return [g.to_dict() for g in grids(codec.decode(result))]
+    except Exception:  # an encoding this version does not know: the rows below show it as it came
+        return []
+
+
 def result_rows(result: Any) -> list[dict[str, str]]:
     """A released result as [{"key", "value"}]: one row per entry of a dict, else one row."""
     if result is None:
@@ -52,4 +65,5 @@ def request_detail(domain: str, req: dict) -> dict:
     """Everything about one request: its listing fields, code, arguments and released result."""
     return {**request_row(domain, req), "code": req.get("code"), "args": req.get("args") or {},
             "limits": req.get("limits") or {}, "result": result_rows(req.get("result")),
+            "tables": result_tables(req.get("result")),
             "disclosure": req.get("disclosure")}

@@ -77,24 +77,25 @@ def number(x: Any) -> str:
     return f"{f:,.6g}" if abs(f) < 1e15 else f"{f:.6g}"
 
 
-def value_html(value: Any, *, limit: int = 12) -> str:
-    """A released value, compactly: numbers, dicts of numbers, small Series/DataFrames."""
-    if value is None:
-        return ""
-    if hasattr(value, "to_frame") and hasattr(value, "index"):  # a Series
-        value = value.to_frame()
-    if hasattr(value, "to_html") and hasattr(value, "head"):  # a DataFrame
-        shown = value.head(limit)
-        return shown.to_html(classes="fednb-frame", border=0, max_cols=limit, float_format=lambda v: f"{v:.6g}")
-    if isinstance(value, dict):
-        items = list(value.items())[:limit]
-        parts = [f"<b>{esc(k)}</b>: {value_html(v, limit=limit) if isinstance(v, (dict, list)) or hasattr(v, 'to_html') else esc(number(v))}"
-                 for k, v in items]
-        more = f" … (+{len(value) - limit})" if len(value) > limit else ""
-        return "<br>".join(parts) + more
-    if isinstance(value, (list, tuple)):
-        shown = ", ".join(esc(number(v)) for v in list(value)[:limit])
-        return f"[{shown}{' …' if len(value) > limit else ''}]"
-    if hasattr(value, "tolist"):  # numpy
-        return value_html(value.tolist(), limit=limit)
-    return esc(number(value))
+def value_html(value: Any) -> str:
+    """A released value as small tables (see :mod:`fednb.widgets.released`), not one flattened line."""
+    from fednb.widgets.released import grids
+
+    return "".join(grid_html(g) for g in grids(value))
+
+
+def grid_html(grid: Any) -> str:
+    """One :class:`~fednb.widgets.released.Grid`: its caption, the table (right-aligned numbers,
+    labels on one line) and its notes."""
+    caption = f'<div class="fednb-grid-caption">{muted(grid.caption)}</div>' if grid.caption else ""
+    head = "".join(f"<th>{esc(x)}</th>" for x in grid.headers) if any(grid.headers) else ""
+    body = "".join("<tr>" + "".join(f'<td style="white-space:nowrap{";text-align:right" if _numeric(c) else ""}">'
+                                    f"{esc(c)}</td>" for c in row) + "</tr>" for row in grid.rows)
+    notes = "".join(f"<div>{muted(n)}</div>" for n in grid.notes)
+    return (f'{caption}{STYLE}<table class="fednb-t fednb-grid"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>{notes}")
+
+
+def _numeric(text: str) -> bool:
+    return bool(text) and text.replace(",", "").replace(".", "").replace("-", "").replace("e+", "") \
+        .replace("e", "").lstrip("−").isdigit() or text in ("NA", "∞", "−∞")

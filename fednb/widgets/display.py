@@ -8,6 +8,7 @@ ipywidgets or plotly until a widget is really shown.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -83,12 +84,57 @@ def _plot_widget(obj: Any) -> Any | None:
 
 
 def plain_bundle(obj: Any) -> dict[str, Any]:
-    """The object's own text and HTML reprs."""
+    """The object's own text and HTML reprs; a pooled histogram, crosstab or survival curve also
+    carries its static chart in the HTML (:mod:`fednb.widgets.svg_plots`), for saved notebooks,
+    HTML exports and previews, where no widget renders."""
     bundle: dict[str, Any] = {"text/plain": repr(obj)}
     html = getattr(obj, "_repr_html_", None)
     if callable(html):
-        bundle["text/html"] = html()
+        try:
+            chart = static_plot(obj)
+        except Exception:  # a chart is a bonus: never lose the result's own HTML over it
+            chart = ""
+        bundle["text/html"] = chart + html()
     return bundle
+
+
+def static_plot(obj: Any) -> str:
+    """The SVG chart of a pooled result where one helps, else ""."""
+    from fednb.i18n import t
+    from fednb.widgets import svg_plots
+
+    name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    suppressed = t("result.suppressed")
+    if name == "fednb.federated.survival_result.SurvivalCurves":
+        curves = {t("surv.all") if g == "all" else f"{obj.by} = {g}": (list(obj.survival(g).index),
+                                                                        list(obj.survival(g).to_numpy()))
+                  for g in obj.groups}
+        return svg_plots.steps(curves, title=t("surv.km_title", duration=obj.duration, event=obj.event),
+                               x_label=obj.duration)
+    if name != "fednb.federated.stats.Pooled" or not hasattr(obj.value, "columns"):
+        return ""
+    frame = obj.value
+    if list(frame.columns) == ["left", "right", "count"]:
+        def edge(x: float) -> str:
+            return "−∞" if x == -math.inf else "∞" if x == math.inf else svg_plots.number(x)
+
+        labels = [f"[{edge(lo)}, {edge(hi)})" for lo, hi in zip(frame["left"], frame["right"])]
+        counts = [None if c is None or c is _NA() else float(c) for c in frame["count"].astype(object)]
+        return svg_plots.bars(labels, counts, title=obj.statistic, missing_label=suppressed)
+    if obj.statistic.startswith("crosstab"):
+        request = getattr(obj, "request", None)
+        args = next((p.state.get("args") for p in getattr(request, "parts", []) if p.state.get("args")), {}) or {}
+        cells = [[None if v is None or v is _NA() else float(v) for v in row] for row in frame.astype(object).to_numpy()]
+        return svg_plots.heatmap([str(i) for i in frame.index], [str(c) for c in frame.columns], cells,
+                                 row_title=str(args.get("row", "")), col_title=str(args.get("col", "")),
+                                 title=obj.statistic, missing_label=suppressed)
+    return ""
+
+
+def _NA():
+    import pandas as pd
+
+    return pd.NA
 
 
 def show(obj: Any) -> Any | None:

@@ -68,7 +68,7 @@ def verified_mark(part: Part) -> str:
 
 
 def rows_html(request: FederatedRequest) -> str:
-    rows = [[f"<b>{h.esc(p.domain)}</b>", f"<code>{h.esc(p.id or '–')}</code>",
+    rows = [[f'<b style="white-space:nowrap">{h.esc(p.domain)}</b>', f"<code>{h.esc(p.id or '–')}</code>",
              h.badge(p.status), h.esc(detail(p)), released(p)] for p in request.parts]
     return h.table([t("common.domain"), t("common.request"), t("common.state"), t("common.details"),
                     t("common.result")], rows, css_class="fednb-tracker-table")

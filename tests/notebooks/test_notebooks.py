@@ -104,7 +104,8 @@ def test_committed_notebook_has_no_outputs(path):
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: strip outputs (nbstripout)"
-        assert set(cell.metadata) <= {"tags"}, f"{path.name}: cell metadata {dict(cell.metadata)}"
+        assert set(cell.metadata) <= {"tags", "jupyter"}, f"{path.name}: cell metadata {dict(cell.metadata)}"
+        assert cell.metadata.get("jupyter", {"source_hidden": True}) == {"source_hidden": True}  # a folded solution
     assert set(nb.metadata) <= {"kernelspec", "language_info"}
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
 

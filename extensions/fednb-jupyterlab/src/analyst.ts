@@ -14,6 +14,7 @@ import {
 import { badge, h, replace, when } from './dom';
 import { label, stateLabel, tr } from './i18n';
 import { RefreshingPanel } from './panel';
+import { resultTables } from './results';
 
 const SHOWN_SUBMISSIONS = 25;
 const METADATA_EVERY = 5; // domains and datasets change rarely: every 5th refresh
@@ -207,20 +208,22 @@ export class AnalystPanel extends RefreshingPanel {
             why
           )
         : null,
-      detail && detail.result.length
-        ? h(
-            'table',
-            { className: 'fednb-result' },
-            detail.result.map(r =>
-              h(
-                'tr',
-                {},
-                h('th', {}, r.key),
-                h('td', {}, h('pre', {}, r.value))
+      detail && detail.tables && detail.tables.length
+        ? resultTables(detail.tables)
+        : detail && detail.result.length
+          ? h(
+              'table',
+              { className: 'fednb-result' },
+              detail.result.map(r =>
+                h(
+                  'tr',
+                  {},
+                  h('th', {}, r.key),
+                  h('td', {}, h('pre', {}, r.value))
+                )
               )
             )
-          )
-        : null
+          : null
     );
   }
 }

@@ -120,6 +120,13 @@ export interface IResultRow {
   value: string;
 }
 
+export interface IResultTable {
+  caption: string;
+  headers: string[];
+  rows: string[][];
+  notes: string[];
+}
+
 export interface IDiffLine {
   op: '+' | '-' | ' ' | '@';
   text: string;
@@ -138,6 +145,7 @@ export interface IRequestDetail extends IRequestRow {
   args: Record<string, unknown>;
   limits: Record<string, unknown>;
   result: IResultRow[];
+  tables?: IResultTable[];
   disclosure: Record<string, unknown> | null;
   previous?: IComparison | null;
   /** custom code only: may this dataset release output the domain cannot check (null: unknown) */

@@ -18,6 +18,7 @@ import {
 } from './api';
 import { badge, h, replace, when } from './dom';
 import { stateLabel, tr } from './i18n';
+import { resultTables } from './results';
 import { RefreshingPanel } from './panel';
 
 export type OpenReview = (row: IRequestRow) => void;
@@ -181,6 +182,14 @@ export class ReviewWidget extends Widget {
     { className: 'jp-Button jp-mod-warn jp-mod-styled fednb-deny' },
     tr('lab.owner.deny')
   );
+  private readonly approveAllButton = h(
+    'button',
+    { className: 'jp-Button jp-mod-accept jp-mod-styled fednb-approve-all' },
+    tr('lab.owner.approve_all')
+  );
+  private readonly outcomes = h('ul', {
+    className: 'fednb-list fednb-approve-all-outcomes'
+  });
 
   constructor(
     readonly domain: string,
@@ -196,6 +205,10 @@ export class ReviewWidget extends Widget {
     this.addClass('fednb-review-tab');
     this.approveButton.addEventListener('click', () => void this.decide(true));
     this.denyButton.addEventListener('click', () => void this.decide(false));
+    this.approveAllButton.addEventListener(
+      'click',
+      () => void this.approveAll()
+    );
     void this.load();
   }
 
@@ -239,6 +252,7 @@ export class ReviewWidget extends Widget {
     const pending = d.status === 'pending';
     this.approveButton.disabled = !pending;
     this.denyButton.disabled = !pending;
+    this.approveAllButton.disabled = !pending;
     this.reason.disabled = !pending;
     const code = d.code
       ? await this.code(d.code)
@@ -262,6 +276,10 @@ export class ReviewWidget extends Widget {
           { className: 'fednb-facts' },
           facts.map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, v)))
         ),
+        d.tables && d.tables.length
+          ? h('h3', {}, tr('lab.owner.released'))
+          : null,
+        d.tables && d.tables.length ? resultTables(d.tables) : null,
         d.code ? h('h3', {}, tr('lab.owner.code')) : null,
         code,
         d.code ? this.comparison(d.previous ?? null) : null,
@@ -274,6 +292,7 @@ export class ReviewWidget extends Widget {
                 'div',
                 { className: 'fednb-buttons' },
                 this.approveButton,
+                this.approveAllButton,
                 this.denyButton
               ),
               this.message
@@ -283,7 +302,8 @@ export class ReviewWidget extends Widget {
               { className: 'fednb-muted fednb-decided' },
               tr('lab.owner.decided_note'),
               this.message
-            )
+            ),
+        this.outcomes
       )
     );
   }
@@ -367,4 +387,54 @@ export class ReviewWidget extends Widget {
       this.denyButton.disabled = false;
     }
   }
+
+  /** Approve here and, with the same code hash, on every domain the owner's profile lists; each
+   * domain audits its own approval; a domain whose copy has other code is named, not approved. */
+  private async approveAll(): Promise<void> {
+    this.approveButton.disabled = true;
+    this.approveAllButton.disabled = true;
+    this.denyButton.disabled = true;
+    try {
+      const answer = await post<{ outcomes: IApproveAllOutcome[] }>(
+        `owner/requests/${seg(this.domain)}/${seg(this.requestId)}/approve-all`,
+        { reason: this.reason.value.trim() }
+      );
+      replace(
+        this.outcomes,
+        ...answer.outcomes.map(o =>
+          h(
+            'li',
+            {
+              className: `fednb-outcome fednb-outcome-${o.status}`,
+              'data-domain': o.domain
+            },
+            tr(`lab.owner.all.${o.status}`, {
+              domain: o.domain,
+              id: o.request ?? '',
+              message: o.message
+            })
+          )
+        )
+      );
+      replace(this.message);
+      this.decided();
+      await this.load();
+    } catch (error) {
+      replace(
+        this.message,
+        tr('lab.error', { message: (error as Error).message })
+      );
+      this.approveButton.disabled = false;
+      this.approveAllButton.disabled = false;
+      this.denyButton.disabled = false;
+    }
+  }
+}
+
+interface IApproveAllOutcome {
+  domain: string;
+  status: 'approved' | 'hash_differs' | 'not_found' | 'error';
+  request: string | null;
+  code_hash: string | null;
+  message: string;
 }
