@@ -56,7 +56,8 @@ def append(conn: sqlite3.Connection, actor: str, action: str, object_id: str | N
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (seq, now, actor, action, object_id, payload_json, payload_hash, prev, digest),
     )
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('audit_head', ?)", (f"{seq}:{digest}",))
+    conn.execute("INSERT INTO meta (key, value) VALUES ('audit_head', ?)"
+                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (f"{seq}:{digest}",))
     public_log.extend(conn, seq, {"seq": seq, "time": now, "actor": actor, "action": action, "object_id": object_id,
                                   "payload_hash": payload_hash, "prev_hash": prev, "hash": digest})
     return AuditEntry(seq=seq, time=now, actor=actor, action=action, object_id=object_id,

@@ -33,7 +33,7 @@ def pseudonym_key(conn: sqlite3.Connection) -> bytes:
     if row is not None:
         return bytes.fromhex(row[0])
     key = secrets.token_bytes(32)
-    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (_KEY, key.hex()))
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING", (_KEY, key.hex()))
     return bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = ?", (_KEY,)).fetchone()[0])
 
 
@@ -76,7 +76,8 @@ def _frontier(conn: sqlite3.Connection) -> tuple[int, list[tuple[int, bytes]]] |
 
 def _save(conn: sqlite3.Connection, size: int, nodes: list[tuple[int, bytes]]) -> None:
     value = json.dumps({"size": size, "nodes": [[s, h.hex()] for s, h in nodes]})
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_FRONTIER, value))
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                 (_FRONTIER, value))
 
 
 def extend(conn: sqlite3.Connection, seq: int, row: dict[str, Any] | None = None) -> None:

@@ -25,12 +25,6 @@ if TYPE_CHECKING:
 
 TREE_HEAD = "fednb-tree-head/1"
 LOG = "fednb-public-log/1"
-HEADS_TABLE = """CREATE TABLE IF NOT EXISTS published_heads (
-    tree_size INTEGER NOT NULL,
-    root_hash TEXT NOT NULL,
-    sth_json  TEXT NOT NULL,
-    PRIMARY KEY (tree_size, root_hash)
-)"""
 FILES = ("sth.json", "log.json", "receipts.json", "consistency.json", "report.json", "index.html", "index.es.html",
          "report.html", "report.es.html")
 
@@ -55,13 +49,13 @@ def export(domain: Domain, out: str | Path) -> dict[str, Any]:
             raise FednbError("the audit log's rows no longer match its recorded Merkle root (rows were edited or "
                              "removed); "
                              "run `fednb domain audit DIR --verify` and do not publish it")
-        tx.execute(HEADS_TABLE)
         earlier = [json.loads(r[0]) for r in tx.execute("SELECT sth_json FROM published_heads ORDER BY tree_size")]
         sth = receipts.sign(domain.identity, TREE_HEAD, {
             "domain": domain.name, "tree_size": tree.size, "root_hash": tree.root().hex(),
             "chain_head": f"{entries[-1]['seq']}:{entries[-1]['chain']}" if entries else None,
             "timestamp": datetime.now(UTC).isoformat(timespec="seconds")})
-        tx.execute("INSERT OR IGNORE INTO published_heads (tree_size, root_hash, sth_json) VALUES (?, ?, ?)",
+        tx.execute("INSERT INTO published_heads (tree_size, root_hash, sth_json) VALUES (?, ?, ?)"
+                   " ON CONFLICT DO NOTHING",
                    (tree.size, tree.root().hex(), json.dumps(sth)))
         released = receipts.all_receipts(tx)
     consistency = []

@@ -30,13 +30,6 @@ if TYPE_CHECKING:
     from fednb.models import AuditEntry
 
 RECEIPT = "fednb-receipt/1"
-TABLE = """CREATE TABLE IF NOT EXISTS receipts (
-    seq          INTEGER PRIMARY KEY,       -- the audit entry of the release
-    request_id   TEXT NOT NULL,
-    receipt_json TEXT NOT NULL
-)"""
-
-
 def result_sha256(result: Any, salt: str) -> str:
     """SHA-256 of a random salt and the result's canonical JSON (sorted keys, no spaces: the same on
     both sides of the wire). The salt travels to the analyst beside the signed body, never into the
@@ -97,7 +90,6 @@ def issue(tx: sqlite3.Connection, domain: Domain, job: Any, request_id: str, out
         "log_head": {"tree_size": size, "root_hash": root},
     }
     receipt = {**sign(domain.identity, RECEIPT, body), "result_salt": salt}
-    tx.execute(TABLE)
     tx.execute("INSERT INTO receipts (seq, request_id, receipt_json) VALUES (?, ?, ?)",
                (entry.seq, request_id, json.dumps(receipt)))
 
@@ -105,8 +97,6 @@ def issue(tx: sqlite3.Connection, domain: Domain, job: Any, request_id: str, out
 def for_request(conn: sqlite3.Connection, request_id: str) -> list[dict[str, Any]]:
     """The receipt of a one-off release, or of the latest round of a request that runs in rounds
     (a request is polled often: its earlier rounds' receipts are in the published export)."""
-    if not _exists(conn):
-        return []
     rows = conn.execute("SELECT receipt_json FROM receipts WHERE request_id = ? ORDER BY seq DESC LIMIT 1",
                         (request_id,))
     return [json.loads(r[0]) for r in rows]
@@ -114,14 +104,8 @@ def for_request(conn: sqlite3.Connection, request_id: str) -> list[dict[str, Any
 
 def all_receipts(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Every receipt as it may be published: without the salt that would let anyone test guesses of a result."""
-    if not _exists(conn):
-        return []
     found = (json.loads(r[0]) for r in conn.execute("SELECT receipt_json FROM receipts ORDER BY seq"))
     return [{k: v for k, v in r.items() if k != "result_salt"} for r in found]
-
-
-def _exists(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'receipts'").fetchone() is not None
 
 
 def attach(conn: sqlite3.Connection, request: Request) -> Request:

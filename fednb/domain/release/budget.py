@@ -5,7 +5,7 @@ are together (Σεᵢ, Σδᵢ)-DP. A training request is one release spread ove
 spends what the accountant's total grew by (see :mod:`fednb.domain.release.dp_training`).
 
 :func:`spend` runs inside the transaction that releases the result (``BEGIN IMMEDIATE`` in
-:class:`fednb.domain.store.sqlite.Store`), so the check and the debit cannot interleave with another
+:class:`fednb.domain.store.database.Store`), so the check and the debit cannot interleave with another
 release: concurrent requests can never overspend.
 """
 
@@ -20,20 +20,6 @@ from fednb.domain.audit import log as audit
 from fednb.domain.release.disclosure import Blocked
 from fednb.domain.review.policy import Policy
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS privacy_spend (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    analyst     TEXT NOT NULL,
-    dataset     TEXT NOT NULL,
-    request_id  TEXT NOT NULL,
-    job_id      INTEGER,
-    epsilon     REAL NOT NULL,
-    delta       REAL NOT NULL,
-    mechanism   TEXT NOT NULL,
-    created_at  REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS privacy_spend_by_analyst ON privacy_spend (analyst, dataset);
-"""
 SLACK = 1e-9  # ten spends of 0.1 add up to 0.9999999999999999 in floating point
 
 
@@ -62,10 +48,6 @@ class Budget:
                 "spent_epsilon": self.spent_epsilon, "spent_delta": self.spent_delta,
                 "remaining_epsilon": self.remaining_epsilon, "remaining_delta": self.remaining_delta,
                 "releases": self.releases}
-
-
-def ensure(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)
 
 
 def status(conn: sqlite3.Connection, policy: Policy, analyst: str, dataset: str) -> Budget:

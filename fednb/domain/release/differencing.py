@@ -42,27 +42,6 @@ from typing import Any
 import numpy as np
 from pyroaring import BitMap
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS released_rows (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    dataset     TEXT NOT NULL,
-    request_id  TEXT NOT NULL,
-    job_id      INTEGER,
-    rows        INTEGER NOT NULL,
-    rows_sha256 TEXT NOT NULL,
-    cell        INTEGER NOT NULL DEFAULT 0,  -- 1: the rows of one table cell; 0: of a whole result
-    bitmap      BLOB NOT NULL,
-    created_at  REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS released_rows_by_size ON released_rows (dataset, rows);
-CREATE INDEX IF NOT EXISTS released_rows_by_hash ON released_rows (dataset, rows_sha256);
-"""
-
-
-def ensure(conn: sqlite3.Connection) -> None:
-    """Create the table in a domain made before the differencing defence (and in new ones)."""
-    conn.executescript(SCHEMA)
-
 
 def evidence(row_ids: Iterable[int] | np.ndarray) -> dict[str, Any]:
     """The JSON-able record of the rows behind a release, carried from the computation to the release."""

@@ -57,14 +57,6 @@ from fednb.errors import FednbError, InvalidInput, NotFound
 if TYPE_CHECKING:
     from fednb.domain.domain import Domain
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS secagg_unmasked (
-    request_id TEXT NOT NULL,
-    round      INTEGER NOT NULL,            -- -1 for a built-in's one job
-    session    TEXT NOT NULL,
-    PRIMARY KEY (request_id, round)
-);
-"""
 SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 SESSION_TTL = 3600.0
 MAX_SESSIONS = 200
@@ -108,8 +100,6 @@ class SecureAggregation:
         self._lock = threading.Lock()
         self._jobs_changed = threading.Condition()
         domain.subscribe(self._wake)
-        domain.store.connect().executescript(SCHEMA)
-        trusted_peers.ensure(domain.store.connect())
 
     def _wake(self) -> None:
         with self._jobs_changed:

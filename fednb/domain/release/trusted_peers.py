@@ -35,15 +35,6 @@ from fednb.domain.audit import log as audit
 from fednb.domain.identity import fingerprint, verify
 from fednb.errors import InvalidInput
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS pinned_peers (
-    public_key  TEXT PRIMARY KEY,            -- hex of the raw Ed25519 public key
-    name        TEXT NOT NULL,
-    url         TEXT NOT NULL DEFAULT '',
-    fingerprint TEXT NOT NULL,
-    pinned_at   REAL NOT NULL
-);
-"""
 PROTOCOL = "fednb secure aggregation key message v1"
 MAX_PEERS = 1000
 
@@ -61,10 +52,6 @@ class Peer:
     def as_dict(self) -> dict[str, str]:
         return {"name": self.name, "url": self.url, "public_key": self.public_key.hex(),
                 "fingerprint": self.fingerprint}
-
-
-def ensure(conn) -> None:
-    conn.execute(SCHEMA)  # one statement: no implicit commit, unlike executescript
 
 
 def read_roster(path: Path) -> list[Peer]:
@@ -116,7 +103,6 @@ def pin(store, own_key: bytes, peers: list[Peer], actor: str = "owner") -> list[
     """Replace the pinned peers with ``peers`` (less this domain itself); audited in the same transaction."""
     others = [p for p in peers if p.public_key != own_key]
     with store.transaction() as tx:
-        tx.execute(SCHEMA)
         before = {r["fingerprint"] for r in tx.execute("SELECT fingerprint FROM pinned_peers")}
         tx.execute("DELETE FROM pinned_peers")
         now = time.time()
@@ -131,9 +117,7 @@ def pin(store, own_key: bytes, peers: list[Peer], actor: str = "owner") -> list[
 
 def pinned(store) -> dict[bytes, Peer]:
     """{public key: peer} as pinned now (empty for a domain whose owner pinned none)."""
-    conn = store.connect()  # read only: a domain that never pinned has no table yet
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'pinned_peers'").fetchone() is None:
-        return {}
+    conn = store.connect()
     return {bytes.fromhex(r["public_key"]): Peer(r["name"], r["url"], bytes.fromhex(r["public_key"]))
             for r in conn.execute("SELECT * FROM pinned_peers ORDER BY name")}
 

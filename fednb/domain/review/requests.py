@@ -19,7 +19,8 @@ from fednb.domain.release import secure_inputs
 from fednb.domain.review import inputs
 from fednb.domain.review.policy import Policy
 from fednb.domain.run import builtins
-from fednb.domain.store.sqlite import Store
+from fednb.domain.store import datasets as dataset_rows
+from fednb.domain.store.database import Store
 from fednb.errors import FednbError, InvalidInput, NotFound
 from fednb.models import Request, RequestIn, code_hash
 
@@ -106,11 +107,12 @@ def _lane(kind: str) -> str:
 
 
 def enqueue(tx: sqlite3.Connection, request_id: str, kind: str, inputs: Any = None) -> int:
-    cur = tx.execute(
-        "INSERT INTO jobs (request_id, lane, status, inputs_json, created_at) VALUES (?, ?, 'queued', ?, ?)",
+    (job_id,) = tx.execute(
+        "INSERT INTO jobs (request_id, lane, status, inputs_json, created_at) VALUES (?, ?, 'queued', ?, ?)"
+        " RETURNING id",
         (request_id, _lane(kind), None if inputs is None else json.dumps(inputs), time.time()),
-    )
-    return int(cur.lastrowid)
+    ).fetchone()
+    return int(job_id)
 
 
 def submit(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[Request, bool]:
@@ -119,7 +121,7 @@ def submit(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[
     secure_inputs.check_secure_only(policy, req)
     digest = code_hash(req.kind, req.name, req.code, req.args, req.limits.model_dump())
     with store.transaction() as tx:
-        if tx.execute("SELECT 1 FROM datasets WHERE name = ?", (req.dataset,)).fetchone() is None:
+        if not dataset_rows.exists(tx, req.dataset):
             raise NotFound(f"this domain has no dataset {req.dataset!r}")
         if req.idempotency_key:
             row = tx.execute("SELECT * FROM requests WHERE analyst = ? AND idempotency_key = ?",

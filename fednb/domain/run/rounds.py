@@ -21,7 +21,7 @@ from fednb.domain.audit import log as audit
 from fednb.domain.review.policy import Policy
 from fednb.domain.review.requests import Conflict, enqueue, get, not_visible, row_to_request, runs_in_rounds
 from fednb.domain.run import builtins
-from fednb.domain.store.sqlite import Store
+from fednb.domain.store.database import Store
 from fednb.errors import InvalidInput, NotFound
 from fednb.models import Request, Round
 
