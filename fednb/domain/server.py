@@ -98,7 +98,12 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
-          certfile: str | None = None, keyfile: str | None = None, log_level: str = "warning") -> None:
+          certfile: str | None = None, keyfile: str | None = None, log_level: str = "warning",
+          workers: int = 1) -> None:
+    if workers > 1:  # several processes: a PostgreSQL store only (fednb.domain.worker_processes)
+        from fednb.domain.worker_processes import serve_workers
+
+        return serve_workers(path, host, port, workers, certfile=certfile, keyfile=keyfile, log_level=log_level)
     import uvicorn
 
     from fednb.domain.api.app import create_app

@@ -34,6 +34,7 @@ from fednb.domain.run import builtins
 from fednb.domain.run.custom_code import CustomCode
 from fednb.domain.run.outcome import Outcome
 from fednb.domain.run.workers import Worker, WorkerLimits
+from fednb.domain.store import jobs as job_rows
 from fednb.errors import FednbError
 
 if TYPE_CHECKING:
@@ -56,8 +57,11 @@ class Runner:
         self._workers: list[Worker] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> None:
-        self.recover()
+    def start(self, *, recover: bool = True) -> None:
+        """Start the lanes; ``recover=False`` where another process recovered before this one started
+        (several server processes on one store: only the first may re-queue what a crash left running)."""
+        if recover:
+            self.recover()
         self.domain.subscribe(self.wake)
         limits = self.builtin_limits()
         self._workers = [Worker(limits) for _ in range(self.domain.policy.requests.builtin_workers)]
@@ -90,11 +94,10 @@ class Runner:
         """Jobs interrupted by a crash: re-queue once, then fail with a reason. Never drop one."""
         touched = []
         with self.domain.store.transaction() as tx:
-            for job in tx.execute("SELECT * FROM jobs WHERE status = 'running'").fetchall():
+            for job in job_rows.running(tx):
                 rid = job["request_id"]
                 if job["attempts"] < MAX_ATTEMPTS:
-                    tx.execute("UPDATE jobs SET status = 'queued' WHERE id = ?", (job["id"],))
-                    tx.execute("UPDATE requests SET status = 'approved' WHERE id = ? AND status = 'running'", (rid,))
+                    job_rows.requeue(tx, job["id"], rid)
                     audit.append(tx, "domain", "requeue", rid, {"job": job["id"], "attempts": job["attempts"]})
                 else:
                     reason = f"interrupted {job['attempts']} times by a domain restart; submit it again"
@@ -128,17 +131,12 @@ class Runner:
 
     def _claim(self, lane: str):
         with self.domain.store.transaction() as tx:
-            sql = _NEXT_JOB[lane]
-            job = tx.execute(sql, (lane,) * sql.count("?")).fetchone()
+            job = job_rows.next_queued(tx, lane)
             if job is None:
                 return None
-            now = time.time()
-            tx.execute("UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE id = ?",
-                       (now, job["id"]))
-            tx.execute("UPDATE requests SET status = 'running' WHERE id = ? AND status = 'approved'",
-                       (job["request_id"],))
+            claimed = job_rows.mark_running(tx, job["id"], job["request_id"])
             audit.append(tx, "domain", "run", job["request_id"], {"job": job["id"], "attempt": job["attempts"] + 1})
-            job = tx.execute("SELECT * FROM jobs WHERE id = ?", (job["id"],)).fetchone()
+            job = claimed
         self.domain.changed()
         return job
 
@@ -245,16 +243,6 @@ class Runner:
         except FednbError as exc:
             return Outcome("fail", reason=str(exc))
         return outcome
-
-# The oldest queued job of the lane; on a built-in lane, only of an analyst who has no built-in
-# running, so one analyst's slow requests hold at most one built-in lane.
-_NEXT_JOB = {
-    "builtin": "SELECT j.* FROM jobs j JOIN requests r ON r.id = j.request_id WHERE j.status = 'queued'"
-               " AND j.lane = ? AND r.analyst NOT IN (SELECT r2.analyst FROM jobs j2 JOIN requests r2"
-               " ON r2.id = j2.request_id WHERE j2.status = 'running' AND j2.lane = ?) ORDER BY j.id LIMIT 1",
-    "sandbox": "SELECT * FROM jobs WHERE status = 'queued' AND lane = ? ORDER BY id LIMIT 1",
-}
-
 
 def _worker_failure(req, reply) -> Outcome:
     """A built-in that was refused (bad input) or stopped by a limit: failed, with the reason."""

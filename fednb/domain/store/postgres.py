@@ -56,6 +56,8 @@ def placeholders(sql: str) -> str:
 
 
 class PostgresConnection:
+    dialect = "postgresql"
+
     def __init__(self, url: str):
         import psycopg
 

@@ -1,0 +1,48 @@
+"""The job queue's statements: claim the next job of a lane, find and re-queue interrupted ones.
+
+A claim is one transaction: the oldest queued job of the lane is read and marked running with its
+audit row. On PostgreSQL the read also locks the job's row and skips rows another process holds
+(``FOR UPDATE OF j SKIP LOCKED``), so several server processes never claim the same job even if a
+future path claimed outside the store's writer lock.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+# The oldest queued job of the lane; on a built-in lane, only of an analyst who has no built-in
+# running, so one analyst's slow requests hold at most one built-in lane.
+_NEXT = {
+    "builtin": "SELECT j.* FROM jobs j JOIN requests r ON r.id = j.request_id WHERE j.status = 'queued'"
+               " AND j.lane = ? AND r.analyst NOT IN (SELECT r2.analyst FROM jobs j2 JOIN requests r2"
+               " ON r2.id = j2.request_id WHERE j2.status = 'running' AND j2.lane = ?) ORDER BY j.id LIMIT 1",
+    "sandbox": "SELECT j.* FROM jobs j WHERE j.status = 'queued' AND j.lane = ? ORDER BY j.id LIMIT 1",
+}
+_ROW_LOCK = " FOR UPDATE OF j SKIP LOCKED"
+
+
+def dialect(conn: Any) -> str:
+    return getattr(conn, "dialect", "sqlite")
+
+
+def next_queued(tx: Any, lane: str) -> Any | None:
+    sql = _NEXT[lane] + (_ROW_LOCK if dialect(tx) == "postgresql" else "")
+    return tx.execute(sql, (lane,) * sql.count("?")).fetchone()
+
+
+def mark_running(tx: Any, job_id: int, request_id: str) -> Any:
+    """The job running (one more attempt) and its request too; returns the job's row as it is now."""
+    tx.execute("UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE id = ?",
+               (time.time(), job_id))
+    tx.execute("UPDATE requests SET status = 'running' WHERE id = ? AND status = 'approved'", (request_id,))
+    return tx.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+
+
+def running(tx: Any) -> list[Any]:
+    return tx.execute("SELECT * FROM jobs WHERE status = 'running' ORDER BY id").fetchall()
+
+
+def requeue(tx: Any, job_id: int, request_id: str) -> None:
+    tx.execute("UPDATE jobs SET status = 'queued' WHERE id = ?", (job_id,))
+    tx.execute("UPDATE requests SET status = 'approved' WHERE id = ? AND status = 'running'", (request_id,))
