@@ -36,8 +36,8 @@ def _unpack_legacy(tmp_path: Path) -> Path:
 
 
 def _schema_differences(url: str) -> list:
-    from alembic.migration import MigrationContext
     from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
     from sqlalchemy import create_engine
 
     engine = create_engine(migrate.sqlalchemy_url(url))
