@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -135,7 +136,8 @@ class Runner:
             if job is None:
                 return None
             claimed = job_rows.mark_running(tx, job["id"], job["request_id"])
-            audit.append(tx, "domain", "run", job["request_id"], {"job": job["id"], "attempt": job["attempts"] + 1})
+            audit.append(tx, "domain", "run", job["request_id"],  # which server process ran it (--workers N)
+                         {"job": job["id"], "attempt": job["attempts"] + 1, "process": os.getpid()})
             job = claimed
         self.domain.changed()
         return job
