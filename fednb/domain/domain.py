@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from fednb.domain.release import budget, noisy, secure_inputs
 from fednb.domain.review import requests as review
 from fednb.domain.review.policy import Policy, load_policy, render_template
 from fednb.domain.run import rounds
+from fednb.domain.store import access
 from fednb.domain.store import datasets as dataset_rows
 from fednb.domain.store.database import Store, check_url, keep_url
 from fednb.errors import InvalidInput, NotFound
@@ -285,23 +285,20 @@ class Domain:
             raise InvalidInput("the same token is given to two people; each needs their own")
         with self.store.transaction() as tx:
             for analyst, token in made.items():
-                row = tx.execute("SELECT role FROM analysts WHERE name = ?", (analyst,)).fetchone()
-                if row is None:
-                    tx.execute("INSERT INTO analysts (name, role, created_at) VALUES (?, ?, ?)",
-                               (analyst, role, time.time()))
-                elif row["role"] != role:
-                    raise InvalidInput(f"{analyst!r} is already invited as {row['role']}")
-                if tx.execute("SELECT 1 FROM tokens WHERE hash = ?", (hash_token(token),)).fetchone():
+                existing = access.role_of(tx, analyst)
+                if existing is None:
+                    access.add_person(tx, analyst, role)
+                elif existing != role:
+                    raise InvalidInput(f"{analyst!r} is already invited as {existing}")
+                if access.token_known(tx, hash_token(token)):
                     raise InvalidInput(f"the token for {analyst!r} is already registered here")
-                tx.execute("INSERT INTO tokens (hash, analyst, created_at) VALUES (?, ?, ?)",
-                           (hash_token(token), analyst, time.time()))
+                access.add_token(tx, hash_token(token), analyst)
                 audit.append(tx, owner_actor(), "invite", analyst, {"role": role})
         return made
 
     def revoke(self, analyst: str) -> int:
         with self.store.transaction() as tx:
-            n = tx.execute("UPDATE tokens SET revoked_at = ? WHERE analyst = ? AND revoked_at IS NULL",
-                           (time.time(), analyst)).rowcount
+            n = access.revoke_tokens(tx, analyst)
             if n == 0:
                 raise NotFound(f"{analyst!r} has no active token")
             audit.append(tx, owner_actor(), "revoke", analyst, {"tokens": n})
@@ -311,17 +308,14 @@ class Domain:
         """(analyst, role) for a valid, unrevoked token; None otherwise."""
         if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        row = self.store.query_one(
-            "SELECT a.name, a.role FROM tokens t JOIN analysts a ON a.name = t.analyst"
-            " WHERE t.hash = ? AND t.revoked_at IS NULL", (hash_token(token),))
-        return None if row is None else (row["name"], row["role"])
+        return access.holder(self.store.connect(), hash_token(token))
 
     def token_state(self, token: str) -> str:
         """'valid', 'revoked' or 'unknown' (for the message a refused caller gets)."""
-        row = self.store.query_one("SELECT revoked_at FROM tokens WHERE hash = ?", (hash_token(token or ""),))
-        if row is None:
+        revoked = access.token_revoked(self.store.connect(), hash_token(token or ""))
+        if revoked is None:
             return "unknown"
-        return "revoked" if row["revoked_at"] else "valid"
+        return "revoked" if revoked else "valid"
 
     def connect(self, analyst: str) -> None:
         with self.store.transaction() as tx:

@@ -11,6 +11,7 @@ from typing import Any
 from fednb.domain.audit import sovereignty
 from fednb.domain.domain import Domain
 from fednb.domain.run.runner import Runner
+from fednb.domain.store import serving
 from fednb.errors import FednbError, SandboxError
 
 # uvicorn's own limits: connections served at once (more get 503), an idle kept-alive connection's
@@ -112,6 +113,7 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
     if certfile:
         check_tls(certfile, keyfile or certfile)
     domain = Domain(path)
+    alone = serving.sole(domain.store)  # PostgreSQL: no other server process recovers or runs this store's jobs
     sandbox, isolation = start_sandbox(domain)
     # from here on, outbound connection attempts are recorded; the signing key is loaded now, not at the first release
     sovereignty.watch(domain.path, isolation, domain.identity.fingerprint)
@@ -138,4 +140,6 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
         if sandbox is not None:
             sandbox.close()
         domain.close()
+        if alone is not None:
+            alone.close()
         sys.stdout.flush()

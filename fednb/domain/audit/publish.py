@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fednb.domain.audit import merkle, public_log, receipts, sovereignty
+from fednb.domain.store import access
 from fednb.errors import FednbError
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def _write(path: Path, data: Any) -> None:
 
 
 def _names(domain: Domain, key: bytes) -> dict[str, str]:
-    people = [r["name"] for r in domain.store.query("SELECT name FROM analysts")]
+    people = access.names(domain.store.connect())
     return {public_log.pseudonym(key, name): name for name in people}
 
 

@@ -19,20 +19,32 @@ from fednb.errors import FednbError
 SERVING_LOCK = 0x66656E64
 
 
-@contextmanager
-def recovering(store: Store, wait_s: float = 30.0) -> Iterator[None]:
-    """Hold the exclusive lock while the block runs (re-queueing what a crash left running)."""
+def _exclusive(store: Store, wait_s: float) -> PostgresConnection:
     conn = PostgresConnection(store.url)
     try:
         conn.execute(f"SET lock_timeout = '{int(wait_s * 1000)}ms'")
-        try:
-            conn.execute("SELECT pg_advisory_lock(?)", (SERVING_LOCK,))
-        except Exception as exc:  # psycopg.errors.LockNotAvailable
-            raise FednbError(f"another server process still serves the store {store.describe()} "
-                             f"(waited {wait_s:g} s); stop it first, or serve with --workers N") from exc
+        conn.execute("SELECT pg_advisory_lock(?)", (SERVING_LOCK,))
+    except Exception as exc:  # psycopg.errors.LockNotAvailable
+        conn.close()
+        raise FednbError(f"another server process still serves the store {store.describe()} "
+                         f"(waited {wait_s:g} s); stop it first, or serve with --workers N") from exc
+    return conn
+
+
+@contextmanager
+def recovering(store: Store, wait_s: float = 30.0) -> Iterator[None]:
+    """Hold the exclusive lock while the block runs (re-queueing what a crash left running)."""
+    conn = _exclusive(store, wait_s)
+    try:
         yield
     finally:
         conn.close()  # the lock goes with the connection
+
+
+def sole(store: Store, wait_s: float = 30.0) -> PostgresConnection | None:
+    """A single server process: the exclusive lock for its whole life (None on SQLite, whose server
+    is alone by construction); keep the returned connection open, close it on the way out."""
+    return _exclusive(store, wait_s) if store.dialect == "postgresql" else None
 
 
 def serving(store: Store) -> PostgresConnection:
