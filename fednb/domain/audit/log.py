@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fednb.domain.audit import merkle, public_log
+from fednb.domain.store import audit as audit_rows
 from fednb.models import AuditEntry, canonical_json
 
 GENESIS = "0" * 64
@@ -45,19 +46,14 @@ def append(conn: sqlite3.Connection, actor: str, action: str, object_id: str | N
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
     payload = payload or {}
-    last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (1, GENESIS) if last is None else (last[0] + 1, last[1])
+    newest = audit_rows.last(conn)
+    seq, prev = (1, GENESIS) if newest is None else (newest[0] + 1, newest[1])
     now = datetime.now(UTC).isoformat(timespec="microseconds")
     payload_json = canonical_json(payload)
     payload_hash = sha256_hex(payload_json)
     digest = entry_hash(seq, now, actor, action, object_id, payload_hash, prev)
-    conn.execute(
-        "INSERT INTO audit (seq, time, actor, action, object_id, payload_json, payload_hash, prev_hash, hash)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, now, actor, action, object_id, payload_json, payload_hash, prev, digest),
-    )
-    conn.execute("INSERT INTO meta (key, value) VALUES ('audit_head', ?)"
-                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (f"{seq}:{digest}",))
+    audit_rows.insert(conn, (seq, now, actor, action, object_id, payload_json, payload_hash, prev, digest))
+    audit_rows.set_meta(conn, "audit_head", f"{seq}:{digest}")
     public_log.extend(conn, seq, {"seq": seq, "time": now, "actor": actor, "action": action, "object_id": object_id,
                                   "payload_hash": payload_hash, "prev_hash": prev, "hash": digest})
     return AuditEntry(seq=seq, time=now, actor=actor, action=action, object_id=object_id,
@@ -67,16 +63,11 @@ def append(conn: sqlite3.Connection, actor: str, action: str, object_id: str | N
 def entries(conn: sqlite3.Connection, *, since: int = 0, limit: int | None = None) -> list[AuditEntry]:
     import json
 
-    sql = "SELECT * FROM audit WHERE seq > ? ORDER BY seq"
-    params: tuple = (since,)
-    if limit is not None:
-        sql += " LIMIT ?"
-        params += (limit,)
     return [
         AuditEntry(seq=r["seq"], time=r["time"], actor=r["actor"], action=r["action"],
                    object_id=r["object_id"], payload=json.loads(r["payload_json"]),
                    payload_hash=r["payload_hash"], prev_hash=r["prev_hash"], hash=r["hash"])
-        for r in conn.execute(sql, params)
+        for r in audit_rows.rows(conn, since=since, limit=limit)
     ]
 
 
@@ -101,7 +92,7 @@ def verify(conn: sqlite3.Connection, *, expected_head: str | None = None) -> Ver
     prev = GENESIS
     expected_seq = 1
     count = 0
-    for r in conn.execute("SELECT * FROM audit ORDER BY seq"):
+    for r in audit_rows.rows(conn):
         count += 1
         seq = r["seq"]
         if seq != expected_seq:
@@ -118,8 +109,7 @@ def verify(conn: sqlite3.Connection, *, expected_head: str | None = None) -> Ver
             published_found = True
         prev = r["hash"]
         expected_seq = seq + 1
-    head = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
-    stored = head[0] if head else None
+    stored = audit_rows.get_meta(conn, "audit_head")
     actual = f"{count}:{prev}" if count else None
     if stored != actual:
         problems.append(f"the recorded head is {stored} but the log ends at {actual} (rows removed at the end)")

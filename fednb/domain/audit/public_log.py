@@ -19,6 +19,7 @@ import sqlite3
 from typing import Any
 
 from fednb.domain.audit import merkle
+from fednb.domain.store import audit as audit_rows
 from fednb.models import canonical_json
 
 SYSTEM_ACTORS = frozenset({"domain", "policy", "owner", "prior approval"})
@@ -29,12 +30,10 @@ _FRONTIER = "merkle_frontier"
 
 def pseudonym_key(conn: sqlite3.Connection) -> bytes:
     """The domain's pseudonym key, made on first use (call inside a write transaction to make it)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (_KEY,)).fetchone()
-    if row is not None:
-        return bytes.fromhex(row[0])
-    key = secrets.token_bytes(32)
-    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING", (_KEY, key.hex()))
-    return bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = ?", (_KEY,)).fetchone()[0])
+    found = audit_rows.get_meta(conn, _KEY)
+    if found is not None:
+        return bytes.fromhex(found)
+    return bytes.fromhex(audit_rows.add_meta_once(conn, _KEY, secrets.token_bytes(32).hex()))
 
 
 def pseudonym(key: bytes, name: str) -> str:
@@ -67,17 +66,16 @@ def leaf_of(entry: dict[str, Any]) -> bytes:
 
 
 def _frontier(conn: sqlite3.Connection) -> tuple[int, list[tuple[int, bytes]]] | None:
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (_FRONTIER,)).fetchone()
-    if row is None:
+    found = audit_rows.get_meta(conn, _FRONTIER)
+    if found is None:
         return None
-    stored = json.loads(row[0])
+    stored = json.loads(found)
     return stored["size"], [(s, bytes.fromhex(h)) for s, h in stored["nodes"]]
 
 
 def _save(conn: sqlite3.Connection, size: int, nodes: list[tuple[int, bytes]]) -> None:
     value = json.dumps({"size": size, "nodes": [[s, h.hex()] for s, h in nodes]})
-    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                 (_FRONTIER, value))
+    audit_rows.set_meta(conn, _FRONTIER, value)
 
 
 def extend(conn: sqlite3.Connection, seq: int, row: dict[str, Any] | None = None) -> None:
@@ -92,7 +90,7 @@ def extend(conn: sqlite3.Connection, seq: int, row: dict[str, Any] | None = None
         _save(conn, seq, nodes)
         return
     if row is None:
-        row = conn.execute("SELECT * FROM audit WHERE seq = ?", (seq,)).fetchone()
+        row = audit_rows.row(conn, seq)
     _save(conn, seq, merkle.frontier_push(found[1], leaf_of(public_entry(key, row))))
 
 
@@ -107,8 +105,7 @@ def public_entries(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 
 
 def _rows(conn: sqlite3.Connection):
-    return conn.execute("SELECT seq, time, actor, action, object_id, payload_hash, prev_hash, hash"
-                        " FROM audit ORDER BY seq")
+    return audit_rows.public_rows(conn)
 
 
 def head(conn: sqlite3.Connection) -> tuple[int, str]:

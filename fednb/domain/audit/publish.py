@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from fednb.domain.audit import merkle, public_log, receipts, sovereignty
 from fednb.domain.store import access
+from fednb.domain.store import audit as audit_rows
 from fednb.errors import FednbError
 
 if TYPE_CHECKING:
@@ -50,14 +51,12 @@ def export(domain: Domain, out: str | Path) -> dict[str, Any]:
             raise FednbError("the audit log's rows no longer match its recorded Merkle root (rows were edited or "
                              "removed); "
                              "run `fednb domain audit DIR --verify` and do not publish it")
-        earlier = [json.loads(r[0]) for r in tx.execute("SELECT sth_json FROM published_heads ORDER BY tree_size")]
+        earlier = [json.loads(r) for r in audit_rows.published_heads(tx)]
         sth = receipts.sign(domain.identity, TREE_HEAD, {
             "domain": domain.name, "tree_size": tree.size, "root_hash": tree.root().hex(),
             "chain_head": f"{entries[-1]['seq']}:{entries[-1]['chain']}" if entries else None,
             "timestamp": datetime.now(UTC).isoformat(timespec="seconds")})
-        tx.execute("INSERT INTO published_heads (tree_size, root_hash, sth_json) VALUES (?, ?, ?)"
-                   " ON CONFLICT DO NOTHING",
-                   (tree.size, tree.root().hex(), json.dumps(sth)))
+        audit_rows.add_published_head(tx, tree.size, tree.root().hex(), json.dumps(sth))
         released = receipts.all_receipts(tx)
     consistency = []
     for old in earlier:

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from fednb.domain import identity as keys
 from fednb.domain.audit import public_log
+from fednb.domain.store import audit as audit_rows
+from fednb.domain.store import requests as request_rows
 from fednb.models import Request, canonical_json
 
 if TYPE_CHECKING:
@@ -73,8 +75,7 @@ def issue(tx: sqlite3.Connection, domain: Domain, job: Any, request_id: str, out
     hashed as the analyst will parse it (through JSON: keys become strings)."""
     if outcome.action != "release":
         return
-    req = tx.execute("SELECT analyst, dataset, kind, name, code_hash FROM requests WHERE id = ?",
-                     (request_id,)).fetchone()
+    req = request_rows.one(tx, request_id)
     size, root = public_log.head(tx)
     privacy = (outcome.disclosure or {}).get("privacy") or {}
     salt = secrets.token_hex(16)
@@ -90,21 +91,18 @@ def issue(tx: sqlite3.Connection, domain: Domain, job: Any, request_id: str, out
         "log_head": {"tree_size": size, "root_hash": root},
     }
     receipt = {**sign(domain.identity, RECEIPT, body), "result_salt": salt}
-    tx.execute("INSERT INTO receipts (seq, request_id, receipt_json) VALUES (?, ?, ?)",
-               (entry.seq, request_id, json.dumps(receipt)))
+    audit_rows.add_receipt(tx, entry.seq, request_id, json.dumps(receipt))
 
 
 def for_request(conn: sqlite3.Connection, request_id: str) -> list[dict[str, Any]]:
     """The receipt of a one-off release, or of the latest round of a request that runs in rounds
     (a request is polled often: its earlier rounds' receipts are in the published export)."""
-    rows = conn.execute("SELECT receipt_json FROM receipts WHERE request_id = ? ORDER BY seq DESC LIMIT 1",
-                        (request_id,))
-    return [json.loads(r[0]) for r in rows]
+    return [json.loads(r) for r in audit_rows.latest_receipt(conn, request_id)]
 
 
 def all_receipts(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Every receipt as it may be published: without the salt that would let anyone test guesses of a result."""
-    found = (json.loads(r[0]) for r in conn.execute("SELECT receipt_json FROM receipts ORDER BY seq"))
+    found = (json.loads(r) for r in audit_rows.all_receipts(conn))
     return [{k: v for k, v in r.items() if k != "result_salt"} for r in found]
 
 

@@ -52,6 +52,8 @@ import numpy as np
 from fednb.domain.audit import log as audit
 from fednb.domain.release import secure_inputs, trusted_peers
 from fednb.domain.review.requests import Conflict, http_status
+from fednb.domain.store import jobs as job_rows
+from fednb.domain.store import requests as request_rows
 from fednb.errors import FednbError, InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -293,8 +295,7 @@ class SecureAggregation:
     def _check_request(self, analyst: str, request_id: Any) -> str:
         if not isinstance(request_id, str):
             raise InvalidInput("request_id names the secure request this session sums")
-        row = self.domain.store.query_one("SELECT analyst, dataset, args_json FROM requests WHERE id = ?",
-                                          (request_id,))
+        row = request_rows.one(self.domain.store.connect(), request_id)
         if row is None or row["analyst"] != analyst:
             raise NotFound(f"no request {request_id!r}")
         args = json.loads(row["args_json"])
@@ -305,11 +306,9 @@ class SecureAggregation:
     def _vector(self, session: Session, wait: float = 0.0) -> np.ndarray:
         """The job's secret vector; with ``wait``, waits that long for a queued or running job to end
         (so the analyst can ask for the masked input while the round still trains)."""
-        sql = "SELECT * FROM jobs WHERE request_id = ? AND " + ("round IS NULL" if session.round is None else "round = ?")
-        params = (session.request_id,) if session.round is None else (session.request_id, session.round)
         deadline = time.monotonic() + wait
         while True:
-            job = self.domain.store.query_one(sql + " ORDER BY id DESC LIMIT 1", params)
+            job = job_rows.of_round(self.domain.store.connect(), session.request_id, session.round)
             remaining = deadline - time.monotonic()
             if (job is not None and job["status"] in ("done", "failed")) or remaining <= 0:
                 break

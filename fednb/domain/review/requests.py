@@ -20,6 +20,8 @@ from fednb.domain.review import inputs
 from fednb.domain.review.policy import Policy
 from fednb.domain.run import builtins
 from fednb.domain.store import datasets as dataset_rows
+from fednb.domain.store import jobs as job_rows
+from fednb.domain.store import requests as request_rows
 from fednb.domain.store.database import Store
 from fednb.errors import FednbError, InvalidInput, NotFound
 from fednb.models import Request, RequestIn, code_hash
@@ -107,12 +109,7 @@ def _lane(kind: str) -> str:
 
 
 def enqueue(tx: sqlite3.Connection, request_id: str, kind: str, inputs: Any = None) -> int:
-    (job_id,) = tx.execute(
-        "INSERT INTO jobs (request_id, lane, status, inputs_json, created_at) VALUES (?, ?, 'queued', ?, ?)"
-        " RETURNING id",
-        (request_id, _lane(kind), None if inputs is None else json.dumps(inputs), time.time()),
-    ).fetchone()
-    return int(job_id)
+    return job_rows.add(tx, request_id, _lane(kind), None if inputs is None else json.dumps(inputs))
 
 
 def submit(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[Request, bool]:
@@ -124,50 +121,40 @@ def submit(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[
         if not dataset_rows.exists(tx, req.dataset):
             raise NotFound(f"this domain has no dataset {req.dataset!r}")
         if req.idempotency_key:
-            row = tx.execute("SELECT * FROM requests WHERE analyst = ? AND idempotency_key = ?",
-                             (analyst, req.idempotency_key)).fetchone()
+            row = request_rows.by_idempotency_key(tx, analyst, req.idempotency_key)
             if row is not None:
                 return row_to_request(row), False
-        same = tx.execute(
-            "SELECT * FROM requests WHERE analyst = ? AND dataset = ? AND code_hash = ? AND status = 'pending'",
-            (analyst, req.dataset, digest)).fetchone()
+        same = request_rows.pending_same_code(tx, analyst, req.dataset, digest)
         if same is not None:
             return row_to_request(same), False
         status, decided_by, reason = "pending", None, None
         if policy.auto_approves(req.kind, req.name):
             status, decided_by, reason = "approved", "policy", f"built-in {req.name} is auto-approved by policy"
         elif policy.review.reuse_approvals:
-            prior = tx.execute(
-                "SELECT id FROM requests WHERE analyst = ? AND dataset = ? AND code_hash = ? AND decided_by IN (?, ?)"
-                " AND status NOT IN ('pending', 'denied') ORDER BY created_at LIMIT 1",
-                (analyst, req.dataset, digest, *OWNER_APPROVED)).fetchone()
+            prior = request_rows.earliest_approved_by(tx, analyst, req.dataset, digest, tuple(OWNER_APPROVED))
             if prior is not None:
                 status, decided_by = "approved", "prior approval"
-                reason = f"same code and arguments as request {prior['id']}, approved by the owner"
+                reason = f"same code and arguments as request {prior}, approved by the owner"
         if status == "pending":
-            (pending,) = tx.execute("SELECT count(*) FROM requests WHERE analyst = ? AND status = 'pending'",
-                                    (analyst,)).fetchone()
+            pending = request_rows.pending_count(tx, analyst)
             if pending >= policy.review.max_pending_per_analyst:
                 raise TooManyPending(
                     f"you already have {pending} pending requests on this domain (the policy's limit); "
                     "wait for the owner's decisions")
         now = time.time()
         rid = new_id()
-        tx.execute(
-            "INSERT INTO requests (id, analyst, dataset, kind, name, code, args_json, code_hash, description,"
-            " limits_json, status, reason, decided_by, created_at, decided_at, idempotency_key)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (rid, analyst, req.dataset, req.kind, req.name, req.code, json.dumps(req.args), digest,
-             req.description, req.limits.model_dump_json(), status, reason, decided_by, now,
-             now if decided_by else None, req.idempotency_key),
-        )
+        request_rows.insert(tx, id=rid, analyst=analyst, dataset=req.dataset, kind=req.kind, name=req.name,
+                            code=req.code, args_json=json.dumps(req.args), code_hash=digest,
+                            description=req.description, limits_json=req.limits.model_dump_json(), status=status,
+                            reason=reason, decided_by=decided_by, created_at=now,
+                            decided_at=now if decided_by else None, idempotency_key=req.idempotency_key)
         audit.append(tx, analyst, "submit", rid, {"dataset": req.dataset, "kind": req.kind, "name": req.name,
                                                    "code_hash": digest, "description": req.description})
         if status == "approved":
             audit.append(tx, decided_by, "approve", rid, {"code_hash": digest, "reason": reason})
             if not runs_in_rounds(req.kind, req.name):
                 enqueue(tx, rid, req.kind)
-        row = tx.execute("SELECT * FROM requests WHERE id = ?", (rid,)).fetchone()
+        row = request_rows.one(tx, rid)
     return row_to_request(row), True
 
 
@@ -178,7 +165,7 @@ def not_visible(request_id: str) -> NotFound:
 
 def get(store: Store, request_id: str, *, analyst: str | None = None) -> Request:
     """One request; with ``analyst`` set, only that analyst's own (others' look absent)."""
-    row = store.query_one("SELECT * FROM requests WHERE id = ?", (request_id,))
+    row = request_rows.one(store.connect(), request_id)
     if row is None or (analyst is not None and row["analyst"] != analyst):
         raise not_visible(request_id)
     return row_to_request(row)
@@ -186,28 +173,19 @@ def get(store: Store, request_id: str, *, analyst: str | None = None) -> Request
 
 def resolve_id(store: Store, prefix: str) -> str:
     """The owner may type a unique prefix of an id on the command line."""
-    rows = store.query("SELECT id FROM requests WHERE id LIKE ? || '%' LIMIT 2", (prefix,))
-    if not rows:
+    found = request_rows.ids_starting_with(store.connect(), prefix)
+    if not found:
         raise NotFound(f"this domain has no request {prefix!r}; `fednb domain requests` lists them")
-    if len(rows) > 1:
+    if len(found) > 1:
         raise InvalidInput(f"{prefix!r} matches several requests; type more of the id")
-    return rows[0]["id"]
+    return found[0]
 
 
 def listing(store: Store, *, analyst: str | None = None, status: str | None = None,
             limit: int = 200, offset: int = 0) -> list[Request]:
     """Requests, pending first, newest first within a status; a page of ``limit`` from ``offset``."""
-    sql = "SELECT * FROM requests WHERE 1 = 1"
-    params: list[Any] = []
-    if analyst is not None:
-        sql += " AND analyst = ?"
-        params.append(analyst)
-    if status is not None:
-        sql += " AND status = ?"
-        params.append(status)
-    sql += " ORDER BY status != 'pending', created_at DESC, id LIMIT ? OFFSET ?"
-    params += [limit, offset]
-    return [row_to_request(r, full=False) for r in store.query(sql, tuple(params))]
+    found = request_rows.page(store.connect(), analyst=analyst, status=status, limit=limit, offset=offset)
+    return [row_to_request(r, full=False) for r in found]
 
 
 def decide(store: Store, request_id: str, *, approve: bool, actor: str, reason: str = "") -> Request:
@@ -216,21 +194,15 @@ def decide(store: Store, request_id: str, *, approve: bool, actor: str, reason: 
     if not approve and not reason:
         raise InvalidInput("a denial needs a reason; the analyst will read it")
     with store.transaction() as tx:
-        row = tx.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+        row = request_rows.one(tx, request_id)
         if row is None:
             raise NotFound(f"this domain has no request {request_id!r}; listing the requests shows their ids")
         if row["status"] != "pending":
             raise Conflict(f"request {request_id} is already {row['status']}; only pending requests can be decided")
-        status = "approved" if approve else "denied"
-        now = time.time()
-        tx.execute(
-            "UPDATE requests SET status = ?, reason = ?, decided_by = 'owner', decided_at = ?"
-            + (", finished_at = ?" if not approve else "") + " WHERE id = ?",
-            (status, reason or None, now, *(() if approve else (now,)), request_id),
-        )
+        request_rows.decide(tx, request_id, approve=approve, reason=reason or None)
         audit.append(tx, actor, "approve" if approve else "deny", request_id,
                      {"code_hash": row["code_hash"], "reason": reason})
         if approve and not runs_in_rounds(row["kind"], row["name"]):
             enqueue(tx, request_id, row["kind"])
-        row = tx.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+        row = request_rows.one(tx, request_id)
     return row_to_request(row)

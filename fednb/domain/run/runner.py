@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from fednb.domain.audit import log as audit
@@ -36,6 +35,7 @@ from fednb.domain.run.custom_code import CustomCode
 from fednb.domain.run.outcome import Outcome
 from fednb.domain.run.workers import Worker, WorkerLimits
 from fednb.domain.store import jobs as job_rows
+from fednb.domain.store import requests as request_rows
 from fednb.errors import FednbError
 
 if TYPE_CHECKING:
@@ -151,17 +151,15 @@ class Runner:
                 outcome = Outcome("block", reason=reason)
         if outcome.spend is not None:  # set on releases, and on DP rounds that fail where the analyst learns
             outcome = self._debit(tx, job, request_id, outcome)
-        now = time.time()
         result_json = None if outcome.result is None else json.dumps(outcome.result, allow_nan=False)
         job_status = {"release": "done", "block": "blocked", "fail": "failed"}[outcome.action]
-        tx.execute("UPDATE jobs SET status = ?, result_json = ?, result_blob = ?, reason = ?, finished_at = ?"
-                   " WHERE id = ?", (job_status, result_json, outcome.blob, outcome.reason, now, job["id"]))
+        job_rows.finish(tx, job["id"], status=job_status, result_json=result_json, result_blob=outcome.blob,
+                        reason=outcome.reason)
         if job["round"] is None or outcome.final:  # a training request lives on across its rounds
             status = {"release": "done", "block": "blocked", "fail": "failed"}[outcome.action]
-            tx.execute("UPDATE requests SET status = ?, result_json = ?, disclosure_json = ?, reason = ?,"
-                       " finished_at = ? WHERE id = ?",
-                       (status, result_json, json.dumps(outcome.disclosure) if outcome.disclosure else None,
-                        outcome.reason if outcome.action != "release" else None, now, request_id))
+            request_rows.finish(tx, request_id, status=status, result_json=result_json,
+                                disclosure_json=json.dumps(outcome.disclosure) if outcome.disclosure else None,
+                                reason=outcome.reason if outcome.action != "release" else None)
         payload: dict[str, Any] = {"job": job["id"]}
         if job["round"] is not None:
             payload["round"] = job["round"]
@@ -177,7 +175,7 @@ class Runner:
 
     def _debit(self, tx, job, request_id: str, outcome: Outcome) -> Outcome:
         """Spend the release's epsilon in the releasing transaction, or block it if that would overspend."""
-        req = tx.execute("SELECT analyst, dataset FROM requests WHERE id = ?", (request_id,)).fetchone()
+        req = request_rows.one(tx, request_id)
         spend = outcome.spend
         if isinstance(spend, dp_training.RoundSpend):
             spend = spend.resolve(tx, request_id)
@@ -194,7 +192,7 @@ class Runner:
 
     # -- execution -----------------------------------------------------------------------------
     def _execute(self, job, worker: Worker | None = None) -> Outcome:
-        req = self.domain.store.query_one("SELECT * FROM requests WHERE id = ?", (job["request_id"],))
+        req = request_rows.one(self.domain.store.connect(), job["request_id"])
         if req["kind"] == "builtin" and worker is None:  # outside the lanes: a worker for this job only
             worker = Worker(self.builtin_limits())
             try:

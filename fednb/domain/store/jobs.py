@@ -46,3 +46,50 @@ def running(tx: Any) -> list[Any]:
 def requeue(tx: Any, job_id: int, request_id: str) -> None:
     tx.execute("UPDATE jobs SET status = 'queued' WHERE id = ?", (job_id,))
     tx.execute("UPDATE requests SET status = 'approved' WHERE id = ? AND status = 'running'", (request_id,))
+
+
+def add(tx: Any, request_id: str, lane: str, inputs_json: str | None = None) -> int:
+    """A queued job; returns its id."""
+    (job_id,) = tx.execute("INSERT INTO jobs (request_id, lane, status, inputs_json, created_at)"
+                           " VALUES (?, ?, 'queued', ?, ?) RETURNING id",
+                           (request_id, lane, inputs_json, time.time())).fetchone()
+    return int(job_id)
+
+
+def one(conn: Any, job_id: int) -> Any | None:
+    return conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+
+
+def of_round(conn: Any, request_id: str, number: int | None) -> Any | None:
+    """The newest job of a request's round (``None``: its one-off job)."""
+    if number is None:
+        return conn.execute("SELECT * FROM jobs WHERE request_id = ? AND round IS NULL ORDER BY id DESC LIMIT 1",
+                            (request_id,)).fetchone()
+    return conn.execute("SELECT * FROM jobs WHERE request_id = ? AND round = ? ORDER BY id DESC LIMIT 1",
+                        (request_id, number)).fetchone()
+
+
+def first_input(conn: Any, request_id: str) -> bytes | None:
+    """The first round's input weights (every round must have the same parameters)."""
+    row = conn.execute("SELECT input_blob FROM jobs WHERE request_id = ? ORDER BY id LIMIT 1", (request_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+def drop(tx: Any, job_id: int) -> None:
+    tx.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+
+def set_round(tx: Any, job_id: int, number: int, input_blob: bytes | None) -> None:
+    tx.execute("UPDATE jobs SET round = ?, input_blob = ? WHERE id = ?", (number, input_blob, job_id))
+
+
+def rounds_done(conn: Any, request_id: str) -> int:
+    (n,) = conn.execute("SELECT count(*) FROM jobs WHERE request_id = ? AND round IS NOT NULL AND status = 'done'",
+                        (request_id,)).fetchone()
+    return int(n)
+
+
+def finish(tx: Any, job_id: int, *, status: str, result_json: str | None, result_blob: bytes | None,
+           reason: str | None) -> None:
+    tx.execute("UPDATE jobs SET status = ?, result_json = ?, result_blob = ?, reason = ?, finished_at = ? WHERE id = ?",
+               (status, result_json, result_blob, reason, time.time(), job_id))
