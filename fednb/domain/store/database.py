@@ -27,6 +27,10 @@ SQLITE_FILE = "domain.db"
 URL_FILE = "store.url"
 WRITER_LOCK = 0x66656E63  # the advisory lock key every PostgreSQL write transaction holds
 KNOWN_REVISIONS = ("0001", "0002")  # in order; the last is the layout this fednb writes
+# PostgreSQL connections per server process: reads never wait on a lock, and writes queue on the
+# writer lock anyway, so a few of each serve any number of threads (see store.postgres.Pool)
+READ_CONNECTIONS = 6
+WRITE_CONNECTIONS = 3
 
 
 def folder_url(folder: str | os.PathLike) -> str:
@@ -55,7 +59,7 @@ def keep_url(folder: Path, url: str) -> None:
 
 
 class Store:
-    """One database, with a connection per thread."""
+    """One database: on SQLite a connection per thread; on PostgreSQL two small pools (reads, writes)."""
 
     def __init__(self, url: str | os.PathLike):
         url = str(url)
@@ -65,6 +69,8 @@ class Store:
         self.dialect = "postgresql" if url.startswith(("postgresql://", "postgres://")) else "sqlite"
         self.path = Path(url.removeprefix("sqlite:///")) if self.dialect == "sqlite" else None
         self._local = threading.local()
+        self._pools: tuple[Any, Any] | None = None
+        self._pools_lock = threading.Lock()
 
     @classmethod
     def of_folder(cls, folder: str | os.PathLike) -> Store:
@@ -83,22 +89,26 @@ class Store:
         return f"postgresql://{parts.hostname}:{parts.port or 5432}{parts.path}"
 
     def connect(self) -> Any:
+        """A connection for reads (and, on SQLite, this thread's connection for everything)."""
+        if self.dialect == "postgresql":
+            from fednb.domain.store.postgres import Reader
+
+            return Reader(self._pool_pair()[0])
         conn = getattr(self._local, "conn", None)
-        if conn is not None and self.dialect == "postgresql" and conn.broken:
-            conn = None  # the server restarted: a new connection, the old one is gone
         if conn is None:
-            conn = self._open()
+            conn = self._open_sqlite()
             self._local.conn = conn
         return conn
 
-    def _open(self) -> Any:
-        if self.dialect == "postgresql":
-            from fednb.domain.store.postgres import PostgresConnection
+    def _pool_pair(self) -> tuple[Any, Any]:
+        with self._pools_lock:
+            if self._pools is None:
+                from fednb.domain.store.postgres import Pool
 
-            try:
-                return PostgresConnection(self.url)
-            except Exception as exc:  # psycopg.OperationalError: the owner needs the reason, not a traceback
-                raise FednbError(f"cannot reach the domain's store {self.describe()}: {exc}".strip()) from None
+                self._pools = (Pool(self.url, READ_CONNECTIONS), Pool(self.url, WRITE_CONNECTIONS))
+            return self._pools
+
+    def _open_sqlite(self) -> Any:
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
@@ -141,32 +151,32 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Any]:
         """One write transaction; writers queue here instead of failing mid-way (see the module's note)."""
+        if self.dialect == "postgresql":
+            with self._postgres_transaction() as conn:
+                yield conn
+            return
         conn = self.connect()
-        if self.dialect == "sqlite":
-            conn.execute("BEGIN IMMEDIATE")
-        else:
-            conn.execute("BEGIN")
-            try:
-                conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
-            except BaseException:
-                self._rollback(conn)
-                raise
+        conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
         except BaseException:
-            self._rollback(conn)
+            conn.execute("ROLLBACK")
             raise
         else:
             conn.execute("COMMIT")
 
-    def _rollback(self, conn: Any) -> None:
-        try:
-            conn.execute("ROLLBACK")
-        except Exception:  # the connection itself failed: drop it, the server rolled back
-            if self.dialect == "postgresql":
-                self.close()
-            else:
+    @contextmanager
+    def _postgres_transaction(self) -> Iterator[Any]:
+        with self._pool_pair()[1].borrow() as conn:
+            conn.execute("BEGIN")
+            try:
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
+                yield conn
+            except BaseException:
+                if not conn.broken:  # a broken connection was rolled back by the server
+                    conn.execute("ROLLBACK")
                 raise
+            conn.execute("COMMIT")
 
     def query(self, sql: str, params: tuple = ()) -> list[Any]:
         return self.connect().execute(sql, params).fetchall()
@@ -175,6 +185,10 @@ class Store:
         return self.connect().execute(sql, params).fetchone()
 
     def close(self) -> None:
+        """Close this thread's SQLite connection, or every idle pooled PostgreSQL connection."""
+        if self._pools is not None:
+            for pool in self._pools:
+                pool.close()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()

@@ -1,4 +1,4 @@
-"""A PostgreSQL connection that answers like the SQLite one (psycopg 3).
+"""A PostgreSQL connection that answers like the SQLite one (psycopg 3), and small pools of them.
 
 The store's statements are written once, in the SQL both databases share, with ``?`` placeholders
 (SQLite's ``qmark`` style); here they become psycopg's ``%s`` and rows answer by position and by
@@ -9,9 +9,14 @@ a transaction is opened explicitly there.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
+
+from fednb.errors import FednbError
 
 
 class Row:
@@ -72,3 +77,91 @@ class PostgresConnection:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _connect(url: str) -> PostgresConnection:
+    try:
+        return PostgresConnection(url)
+    except Exception as exc:  # psycopg.OperationalError: the owner needs the reason, not a traceback
+        from urllib.parse import urlsplit
+
+        where = urlsplit(url)
+        raise FednbError(f"cannot reach the domain's store postgresql://{where.hostname}:{where.port or 5432}"
+                         f"{where.path}: {str(exc).strip()}") from None
+
+
+class Pool:
+    """At most ``size`` connections, lent one at a time (a thread waits when all are lent).
+
+    A server process has dozens of threads (the HTTP thread pool, the runner's lanes); a connection
+    each would exhaust PostgreSQL's ``max_connections`` (100 by default) with a few processes.
+    """
+
+    def __init__(self, url: str, size: int):
+        self.url, self.size = url, size
+        self._idle: queue.LifoQueue[PostgresConnection] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+
+    @contextmanager
+    def borrow(self) -> Iterator[PostgresConnection]:
+        self._slots.acquire()
+        try:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                conn = _connect(self.url)
+            try:
+                yield conn
+            finally:
+                if conn.broken:
+                    conn.close()
+                else:
+                    self._idle.put(conn)
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+class Result:
+    """A statement's rows, fetched while the connection was lent: ``fetchone``, ``fetchall``, iteration."""
+
+    def __init__(self, rows: list[Any], rowcount: int):
+        self._rows, self.rowcount, self._next = rows, rowcount, 0
+
+    def fetchone(self) -> Any | None:
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    def fetchall(self) -> list[Any]:
+        rest, self._next = self._rows[self._next:], len(self._rows)
+        return rest
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+class Reader:
+    """What ``Store.connect()`` gives on PostgreSQL: any thread may use it; each statement runs on a
+    pooled connection in autocommit mode (it sees what is committed, as a read outside a transaction
+    does on SQLite)."""
+
+    dialect = "postgresql"
+
+    def __init__(self, pool: Pool):
+        self._pool = pool
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+        with self._pool.borrow() as conn:
+            cursor = conn.execute(sql, params)
+            return Result(cursor.fetchall() if cursor.description else [], cursor.rowcount)
+
+    def close(self) -> None:
+        self._pool.close()
