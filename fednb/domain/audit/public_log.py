@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 from typing import Any
 
 from fednb.domain.audit import merkle
@@ -28,7 +27,7 @@ _KEY = "pseudonym_key"
 _FRONTIER = "merkle_frontier"
 
 
-def pseudonym_key(conn: sqlite3.Connection) -> bytes:
+def pseudonym_key(conn: Any) -> bytes:
     """The domain's pseudonym key, made on first use (call inside a write transaction to make it)."""
     found = audit_rows.get_meta(conn, _KEY)
     if found is not None:
@@ -65,7 +64,7 @@ def leaf_of(entry: dict[str, Any]) -> bytes:
     return merkle.leaf_hash(canonical_json(entry).encode())
 
 
-def _frontier(conn: sqlite3.Connection) -> tuple[int, list[tuple[int, bytes]]] | None:
+def _frontier(conn: Any) -> tuple[int, list[tuple[int, bytes]]] | None:
     found = audit_rows.get_meta(conn, _FRONTIER)
     if found is None:
         return None
@@ -73,12 +72,12 @@ def _frontier(conn: sqlite3.Connection) -> tuple[int, list[tuple[int, bytes]]] |
     return stored["size"], [(s, bytes.fromhex(h)) for s, h in stored["nodes"]]
 
 
-def _save(conn: sqlite3.Connection, size: int, nodes: list[tuple[int, bytes]]) -> None:
+def _save(conn: Any, size: int, nodes: list[tuple[int, bytes]]) -> None:
     value = json.dumps({"size": size, "nodes": [[s, h.hex()] for s, h in nodes]})
     audit_rows.set_meta(conn, _FRONTIER, value)
 
 
-def extend(conn: sqlite3.Connection, seq: int, row: dict[str, Any] | None = None) -> None:
+def extend(conn: Any, seq: int, row: dict[str, Any] | None = None) -> None:
     """Add row ``seq`` (just inserted; ``row`` its columns, if at hand) to the tree; build the tree
     first where it is missing."""
     key = pseudonym_key(conn)
@@ -94,21 +93,21 @@ def extend(conn: sqlite3.Connection, seq: int, row: dict[str, Any] | None = None
     _save(conn, seq, merkle.frontier_push(found[1], leaf_of(public_entry(key, row))))
 
 
-def leaves(conn: sqlite3.Connection, key: bytes | None = None) -> list[bytes]:
+def leaves(conn: Any, key: bytes | None = None) -> list[bytes]:
     key = key if key is not None else pseudonym_key(conn)
     return [leaf_of(public_entry(key, r)) for r in _rows(conn)]
 
 
-def public_entries(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def public_entries(conn: Any) -> list[dict[str, Any]]:
     key = pseudonym_key(conn)
     return [public_entry(key, r) for r in _rows(conn)]
 
 
-def _rows(conn: sqlite3.Connection):
+def _rows(conn: Any):
     return audit_rows.public_rows(conn)
 
 
-def head(conn: sqlite3.Connection) -> tuple[int, str]:
+def head(conn: Any) -> tuple[int, str]:
     """(tree size, root hash hex) as last recorded; ``(0, root of the empty tree)`` for a new log."""
     found = _frontier(conn)
     if found is None:

@@ -18,7 +18,6 @@ import base64
 import hashlib
 import json
 import secrets
-import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from fednb.domain import identity as keys
@@ -69,7 +68,7 @@ def check(statement: Any, purpose: str, pinned: str | None = None) -> str | None
     return None
 
 
-def issue(tx: sqlite3.Connection, domain: Domain, job: Any, request_id: str, outcome: Any,
+def issue(tx: Any, domain: Domain, job: Any, request_id: str, outcome: Any,
           entry: AuditEntry) -> None:
     """Sign and store the receipt of a release (``entry``); other outcomes get none. The result is
     hashed as the analyst will parse it (through JSON: keys become strings)."""
@@ -94,19 +93,19 @@ def issue(tx: sqlite3.Connection, domain: Domain, job: Any, request_id: str, out
     audit_rows.add_receipt(tx, entry.seq, request_id, json.dumps(receipt))
 
 
-def for_request(conn: sqlite3.Connection, request_id: str) -> list[dict[str, Any]]:
+def for_request(conn: Any, request_id: str) -> list[dict[str, Any]]:
     """The receipt of a one-off release, or of the latest round of a request that runs in rounds
     (a request is polled often: its earlier rounds' receipts are in the published export)."""
     return [json.loads(r) for r in audit_rows.latest_receipt(conn, request_id)]
 
 
-def all_receipts(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def all_receipts(conn: Any) -> list[dict[str, Any]]:
     """Every receipt as it may be published: without the salt that would let anyone test guesses of a result."""
     found = (json.loads(r) for r in audit_rows.all_receipts(conn))
     return [{k: v for k, v in r.items() if k != "result_salt"} for r in found]
 
 
-def attach(conn: sqlite3.Connection, request: Request) -> Request:
+def attach(conn: Any, request: Request) -> Request:
     """The request with its receipts, as the API serves it."""
     found = for_request(conn, request.id)
     return request.model_copy(update={"receipts": found}) if found else request

@@ -53,6 +53,7 @@ from fednb.domain.audit import log as audit
 from fednb.domain.release import secure_inputs, trusted_peers
 from fednb.domain.review.requests import Conflict, http_status
 from fednb.domain.store import jobs as job_rows
+from fednb.domain.store import releases as release_rows
 from fednb.domain.store import requests as request_rows
 from fednb.errors import FednbError, InvalidInput, NotFound
 
@@ -257,8 +258,8 @@ class SecureAggregation:
             if not repeat:
                 with self.domain.store.transaction() as tx:
                     self._check_unused(session, tx)
-                    tx.execute("INSERT INTO secagg_unmasked (request_id, round, session) VALUES (?, ?, ?)",
-                               (session.request_id, -1 if session.round is None else session.round, session.sid))
+                    release_rows.mark_unmasked(tx, session.request_id, -1 if session.round is None else session.round,
+                                               session.sid)
                     audit.append(tx, session.analyst, "secagg", session.request_id, {
                         "session": session.sid, "step": "unmask", "round": session.round,
                         "masked_sha256": session.masked_sha256, "length": session.masked["length"],
@@ -335,11 +336,10 @@ class SecureAggregation:
             del self._sessions[key]
 
     def _check_unused(self, session: Session, tx=None) -> None:
-        row = (tx or self.domain.store.connect()).execute(
-            "SELECT session FROM secagg_unmasked WHERE request_id = ? AND round = ?",
-            (session.request_id, -1 if session.round is None else session.round)).fetchone()
-        if row is not None and row["session"] != session.sid:
-            raise Conflict(f"this input was already unmasked in a secure sum (session {row['session']}); it enters "
+        used_in = release_rows.unmasked_in(tx or self.domain.store.connect(), session.request_id,
+                                           -1 if session.round is None else session.round)
+        if used_in is not None and used_in != session.sid:
+            raise Conflict(f"this input was already unmasked in a secure sum (session {used_in}); it enters "
                            "one sum only, so that two sums can never be subtracted to expose it")
 
 

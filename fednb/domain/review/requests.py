@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import json
 import secrets
-import sqlite3
 import time
 from typing import Any
 
@@ -86,7 +85,7 @@ def normalise(req: RequestIn, policy: Policy) -> RequestIn:
     return req
 
 
-def row_to_request(row: sqlite3.Row, *, full: bool = True) -> Request:
+def row_to_request(row: Any, *, full: bool = True) -> Request:
     """A stored request; listings (``full=False``) leave out the code and the result."""
     return Request(
         id=row["id"], analyst=row["analyst"], dataset=row["dataset"], kind=row["kind"], name=row["name"],
@@ -108,7 +107,7 @@ def _lane(kind: str) -> str:
     return "builtin" if kind == "builtin" else "sandbox"
 
 
-def enqueue(tx: sqlite3.Connection, request_id: str, kind: str, inputs: Any = None) -> int:
+def enqueue(tx: Any, request_id: str, kind: str, inputs: Any = None) -> int:
     return job_rows.add(tx, request_id, _lane(kind), None if inputs is None else json.dumps(inputs))
 
 
