@@ -5,6 +5,7 @@ verifies. Traffic goes to 127.0.0.1 only; counts and time are bounded.
 
     python benchmarks/soak.py                          # the CI size: 50 analysts x 20 requests, 3 domains, 20 kills
     python benchmarks/soak.py --analysts 200 --requests 50 --kills 60
+    python benchmarks/soak.py --postgres --workers 2   # stores on a throwaway PostgreSQL, 2 processes per domain
 
 Prints JSON lines: the configuration, the traffic counts, the durability checks and the timings.
 ``tests/test_soak.py`` runs :func:`run_soak` at the CI size and asserts the checks.
@@ -14,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import json
 import random
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -42,7 +43,8 @@ TERMINAL_ACTIONS = ("deny", "release", "block", "fail")
 # What must be 0 after the storm.
 INVARIANTS = ("lost", "duplicate_submissions", "final_without_one_audit_end", "pending_with_an_audit_end",
               "stuck_approved_or_running", "released_not_audited", "audited_release_not_done",
-              "store_requests_nobody_saw_accepted", "audit_verify_failed", "budget_overspent", "spend_not_audited")
+              "store_requests_nobody_saw_accepted", "audit_verify_failed", "budget_overspent", "spend_not_audited",
+              "job_run_twice")
 # Jobs run fast and fail fast here; the soak is about what survives a crash, not about long jobs.
 POLICY = {"wall_seconds = 120": "wall_seconds = 10", "cpu_seconds = 60": "cpu_seconds = 5",
           "max_pending_per_analyst = 50": "max_pending_per_analyst = 1000",
@@ -65,6 +67,8 @@ class SoakConfig:
     give_up_s: float = 120.0         # an analyst stops retrying one submission after this long
     settle_s: float = 90.0           # after the storm: time for queued jobs to finish
     seed: int = 8
+    postgres: str | None = None      # a PostgreSQL admin URL: each domain's store is a new database there
+    workers: int = 1                 # server processes per domain (more than 1 needs postgres)
 
 
 @dataclass
@@ -100,7 +104,8 @@ def make_domains(root: Path, cfg: SoakConfig) -> tuple[list[Path], list[str], li
     owners, paths = [], []
     frames = [data.hospital(name) for name in data.HOSPITALS]
     for i in range(cfg.domains):
-        d = Domain.init(root / f"soak-{i}", f"soak-{i}", "a domain of the soak test")
+        store = new_database(cfg.postgres, f"soak_{i}_{random.randrange(10**9)}") if cfg.postgres else None
+        d = Domain.init(root / f"soak-{i}", f"soak-{i}", "a domain of the soak test", store=store)
         text = (d.path / "policy.toml").read_text()
         for old, new in POLICY.items():
             text = text.replace(old, new)
@@ -117,8 +122,17 @@ def make_domains(root: Path, cfg: SoakConfig) -> tuple[list[Path], list[str], li
     return paths, tokens, owners
 
 
-def start_all(paths: list[Path]) -> list[DomainProcess]:
-    servers = [DomainProcess(p) for p in paths]
+def new_database(admin_url: str, name: str) -> str:
+    """A new, empty database on the PostgreSQL server of ``admin_url``; returns its URL."""
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{admin_url.rsplit('/', 1)[0]}/{name}"
+
+
+def start_all(paths: list[Path], workers: int = 1) -> list[DomainProcess]:
+    servers = [DomainProcess(p, extra_args=["--workers", str(workers)] if workers > 1 else None) for p in paths]
     threads = [threading.Thread(target=s.start) for s in servers]
     for t in threads:
         t.start()
@@ -241,10 +255,11 @@ async def storm(cfg: SoakConfig, servers: list[DomainProcess], tokens: list[str]
 
 
 # -- afterwards ------------------------------------------------------------------------------------
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"file:{path / 'domain.db'}?mode=ro", uri=True, timeout=30)
-    conn.row_factory = sqlite3.Row
-    return conn
+def _connect(path: Path):
+    """A connection to the domain's store (SQLite or PostgreSQL), rows by position and by name."""
+    from fednb.domain.store.database import Store
+
+    return Store.of_folder(path).connect()
 
 
 def settle(paths: list[Path], timeout: float) -> int:
@@ -261,7 +276,7 @@ def settle(paths: list[Path], timeout: float) -> int:
         time.sleep(0.2)
 
 
-def _budget_counts(conn: sqlite3.Connection, path: Path) -> Counter:
+def _budget_counts(conn, path: Path) -> Counter:
     """No analyst spent more epsilon than the policy allows, and every spend is in the audit log."""
     from fednb.domain.review.policy import load_policy
 
@@ -276,6 +291,15 @@ def _budget_counts(conn: sqlite3.Connection, path: Path) -> Counter:
     audited = conn.execute("SELECT count(*) FROM audit WHERE action = 'spend'").fetchone()[0]
     counts["spend_not_audited"] += rows != audited
     return counts
+
+
+def _runs_beyond_requeues(conn) -> int:
+    """Jobs started more often than a crash re-queued them: a job two processes (or lanes) both ran."""
+    starts: Counter = Counter()
+    for action, payload in conn.execute("SELECT action, payload_json FROM audit WHERE action IN ('run', 'requeue')"):
+        job = json.loads(payload).get("job")
+        starts[job] += 1 if action == "run" else -1
+    return sum(1 for n in starts.values() if n > 1)
 
 
 def check(paths: list[Path], traffic: Traffic) -> dict:
@@ -326,6 +350,7 @@ def check(paths: list[Path], traffic: Traffic) -> dict:
         counts["audited_release_not_done"] += sum(1 for rid in released
                                                   if rid not in stored or stored[rid]["status"] != "done")
         counts.update(_budget_counts(conn, path))
+        counts["job_run_twice"] += _runs_beyond_requeues(conn)
         conn.close()
         verify = subprocess.run([sys.executable, "-m", "fednb", "domain", "audit", str(path), "--verify"],
                                 capture_output=True, text=True, timeout=120)
@@ -353,11 +378,11 @@ def sandbox_processes(pid: int | None) -> set[int]:
                 parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(") ", 1)[1].split()[1])
             except (OSError, ValueError, IndexError):
                 continue
-    found, frontier = set(), {pid}
+    descendants, frontier = set(), {pid}  # through the worker processes of --workers N
     while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier and _is_zygote(child)}
-        found |= frontier
-    return found
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        descendants |= frontier
+    return {p for p in descendants if _is_zygote(p)}
 
 
 def left_behind(pids: set[int], grace_s: float = 10.0) -> int:
@@ -374,7 +399,7 @@ def run_soak(root: Path, cfg: SoakConfig) -> list[dict]:
     """Run one soak in ``root``; returns the JSON records it would print."""
     t0 = time.monotonic()
     paths, tokens, owners = make_domains(root, cfg)
-    servers = start_all(paths)
+    servers = start_all(paths, cfg.workers)
     t_setup = time.monotonic() - t0
     seen: set[int] = set()
     try:
@@ -424,11 +449,19 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=defaults.requests_per_analyst)
     parser.add_argument("--kills", type=int, default=defaults.kills)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--postgres", action="store_true", help="stores on a throwaway PostgreSQL server")
+    parser.add_argument("--workers", type=int, default=1, help="server processes per domain (needs --postgres)")
     args = parser.parse_args()
     cfg = SoakConfig(domains=args.domains, analysts=args.analysts, requests_per_analyst=args.requests,
-                     kills=args.kills, seed=args.seed)
+                     kills=args.kills, seed=args.seed, workers=args.workers)
     with tempfile.TemporaryDirectory(prefix="fednb-soak-") as tmp:
-        records = run_soak(Path(tmp), cfg)
+        if args.postgres:
+            from tests.postgres_server import running_postgres
+
+            with running_postgres(Path(tmp) / "postgres") as admin:
+                records = run_soak(Path(tmp), dataclasses.replace(cfg, postgres=admin))
+        else:
+            records = run_soak(Path(tmp), cfg)
     for record in records:
         print(json.dumps(record), flush=True)
     checks = records[2]

@@ -43,12 +43,12 @@ class LiveDomain:
 
 
 def make_domain(root: Path, name: str, frame: pd.DataFrame, *, dataset: str = "patients", token: str | None = None,
-                policy_edits: dict[str, str] | None = None) -> Domain:
+                policy_edits: dict[str, str] | None = None, store: str | None = None) -> Domain:
     """A domain folder with one dataset (alice invited with ``token``); ``policy_edits`` replaces
-    lines of policy.toml."""
+    lines of policy.toml; ``store`` a PostgreSQL URL (SQLite in the folder if None)."""
     return create_domain(root, name, frame, dataset, description=f"test domain {name}",
                          dataset_description=f"{dataset} of {name}", token=token, analyst="alice",
-                         policy_edits=policy_edits)
+                         policy_edits=policy_edits, store=store)
 
 
 def start_live(root: Path, name: str, frame: pd.DataFrame, token: str, **kwargs) -> LiveDomain:
@@ -119,6 +119,23 @@ def patients(fed):
 def fresh_domain(tmp_path, alice_token) -> Iterator[LiveDomain]:
     """A served hospital domain for one test (for tests that change or kill it)."""
     live = start_live(tmp_path, "hospital-t", data.hospital("hospital-a"), alice_token)
+    yield live
+    live.server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request) -> str | None:
+    """Each store a domain can keep its state in: None (SQLite in the domain folder), or the URL of a
+    fresh database on the session's real PostgreSQL server. The durability tests run on both."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres_database")
+
+
+@pytest.fixture
+def durable_domain(tmp_path, alice_token, store_url) -> Iterator[LiveDomain]:
+    """:func:`fresh_domain` on each store (``store_url``)."""
+    live = start_live(tmp_path, "hospital-t", data.hospital("hospital-a"), alice_token, store=store_url)
     yield live
     live.server.stop()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 
@@ -10,13 +9,15 @@ import pytest
 
 from fednb.demo import data
 from fednb.domain import Domain
+from fednb.domain.store.database import Store
 from fednb.models import RequestIn
 from tests.conftest import make_domain
 
 
 @pytest.fixture
-def audited(tmp_path) -> Domain:
-    d = make_domain(tmp_path, "audited", data.hospital("hospital-b"), token=None)
+def audited(tmp_path, store_url) -> Domain:
+    """A domain with a few audited steps, on each store (SQLite, PostgreSQL)."""
+    d = make_domain(tmp_path, "audited", data.hospital("hospital-b"), token=None, store=store_url)
     d.invite("alice")
     d.connect("alice")
     pending, _ = d.receive("alice", RequestIn(dataset="patients", kind="function", name="f",
@@ -32,10 +33,11 @@ def _verify(d: Domain, *args: str) -> subprocess.CompletedProcess:
 
 
 def _sql(d: Domain, statement: str, params: tuple = ()) -> None:
-    conn = sqlite3.connect(d.path / "domain.db")
-    conn.execute(statement, params)
-    conn.commit()
-    conn.close()
+    """An insider with write access to the database, behind fednb's back."""
+    store = Store.of_folder(d.path)
+    with store.transaction() as tx:
+        tx.execute(statement, params)
+    store.close()
 
 
 def test_every_step_is_recorded_and_the_chain_verifies(audited):

@@ -3,7 +3,6 @@ the missing domains, ``min_domains``; and kill -9 loses nothing."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import warnings
 
@@ -11,6 +10,7 @@ import pytest
 
 import fednb
 from fednb.client.http import DomainClient, run
+from fednb.domain.store.database import Store
 from tests.conftest import free_port
 
 
@@ -52,8 +52,9 @@ def test_a_bad_token_is_refused_at_connect_naming_the_domain(hospitals):
         fednb.connect([hospitals[0].url], token="fednb_" + "y" * 43)
 
 
-def test_kill_9_loses_no_request_approval_result_or_audit_row(fresh_domain):
-    """Kill the server at many points while requests flow; every accepted request survives."""
+def test_kill_9_loses_no_request_approval_result_or_audit_row(durable_domain):
+    """Kill the server at many points while requests flow; every accepted request survives (on each store)."""
+    fresh_domain = durable_domain
     fed = fednb.connect([fresh_domain.url], token=fresh_domain.token, timeout=5)
     ds = fed.dataset("patients")
     accepted: list[str] = []
@@ -67,7 +68,7 @@ def test_kill_9_loses_no_request_approval_result_or_audit_row(fresh_domain):
         fresh_domain.server.kill()  # kill -9, mid-flight
         fresh_domain.server.restart()
     fed.close()
-    conn = sqlite3.connect(fresh_domain.path / "domain.db")
+    conn = Store.of_folder(fresh_domain.path).connect()
     stored = {r[0]: r[1] for r in conn.execute("SELECT id, status FROM requests")}
     assert set(accepted) <= set(stored), "an accepted request was lost"
     # after restart, built-ins finish; nothing is left running
@@ -88,13 +89,13 @@ def test_kill_9_loses_no_request_approval_result_or_audit_row(fresh_domain):
     d.close()
 
 
-def test_interrupted_jobs_are_requeued_once_then_failed_with_a_reason(tmp_path):
+def test_interrupted_jobs_are_requeued_once_then_failed_with_a_reason(tmp_path, store_url):
     from fednb.demo import data
     from fednb.domain.run.runner import Runner
     from fednb.models import RequestIn
     from tests.conftest import make_domain
 
-    d = make_domain(tmp_path, "crashy", data.hospital("hospital-b"))
+    d = make_domain(tmp_path, "crashy", data.hospital("hospital-b"), store=store_url)
     d.invite("alice")
     req, _ = d.receive("alice", RequestIn(dataset="patients", kind="builtin", name="count"))
     # simulate a crash while the job ran, twice

@@ -123,7 +123,7 @@ ATTEMPTS = IPC_ATTEMPTS + [
     ("forge the result envelope", "import os\nos.write(3, b'{\"status\": \"ok\", \"value\": 42}')\nos._exit(0)",
      "failed", r"."),
     # -- fednb internals -------------------------------------------------------------------------------
-    ("open the store with fednb", "from pathlib import Path\nfrom fednb.domain.store.sqlite import Store\n"
+    ("open the store with fednb", "from pathlib import Path\nfrom fednb.domain.store.database import Store\n"
      "return [tuple(r) for r in Store(Path('@DOMAIN@/domain.db')).query('SELECT * FROM tokens')]",
      "failed", r"(OperationalError|unable to open)"),
     ("open the domain with fednb", "from fednb.domain import Domain\nreturn Domain('@DOMAIN@').datasets()[0].name",

@@ -79,8 +79,9 @@ def test_fifty_concurrent_requests_spend_exactly_the_budget(clinic, alice_token)
     run(client.aclose())
 
 
-def test_the_debit_is_atomic_across_connections(tmp_path):
-    d = make_domain(tmp_path, "ledger", data.hospital("hospital-b"), policy_edits={"epsilon = 3.0": "epsilon = 1.0"})
+def test_the_debit_is_atomic_across_connections(tmp_path, store_url):
+    d = make_domain(tmp_path, "ledger", data.hospital("hospital-b"), policy_edits={"epsilon = 3.0": "epsilon = 1.0"},
+                    store=store_url)
     outcomes = []
     start = threading.Barrier(50)
 

@@ -14,9 +14,17 @@ soak = load_benchmark("soak")
 INVARIANTS, SoakConfig, run_soak = soak.INVARIANTS, soak.SoakConfig, soak.run_soak
 
 
+@pytest.fixture(params=["sqlite", "postgresql-2-workers"])
+def soak_config(request) -> SoakConfig:
+    """The CI size on SQLite (one process per domain), and on PostgreSQL with two server processes per domain."""
+    if request.param == "sqlite":
+        return SoakConfig()
+    return SoakConfig(postgres=request.getfixturevalue("postgres_admin_url"), workers=2)
+
+
 @pytest.mark.slow
-def test_kill_9_under_load_loses_nothing(tmp_path, capsys):
-    cfg = SoakConfig()
+def test_kill_9_under_load_loses_nothing(tmp_path, capsys, soak_config):
+    cfg = soak_config
     config, traffic, checks, timings = run_soak(tmp_path, cfg)
     with capsys.disabled():
         print(f"\nsoak: {json.dumps(traffic)}\nsoak: {json.dumps(checks)}\nsoak: {json.dumps(timings)}")
@@ -36,13 +44,15 @@ def test_kill_9_under_load_loses_nothing(tmp_path, capsys):
 
 
 def test_the_soak_checks_catch_what_they_claim_to(tmp_path):
-    """The checker itself: a lost request, a duplicate, a stuck job, a release without its audit row."""
-    import sqlite3
+    """The checker itself: a lost request, a duplicate, a stuck job, a release without its audit row,
+    a job run twice."""
     import time
 
     Accepted, Traffic, check = soak.Accepted, soak.Traffic, soak.check
     from fednb.demo import data
+    from fednb.domain.audit import log as audit
     from fednb.domain.run.runner import Runner
+    from fednb.domain.store.database import Store
     from fednb.models import RequestIn
     from tests.conftest import make_domain
 
@@ -65,18 +75,20 @@ def test_the_soak_checks_catch_what_they_claim_to(tmp_path):
     first = check([d.path], traffic)
     assert first["lost"] == 2 and first["duplicate_submissions"] == 1
     assert first["stuck_approved_or_running"] == 1 and first["released_not_audited"] == 0
-    assert first["audit_verify_failed"] == 0
-    conn = sqlite3.connect(d.path / "domain.db")
-    conn.execute("DELETE FROM audit WHERE action = 'release'")
-    conn.commit()
-    conn.close()
+    assert first["audit_verify_failed"] == 0 and first["job_run_twice"] == 0
+    store = Store.of_folder(d.path)
+    with store.transaction() as tx:  # a second worker starting the same job, as if the claim were not exclusive
+        job = [e for e in audit.entries(tx) if e.action == "run"][0].payload["job"]
+        audit.append(tx, "domain", "run", done.id, {"job": job, "attempt": 1})
+    assert check([d.path], traffic)["job_run_twice"] == 1
+    with store.transaction() as tx:
+        tx.execute("DELETE FROM audit WHERE action = 'release'")
     second = check([d.path], traffic)
     assert second["released_not_audited"] == 1 and second["final_without_one_audit_end"] == 1
     assert second["audit_verify_failed"] == 1
-    conn = sqlite3.connect(d.path / "domain.db")  # an overspend written behind the budget's back
-    conn.execute("INSERT INTO privacy_spend (analyst, dataset, request_id, job_id, epsilon, delta, mechanism,"
-                 " created_at) VALUES ('ana', 'patients', 'x', 0, 99.0, 0, 'laplace', 0)")
-    conn.commit()
-    conn.close()
+    with store.transaction() as tx:  # an overspend written behind the budget's back
+        tx.execute("INSERT INTO privacy_spend (analyst, dataset, request_id, job_id, epsilon, delta, mechanism,"
+                   " created_at) VALUES ('ana', 'patients', 'x', 0, 99.0, 0, 'laplace', 0)")
+    store.close()
     third = check([d.path], traffic)
     assert third["budget_overspent"] == 1 and third["spend_not_audited"] == 1

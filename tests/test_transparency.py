@@ -215,7 +215,7 @@ def rewrite_history(path: Path, seq: int, payload: dict) -> None:
         prev = digest
     conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'", (f"{rows[-1]['seq']}:{prev}",))
     conn.execute("DELETE FROM meta WHERE key = 'merkle_frontier'")
-    conn.execute("DROP TABLE IF EXISTS published_heads")
+    conn.execute("DELETE FROM published_heads")
     conn.commit()
     conn.close()
 
@@ -278,7 +278,7 @@ def test_entries_removed_at_the_end_are_detected(domain_dir, tmp_path):
     conn.execute("DELETE FROM audit WHERE seq = ?", (last[0],))
     conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'", (f"{last[0] - 1}:{last[1]}",))
     conn.execute("DELETE FROM meta WHERE key = 'merkle_frontier'")
-    conn.execute("DROP TABLE published_heads")
+    conn.execute("DELETE FROM published_heads")
     conn.commit()
     conn.close()
     _publish(domain_dir, tmp_path / "b")

@@ -19,12 +19,15 @@ def domain() -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="The domain's name, as analysts will see it.")
 @click.option("--description", default="", help="One line shown to analysts.")
-def domain_init(path: Path, name: str, description: str) -> None:
+@click.option("--store", default=None, metavar="URL",
+              help="Keep the domain's state in this empty PostgreSQL database (postgresql://USER@HOST:PORT/DB) "
+                   "instead of SQLite in the folder; needed to serve with --workers.")
+def domain_init(path: Path, name: str, description: str, store: str | None) -> None:
     """Create a domain folder with its policy.toml and store."""
     from fednb.domain import Domain
 
-    d = Domain.init(path, name, description)
-    click.echo(f"created domain '{d.name}' in {d.path}\n"
+    d = Domain.init(path, name, description, store=store)
+    click.echo(f"created domain '{d.name}' in {d.path} (store: {d.store.describe()})\n"
                f"next: edit {d.path / 'policy.toml'}, then `fednb domain add-dataset {path} FILE --name NAME`")
 
 
@@ -235,10 +238,12 @@ def domain_trust(path: Path, roster: Path | None, entry_url: str | None) -> None
 @click.option("--port", default=8701, show_default=True, type=int, help="0 picks a free port.")
 @click.option("--certfile", type=click.Path(exists=True), default=None, help="TLS certificate (PEM).")
 @click.option("--keyfile", type=click.Path(exists=True), default=None, help="TLS private key (PEM).")
-def domain_serve(path: Path, host: str, port: int, certfile: str | None, keyfile: str | None) -> None:
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes (each with its own job runner); more than 1 needs a PostgreSQL store.")
+def domain_serve(path: Path, host: str, port: int, certfile: str | None, keyfile: str | None, workers: int) -> None:
     """Serve the domain's HTTP API, run approved jobs."""
     from fednb.domain.server import serve
 
     if bool(certfile) != bool(keyfile):
         raise click.UsageError("--certfile and --keyfile go together")
-    serve(path, host, port, certfile=certfile, keyfile=keyfile)
+    serve(path, host, port, certfile=certfile, keyfile=keyfile, workers=workers)

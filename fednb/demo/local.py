@@ -15,10 +15,11 @@ from fednb.domain.process import DomainProcess
 
 def create_domain(root: Path, name: str, frame: pd.DataFrame, dataset: str, *, description: str = "",
                   dataset_description: str = "", token: str | None = None, analyst: str = "ana",
-                  policy_edits: dict[str, str] | None = None) -> Domain:
+                  policy_edits: dict[str, str] | None = None, store: str | None = None) -> Domain:
     """``root/name``: a domain with ``frame`` as ``dataset``; ``policy_edits`` replaces lines of its
-    policy.toml (each must be there); ``token`` invites ``analyst`` with it. Returns it open."""
-    d = Domain.init(Path(root) / name, name, description)
+    policy.toml (each must be there); ``token`` invites ``analyst`` with it; ``store`` a PostgreSQL URL
+    for its state (SQLite in the folder otherwise). Returns it open."""
+    d = Domain.init(Path(root) / name, name, description, store=store)
     if policy_edits:
         path = d.path / "policy.toml"
         text = path.read_text()

@@ -1,7 +1,8 @@
 """A data domain: one folder that is the whole state of an owner's server.
 
-``DIR/policy.toml`` (the owner's rules), ``DIR/domain.db`` (requests, jobs, tokens, audit log) and
-``DIR/datasets/NAME/`` (private data and its mock). The CLI, the HTTP app and the tests all act on a
+``DIR/policy.toml`` (the owner's rules), the store (requests, jobs, tokens, audit log: ``DIR/domain.db``,
+or the PostgreSQL database named in ``DIR/store.url``) and ``DIR/datasets/NAME/`` (private data and
+its mock). The CLI, the HTTP app and the tests all act on a
 domain through this class.
 """
 
@@ -13,7 +14,6 @@ import os
 import re
 import secrets
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +21,9 @@ from fednb.domain.audit import log as audit
 from fednb.domain.audit import receipts
 from fednb.domain.identity import Identity, load_or_create
 from fednb.domain.review.policy import Policy, load_policy, render_template
-from fednb.domain.store.sqlite import Store
+from fednb.domain.store import access
+from fednb.domain.store import datasets as dataset_rows
+from fednb.domain.store.database import Store, check_url, keep_url
 from fednb.errors import InvalidInput, NotFound
 from fednb.lazy_import import lazy_import
 from fednb.locale import N_
@@ -56,6 +58,17 @@ def _check_name(what: str, name: str) -> str:
     return name
 
 
+def _process_alive(pid: str) -> bool:
+    """Whether process ``pid`` still runs (a folder not named after a pid is left alone)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):
+        return True
+    return True
+
+
 def owner_actor() -> str:
     try:
         return f"owner:{getpass.getuser()}"
@@ -71,28 +84,34 @@ class Domain:
         if not (self.path / "policy.toml").exists():
             raise NotFound(f"{self.path} is not a fednb domain (no policy.toml); create one with `fednb domain init`")
         self.policy: Policy = load_policy(self.path / "policy.toml")
-        self.store = Store(self.path / "domain.db")
+        self.store = Store.of_folder(self.path)
         self.store.check()
-        budget.ensure(self.store.connect())  # domains made before privacy budgets get the table here
-        differencing.ensure(self.store.connect())  # and before the differencing defence, this one
+        self._finish_adding_datasets()
         self._cache = None  # the datasets' loaded frames, made on first use (it loads pandas)
         self._listeners: list[Callable[[], None]] = []
         self._identity: Identity | None = None
 
     @classmethod
-    def init(cls, path: str | os.PathLike, name: str, description: str = "") -> Domain:
+    def init(cls, path: str | os.PathLike, name: str, description: str = "", *, store: str | None = None) -> Domain:
+        """A new domain folder; ``store`` a PostgreSQL URL to keep its state there instead of SQLite."""
         folder = Path(path)
         _check_name("domain name", name)
         if (folder / "policy.toml").exists():
             raise InvalidInput(f"{folder} is already a fednb domain")
+        url = check_url(store) if store else None
+        if url and Store(url).revision() is not None:
+            raise InvalidInput(f"{Store(url).describe()} already holds a domain's store; give an empty database")
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o700)
         (folder / "datasets").mkdir(exist_ok=True)
         (folder / "datasets").chmod(0o755)
-        (folder / "policy.toml").write_text(render_template(name, description), encoding="utf-8")
-        store = Store(folder / "domain.db")
+        if url:
+            keep_url(folder, url)
+        store = Store.of_folder(folder)
         store.create()
-        (folder / "domain.db").chmod(0o600)
+        if store.path is not None:
+            store.path.chmod(0o600)
+        (folder / "policy.toml").write_text(render_template(name, description), encoding="utf-8")
         with store.transaction() as tx:
             audit.append(tx, owner_actor(), "init", name, {"description": description})
         store.close()
@@ -126,20 +145,48 @@ class Domain:
         source = Path(file)
         if not source.is_file():
             raise InvalidInput(f"{source} is not a file")
-        meta, data_file, rows = datasets.register(self.path, source, name, description, self.policy,
-                                            seed=int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
-        kept = self.bounds(name) if self.store.query_one("SELECT 1 FROM datasets WHERE name = ?", (name,)) else {}
+        staging = self.path / dataset_rows.STAGING / f"{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            meta, data_file, rows = datasets.register(staging, source, name, description, self.policy,
+                                                seed=int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        kept = self.bounds(name) if dataset_rows.exists(self.store.connect(), name) else {}
         for c in meta.columns:  # re-registering a dataset keeps the owner's bounds
             if c.name in kept and c.kind in ("numeric", "integer", "boolean"):
                 c.bounds = kept[c.name]
+        # The row (marked pending) and its audit entry commit first; then the files move into place and
+        # the row is marked ready. A kill before the commit leaves only staged files (cleared on open);
+        # a kill after it is finished on open (:meth:`_finish_adding_datasets`): never half a dataset.
         with self.store.transaction() as tx:
-            tx.execute("INSERT OR REPLACE INTO datasets (name, file, format, meta_json, rows, created_at)"
-                       " VALUES (?, ?, 'parquet', ?, ?, ?)",
-                       (name, str(data_file.relative_to(self.path)), meta.model_dump_json(), rows, time.time()))
+            dataset_rows.put_pending(tx, name, str(data_file.relative_to(self.path)), meta.model_dump_json(), rows)
             audit.append(tx, owner_actor(), "dataset", name,
                          {"rows": meta.rows, "columns": [c.name for c in meta.columns], "description": description,
                           "mock": {k: meta.mock[k] for k in ("tier", "status", "report_sha256")} if meta.mock else None})
+        self._install_dataset(name, data_file.relative_to(self.path))
+        shutil.rmtree(staging, ignore_errors=True)
+        self.changed()
         return meta
+
+    def _install_dataset(self, name: str, staged_file: Path) -> None:
+        """Move a pending dataset's staged files into place (idempotent), then mark its row ready."""
+        staged, target = (self.path / staged_file).parent, self.path / "datasets" / name
+        if staged.exists():
+            shutil.rmtree(target, ignore_errors=True)
+            staged.rename(target)
+        with self.store.transaction() as tx:
+            dataset_rows.mark_ready(tx, name, str(Path("datasets") / name / staged_file.name))
+
+    def _finish_adding_datasets(self) -> None:
+        """After a crash in :meth:`add_dataset`: finish the datasets whose row committed, and drop the
+        staged files of additions that died before theirs did (never those of one still running)."""
+        for name, staged_file in dataset_rows.pending(self.store.connect()):
+            self._install_dataset(name, Path(staged_file))
+        staging = self.path / dataset_rows.STAGING
+        for folder in staging.iterdir() if staging.is_dir() else ():
+            if not _process_alive(folder.name.split("-", 1)[0]):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def set_bounds(self, dataset: str, column: str, lo: float, hi: float) -> Dataset:
         """The owner's clamping bounds for noisy sums, means and variances of a numeric column.
@@ -152,17 +199,17 @@ class Domain:
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise InvalidInput(f"bounds must be finite numbers with LO < HI; got {lo} and {hi}")
         with self.store.transaction() as tx:
-            row = tx.execute("SELECT meta_json FROM datasets WHERE name = ?", (dataset,)).fetchone()
-            if row is None:
+            found_meta = dataset_rows.meta_json(tx, dataset)
+            if found_meta is None:
                 raise NotFound(N_("this domain has no dataset {dataset!r}").format(dataset=dataset))
-            meta = Dataset.model_validate_json(row["meta_json"])
+            meta = Dataset.model_validate_json(found_meta)
             found = [c for c in meta.columns if c.name == column]
             if not found:
                 raise InvalidInput(f"dataset {dataset!r} has no column {column!r}; it has {[c.name for c in meta.columns]}")
             if found[0].kind not in ("numeric", "integer", "boolean"):
                 raise InvalidInput(f"column {column!r} is {found[0].kind}; bounds are for numeric columns")
             found[0].bounds = [float(lo), float(hi)]
-            tx.execute("UPDATE datasets SET meta_json = ? WHERE name = ?", (meta.model_dump_json(), dataset))
+            dataset_rows.set_meta_json(tx, dataset, meta.model_dump_json())
             audit.append(tx, owner_actor(), "bounds", dataset, {"column": column, "bounds": [float(lo), float(hi)]})
         return meta
 
@@ -183,27 +230,26 @@ class Domain:
         return rows
 
     def datasets(self) -> list[Dataset]:
-        return [Dataset.model_validate_json(r["meta_json"])
-                for r in self.store.query("SELECT meta_json FROM datasets ORDER BY name")]
+        return [Dataset.model_validate_json(m) for m in dataset_rows.all_meta_json(self.store.connect())]
 
     def dataset(self, name: str) -> Dataset:
-        row = self.store.query_one("SELECT meta_json FROM datasets WHERE name = ?", (name,))
-        if row is None:
+        found = dataset_rows.meta_json(self.store.connect(), name)
+        if found is None:
             raise NotFound(N_("this domain has no dataset {dataset!r}").format(dataset=name))
-        return Dataset.model_validate_json(row["meta_json"])
+        return Dataset.model_validate_json(found)
 
     def data_path(self, name: str) -> Path:
-        row = self.store.query_one("SELECT file FROM datasets WHERE name = ?", (name,))
-        if row is None:
+        found = dataset_rows.file(self.store.connect(), name)
+        if found is None:
             raise NotFound(N_("this domain has no dataset {dataset!r}").format(dataset=name))
-        return self.path / row["file"]
+        return self.path / found
 
     def row_count(self, name: str) -> int:
         """The exact number of rows (private: for disclosure checks, never shown to analysts)."""
-        row = self.store.query_one("SELECT rows FROM datasets WHERE name = ?", (name,))
-        if row is None:
+        found = dataset_rows.row_count(self.store.connect(), name)
+        if found is None:
             raise NotFound(N_("this domain has no dataset {dataset!r}").format(dataset=name))
-        return int(row["rows"])
+        return found
 
     def mock_path(self, name: str) -> Path:
         return self.data_path(name).with_name(datasets.MOCK_FILE)
@@ -250,23 +296,20 @@ class Domain:
             raise InvalidInput("the same token is given to two people; each needs their own")
         with self.store.transaction() as tx:
             for analyst, token in made.items():
-                row = tx.execute("SELECT role FROM analysts WHERE name = ?", (analyst,)).fetchone()
-                if row is None:
-                    tx.execute("INSERT INTO analysts (name, role, created_at) VALUES (?, ?, ?)",
-                               (analyst, role, time.time()))
-                elif row["role"] != role:
-                    raise InvalidInput(f"{analyst!r} is already invited as {row['role']}")
-                if tx.execute("SELECT 1 FROM tokens WHERE hash = ?", (hash_token(token),)).fetchone():
+                existing = access.role_of(tx, analyst)
+                if existing is None:
+                    access.add_person(tx, analyst, role)
+                elif existing != role:
+                    raise InvalidInput(f"{analyst!r} is already invited as {existing}")
+                if access.token_known(tx, hash_token(token)):
                     raise InvalidInput(f"the token for {analyst!r} is already registered here")
-                tx.execute("INSERT INTO tokens (hash, analyst, created_at) VALUES (?, ?, ?)",
-                           (hash_token(token), analyst, time.time()))
+                access.add_token(tx, hash_token(token), analyst)
                 audit.append(tx, owner_actor(), "invite", analyst, {"role": role})
         return made
 
     def revoke(self, analyst: str) -> int:
         with self.store.transaction() as tx:
-            n = tx.execute("UPDATE tokens SET revoked_at = ? WHERE analyst = ? AND revoked_at IS NULL",
-                           (time.time(), analyst)).rowcount
+            n = access.revoke_tokens(tx, analyst)
             if n == 0:
                 raise NotFound(f"{analyst!r} has no active token")
             audit.append(tx, owner_actor(), "revoke", analyst, {"tokens": n})
@@ -276,17 +319,14 @@ class Domain:
         """(analyst, role) for a valid, unrevoked token; None otherwise."""
         if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        row = self.store.query_one(
-            "SELECT a.name, a.role FROM tokens t JOIN analysts a ON a.name = t.analyst"
-            " WHERE t.hash = ? AND t.revoked_at IS NULL", (hash_token(token),))
-        return None if row is None else (row["name"], row["role"])
+        return access.holder(self.store.connect(), hash_token(token))
 
     def token_state(self, token: str) -> str:
         """'valid', 'revoked' or 'unknown' (for the message a refused caller gets)."""
-        row = self.store.query_one("SELECT revoked_at FROM tokens WHERE hash = ?", (hash_token(token or ""),))
-        if row is None:
+        revoked = access.token_revoked(self.store.connect(), hash_token(token or ""))
+        if revoked is None:
             return "unknown"
-        return "revoked" if row["revoked_at"] else "valid"
+        return "revoked" if revoked else "valid"
 
     def connect(self, analyst: str) -> None:
         with self.store.transaction() as tx:

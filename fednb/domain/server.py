@@ -20,6 +20,7 @@ from fednb.domain.audit import sovereignty
 from fednb.domain.domain import Domain
 from fednb.domain.run import worker_template
 from fednb.domain.run.runner import POLL_SECONDS, Runner
+from fednb.domain.store import serving
 from fednb.domain.store.outside_writes import OutsideWrites
 from fednb.errors import FednbError, InvalidInput, SandboxError
 
@@ -149,7 +150,12 @@ def quiet(app: Any, server: IdleServer, runner: Runner, sandbox: Any, outside: O
 
 
 def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
-          certfile: str | None = None, keyfile: str | None = None, log_level: str = "warning") -> None:
+          certfile: str | None = None, keyfile: str | None = None, log_level: str = "warning",
+          workers: int = 1) -> None:
+    if workers > 1:  # several processes: a PostgreSQL store only (fednb.domain.worker_processes)
+        from fednb.domain.worker_processes import serve_workers
+
+        return serve_workers(path, host, port, workers, certfile=certfile, keyfile=keyfile, log_level=log_level)
     import uvicorn
 
     from fednb.domain.api.app import create_app
@@ -159,11 +165,15 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
         check_tls(certfile, keyfile or certfile)
     template = worker_template.fork_template()  # first, while this process has one thread
     domain = Domain(path)
+    alone = serving.sole(domain.store)  # PostgreSQL: no other server process recovers or runs this store's jobs
     sandbox, isolation = start_sandbox(domain)
     # from here on, outbound connection attempts are recorded; the signing key is loaded now, not at the first release
     sovereignty.watch(domain.path, isolation, domain.identity.fingerprint)
-    outside = OutsideWrites(domain.path, domain.store.path.name, domain.changed)
-    watched = outside.start()
+    # other processes' commits wake this one through inotify on an SQLite file; a PostgreSQL store is
+    # re-read instead (LISTEN/NOTIFY would do the same there)
+    sqlite = domain.store.path is not None
+    outside = OutsideWrites(domain.path, domain.store.path.name if sqlite else "", domain.changed)
+    watched = outside.start() if sqlite else False
     runner = Runner(domain, sandbox, poll_seconds=None if watched else POLL_SECONDS,
                     worker_idle_seconds=domain.policy.requests.builtin_worker_idle_seconds,
                     worker_spawn=template.spawn if template is not None else None)
@@ -194,4 +204,6 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
         if sandbox is not None:
             sandbox.close()
         domain.close()
+        if alone is not None:
+            alone.close()
         sys.stdout.flush()

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from fednb.domain.api.waiting import Notifier
 from fednb.domain.domain import Domain
 from fednb.domain.release.secure_aggregation import MAX_WAIT, SecureAggregation
+from fednb.domain.store import jobs as job_rows
 from fednb.errors import InvalidInput
 
 STEPS = ("keys", "shares", "masked", "unmask")
@@ -34,9 +35,7 @@ async def _until_input_final(secure: SecureAggregation, notifier: Notifier, anal
 
 def _input_final(secure: SecureAggregation, analyst: str, sid: str) -> bool:
     session = secure._get(analyst, sid)
-    sql = "SELECT status FROM jobs WHERE request_id = ? AND " + ("round IS NULL" if session.round is None else "round = ?")
-    params = (session.request_id,) if session.round is None else (session.request_id, session.round)
-    job = secure.domain.store.query_one(sql + " ORDER BY id DESC LIMIT 1", params)
+    job = job_rows.of_round(secure.domain.store.connect(), session.request_id, session.round)
     return job is not None and job["status"] in ("done", "failed", "blocked")
 
 

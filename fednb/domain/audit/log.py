@@ -12,12 +12,12 @@ and proofs let outsiders check that the log only ever grew (``fednb domain publi
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from fednb.domain.audit import merkle, public_log
+from fednb.domain.store import audit as audit_rows
 from fednb.models import AuditEntry, canonical_json
 
 GENESIS = "0" * 64
@@ -39,43 +39,34 @@ def entry_hash(seq: int, time: str, actor: str, action: str, object_id: str | No
     return sha256_hex(canonical_json([seq, time, actor, action, object_id, payload_hash, prev_hash]))
 
 
-def append(conn: sqlite3.Connection, actor: str, action: str, object_id: str | None = None,
+def append(conn: Any, actor: str, action: str, object_id: str | None = None,
            payload: dict[str, Any] | None = None) -> AuditEntry:
     """Append one entry. Call inside the transaction that makes the change it records."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
     payload = payload or {}
-    last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (1, GENESIS) if last is None else (last[0] + 1, last[1])
+    newest = audit_rows.last(conn)
+    seq, prev = (1, GENESIS) if newest is None else (newest[0] + 1, newest[1])
     now = datetime.now(UTC).isoformat(timespec="microseconds")
     payload_json = canonical_json(payload)
     payload_hash = sha256_hex(payload_json)
     digest = entry_hash(seq, now, actor, action, object_id, payload_hash, prev)
-    conn.execute(
-        "INSERT INTO audit (seq, time, actor, action, object_id, payload_json, payload_hash, prev_hash, hash)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, now, actor, action, object_id, payload_json, payload_hash, prev, digest),
-    )
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('audit_head', ?)", (f"{seq}:{digest}",))
+    audit_rows.insert(conn, (seq, now, actor, action, object_id, payload_json, payload_hash, prev, digest))
+    audit_rows.set_meta(conn, "audit_head", f"{seq}:{digest}")
     public_log.extend(conn, seq, {"seq": seq, "time": now, "actor": actor, "action": action, "object_id": object_id,
                                   "payload_hash": payload_hash, "prev_hash": prev, "hash": digest})
     return AuditEntry(seq=seq, time=now, actor=actor, action=action, object_id=object_id,
                       payload=payload, payload_hash=payload_hash, prev_hash=prev, hash=digest)
 
 
-def entries(conn: sqlite3.Connection, *, since: int = 0, limit: int | None = None) -> list[AuditEntry]:
+def entries(conn: Any, *, since: int = 0, limit: int | None = None) -> list[AuditEntry]:
     import json
 
-    sql = "SELECT * FROM audit WHERE seq > ? ORDER BY seq"
-    params: tuple = (since,)
-    if limit is not None:
-        sql += " LIMIT ?"
-        params += (limit,)
     return [
         AuditEntry(seq=r["seq"], time=r["time"], actor=r["actor"], action=r["action"],
                    object_id=r["object_id"], payload=json.loads(r["payload_json"]),
                    payload_hash=r["payload_hash"], prev_hash=r["prev_hash"], hash=r["hash"])
-        for r in conn.execute(sql, params)
+        for r in audit_rows.rows(conn, since=since, limit=limit)
     ]
 
 
@@ -92,7 +83,7 @@ class Verification:
         return "audit log BROKEN:\n" + "\n".join(f"  - {p}" for p in self.problems)
 
 
-def verify(conn: sqlite3.Connection, *, expected_head: str | None = None) -> Verification:
+def verify(conn: Any, *, expected_head: str | None = None) -> Verification:
     """Recompute the chain. Reports every break: edited payloads, edited fields, gaps, a moved head."""
     problems: list[str] = []
     published_seq, _, published_hash = (expected_head or "").rpartition(":")
@@ -100,7 +91,7 @@ def verify(conn: sqlite3.Connection, *, expected_head: str | None = None) -> Ver
     prev = GENESIS
     expected_seq = 1
     count = 0
-    for r in conn.execute("SELECT * FROM audit ORDER BY seq"):
+    for r in audit_rows.rows(conn):
         count += 1
         seq = r["seq"]
         if seq != expected_seq:
@@ -117,8 +108,7 @@ def verify(conn: sqlite3.Connection, *, expected_head: str | None = None) -> Ver
             published_found = True
         prev = r["hash"]
         expected_seq = seq + 1
-    head = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
-    stored = head[0] if head else None
+    stored = audit_rows.get_meta(conn, "audit_head")
     actual = f"{count}:{prev}" if count else None
     if stored != actual:
         problems.append(f"the recorded head is {stored} but the log ends at {actual} (rows removed at the end)")
@@ -128,7 +118,7 @@ def verify(conn: sqlite3.Connection, *, expected_head: str | None = None) -> Ver
     return Verification(ok=not problems, entries=count, head=prev, problems=problems)
 
 
-def _tree_problems(conn: sqlite3.Connection) -> list[str]:
+def _tree_problems(conn: Any) -> list[str]:
     """The Merkle root kept with every append must be the root of the rows as they are now."""
     size, recorded = public_log.head(conn)
     if size == 0:

@@ -15,10 +15,10 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 from typing import Any
 
 from fednb.domain.audit import merkle
+from fednb.domain.store import audit as audit_rows
 from fednb.models import canonical_json
 
 SYSTEM_ACTORS = frozenset({"domain", "policy", "owner", "prior approval"})
@@ -27,14 +27,12 @@ _KEY = "pseudonym_key"
 _FRONTIER = "merkle_frontier"
 
 
-def pseudonym_key(conn: sqlite3.Connection) -> bytes:
+def pseudonym_key(conn: Any) -> bytes:
     """The domain's pseudonym key, made on first use (call inside a write transaction to make it)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (_KEY,)).fetchone()
-    if row is not None:
-        return bytes.fromhex(row[0])
-    key = secrets.token_bytes(32)
-    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (_KEY, key.hex()))
-    return bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = ?", (_KEY,)).fetchone()[0])
+    found = audit_rows.get_meta(conn, _KEY)
+    if found is not None:
+        return bytes.fromhex(found)
+    return bytes.fromhex(audit_rows.add_meta_once(conn, _KEY, secrets.token_bytes(32).hex()))
 
 
 def pseudonym(key: bytes, name: str) -> str:
@@ -66,20 +64,20 @@ def leaf_of(entry: dict[str, Any]) -> bytes:
     return merkle.leaf_hash(canonical_json(entry).encode())
 
 
-def _frontier(conn: sqlite3.Connection) -> tuple[int, list[tuple[int, bytes]]] | None:
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (_FRONTIER,)).fetchone()
-    if row is None:
+def _frontier(conn: Any) -> tuple[int, list[tuple[int, bytes]]] | None:
+    found = audit_rows.get_meta(conn, _FRONTIER)
+    if found is None:
         return None
-    stored = json.loads(row[0])
+    stored = json.loads(found)
     return stored["size"], [(s, bytes.fromhex(h)) for s, h in stored["nodes"]]
 
 
-def _save(conn: sqlite3.Connection, size: int, nodes: list[tuple[int, bytes]]) -> None:
+def _save(conn: Any, size: int, nodes: list[tuple[int, bytes]]) -> None:
     value = json.dumps({"size": size, "nodes": [[s, h.hex()] for s, h in nodes]})
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_FRONTIER, value))
+    audit_rows.set_meta(conn, _FRONTIER, value)
 
 
-def extend(conn: sqlite3.Connection, seq: int, row: dict[str, Any] | None = None) -> None:
+def extend(conn: Any, seq: int, row: dict[str, Any] | None = None) -> None:
     """Add row ``seq`` (just inserted; ``row`` its columns, if at hand) to the tree; build the tree
     first where it is missing."""
     key = pseudonym_key(conn)
@@ -91,26 +89,25 @@ def extend(conn: sqlite3.Connection, seq: int, row: dict[str, Any] | None = None
         _save(conn, seq, nodes)
         return
     if row is None:
-        row = conn.execute("SELECT * FROM audit WHERE seq = ?", (seq,)).fetchone()
+        row = audit_rows.row(conn, seq)
     _save(conn, seq, merkle.frontier_push(found[1], leaf_of(public_entry(key, row))))
 
 
-def leaves(conn: sqlite3.Connection, key: bytes | None = None) -> list[bytes]:
+def leaves(conn: Any, key: bytes | None = None) -> list[bytes]:
     key = key if key is not None else pseudonym_key(conn)
     return [leaf_of(public_entry(key, r)) for r in _rows(conn)]
 
 
-def public_entries(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def public_entries(conn: Any) -> list[dict[str, Any]]:
     key = pseudonym_key(conn)
     return [public_entry(key, r) for r in _rows(conn)]
 
 
-def _rows(conn: sqlite3.Connection):
-    return conn.execute("SELECT seq, time, actor, action, object_id, payload_hash, prev_hash, hash"
-                        " FROM audit ORDER BY seq")
+def _rows(conn: Any):
+    return audit_rows.public_rows(conn)
 
 
-def head(conn: sqlite3.Connection) -> tuple[int, str]:
+def head(conn: Any) -> tuple[int, str]:
     """(tree size, root hash hex) as last recorded; ``(0, root of the empty tree)`` for a new log."""
     found = _frontier(conn)
     if found is None:

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fednb.domain.audit import merkle, public_log, receipts, sovereignty
+from fednb.domain.store import access
+from fednb.domain.store import audit as audit_rows
 from fednb.errors import FednbError
 
 if TYPE_CHECKING:
@@ -25,12 +27,6 @@ if TYPE_CHECKING:
 
 TREE_HEAD = "fednb-tree-head/1"
 LOG = "fednb-public-log/1"
-HEADS_TABLE = """CREATE TABLE IF NOT EXISTS published_heads (
-    tree_size INTEGER NOT NULL,
-    root_hash TEXT NOT NULL,
-    sth_json  TEXT NOT NULL,
-    PRIMARY KEY (tree_size, root_hash)
-)"""
 FILES = ("sth.json", "log.json", "receipts.json", "consistency.json", "report.json", "index.html", "index.es.html",
          "report.html", "report.es.html")
 
@@ -55,14 +51,12 @@ def export(domain: Domain, out: str | Path) -> dict[str, Any]:
             raise FednbError("the audit log's rows no longer match its recorded Merkle root (rows were edited or "
                              "removed); "
                              "run `fednb domain audit DIR --verify` and do not publish it")
-        tx.execute(HEADS_TABLE)
-        earlier = [json.loads(r[0]) for r in tx.execute("SELECT sth_json FROM published_heads ORDER BY tree_size")]
+        earlier = [json.loads(r) for r in audit_rows.published_heads(tx)]
         sth = receipts.sign(domain.identity, TREE_HEAD, {
             "domain": domain.name, "tree_size": tree.size, "root_hash": tree.root().hex(),
             "chain_head": f"{entries[-1]['seq']}:{entries[-1]['chain']}" if entries else None,
             "timestamp": datetime.now(UTC).isoformat(timespec="seconds")})
-        tx.execute("INSERT OR IGNORE INTO published_heads (tree_size, root_hash, sth_json) VALUES (?, ?, ?)",
-                   (tree.size, tree.root().hex(), json.dumps(sth)))
+        audit_rows.add_published_head(tx, tree.size, tree.root().hex(), json.dumps(sth))
         released = receipts.all_receipts(tx)
     consistency = []
     for old in earlier:
@@ -100,7 +94,7 @@ def _write(path: Path, data: Any) -> None:
 
 
 def _names(domain: Domain, key: bytes) -> dict[str, str]:
-    people = [r["name"] for r in domain.store.query("SELECT name FROM analysts")]
+    people = access.names(domain.store.connect())
     return {public_log.pseudonym(key, name): name for name in people}
 
 

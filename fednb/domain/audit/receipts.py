@@ -18,11 +18,12 @@ import base64
 import hashlib
 import json
 import secrets
-import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from fednb.domain import identity as keys
 from fednb.domain.audit import public_log
+from fednb.domain.store import audit as audit_rows
+from fednb.domain.store import requests as request_rows
 from fednb.models import Request, canonical_json
 
 if TYPE_CHECKING:
@@ -30,13 +31,6 @@ if TYPE_CHECKING:
     from fednb.models import AuditEntry
 
 RECEIPT = "fednb-receipt/1"
-TABLE = """CREATE TABLE IF NOT EXISTS receipts (
-    seq          INTEGER PRIMARY KEY,       -- the audit entry of the release
-    request_id   TEXT NOT NULL,
-    receipt_json TEXT NOT NULL
-)"""
-
-
 def result_sha256(result: Any, salt: str) -> str:
     """SHA-256 of a random salt and the result's canonical JSON (sorted keys, no spaces: the same on
     both sides of the wire). The salt travels to the analyst beside the signed body, never into the
@@ -74,14 +68,13 @@ def check(statement: Any, purpose: str, pinned: str | None = None) -> str | None
     return None
 
 
-def issue(tx: sqlite3.Connection, domain: Domain, job: Any, request_id: str, outcome: Any,
+def issue(tx: Any, domain: Domain, job: Any, request_id: str, outcome: Any,
           entry: AuditEntry) -> None:
     """Sign and store the receipt of a release (``entry``); other outcomes get none. The result is
     hashed as the analyst will parse it (through JSON: keys become strings)."""
     if outcome.action != "release":
         return
-    req = tx.execute("SELECT analyst, dataset, kind, name, code_hash FROM requests WHERE id = ?",
-                     (request_id,)).fetchone()
+    req = request_rows.one(tx, request_id)
     size, root = public_log.head(tx)
     privacy = (outcome.disclosure or {}).get("privacy") or {}
     salt = secrets.token_hex(16)
@@ -97,34 +90,22 @@ def issue(tx: sqlite3.Connection, domain: Domain, job: Any, request_id: str, out
         "log_head": {"tree_size": size, "root_hash": root},
     }
     receipt = {**sign(domain.identity, RECEIPT, body), "result_salt": salt}
-    tx.execute(TABLE)
-    tx.execute("INSERT INTO receipts (seq, request_id, receipt_json) VALUES (?, ?, ?)",
-               (entry.seq, request_id, json.dumps(receipt)))
+    audit_rows.add_receipt(tx, entry.seq, request_id, json.dumps(receipt))
 
 
-def for_request(conn: sqlite3.Connection, request_id: str) -> list[dict[str, Any]]:
+def for_request(conn: Any, request_id: str) -> list[dict[str, Any]]:
     """The receipt of a one-off release, or of the latest round of a request that runs in rounds
     (a request is polled often: its earlier rounds' receipts are in the published export)."""
-    if not _exists(conn):
-        return []
-    rows = conn.execute("SELECT receipt_json FROM receipts WHERE request_id = ? ORDER BY seq DESC LIMIT 1",
-                        (request_id,))
-    return [json.loads(r[0]) for r in rows]
+    return [json.loads(r) for r in audit_rows.latest_receipt(conn, request_id)]
 
 
-def all_receipts(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def all_receipts(conn: Any) -> list[dict[str, Any]]:
     """Every receipt as it may be published: without the salt that would let anyone test guesses of a result."""
-    if not _exists(conn):
-        return []
-    found = (json.loads(r[0]) for r in conn.execute("SELECT receipt_json FROM receipts ORDER BY seq"))
+    found = (json.loads(r) for r in audit_rows.all_receipts(conn))
     return [{k: v for k, v in r.items() if k != "result_salt"} for r in found]
 
 
-def _exists(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'receipts'").fetchone() is not None
-
-
-def attach(conn: sqlite3.Connection, request: Request) -> Request:
+def attach(conn: Any, request: Request) -> Request:
     """The request with its receipts, as the API serves it."""
     found = for_request(conn, request.id)
     return request.model_copy(update={"receipts": found}) if found else request

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fednb._version import __version__
+from fednb.domain.store import requests as request_rows
 from fednb.models import STATUSES
 
 if TYPE_CHECKING:
@@ -41,9 +42,7 @@ def build(domain: Domain) -> dict[str, Any]:
     verified = domain.verify_audit()
     entries = domain.audit_entries()
     head_seq = entries[-1].seq if entries else 0
-    stored = {r["id"]: r for r in domain.store.query(
-        "SELECT id, analyst, dataset, kind, name, code_hash, description, status, decided_by, created_at"
-        " FROM requests")}
+    stored = {r["id"]: r for r in request_rows.everything_for_report(domain.store.connect())}
 
     requests: dict[str, dict[str, Any]] = {}
     decisions, releases, blocks, failures = [], [], [], []

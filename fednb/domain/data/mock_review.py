@@ -20,6 +20,7 @@ from fednb.domain.data import mock as mocks
 from fednb.domain.data import mock_report
 from fednb.domain.review.policy import Policy
 from fednb.domain.review.requests import Conflict
+from fednb.domain.store import datasets as dataset_rows
 from fednb.errors import NotFound
 from fednb.models import Dataset
 
@@ -89,14 +90,14 @@ def read_report(mock_path: Path) -> dict[str, Any]:
 def approve(store, dataset: str, actor: str, reason: str = "") -> Dataset:
     """Record the owner's approval of the current mock, with its audit row, in one transaction."""
     with store.transaction() as tx:
-        row = tx.execute("SELECT meta_json FROM datasets WHERE name = ?", (dataset,)).fetchone()
-        if row is None:
+        found = dataset_rows.meta_json(tx, dataset)
+        if found is None:
             raise NotFound(f"this domain has no dataset {dataset!r}")
-        meta = Dataset.model_validate_json(row[0])
+        meta = Dataset.model_validate_json(found)
         if meta.mock is None:
             raise Conflict(f"dataset {dataset!r} has no mock report to approve; add the dataset again")
         meta.mock = {**meta.mock, "status": "approved"}  # who approved is in the audit log, not shown to analysts
-        tx.execute("UPDATE datasets SET meta_json = ? WHERE name = ?", (meta.model_dump_json(), dataset))
+        dataset_rows.set_meta_json(tx, dataset, meta.model_dump_json())
         audit.append(tx, actor, "mock", dataset, {"approved": True, "report_sha256": meta.mock["report_sha256"],
                                                   "tier": meta.mock["tier"], "reason": reason})
     return meta

@@ -4,37 +4,23 @@ Spends add up by basic composition (Dwork & Roth 2014, Thm 3.16): k releases tha
 are together (Σεᵢ, Σδᵢ)-DP. A training request is one release spread over its rounds: each round
 spends what the accountant's total grew by (see :mod:`fednb.domain.release.dp_training`).
 
-:func:`spend` runs inside the transaction that releases the result (``BEGIN IMMEDIATE`` in
-:class:`fednb.domain.store.sqlite.Store`), so the check and the debit cannot interleave with another
-release: concurrent requests can never overspend.
+:func:`spend` runs inside the transaction that releases the result (a serialized write transaction
+of :class:`fednb.domain.store.database.Store`, on SQLite and PostgreSQL alike), so the check and the
+debit cannot interleave with another release, in this process or another: concurrent requests can
+never overspend.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from fednb.domain.audit import log as audit
 from fednb.domain.release.disclosure import Blocked
 from fednb.domain.review.policy import Policy
+from fednb.domain.store import budget as ledger_rows
 from fednb.locale import N_
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS privacy_spend (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    analyst     TEXT NOT NULL,
-    dataset     TEXT NOT NULL,
-    request_id  TEXT NOT NULL,
-    job_id      INTEGER,
-    epsilon     REAL NOT NULL,
-    delta       REAL NOT NULL,
-    mechanism   TEXT NOT NULL,
-    created_at  REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS privacy_spend_by_analyst ON privacy_spend (analyst, dataset);
-"""
 SLACK = 1e-9  # ten spends of 0.1 add up to 0.9999999999999999 in floating point
 
 
@@ -65,19 +51,13 @@ class Budget:
                 "releases": self.releases}
 
 
-def ensure(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)
-
-
-def status(conn: sqlite3.Connection, policy: Policy, analyst: str, dataset: str) -> Budget:
+def status(conn: Any, policy: Policy, analyst: str, dataset: str) -> Budget:
     allowance = policy.privacy.allowance(analyst, dataset)
-    eps, delta, n = conn.execute(
-        "SELECT coalesce(sum(epsilon), 0), coalesce(sum(delta), 0), count(*) FROM privacy_spend"
-        " WHERE analyst = ? AND dataset = ?", (analyst, dataset)).fetchone()
-    return Budget(analyst, dataset, allowance.epsilon, allowance.delta, float(eps), float(delta), int(n))
+    eps, delta, n = ledger_rows.spent(conn, analyst, dataset)
+    return Budget(analyst, dataset, allowance.epsilon, allowance.delta, eps, delta, n)
 
 
-def spend(tx: sqlite3.Connection, policy: Policy, *, analyst: str, dataset: str, request_id: str,
+def spend(tx: Any, policy: Policy, *, analyst: str, dataset: str, request_id: str,
           job_id: int | None, epsilon: float, delta: float, mechanism: str) -> Budget:
     """Debit one release, or raise :class:`Blocked` (nothing debited) if it would overspend.
 
@@ -93,9 +73,8 @@ def spend(tx: sqlite3.Connection, policy: Policy, *, analyst: str, dataset: str,
                      "budget"))
         raise Blocked(message.format(epsilon=epsilon, delta=delta, dataset=dataset, left=before.remaining_epsilon,
                                      left_delta=before.remaining_delta, total=before.epsilon))
-    tx.execute("INSERT INTO privacy_spend (analyst, dataset, request_id, job_id, epsilon, delta, mechanism, created_at)"
-               " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-               (analyst, dataset, request_id, job_id, epsilon, delta, mechanism, time.time()))
+    ledger_rows.record(tx, analyst=analyst, dataset=dataset, request_id=request_id, job_id=job_id,
+                       epsilon=epsilon, delta=delta, mechanism=mechanism)
     after = status(tx, policy, analyst, dataset)
     audit.append(tx, "domain", "spend", request_id, {
         "analyst": analyst, "dataset": dataset, "job": job_id, "epsilon": epsilon, "delta": delta,
@@ -104,9 +83,6 @@ def spend(tx: sqlite3.Connection, policy: Policy, *, analyst: str, dataset: str,
     return after
 
 
-def ledger(conn: sqlite3.Connection, *, analyst: str | None = None) -> list[dict[str, Any]]:
+def ledger(conn: Any, *, analyst: str | None = None) -> list[dict[str, Any]]:
     """Spent totals per analyst and dataset (the owner's view)."""
-    sql = ("SELECT analyst, dataset, sum(epsilon) AS epsilon, sum(delta) AS delta, count(*) AS releases"
-           " FROM privacy_spend" + (" WHERE analyst = ?" if analyst else "") + " GROUP BY analyst, dataset"
-           " ORDER BY analyst, dataset")
-    return [dict(r) for r in conn.execute(sql, (analyst,) if analyst else ())]
+    return ledger_rows.totals(conn, analyst=analyst)

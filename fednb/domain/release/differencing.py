@@ -34,36 +34,15 @@ from __future__ import annotations
 import array
 import base64
 import hashlib
-import sqlite3
-import time
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from pyroaring import BitMap
 
+from fednb.domain.store import releases as release_rows
+from fednb.domain.store import requests as request_rows
 from fednb.locale import N_
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS released_rows (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    dataset     TEXT NOT NULL,
-    request_id  TEXT NOT NULL,
-    job_id      INTEGER,
-    rows        INTEGER NOT NULL,
-    rows_sha256 TEXT NOT NULL,
-    cell        INTEGER NOT NULL DEFAULT 0,  -- 1: the rows of one table cell; 0: of a whole result
-    bitmap      BLOB NOT NULL,
-    created_at  REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS released_rows_by_size ON released_rows (dataset, rows);
-CREATE INDEX IF NOT EXISTS released_rows_by_hash ON released_rows (dataset, rows_sha256);
-"""
-
-
-def ensure(conn: sqlite3.Connection) -> None:
-    """Create the table in a domain made before the differencing defence (and in new ones)."""
-    conn.executescript(SCHEMA)
 
 
 def evidence(row_ids: Iterable[int] | np.ndarray) -> dict[str, Any]:
@@ -87,7 +66,7 @@ def roaring(ids: np.ndarray) -> BitMap:
     return bitmap
 
 
-def closest(tx: sqlite3.Connection, dataset: str, rows: dict[str, Any], *, cell: bool,
+def closest(tx: Any, dataset: str, rows: dict[str, Any], *, cell: bool,
             min_cohort: int, min_cell: int) -> tuple[str, int] | None:
     """(request id, the threshold it fails) of a remembered release too few rows away from ``rows``.
 
@@ -98,9 +77,7 @@ def closest(tx: sqlite3.Connection, dataset: str, rows: dict[str, Any], *, cell:
         return None
     n = int(rows["rows"])
     reach = max(min_cohort, min_cell) if cell else min_cohort  # |S △ T| >= ||S| - |T||
-    candidates = tx.execute(
-        "SELECT request_id, bitmap, cell FROM released_rows WHERE dataset = ? AND rows > ? AND rows < ?"
-        " AND rows_sha256 != ? ORDER BY id", (dataset, n - reach, n + reach, rows["sha256"]))
+    candidates = release_rows.near_in_size(tx, dataset, n - reach, n + reach, rows["sha256"])
     new = None
     for request_id, blob, old_cell in candidates:
         limit = min_cell if cell and old_cell else min_cohort
@@ -112,19 +89,16 @@ def closest(tx: sqlite3.Connection, dataset: str, rows: dict[str, Any], *, cell:
     return None
 
 
-def remember(tx: sqlite3.Connection, dataset: str, request_id: str, job_id: int | None, rows: dict[str, Any],
+def remember(tx: Any, dataset: str, request_id: str, job_id: int | None, rows: dict[str, Any],
              *, cell: bool) -> None:
     """Keep the row set of a release; one copy per distinct set, kind and dataset."""
-    if tx.execute("SELECT 1 FROM released_rows WHERE dataset = ? AND rows_sha256 = ? AND cell = ? LIMIT 1",
-                  (dataset, rows["sha256"], int(cell))).fetchone():
+    if release_rows.row_set_known(tx, dataset, rows["sha256"], cell):
         return
-    tx.execute("INSERT INTO released_rows (dataset, request_id, job_id, rows, rows_sha256, cell, bitmap, created_at)"
-               " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-               (dataset, request_id, job_id, int(rows["rows"]), rows["sha256"], int(cell),
-                base64.b64decode(rows["bitmap"]), time.time()))
+    release_rows.add_row_set(tx, dataset, request_id, job_id, int(rows["rows"]), rows["sha256"], cell,
+                             base64.b64decode(rows["bitmap"]))
 
 
-def settle(tx: sqlite3.Connection, request_id: str, job_id: int | None, found: dict[str, Any], *,
+def settle(tx: Any, request_id: str, job_id: int | None, found: dict[str, Any], *,
            min_cohort: int, min_cell: int) -> str | None:
     """In the releasing transaction: why the release must be blocked, or None after remembering it.
 
@@ -139,7 +113,7 @@ def settle(tx: sqlite3.Connection, request_id: str, job_id: int | None, found: d
     sets += [(c, True) for c in found.get("cells") or [] if c["rows"] > 0]
     if not sets:
         return None
-    dataset = tx.execute("SELECT dataset FROM requests WHERE id = ?", (request_id,)).fetchone()[0]
+    dataset = request_rows.one(tx, request_id)["dataset"]
     for rows, cell in sets:
         near = closest(tx, dataset, rows, cell=cell, min_cohort=min_cohort, min_cell=min_cell)
         if near is not None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from fednb.domain.release.noisy import Spend
 from fednb.domain.review.policy import Policy
+from fednb.domain.store import jobs as job_rows
 from fednb.errors import InvalidInput
 from fednb.locale import N_
 
@@ -66,8 +67,7 @@ class RoundSpend:
     plan: Plan
 
     def resolve(self, tx, request_id: str) -> Spend:
-        (k,) = tx.execute("SELECT count(*) FROM jobs WHERE request_id = ? AND round IS NOT NULL AND status = 'done'",
-                          (request_id,)).fetchone()
+        k = job_rows.rounds_done(tx, request_id)
         eps = self.plan.epsilon_after(k + 1) - self.plan.epsilon_after(k)
         return Spend(max(eps, 0.0), self.plan.delta if k == 0 else 0.0, "dp-sgd")
 

@@ -52,19 +52,14 @@ import numpy as np
 from fednb.domain.audit import log as audit
 from fednb.domain.release import secure_inputs, trusted_peers
 from fednb.domain.review.requests import Conflict, http_status
+from fednb.domain.store import jobs as job_rows
+from fednb.domain.store import releases as release_rows
+from fednb.domain.store import requests as request_rows
 from fednb.errors import FednbError, InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from fednb.domain.domain import Domain
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS secagg_unmasked (
-    request_id TEXT NOT NULL,
-    round      INTEGER NOT NULL,            -- -1 for a built-in's one job
-    session    TEXT NOT NULL,
-    PRIMARY KEY (request_id, round)
-);
-"""
 SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 SESSION_TTL = 3600.0
 MAX_SESSIONS = 200
@@ -109,8 +104,6 @@ class SecureAggregation:
         self._jobs_changed = threading.Condition()
         self._changes = 0  # bumped by _wake, so a change between a read and the wait is not missed
         domain.subscribe(self._wake)
-        domain.store.connect().executescript(SCHEMA)
-        trusted_peers.ensure(domain.store.connect())
 
     def _wake(self) -> None:
         with self._jobs_changed:
@@ -267,8 +260,8 @@ class SecureAggregation:
             if not repeat:
                 with self.domain.store.transaction() as tx:
                     self._check_unused(session, tx)
-                    tx.execute("INSERT INTO secagg_unmasked (request_id, round, session) VALUES (?, ?, ?)",
-                               (session.request_id, -1 if session.round is None else session.round, session.sid))
+                    release_rows.mark_unmasked(tx, session.request_id, -1 if session.round is None else session.round,
+                                               session.sid)
                     audit.append(tx, session.analyst, "secagg", session.request_id, {
                         "session": session.sid, "step": "unmask", "round": session.round,
                         "masked_sha256": session.masked_sha256, "length": session.masked["length"],
@@ -305,8 +298,7 @@ class SecureAggregation:
     def _check_request(self, analyst: str, request_id: Any) -> str:
         if not isinstance(request_id, str):
             raise InvalidInput("request_id names the secure request this session sums")
-        row = self.domain.store.query_one("SELECT analyst, dataset, args_json FROM requests WHERE id = ?",
-                                          (request_id,))
+        row = request_rows.one(self.domain.store.connect(), request_id)
         if row is None or row["analyst"] != analyst:
             raise NotFound(f"no request {request_id!r}")
         args = json.loads(row["args_json"])
@@ -317,13 +309,11 @@ class SecureAggregation:
     def _vector(self, session: Session, wait: float = 0.0) -> np.ndarray:
         """The job's secret vector; with ``wait``, waits that long for a queued or running job to end
         (so the analyst can ask for the masked input while the round still trains)."""
-        sql = "SELECT * FROM jobs WHERE request_id = ? AND " + ("round IS NULL" if session.round is None else "round = ?")
-        params = (session.request_id,) if session.round is None else (session.request_id, session.round)
         deadline = time.monotonic() + wait
         while True:
             with self._jobs_changed:
                 seen = self._changes
-            job = self.domain.store.query_one(sql + " ORDER BY id DESC LIMIT 1", params)
+            job = job_rows.of_round(self.domain.store.connect(), session.request_id, session.round)
             remaining = deadline - time.monotonic()
             if (job is not None and job["status"] in ("done", "failed")) or remaining <= 0:
                 break
@@ -351,11 +341,10 @@ class SecureAggregation:
             del self._sessions[key]
 
     def _check_unused(self, session: Session, tx=None) -> None:
-        row = (tx or self.domain.store.connect()).execute(
-            "SELECT session FROM secagg_unmasked WHERE request_id = ? AND round = ?",
-            (session.request_id, -1 if session.round is None else session.round)).fetchone()
-        if row is not None and row["session"] != session.sid:
-            raise Conflict(f"this input was already unmasked in a secure sum (session {row['session']}); it enters "
+        used_in = release_rows.unmasked_in(tx or self.domain.store.connect(), session.request_id,
+                                           -1 if session.round is None else session.round)
+        if used_in is not None and used_in != session.sid:
+            raise Conflict(f"this input was already unmasked in a secure sum (session {used_in}); it enters "
                            "one sum only, so that two sums can never be subtracted to expose it")
 
 

@@ -25,7 +25,6 @@ another session, round or position.
 from __future__ import annotations
 
 import json
-import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,17 +32,9 @@ from typing import Any
 
 from fednb.domain.audit import log as audit
 from fednb.domain.identity import fingerprint, verify
+from fednb.domain.store import releases as release_rows
 from fednb.errors import InvalidInput
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS pinned_peers (
-    public_key  TEXT PRIMARY KEY,            -- hex of the raw Ed25519 public key
-    name        TEXT NOT NULL,
-    url         TEXT NOT NULL DEFAULT '',
-    fingerprint TEXT NOT NULL,
-    pinned_at   REAL NOT NULL
-);
-"""
 PROTOCOL = "fednb secure aggregation key message v1"
 MAX_PEERS = 1000
 
@@ -61,10 +52,6 @@ class Peer:
     def as_dict(self) -> dict[str, str]:
         return {"name": self.name, "url": self.url, "public_key": self.public_key.hex(),
                 "fingerprint": self.fingerprint}
-
-
-def ensure(conn) -> None:
-    conn.execute(SCHEMA)  # one statement: no implicit commit, unlike executescript
 
 
 def read_roster(path: Path) -> list[Peer]:
@@ -116,13 +103,8 @@ def pin(store, own_key: bytes, peers: list[Peer], actor: str = "owner") -> list[
     """Replace the pinned peers with ``peers`` (less this domain itself); audited in the same transaction."""
     others = [p for p in peers if p.public_key != own_key]
     with store.transaction() as tx:
-        tx.execute(SCHEMA)
-        before = {r["fingerprint"] for r in tx.execute("SELECT fingerprint FROM pinned_peers")}
-        tx.execute("DELETE FROM pinned_peers")
-        now = time.time()
-        for p in others:
-            tx.execute("INSERT INTO pinned_peers (public_key, name, url, fingerprint, pinned_at) VALUES (?, ?, ?, ?, ?)",
-                       (p.public_key.hex(), p.name, p.url, p.fingerprint, now))
+        before = release_rows.replace_pinned_peers(
+            tx, [(p.public_key.hex(), p.name, p.url, p.fingerprint) for p in others])
         audit.append(tx, actor, "secagg", None, {
             "step": "trust", "peers": [{"name": p.name, "fingerprint": p.fingerprint} for p in others],
             "removed": sorted(before - {p.fingerprint for p in others})})
@@ -131,11 +113,8 @@ def pin(store, own_key: bytes, peers: list[Peer], actor: str = "owner") -> list[
 
 def pinned(store) -> dict[bytes, Peer]:
     """{public key: peer} as pinned now (empty for a domain whose owner pinned none)."""
-    conn = store.connect()  # read only: a domain that never pinned has no table yet
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'pinned_peers'").fetchone() is None:
-        return {}
     return {bytes.fromhex(r["public_key"]): Peer(r["name"], r["url"], bytes.fromhex(r["public_key"]))
-            for r in conn.execute("SELECT * FROM pinned_peers ORDER BY name")}
+            for r in release_rows.pinned_peers(store.connect())}
 
 
 def key_message(session: str, round_: int | None, participants: int, threshold: int, index: int,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import json
 import secrets
-import sqlite3
 import time
 from typing import Any
 
@@ -18,7 +17,10 @@ from fednb.domain.audit import log as audit
 from fednb.domain.release import secure_inputs
 from fednb.domain.review import inputs
 from fednb.domain.review.policy import Policy
-from fednb.domain.store.sqlite import Store
+from fednb.domain.store import datasets as dataset_rows
+from fednb.domain.store import jobs as job_rows
+from fednb.domain.store import requests as request_rows
+from fednb.domain.store.database import Store
 from fednb.errors import FednbError, InvalidInput, NotFound
 from fednb.locale import N_
 from fednb.models import Request, RequestIn, code_hash
@@ -89,7 +91,7 @@ def normalise(req: RequestIn, policy: Policy) -> RequestIn:
     return req
 
 
-def row_to_request(row: sqlite3.Row, *, full: bool = True) -> Request:
+def row_to_request(row: Any, *, full: bool = True) -> Request:
     """A stored request; listings (``full=False``) leave out the code and the result."""
     return Request(
         id=row["id"], analyst=row["analyst"], dataset=row["dataset"], kind=row["kind"], name=row["name"],
@@ -115,12 +117,8 @@ def _lane(kind: str) -> str:
     return "builtin" if kind == "builtin" else "sandbox"
 
 
-def enqueue(tx: sqlite3.Connection, request_id: str, kind: str, inputs: Any = None) -> int:
-    cur = tx.execute(
-        "INSERT INTO jobs (request_id, lane, status, inputs_json, created_at) VALUES (?, ?, 'queued', ?, ?)",
-        (request_id, _lane(kind), None if inputs is None else json.dumps(inputs), time.time()),
-    )
-    return int(cur.lastrowid)
+def enqueue(tx: Any, request_id: str, kind: str, inputs: Any = None) -> int:
+    return job_rows.add(tx, request_id, _lane(kind), None if inputs is None else json.dumps(inputs))
 
 
 def accept(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[Request, bool]:
@@ -129,54 +127,44 @@ def accept(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[
     secure_inputs.check_secure_only(policy, req)
     digest = code_hash(req.kind, req.name, req.code, req.args, req.limits.model_dump())
     with store.transaction() as tx:
-        if tx.execute("SELECT 1 FROM datasets WHERE name = ?", (req.dataset,)).fetchone() is None:
+        if not dataset_rows.exists(tx, req.dataset):
             raise NotFound(N_("this domain has no dataset {dataset!r}").format(dataset=req.dataset))
         if req.idempotency_key:
-            row = tx.execute("SELECT * FROM requests WHERE analyst = ? AND idempotency_key = ?",
-                             (analyst, req.idempotency_key)).fetchone()
+            row = request_rows.by_idempotency_key(tx, analyst, req.idempotency_key)
             if row is not None:
                 return row_to_request(row), False
-        same = tx.execute(
-            "SELECT * FROM requests WHERE analyst = ? AND dataset = ? AND code_hash = ? AND status = 'pending'",
-            (analyst, req.dataset, digest)).fetchone()
+        same = request_rows.pending_same_code(tx, analyst, req.dataset, digest)
         if same is not None:
             return row_to_request(same), False
         status, decided_by, reason = "pending", None, None
         if policy.auto_approves(req.kind, req.name):
             status, decided_by, reason = "approved", "policy", N_("built-in {name} is auto-approved by policy").format(name=req.name)
         elif policy.review.reuse_approvals:
-            prior = tx.execute(
-                "SELECT id FROM requests WHERE analyst = ? AND dataset = ? AND code_hash = ? AND decided_by IN (?, ?)"
-                " AND status NOT IN ('pending', 'denied') ORDER BY created_at LIMIT 1",
-                (analyst, req.dataset, digest, *OWNER_APPROVED)).fetchone()
+            prior = request_rows.earliest_approved_by(tx, analyst, req.dataset, digest, tuple(OWNER_APPROVED))
             if prior is not None:
                 status, decided_by = "approved", "prior approval"
                 reason = N_("same code and arguments as request {request_id}, approved by the owner").format(
-                    request_id=prior["id"])
+                    request_id=prior)
         if status == "pending":
-            (pending,) = tx.execute("SELECT count(*) FROM requests WHERE analyst = ? AND status = 'pending'",
-                                    (analyst,)).fetchone()
+            pending = request_rows.pending_count(tx, analyst)
             if pending >= policy.review.max_pending_per_analyst:
                 raise TooManyPending(
                     N_("you already have {pending} pending requests on this domain (the policy's limit); "
                       "wait for the owner's decisions").format(pending=pending))
         now = time.time()
         rid = new_id()
-        tx.execute(
-            "INSERT INTO requests (id, analyst, dataset, kind, name, code, args_json, code_hash, description,"
-            " limits_json, status, reason, decided_by, created_at, decided_at, idempotency_key)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (rid, analyst, req.dataset, req.kind, req.name, req.code, json.dumps(req.args), digest,
-             req.description, req.limits.model_dump_json(), status, reason, decided_by, now,
-             now if decided_by else None, req.idempotency_key),
-        )
+        request_rows.insert(tx, id=rid, analyst=analyst, dataset=req.dataset, kind=req.kind, name=req.name,
+                            code=req.code, args_json=json.dumps(req.args), code_hash=digest,
+                            description=req.description, limits_json=req.limits.model_dump_json(), status=status,
+                            reason=reason, decided_by=decided_by, created_at=now,
+                            decided_at=now if decided_by else None, idempotency_key=req.idempotency_key)
         audit.append(tx, analyst, "submit", rid, {"dataset": req.dataset, "kind": req.kind, "name": req.name,
                                                    "code_hash": digest, "description": req.description})
         if status == "approved":
             audit.append(tx, decided_by, "approve", rid, {"code_hash": digest, "reason": reason})
             if not runs_in_rounds(req.kind, req.name):
                 enqueue(tx, rid, req.kind)
-        row = tx.execute("SELECT * FROM requests WHERE id = ?", (rid,)).fetchone()
+        row = request_rows.one(tx, rid)
     return row_to_request(row), True
 
 
@@ -188,7 +176,7 @@ def not_visible(request_id: str) -> NotFound:
 
 def get(store: Store, request_id: str, *, analyst: str | None = None) -> Request:
     """One request; with ``analyst`` set, only that analyst's own (others' look absent)."""
-    row = store.query_one("SELECT * FROM requests WHERE id = ?", (request_id,))
+    row = request_rows.one(store.connect(), request_id)
     if row is None or (analyst is not None and row["analyst"] != analyst):
         raise not_visible(request_id)
     return row_to_request(row)
@@ -196,28 +184,19 @@ def get(store: Store, request_id: str, *, analyst: str | None = None) -> Request
 
 def resolve_id(store: Store, prefix: str) -> str:
     """The owner may type a unique prefix of an id on the command line."""
-    rows = store.query("SELECT id FROM requests WHERE id LIKE ? || '%' LIMIT 2", (prefix,))
-    if not rows:
+    found = request_rows.ids_starting_with(store.connect(), prefix)
+    if not found:
         raise NotFound(f"this domain has no request {prefix!r}; `fednb domain requests` lists them")
-    if len(rows) > 1:
+    if len(found) > 1:
         raise InvalidInput(f"{prefix!r} matches several requests; type more of the id")
-    return rows[0]["id"]
+    return found[0]
 
 
 def listing(store: Store, *, analyst: str | None = None, status: str | None = None,
             limit: int = 200, offset: int = 0) -> list[Request]:
     """Requests, pending first, newest first within a status; a page of ``limit`` from ``offset``."""
-    sql = "SELECT * FROM requests WHERE 1 = 1"
-    params: list[Any] = []
-    if analyst is not None:
-        sql += " AND analyst = ?"
-        params.append(analyst)
-    if status is not None:
-        sql += " AND status = ?"
-        params.append(status)
-    sql += " ORDER BY status != 'pending', created_at DESC, id LIMIT ? OFFSET ?"
-    params += [limit, offset]
-    return [row_to_request(r, full=False) for r in store.query(sql, tuple(params))]
+    found = request_rows.page(store.connect(), analyst=analyst, status=status, limit=limit, offset=offset)
+    return [row_to_request(r, full=False) for r in found]
 
 
 def decide(store: Store, request_id: str, *, approve: bool, actor: str, reason: str = "") -> Request:
@@ -226,23 +205,17 @@ def decide(store: Store, request_id: str, *, approve: bool, actor: str, reason: 
     if not approve and not reason:
         raise InvalidInput(N_("a denial needs a reason; the analyst will read it"))
     with store.transaction() as tx:
-        row = tx.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+        row = request_rows.one(tx, request_id)
         if row is None:
             raise NotFound(N_("this domain has no request {request_id!r}; listing the requests shows their ids").format(
                 request_id=request_id))
         if row["status"] != "pending":
             raise Conflict(N_("request {request_id} is already {status}; only pending requests can be decided").format(
                 request_id=request_id, status=row["status"]))
-        status = "approved" if approve else "denied"
-        now = time.time()
-        tx.execute(
-            "UPDATE requests SET status = ?, reason = ?, decided_by = 'owner', decided_at = ?"
-            + (", finished_at = ?" if not approve else "") + " WHERE id = ?",
-            (status, reason or None, now, *(() if approve else (now,)), request_id),
-        )
+        request_rows.decide(tx, request_id, approve=approve, reason=reason or None)
         audit.append(tx, actor, "approve" if approve else "deny", request_id,
                      {"code_hash": row["code_hash"], "reason": reason})
         if approve and not runs_in_rounds(row["kind"], row["name"]):
             enqueue(tx, request_id, row["kind"])
-        row = tx.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+        row = request_rows.one(tx, request_id)
     return row_to_request(row)

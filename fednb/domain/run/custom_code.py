@@ -18,6 +18,7 @@ from fednb.domain.release import disclosure, dp_training, error_text, output_che
 from fednb.domain.release.disclosure import Blocked
 from fednb.domain.run.outcome import Outcome
 from fednb.domain.run.rounds import charged
+from fednb.domain.store import requests as request_rows
 from fednb.errors import FednbError
 from fednb.locale import N_
 
@@ -173,9 +174,7 @@ class CustomCode:
         if not ids:
             return
         idle = self.domain.policy.learning.idle_minutes * 60
-        open_ = {r["id"] for r in self.domain.store.query(
-            f"SELECT id FROM requests WHERE status IN ('approved', 'running') AND id IN ({','.join('?' * len(ids))})",
-            tuple(ids))}
+        open_ = request_rows.still_open(self.domain.store.connect(), list(ids))
         now = time.monotonic()
         for rid in ids:
             with self._sessions_lock:

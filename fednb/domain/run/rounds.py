@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from typing import Any
 
 from fednb import tensors
@@ -21,7 +20,10 @@ from fednb.domain.audit import log as audit
 from fednb.domain.review.policy import Policy
 from fednb.domain.review.requests import Conflict, enqueue, get, not_visible, row_to_request, runs_in_rounds
 from fednb.domain.run import builtins
-from fednb.domain.store.sqlite import Store
+from fednb.domain.store import audit as audit_rows
+from fednb.domain.store import jobs as job_rows
+from fednb.domain.store import requests as request_rows
+from fednb.domain.store.database import Store
 from fednb.errors import InvalidInput, NotFound
 from fednb.locale import N_
 from fednb.models import Request, Round
@@ -105,14 +107,13 @@ def attempts(tx, request_id: str) -> int:
     blocked), and its code ran on the data; if retries were free, a round that fails on purpose
     would be an unmetered channel. The audit log holds one ``round`` row per queued round.
     """
-    (n,) = tx.execute("SELECT count(*) FROM audit WHERE object_id = ? AND action = 'round'", (request_id,)).fetchone()
-    return int(n)
+    return audit_rows.count_for(tx, request_id, "round")
 
 
 def accept_round(store: Store, policy: Policy, analyst: str, request_id: str, body: bytes) -> Round:
     """Queue one round; resubmitting a round (same number) is idempotent unless it failed or was
     blocked: then it runs again, and counts against the round budget again (:func:`attempts`)."""
-    req = store.query_one("SELECT * FROM requests WHERE id = ?", (request_id,))
+    req = request_rows.one(store.connect(), request_id)
     if req is None or req["analyst"] != analyst:
         raise not_visible(request_id)
     if not runs_in_rounds(req["kind"], req["name"]):
@@ -123,17 +124,16 @@ def accept_round(store: Store, policy: Policy, analyst: str, request_id: str, bo
     else:
         number, inputs = _json_round(body, req["name"])
     with store.transaction() as tx:
-        req = tx.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+        req = request_rows.one(tx, request_id)
         if req["status"] not in OPEN:
             raise Conflict(N_("request {request_id} is {status}; rounds run only on an approved request").format(
                 request_id=request_id, status=req["status"]))
-        existing = tx.execute("SELECT * FROM jobs WHERE request_id = ? AND round = ?", (request_id, number)).fetchone()
+        existing = job_rows.of_round(tx, request_id, number)
         if existing is not None and existing["status"] not in ("failed", "blocked"):
             return row_to_round(existing)
-        first = tx.execute("SELECT input_blob FROM jobs WHERE request_id = ? ORDER BY id LIMIT 1",
-                           (request_id,)).fetchone()
+        first = job_rows.first_input(tx, request_id)
         if training and first is not None and \
-                tensors.signature(tensors.header(first["input_blob"])[0]) != tensors.signature(layout):
+                tensors.signature(tensors.header(first)[0]) != tensors.signature(layout):
             raise InvalidInput(N_("these weights do not have the same parameters as the earlier rounds' model"))
         budget = json.loads(req["limits_json"]).get("max_rounds") or policy.learning.max_rounds
         used = attempts(tx, request_id)
@@ -142,20 +142,20 @@ def accept_round(store: Store, policy: Policy, analyst: str, request_id: str, bo
                               "({used} rounds sent, failed and blocked ones included)").format(
                 budget=budget, request_id=request_id, used=used))
         if existing is not None:
-            tx.execute("DELETE FROM jobs WHERE id = ?", (existing["id"],))
+            job_rows.drop(tx, existing["id"])
         job = enqueue(tx, request_id, req["kind"], inputs)
-        tx.execute("UPDATE jobs SET round = ?, input_blob = ? WHERE id = ?", (number, body if training else None, job))
-        tx.execute("UPDATE requests SET status = 'running' WHERE id = ? AND status = 'approved'", (request_id,))
+        job_rows.set_round(tx, job, number, body if training else None)
+        request_rows.mark_running(tx, request_id)
         detail = {"weights_sha256": _sha(body), "parameters": tensors.parameter_count(layout)} if training else \
             {"inputs_sha256": _sha(json.dumps(inputs, sort_keys=True).encode())}
         audit.append(tx, analyst, "round", request_id, {"round": number, **detail})
-        row = tx.execute("SELECT * FROM jobs WHERE id = ?", (job,)).fetchone()
+        row = job_rows.one(tx, job)
     return row_to_round(row)
 
 
 def get_round(store: Store, request_id: str, number: int, *, analyst: str | None = None) -> Round:
     get(store, request_id, analyst=analyst)  # visibility: an analyst sees only their own
-    row = store.query_one("SELECT * FROM jobs WHERE request_id = ? AND round = ?", (request_id, number))
+    row = job_rows.of_round(store.connect(), request_id, number)
     if row is None:
         raise NotFound(N_("request {request_id} has no round {number} yet; send it with POST "
                        "/v1/requests/{request_id}/rounds").format(request_id=request_id, number=number))
@@ -167,8 +167,7 @@ def round_weights(store: Store, request_id: str, number: int, *, analyst: str | 
     if req.args.get("secure_aggregation"):
         raise Conflict(N_("request {request_id} uses secure aggregation: its weights leave this domain only masked, "
                           "inside a sum over domains (POST /v1/secagg/...)").format(request_id=request_id))
-    row = store.query_one("SELECT status, result_blob FROM jobs WHERE request_id = ? AND round = ?",
-                          (request_id, number))
+    row = job_rows.of_round(store.connect(), request_id, number)
     if row is None:
         raise NotFound(N_("request {request_id} has no round {number} yet; send it with POST "
                        "/v1/requests/{request_id}/rounds").format(request_id=request_id, number=number))
@@ -181,15 +180,14 @@ def round_weights(store: Store, request_id: str, number: int, *, analyst: str | 
 def finish(store: Store, request_id: str, analyst: str) -> Request:
     """The analyst ends a request that runs in rounds: no more rounds; a training worker is closed."""
     with store.transaction() as tx:
-        req = tx.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+        req = request_rows.one(tx, request_id)
         if req is None or req["analyst"] != analyst:
             raise not_visible(request_id)
         if not runs_in_rounds(req["kind"], req["name"]):
             raise InvalidInput(N_("request {request_id} does not run in rounds").format(request_id=request_id))
         if req["status"] in OPEN:
-            (rounds,) = tx.execute("SELECT count(*) FROM jobs WHERE request_id = ? AND status = 'done'",
-                                   (request_id,)).fetchone()
-            tx.execute("UPDATE requests SET status = 'done', finished_at = ? WHERE id = ?", (time.time(), request_id))
+            rounds = job_rows.rounds_done(tx, request_id)
+            request_rows.finish_rounds(tx, request_id)
             audit.append(tx, analyst, "finish", request_id, {"rounds_released": rounds})
-        row = tx.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+        row = request_rows.one(tx, request_id)
     return row_to_request(row)

@@ -15,8 +15,8 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from fednb.domain.audit import log as audit
@@ -34,6 +34,8 @@ from fednb.domain.run import builtins
 from fednb.domain.run.custom_code import CustomCode
 from fednb.domain.run.outcome import Outcome
 from fednb.domain.run.workers import Worker, WorkerLimits
+from fednb.domain.store import jobs as job_rows
+from fednb.domain.store import requests as request_rows
 from fednb.errors import FednbError
 
 if TYPE_CHECKING:
@@ -64,8 +66,11 @@ class Runner:
         self._workers: list[Worker] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> None:
-        self.recover()
+    def start(self, *, recover: bool = True) -> None:
+        """Start the lanes; ``recover=False`` where another process recovered before this one started
+        (several server processes on one store: only the first may re-queue what a crash left running)."""
+        if recover:
+            self.recover()
         self.domain.subscribe(self.wake)
         limits = self.builtin_limits()
         self._workers = [Worker(limits, self.worker_spawn) for _ in range(self.domain.policy.requests.builtin_workers)]
@@ -102,11 +107,10 @@ class Runner:
         """Jobs interrupted by a crash: re-queue once, then fail with a reason. Never drop one."""
         touched = []
         with self.domain.store.transaction() as tx:
-            for job in tx.execute("SELECT * FROM jobs WHERE status = 'running'").fetchall():
+            for job in job_rows.running(tx):
                 rid = job["request_id"]
                 if job["attempts"] < MAX_ATTEMPTS:
-                    tx.execute("UPDATE jobs SET status = 'queued' WHERE id = ?", (job["id"],))
-                    tx.execute("UPDATE requests SET status = 'approved' WHERE id = ? AND status = 'running'", (rid,))
+                    job_rows.requeue(tx, job["id"], rid)
                     audit.append(tx, "domain", "requeue", rid, {"job": job["id"], "attempts": job["attempts"]})
                 else:
                     reason = f"interrupted {job['attempts']} times by a domain restart; submit it again"
@@ -142,8 +146,7 @@ class Runner:
     def _queued(self, lane: str) -> bool:
         """A plain read first: most wake-ups (every commit wakes every lane) find nothing for this
         lane, and then take no write lock that the API's own writes would queue behind."""
-        return self.domain.store.query_one("SELECT 1 FROM jobs WHERE status = 'queued' AND lane = ? LIMIT 1",
-                                           (lane,)) is not None
+        return job_rows.any_queued(self.domain.store.connect(), lane)
 
     def _sleep(self, seen: int, lane: str, worker: Worker | None) -> None:
         """Wait for wake() (a new job, a decision, a change seen in the store), without a timeout
@@ -165,17 +168,13 @@ class Runner:
 
     def _claim(self, lane: str):
         with self.domain.store.transaction() as tx:
-            sql = _NEXT_JOB[lane]
-            job = tx.execute(sql, (lane,) * sql.count("?")).fetchone()
+            job = job_rows.next_queued(tx, lane)
             if job is None:
                 return None
-            now = time.time()
-            tx.execute("UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE id = ?",
-                       (now, job["id"]))
-            tx.execute("UPDATE requests SET status = 'running' WHERE id = ? AND status = 'approved'",
-                       (job["request_id"],))
-            audit.append(tx, "domain", "run", job["request_id"], {"job": job["id"], "attempt": job["attempts"] + 1})
-            job = tx.execute("SELECT * FROM jobs WHERE id = ?", (job["id"],)).fetchone()
+            claimed = job_rows.mark_running(tx, job["id"], job["request_id"])
+            audit.append(tx, "domain", "run", job["request_id"],  # which server process ran it (--workers N)
+                         {"job": job["id"], "attempt": job["attempts"] + 1, "process": os.getpid()})
+            job = claimed
         self.domain.changed()
         return job
 
@@ -188,17 +187,15 @@ class Runner:
                 outcome = Outcome("block", reason=reason)
         if outcome.spend is not None:  # set on releases, and on DP rounds that fail where the analyst learns
             outcome = self._debit(tx, job, request_id, outcome)
-        now = time.time()
         result_json = None if outcome.result is None else json.dumps(outcome.result, allow_nan=False)
         job_status = {"release": "done", "block": "blocked", "fail": "failed"}[outcome.action]
-        tx.execute("UPDATE jobs SET status = ?, result_json = ?, result_blob = ?, reason = ?, finished_at = ?"
-                   " WHERE id = ?", (job_status, result_json, outcome.blob, outcome.reason, now, job["id"]))
+        job_rows.finish(tx, job["id"], status=job_status, result_json=result_json, result_blob=outcome.blob,
+                        reason=outcome.reason)
         if job["round"] is None or outcome.final:  # a training request lives on across its rounds
             status = {"release": "done", "block": "blocked", "fail": "failed"}[outcome.action]
-            tx.execute("UPDATE requests SET status = ?, result_json = ?, disclosure_json = ?, reason = ?,"
-                       " finished_at = ? WHERE id = ?",
-                       (status, result_json, json.dumps(outcome.disclosure) if outcome.disclosure else None,
-                        outcome.reason if outcome.action != "release" else None, now, request_id))
+            request_rows.finish(tx, request_id, status=status, result_json=result_json,
+                                disclosure_json=json.dumps(outcome.disclosure) if outcome.disclosure else None,
+                                reason=outcome.reason if outcome.action != "release" else None)
         payload: dict[str, Any] = {"job": job["id"]}
         if job["round"] is not None:
             payload["round"] = job["round"]
@@ -214,7 +211,7 @@ class Runner:
 
     def _debit(self, tx, job, request_id: str, outcome: Outcome) -> Outcome:
         """Spend the release's epsilon in the releasing transaction, or block it if that would overspend."""
-        req = tx.execute("SELECT analyst, dataset FROM requests WHERE id = ?", (request_id,)).fetchone()
+        req = request_rows.one(tx, request_id)
         spend = outcome.spend
         if isinstance(spend, dp_training.RoundSpend):
             spend = spend.resolve(tx, request_id)
@@ -231,7 +228,7 @@ class Runner:
 
     # -- execution -----------------------------------------------------------------------------
     def _execute(self, job, worker: Worker | None = None) -> Outcome:
-        req = self.domain.store.query_one("SELECT * FROM requests WHERE id = ?", (job["request_id"],))
+        req = request_rows.one(self.domain.store.connect(), job["request_id"])
         if req["kind"] == "builtin" and worker is None:  # outside the lanes: a worker for this job only
             worker = Worker(self.builtin_limits(), self.worker_spawn)
             try:
@@ -282,16 +279,6 @@ class Runner:
         except FednbError as exc:
             return Outcome("fail", reason=str(exc))
         return outcome
-
-# The oldest queued job of the lane; on a built-in lane, only of an analyst who has no built-in
-# running, so one analyst's slow requests hold at most one built-in lane.
-_NEXT_JOB = {
-    "builtin": "SELECT j.* FROM jobs j JOIN requests r ON r.id = j.request_id WHERE j.status = 'queued'"
-               " AND j.lane = ? AND r.analyst NOT IN (SELECT r2.analyst FROM jobs j2 JOIN requests r2"
-               " ON r2.id = j2.request_id WHERE j2.status = 'running' AND j2.lane = ?) ORDER BY j.id LIMIT 1",
-    "sandbox": "SELECT * FROM jobs WHERE status = 'queued' AND lane = ? ORDER BY id LIMIT 1",
-}
-
 
 def _worker_failure(req, reply) -> Outcome:
     """A built-in that was refused (bad input) or stopped by a limit: failed, with the reason."""
