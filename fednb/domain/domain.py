@@ -66,7 +66,6 @@ class Domain:
         self.store.check()
         budget.ensure(self.store.connect())  # domains made before privacy budgets get the table here
         differencing.ensure(self.store.connect())  # and before the differencing defence, this one
-        self._cache = datasets.DataCache()
         self._listeners: list[Callable[[], None]] = []
         self._identity: Identity | None = None
 
@@ -209,9 +208,19 @@ class Domain:
         self.changed()
         return meta
 
-    def load(self, name: str):
-        """The private DataFrame (domain side only)."""
-        return self._cache.load(self.data_path(name))
+    def engine(self, name: str):
+        """The engine over dataset ``name``'s rows (:mod:`fednb.domain.data.engines`); close it after use."""
+        from fednb.domain.data.engines.duckdb import open_engine
+
+        return open_engine(self.data_path(name).parent, self.policy.engine)
+
+    def load(self, name: str, columns: list[str] | None = None):
+        """The private DataFrame, or only ``columns`` of it (domain side only)."""
+        engine = self.engine(name)
+        try:
+            return engine.frame(columns)
+        finally:
+            engine.close()
 
     def levels(self, name: str) -> dict[str, list]:
         return {c.name: c.levels for c in self.dataset(name).columns if c.levels is not None}

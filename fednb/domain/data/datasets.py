@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import pandas as pd
@@ -87,22 +86,3 @@ def register(domain_dir: Path, source: Path, name: str, description: str, policy
     meta = describe(name, description, df, policy)
     meta.mock = mock_review.initial_state(report)
     return meta, folder / DATA_FILE, len(df)
-
-
-class DataCache:
-    """Keeps each dataset's DataFrame in memory while its file is unchanged (built-ins read it often)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._frames: dict[Path, tuple[float, pd.DataFrame]] = {}
-
-    def load(self, path: Path) -> pd.DataFrame:
-        mtime = path.stat().st_mtime
-        with self._lock:
-            hit = self._frames.get(path)
-            if hit and hit[0] == mtime:
-                return hit[1]
-        df = pd.read_parquet(path)
-        with self._lock:
-            self._frames[path] = (mtime, df)
-        return df
