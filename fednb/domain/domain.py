@@ -307,7 +307,22 @@ class Domain:
         used += [c.get("column") for c in req.args.get("where", []) if isinstance(c, dict)]
         missing = sorted({u for u in used if isinstance(u, str) and u not in names})
         if missing:
-            raise InvalidInput(f"dataset {req.dataset!r} has no column(s) {missing}; it has {sorted(names)}")
+            from fednb.domain.data.engines.sql import suggestion
+
+            raise InvalidInput("; ".join(f"dataset {req.dataset!r} has no column {m!r}{suggestion(m, sorted(names))}"
+                                         for m in missing))
+        self._check_levels(meta, req.args.get("where", []))
+
+    @staticmethod
+    def _check_levels(meta: Dataset, where: list) -> None:
+        """A filter value that is a near miss of a public level is a typo, said at submission."""
+        from fednb.domain.data.engines.sql import Schema, check_levels
+
+        schema = Schema({c.name: c.dtype for c in meta.columns},
+                        {c.name: c.levels for c in meta.columns if c.levels is not None})
+        for cond in where if isinstance(where, list) else []:
+            if isinstance(cond, dict) and isinstance(cond.get("column"), str):
+                check_levels(schema, cond["column"], str(cond.get("op")), cond.get("value"))
 
     def _check_privacy(self, analyst: str, req: RequestIn) -> None:
         """Noise and secure sums the policy cannot give are refused at submission, not after a wait."""

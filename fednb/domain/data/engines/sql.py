@@ -4,7 +4,8 @@ Every value an analyst sends becomes a ``?`` parameter; every column name is loo
 dataset's schema and quoted from the schema's own spelling, never from the request, so no request
 can add SQL (OWASP, "Query Parameterization Cheat Sheet"). The filter keeps the meaning pandas gave
 it before the domain ran SQL: a missing value equals nothing, differs from everything, and is in no
-list unless the list holds ``None``.
+list unless the list holds ``None`` (for pandas' nullable ``boolean`` and ``Int64`` columns, which
+dropped missing rows under ``!=`` and ``not in``, this now holds as for every other column).
 
 Names and levels are checked against what the listing already shows: a misspelt column gets one
 "did you mean" (``difflib``), and a category value that is not a public level but is close to one
@@ -35,10 +36,9 @@ def quote(name: str) -> str:
 
 def suggestion(name: str, choices: Sequence[Any]) -> str:
     """`` (did you mean 'x'?)`` for the closest public name or level, or nothing."""
-    texts = {str(c): c for c in choices}
-    folded = [t for t in texts if t.casefold() == str(name).casefold()]
-    close = folded or difflib.get_close_matches(str(name), list(texts), n=1, cutoff=0.75)
-    return f" (did you mean {texts[close[0]]!r}?)" if close else ""
+    folded = {str(c).casefold(): c for c in reversed(list(choices))}
+    close = difflib.get_close_matches(str(name).casefold(), list(folded), n=1, cutoff=0.75)
+    return f" (did you mean {folded[close[0]]!r}?)" if close else ""
 
 
 def is_numeric(sql_type: str) -> bool:
