@@ -281,3 +281,24 @@ def test_a_crosstab_of_a_column_with_itself_is_its_diagonal(clinic):
     assert (off == 0).all()
     counts = df["visits"].value_counts()
     assert [table[i, i] for i in range(len(result["rows"]))] == [int(counts[v]) for v in result["rows"]]
+
+
+def test_a_large_file_is_converted_out_of_core_with_the_same_listing(tmp_path, monkeypatch):
+    from fednb.domain import Domain
+    from fednb.domain.data import datasets
+
+    df = awkward(3000).drop(columns=["admitted", "smoker"]).assign(diagnosis=lambda d: d["diagnosis"].astype(object))
+    df.loc[::500, "diagnosis"] = "rare"  # 6 rows: public (k = 5)
+    df.loc[[7, 9], "diagnosis"] = "rarest"  # 2 rows: hidden
+    df.to_csv(tmp_path / "table.csv", index=False)
+    small = Domain.init(tmp_path / "small", "small").add_dataset(tmp_path / "table.csv", "t")
+    monkeypatch.setattr(datasets, "LARGE_FILE_BYTES", 0)
+    monkeypatch.setattr(datasets, "SAMPLE_ROWS", 1000)
+    domain = Domain.init(tmp_path / "large", "large")
+    large = domain.add_dataset(tmp_path / "table.csv", "t")
+    assert large.rows == small.rows
+    for a, b in zip(large.columns, small.columns):
+        assert (a.name, a.kind, a.levels, a.missing) == (b.name, b.kind, b.levels, b.missing)
+    assert "rarest" not in next(c for c in large.columns if c.name == "diagnosis").levels
+    assert len(pd.read_parquet(domain.mock_path("t"))) == 500
+    assert domain.load("t", ["bmi"])["bmi"].tolist() == pytest.approx(df["bmi"].tolist(), nan_ok=True)

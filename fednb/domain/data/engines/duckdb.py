@@ -99,7 +99,7 @@ class DuckDBEngine(Engine):
 
     def sample(self, n: int, seed: int) -> pd.DataFrame:
         names = ", ".join(quote(c) for c in self.columns())
-        return self.query(f"SELECT {names} FROM data USING SAMPLE reservoir({int(n)} ROWS) REPEATABLE ({int(seed)})")
+        return self.query(f"SELECT {names} FROM data USING SAMPLE reservoir({int(n)} ROWS) REPEATABLE ({int(seed) % 2**31})")
 
     def frame(self, columns: Sequence[str] | None = None, limit: int | None = None) -> pd.DataFrame:
         """Rows in file order; the index is the row id (as ``pd.read_parquet`` numbers them)."""
