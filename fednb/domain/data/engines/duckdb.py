@@ -78,7 +78,8 @@ class DuckDBEngine(Engine):
         except duckdb.OutOfMemoryException as exc:
             raise MemoryError(str(exc)) from None
         except duckdb.Error as exc:
-            raise EngineError(f"the query failed in the domain's engine: {type(exc).__name__}") from None
+            raise EngineError(f"the domain's engine could not run this query ({type(exc).__name__}); check that "
+                              "each filter value has its column's type") from None
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         return self._run(sql, params).df()
