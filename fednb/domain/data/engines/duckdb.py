@@ -85,8 +85,18 @@ class DuckDBEngine(Engine):
         return self._run(sql, params).df()
 
     def batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[pd.DataFrame]:
+        import pyarrow as pa
+
         reader = self._run(sql, params).to_arrow_reader(BATCH_ROWS)
-        for batch in reader:
+        while True:
+            try:  # DuckDB's errors while streaming reach here as Arrow's
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError) as exc:
+                if "out of memory" in str(exc).lower():
+                    raise MemoryError(str(exc).splitlines()[0]) from None
+                raise EngineError(f"the domain's engine stopped while reading ({type(exc).__name__})") from None
             yield batch.to_pandas()
 
     def columns(self) -> dict[str, str]:
