@@ -30,6 +30,7 @@ SMALL = {  # script -> (arguments, a key that each run's output must contain)
     "mock_quality": (["--skip-big", "--only", "demo_hospital_a"], "pmse_ratio"),
     "many_domains": (["--domains", "2", "--idle-seconds", "1", "--settle-seconds", "1"], "pss_mb_per_domain"),
     "cli_startup": (["--runs", "1"], "median_s"),
+    "rows_scaling": (["--rows", "20000", "--runs", "1"], "vs_plain_duckdb"),
 }
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from fednb.errors import InvalidInput
 
-_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(==|!=|<=|>=|<|>|not in|in)\s*(.+?)\s*$")
+# a column is a name, or any text in backquotes (`blood pressure`), as in formulas and pandas' query
+_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.]*|`[^`]+`)\s*(==|!=|<=|>=|<|>|not in|in)\s*(.+?)\s*$")
 
 
 def parse_where(where: Any) -> list[dict]:
@@ -25,6 +26,7 @@ def parse_where(where: Any) -> list[dict]:
             if not m:
                 raise InvalidInput(f"cannot read the condition {part!r}; write e.g. \"age > 50 and sex == 'F'\"")
             col, op, raw = m.groups()
+            col = col[1:-1] if col.startswith("`") else col
             try:
                 value = ast.literal_eval(raw)
             except (ValueError, SyntaxError):

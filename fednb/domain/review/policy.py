@@ -97,6 +97,21 @@ class RequestsSection(_Section):
     builtin_worker_idle_seconds: float = Field(120, gt=0, le=86400)
 
 
+class EngineSection(_Section):
+    """How built-ins scan the rows (:mod:`fednb.domain.data.engines`)."""
+
+    memory_limit: str = "1GB"
+    threads: int = Field(2, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _readable_size(self) -> EngineSection:
+        from fednb.domain.data.engines.duckdb import memory_bytes
+
+        if memory_bytes(self.memory_limit) < 64 * 2**20:
+            raise ValueError(f"memory_limit {self.memory_limit!r} is below 64MiB; the engine needs at least that")
+        return self
+
+
 NOISY_BUILTINS = ("count", "sum", "mean", "variance", "histogram", "crosstab", "kaplan_meier")
 
 
@@ -170,6 +185,7 @@ class Policy(_Section):
     mock: MockSection = Field(default_factory=MockSection)
     secure_aggregation: SecureAggregationSection = Field(default_factory=SecureAggregationSection)
     requests: RequestsSection = Field(default_factory=RequestsSection)
+    engine: EngineSection = Field(default_factory=EngineSection)
 
     def auto_approves(self, kind: str, name: str) -> bool:
         """Only built-in aggregates can be approved by policy; custom code always waits for a person."""
@@ -215,6 +231,15 @@ max_argument_bytes = 32000
 # A built-in worker (about 100 MB) unused this many seconds is stopped; the next built-in starts one
 # again, so an idle domain holds no worker. Default: 120.
 builtin_worker_idle_seconds = 120
+
+[engine]
+# Built-ins run as SQL in DuckDB over each dataset's Parquet file, reading only the columns they
+# need and spilling to DIR/.engine-spill when a query needs more memory than this.
+# Memory DuckDB may use for the built-ins ("512MB", "2GB"), shared by requests.builtin_workers;
+# one worker's share is at most half of requests.builtin_memory_mb (the rest is Python). Default: "1GB".
+memory_limit = "1GB"
+# Threads one query may use. Default: 2.
+threads = 2
 
 [disclosure]
 # Fewest rows any released aggregate may come from (DataSHIELD nfilter.subset). An exact built-in

@@ -13,6 +13,7 @@ answers with JSON only: nothing from a process that evaluated analyst input is e
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -28,7 +29,9 @@ from typing import Any
 log = logging.getLogger("fednb.domain.run.workers")
 
 START_SECONDS = 60.0  # importing pandas on a loaded machine; not counted against a job's wall limit
-MAX_REPLY_BYTES = 16_000_000
+# A reply carries the row sets behind a release (Roaring bitmaps, up to rows/8 bytes per set and cell,
+# base64): a crosstab over ten million rows needs ~20 MB of them.
+MAX_REPLY_BYTES = 256_000_000
 _THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 # Arrow's own allocator and glibc's per-thread arenas reserve address space by the GiB (a 200,000-row
 # read grew it by 1.2 GiB, using 56 MiB): with the system allocator and two arenas the address-space
@@ -43,6 +46,17 @@ class WorkerLimits:
     cpu_seconds: float = 15
     wall_seconds: float = 20
     memory_mb: int = 1024
+
+
+def engine_settings(policy: Any) -> dict[str, Any]:
+    """The ``[engine]`` settings a worker opens datasets with. ``memory_limit`` is the domain's, shared
+    by its ``builtin_workers``; and DuckDB gets at most half a worker's memory cap, so pandas and
+    Python keep the rest and the cap is not what stops a large scan."""
+    from fednb.domain.data.engines.duckdb import memory_bytes
+
+    shared = memory_bytes(policy.engine.memory_limit) // policy.requests.builtin_workers
+    limit = min(shared, policy.requests.builtin_memory_mb * 2**20 // 2)
+    return {"memory_limit": f"{limit // 2**20}MiB", "threads": policy.engine.threads}
 
 
 @dataclass
@@ -63,6 +77,7 @@ class Worker:
         self.spawn = spawn  # forks a warm worker (fednb.domain.run.worker_template); None: a fresh Python
         self._proc: subprocess.Popen | None = None
         self._ready = False
+        self._too_long = False
 
     def start(self) -> None:
         self._ready = False
@@ -111,6 +126,10 @@ class Worker:
             self.close()
             return Reply("killed", reason="the built-in worker stopped before the job reached it")
         line = self._read_line(time.monotonic() + self.limits.wall_seconds)
+        if line is None and self._too_long:
+            self.replace()
+            return Reply("error", reason=f"its answer was longer than {MAX_REPLY_BYTES >> 20} MiB (the rows behind "
+                                         "it); ask for fewer cells or a narrower filter")
         if line is None:
             return self._stopped()
         try:
@@ -141,6 +160,7 @@ class Worker:
         """One line from the worker before ``deadline``; None when it is late, dead or too long."""
         proc = self._proc
         fd = proc.stdout.fileno()
+        self._too_long = False
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -150,7 +170,7 @@ class Worker:
             readable, _, _ = select.select([fd], [], [], remaining)
             if not readable:
                 continue
-            chunk = os.read(fd, 1 << 16)
+            chunk = os.read(fd, 1 << 20)
             if not chunk:
                 proc.wait()
                 return None
@@ -159,33 +179,64 @@ class Worker:
             if chunk.endswith(b"\n"):
                 return b"".join(chunks)
             if size > MAX_REPLY_BYTES:
+                self._too_long = True
                 return None
 
 
 # -- inside the worker process -------------------------------------------------------------------
-def evaluate(job: dict[str, Any], cache: Any) -> dict[str, Any]:
-    """Run one built-in as the runner asks: ``{"name", "args", "inputs", "data_path", "rules",
-    "levels", "noisy"}``, where ``noisy`` is ``{"spend", "bounds"}`` for a noisy release."""
-    from pathlib import Path
+class Engines:
+    """Each dataset's engine, opened once and reopened when its data file changes."""
 
+    def __init__(self) -> None:
+        self._open: dict[str, tuple[Any, Any]] = {}
+
+    def get(self, data_path: str, settings: dict[str, Any]) -> Any:
+        from pathlib import Path
+        from types import SimpleNamespace
+
+        from fednb.domain.data.engines.duckdb import open_engine
+
+        path = Path(data_path)
+        key = (path.stat().st_mtime_ns if path.exists() else 0, json.dumps(settings, sort_keys=True))
+        hit = self._open.get(data_path)
+        if hit and hit[0] == key:
+            return hit[1]
+        if hit:
+            hit[1].close()
+        engine = open_engine(path.parent, SimpleNamespace(**settings))
+        self._open[data_path] = (key, engine)
+        return engine
+
+
+def evaluate(job: dict[str, Any], engines: Engines) -> dict[str, Any]:
+    """Run one built-in as the runner asks: ``{"name", "args", "inputs", "data_path", "engine", "rules",
+    "levels", "noisy"}``, where ``engine`` is the policy's ``[engine]`` settings and ``noisy`` is
+    ``{"spend", "bounds"}`` for a noisy release."""
+    from fednb.domain.data.engines import EngineError
     from fednb.domain.release import noisy
     from fednb.domain.release.disclosure import Blocked
     from fednb.domain.review.policy import DisclosureSection
     from fednb.domain.run import builtins
+    from fednb.domain.run.builtins.registry import REGISTRY, used_columns
+    from fednb.domain.run.builtins.scan import Scan
     from fednb.errors import FednbError
 
     ctx = builtins.Context(DisclosureSection(**job["rules"]), job.get("levels") or {})
     try:
-        df = cache.load(Path(job["data_path"]))
+        engine = engines.get(job["data_path"], job.get("engine") or {})
         if job.get("noisy"):
             spend = noisy.Spend(**job["noisy"]["spend"])
+            parsed = REGISTRY[job["name"]].args.model_validate(job["args"])
+            scan = Scan(engine, parsed.where, ctx.levels)  # checks the filter's names and levels
+            wanted = used_columns(parsed, scan.schema.columns) + [c.column for c in parsed.where]
+            df = Scan(engine, []).frame(wanted)
             result = noisy.release(job["name"], job["args"], df, ctx, job["noisy"]["bounds"], spend)
         else:
-            result = builtins.compute(job["name"], job["args"], df, ctx, job.get("inputs"))
+            result = builtins.compute(job["name"], job["args"], engine, ctx, job.get("inputs"))
         answer: dict[str, Any] = {"status": "ok", "result": result}
     except Blocked as exc:
         answer = {"status": "blocked", "reason": str(exc)}
-    except FednbError as exc:
+    except (FednbError, EngineError) as exc:
         answer = {"status": "invalid", "reason": str(exc)}
     evidence = getattr(ctx, "evidence", None)
     if evidence:
@@ -227,13 +278,13 @@ def main(memory_mb: int) -> None:
     _die_with_parent()
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the replies
+    import duckdb  # noqa: F401
     import formulaic  # noqa: F401  (warm, and inside the baseline of the memory cap)
     import pyarrow.parquet  # noqa: F401
 
-    from fednb.domain.data.datasets import DataCache
     from fednb.domain.run import builtins  # noqa: F401  (warm: registers every built-in)
 
-    cache = DataCache()
+    engines = Engines()
     _limit_memory(memory_mb)
 
     def reply(answer: dict[str, Any]) -> None:
@@ -245,7 +296,7 @@ def main(memory_mb: int) -> None:
         job = json.loads(line)
         _limit_cpu(float(job.get("cpu_seconds", 15)))
         try:
-            answer = evaluate(job, cache)
+            answer = evaluate(job, engines)
             reply(answer)
         except Exception as exc:
             if not _out_of_memory(exc):
@@ -261,7 +312,7 @@ def _out_of_memory(exc: BaseException | None) -> bool:
     """A MemoryError, also when a library wrapped it in an error of its own (formulaic does)."""
     seen = 0
     while exc is not None and seen < 20:
-        if isinstance(exc, MemoryError):
+        if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM):
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
