@@ -51,8 +51,8 @@ def test_two_workers_run_each_job_once_and_spend_budgets_exactly(two_workers):
 
     async def crowd():
         clients = {a: DomainClient(server.url, t, timeout=120) for a, t in tokens.items()}
-        calls = [clients[a].submit(_noisy(i), wait=90) for a in ANALYSTS for i in range(NOISY_EACH)]
-        calls += [clients[a].submit(_exact(i), wait=90) for a in ANALYSTS for i in range(EXACT_EACH)]
+        calls = [clients[a].post_request(_noisy(i), wait=90) for a in ANALYSTS for i in range(NOISY_EACH)]
+        calls += [clients[a].post_request(_exact(i), wait=90) for a in ANALYSTS for i in range(EXACT_EACH)]
         try:
             return await gather(*calls)
         finally:

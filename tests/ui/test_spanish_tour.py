@@ -28,7 +28,7 @@ TOUR = [
     "patients = fed.dataset('patients')\npatients.histogram('bmi', [15, 20, 25, 30, 35, 40])",
     "try:\n    patients.histogram('bmi', [15, 25, 40], where='age > 94')\n"
     "except fednb.errors.FednbError as refusal:\n    print(refusal)",
-    "req = fed.submit(patients.clients, {'dataset': 'patients', 'kind': 'builtin', 'name': 'count', "
+    "req = fed.send(patients.clients, {'dataset': 'patients', 'kind': 'builtin', 'name': 'count', "
     "'args': {'where': [{'column': 'age', 'op': '>=', 'value': 40}]}, 'description': 'Pacientes de 40 o más'})\nreq",
 ]
 
