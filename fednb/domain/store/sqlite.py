@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE TABLE IF NOT EXISTS datasets (
     name       TEXT PRIMARY KEY,
     file       TEXT NOT NULL,               -- relative to the domain folder
-    format     TEXT NOT NULL CHECK (format IN ('csv', 'parquet')),
+    format     TEXT NOT NULL CHECK (format IN ('csv', 'parquet', 'postgresql', 'spark')),
     meta_json  TEXT NOT NULL,               -- fednb.models.Dataset as the analyst sees it
     rows       INTEGER NOT NULL,            -- exact row count: private, for disclosure checks
     created_at REAL NOT NULL

@@ -1,0 +1,192 @@
+"""Datasets whose rows stay in the owner's PostgreSQL database (a real server: tests/postgres_server.py).
+
+The domain reaches the table with a read-only role; built-ins are translated to PostgreSQL and run
+there. What a hostile analyst or a failing database can do is tried against the real server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import stat
+
+import duckdb
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from fednb.demo import data
+from fednb.domain import Domain
+from fednb.domain.data import sources
+from fednb.domain.data.engines.base import EngineError
+from fednb.domain.data.engines.postgres import PostgresEngine
+from fednb.errors import InvalidInput
+from tests.pg_tables import read_only_role, write_table
+
+PASSWORD = "reader-secret-pw"
+
+
+def patients_frame() -> pd.DataFrame:
+    """A hospital's patients with some bmi missing (so missingness is listed like a file's)."""
+    df = data.hospital("hospital-a")
+    df.loc[df.index % 37 == 0, "bmi"] = np.nan
+    return df
+
+
+@pytest.fixture
+def owner_db(postgres_database):
+    """The owner's database: ``patients`` (the dataset), ``salaries`` (not shared), and a role that
+    may only read ``patients``."""
+    frame = patients_frame()
+    write_table(postgres_database, "patients", frame)
+    write_table(postgres_database, "salaries", pd.DataFrame({"name": ["boss"], "salary": [999_999.0]}))
+    role = "r_" + hashlib.sha256(postgres_database.encode()).hexdigest()[:12]
+    reader = read_only_role(postgres_database, role, ["patients"])
+    return {"admin": postgres_database, "reader": reader, "role": role, "frame": frame}
+
+
+def file_twin(tmp_path, frame: pd.DataFrame) -> Domain:
+    d = Domain.init(tmp_path / "dom", "dom")
+    csv = tmp_path / "patients.csv"
+    frame.to_csv(csv, index=False)
+    d.add_dataset(csv, "filecopy")
+    return d
+
+
+def test_listing_of_a_postgres_table_equals_the_listing_of_its_file_copy(tmp_path, owner_db):
+    d = file_twin(tmp_path, owner_db["frame"])
+    remote = sources.add_to_domain(d, owner_db["reader"], "patients", "patients", "kept in PostgreSQL")
+    local = d.dataset("filecopy")
+    assert [c.model_dump() for c in remote.columns] == [c.model_dump() for c in local.columns]
+    assert remote.rows == local.rows
+    assert any(c.missing for c in remote.columns) and any(c.levels for c in remote.columns)
+    assert d.row_count("patients") == len(owner_db["frame"])
+    assert len(pd.read_parquet(d.mock_path("patients"))) > 0
+    assert json.loads((d.path / "datasets" / "patients" / "source.json").read_text()) == {
+        "engine": "postgresql", "table": "patients"}
+    assert not (d.path / "datasets" / "patients" / "data.parquet").exists()
+
+
+def test_the_credentials_stay_in_a_private_file_and_out_of_the_audit_log_and_listing(tmp_path, owner_db):
+    d = file_twin(tmp_path, owner_db["frame"])
+    sources.add_to_domain(d, owner_db["reader"], "patients", "patients")
+    folder = d.path / "datasets" / "patients"
+    secret = folder / sources.SECRET_FILE
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert secret.read_text().strip() == owner_db["reader"]
+    public = [p for p in folder.iterdir() if p.name != sources.SECRET_FILE]
+    audit = json.dumps([dict(r) for r in d.store.query("SELECT * FROM audit")])
+    listing = json.dumps([m.model_dump() for m in d.datasets()])
+    for text in [audit, listing, *(p.read_bytes().decode("latin-1") for p in public)]:
+        assert PASSWORD not in text and owner_db["role"] not in text
+    assert "postgresql" in audit  # the audit row says where the rows stay
+
+
+def test_credentials_that_could_write_are_refused_and_nothing_is_registered(tmp_path, owner_db):
+    d = file_twin(tmp_path, owner_db["frame"])
+    with pytest.raises(InvalidInput, match="read-only role") as refused:
+        sources.add_to_domain(d, owner_db["admin"], "patients", "patients")
+    assert "postgres@" not in str(refused.value)
+    assert not (d.path / "datasets" / "patients").exists()
+    assert [m.name for m in d.datasets()] == ["filecopy"]
+
+
+def test_the_cli_adds_a_table_and_never_prints_the_password(tmp_path, owner_db):
+    from fednb.cli import main
+
+    Domain.init(tmp_path / "dom", "dom").close()
+    runner = CliRunner()
+    done = runner.invoke(main, ["domain", "add-dataset", str(tmp_path / "dom"), "patients",
+                                "--sql", owner_db["reader"], "--table", "patients"])
+    assert done.exit_code == 0, done.output
+    assert "dataset 'patients'" in done.output and PASSWORD not in done.output
+    port = _closed_port()
+    down = runner.invoke(main, ["domain", "add-dataset", str(tmp_path / "dom"), "other",
+                                "--sql", f"postgresql://reader:{PASSWORD}@127.0.0.1:{port}/db", "--table", "t"])
+    assert down.exit_code == 2
+    assert "cannot be reached" in down.output and PASSWORD not in down.output and "Traceback" not in down.output
+    assert "--table" in runner.invoke(main, ["domain", "add-dataset", str(tmp_path / "dom"), "x",
+                                             "--sql", owner_db["reader"]]).output
+
+
+def test_aggregates_run_in_postgres_and_equal_duckdb_on_the_file(owner_db, tmp_path):
+    frame = owner_db["frame"]
+    parquet = tmp_path / "patients.parquet"
+    frame.to_parquet(parquet)
+    sql = ("SELECT sex, count(*) AS n, avg(bmi) AS mean_bmi, var_samp(age) AS var_age, sum(systolic_bp) AS s"
+           " FROM data WHERE age >= ? AND smoker = ? GROUP BY sex ORDER BY sex")
+    engine = PostgresEngine(owner_db["reader"], "patients")
+    try:
+        remote = engine.query(sql, (40, True))
+        assert engine.row_count() == len(frame)
+        assert list(engine.columns()) == list(frame.columns)
+    finally:
+        engine.close()
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW data AS SELECT * FROM read_parquet('{parquet}')")
+    local = con.execute(sql, [40, True]).df()
+    assert remote["n"].tolist() == local["n"].tolist()
+    for column in ("mean_bmi", "var_age", "s"):
+        np.testing.assert_allclose(remote[column].astype(float), local[column].astype(float), rtol=1e-9)
+
+
+def test_hostile_sql_cannot_write_or_read_another_table(owner_db):
+    """Three walls: the translation refuses anything but one SELECT over ``data``; the transaction
+    is read-only; the role may read only the dataset's table. Each is tried on its own."""
+    engine = PostgresEngine(owner_db["reader"], "patients")
+    try:
+        for hostile in ("DROP TABLE data", "SELECT * FROM salaries", "SELECT count(*) FROM data; DELETE FROM data",
+                        "SELECT (SELECT max(salary) FROM salaries) FROM data", "INSERT INTO data VALUES (1)",
+                        "SELECT * FROM pg_catalog.pg_authid", "SELECT * FROM read_csv('/etc/passwd')"):
+            with pytest.raises(EngineError, match="only"):
+                engine.query(hostile)
+        for bypass, why in (("DELETE FROM patients", "ReadOnlySqlTransaction"),
+                            ("CREATE TABLE stolen AS SELECT 1", "ReadOnlySqlTransaction"),
+                            ("SELECT set_config('transaction_read_only', 'off', true)", "ActiveSqlTransaction"),
+                            ("SELECT * FROM salaries", "InsufficientPrivilege")):
+            with pytest.raises(EngineError, match=why):
+                engine._run(bypass, ())
+        with psycopg.connect(owner_db["reader"], autocommit=True) as direct:  # the role alone, no read-only transaction
+            for write in ("DELETE FROM patients", "DROP TABLE patients", "CREATE TABLE stolen (a int)"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    direct.execute(write)
+        injected = engine.query("SELECT count(*) AS n FROM data WHERE sex = ?", ("F'; DROP TABLE patients; --",))
+        assert int(injected["n"].iloc[0]) == 0
+        assert engine.row_count() == len(owner_db["frame"])
+    finally:
+        engine.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_database_that_is_down_or_slow_gives_a_readable_error_without_credentials(owner_db):
+    down = PostgresEngine(f"postgresql://reader:{PASSWORD}@127.0.0.1:{_closed_port()}/db", "patients",
+                          connect_seconds=2)
+    with pytest.raises(EngineError, match="cannot be reached") as failed:
+        down.row_count()
+    assert PASSWORD not in str(failed.value) and "127.0.0.1" not in str(failed.value)
+    slow = PostgresEngine(owner_db["reader"], "patients", timeout_seconds=0.5)
+    try:
+        with pytest.raises(EngineError, match="did not answer within 0.5 s"):
+            slow.query("SELECT count(*) AS n FROM data a, data b, data c")
+        assert slow.row_count() == len(owner_db["frame"])  # the connection is usable again
+    finally:
+        slow.close()
+
+
+def test_a_cast_error_does_not_quote_the_owners_rows(owner_db):
+    engine = PostgresEngine(owner_db["reader"], "patients")
+    try:
+        with pytest.raises(EngineError) as failed:
+            engine.query("SELECT sum(CAST(sex AS INTEGER)) AS s FROM data")
+        assert "InvalidTextRepresentation" in str(failed.value)
+        assert '"F"' not in str(failed.value) and '"M"' not in str(failed.value)
+    finally:
+        engine.close()
