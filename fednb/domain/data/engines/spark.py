@@ -43,6 +43,8 @@ def session(master: str):
         return SparkSession.builder.remote(master).getOrCreate()
     spark = (SparkSession.builder.master(master).appName("fednb-domain")
              .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+             # a local master's shuffles: a few partitions, not a cluster's 200 (each a task per query)
+             .config("spark.sql.shuffle.partitions", "4")
              .getOrCreate())
     spark.sparkContext.setLogLevel("OFF")  # its messages quote rows; the domain keeps the error class
     return spark
