@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
     from fednb.client.federation import Federation
 
-_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(==|!=|<=|>=|<|>|not in|in)\s*(.+?)\s*$")
+# a column is a name, or any text in backquotes (`blood pressure`), as in formulas and pandas' query
+_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.]*|`[^`]+`)\s*(==|!=|<=|>=|<|>|not in|in)\s*(.+?)\s*$")
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -34,6 +35,7 @@ def parse_where(where: Any) -> list[dict]:
             if not m:
                 raise InvalidInput(f"cannot read the condition {part!r}; write e.g. \"age > 50 and sex == 'F'\"")
             col, op, raw = m.groups()
+            col = col[1:-1] if col.startswith("`") else col
             try:
                 value = ast.literal_eval(raw)
             except (ValueError, SyntaxError):
@@ -133,6 +135,7 @@ class FederatedDataset:
     def _builtin(self, name: str, args: dict, where: Any, timeout: float, description: str = "", *,
                  privacy: dict | None = None, secure: bool = False) -> FederatedRequest:
         args = {**args, **({"where": parse_where(where)} if where is not None else {})}
+        self._check_names(args)
         if privacy:
             args["privacy"] = privacy
         if secure:
@@ -143,6 +146,19 @@ class FederatedDataset:
         if not req.done:
             req.wait(timeout)
         return req
+
+    def _check_names(self, args: dict) -> None:
+        """A column no domain has is a typo: said once, with the closest name, before anything is sent."""
+        import difflib
+
+        known = {c["name"] for m in self.meta.values() for c in m.get("columns", [])}
+        used = [args.get(k) for k in ("column", "row", "col", "duration", "event", "by")]
+        used += [c.get("column") for c in args.get("where", []) if isinstance(c, dict)]
+        for name in used:
+            if isinstance(name, str) and known and name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise InvalidInput(f"{self.name!r} has no column {name!r} on any domain{hint}")
 
     def _pooled(self, statistic: str, req: FederatedRequest, min_domains: int, pool, keys: tuple[str, ...],
                 notes: list[str] | None = None, noisy_pool=None) -> stats.Pooled:

@@ -66,7 +66,6 @@ class Domain:
         self.store.check()
         budget.ensure(self.store.connect())  # domains made before privacy budgets get the table here
         differencing.ensure(self.store.connect())  # and before the differencing defence, this one
-        self._cache = datasets.DataCache()
         self._listeners: list[Callable[[], None]] = []
         self._identity: Identity | None = None
 
@@ -209,9 +208,19 @@ class Domain:
         self.changed()
         return meta
 
-    def load(self, name: str):
-        """The private DataFrame (domain side only)."""
-        return self._cache.load(self.data_path(name))
+    def engine(self, name: str):
+        """The engine over dataset ``name``'s rows (:mod:`fednb.domain.data.engines`); close it after use."""
+        from fednb.domain.data.engines.duckdb import open_engine
+
+        return open_engine(self.data_path(name).parent, self.policy.engine)
+
+    def load(self, name: str, columns: list[str] | None = None):
+        """The private DataFrame, or only ``columns`` of it (domain side only)."""
+        engine = self.engine(name)
+        try:
+            return engine.frame(columns)
+        finally:
+            engine.close()
 
     def levels(self, name: str) -> dict[str, list]:
         return {c.name: c.levels for c in self.dataset(name).columns if c.levels is not None}
@@ -298,7 +307,22 @@ class Domain:
         used += [c.get("column") for c in req.args.get("where", []) if isinstance(c, dict)]
         missing = sorted({u for u in used if isinstance(u, str) and u not in names})
         if missing:
-            raise InvalidInput(f"dataset {req.dataset!r} has no column(s) {missing}; it has {sorted(names)}")
+            from fednb.domain.data.engines.sql import suggestion
+
+            raise InvalidInput("; ".join(f"dataset {req.dataset!r} has no column {m!r}{suggestion(m, sorted(names))}"
+                                         for m in missing))
+        self._check_levels(meta, req.args.get("where", []))
+
+    @staticmethod
+    def _check_levels(meta: Dataset, where: list) -> None:
+        """A filter value that is a near miss of a public level is a typo, said at submission."""
+        from fednb.domain.data.engines.sql import Schema, check_levels
+
+        schema = Schema({c.name: c.dtype for c in meta.columns},
+                        {c.name: c.levels for c in meta.columns if c.levels is not None})
+        for cond in where if isinstance(where, list) else []:
+            if isinstance(cond, dict) and isinstance(cond.get("column"), str):
+                check_levels(schema, cond["column"], str(cond.get("op")), cond.get("value"))
 
     def _check_privacy(self, analyst: str, req: RequestIn) -> None:
         """Noise and secure sums the policy cannot give are refused at submission, not after a wait."""

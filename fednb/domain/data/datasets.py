@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import pandas as pd
@@ -63,20 +62,36 @@ def describe(name: str, description: str, df: pd.DataFrame, policy: Policy) -> D
                    rows=rounded(len(df), policy.disclosure.round_counts_to), columns=columns)
 
 
+LARGE_FILE_BYTES = 256 * 2**20  # above this a file is converted by DuckDB and described in SQL
+SAMPLE_ROWS = 200_000  # rows a large dataset's mock and column kinds are drawn from
+
+
 def register(domain_dir: Path, source: Path, name: str, description: str, policy: Policy,
              *, seed: int = 0) -> tuple[Dataset, Path, int]:
     """Copy ``source`` into the domain as Parquet, write its mock; returns (public metadata, data
-    file, exact row count)."""
-    df = read_table(source)
-    if df.empty:
-        raise InvalidInput(f"{source} has no rows")
-    if any(not isinstance(c, str) for c in df.columns):
-        df.columns = [str(c) for c in df.columns]
+    file, exact row count). A file over ``LARGE_FILE_BYTES`` never enters pandas whole: DuckDB
+    converts it, and its mock and column kinds come from a sample (see :func:`_convert_large`)."""
+    large = source.stat().st_size > LARGE_FILE_BYTES
     folder = domain_dir / "datasets" / name
     tmp = folder.with_name(f".{name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    df.to_parquet(tmp / DATA_FILE, index=False)
+    if large:
+        df, rows, full = _convert_large(domain_dir, source, tmp / DATA_FILE, policy, seed)
+    else:
+        df = read_table(source)
+        if df.empty:
+            raise InvalidInput(f"{source} has no rows")
+        if any(not isinstance(c, str) for c in df.columns):
+            df.columns = [str(c) for c in df.columns]
+        df.to_parquet(tmp / DATA_FILE, index=False)
+        rows, full = len(df), None
+    meta = describe(name, description, df, policy)
+    if full is not None:
+        try:
+            _describe_in_full(meta, full, rows, policy)
+        finally:
+            full.close()
     mock, report = mock_review.build(df, name, policy, seed)
     mock.to_parquet(tmp / MOCK_FILE, index=False)
     (tmp / mock_review.REPORT_FILE).write_text(json.dumps(report, indent=1))
@@ -84,25 +99,57 @@ def register(domain_dir: Path, source: Path, name: str, description: str, policy
     tmp.rename(folder)
     for f in folder.iterdir():
         f.chmod(0o644)
-    meta = describe(name, description, df, policy)
     meta.mock = mock_review.initial_state(report)
-    return meta, folder / DATA_FILE, len(df)
+    return meta, folder / DATA_FILE, rows
 
 
-class DataCache:
-    """Keeps each dataset's DataFrame in memory while its file is unchanged (built-ins read it often)."""
+def _convert_large(domain_dir: Path, source: Path, target: Path, policy: Policy, seed: int):
+    """CSV or Parquet -> ``target`` through DuckDB, out of core under ``[engine] memory_limit``;
+    returns (a random sample as pandas, the exact row count, the engine over the new file).
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._frames: dict[Path, tuple[float, pd.DataFrame]] = {}
+    The sample is safe to build a mock from: a level or combination shared by ``k`` rows of the
+    sample is shared by at least ``k`` rows of the table, so what the mock may show is only ever
+    less than what the full table would allow."""
+    import duckdb
 
-    def load(self, path: Path) -> pd.DataFrame:
-        mtime = path.stat().st_mtime
-        with self._lock:
-            hit = self._frames.get(path)
-            if hit and hit[0] == mtime:
-                return hit[1]
-        df = pd.read_parquet(path)
-        with self._lock:
-            self._frames[path] = (mtime, df)
-        return df
+    from fednb.domain.data.engines.duckdb import SPILL_FOLDER, ParquetEngine
+
+    suffix = source.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise InvalidInput(f"{source}: only .csv and .parquet files can be registered")
+    literal = "'" + str(source).replace("'", "''") + "'"
+    out = "'" + str(target).replace("'", "''") + "'"
+    spill = domain_dir / SPILL_FOLDER
+    spill.mkdir(mode=0o700, exist_ok=True)
+    con = duckdb.connect(config={"memory_limit": policy.engine.memory_limit, "threads": policy.engine.threads,
+                                 "temp_directory": str(spill), "preserve_insertion_order": True})
+    try:
+        reader = f"read_parquet({literal})" if suffix != ".csv" else f"read_csv({literal}, sample_size = 100000)"
+        con.execute(f"COPY (SELECT * FROM {reader}) TO {out} (FORMAT parquet, ROW_GROUP_SIZE 122880)")
+    except duckdb.Error as exc:
+        raise InvalidInput(f"could not read {source}: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+    engine = ParquetEngine(target, memory_limit=policy.engine.memory_limit, threads=policy.engine.threads,
+                           spill_directory=spill)
+    rows = engine.row_count()
+    if rows == 0:
+        engine.close()
+        raise InvalidInput(f"{source} has no rows")
+    return engine.sample(SAMPLE_ROWS, seed), rows, engine
+
+
+def _describe_in_full(meta: Dataset, engine, rows: int, policy: Policy) -> None:
+    """Row count, public levels and missingness from every row (a sample would miss rare gaps)."""
+    from fednb.domain.data.engines.sql import quote
+
+    k = policy.disclosure.min_cell_count
+    meta.rows = rounded(rows, policy.disclosure.round_counts_to)
+    for c in meta.columns:
+        ident = quote(c.name)
+        missing = int(engine.query(f"SELECT count(*) - count({ident}) FROM data").iloc[0, 0])
+        c.missing = missing >= k
+        if c.levels is not None:
+            counts = engine.query(f"SELECT {ident} AS v FROM data WHERE {ident} IS NOT NULL "
+                                  f"GROUP BY {ident} HAVING count(*) >= ? ORDER BY {ident}", [k])
+            c.levels = [v.item() if hasattr(v, "item") else v for v in counts["v"]]

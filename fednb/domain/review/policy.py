@@ -95,6 +95,22 @@ class RequestsSection(_Section):
     max_argument_bytes: int = Field(32_000, ge=1000, le=2_000_000)
 
 
+class EngineSection(_Section):
+    """How built-ins scan the rows (:mod:`fednb.domain.data.engines`)."""
+
+    memory_limit: str = "1GB"
+    threads: int = Field(2, ge=1, le=256)
+    max_rows_for_code: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _readable_size(self) -> EngineSection:
+        from fednb.domain.data.engines.duckdb import memory_bytes
+
+        if memory_bytes(self.memory_limit) < 64 * 2**20:
+            raise ValueError(f"memory_limit {self.memory_limit!r} is below 64MiB; the engine needs at least that")
+        return self
+
+
 NOISY_BUILTINS = ("count", "sum", "mean", "variance", "histogram", "crosstab", "kaplan_meier")
 
 
@@ -168,6 +184,7 @@ class Policy(_Section):
     mock: MockSection = Field(default_factory=MockSection)
     secure_aggregation: SecureAggregationSection = Field(default_factory=SecureAggregationSection)
     requests: RequestsSection = Field(default_factory=RequestsSection)
+    engine: EngineSection = Field(default_factory=EngineSection)
 
     def auto_approves(self, kind: str, name: str) -> bool:
         """Only built-in aggregates can be approved by policy; custom code always waits for a person."""
@@ -210,6 +227,18 @@ builtin_wall_seconds = 20
 builtin_memory_mb = 1024
 # Largest arguments of one request, bytes of JSON; they are stored with the request. Default: 32000.
 max_argument_bytes = 32000
+
+[engine]
+# Built-ins run as SQL in DuckDB over each dataset's Parquet file, reading only the columns they
+# need and spilling to DIR/.engine-spill when a query needs more memory than this.
+# Memory DuckDB may use for one built-in ("512MB", "2GB"); inside a built-in's worker it gets at
+# most half of requests.builtin_memory_mb (the rest is Python). Default: "1GB".
+memory_limit = "1GB"
+# Threads one query may use. Default: 2.
+threads = 2
+# Rows a custom function or training job loads at most (the first ones in the file); 0: all rows.
+# Caps a job's memory on a very large dataset. Default: 0.
+max_rows_for_code = 0
 
 [disclosure]
 # Fewest rows any released aggregate may come from (DataSHIELD nfilter.subset). An exact built-in

@@ -33,7 +33,7 @@ from fednb.domain.release.disclosure import Blocked
 from fednb.domain.run import builtins
 from fednb.domain.run.custom_code import CustomCode
 from fednb.domain.run.outcome import Outcome
-from fednb.domain.run.workers import Worker, WorkerLimits
+from fednb.domain.run.workers import Worker, WorkerLimits, engine_settings
 from fednb.errors import FednbError
 
 if TYPE_CHECKING:
@@ -220,6 +220,7 @@ class Runner:
             ctx = builtins.Context(rules, self.domain.levels(req["dataset"]))
             task: dict[str, Any] = {"name": req["name"], "args": args, "inputs": inputs,
                                     "data_path": str(self.domain.data_path(req["dataset"])),
+                                    "engine": engine_settings(self.domain.policy),
                                     "rules": rules.model_dump(), "levels": ctx.levels}
             if noisy.wanted(req["name"], args, self.domain.policy):
                 spend = noisy.plan(req["name"], args, self.domain.policy, req["analyst"], req["dataset"])

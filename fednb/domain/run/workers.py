@@ -45,6 +45,15 @@ class WorkerLimits:
     memory_mb: int = 1024
 
 
+def engine_settings(policy: Any) -> dict[str, Any]:
+    """The ``[engine]`` settings a worker opens datasets with: DuckDB gets at most half the worker's
+    memory cap, so pandas and Python keep the rest and the cap is not what stops a large scan."""
+    from fednb.domain.data.engines.duckdb import memory_bytes
+
+    limit = min(memory_bytes(policy.engine.memory_limit), policy.requests.builtin_memory_mb * 2**20 // 2)
+    return {"memory_limit": f"{limit // 2**20}MiB", "threads": policy.engine.threads}
+
+
 @dataclass
 class Reply:
     """A worker's answer: ``status`` is ok, blocked, invalid, error, timeout, cpu_limit, memory or killed."""
@@ -151,29 +160,59 @@ class Worker:
 
 
 # -- inside the worker process -------------------------------------------------------------------
-def evaluate(job: dict[str, Any], cache: Any) -> dict[str, Any]:
-    """Run one built-in as the runner asks: ``{"name", "args", "inputs", "data_path", "rules",
-    "levels", "noisy"}``, where ``noisy`` is ``{"spend", "bounds"}`` for a noisy release."""
-    from pathlib import Path
+class Engines:
+    """Each dataset's engine, opened once and reopened when its data file changes."""
 
+    def __init__(self) -> None:
+        self._open: dict[str, tuple[Any, Any]] = {}
+
+    def get(self, data_path: str, settings: dict[str, Any]) -> Any:
+        from pathlib import Path
+        from types import SimpleNamespace
+
+        from fednb.domain.data.engines.duckdb import open_engine
+
+        path = Path(data_path)
+        key = (path.stat().st_mtime_ns if path.exists() else 0, json.dumps(settings, sort_keys=True))
+        hit = self._open.get(data_path)
+        if hit and hit[0] == key:
+            return hit[1]
+        if hit:
+            hit[1].close()
+        engine = open_engine(path.parent, SimpleNamespace(**settings))
+        self._open[data_path] = (key, engine)
+        return engine
+
+
+def evaluate(job: dict[str, Any], engines: Engines) -> dict[str, Any]:
+    """Run one built-in as the runner asks: ``{"name", "args", "inputs", "data_path", "engine", "rules",
+    "levels", "noisy"}``, where ``engine`` is the policy's ``[engine]`` settings and ``noisy`` is
+    ``{"spend", "bounds"}`` for a noisy release."""
+    from fednb.domain.data.engines import EngineError
     from fednb.domain.release import noisy
     from fednb.domain.release.disclosure import Blocked
     from fednb.domain.review.policy import DisclosureSection
     from fednb.domain.run import builtins
+    from fednb.domain.run.builtins.registry import REGISTRY, used_columns
+    from fednb.domain.run.builtins.scan import Scan
     from fednb.errors import FednbError
 
     ctx = builtins.Context(DisclosureSection(**job["rules"]), job.get("levels") or {})
     try:
-        df = cache.load(Path(job["data_path"]))
+        engine = engines.get(job["data_path"], job.get("engine") or {})
         if job.get("noisy"):
             spend = noisy.Spend(**job["noisy"]["spend"])
+            parsed = REGISTRY[job["name"]].args.model_validate(job["args"])
+            scan = Scan(engine, parsed.where, ctx.levels)  # checks the filter's names and levels
+            wanted = used_columns(parsed, scan.schema.columns) + [c.column for c in parsed.where]
+            df = Scan(engine, []).frame(wanted)
             result = noisy.release(job["name"], job["args"], df, ctx, job["noisy"]["bounds"], spend)
         else:
-            result = builtins.compute(job["name"], job["args"], df, ctx, job.get("inputs"))
+            result = builtins.compute(job["name"], job["args"], engine, ctx, job.get("inputs"))
         answer: dict[str, Any] = {"status": "ok", "result": result}
     except Blocked as exc:
         answer = {"status": "blocked", "reason": str(exc)}
-    except FednbError as exc:
+    except (FednbError, EngineError) as exc:
         answer = {"status": "invalid", "reason": str(exc)}
     evidence = getattr(ctx, "evidence", None)
     if evidence:
@@ -215,13 +254,13 @@ def main(memory_mb: int) -> None:
     _die_with_parent()
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the replies
+    import duckdb  # noqa: F401
     import formulaic  # noqa: F401  (warm, and inside the baseline of the memory cap)
     import pyarrow.parquet  # noqa: F401
 
-    from fednb.domain.data.datasets import DataCache
     from fednb.domain.run import builtins  # noqa: F401  (warm: registers every built-in)
 
-    cache = DataCache()
+    engines = Engines()
     _limit_memory(memory_mb)
 
     def reply(answer: dict[str, Any]) -> None:
@@ -233,7 +272,7 @@ def main(memory_mb: int) -> None:
         job = json.loads(line)
         _limit_cpu(float(job.get("cpu_seconds", 15)))
         try:
-            answer = evaluate(job, cache)
+            answer = evaluate(job, engines)
             reply(answer)
         except Exception as exc:
             if not _out_of_memory(exc):

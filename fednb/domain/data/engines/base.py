@@ -9,10 +9,15 @@ their own table where the query says ``data``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import pandas as pd
+
+#: A column every engine adds to ``data``: the row's position in the dataset (0, 1, ...), stable from
+#: query to query. The differencing defence (:mod:`fednb.domain.release.differencing`) remembers the
+#: set of row ids behind each release; ``columns()`` does not list it.
+ROW_ID = "__fednb_row"
 
 
 class EngineError(Exception):
@@ -30,6 +35,11 @@ class Engine(ABC):
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """Run ``sql`` (DuckDB's dialect, ``FROM data``, positional ``?`` parameters: analyst values
         are always parameters, never pasted into the text) and return its result."""
+
+    def batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[pd.DataFrame]:
+        """The result of ``sql`` in pieces of bounded size, for results as long as the table (the row
+        ids behind a release); an engine that can stream overrides this."""
+        yield self.query(sql, params)
 
     @abstractmethod
     def columns(self) -> dict[str, str]:

@@ -93,6 +93,9 @@ class Builtin:
     # An iterative built-in (a GLM's IRLS) is approved once for its static arguments and round
     # budget; each round is then a job whose inputs (validated by this model) join the arguments.
     round_inputs: type[BaseModel] | None = None
+    # True: ``fn`` takes a :class:`~fednb.domain.run.builtins.scan.Scan` and computes in the engine's
+    # SQL; False: it takes the selected rows of the columns it names, as a pandas frame
+    sql: bool = False
 
 
 REGISTRY: dict[str, Builtin] = {}
@@ -105,9 +108,9 @@ def increasing(values: list[float], what: str) -> list[float]:
     return values
 
 
-def register(name: str, args: type[Args], fn: Callable[[Any, pd.DataFrame, Context], dict[str, Any]], *,
-             round_inputs: type[BaseModel] | None = None) -> None:
-    REGISTRY[name] = Builtin(name, args, fn, round_inputs)
+def register(name: str, args: type[Args], fn: Callable[[Any, Any, Context], dict[str, Any]], *,
+             round_inputs: type[BaseModel] | None = None, sql: bool = False) -> None:
+    REGISTRY[name] = Builtin(name, args, fn, round_inputs, sql)
 
 
 def iterative(name: str) -> bool:
@@ -179,12 +182,44 @@ def select(df: pd.DataFrame, where: list[Condition]) -> pd.DataFrame:
     return df[mask]
 
 
-def compute(name: str, args: dict[str, Any], df: pd.DataFrame, ctx: Context,
+def compute(name: str, args: dict[str, Any], source: Any, ctx: Context,
             inputs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run built-in ``name`` on the private frame (with a round's ``inputs``); raises ``Blocked`` or
-    :class:`InvalidInput`."""
+    """Run built-in ``name`` on the private rows, an :class:`~fednb.domain.data.engines.Engine` (or a
+    DataFrame, seen through DuckDB), with a round's ``inputs``; raises ``Blocked`` or :class:`InvalidInput`."""
     if name not in REGISTRY:
         raise InvalidInput(f"unknown built-in {name!r}")
     builtin = REGISTRY[name]
     parsed = builtin.args.model_validate({**args, **(inputs or {})})
-    return builtin.fn(parsed, select(df, parsed.where), ctx)
+    if isinstance(source, pd.DataFrame):
+        if not builtin.sql:
+            return builtin.fn(parsed, select(source, parsed.where), ctx)
+        from fednb.domain.data.engines.duckdb import FrameEngine
+
+        engine = FrameEngine(source)
+        try:
+            return compute(name, args, engine, ctx, inputs)
+        finally:
+            engine.close()
+    from fednb.domain.run.builtins.scan import Scan
+
+    scan = Scan(source, parsed.where, ctx.levels)
+    if builtin.sql:
+        return builtin.fn(parsed, scan, ctx)
+    return builtin.fn(parsed, scan.frame(used_columns(parsed, scan.schema.columns)), ctx)
+
+
+def used_columns(parsed: BaseModel, known: Any) -> list[str]:
+    """The columns a built-in's arguments name (its formula's too): the only ones read for it."""
+    names: list[str] = []
+    for key, value in parsed:
+        if key in ("where", "privacy", "levels", "beta"):
+            continue
+        if key == "formula" and isinstance(value, str):
+            from fednb import formula
+
+            spec = formula.parse(value)
+            names += [spec.outcome, *spec.variables]
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and v in known:
+                names.append(v)
+    return list(dict.fromkeys(names))

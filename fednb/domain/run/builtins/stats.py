@@ -7,6 +7,11 @@ programming (:func:`fednb.domain.release.disclosure.protect`);
 ``quantiles`` returns merged cumulative counts for the refinement protocol in
 :mod:`fednb.federated.quantiles`. Each records the rows behind its result (and its cells) in
 ``ctx.evidence`` for the differencing defence (:mod:`fednb.domain.release.differencing`).
+
+Each runs as SQL in the dataset's engine (:mod:`fednb.domain.data.engines`): sums, counts and the
+largest contributions come back as numbers and the row ids in pieces, so no built-in here holds the
+table in memory. Histogram and quantile cells are found with NumPy on the streamed values, exactly
+as ``numpy.histogram`` places them.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from pydantic import Field, field_validator
 
-from fednb.domain.release import differencing, disclosure
-from fednb.domain.run.builtins.registry import Args, Context, column, increasing, numeric, register
+from fednb.domain.data.engines.base import ROW_ID
+from fednb.domain.release import disclosure
+from fednb.domain.release.disclosure import Blocked
+from fednb.domain.run.builtins.registry import Args, Context, increasing, register
+from fednb.domain.run.builtins.scan import Cells, Scan, evidence, magnitude_reason
 from fednb.errors import InvalidInput
 
 
@@ -44,28 +51,6 @@ class CrosstabArgs(Args):
     col: str
 
 
-def numeric_rows(df: pd.DataFrame, name: str) -> tuple[np.ndarray, pd.Index]:
-    """A column's non-missing values as floats, with the ids of their rows (for the differencing defence)."""
-    s = column(df, name)
-    values = numeric(df, name)
-    return values, s.index[s.notna().to_numpy()]
-
-
-def cell_evidence(index: pd.Index, ids: np.ndarray, counts: np.ndarray, hidden: np.ndarray) -> list[dict]:
-    """The row sets of each shown non-empty cell and of the hidden cells together (known from ``n``).
-
-    One stable sort groups the rows by cell, so this is O(rows log rows) whatever the number of cells.
-    """
-    order = np.argsort(ids, kind="stable")
-    positions = np.asarray(index, dtype=np.int64)[order]
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    sets = [differencing.evidence(positions[starts[c]:starts[c + 1]])
-            for c in range(len(counts)) if counts[c] > 0 and not hidden[c]]
-    if (counts[hidden] > 0).any():
-        sets.append(differencing.evidence(positions[np.isin(ids[order], np.flatnonzero(hidden))]))
-    return sets
-
-
 def _bin_ids(values: np.ndarray, edges: list[float]) -> np.ndarray:
     """Cell of each value: 0 below the first edge, i for [edge[i-1], edge[i]) (the last bin closed, as
     ``numpy.histogram``), len(edges) above the last edge."""
@@ -75,32 +60,103 @@ def _bin_ids(values: np.ndarray, edges: list[float]) -> np.ndarray:
     return ids
 
 
-def _cells(values: np.ndarray, index: pd.Index, edges: list[float], ctx: Context) -> dict[str, Any]:
-    rules = ctx.rules
-    n = len(values)
-    disclosure.check_cohort(n, rules)
-    ids = _bin_ids(values, edges)
-    cells = np.bincount(ids, minlength=len(edges) + 1)
-    hidden = disclosure.protect(cells[None, :], rules, margins=(True, False))[0]
-    ctx.rows_used(index)
-    ctx.evidence["cells"] = cell_evidence(index, ids, cells, hidden)
-    shown = [None if h else int(c) for c, h in zip(cells, hidden)]
+def _values(scan: Scan, name: str) -> tuple[str, str]:
+    """(the column as floats, the condition that it has a value) in SQL."""
+    return scan.schema.numeric(name), scan.schema.present(name)
+
+
+def _pieces(scan: Scan, name: str):
+    """(row ids, values) of the selected rows where ``name`` has a value, piece by piece."""
+    value, present = _values(scan, name)
+    for piece in scan.stream(f"{value} AS v", extra=present):
+        yield piece[ROW_ID].to_numpy(), piece["v"].to_numpy(dtype=float)
+
+
+def _sums(scan: Scan, expr: str, params: list, present: str, ctx: Context) -> tuple[int, float, float, list]:
+    """(count, sum, sum of absolute values, the largest absolute values) of ``expr`` over the selection."""
+    top = max(ctx.rules.safe_nk_n, 2)
+    n, total, total_abs, tops = scan.one(f"count(*), sum({expr}), sum(abs({expr})), max(abs({expr}), {top})",
+                                         [*params, *params, *params], extra=present)
+    tops = list(tops) if isinstance(tops, (list, tuple, np.ndarray)) else []  # NULL: no rows
+    return int(n), (float(total) if n else 0.0), (float(total_abs) if n else 0.0), tops
+
+
+def _check_magnitude(n: int, total_abs: float, tops: list, ctx: Context, what: str) -> None:
+    """Refuse a sum that one or two rows dominate ((n,k)-dominance, p% rule), as
+    :func:`fednb.domain.release.disclosure.check_magnitude` does on all the values."""
+    reason = magnitude_reason(n, total_abs, tops, ctx.rules)
+    if reason is not None:
+        raise Blocked(f"{what} cannot be released: {reason}, so it would reveal one row's value; "
+                      f"widen the selection or use a column no row dominates")
+
+
+def count(a: CountArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
+    rows = scan.rows(None if a.column is None else scan.schema.present(a.column))
+    n = len(rows)
+    disclosure.check_cohort(n, ctx.rules)
+    ctx.evidence["rows"] = evidence(rows)
+    return {"n": n}
+
+
+def _moments(a: ColumnArgs, scan: Scan, ctx: Context, what: str) -> tuple[int, float]:
+    value, present = _values(scan, a.column)
+    n, total, total_abs, tops = _sums(scan, value, [], present, ctx)
+    disclosure.check_cohort(n, ctx.rules)
+    _check_magnitude(n, total_abs, tops, ctx, f"the {what} of {a.column!r}")
+    ctx.evidence["rows"] = evidence(scan.rows(present))
+    return n, total
+
+
+def sum_(a: ColumnArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
+    n, total = _moments(a, scan, ctx, "sum")
+    return {"n": n, "sum": total}
+
+
+def mean(a: ColumnArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
+    n, total = _moments(a, scan, ctx, "mean")
+    return {"n": n, "mean": total / n}
+
+
+def variance(a: ColumnArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
+    n, total = _moments(a, scan, ctx, "variance")
+    m = total / n
+    value, present = _values(scan, a.column)
+    # M2 is a sum too: one outlier's squared deviation can dominate it and give that value away
+    _, m2, m2_abs, tops = _sums(scan, f"(({value} - CAST(? AS DOUBLE)) ^ 2)", [m], present, ctx)
+    _check_magnitude(n, m2_abs, tops, ctx, f"the variance of {a.column!r}")
+    return {"n": n, "mean": m, "m2": m2}
+
+
+def histogram(a: BinArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
+    edges = a.bins
+    cells = Cells(len(edges) + 1)
+    for ids, values in _pieces(scan, a.column):
+        cells.add(ids, _bin_ids(values, edges))
+    n = int(cells.counts.sum())
+    disclosure.check_cohort(n, ctx.rules)
+    hidden = disclosure.protect(cells.counts[None, :], ctx.rules, margins=(True, False))[0]
+    ctx.evidence["rows"] = evidence(cells.all_rows())
+    ctx.evidence["cells"] = cells.evidence(hidden)
+    shown = [None if h else int(c) for c, h in zip(cells.counts, hidden)]
     return {"n": n, "edges": list(edges), "below": shown[0], "counts": shown[1:-1], "above": shown[-1],
             "suppressed": int(hidden.sum())}
 
 
-def _cumulative(values: np.ndarray, index: pd.Index, edges: list[float], ctx: Context) -> dict[str, Any]:
+def quantiles(a: BinArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
     """Counts of values below each edge, at the edges that keep every bin empty or >= min_cell_count.
 
     Adjacent small bins are merged rather than suppressed, so every released count is exact and
     none can be recovered from its neighbours. The analyst's quantile protocol refines on these.
     The groups between kept edges are remembered as cells by the differencing defence.
     """
-    rules = ctx.rules
-    n = len(values)
-    disclosure.check_cohort(n, rules)
-    k = rules.min_cell_count
-    below = np.searchsorted(np.sort(values), np.asarray(edges), side="left")  # values < edge
+    edges = np.asarray(a.bins, dtype=float)
+    below = np.zeros(edges.size, dtype=np.int64)
+    n = 0
+    for _, values in _pieces(scan, a.column):
+        below += np.searchsorted(np.sort(values), edges, side="left")  # values < edge
+        n += values.size
+    disclosure.check_cohort(n, ctx.rules)
+    k = ctx.rules.min_cell_count
     kept: list[int] = []
     last = 0  # count below the last kept edge
     for i, c in enumerate(below):
@@ -113,95 +169,57 @@ def _cumulative(values: np.ndarray, index: pd.Index, edges: list[float], ctx: Co
     while kept and 0 < n - below[kept[-1]] < k:
         kept.pop()
     kept_edges = [float(edges[i]) for i in kept]
-    ids = np.searchsorted(np.asarray(kept_edges), values, side="right")  # group of each value
-    groups = np.bincount(ids, minlength=len(kept_edges) + 1)
-    ctx.rows_used(index)
-    ctx.evidence["cells"] = cell_evidence(index, ids, groups, np.zeros(groups.size, dtype=bool))
+    groups = Cells(len(kept_edges) + 1)
+    for ids, values in _pieces(scan, a.column):
+        groups.add(ids, np.searchsorted(np.asarray(kept_edges), values, side="right"))
+    ctx.evidence["rows"] = evidence(groups.all_rows())
+    ctx.evidence["cells"] = groups.evidence(np.zeros(groups.counts.size, dtype=bool))
     return {"n": n, "edges": kept_edges, "below": [int(below[i]) for i in kept]}
 
 
-def count(a: CountArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    rows = df.index if a.column is None else df.index[column(df, a.column).notna().to_numpy()]
-    n = int(len(rows))
-    disclosure.check_cohort(n, ctx.rules)
-    ctx.rows_used(rows)
-    return {"n": n}
+def _codes(scan: Scan, name: str, public: list) -> tuple[str, list]:
+    """SQL giving each row the position of its value among the public levels, or len(public) for
+    any other (rarer, hidden) value; the levels are parameters."""
+    ident = scan.schema.column(name)
+    whens = " ".join(f"WHEN {ident} = ? THEN {i}" for i in range(len(public)))
+    return (f"CASE {whens} ELSE {len(public)} END" if public else "0"), list(public)
 
 
-def _moments(a: ColumnArgs, df: pd.DataFrame, ctx: Context, what: str) -> tuple[np.ndarray, int]:
-    x, rows = numeric_rows(df, a.column)
-    disclosure.check_cohort(len(x), ctx.rules)
-    disclosure.check_magnitude(x, ctx.rules, f"the {what} of {a.column!r}")
-    ctx.rows_used(rows)
-    return x, len(x)
-
-
-def sum_(a: ColumnArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    x, n = _moments(a, df, ctx, "sum")
-    return {"n": n, "sum": float(x.sum())}
-
-
-def mean(a: ColumnArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    x, n = _moments(a, df, ctx, "mean")
-    return {"n": n, "mean": float(x.mean())}
-
-
-def variance(a: ColumnArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    x, n = _moments(a, df, ctx, "variance")
-    m = float(x.mean())
-    squares = (x - m) ** 2
-    # M2 is a sum too: one outlier's squared deviation can dominate it and give that value away
-    disclosure.check_magnitude(squares, ctx.rules, f"the variance of {a.column!r}")
-    return {"n": n, "mean": m, "m2": float(squares.sum())}
-
-
-def histogram(a: BinArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    values, rows = numeric_rows(df, a.column)
-    return _cells(values, rows, a.bins, ctx)
-
-
-def quantiles(a: BinArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    values, rows = numeric_rows(df, a.column)
-    return _cumulative(values, rows, a.bins, ctx)
-
-
-def crosstab(a: CrosstabArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    return _crosstab(df, a.row, a.col, ctx)
-
-
-def _crosstab(df: pd.DataFrame, row: str, col: str, ctx: Context) -> dict[str, Any]:
-    """Counts over the public levels only; rarer levels are pooled into '(other)' so their names stay hidden."""
-    rules, levels = ctx.rules, ctx.levels
-    pair = df[[column(df, row).name, column(df, col).name]].dropna()
-    disclosure.check_cohort(len(pair), rules)
-    labels = []
-    for name in (row, col):
-        public = levels.get(name)
-        values = pair[name]
+def crosstab(a: CrosstabArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
+    """Counts over the public levels only; rarer levels are pooled into '(other)' so their names stay
+    hidden. A column crossed with itself is a valid (diagonal) table."""
+    publics = []
+    for name in (a.row, a.col):
+        scan.schema.column(name)
+        public = ctx.levels.get(name)
         if public is None:
             raise InvalidInput(f"column {name!r} is not categorical; crosstab needs categories")
-        known = values.isin(public)
-        labels.append((public + (["(other)"] if (~known).any() else []),
-                       values.where(known, "(other)")))
-    (rl, rv), (cl, cv) = labels
-    r_codes = pd.Categorical(rv, categories=rl).codes.astype(np.int64)
-    c_codes = pd.Categorical(cv, categories=cl).codes.astype(np.int64)
-    ids = r_codes * len(cl) + c_codes
-    table = np.bincount(ids, minlength=len(rl) * len(cl)).reshape(len(rl), len(cl))
-    hidden = disclosure.protect(table, rules)
-    ctx.rows_used(pair.index)
-    ctx.evidence["cells"] = cell_evidence(pair.index, ids, table.reshape(-1), hidden.reshape(-1))
+        publics.append(list(public))
+    (r_sql, r_params), (c_sql, c_params) = (_codes(scan, n, p) for n, p in zip((a.row, a.col), publics))
+    width = len(publics[1]) + 1
+    raw = Cells((len(publics[0]) + 1) * width)
+    present = f"{scan.schema.present(a.row)} AND {scan.schema.present(a.col)}"
+    for piece in scan.stream(f"{r_sql} AS r, {c_sql} AS c", [*r_params, *c_params], extra=present):
+        raw.add(piece[ROW_ID].to_numpy(), piece["r"].to_numpy(np.int64) * width + piece["c"].to_numpy(np.int64))
+    n = int(raw.counts.sum())
+    disclosure.check_cohort(n, ctx.rules)
+    grid = raw.counts.reshape(-1, width)
+    keep_r = [i for i in range(grid.shape[0]) if i < len(publics[0]) or grid[i].sum() > 0]
+    keep_c = [j for j in range(width) if j < len(publics[1]) or grid[:, j].sum() > 0]
+    table = grid[np.ix_(keep_r, keep_c)]
+    cells = Cells(table.size)
+    cells.counts = table.reshape(-1).copy()
+    cells.rows = [raw.rows[i * width + j] for i in keep_r for j in keep_c]
+    hidden = disclosure.protect(table, ctx.rules)
+    ctx.evidence["rows"] = evidence(cells.all_rows())
+    ctx.evidence["cells"] = cells.evidence(hidden.reshape(-1))
     counts = [[None if hidden[i, j] else int(table[i, j]) for j in range(table.shape[1])]
               for i in range(table.shape[0])]
-    return {"n": int(len(pair)), "rows": _plain(rl), "cols": _plain(cl), "counts": counts,
-            "suppressed": int(hidden.sum())}
-
-
-def _plain(values: list) -> list:
-    return [v.item() if hasattr(v, "item") else v for v in values]
+    labels = [[*p, *(["(other)"] if len(keep) > len(p) else [])] for p, keep in zip(publics, (keep_r, keep_c))]
+    return {"n": n, "rows": labels[0], "cols": labels[1], "counts": counts, "suppressed": int(hidden.sum())}
 
 
 for _name, _args, _fn in [("count", CountArgs, count), ("sum", ColumnArgs, sum_), ("mean", ColumnArgs, mean),
                           ("variance", ColumnArgs, variance), ("histogram", BinArgs, histogram),
                           ("quantiles", BinArgs, quantiles), ("crosstab", CrosstabArgs, crosstab)]:
-    register(_name, _args, _fn)
+    register(_name, _args, _fn, sql=True)

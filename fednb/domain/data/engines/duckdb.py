@@ -1,0 +1,171 @@
+"""DuckDB over the dataset's Parquet file: the domain's embedded engine.
+
+Why DuckDB: it scans Parquet column by column and out of core (Raasveldt & Mühleisen, "DuckDB: an
+embeddable analytical database", SIGMOD 2019), so a built-in over fifty million rows reads only the
+columns it names and stays under ``[engine] memory_limit`` by spilling to a folder inside the domain,
+where pandas would hold the whole table in memory.
+
+``open_engine`` picks the engine from ``source.json`` in the dataset's folder (``{"engine":
+"parquet"}`` when absent); engines for other stores register themselves in :data:`ENGINES`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fednb.domain.data.engines.base import ROW_ID, Engine, EngineError
+from fednb.domain.data.engines.sql import quote
+
+DATA_FILE = "data.parquet"
+SOURCE_FILE = "source.json"
+SPILL_FOLDER = ".engine-spill"  # inside the domain folder: private rows never reach the system's /tmp
+BATCH_ROWS = 1 << 20
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal (for the file path of a view, which cannot be a parameter)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def memory_bytes(text: str) -> int:
+    """``"1GB"``, ``"512MiB"`` -> bytes (the units DuckDB's ``memory_limit`` takes)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", text)
+    if not m:
+        raise ValueError(f"{text!r} is not a memory size like \"1GB\" or \"512MiB\"")
+    scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[m.group(2)]
+    return int(float(m.group(1)) * scale)
+
+
+class DuckDBEngine(Engine):
+    """A DuckDB connection in which ``data`` is one dataset's rows plus their row ids."""
+
+    dialect = "duckdb"
+
+    def __init__(self, *, memory_limit: str = "1GB", threads: int = 2, spill_directory: Path | None = None,
+                 readable: Sequence[Path] = ()):
+        import duckdb
+
+        config: dict[str, Any] = {"memory_limit": memory_limit, "threads": int(threads),
+                                  "autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        if spill_directory is not None:
+            Path(spill_directory).mkdir(mode=0o700, parents=True, exist_ok=True)
+            config["temp_directory"] = str(spill_directory)
+        self._con = duckdb.connect(":memory:", config=config)
+        self._columns: dict[str, str] | None = None
+        self._define()
+        # no other file may be opened: a compiled query that went wrong cannot read /etc/passwd
+        self._con.execute("SET allowed_paths = ?", [[str(p) for p in readable]])
+        if spill_directory is not None:
+            self._con.execute("SET allowed_directories = ?", [[str(spill_directory)]])
+        self._con.execute("SET enable_external_access = false")
+        self._con.execute("SET lock_configuration = true")
+
+    def _define(self) -> None:
+        raise NotImplementedError
+
+    def _run(self, sql: str, params: Sequence[Any]):
+        import duckdb
+
+        try:
+            return self._con.execute(sql, list(params))
+        except duckdb.OutOfMemoryException as exc:
+            raise MemoryError(str(exc)) from None
+        except duckdb.Error as exc:
+            raise EngineError(f"the query failed in the domain's engine: {type(exc).__name__}") from None
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        return self._run(sql, params).df()
+
+    def batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[pd.DataFrame]:
+        reader = self._run(sql, params).to_arrow_reader(BATCH_ROWS)
+        for batch in reader:
+            yield batch.to_pandas()
+
+    def columns(self) -> dict[str, str]:
+        if self._columns is None:
+            described = self._run("DESCRIBE data", ()).fetchall()
+            self._columns = {str(row[0]): str(row[1]) for row in described if row[0] != ROW_ID}
+        return dict(self._columns)
+
+    def row_count(self) -> int:
+        return int(self._run("SELECT count(*) FROM data", ()).fetchone()[0])
+
+    def sample(self, n: int, seed: int) -> pd.DataFrame:
+        names = ", ".join(quote(c) for c in self.columns())
+        return self.query(f"SELECT {names} FROM data USING SAMPLE reservoir({int(n)} ROWS) REPEATABLE ({int(seed) % 2**31})")
+
+    def frame(self, columns: Sequence[str] | None = None, limit: int | None = None) -> pd.DataFrame:
+        """Rows in file order; the index is the row id (as ``pd.read_parquet`` numbers them)."""
+        known = self.columns()
+        wanted = list(known) if columns is None else [c for c in columns if c in known]
+        names = ", ".join([ROW_ID, *(quote(c) for c in wanted)])
+        sql = f"SELECT {names} FROM data ORDER BY {ROW_ID}" + (f" LIMIT {int(limit)}" if limit is not None else "")
+        table = self._run(sql, ()).to_arrow_table()
+        df = table.to_pandas()
+        df.index = pd.Index(df.pop(ROW_ID).to_numpy(), name=None)
+        return df
+
+    def close(self) -> None:
+        self._con.close()
+
+
+class ParquetEngine(DuckDBEngine):
+    """A dataset's ``data.parquet``, read column by column and out of core."""
+
+    def __init__(self, path: Path, **settings: Any):
+        self.path = Path(path)
+        super().__init__(readable=[self.path], **settings)
+
+    def _define(self) -> None:
+        self._con.execute(f"CREATE VIEW data AS SELECT * EXCLUDE (file_row_number), file_row_number AS {ROW_ID}"
+                          f" FROM read_parquet({_literal(str(self.path))}, file_row_number = true)")
+
+
+class FrameEngine(DuckDBEngine):
+    """A pandas frame already in memory (its index labels are the row ids): the same SQL built-ins
+    over rows that never were a file, for tests and small in-memory tables."""
+
+    def __init__(self, frame: pd.DataFrame, **settings: Any):
+        index = frame.index
+        ids = index.to_numpy() if pd.api.types.is_integer_dtype(index) else range(len(frame))
+        self._frame = frame.assign(**{ROW_ID: ids})
+        super().__init__(**settings)
+
+    def _define(self) -> None:
+        self._con.register("fednb_frame", self._frame)
+        self._con.execute("CREATE VIEW data AS SELECT * FROM fednb_frame")
+
+
+def parquet_engine(folder: Path, source: dict[str, Any], settings: Any) -> Engine:
+    return ParquetEngine(folder / DATA_FILE, memory_limit=settings.memory_limit, threads=settings.threads,
+                         spill_directory=folder.parent.parent / SPILL_FOLDER)
+
+
+#: engine name in ``source.json`` -> factory(dataset folder, the parsed source.json, [engine] settings)
+ENGINES: dict[str, Callable[[Path, dict[str, Any], Any], Engine]] = {
+    "parquet": parquet_engine,
+}
+
+
+def open_engine(dataset_folder: Path, settings: Any) -> Engine:
+    """The engine of the dataset in ``dataset_folder`` (``DIR/datasets/NAME``), with the policy's
+    ``[engine]`` settings (``memory_limit``, ``threads``)."""
+    folder = Path(dataset_folder)
+    source_file = folder / SOURCE_FILE
+    source: dict[str, Any] = {"engine": "parquet"}
+    if source_file.exists():
+        try:
+            source = json.loads(source_file.read_text(encoding="utf-8"))
+        except ValueError:
+            raise EngineError(f"{source_file} is not valid JSON") from None
+    kind = source.get("engine", "parquet")
+    if kind not in ENGINES:
+        raise EngineError(f"{source_file} names the engine {kind!r}; this domain knows {sorted(ENGINES)}")
+    return ENGINES[kind](folder, source, settings)
