@@ -5,20 +5,33 @@ from __future__ import annotations
 
 import pandas as pd
 
-PG_TYPES = {"int64": "bigint", "float64": "double precision", "bool": "boolean", "object": "text"}
+PG_TYPES = {"int64": "bigint", "float64": "double precision", "bool": "boolean", "boolean": "boolean",
+            "object": "text", "category": "text", "datetime64[ns]": "timestamp"}
+
+
+def _name(column: str) -> str:
+    return '"' + str(column).replace('"', '""') + '"'
+
+
+def _value(v):
+    if v is None or v is pd.NA or (not isinstance(v, str) and pd.isna(v)):
+        return None
+    if isinstance(v, pd.Timestamp):
+        return v.to_pydatetime()
+    return v.item() if hasattr(v, "item") else v
 
 
 def write_table(url: str, table: str, frame: pd.DataFrame) -> None:
     """``CREATE TABLE table`` with ``frame``'s columns and rows (COPY, so a million rows take seconds)."""
     import psycopg
 
-    columns = ", ".join(f'"{c}" {PG_TYPES[str(t)]}' for c, t in frame.dtypes.items())
+    columns = ", ".join(f"{_name(c)} {PG_TYPES[str(t)]}" for c, t in frame.dtypes.items())
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {table} ({columns})")
-        names = ", ".join(f'"{c}"' for c in frame.columns)
+        names = ", ".join(_name(c) for c in frame.columns)
         with conn.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
             for row in frame.itertuples(index=False):
-                copy.write_row([None if pd.isna(v) else v.item() if hasattr(v, "item") else v for v in row])
+                copy.write_row([_value(v) for v in row])
         conn.execute(f"ANALYZE {table}")
 
 

@@ -23,8 +23,11 @@ from fednb.domain import Domain
 from fednb.domain.data import sources
 from fednb.domain.data.engines.base import EngineError
 from fednb.domain.data.engines.postgres import PostgresEngine
+from fednb.domain.review.policy import DisclosureSection
+from fednb.domain.run import builtins
 from fednb.errors import InvalidInput
 from tests.pg_tables import read_only_role, write_table
+from tests.test_engine import CALLS, LEVELS, awkward
 
 PASSWORD = "reader-secret-pw"
 
@@ -190,3 +193,65 @@ def test_a_cast_error_does_not_quote_the_owners_rows(owner_db):
         assert '"F"' not in str(failed.value) and '"M"' not in str(failed.value)
     finally:
         engine.close()
+
+
+# -- the built-ins on a PostgreSQL table equal the same built-ins on the Parquet copy -------------------
+PARITY_CALLS = [*CALLS, ("glm", {"formula": "died ~ age + bmi + visits", "family": "binomial"})]
+
+
+@pytest.fixture
+def awkward_twins(postgres_database, tmp_path):
+    """The engine tests' awkward table (gaps, a category, dates, SQL in a column name) in PostgreSQL
+    and as the domain's Parquet file."""
+    from fednb.domain.data.engines.duckdb import open_engine
+    from fednb.domain.review.policy import EngineSection
+
+    df = awkward()
+    df["died"] = (df["visits"] % 3 == 0).astype("int64")
+    write_table(postgres_database, "awkward", df)
+    folder = tmp_path / "datasets" / "awkward"
+    folder.mkdir(parents=True)
+    df.to_parquet(folder / "data.parquet", index=False)
+    local = open_engine(folder, EngineSection(memory_limit="256MB", threads=1))
+    remote = PostgresEngine(postgres_database, "awkward")
+    yield local, remote
+    local.close()
+    remote.close()
+
+
+def test_each_builtin_on_postgres_equals_the_parquet_copy(awkward_twins):
+    local, remote = awkward_twins
+    where = [{"column": "blood pressure", "op": ">", "value": 110}]
+    for name, args in PARITY_CALLS:
+        contexts = [builtins.Context(DisclosureSection(), LEVELS) for _ in range(2)]
+        expected, got = (builtins.compute(name, {**args, "where": where}, engine, ctx)
+                         for engine, ctx in zip((local, remote), contexts))
+        assert_same(got, expected, f"{name} {args}")
+        # as many rows behind it (the ids differ: PostgreSQL's come from each row's place in the table)
+        assert contexts[1].evidence["rows"]["rows"] == contexts[0].evidence["rows"]["rows"], name
+
+
+def test_the_same_refusals_happen_on_postgres_as_on_the_parquet_copy(awkward_twins):
+    from fednb.domain.release.disclosure import Blocked
+
+    local, remote = awkward_twins
+    for name, args in (("count", {"where": [{"column": "visits", "op": "==", "value": 8}]}),
+                       ("mean", {"column": "bmi", "where": [{"column": "age", "op": ">", "value": 93}]})):
+        refusals = []
+        for engine in (local, remote):
+            with pytest.raises(Blocked) as refused:
+                builtins.compute(name, args, engine, builtins.Context(DisclosureSection(min_cohort=100), LEVELS))
+            refusals.append(str(refused.value))
+        assert refusals[0] == refusals[1]
+
+
+def assert_same(got: dict, expected: dict, what: str) -> None:
+    """Exact for counts and anything not a float; floats to 1e-9 relative."""
+    assert got.keys() == expected.keys(), what
+    for key in got:
+        a, b = got[key], expected[key]
+        if isinstance(b, float) or (isinstance(b, list) and b and isinstance(np.asarray(b).flat[0], np.floating | float)):
+            np.testing.assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=1e-9,
+                                       err_msg=f"{what}: {key}")
+        else:
+            assert a == b, f"{what}: {key}"

@@ -31,20 +31,20 @@ from fednb.models import Column, Dataset
 SOURCE_FILE = "source.json"
 SECRET_FILE = "connection.secret"
 SAMPLE_ROWS = 20_000
+STATEMENT_SECONDS = 15.0
 # Registration reads the whole table a few times (one aggregate per column); it may take longer
 # than one built-in may.
 REGISTER_TIMEOUT_SECONDS = 600.0
 ENGINES = ("postgresql", "spark")
 
 
-def open_source(folder: Path, policy: Policy | None, *, timeout_seconds: float | None = None) -> Engine:
+def open_source(folder: Path, source: dict[str, Any], settings: Any = None) -> Engine:
     """The engine for a dataset folder holding ``source.json`` (the factory's entry for every kind
-    that is not a file). Built-ins are stopped by the store after the policy's
-    ``builtin_wall_seconds``, so the analyst reads why instead of a worker killed mid-query."""
-    source = json.loads((folder / SOURCE_FILE).read_text())
+    that is not a file). The store itself stops a query after ``STATEMENT_SECONDS``, before the
+    built-in's worker would be killed (``requests.builtin_wall_seconds``, 20 by default), so the
+    analyst reads why instead of a worker that vanished mid-query."""
     url = (folder / SECRET_FILE).read_text().strip()
-    timeout = timeout_seconds or (policy.requests.builtin_wall_seconds * 0.9 if policy else 20.0)
-    return connect(source["engine"], url, source["table"], timeout)
+    return connect(source["engine"], url, source["table"], STATEMENT_SECONDS)
 
 
 def connect(engine: str, url: str, table: str, timeout_seconds: float) -> Engine:

@@ -24,14 +24,22 @@ from typing import Any
 
 import pandas as pd
 
-from fednb.domain.data.engines.base import Engine, EngineError
-from fednb.domain.data.engines.translate import table_name, translate
+from fednb.domain.data.engines.base import ROW_ID, Engine, EngineError
+from fednb.domain.data.engines.translate import SOURCE, table_name, translate
 
 # PostgreSQL type OIDs (pg_type.dat) and how their values become pandas columns like Parquet's.
 INTEGERS = {20, 21, 23, 26}  # int8, int2, int4, oid
 FLOATS = {700, 701, 1700}  # float4, float8, numeric
 BOOLEAN = 16
 TIMES = {1082, 1114, 1184}  # date, timestamp, timestamptz
+# PostgreSQL's type names in DuckDB's vocabulary, which the built-ins' compiler reads
+DUCKDB_TYPES = {"int2": "SMALLINT", "int4": "INTEGER", "int8": "BIGINT", "oid": "BIGINT", "float4": "FLOAT",
+                "float8": "DOUBLE", "numeric": "DECIMAL", "text": "VARCHAR", "varchar": "VARCHAR", "bpchar": "VARCHAR",
+                "bool": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMP", "timestamptz": "TIMESTAMP WITH TIME ZONE"}
+# A row's id from its physical place (page, line): stable while the owner only appends, and below
+# 2**32 for tables under ~120 GB (a page holds at most 291 rows: MaxHeapTuplesPerPage).
+_CTID = "trim(both '()' from ctid::text)"
+ROW_ID_SQL = f"(split_part({_CTID}, ',', 1)::bigint * 291 + split_part({_CTID}, ',', 2)::bigint - 1)"
 
 
 def redacted(url: str) -> str:
@@ -54,23 +62,38 @@ class PostgresEngine(Engine):
         self._timeout_ms = max(1, int(timeout_seconds * 1000))
         self._connect_seconds = max(1, int(connect_seconds))
         self._conn = None
+        self._columns: dict[str, str] | None = None
 
     @property
     def quoted_table(self) -> str:
         return ".".join(f'"{p}"' for p in self._table)
 
+    @property
+    def relation(self) -> str:
+        """``data`` as the built-ins see it: the owner's table and each row's id."""
+        return f'(SELECT *, {ROW_ID_SQL} AS "{ROW_ID}" FROM {self.quoted_table})'
+
     # -- the contract ----------------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        return self._run(translate(sql, "postgres", self._table, True), params)
+        booleans = frozenset(name for name, kind in self.columns().items() if kind == "BOOLEAN")
+        text = translate(sql, "postgres", True, booleans).replace(f'"{SOURCE}"', self.relation)
+        return self._run(text, params)
 
     def columns(self) -> dict[str, str]:
+        """Column name -> type, named as DuckDB names it (the compiler reads DuckDB's names)."""
+        if self._columns is None:
+            self._columns = self._describe()
+        return dict(self._columns)
+
+    def _describe(self) -> dict[str, str]:
         import psycopg
 
         cursor = self._execute(f"SELECT * FROM {self.quoted_table} LIMIT 0", ())
         names = {}
         for column in cursor.description:
             info = psycopg.adapters.types.get(column.type_code)
-            names[column.name] = info.name if info else str(column.type_code)
+            name = info.name if info else str(column.type_code)
+            names[column.name] = DUCKDB_TYPES.get(name, name.upper())
         self._finish()
         return names
 
@@ -87,10 +110,15 @@ class PostgresEngine(Engine):
         return df.sample(n=n, random_state=seed).reset_index(drop=True) if len(df) > n else df
 
     def frame(self, columns: Sequence[str] | None = None, limit: int | None = None) -> pd.DataFrame:
-        picked = ", ".join('"' + c.replace('"', '""') + '"' for c in columns) if columns else "*"
+        """Rows in row-id order, indexed by row id (as the Parquet engine's)."""
+        known = self.columns()
+        wanted = list(known) if columns is None else [c for c in columns if c in known]
+        picked = ", ".join('"' + c.replace('"', '""') + '"' for c in [ROW_ID, *wanted])
         suffix = " LIMIT $1" if limit is not None else ""
-        return self._run(f"SELECT {picked} FROM {self.quoted_table}{suffix}",
-                         (int(limit),) if limit is not None else ())
+        df = self._run(f'SELECT {picked} FROM {self.relation} AS data ORDER BY "{ROW_ID}"{suffix}',
+                       (int(limit),) if limit is not None else ())
+        df.index = pd.Index(df.pop(ROW_ID).to_numpy(), name=None)
+        return df
 
     def close(self) -> None:
         if self._conn is not None:

@@ -1,7 +1,7 @@
 """A dataset that lives in the owner's Spark cluster (a lakehouse table): built-ins run as Spark SQL there.
 
 The built-in's DuckDB SQL is translated by sqlglot to Spark SQL and run with ``spark.sql(query,
-args=[...])``: the analyst's values travel as Spark's own positional parameters, never in the text,
+args={...})``: the analyst's values travel as Spark's own named parameters, never in the text,
 and only the aggregated result comes back (Spark plans the scan and the partial aggregates on its
 executors). The master is the owner's: ``local[N]`` (Spark inside the domain's process, for one big
 machine), ``spark://HOST:PORT`` (a standalone cluster) or ``sc://HOST:PORT`` (Spark Connect, where
@@ -22,8 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from fednb.domain.data.engines.base import Engine, EngineError
-from fednb.domain.data.engines.translate import table_name, translate
+from fednb.domain.data.engines.base import ROW_ID, Engine, EngineError
+from fednb.domain.data.engines.translate import SOURCE, table_name, translate
 
 PATH_TABLE = re.compile(r"^(parquet|orc|delta)\.`(/[^`]+)`$")
 # Spark's type names in DuckDB's vocabulary, which the built-ins' compiler reads
@@ -62,6 +62,7 @@ class SparkEngine(Engine):
         self._table = () if path else tuple(table_name(table))
         self._timeout = float(timeout_seconds)
         self._spark = None
+        self._row_id: str | None = None
 
     @property
     def spark(self):
@@ -78,12 +79,36 @@ class SparkEngine(Engine):
             return f"{self._path[0]}.`{self._path[1]}`"
         return ".".join(f"`{p}`" for p in self._table)
 
+    def row_id(self) -> str:
+        """Each row's id, stable from query to query and below 2**32: its position in its file
+        (``_metadata.row_index``) plus the rows of the files before it, counted once per engine.
+        Spark's ``monotonically_increasing_id`` would not do: it depends on the partitioning and
+        exceeds 32 bits."""
+        if self._row_id is None:
+            files = self._run(f"SELECT _metadata.file_path AS f, count(*) AS n FROM {self.source} "
+                              "GROUP BY _metadata.file_path ORDER BY f", ())
+            offsets, start = [], 0
+            for path, n in zip(files["f"], files["n"]):
+                offsets.append(f"WHEN '{str(path).replace(chr(39), chr(39) * 2)}' THEN {start}")
+                start += int(n)
+            if start >= 2**32:
+                raise EngineError("the Spark table has more than 2**32 rows; row ids would not fit")
+            cases = " ".join(offsets) or "WHEN '' THEN 0"
+            self._row_id = f"(CASE _metadata.file_path {cases} END + _metadata.row_index)"
+        return self._row_id
+
+    @property
+    def relation(self) -> str:
+        """``data`` as the built-ins see it: the owner's table and each row's id."""
+        return f"(SELECT *, {self.row_id()} AS `{ROW_ID}` FROM {self.source})"
+
     # -- the contract ----------------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        text = translate(sql, "spark", self._table or ("__fednb_source__",), False)
-        if self._path:  # sqlglot has no node for Spark's path tables; the placeholder name is ours
-            text = text.replace("`__fednb_source__`", self.source)
-        return self._run(text, params)
+        text = translate(sql, "spark", False)  # parameters named :p1, :p2, ... (one may appear twice)
+        named = {f"p{i}": value for i, value in enumerate(params, start=1)}
+        if ROW_ID in sql:
+            return self._run(text.replace(f"`{SOURCE}`", self.relation), named)
+        return self._run(text.replace(f"`{SOURCE}`", self.source), named)  # no ids asked for: a plain scan
 
     def columns(self) -> dict[str, str]:
         frame = self._guarded(lambda: self.spark.sql(f"SELECT * FROM {self.source} LIMIT 0").dtypes)
@@ -102,16 +127,22 @@ class SparkEngine(Engine):
         return df.sample(n=n, random_state=seed).reset_index(drop=True) if len(df) > n else df
 
     def frame(self, columns: Sequence[str] | None = None, limit: int | None = None) -> pd.DataFrame:
-        picked = ", ".join("`" + c.replace("`", "``") + "`" for c in columns) if columns else "*"
+        """Rows in row-id order, indexed by row id (as the Parquet engine's)."""
+        known = self.columns()
+        wanted = list(known) if columns is None else [c for c in columns if c in known]
+        picked = ", ".join("`" + c.replace("`", "``") + "`" for c in [ROW_ID, *wanted])
         suffix = f" LIMIT {int(limit)}" if limit is not None else ""
-        return self._run(f"SELECT {picked} FROM {self.source}{suffix}", ())
+        df = self._run(f"SELECT {picked} FROM {self.relation} AS data ORDER BY `{ROW_ID}`{suffix}", ())
+        df.index = pd.Index(df.pop(ROW_ID).to_numpy(), name=None)
+        return df
 
     def close(self) -> None:
         """The session is shared by the process and kept: starting Spark again would take seconds."""
 
     # -- running ---------------------------------------------------------------------------------
-    def _run(self, text: str, params: Sequence[Any]) -> pd.DataFrame:
-        return self._guarded(lambda: _as_pandas(self.spark.sql(text, args=list(params) if params else None)))
+    def _run(self, text: str, params: Sequence[Any] | dict[str, Any]) -> pd.DataFrame:
+        args = dict(params) if isinstance(params, dict) else list(params)
+        return self._guarded(lambda: _as_pandas(self.spark.sql(text, args=args or None)))
 
     def _guarded(self, work):
         """``work()`` under a tag that a timer interrupts after the timeout; Spark's errors become
