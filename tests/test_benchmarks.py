@@ -27,6 +27,7 @@ SMALL = {  # script -> (arguments, a key that each run's output must contain)
     "differencing": (["--rows", "100000", "--releases", "200", "--checks", "5"], "check_ms_median"),
     "transparency_log": (["--entries", "500", "--runs", "5"], "consistency_proof_us"),
     "mock_quality": (["--skip-big", "--only", "demo_hospital_a"], "pmse_ratio"),
+    "rows_scaling": (["--rows", "20000", "--runs", "1"], "vs_plain_duckdb"),
 }
 
 

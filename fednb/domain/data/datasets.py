@@ -62,7 +62,7 @@ def describe(name: str, description: str, df: pd.DataFrame, policy: Policy) -> D
                    rows=rounded(len(df), policy.disclosure.round_counts_to), columns=columns)
 
 
-LARGE_FILE_BYTES = 256 * 2**20  # above this a file is converted by DuckDB and described in SQL
+LARGE_FILE_BYTES = 64 * 2**20  # above this a file is converted by DuckDB and described in SQL
 SAMPLE_ROWS = 200_000  # rows a large dataset's mock and column kinds are drawn from
 
 

@@ -100,7 +100,6 @@ class EngineSection(_Section):
 
     memory_limit: str = "1GB"
     threads: int = Field(2, ge=1, le=256)
-    max_rows_for_code: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _readable_size(self) -> EngineSection:
@@ -231,14 +230,11 @@ max_argument_bytes = 32000
 [engine]
 # Built-ins run as SQL in DuckDB over each dataset's Parquet file, reading only the columns they
 # need and spilling to DIR/.engine-spill when a query needs more memory than this.
-# Memory DuckDB may use for one built-in ("512MB", "2GB"); inside a built-in's worker it gets at
-# most half of requests.builtin_memory_mb (the rest is Python). Default: "1GB".
+# Memory DuckDB may use for the built-ins ("512MB", "2GB"), shared by requests.builtin_workers;
+# one worker's share is at most half of requests.builtin_memory_mb (the rest is Python). Default: "1GB".
 memory_limit = "1GB"
 # Threads one query may use. Default: 2.
 threads = 2
-# Rows a custom function or training job loads at most (the first ones in the file); 0: all rows.
-# Caps a job's memory on a very large dataset. Default: 0.
-max_rows_for_code = 0
 
 [disclosure]
 # Fewest rows any released aggregate may come from (DataSHIELD nfilter.subset). An exact built-in
