@@ -12,6 +12,7 @@ import socket
 import stat
 
 import duckdb
+import httpx
 import numpy as np
 import pandas as pd
 import psycopg
@@ -26,6 +27,7 @@ from fednb.domain.data.engines.postgres import PostgresEngine
 from fednb.domain.review.policy import DisclosureSection
 from fednb.domain.run import builtins
 from fednb.errors import InvalidInput
+from tests.api_support import assert_clean_error, auth
 from tests.pg_tables import read_only_role, write_table
 from tests.test_engine import CALLS, LEVELS, awkward
 
@@ -255,3 +257,87 @@ def assert_same(got: dict, expected: dict, what: str) -> None:
                                        err_msg=f"{what}: {key}")
         else:
             assert a == b, f"{what}: {key}"
+
+
+# -- through a real domain's HTTP API ------------------------------------------------------------------
+@pytest.fixture
+def served(tmp_path, owner_db, alice_token):
+    """A served domain with the file copy (``patients``) and the PostgreSQL table (``registry``)."""
+    from fednb.domain.process import DomainProcess
+    from tests.conftest import make_domain
+
+    d = make_domain(tmp_path, "hospital-pg", owner_db["frame"], token=alice_token)
+    sources.add_to_domain(d, owner_db["reader"], "patients", "registry", "the same rows, kept in PostgreSQL")
+    d.close()
+    server = DomainProcess(tmp_path / "hospital-pg")
+    server.start()
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        yield server, client, tmp_path / "hospital-pg"
+    server.stop()
+
+
+def ask(client, token: str, dataset: str, name: str, args: dict):
+    return client.post("/v1/requests?wait=30", headers=auth(token),
+                       json={"dataset": dataset, "kind": "builtin", "name": name, "args": args})
+
+
+def test_builtins_over_http_on_postgres_equal_the_file_copy(served, alice_token):
+    _, client, _ = served
+    for name, args in (("count", {}), ("mean", {"column": "bmi", "where": [{"column": "sex", "op": "==", "value": "F"}]}),
+                       ("variance", {"column": "age"}), ("crosstab", {"row": "sex", "col": "smoker"}),
+                       ("histogram", {"column": "age", "bins": [30, 50, 70]})):  # GLM: in rounds, above
+        results = [ask(client, alice_token, dataset, name, args).json() for dataset in ("patients", "registry")]
+        assert [r.get("status") for r in results] == ["done", "done"], (name, results)
+        assert_same(results[1]["result"], results[0]["result"], name)
+    blocked = [ask(client, alice_token, dataset, "count", {"where": [{"column": "age", "op": ">", "value": 94}]}).json()
+               for dataset in ("patients", "registry")]
+    assert [b["status"] for b in blocked] == ["blocked", "blocked"] and blocked[0]["reason"] == blocked[1]["reason"]
+
+
+@pytest.mark.parametrize("where", [
+    [{"column": "sex", "op": "==", "value": "F'; DROP TABLE patients; --"}],
+    [{"column": "sex", "op": "in", "value": ["x') OR 1=1; DELETE FROM patients; --"]}],
+    [{"column": 'sex" = sex; DROP TABLE patients; --', "op": "==", "value": 1}],
+    [{"column": "(SELECT max(salary) FROM salaries)", "op": ">", "value": 0}],
+])
+def test_a_hostile_filter_over_http_cannot_write_or_read_another_table(served, owner_db, alice_token, where):
+    _, client, _ = served
+    r = ask(client, alice_token, "registry", "count", {"where": where})
+    if r.status_code >= 400:
+        assert_clean_error(r, 400)
+        assert "no column" in r.json()["error"]
+    else:
+        assert r.json()["status"] in ("done", "blocked"), r.text
+        assert (r.json().get("result") or {}).get("n", 0) == 0
+    with psycopg.connect(owner_db["admin"]) as admin:
+        assert admin.execute("SELECT count(*) FROM patients").fetchone()[0] == len(owner_db["frame"])
+        assert admin.execute("SELECT count(*) FROM salaries").fetchone()[0] == 1
+
+
+def test_a_database_that_goes_down_fails_the_request_readably_and_keeps_it(served, alice_token):
+    """The analyst reads which domain failed and why (no traceback, no credentials); the request and
+    its failure stay in the domain's store and audit log."""
+    import fednb
+
+    _, client, folder = served
+    secret = folder / "datasets" / "registry" / sources.SECRET_FILE
+    secret.write_text(f"postgresql://reader:{PASSWORD}@127.0.0.1:{_closed_port()}/gone\n")  # the database is gone
+    federation = fednb.connect([served[0].url], token=alice_token)
+    try:
+        with pytest.raises(fednb.errors.NotEnoughDomains) as failed:
+            federation.dataset("registry").count(timeout=60)
+    finally:
+        federation.close()
+    message = str(failed.value)
+    assert "hospital-pg" in message and "PostgreSQL database cannot be reached" in message
+    for leak in (PASSWORD, "Traceback", "127.0.0.1:"):
+        assert leak not in message
+    d = Domain(folder)
+    try:
+        kept = d.store.query("SELECT r.status, r.reason FROM requests r WHERE r.dataset = 'registry'")
+        assert [(k["status"], "cannot be reached" in (k["reason"] or "")) for k in kept] == [("failed", True)]
+        audit = json.dumps([dict(r) for r in d.store.query("SELECT * FROM audit WHERE object_id IN "
+                                                             "(SELECT id FROM requests)")])
+        assert "cannot be reached" in audit and PASSWORD not in audit
+    finally:
+        d.close()
