@@ -88,3 +88,38 @@ def test_an_unreachable_spark_and_a_cast_error_say_what_failed_without_rows(lake
     with pytest.raises(EngineError, match="CAST_INVALID_INPUT") as failed:
         SparkEngine(MASTER, lake["table"]).query("SELECT sum(CAST(sex AS BIGINT)) AS s FROM data")
     assert "'F'" not in str(failed.value) and "'M'" not in str(failed.value)
+
+
+def test_each_builtin_on_spark_equals_the_parquet_copy(tmp_path):
+    from fednb.domain.data.engines.duckdb import open_engine
+    from fednb.domain.release.disclosure import Blocked
+    from fednb.domain.review.policy import DisclosureSection, EngineSection
+    from fednb.domain.run import builtins
+    from tests.test_engine import LEVELS, awkward
+    from tests.test_postgres_datasets import PARITY_CALLS, assert_same
+
+    df = awkward()
+    df["died"] = (df["visits"] % 3 == 0).astype("int64")
+    folder = tmp_path / "datasets" / "awkward"
+    folder.mkdir(parents=True)
+    df.to_parquet(folder / "data.parquet", index=False)
+    spark_copy = df.astype({"diagnosis": object, "smoker": object})
+    spark_copy["smoker"] = spark_copy["smoker"].where(spark_copy["smoker"].notna(), None)
+    session(MASTER).createDataFrame(spark_copy).write.parquet(str(tmp_path / "lake"))
+    local = open_engine(folder, EngineSection(memory_limit="256MB", threads=1))
+    remote = SparkEngine(MASTER, f"parquet.`{tmp_path / 'lake'}`", timeout_seconds=600)  # a loaded CI machine
+    where = [{"column": "blood pressure", "op": ">", "value": 110}]
+    for name, args in PARITY_CALLS:
+        contexts = [builtins.Context(DisclosureSection(), LEVELS) for _ in range(2)]
+        expected, got = (builtins.compute(name, {**args, "where": where}, engine, ctx)
+                         for engine, ctx in zip((local, remote), contexts))
+        assert_same(got, expected, f"{name} {args}")
+        assert contexts[1].evidence["rows"]["rows"] == contexts[0].evidence["rows"]["rows"], name
+    refusals = []
+    for engine in (local, remote):
+        with pytest.raises(Blocked) as refused:
+            builtins.compute("count", {"where": [{"column": "visits", "op": "==", "value": 8}]}, engine,
+                             builtins.Context(DisclosureSection(min_cohort=100), LEVELS))
+        refusals.append(str(refused.value))
+    assert refusals[0] == refusals[1]
+    local.close()
