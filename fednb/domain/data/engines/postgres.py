@@ -19,7 +19,7 @@ offending value, which is a row of the owner's data, and a connection error quot
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pandas as pd
@@ -27,6 +27,7 @@ import pandas as pd
 from fednb.domain.data.engines.base import ROW_ID, Engine, EngineError
 from fednb.domain.data.engines.translate import SOURCE, table_name, translate
 
+BATCH_ROWS = 1 << 18  # rows per piece of a streamed result
 # PostgreSQL type OIDs (pg_type.dat) and how their values become pandas columns like Parquet's.
 INTEGERS = {20, 21, 23, 26}  # int8, int2, int4, oid
 FLOATS = {700, 701, 1700}  # float4, float8, numeric
@@ -75,9 +76,11 @@ class PostgresEngine(Engine):
 
     # -- the contract ----------------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        return self._run(self._text(sql), params)
+
+    def _text(self, sql: str) -> str:
         booleans = frozenset(name for name, kind in self.columns().items() if kind == "BOOLEAN")
-        text = translate(sql, "postgres", True, booleans).replace(f'"{SOURCE}"', self.relation)
-        return self._run(text, params)
+        return translate(sql, "postgres", True, booleans).replace(f'"{SOURCE}"', self.relation)
 
     def columns(self) -> dict[str, str]:
         """Column name -> type, named as DuckDB names it (the compiler reads DuckDB's names)."""
@@ -146,39 +149,54 @@ class PostgresEngine(Engine):
         if self._conn is not None and not self._conn.closed:
             return self._conn
         try:
+            # autocommit, so that each query's own BEGIN READ ONLY opens its transaction
             self._conn = psycopg.connect(
-                self._url, connect_timeout=self._connect_seconds, cursor_factory=psycopg.RawCursor,
+                self._url, connect_timeout=self._connect_seconds, autocommit=True, cursor_factory=psycopg.RawCursor,
                 options=f"-c default_transaction_read_only=on -c statement_timeout={self._timeout_ms}",
                 application_name="fednb-domain")
+            self._conn.server_cursor_factory = psycopg.RawServerCursor
         except psycopg.Error:
             raise EngineError("the dataset's PostgreSQL database cannot be reached (down, or it refused the "
                               "domain's credentials); the owner can check it") from None
         return self._conn
 
-    def _execute(self, sql: str, params: Sequence[Any]):
+    def _execute(self, sql: str, params: Sequence[Any], *, streamed: bool = False):
+        """``sql`` in a new read-only transaction; ``streamed``: through a server-side cursor, so a
+        long result (the row ids behind a release) arrives in pieces."""
         import psycopg
 
         conn = self._connect()
         try:
-            cursor = conn.cursor()
-            cursor.execute("BEGIN READ ONLY")
+            conn.execute("BEGIN READ ONLY")
+            cursor = conn.cursor(name="fednb_rows") if streamed else conn.cursor()
             cursor.execute(sql, list(params))
             return cursor
-        except psycopg.errors.QueryCanceled:
-            self._finish()
-            raise EngineError(f"the dataset's PostgreSQL database did not answer within "
-                              f"{self._timeout_ms / 1000:g} s; the query was stopped") from None
-        except psycopg.OperationalError:
-            self.close()
-            raise EngineError("the connection to the dataset's PostgreSQL database was lost") from None
         except psycopg.Error as exc:
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: Exception) -> EngineError:
+        """The analyst's sentence for a failure; the server's own text is never passed on."""
+        import psycopg
+
+        if isinstance(exc, psycopg.errors.QueryCanceled):
             self._finish()
-            raise EngineError(f"the dataset's PostgreSQL database refused the query "
-                              f"({type(exc).__name__}, SQLSTATE {exc.sqlstate})") from None
+            return EngineError(f"the dataset's PostgreSQL database did not answer within "
+                               f"{self._timeout_ms / 1000:g} s; the query was stopped")
+        if isinstance(exc, psycopg.OperationalError):
+            self.close()
+            return EngineError("the connection to the dataset's PostgreSQL database was lost")
+        self._finish()
+        return EngineError(f"the dataset's PostgreSQL database refused the query "
+                           f"({type(exc).__name__}, SQLSTATE {getattr(exc, 'sqlstate', None)})")
 
     def _finish(self) -> None:
-        with contextlib.suppress(Exception):
-            self._conn.rollback()
+        """End the query's transaction (read-only: nothing to keep)."""
+        import psycopg
+
+        conn = self._conn
+        if conn is not None and not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
 
     def _run(self, sql: str, params: Sequence[Any]) -> pd.DataFrame:
         import psycopg
@@ -186,12 +204,30 @@ class PostgresEngine(Engine):
         cursor = self._execute(sql, params)
         try:
             rows = cursor.fetchall()
-        except psycopg.Error:
-            self.close()
-            raise EngineError("the dataset's PostgreSQL database failed while sending a result") from None
+        except psycopg.Error as exc:
+            raise self._failure(exc) from None
         finally:
             self._finish()
         return as_frame(rows, [(c.name, c.type_code) for c in cursor.description])
+
+    def batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[pd.DataFrame]:
+        import psycopg
+
+        cursor = self._execute(self._text(sql), params, streamed=True)
+        try:
+            while True:
+                rows = cursor.fetchmany(BATCH_ROWS)
+                if not rows and cursor.description is None:
+                    return
+                yield as_frame(rows, [(c.name, c.type_code) for c in cursor.description])
+                if len(rows) < BATCH_ROWS:
+                    return
+        except psycopg.Error as exc:
+            raise self._failure(exc) from None
+        finally:
+            with contextlib.suppress(Exception):
+                cursor.close()
+            self._finish()
 
 
 def as_frame(rows: list[tuple], columns: list[tuple[str, int]]) -> pd.DataFrame:
