@@ -45,6 +45,8 @@ def session(master: str):
              .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
              # a local master's shuffles: a few partitions, not a cluster's 200 (each a task per query)
              .config("spark.sql.shuffle.partitions", "4")
+             # results reach Python over a local socket; a busy machine must not cut it (broken pipe)
+             .config("spark.python.authenticate.socketTimeout", "300s")
              .getOrCreate())
     spark.sparkContext.setLogLevel("OFF")  # its messages quote rows; the domain keeps the error class
     return spark
