@@ -302,3 +302,15 @@ def test_a_large_file_is_converted_out_of_core_with_the_same_listing(tmp_path, m
     assert "rarest" not in next(c for c in large.columns if c.name == "diagnosis").levels
     assert len(pd.read_parquet(domain.mock_path("t"))) == 500
     assert domain.load("t", ["bmi"])["bmi"].tolist() == pytest.approx(df["bmi"].tolist(), nan_ok=True)
+
+
+def test_filters_on_dates_and_wrong_shapes_answer_in_words(table):
+    df, engine = table
+    ctx = builtins.Context(DisclosureSection(), LEVELS)
+    got = builtins.compute("count", {"where": [{"column": "admitted", "op": "<", "value": "2021-01-01"}]}, engine, ctx)
+    assert got["n"] == int((df["admitted"] < "2021-01-01").sum())
+    for bad, words in [({"column": "age", "op": "==", "value": [1, 2]}, "needs 'in'"),
+                       ({"column": "age", "op": ">", "value": "old"}, "cannot compare"),
+                       ({"column": "admitted", "op": "<", "value": "soon"}, "filter value has its column's type")]:
+        with pytest.raises((InvalidInput, EngineError), match=words):
+            builtins.compute("count", {"where": [bad]}, engine, builtins.Context(DisclosureSection(), LEVELS))

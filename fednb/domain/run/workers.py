@@ -13,6 +13,7 @@ answers with JSON only: nothing from a process that evaluated analyst input is e
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -28,7 +29,9 @@ from typing import Any
 log = logging.getLogger("fednb.domain.run.workers")
 
 START_SECONDS = 60.0  # importing pandas on a loaded machine; not counted against a job's wall limit
-MAX_REPLY_BYTES = 16_000_000
+# A reply carries the row sets behind a release (Roaring bitmaps, up to rows/8 bytes per set and cell,
+# base64): a crosstab over ten million rows needs ~20 MB of them.
+MAX_REPLY_BYTES = 256_000_000
 _THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 # Arrow's own allocator and glibc's per-thread arenas reserve address space by the GiB (a 200,000-row
 # read grew it by 1.2 GiB, using 56 MiB): with the system allocator and two arenas the address-space
@@ -73,6 +76,7 @@ class Worker:
         self.limits = limits
         self._proc: subprocess.Popen | None = None
         self._ready = False
+        self._too_long = False
 
     def start(self) -> None:
         env = {**os.environ, **{name: "1" for name in _THREAD_ENV}, **_ALLOCATOR_ENV}
@@ -110,6 +114,10 @@ class Worker:
             self.close()
             return Reply("killed", reason="the built-in worker stopped before the job reached it")
         line = self._read_line(time.monotonic() + self.limits.wall_seconds)
+        if line is None and self._too_long:
+            self.replace()
+            return Reply("error", reason=f"its answer was longer than {MAX_REPLY_BYTES >> 20} MiB (the rows behind "
+                                         "it); ask for fewer cells or a narrower filter")
         if line is None:
             return self._stopped()
         try:
@@ -140,6 +148,7 @@ class Worker:
         """One line from the worker before ``deadline``; None when it is late, dead or too long."""
         proc = self._proc
         fd = proc.stdout.fileno()
+        self._too_long = False
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -149,7 +158,7 @@ class Worker:
             readable, _, _ = select.select([fd], [], [], remaining)
             if not readable:
                 continue
-            chunk = os.read(fd, 1 << 16)
+            chunk = os.read(fd, 1 << 20)
             if not chunk:
                 proc.wait()
                 return None
@@ -158,6 +167,7 @@ class Worker:
             if chunk.endswith(b"\n"):
                 return b"".join(chunks)
             if size > MAX_REPLY_BYTES:
+                self._too_long = True
                 return None
 
 
@@ -290,7 +300,7 @@ def _out_of_memory(exc: BaseException | None) -> bool:
     """A MemoryError, also when a library wrapped it in an error of its own (formulaic does)."""
     seen = 0
     while exc is not None and seen < 20:
-        if isinstance(exc, MemoryError):
+        if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM):
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False

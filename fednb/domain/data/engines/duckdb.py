@@ -78,14 +78,25 @@ class DuckDBEngine(Engine):
         except duckdb.OutOfMemoryException as exc:
             raise MemoryError(str(exc)) from None
         except duckdb.Error as exc:
-            raise EngineError(f"the query failed in the domain's engine: {type(exc).__name__}") from None
+            raise EngineError(f"the domain's engine could not run this query ({type(exc).__name__}); check that "
+                              "each filter value has its column's type") from None
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         return self._run(sql, params).df()
 
     def batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[pd.DataFrame]:
+        import pyarrow as pa
+
         reader = self._run(sql, params).to_arrow_reader(BATCH_ROWS)
-        for batch in reader:
+        while True:
+            try:  # DuckDB's errors while streaming reach here as Arrow's
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError) as exc:
+                if "out of memory" in str(exc).lower():
+                    raise MemoryError(str(exc).splitlines()[0]) from None
+                raise EngineError(f"the domain's engine stopped while reading ({type(exc).__name__})") from None
             yield batch.to_pandas()
 
     def columns(self) -> dict[str, str]:

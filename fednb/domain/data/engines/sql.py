@@ -116,6 +116,8 @@ def condition(schema: Schema, column: str, op: str, value: Any) -> tuple[str, li
             parts.append(f"{ident} IS NULL")
         test = f"coalesce({' OR '.join(parts)}, false)" if parts else "false"
         return (test if op == "in" else f"NOT {test}"), present
+    if isinstance(value, list):
+        raise InvalidInput(f"a list of values needs 'in' or 'not in', not {op!r} (column {column!r})")
     if value is None:  # pandas: nothing equals None, everything differs from it
         return ("false" if op == "==" else "true"), []
     if op == "!=":

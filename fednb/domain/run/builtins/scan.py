@@ -99,7 +99,15 @@ class Scan:
         return frame
 
     def rows(self, extra: str | None = None) -> BitMap:
-        """The ids of the selected rows (that also meet ``extra``)."""
+        """The ids of the selected rows (that also meet ``extra``). A selection that is one run of
+        consecutive rows (every row, often) is known from its count and ends without streaming."""
+        count, first, last = self.one(f"count(*), min({ROW_ID}), max({ROW_ID})", extra=extra)
+        if int(count) == 0:
+            return BitMap()
+        if int(last) - int(first) + 1 == int(count):
+            whole = BitMap()
+            whole.add_range(int(first), int(last) + 1)
+            return whole
         out = BitMap()
         for piece in self.engine.batches(f"SELECT {ROW_ID} FROM data WHERE {self._where(extra)}", self.params):
             out |= bitmap(piece[ROW_ID].to_numpy())
