@@ -34,16 +34,33 @@ def domain_init(path: Path, name: str, description: str, store: str | None) -> N
 @domain.command("add-dataset")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--name", required=True)
+@click.option("--name", default=None, help="The dataset's name (with --sql or --spark, FILE is the name).")
 @click.option("--description", default="")
-def domain_add_dataset(path: Path, file: Path, name: str, description: str) -> None:
-    """Register a CSV or Parquet file and generate its mock."""
+@click.option("--sql", "sql_url", default=None, metavar="URL",
+              help="Leave the rows in PostgreSQL: postgresql://READONLY_USER:PASSWORD@HOST/DB (kept in the "
+                   "domain folder, mode 0600; never sent anywhere).")
+@click.option("--spark", "spark_url", default=None, metavar="MASTER",
+              help="Leave the rows in Spark: local[N], spark://HOST:PORT or sc://HOST:PORT.")
+@click.option("--table", default=None, help="With --sql or --spark: the table (SCHEMA.TABLE), or for Spark "
+                                             "a Parquet folder as parquet.`/path`.")
+def domain_add_dataset(path: Path, file: Path, name: str | None, description: str, sql_url: str | None,
+                       spark_url: str | None, table: str | None) -> None:
+    """Register a CSV or Parquet file (or a table that stays in PostgreSQL or Spark) and generate its mock."""
     d = open_domain(path)
-    if file.suffix.lower() == ".csv" and file.is_file():
-        from fednb.domain.data import csv_dialect
+    if sql_url or spark_url:
+        from fednb.domain.data import sources
 
-        click.echo(f"reading {file.name} as {csv_dialect.detect(file).describe()}")
-    meta = d.add_dataset(file, name, description)
+        if (sql_url and spark_url) or not table:
+            raise click.UsageError("give one of --sql URL or --spark MASTER, and --table TABLE")
+        meta = sources.add_to_domain(d, sql_url or spark_url, table, name or str(file), description)
+    else:
+        if not name:
+            raise click.UsageError("--name NAME is required for a file")
+        if file.suffix.lower() == ".csv" and file.is_file():
+            from fednb.domain.data import csv_dialect
+
+            click.echo(f"reading {file.name} as {csv_dialect.detect(file).describe()}")
+        meta = d.add_dataset(file, name, description)
     cols = ", ".join(f"{c.name} ({c.kind})" for c in meta.columns)
     click.echo(f"dataset '{meta.name}': about {meta.rows} rows; columns: {cols}; mock written")
     _echo_mock_report(d, meta.name)

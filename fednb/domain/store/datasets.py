@@ -25,6 +25,16 @@ def put_pending(tx: Any, name: str, staged_file: str, meta_json: str, rows: int)
                (name, staged_file, meta_json, rows, time.time()))
 
 
+def put_ready(tx: Any, name: str, file: str, data_format: str, meta_json: str, rows: int) -> None:
+    """A dataset whose rows stay in the owner's database: nothing to move, so ready at once."""
+    tx.execute("INSERT INTO datasets (name, file, format, meta_json, rows, created_at, state)"
+               " VALUES (?, ?, ?, ?, ?, ?, 'ready')"
+               " ON CONFLICT (name) DO UPDATE SET file = excluded.file, format = excluded.format,"
+               " meta_json = excluded.meta_json, rows = excluded.rows, created_at = excluded.created_at,"
+               " state = 'ready'",
+               (name, file, data_format, meta_json, rows, time.time()))
+
+
 def pending(conn: Any) -> list[tuple[str, str]]:
     """(name, staged file) of every dataset whose files have not been moved into place yet."""
     return [(r["name"], r["file"]) for r in conn.execute("SELECT name, file FROM datasets WHERE state = 'pending'")]

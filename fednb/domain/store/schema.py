@@ -58,7 +58,8 @@ datasets = Table(
     Column("created_at", Float, nullable=False),
     # 'pending' while its files are being moved into place (migration 0002): never served
     Column("state", Text, nullable=False, server_default="ready"),
-    CheckConstraint("format IN ('csv', 'parquet')", name="datasets_format"),
+    # files in the domain folder, or rows that stay in the owner's PostgreSQL or Spark (migration 0003)
+    CheckConstraint("format IN ('csv', 'parquet', 'postgresql', 'spark')", name="datasets_format"),
 )
 
 requests = Table(

@@ -159,9 +159,18 @@ def parquet_engine(folder: Path, source: dict[str, Any], settings: Any) -> Engin
                          spill_directory=folder.parent.parent / SPILL_FOLDER)
 
 
+def store_engine(folder: Path, source: dict[str, Any], settings: Any) -> Engine:
+    """A dataset whose rows stay in the owner's PostgreSQL or Spark (:mod:`fednb.domain.data.sources`)."""
+    from fednb.domain.data.sources import open_source
+
+    return open_source(folder, source, settings)
+
+
 #: engine name in ``source.json`` -> factory(dataset folder, the parsed source.json, [engine] settings)
 ENGINES: dict[str, Callable[[Path, dict[str, Any], Any], Engine]] = {
     "parquet": parquet_engine,
+    "postgresql": store_engine,
+    "spark": store_engine,
 }
 
 
