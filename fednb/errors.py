@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-from fednb import i18n
-
 FULL_TRACEBACK = "FEDNB_FULL_TRACEBACK"  # set to 1 to see fednb's own frames again (debugging fednb)
 
 
@@ -84,6 +82,8 @@ class NotEnoughDomains(FednbError):
         self.got = got
         self.problems = dict(problems)
         lines = "\n".join(f"  - {d}: {why}" for d, why in self.problems.items())
+        from fednb import i18n  # only here: a sandboxed job imports fednb.errors and nothing else of fednb's
+
         super().__init__(i18n.t("errors.not_enough_domains", got=got, needed=needed) + f"\n{lines}")
 
     def notebook_lines(self) -> list[str]:

@@ -259,8 +259,13 @@ def domain_trust(path: Path, roster: Path | None, entry_url: str | None) -> None
               help="Server processes (each with its own job runner); more than 1 needs a PostgreSQL store.")
 def domain_serve(path: Path, host: str, port: int, certfile: str | None, keyfile: str | None, workers: int) -> None:
     """Serve the domain's HTTP API, run approved jobs."""
-    from fednb.domain.server import serve
-
     if bool(certfile) != bool(keyfile):
         raise click.UsageError("--certfile and --keyfile go together")
-    serve(path, host, port, certfile=certfile, keyfile=keyfile, workers=workers)
+    if workers > 1:  # several processes: a PostgreSQL store only
+        from fednb.domain.worker_processes import serve_workers
+
+        serve_workers(path, host, port, workers, certfile=certfile, keyfile=keyfile)
+        return
+    from fednb.domain.server import serve
+
+    serve(path, host, port, certfile=certfile, keyfile=keyfile)

@@ -150,12 +150,7 @@ def quiet(app: Any, server: IdleServer, runner: Runner, sandbox: Any, outside: O
 
 
 def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
-          certfile: str | None = None, keyfile: str | None = None, log_level: str = "warning",
-          workers: int = 1) -> None:
-    if workers > 1:  # several processes: a PostgreSQL store only (fednb.domain.worker_processes)
-        from fednb.domain.worker_processes import serve_workers
-
-        return serve_workers(path, host, port, workers, certfile=certfile, keyfile=keyfile, log_level=log_level)
+          certfile: str | None = None, keyfile: str | None = None, log_level: str = "warning") -> None:
     import uvicorn
 
     from fednb.domain.api.app import create_app

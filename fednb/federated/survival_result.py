@@ -84,9 +84,9 @@ class SurvivalCurves:
                 "</table>" + "".join(f"<div><i>{html.escape(x)}</i></div>" for x in extra) + "</div>")
 
     def _ipython_display_(self) -> None:
-        from fednb.widgets.display import show  # the curves' plot where ipywidgets can show it
+        from fednb import display  # the widgets register how to plot the curves (never imported from here)
 
-        show(self)
+        display.show(self)
 
 
 @dataclass
