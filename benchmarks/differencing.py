@@ -33,9 +33,15 @@ MIN_COHORT = 10
 
 
 def _store(path: Path) -> sqlite3.Connection:
+    """A domain store's tables (fednb.domain.store.schema) in a fresh SQLite file."""
+    import sqlalchemy as sa
+
+    from fednb.domain.store.schema import metadata
+
+    metadata.create_all(sa.create_engine(f"sqlite:///{path}"))
     conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
-    differencing.ensure(conn)
     return conn
 
 
