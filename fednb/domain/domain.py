@@ -358,8 +358,8 @@ class Domain:
         if missing:
             from fednb.domain.data.engines.sql import suggestion
 
-            raise InvalidInput("; ".join(f"dataset {req.dataset!r} has no column {m!r}{suggestion(m, sorted(names))}"
-                                         for m in missing))
+            raise InvalidInput("; ".join(N_("dataset {dataset!r} has no column {column!r}{hint}").format(
+                dataset=req.dataset, column=m, hint=suggestion(m, sorted(names))) for m in missing))
         self._check_levels(meta, req.args.get("where", []))
 
     @staticmethod
