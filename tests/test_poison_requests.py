@@ -206,7 +206,7 @@ def test_a_worker_that_hangs_is_killed_at_its_wall_limit_and_replaced(tmp_path):
     """The wall-clock kill itself, deterministically: the worker is frozen (SIGSTOP) mid-service."""
     from fednb.domain.review.policy import DisclosureSection
 
-    frame = tmp_path / "rows.parquet"
+    frame = tmp_path / "data.parquet"  # a dataset folder's data file, as the engine reads it
     pd.DataFrame({"x": range(20)}).to_parquet(frame)
     job = {"name": "count", "args": {}, "inputs": None, "rules": DisclosureSection().model_dump(), "levels": {},
            "data_path": str(frame)}
@@ -319,7 +319,7 @@ def test_parked_masked_calls_hold_no_thread_another_analyst_needs(tmp_path, alic
 def test_a_worker_over_its_cpu_limit_is_stopped_with_that_reason(tmp_path):
     from fednb.domain.review.policy import DisclosureSection
 
-    frame = tmp_path / "rows.parquet"
+    frame = tmp_path / "data.parquet"  # a dataset folder's data file, as the engine reads it
     pd.concat([_frame()] * 3, ignore_index=True).to_parquet(frame)  # a few CPU seconds of design
     worker = Worker(WorkerLimits(cpu_seconds=1, wall_seconds=300, memory_mb=4096))
     job = {"name": "glm", "args": {"formula": HEAVY, "family": "gaussian"}, "inputs": {},

@@ -195,7 +195,9 @@ class Engines:
         from types import SimpleNamespace
 
         from fednb.domain.data.engines.duckdb import open_engine
+        from fednb.domain.review.policy import EngineSection
 
+        settings = {**EngineSection().model_dump(), **settings}  # a job may name only what it changes
         path = Path(data_path)
         key = (path.stat().st_mtime_ns if path.exists() else 0, json.dumps(settings, sort_keys=True))
         hit = self._open.get(data_path)
