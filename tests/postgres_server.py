@@ -63,6 +63,8 @@ def running_postgres(root: Path) -> Iterator[str]:
           "--encoding=UTF8", "--locale=C"])
     log = root / "postgres.log"
     options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={sockets} -c fsync=on"
+    # each domain process pools a few connections; tests open many domains (and threads) at once
+    options += " -c max_connections=400"
     _run([*prefix, pg_binary("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"])
     try:
         _wait_until_accepting(port)
