@@ -10,7 +10,8 @@ import pytest
 
 import fednb
 from fednb.domain.data.engines import EngineError
-from fednb.domain.data.engines.duckdb import ParquetEngine, memory_bytes, open_engine
+from fednb.domain.data.engines.base import memory_bytes
+from fednb.domain.data.engines.duckdb import ParquetEngine, open_engine
 from fednb.domain.release import magnitude
 from fednb.domain.review.policy import DisclosureSection, EngineSection
 from fednb.domain.run import builtins

@@ -105,7 +105,7 @@ class EngineSection(_Section):
 
     @model_validator(mode="after")
     def _readable_size(self) -> EngineSection:
-        from fednb.domain.data.engines.duckdb import memory_bytes
+        from fednb.domain.data.engines.base import memory_bytes
 
         if memory_bytes(self.memory_limit) < 64 * 2**20:
             raise ValueError(f"memory_limit {self.memory_limit!r} is below 64MiB; the engine needs at least that")

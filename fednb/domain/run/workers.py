@@ -52,7 +52,7 @@ def engine_settings(policy: Any) -> dict[str, Any]:
     """The ``[engine]`` settings a worker opens datasets with. ``memory_limit`` is the domain's, shared
     by its ``builtin_workers``; and DuckDB gets at most half a worker's memory cap, so pandas and
     Python keep the rest and the cap is not what stops a large scan."""
-    from fednb.domain.data.engines.duckdb import memory_bytes
+    from fednb.domain.data.engines.base import memory_bytes
 
     shared = memory_bytes(policy.engine.memory_limit) // policy.requests.builtin_workers
     limit = min(shared, policy.requests.builtin_memory_mb * 2**20 // 2)

@@ -8,16 +8,28 @@ their own table where the query says ``data``.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import pandas as pd
+if TYPE_CHECKING:  # the contract names pandas; importing it (for EngineError, say) loads nothing heavy
+    import pandas as pd
 
 #: A column every engine adds to ``data``: the row's position in the dataset (0, 1, ...), stable from
 #: query to query. The differencing defence (:mod:`fednb.domain.release.differencing`) remembers the
 #: set of row ids behind each release; ``columns()`` does not list it.
 ROW_ID = "__fednb_row"
+
+
+def memory_bytes(text: str) -> int:
+    """``"1GB"``, ``"512MiB"`` -> bytes (the units DuckDB's ``memory_limit`` takes)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", text)
+    if not m:
+        raise ValueError(f"{text!r} is not a memory size like \"1GB\" or \"512MiB\"")
+    scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[m.group(2)]
+    return int(float(m.group(1)) * scale)
 
 
 class EngineError(Exception):

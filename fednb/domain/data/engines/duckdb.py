@@ -12,7 +12,6 @@ where pandas would hold the whole table in memory.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,16 +30,6 @@ BATCH_ROWS = 1 << 20
 def _literal(text: str) -> str:
     """A SQL string literal (for the file path of a view, which cannot be a parameter)."""
     return "'" + text.replace("'", "''") + "'"
-
-
-def memory_bytes(text: str) -> int:
-    """``"1GB"``, ``"512MiB"`` -> bytes (the units DuckDB's ``memory_limit`` takes)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", text)
-    if not m:
-        raise ValueError(f"{text!r} is not a memory size like \"1GB\" or \"512MiB\"")
-    scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-             "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[m.group(2)]
-    return int(float(m.group(1)) * scale)
 
 
 class DuckDBEngine(Engine):
