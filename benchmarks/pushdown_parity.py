@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, action="append")
     parser.add_argument("--spark", action="store_true", help="also a local[2] Spark (starting it takes seconds)")
     options = parser.parse_args()
-    from fednb.domain.data.engines.duckdb import open_engine
+    from fednb.domain.data.engines.factory import open_engine
     from fednb.domain.data.engines.postgres import PostgresEngine
     from fednb.domain.review.policy import EngineSection
     from tests.postgres_server import create_database, running_postgres

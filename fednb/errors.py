@@ -30,6 +30,10 @@ class InvalidInput(FednbError, ValueError):
     """The caller passed something fednb cannot use (a bad column, bins, arguments...)."""
 
 
+class Conflict(InvalidInput):
+    """The request, round or dataset is not in a state that allows this action (HTTP 409)."""
+
+
 class NotFound(FednbError, LookupError):
     """A domain, dataset or request that does not exist (or is not visible to you)."""
 

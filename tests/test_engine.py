@@ -11,7 +11,8 @@ import pytest
 import fednb
 from fednb.domain.data.engines import EngineError
 from fednb.domain.data.engines.base import memory_bytes
-from fednb.domain.data.engines.duckdb import ParquetEngine, open_engine
+from fednb.domain.data.engines.duckdb import ParquetEngine
+from fednb.domain.data.engines.factory import open_engine
 from fednb.domain.release import magnitude
 from fednb.domain.review.policy import DisclosureSection, EngineSection
 from fednb.domain.run import builtins

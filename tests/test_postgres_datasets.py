@@ -205,7 +205,7 @@ PARITY_CALLS = [*CALLS, ("glm", {"formula": "died ~ age + bmi + visits", "family
 def awkward_twins(postgres_database, tmp_path):
     """The engine tests' awkward table (gaps, a category, dates, SQL in a column name) in PostgreSQL
     and as the domain's Parquet file."""
-    from fednb.domain.data.engines.duckdb import open_engine
+    from fednb.domain.data.engines.factory import open_engine
     from fednb.domain.review.policy import EngineSection
 
     df = awkward()

@@ -96,7 +96,7 @@ def test_an_unreachable_spark_and_a_cast_error_say_what_failed_without_rows(lake
 
 
 def test_each_builtin_on_spark_equals_the_parquet_copy(tmp_path):
-    from fednb.domain.data.engines.duckdb import open_engine
+    from fednb.domain.data.engines.factory import open_engine
     from fednb.domain.release.disclosure import Blocked
     from fednb.domain.review.policy import DisclosureSection, EngineSection
     from fednb.domain.run import builtins

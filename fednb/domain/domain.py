@@ -8,7 +8,6 @@ domain through this class.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import os
 import re
@@ -20,6 +19,7 @@ from pathlib import Path
 from fednb.domain.audit import log as audit
 from fednb.domain.audit import receipts
 from fednb.domain.identity import Identity, load_or_create
+from fednb.domain.names import check_name, owner_actor
 from fednb.domain.review.policy import Policy, load_policy, render_template
 from fednb.domain.store import access
 from fednb.domain.store import datasets as dataset_rows
@@ -27,7 +27,7 @@ from fednb.domain.store.database import Store, check_url, keep_url
 from fednb.errors import InvalidInput, NotFound
 from fednb.lazy_import import lazy_import
 from fednb.locale import N_
-from fednb.models import NAME_PATTERN, Dataset, Request, RequestIn, Round
+from fednb.models import Dataset, Request, RequestIn, Round
 
 # The stages that need pandas, scipy or numpy load on first use: owner commands that only read the
 # store (requests, approve, info) start in well under a second.
@@ -52,12 +52,6 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-def _check_name(what: str, name: str) -> str:
-    if not re.match(NAME_PATTERN, name or ""):
-        raise InvalidInput(f"{what} {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
-    return name
-
-
 def _process_alive(pid: str) -> bool:
     """Whether process ``pid`` still runs (a folder not named after a pid is left alone)."""
     try:
@@ -67,13 +61,6 @@ def _process_alive(pid: str) -> bool:
     except (ValueError, PermissionError):
         return True
     return True
-
-
-def owner_actor() -> str:
-    try:
-        return f"owner:{getpass.getuser()}"
-    except Exception:  # no login name in some containers
-        return "owner"
 
 
 class Domain:
@@ -94,7 +81,7 @@ class Domain:
     def init(cls, path: str | os.PathLike, name: str, description: str = "", *, store: str | None = None) -> Domain:
         """A new domain folder; ``store`` a PostgreSQL URL to keep its state there instead of SQLite."""
         folder = Path(path)
-        _check_name("domain name", name)
+        check_name("domain name", name)
         if (folder / "policy.toml").exists():
             raise InvalidInput(f"{folder} is already a fednb domain")
         url = check_url(store) if store else None
@@ -140,7 +127,7 @@ class Domain:
 
     # -- datasets ------------------------------------------------------------------------------
     def add_dataset(self, file: str | os.PathLike, name: str, description: str = "") -> Dataset:
-        _check_name("dataset name", name)
+        check_name("dataset name", name)
         source = Path(file)
         if not source.is_file():
             raise InvalidInput(f"{source} is not a file")
@@ -265,7 +252,7 @@ class Domain:
 
     def engine(self, name: str):
         """The engine over dataset ``name``'s rows (:mod:`fednb.domain.data.engines`); close it after use."""
-        from fednb.domain.data.engines.duckdb import open_engine
+        from fednb.domain.data.engines.factory import open_engine
 
         return open_engine(self.data_path(name).parent, self.policy.engine)
 
@@ -294,7 +281,7 @@ class Domain:
         if role not in ("analyst", "owner"):
             raise InvalidInput("role must be 'analyst' or 'owner'")
         for analyst, token in tokens.items():
-            _check_name("analyst name", analyst)
+            check_name("analyst name", analyst)
             if token is not None and not re.match(rf"^{TOKEN_PREFIX}[A-Za-z0-9_\-]{{32,100}}$", token):
                 raise InvalidInput(f"the token for {analyst!r} must be '{TOKEN_PREFIX}' followed by at least 32 "
                                    "random URL-safe characters")

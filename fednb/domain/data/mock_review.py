@@ -19,9 +19,8 @@ from fednb.domain.audit import log as audit
 from fednb.domain.data import mock as mocks
 from fednb.domain.data import mock_report
 from fednb.domain.review.policy import Policy
-from fednb.domain.review.requests import Conflict
 from fednb.domain.store import datasets as dataset_rows
-from fednb.errors import NotFound
+from fednb.errors import Conflict, NotFound
 from fednb.models import Dataset
 
 REPORT_FILE = "mock_report.json"

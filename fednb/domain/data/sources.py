@@ -23,12 +23,11 @@ import pandas as pd
 from fednb.domain.data import columns as cols
 from fednb.domain.data import mock_review
 from fednb.domain.data.datasets import MOCK_FILE, rounded
-from fednb.domain.data.engines.base import Engine, EngineError
+from fednb.domain.data.engines.base import SOURCE_FILE, Engine, EngineError
 from fednb.domain.review.policy import Policy
 from fednb.errors import InvalidInput
 from fednb.models import Column, Dataset
 
-SOURCE_FILE = "source.json"
 SECRET_FILE = "connection.secret"
 SAMPLE_ROWS = 20_000
 STATEMENT_SECONDS = 15.0
@@ -193,10 +192,10 @@ def add_to_domain(domain: Any, url: str, table: str, name: str, description: str
     import hashlib
 
     from fednb.domain.audit import log as audit
-    from fednb.domain.domain import _check_name, owner_actor
+    from fednb.domain.names import check_name, owner_actor
     from fednb.domain.store import datasets as dataset_rows
 
-    _check_name("dataset name", name)
+    check_name("dataset name", name)
     engine_name = kind_of(url)
     seed = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
     meta, source_file, rows = register(domain.path, engine_name, url, table, name, description, domain.policy,

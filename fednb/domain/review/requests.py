@@ -21,17 +21,13 @@ from fednb.domain.store import datasets as dataset_rows
 from fednb.domain.store import jobs as job_rows
 from fednb.domain.store import requests as request_rows
 from fednb.domain.store.database import Store
-from fednb.errors import FednbError, InvalidInput, NotFound
+from fednb.errors import Conflict, FednbError, InvalidInput, NotFound
 from fednb.locale import N_
 from fednb.models import Request, RequestIn, code_hash
 
 _ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 # Decisions an owner took, which a re-submission of the same hash may reuse.
 OWNER_APPROVED = ("owner", "prior approval")
-
-
-class Conflict(InvalidInput):
-    """The request is not in a state that allows this action."""
 
 
 class TooManyPending(InvalidInput):

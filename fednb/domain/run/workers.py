@@ -194,7 +194,7 @@ class Engines:
         from pathlib import Path
         from types import SimpleNamespace
 
-        from fednb.domain.data.engines.duckdb import open_engine
+        from fednb.domain.data.engines.factory import open_engine
         from fednb.domain.review.policy import EngineSection
 
         settings = {**EngineSection().model_dump(), **settings}  # a job may name only what it changes

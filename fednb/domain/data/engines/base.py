@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # the contract names pandas; importing it (for EngineError, s
 #: query to query. The differencing defence (:mod:`fednb.domain.release.differencing`) remembers the
 #: set of row ids behind each release; ``columns()`` does not list it.
 ROW_ID = "__fednb_row"
+#: The file in a dataset folder that names its engine and table (absent for a file kept in the domain).
+SOURCE_FILE = "source.json"
 
 
 def memory_bytes(text: str) -> int:

@@ -5,14 +5,13 @@ embeddable analytical database", SIGMOD 2019), so a built-in over fifty million 
 columns it names and stays under ``[engine] memory_limit`` by spilling to a folder inside the domain,
 where pandas would hold the whole table in memory.
 
-``open_engine`` picks the engine from ``source.json`` in the dataset's folder (``{"engine":
-"parquet"}`` when absent); engines for other stores register themselves in :data:`ENGINES`.
+:mod:`fednb.domain.data.engines.factory` picks this engine or another store's from the dataset
+folder's ``source.json``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from fednb.domain.data.engines.base import ROW_ID, Engine, EngineError
 from fednb.domain.data.engines.sql import quote
 
 DATA_FILE = "data.parquet"
-SOURCE_FILE = "source.json"
 SPILL_FOLDER = ".engine-spill"  # inside the domain folder: private rows never reach the system's /tmp
 BATCH_ROWS = 1 << 20
 
@@ -146,35 +144,3 @@ class FrameEngine(DuckDBEngine):
 def parquet_engine(folder: Path, source: dict[str, Any], settings: Any) -> Engine:
     return ParquetEngine(folder / DATA_FILE, memory_limit=settings.memory_limit, threads=settings.threads,
                          spill_directory=folder.parent.parent / SPILL_FOLDER)
-
-
-def store_engine(folder: Path, source: dict[str, Any], settings: Any) -> Engine:
-    """A dataset whose rows stay in the owner's PostgreSQL or Spark (:mod:`fednb.domain.data.sources`)."""
-    from fednb.domain.data.sources import open_source
-
-    return open_source(folder, source, settings)
-
-
-#: engine name in ``source.json`` -> factory(dataset folder, the parsed source.json, [engine] settings)
-ENGINES: dict[str, Callable[[Path, dict[str, Any], Any], Engine]] = {
-    "parquet": parquet_engine,
-    "postgresql": store_engine,
-    "spark": store_engine,
-}
-
-
-def open_engine(dataset_folder: Path, settings: Any) -> Engine:
-    """The engine of the dataset in ``dataset_folder`` (``DIR/datasets/NAME``), with the policy's
-    ``[engine]`` settings (``memory_limit``, ``threads``)."""
-    folder = Path(dataset_folder)
-    source_file = folder / SOURCE_FILE
-    source: dict[str, Any] = {"engine": "parquet"}
-    if source_file.exists():
-        try:
-            source = json.loads(source_file.read_text(encoding="utf-8"))
-        except ValueError:
-            raise EngineError(f"{source_file} is not valid JSON") from None
-    kind = source.get("engine", "parquet")
-    if kind not in ENGINES:
-        raise EngineError(f"{source_file} names the engine {kind!r}; this domain knows {sorted(ENGINES)}")
-    return ENGINES[kind](folder, source, settings)
