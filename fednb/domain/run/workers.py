@@ -311,10 +311,15 @@ def main(memory_mb: int) -> None:
 
 
 def _out_of_memory(exc: BaseException | None) -> bool:
-    """A MemoryError, also when a library wrapped it in an error of its own (formulaic does)."""
+    """A MemoryError, also when a library wrapped it in an error of its own (formulaic does), and
+    the engines' own: DuckDB's out-of-memory error, Arrow's failed allocation or a thread whose stack
+    did not fit under the cap."""
     seen = 0
     while exc is not None and seen < 20:
-        if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM):
+        if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno in (errno.ENOMEM, errno.EAGAIN)):
+            return True
+        if type(exc).__name__ in ("OutOfMemoryException", "ArrowMemoryError") or \
+                "Failed to launch worker thread" in str(exc):
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False

@@ -84,7 +84,9 @@ class DuckDBEngine(Engine):
                 if "out of memory" in str(exc).lower():
                     raise MemoryError(str(exc).splitlines()[0]) from None
                 raise EngineError(f"the domain's engine stopped while reading ({type(exc).__name__})") from None
-            yield batch.to_pandas()
+            # One thread: a worker under its memory cap cannot reserve new thread stacks, and a
+            # batch converts fast enough alone.
+            yield batch.to_pandas(use_threads=False)
 
     def columns(self) -> dict[str, str]:
         if self._columns is None:
