@@ -146,6 +146,9 @@ class SparkEngine(Engine):
         args = dict(params) if isinstance(params, dict) else list(params)
         return self._guarded(lambda: _as_pandas(self.spark.sql(text, args=args or None)))
 
+    def _too_slow(self) -> EngineError:
+        return EngineError(f"the dataset's Spark did not answer within {self._timeout:g} s; the query was stopped")
+
     def _guarded(self, work):
         """``work()`` under a tag that a timer interrupts after the timeout; Spark's errors become
         their error class."""
@@ -155,14 +158,17 @@ class SparkEngine(Engine):
         timer = threading.Timer(self._timeout, lambda: (timed_out.set(), _interrupt(spark, tag)))
         try:
             spark.addTag(tag)
+            _interrupt_on_cancel(spark)
             timer.start()
-            return work()
+            answer = work()
+            if timed_out.is_set():  # the cancel came before Spark started a job: late is late
+                raise self._too_slow()
+            return answer
         except EngineError:
             raise
         except Exception as exc:
             if timed_out.is_set():
-                raise EngineError(f"the dataset's Spark did not answer within {self._timeout:g} s; the query "
-                                  "was stopped") from None
+                raise self._too_slow() from None
             condition = _condition(exc)
             if condition is None:
                 raise EngineError("the connection to the dataset's Spark was lost") from None
@@ -175,12 +181,24 @@ class SparkEngine(Engine):
                 pass
 
 
+def _classic(spark) -> bool:
+    return hasattr(spark, "sparkContext") and not type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def _interrupt_on_cancel(spark) -> None:
+    """Cancelling a classic Spark job only marks its tasks unless the job was started with
+    ``interruptOnCancel``: then the task threads are interrupted too, so the cores are freed for the
+    next query instead of finishing the work nobody will read."""
+    if _classic(spark):
+        spark.sparkContext.setInterruptOnCancel(True)
+
+
 def _interrupt(spark, tag: str) -> None:
     """Stop the tagged query. Spark Connect interrupts by tag; classic Spark's tags do not reach the
     jobs that ``toPandas`` starts from its own thread, so there every job of the context is
     cancelled (a domain's worker runs one query at a time)."""
     try:
-        if hasattr(spark, "sparkContext") and not type(spark).__module__.startswith("pyspark.sql.connect"):
+        if _classic(spark):
             spark.sparkContext.cancelAllJobs()
         else:
             spark.interruptTag(tag)
