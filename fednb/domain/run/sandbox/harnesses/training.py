@@ -20,7 +20,7 @@ class TrainingHarness(Harness):
     name = "training"
 
     def prepare(self) -> None:
-        self.df = load_dataset(self.spec["data_path"], self.spec["data_format"])
+        self.df = load_dataset(self.spec["data_path"], self.spec["data_format"], self.spec.get("columns"))
         self.model = None
 
     def start(self) -> Reply | None:
