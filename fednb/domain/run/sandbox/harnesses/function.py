@@ -47,8 +47,10 @@ class FunctionHarness(Harness):
     name = "function"
 
     def prepare(self) -> None:
-        self.df = load_dataset(self.spec["data_path"], self.spec["data_format"],
-                               self.spec.get("columns")).reset_index(drop=True)
+        import pandas as pd
+
+        self.df = load_dataset(self.spec["data_path"], self.spec["data_format"], self.spec.get("columns"))
+        self.df.index = pd.RangeIndex(len(self.df))  # row positions, set in place (reset_index copies every column)
         self.fn = None
 
     def start(self) -> Reply | None:
