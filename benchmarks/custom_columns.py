@@ -28,6 +28,7 @@ import pandas as pd
 from fednb.domain.run.sandbox import JobSpec, Limits, Sandbox
 
 COLUMNS = [f"x{i}" for i in range(9)] + ["site"]
+WALL_MS: dict[tuple[str, str], float] = {}  # (file, columns) -> median wall time of the sandbox job
 JOB = "def f(df):\n    return len(df.columns)\n"
 PLAIN = '''
 import json, sys
@@ -61,12 +62,14 @@ def sandbox_peaks(sb: Sandbox, path: Path, columns: list[str] | None, runs: int)
     spec = JobSpec(job_id="bench", code=JOB, entry="f", args={}, data_path=str(path), data_format="parquet",
                    probe_fraction=None, limits=Limits(memory_mb=4096, wall_seconds=300, cpu_seconds=300),
                    columns=columns)
-    peaks = []
+    peaks, walls = [], []
     for _ in range(runs):
         out = sb.run(spec)
         if out.status != "ok" or out.value != len(columns or COLUMNS):
             raise SystemExit(f"the job did not run as expected: {out.status} {out.message} {out.value}")
         peaks.append(out.max_rss_mb)
+        walls.append(out.wall_ms)
+    WALL_MS[(str(path), str(columns))] = statistics.median(walls)
     return peaks
 
 
@@ -110,6 +113,12 @@ def main() -> None:
             lines.append(line("fednb_sandbox_job", "1 of 10", sandbox_peaks(sb, big, one, args.runs), base, args.rows))
             lines.append(line("fednb_sandbox_job", "10 of 10", sandbox_peaks(sb, big, every, args.runs), base,
                               args.rows))
+            lines.append(line("fednb_sandbox_job", "10 of 10 declared", sandbox_peaks(sb, big, COLUMNS, args.runs),
+                              base, args.rows))
+            sandbox_peaks(sb, tiny, one, args.runs)
+        lines += [{"measure": "job_wall_ms", "file": Path(f).stem, "columns": c, "median_ms": round(ms, 1),
+                   "note": "declared columns are read by a forked reader (see harness_data)"}
+                  for (f, c), ms in WALL_MS.items()]
         for how in ("pandas_read_parquet", "whole_file_then_parse"):
             base = statistics.median(plain_peaks(how, tiny, every, args.runs))
             lines.append(line(how, "baseline (10 rows)", [base], base, 10))

@@ -9,6 +9,7 @@ by the file wall, and the values of the other columns appear nowhere in what com
 
 from __future__ import annotations
 
+import secrets
 import uuid
 import warnings
 
@@ -36,11 +37,15 @@ def target(tmp_path_factory, alice_token):
     live = start_live(root, "columns", frame, alice_token, policy_edits=FAST)
     cohort = frame.head(600)
     cohort.to_parquet(root / "cohort.parquet", index=False)
+    canary = "CANARY" + secrets.token_hex(8)  # in every value of a column no job below declares
+    pd.DataFrame({"age": cohort.age.to_numpy(), "note": [f"{canary}-{i}" for i in range(len(cohort))]}).to_parquet(
+        root / "notes.parquet", index=False)
     d = Domain(live.path)
     d.add_dataset(root / "cohort.parquet", "cohort", "600 patients, under the row cap")
+    d.add_dataset(root / "notes.parquet", "notes", "ages and free-text notes")
     d.close()
     with httpx.Client(base_url=live.url, timeout=60) as client:
-        yield {"live": live, "client": client, "cohort": cohort,
+        yield {"live": live, "client": client, "cohort": cohort, "canary": canary,
                "data_file": str(live.path / "datasets" / "cohort" / "data.parquet")}
     live.server.stop()
 
@@ -106,6 +111,56 @@ def test_opening_the_dataset_file_for_the_other_columns_is_refused(target):
     assert final["status"] == "failed", (final["status"], final.get("result"))
     assert "PermissionError" in final["reason"] or "Permission denied" in final["reason"], final["reason"]
     assert final["result"] is None
+
+
+# Reads the job's own memory page by page around its heaps and the frame's buffers (a pipe write
+# tells readable pages from unmapped ones without a crash) and fails, naming the count, if it finds
+# the other column's text. The text to look for is assembled here, never sent whole.
+MEMORY_SCAN = """import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.malloc.restype = ctypes.c_void_p
+needle = ('CANARY' + tail[::-1]).encode()
+mine = {(id(needle) + d) // 4096 * 4096 for d in (0, 64)}
+probe, sink = os.pipe()
+anchors = [df['age'].values.ctypes.data, id(df), id(tail), libc.malloc(100), libc.malloc(5000),
+           libc.malloc(70000), libc.malloc(300000)]
+seen, found = set(), 0
+for anchor in anchors:
+    for k in range(-20000, 20000):
+        addr = anchor - anchor % 4096 + k * 4096
+        if addr <= 0 or addr in seen:
+            continue
+        seen.add(addr)
+        if libc.write(sink, ctypes.c_void_p(addr), 4096) != 4096:
+            continue
+        if needle in os.read(probe, 4096) and addr not in mine:
+            found += 1
+assert len(seen) > 50000, f'scanned only {len(seen)} pages'
+assert not found, f'the notes are in memory: {found} pages'
+return fednb.stat(df.age)"""
+
+
+def _scan(target, columns: list[str] | None) -> dict:
+    src = "def job(df, tail):\n" + "\n".join("    " + line for line in MEMORY_SCAN.splitlines()) + "\n"
+    submitted = target["client"].post("/v1/requests", headers=auth(target["live"].token), json={
+        "dataset": "notes", "kind": "function", "name": "job", "code": src, "args": {"tail": target["canary"][6:][::-1]},
+        "limits": {} if columns is None else {"columns": columns}, "idempotency_key": uuid.uuid4().hex})
+    assert submitted.status_code == 201, submitted.text
+    _approve(target, submitted.json()["id"])
+    return _final(target, submitted.json()["id"])
+
+
+def test_the_other_columns_are_nowhere_in_the_jobs_memory(target):
+    control = _scan(target, None)  # the scan finds the notes when the job was given them
+    assert control["status"] == "failed" and "the notes are in memory" in control["reason"], control.get("reason")
+    declared = _scan(target, ["age"])
+    assert declared["status"] == "done", declared.get("reason")
+
+
+@pytest.mark.parametrize("columns", [["age", "bmi"], None], ids=["declared", "all"])
+def test_the_frame_is_the_jobs_own_to_change(target, columns):
+    final = _run(target, "df['age'] += 0\ndf.loc[df.index[0], 'bmi'] = 0.0\nreturn fednb.stat(df.age)", columns)
+    assert final["status"] == "done", final.get("reason")
 
 
 def test_no_declaration_reads_every_column(target):

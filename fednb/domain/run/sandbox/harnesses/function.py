@@ -12,34 +12,7 @@ import time
 
 from fednb.codec import EncodeError, encode
 from fednb.domain.run.sandbox.harness import CODE_NAME, Harness, Reply, describe, failure, register
-
-
-def load_dataset(path: str, fmt: str, columns: list[str] | None = None):
-    """Read the dataset into pandas, only ``columns`` when the request declared them, without
-    leaving threads behind (the child must be single-threaded when landlock is applied;
-    ``pd.read_parquet`` starts arrow threads).
-
-    Parquet is read column chunk by column chunk from the open file (no pre-buffering, one thread),
-    so the job's memory follows the columns it declared and the bytes of the others are never read.
-    """
-    import pandas as pd
-
-    if fmt == "csv":
-        return pd.read_csv(path, usecols=columns)
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        with open(path, "rb") as f:
-            parquet = pq.ParquetFile(f, pre_buffer=False)
-            if columns is not None:
-                missing = [c for c in columns if c not in parquet.schema_arrow.names]
-                if missing:  # pyarrow would leave them out without a word
-                    raise KeyError(f"the dataset has no column {missing[0]!r}")
-            table = parquet.read(columns=columns, use_threads=False)
-        return table.to_pandas(use_threads=False, split_blocks=True, self_destruct=True)
-    if fmt == "none":  # the self-test: no dataset
-        return pd.DataFrame()
-    raise ValueError(f"unknown data format {fmt!r}")
+from fednb.domain.run.sandbox.harness_data import load_dataset
 
 
 @register

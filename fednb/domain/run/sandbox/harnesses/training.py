@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fednb.codec import EncodeError, encode
 from fednb.domain.run.sandbox.harness import CODE_NAME, Harness, Reply, describe, failure, register
-from fednb.domain.run.sandbox.harnesses.function import load_dataset
+from fednb.domain.run.sandbox.harness_data import load_dataset
 
 
 @register
