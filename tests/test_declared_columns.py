@@ -312,3 +312,19 @@ def test_submit_sends_the_declared_columns(target):
             cohort.submit(fednb.function("def job(df):\n    return 1\n"), columns=["agee"])
     finally:
         fed.close()
+
+
+# -- the owner's setting -----------------------------------------------------------------------------
+def test_the_row_cap_is_in_the_template_and_validated(tmp_path):
+    from fednb.domain.review.policy import load_policy, render_template
+    from fednb.errors import PolicyError
+
+    text = render_template("d")
+    assert "\nmax_rows_loaded = 0\n" in text
+    path = tmp_path / "policy.toml"
+    path.write_text(text.replace("max_rows_loaded = 0", "max_rows_loaded = 250000"))
+    assert load_policy(path).sandbox.max_rows_loaded == 250_000
+    for bad in ("-1", '"many"', "1.5"):
+        path.write_text(text.replace("max_rows_loaded = 0", f"max_rows_loaded = {bad}"))
+        with pytest.raises(PolicyError, match="max_rows_loaded"):
+            load_policy(path)
