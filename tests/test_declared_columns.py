@@ -328,3 +328,21 @@ def test_the_row_cap_is_in_the_template_and_validated(tmp_path):
         path.write_text(text.replace("max_rows_loaded = 0", f"max_rows_loaded = {bad}"))
         with pytest.raises(PolicyError, match="max_rows_loaded"):
             load_policy(path)
+
+
+def test_a_notebook_cell_keeps_its_declaration(target):
+    from fednb.jupyter.cell import declared_columns
+    from fednb.jupyter.magic import submit
+
+    cell = ('%%fednb submit cohort\n@fednb.function(columns=["age", "bmi"])\ndef cell_job(df):\n'
+            '    return fednb.stat(df.bmi)\n')
+    assert declared_columns(cell, "cell_job") == ["age", "bmi"]
+    with pytest.raises(InvalidInput, match="written out in the cell"):
+        declared_columns(cell.replace('["age", "bmi"]', "COLS"), "cell_job")
+    fed = fednb.connect([target["live"].url], token=target["live"].token)
+    try:
+        req = submit(cell, "cohort", user_ns={"fed": fed}, fed="fed")
+        assert req.parts[0].state["limits"]["columns"] == ["age", "bmi"]
+        assert "@fednb" not in req.parts[0].state["code"]
+    finally:
+        fed.close()
