@@ -136,9 +136,9 @@ def column_list(columns: Sequence[str] | None) -> list[str] | None:
     """A declared column list as it is sent: names, each once, at least one (None: every column)."""
     if columns is None:
         return None
-    if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
+    names = [columns] if isinstance(columns, str) else list(columns)
+    if isinstance(columns, str) or not all(isinstance(c, str) for c in names):
         raise InvalidInput(f"columns must be a list of column names, not {columns!r:.60}")
-    names = list(columns)
     if not names:
         raise InvalidInput("columns=[] would give the function no data; leave it out to read every column")
     twice = next((c for i, c in enumerate(names) if c in names[:i]), None)
