@@ -6,9 +6,10 @@ chunk from the open file (no pre-buffering, one thread), so memory follows the c
 
 When the request declared its columns, the file is read by a short-lived process forked for that
 alone, which leaves only those columns in a memfd as an Arrow IPC stream (Apache Arrow columnar
-format, "IPC streaming format") and exits; the job maps the stream and builds its frame. Reading Parquet in the job's own process would leave pieces
-of the other columns in its memory: the footer, with each column chunk's min/max statistics, and
-whatever a read-ahead brought in (a small file is read whole). Analyst code can read its own
+format, "IPC streaming format") and exits; the job maps the stream and builds its frame. Reading
+Parquet in the job's own process would leave pieces of the other columns in its memory: the footer,
+with each column chunk's min/max statistics, and whatever a read-ahead brought in (a small file is
+read whole). Analyst code can read its own
 process's memory (``ctypes``), so the only way the other columns never reach it is never to have
 been there. The reader is gone before any analyst code runs, and its memory with it; the cost is
 one fork and one copy of the declared columns per job (``benchmarks/custom_columns.py``).
