@@ -142,6 +142,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "magic.only_defs": ("line {line}: a cell to submit holds only function definitions (imports go inside the function)",
                         "línea {line}: una celda para enviar contiene solo definiciones de funciones (los import van dentro de la función)"),
     "magic.which": ("the cell defines {names}; say which one with --name", "la celda define {names}; indique cuál con --name"),
+    "magic.columns": ("columns=... in @fednb.function must be a list of column names written out in the cell",
+                      "columns=... en @fednb.function debe ser una lista de nombres de columna escrita en la celda"),
     "magic.no_such": ("the cell defines no function {name!r}", "la celda no define la función {name!r}"),
     "magic.syntax": ("the cell does not parse: {msg} (line {line})", "la celda no se puede leer: {msg} (línea {line})"),
     "magic.no_fed": ("no federation: connect first (fed = fednb.connect(...)), pass --fed VARIABLE, or save a profile",

@@ -87,6 +87,9 @@ class Session(_Model):
 class Limits(_Model):
     max_runtime_s: float | None = Field(None, gt=0, le=86400)
     max_rounds: int | None = Field(None, ge=1, le=100_000)
+    columns: list[str] | None = Field(None, min_length=1, max_length=10_000, description=(
+        "The dataset columns custom code reads (function and training requests): the job's frame holds "
+        "only these, read from the file column by column. Part of the approved hash; none: every column."))
 
 
 class RequestIn(_Model):

@@ -20,6 +20,7 @@ SMALL = {  # script -> (arguments, a key that each run's output must contain)
     "glm_parity": (["--runs", "1"], "max_rel_diff_coef"),
     "survival_parity": (["--runs", "1", "--points", "13"], "max_rel_diff_se"),
     "sandbox_start": (["--jobs", "3", "--cold", "1"], "median"),
+    "custom_columns": (["--rows", "20000", "--runs", "1"], "job_1_of_10_vs_10_of_10"),
     "secagg_overhead": (["--rounds", "3", "--domains", "3", "--workloads", "E1_B32"], "overhead_median"),
     "dp_digits": (["--rounds", "2", "--epsilons", "8", "--seeds", "0"], "epsilon_debited_per_domain"),
     "fl_vs_flower": (["--skip-flower", "--rounds", "2", "--best-seeds"], "median_overhead_ms"),

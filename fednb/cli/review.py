@@ -51,6 +51,8 @@ def domain_show(path: Path, request_id: str) -> None:
     click.echo(f"analyst      {r.analyst}\ndataset      {r.dataset}\nkind         {r.kind}: {r.name}")
     click.echo(f"submitted    {when(r.created_at)}\ndescription  {r.description or '-'}")
     click.echo(f"arguments    {json.dumps(r.args)}\nsha256       {r.code_hash}")
+    if r.kind != "builtin":  # what the job may load is part of what the owner approves
+        click.echo(f"columns      {', '.join(r.limits.columns) if r.limits.columns else 'all (none declared)'}")
     if r.kind == "function" and d.policy.disclosure.allows_unchecked(r.dataset):
         click.echo("output       NOT CHECKED: the policy lets custom code on this dataset release numbers the domain "
                    "cannot check (disclosure.unchecked_output); your review is the only check")

@@ -111,7 +111,7 @@ class FederatedDataset:
 
         known = {c["name"] for m in self.meta.values() for c in m.get("columns", [])}
         used = [args.get(k) for k in ("column", "row", "col", "duration", "event", "by")]
-        used += [c.get("column") for c in args.get("where", []) if isinstance(c, dict)]
+        used += [c.get("column") for c in args.get("where", []) if isinstance(c, dict)] + list(args.get("columns", []))
         for name in used:
             if isinstance(name, str) and known and name not in known:
                 close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
@@ -327,10 +327,16 @@ class FederatedDataset:
 
     # -- custom functions ------------------------------------------------------------------------
     def submit(self, fn: Function | Any, *, description: str = "", args: dict | None = None,
-               max_runtime_s: float | None = None) -> FederatedRequest:
-        """Send a function's source for review on every domain; returns a request to follow."""
-        f = function(fn)
+               max_runtime_s: float | None = None, columns: Sequence[str] | None = None) -> FederatedRequest:
+        """Send a function's source for review on every domain; returns a request to follow.
+
+        ``columns`` (or ``fednb.function(columns=...)``) declares the only columns it reads: the
+        domains load just those, and their owners approve them with the code."""
+        f = function(fn, columns=columns)
+        limits: dict[str, Any] = {"max_runtime_s": max_runtime_s} if max_runtime_s else {}
+        if f.columns is not None:
+            self._check_names({"columns": f.columns})
+            limits["columns"] = f.columns
         body = {"dataset": self.name, "kind": "function", "name": f.name, "code": f.source,
-                "args": dict(args or {}), "description": description,
-                "limits": {"max_runtime_s": max_runtime_s} if max_runtime_s else {}}
+                "args": dict(args or {}), "description": description, "limits": limits}
         return self.fed.send(self.clients, body)

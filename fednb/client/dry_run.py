@@ -23,7 +23,7 @@ import warnings
 from typing import Any
 
 from fednb import codec, results
-from fednb.client.functions import Function, function
+from fednb.client.functions import Function, function, named_columns
 from fednb.errors import InvalidInput, RequestFailed
 
 CODE_NAME = "<analysis>"  # the file name a domain compiles analyst code under (sandbox harness)
@@ -31,7 +31,7 @@ PROVIDED = ("np", "pd", "fednb")  # the names a domain puts in the function's na
 _warned_without_checks = False
 
 
-def dry_run(fn: Any, data: Any, **args: Any) -> dict[str, Any]:
+def dry_run(fn: Any, data: Any, **args: Any) -> DryRun:
     """Run ``fn``'s source on each domain's mock, locally, exactly as a domain would; returns {domain: result}.
 
     Raises :class:`fednb.RequestFailed` (naming the mock's domain) where a domain's run would fail
@@ -44,14 +44,20 @@ def dry_run(fn: Any, data: Any, **args: Any) -> dict[str, Any]:
     with the reason a domain would give; a result that passes comes back as the domain would
     release it. The mock is synthetic, so this predicts refusals that come from the code's shape
     (groups too fine, a row dominating, text that holds rows), not those that depend on the real counts.
+    A function that declared its columns gets only those, as on a domain; one that did not gets a
+    suggestion of the columns its source names (:class:`DryRun`).
     """
     f = function(fn)
     notebook = _surroundings(f, sys._getframe(1).f_globals)
-    frames = _mock_frames(data)
+    frames = _declared_columns(f, _mock_frames(data))
     first = next(iter(frames))
     sent = _as_sent(args, first)
     _refuse_undefined_names(f, notebook, first)
-    out = {}
+    out = DryRun()
+    if f.columns is None:
+        available = list(next(iter(frames.values())).columns)
+        named = named_columns(f.source, available)
+        out.suggested_columns = named if named and len(named) < len(available) else None
     for domain, frame in frames.items():
         entry = _compile(f)
         try:
@@ -85,6 +91,42 @@ def _mock_frames(data: Any) -> dict[str, Any]:
         return {name: part.drop(columns="domain").reset_index(drop=True)
                 for name, part in mock.groupby("domain", sort=False)}
     return {"mock": mock.reset_index(drop=True)}
+
+
+class DryRun(dict):
+    """``{domain: result}`` of a dry run. When the function declared no columns, ``suggested_columns``
+    lists those its source names (a suggestion for ``columns=``, shown under the results in a
+    notebook; a warning would read as a refusal the domain would make, and this is none)."""
+
+    suggested_columns: list[str] | None = None
+
+    def hint(self) -> str:
+        return "" if not self.suggested_columns else (
+            f"# the function gets every column; its source names {self.suggested_columns}: declare them, "
+            f"fednb.function(columns={self.suggested_columns!r}) or submit(..., columns=...), so each domain "
+            "loads only those, and dry-run again to check that nothing else is read")
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython's text view
+        printer.pretty(dict(self))
+        if self.hint():
+            printer.break_()
+            printer.text(self.hint())
+
+
+def _declared_columns(f: Function, frames: dict[str, Any]) -> dict[str, Any]:
+    """The mocks as a domain gives them: only the declared columns, in their order."""
+    if f.columns is None:
+        return frames
+    for domain, frame in frames.items():
+        missing = [c for c in f.columns if c not in frame.columns]
+        if missing:
+            import difflib
+
+            close = difflib.get_close_matches(missing[0], list(frame.columns), n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise RequestFailed(domain, f"dry run on the mock: columns names {missing[0]!r}, which the dataset does "
+                                        f"not have{hint}")
+    return {domain: frame[list(f.columns)] for domain, frame in frames.items()}
 
 
 def _as_sent(args: dict[str, Any], domain: str) -> dict[str, Any]:

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import ast
+import copy
 import inspect
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fednb.errors import InvalidInput
@@ -22,9 +23,13 @@ class Function:
     plus the keyword arguments given at submission. Counts, sums and means leave a domain as
     ``fednb.table(...)``/``fednb.stat(...)`` values, which the domain checks row by row; other numbers
     only where the owner's policy allows unchecked output (see SECURITY.md).
+
+    ``columns=["age", "sex"]`` declares the only columns the function reads: each domain then loads
+    just those from its file (memory follows them), the owner approves them with the code, and the
+    frame holds no other column (reading one fails as a ``KeyError``, in the dry run as on a domain).
     """
 
-    def __init__(self, fn: Callable | str, *, name: str | None = None):
+    def __init__(self, fn: Callable | str, *, name: str | None = None, columns: Sequence[str] | None = None):
         if isinstance(fn, str):
             self.source = textwrap.dedent(fn).strip() + "\n"
             self.name = name or _first_def(self.source)
@@ -34,6 +39,7 @@ class Function:
             self.name = name or fn.__name__
             self.source = source_of(fn)
         _check(self.source, self.name)
+        self.columns = column_list(columns)
         self.__name__ = self.name
         self.__doc__ = getattr(self._fn, "__doc__", None)
 
@@ -53,7 +59,7 @@ class Function:
         return self._fn
 
     def hash(self, args: dict | None = None) -> str:
-        return code_hash("function", self.name, self.source, args or {})
+        return code_hash("function", self.name, self.source, args or {}, {"columns": self.columns})
 
     def __repr__(self) -> str:
         return f"<fednb.function {self.name} sha256={self.hash()[:12]}>"
@@ -126,8 +132,42 @@ def _check(source: str, name: str) -> None:
         raise InvalidInput(f"the code defines no top-level function {name!r}")
 
 
-def function(fn: Callable | str | None = None, *, name: str | None = None):
+def column_list(columns: Sequence[str] | None) -> list[str] | None:
+    """A declared column list as it is sent: names, each once, at least one (None: every column)."""
+    if columns is None:
+        return None
+    names = [columns] if isinstance(columns, str) else list(columns)
+    if isinstance(columns, str) or not all(isinstance(c, str) for c in names):
+        raise InvalidInput(f"columns must be a list of column names, not {columns!r:.60}")
+    if not names:
+        raise InvalidInput("columns=[] would give the function no data; leave it out to read every column")
+    twice = next((c for i, c in enumerate(names) if c in names[:i]), None)
+    if twice is not None:
+        raise InvalidInput(f"columns names {twice!r} twice; name each column once")
+    return names
+
+
+def named_columns(source: str, available: Sequence[str]) -> list[str]:
+    """The columns of ``available`` that the source names (``df["age"]``, ``df.age``,
+    ``groupby("sex")``): a suggestion for ``columns=``, in the dataset's order. A name built at
+    run time is not seen, so the dry run with the declared list is what confirms it."""
+    named = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            named.add(node.value)
+        elif isinstance(node, ast.Attribute):
+            named.add(node.attr)
+    return [c for c in available if c in named]
+
+
+def function(fn: Callable | str | None = None, *, name: str | None = None, columns: Sequence[str] | None = None):
     """Decorator marking a function for federated submission (see :class:`Function`)."""
     if fn is None:
-        return lambda f: Function(f, name=name)
-    return fn if isinstance(fn, Function) else Function(fn, name=name)
+        return lambda f: Function(f, name=name, columns=columns)
+    if isinstance(fn, Function):
+        if columns is None:
+            return fn
+        declared = copy.copy(fn)
+        declared.columns = column_list(columns)
+        return declared
+    return Function(fn, name=name, columns=columns)

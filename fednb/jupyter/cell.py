@@ -54,3 +54,20 @@ def function_source(text: str, name: str | None = None) -> tuple[str, str]:
     elif name not in defs:
         raise InvalidInput(t("magic.no_such", name=name))
     return "\n\n\n".join(pieces) + "\n", name
+
+
+def declared_columns(text: str, name: str) -> list[str] | None:
+    """The ``columns=[...]`` of function ``name``'s ``@fednb.function(...)`` decorator in the cell, or
+    None: the decorator is dropped from the source, but what it declares still goes with the request."""
+    for node in ast.parse(strip_magic(text)).body:
+        if not (isinstance(node, ast.FunctionDef) and node.name == name):
+            continue
+        for decorator in node.decorator_list:
+            if isinstance(decorator, ast.Call) and _is_fednb_function(decorator):
+                for keyword in decorator.keywords:
+                    if keyword.arg == "columns":
+                        try:
+                            return ast.literal_eval(keyword.value)
+                        except ValueError:
+                            raise InvalidInput(t("magic.columns")) from None
+    return None

@@ -22,7 +22,7 @@ from typing import Any
 
 from fednb.errors import FednbError, InvalidInput
 from fednb.i18n import t
-from fednb.jupyter.cell import function_source, strip_magic
+from fednb.jupyter.cell import declared_columns, function_source, strip_magic
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,7 +70,8 @@ def submit(cell: str, dataset: str, *, description: str = "", user_ns: dict | No
     user_ns = user_ns if user_ns is not None else {}
     source, entry = function_source(cell, name)
     federated = federation(user_ns, fed)
-    request = federated.dataset(dataset).submit(function(source, name=entry), description=description)
+    columns = declared_columns(cell, entry)
+    request = federated.dataset(dataset).submit(function(source, name=entry, columns=columns), description=description)
     exec(compile(source, f"<fednb cell {entry}>", "exec"), user_ns)  # defined here too, for dry runs
     if target:
         user_ns[target] = request

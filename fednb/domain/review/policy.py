@@ -65,6 +65,7 @@ class SandboxSection(_Section):
     jobs_memory_mb: int = Field(0, ge=0)
     jobs_cpus: float = Field(0, ge=0, le=1024)
     idle_seconds: float = Field(120, ge=0, le=86400)
+    max_rows_loaded: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _shared_cap_fits_one_job(self) -> SandboxSection:
@@ -317,6 +318,9 @@ jobs_cpus = 0
 # after this many seconds without a custom job; the next job starts it again (about a second, with a
 # new self-test), so an idle domain holds none. 0 keeps it running. Default: 120.
 idle_seconds = 120
+# Custom code is refused, before it runs, on a dataset with more rows than this (never cut to a
+# sample: the first rows are not a fair one). Built-ins are not capped. 0: no cap. Default: 0.
+max_rows_loaded = 0
 
 [learning]
 # Federated learning: a training request is approved once, for its code and its round budget; each

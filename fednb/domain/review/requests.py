@@ -125,6 +125,8 @@ def accept(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[
     with store.transaction() as tx:
         if not dataset_rows.exists(tx, req.dataset):
             raise NotFound(N_("this domain has no dataset {dataset!r}").format(dataset=req.dataset))
+        if req.kind != "builtin" or req.limits.columns is not None:
+            _check_data_access(tx, policy, req)
         if req.idempotency_key:
             row = request_rows.by_idempotency_key(tx, analyst, req.idempotency_key)
             if row is not None:
@@ -162,6 +164,16 @@ def accept(store: Store, policy: Policy, analyst: str, req: RequestIn) -> tuple[
                 enqueue(tx, rid, req.kind)
         row = request_rows.one(tx, rid)
     return row_to_request(row), True
+
+
+def _check_data_access(tx: Any, policy: Policy, req: RequestIn) -> None:
+    """The declared columns exist, and custom code may load a dataset this size (policy's row cap)."""
+    from fednb.domain.review import data_access
+    from fednb.models import Dataset
+
+    schema = [c.name for c in Dataset.model_validate_json(dataset_rows.meta_json(tx, req.dataset)).columns]
+    data_access.check_request(req.kind, req.limits.columns, schema, dataset_rows.row_count(tx, req.dataset) or 0,
+                              policy)
 
 
 def not_visible(request_id: str) -> NotFound:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fednb import tensors
 from fednb.domain.release import disclosure, dp_training, error_text, output_check
 from fednb.domain.release.disclosure import Blocked
+from fednb.domain.review.data_access import rows_over_cap
 from fednb.domain.run.outcome import Outcome
 from fednb.domain.run.rounds import charged
 from fednb.domain.store import requests as request_rows
@@ -85,10 +86,16 @@ class CustomCode:
 
         return JobSpec(job_id=str(job["id"]), code=req["code"], entry=req["name"], args=json.loads(req["args_json"]),
                        data_path=str(self.domain.data_path(req["dataset"])), data_format="parquet",
-                       harness=harness, probe_fraction=probe, limits=limits)
+                       harness=harness, probe_fraction=probe, limits=limits, columns=_columns(req))
+
+    def _over_row_cap(self, req) -> Outcome | None:
+        """The owner's row cap, checked again when the job is due (the policy may have changed since
+        the request was accepted): a refusal before anything runs, never a silent sample."""
+        refused = rows_over_cap(self.domain.row_count(req["dataset"]), self.domain.policy)
+        return Outcome("fail", reason=refused) if refused else None
 
     def function(self, req, job) -> Outcome:
-        refused = self._unsafe()
+        refused = self._over_row_cap(req) or self._unsafe()
         if refused:
             return refused
         limits = self._limits(req)
@@ -97,7 +104,7 @@ class CustomCode:
 
     def training(self, req, job) -> Outcome:
         """One round in the request's kept-alive worker; the update must be the model's parameters."""
-        refused = self._unsafe()
+        refused = self._over_row_cap(req) or self._unsafe()
         if refused:
             return refused
         rules = self.domain.policy.disclosure
@@ -203,7 +210,7 @@ class CustomCode:
         if out.status == "ok":
             try:
                 disclosure.check_cohort(rows, rules, N_("the dataset's rows"))
-                checker = output_check.OutputChecker(rules, self.domain.load(req["dataset"]),
+                checker = output_check.OutputChecker(rules, self.domain.load(req["dataset"], _columns(req)),
                                                      unchecked_allowed=rules.allows_unchecked(req["dataset"]))
                 value, report = checker.check(out.value)
             except Blocked as exc:
@@ -225,6 +232,11 @@ class CustomCode:
                                               "{limit:,} bytes; return a smaller aggregate").format(
                 limit=limits.max_output_bytes))
         return Outcome("fail", reason=reasons.get(out.status, f"the job ended with status {out.status}"))
+
+
+def _columns(req) -> list[str] | None:
+    """The columns the request declared (the job and the output checker read only these), or None."""
+    return json.loads(req["limits_json"]).get("columns")
 
 
 def _clip(message: str, limit: int = 300) -> str:

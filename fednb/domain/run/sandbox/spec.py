@@ -38,13 +38,14 @@ class JobSpec:
     inputs: dict | None = None
     probe_fraction: float | None = 0.5
     limits: Limits = field(default_factory=Limits)
+    columns: list[str] | None = None  # the only columns the job's frame holds (None: all)
 
     def to_json(self) -> dict:
         """The part of the spec the child reads (sent through a memfd, never through the zygote)."""
         return {"job_id": self.job_id, "code": self.code, "entry": self.entry, "args": self.args,
                 "inputs": self.inputs, "data_path": self.data_path, "data_format": self.data_format,
                 "harness": self.harness, "probe_fraction": self.probe_fraction,
-                "limits": self.limits.to_json()}
+                "limits": self.limits.to_json(), "columns": self.columns}
 
 
 @dataclass

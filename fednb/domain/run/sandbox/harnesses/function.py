@@ -12,26 +12,7 @@ import time
 
 from fednb.codec import EncodeError, encode
 from fednb.domain.run.sandbox.harness import CODE_NAME, Harness, Reply, describe, failure, register
-
-
-def load_dataset(path: str, fmt: str):
-    """Read the dataset into pandas without leaving threads behind (the child must be
-    single-threaded when landlock is applied; ``pd.read_parquet`` starts arrow threads)."""
-    import pandas as pd
-
-    if fmt == "csv":
-        return pd.read_csv(path)
-    if fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        with open(path, "rb") as f:
-            data = f.read()
-        table = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
-        return table.to_pandas(use_threads=False)
-    if fmt == "none":  # the self-test: no dataset
-        return pd.DataFrame()
-    raise ValueError(f"unknown data format {fmt!r}")
+from fednb.domain.run.sandbox.harness_data import load_dataset
 
 
 @register
@@ -39,7 +20,10 @@ class FunctionHarness(Harness):
     name = "function"
 
     def prepare(self) -> None:
-        self.df = load_dataset(self.spec["data_path"], self.spec["data_format"]).reset_index(drop=True)
+        import pandas as pd
+
+        self.df = load_dataset(self.spec["data_path"], self.spec["data_format"], self.spec.get("columns"))
+        self.df.index = pd.RangeIndex(len(self.df))  # row positions, set in place (reset_index copies every column)
         self.fn = None
 
     def start(self) -> Reply | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fednb.codec import EncodeError, encode
 from fednb.domain.run.sandbox.harness import CODE_NAME, Harness, Reply, describe, failure, register
-from fednb.domain.run.sandbox.harnesses.function import load_dataset
+from fednb.domain.run.sandbox.harness_data import load_dataset
 
 
 @register
@@ -20,7 +20,7 @@ class TrainingHarness(Harness):
     name = "training"
 
     def prepare(self) -> None:
-        self.df = load_dataset(self.spec["data_path"], self.spec["data_format"])
+        self.df = load_dataset(self.spec["data_path"], self.spec["data_format"], self.spec.get("columns"))
         self.model = None
 
     def start(self) -> Reply | None:
