@@ -63,6 +63,14 @@ def tree_of(pid: int, tree: dict[int, list[int]]) -> list[int]:
     return out
 
 
+def command(pid: int) -> str:
+    """The end of a process's command line (a domain's folder, ``-m ...``), to tell processes apart."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[-90:].strip()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return ""
+
+
 class Sampler:
     """Peak PSS (MB) of named process trees, summed, in a background thread; ``NAME_process_only``
     is the root process without its children (a kernel without the domains a notebook starts)."""
@@ -71,16 +79,22 @@ class Sampler:
         self.roots, self.every = roots, every
         self.peak: dict[str, float] = {}
         self.peak_total = 0.0
+        self.at_peak: list[dict] = []  # every process at the peak of the sum: where the memory was
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def sample(self) -> None:
         tree, roots = children(), dict(self.roots)  # a copy: the kernel's root is added while sampling
-        sizes = {name: sum(pss_kb(p) for p in tree_of(pid, tree)) / 1024 for name, pid in roots.items()}
-        own = {f"{name}_process_only": pss_kb(pid) / 1024 for name, pid in roots.items()}  # without children
+        each = {name: {p: pss_kb(p) for p in tree_of(pid, tree)} for name, pid in roots.items()}
+        sizes = {name: sum(found.values()) / 1024 for name, found in each.items()}
+        own = {f"{name}_process_only": each[name].get(pid, 0) / 1024 for name, pid in roots.items()}  # without children
         for name, mb in {**sizes, **own}.items():
             self.peak[name] = max(self.peak.get(name, 0.0), mb)
-        self.peak_total = max(self.peak_total, sum(sizes.values()))
+        if sum(sizes.values()) > self.peak_total:
+            self.peak_total = sum(sizes.values())
+            self.at_peak = sorted(({"tree": name, "pid": p, "pss_mb": round(kb / 1024), "cmd": command(p)}
+                                   for name, found in each.items() for p, kb in found.items() if kb),
+                                  key=lambda row: -row["pss_mb"])
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -200,7 +214,7 @@ def session(env: dict[str, str], workdir: Path, notebook: Path | None, every: fl
             seconds = run_notebook(notebook, env, workdir, lambda pid: roots.__setitem__("kernel", pid))
         return out, {"phase": "workshop_notebook", "notebook": str(notebook.relative_to(ROOT)),
                 "seconds": round(seconds, 1), "peak_pss_mb": round(training.peak_total),
-                **{f"{k}_mb": round(v) for k, v in training.peak.items()}}
+                **{f"{k}_mb": round(v) for k, v in training.peak.items()}, "at_peak": training.at_peak}
     finally:
         stop(lab)
         stop(domains)
