@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -30,6 +31,13 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 BINDER_LIMIT_MB = 2048  # mybinder.org: at least 1 GB guaranteed, at most 2 GB per session
+
+
+def binder_env() -> dict[str, str]:
+    """The variables ``binder/start`` exports with a default (``export NAME="${NAME:-VALUE}"``): the
+    session measured here runs with them, as a Binder session does."""
+    found = re.findall(r'^export (\w+)="\$\{\1:-([^}]*)\}"', (ROOT / "binder" / "start").read_text(), re.MULTILINE)
+    return dict(found)
 
 
 def pss_kb(pid: int) -> int:
@@ -228,7 +236,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="workshop-memory-") as tmp:
         workdir = Path(tmp)
-        env = {**os.environ, "FEDNB_HOME": str(workdir / "home"), "PLOTLY_RENDERER": "plotly_mimetype",
+        env = {**binder_env(), **os.environ, "FEDNB_HOME": str(workdir / "home"), "PLOTLY_RENDERER": "plotly_mimetype",
                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
         plain = baseline(env, workdir, args.every)
         print(json.dumps(plain), flush=True)
@@ -243,7 +251,8 @@ def main() -> None:
                           "fednb_extra_mb": peak - plain["peak_pss_mb"],
                           "binder_limit_mb": BINDER_LIMIT_MB,
                           "share_of_limit": round(peak / BINDER_LIMIT_MB, 2),
-                          "notebook": None if args.skip_training else str(args.notebook)}), flush=True)
+                          "notebook": None if args.skip_training else str(args.notebook),
+                          "binder_env": binder_env()}), flush=True)
 
 
 if __name__ == "__main__":
