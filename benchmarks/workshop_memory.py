@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -30,6 +31,13 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 BINDER_LIMIT_MB = 2048  # mybinder.org: at least 1 GB guaranteed, at most 2 GB per session
+
+
+def binder_env() -> dict[str, str]:
+    """The variables ``binder/start`` exports with a default (``export NAME="${NAME:-VALUE}"``): the
+    session measured here runs with them, as a Binder session does."""
+    found = re.findall(r'^export (\w+)="\$\{\1:-([^}]*)\}"', (ROOT / "binder" / "start").read_text(), re.MULTILINE)
+    return dict(found)
 
 
 def pss_kb(pid: int) -> int:
@@ -63,6 +71,14 @@ def tree_of(pid: int, tree: dict[int, list[int]]) -> list[int]:
     return out
 
 
+def command(pid: int) -> str:
+    """The end of a process's command line (a domain's folder, ``-m ...``), to tell processes apart."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[-90:].strip()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return ""
+
+
 class Sampler:
     """Peak PSS (MB) of named process trees, summed, in a background thread; ``NAME_process_only``
     is the root process without its children (a kernel without the domains a notebook starts)."""
@@ -71,16 +87,22 @@ class Sampler:
         self.roots, self.every = roots, every
         self.peak: dict[str, float] = {}
         self.peak_total = 0.0
+        self.at_peak: list[dict] = []  # every process at the peak of the sum: where the memory was
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def sample(self) -> None:
         tree, roots = children(), dict(self.roots)  # a copy: the kernel's root is added while sampling
-        sizes = {name: sum(pss_kb(p) for p in tree_of(pid, tree)) / 1024 for name, pid in roots.items()}
-        own = {f"{name}_process_only": pss_kb(pid) / 1024 for name, pid in roots.items()}  # without children
+        each = {name: {p: pss_kb(p) for p in tree_of(pid, tree)} for name, pid in roots.items()}
+        sizes = {name: sum(found.values()) / 1024 for name, found in each.items()}
+        own = {f"{name}_process_only": each[name].get(pid, 0) / 1024 for name, pid in roots.items()}  # without children
         for name, mb in {**sizes, **own}.items():
             self.peak[name] = max(self.peak.get(name, 0.0), mb)
-        self.peak_total = max(self.peak_total, sum(sizes.values()))
+        if sum(sizes.values()) > self.peak_total:
+            self.peak_total = sum(sizes.values())
+            self.at_peak = sorted(({"tree": name, "pid": p, "pss_mb": round(kb / 1024), "cmd": command(p)}
+                                   for name, found in each.items() for p, kb in found.items() if kb),
+                                  key=lambda row: -row["pss_mb"])
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -200,7 +222,7 @@ def session(env: dict[str, str], workdir: Path, notebook: Path | None, every: fl
             seconds = run_notebook(notebook, env, workdir, lambda pid: roots.__setitem__("kernel", pid))
         return out, {"phase": "workshop_notebook", "notebook": str(notebook.relative_to(ROOT)),
                 "seconds": round(seconds, 1), "peak_pss_mb": round(training.peak_total),
-                **{f"{k}_mb": round(v) for k, v in training.peak.items()}}
+                **{f"{k}_mb": round(v) for k, v in training.peak.items()}, "at_peak": training.at_peak}
     finally:
         stop(lab)
         stop(domains)
@@ -214,7 +236,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="workshop-memory-") as tmp:
         workdir = Path(tmp)
-        env = {**os.environ, "FEDNB_HOME": str(workdir / "home"), "PLOTLY_RENDERER": "plotly_mimetype",
+        env = {**binder_env(), **os.environ, "FEDNB_HOME": str(workdir / "home"), "PLOTLY_RENDERER": "plotly_mimetype",
                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
         plain = baseline(env, workdir, args.every)
         print(json.dumps(plain), flush=True)
@@ -229,7 +251,8 @@ def main() -> None:
                           "fednb_extra_mb": peak - plain["peak_pss_mb"],
                           "binder_limit_mb": BINDER_LIMIT_MB,
                           "share_of_limit": round(peak / BINDER_LIMIT_MB, 2),
-                          "notebook": None if args.skip_training else str(args.notebook)}), flush=True)
+                          "notebook": None if args.skip_training else str(args.notebook),
+                          "binder_env": binder_env()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ through the server extension (``GET /fednb/api/strings?lang=es``), keyed by the 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 LANGUAGES = ("en", "es")
 DEFAULT = "en"
@@ -104,6 +107,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "result.value": ("Value", "Valor"),
     "result.error_bound": ("within ±{bound}", "con error ±{bound}"),
     "result.exact": ("exact", "exacto"),
+    # the released value's small tables (fednb.widgets.released), in the tracker and both panels
+    "result.edge": ("Edge", "Límite"),
+    "result.rows_below": ("Rows below", "Filas por debajo"),
+    "result.fact.suppressed": ("suppressed cells", "celdas suprimidas"),
+    "result.fact.merged": ("merged groups", "grupos fusionados"),
+    "result.noise": ("noise added", "con ruido añadido"),
+    "result.mechanism": ("mechanism", "mecanismo"),
+    "result.noise_with": ("noise added: {details}", "con ruido añadido: {details}"),
+    "result.more.bins": ("… {n} more bins", "… {n} intervalos más"),
+    "result.more.rows": ("… {n} more rows", "… {n} filas más"),
+    "result.more.columns": ("… {n} more columns", "… {n} columnas más"),
+    "result.more.entries": ("… {n} more entries", "… {n} entradas más"),
+    "result.more.values": ("… {n} more values", "… {n} valores más"),
+    "result.more.edges": ("… {n} more edges", "… {n} límites más"),
     "by_domain.suppressed": ("suppressed", "celdas suprimidas"),
     "stat.count": ("count", "recuento"),
     "stat.sum": ("sum of {column}", "suma de {column}"),
@@ -262,6 +279,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 _language: str | None = None
+# One caller's language for a while (one browser's request to the lab's server extension), over the
+# process's own: a context variable, so concurrent requests in other tasks or threads keep theirs.
+_asked: ContextVar[str | None] = ContextVar("fednb_language", default=None)
 
 
 def _from_locale() -> str:
@@ -280,7 +300,18 @@ def normalize(language: str | None) -> str:
 
 
 def get_language() -> str:
-    return _language or _from_locale()
+    return _asked.get() or _language or _from_locale()
+
+
+@contextmanager
+def speaking(language: str | None) -> Iterator[str]:
+    """Within the block, in this task or thread only, fednb speaks ``language`` (the lab's server
+    extension building one browser's tables and captions); afterwards, what it spoke before."""
+    token = _asked.set(normalize(language) if language else None)
+    try:
+        yield get_language()
+    finally:
+        _asked.reset(token)
 
 
 def set_language(language: str | None) -> str:

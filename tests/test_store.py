@@ -130,7 +130,7 @@ KILL_AT = {
     # while the new files are staged, before the row and its audit entry commit
     "staging": "datasets.put_pending = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)",
     # after the commit, before the files move into place
-    "committed": "Domain._install_dataset = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)",
+    "committed": "catalog.install = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)",
     # the old files removed, the new ones not yet renamed into place
     "moving": textwrap.dedent("""\
         real_rename = Path.rename
@@ -143,6 +143,7 @@ KILL_AT = {
 ADD = """\
 import os, signal, sys
 from pathlib import Path
+from fednb.domain.data import catalog
 from fednb.domain.domain import Domain
 from fednb.domain.store import datasets
 domain = Domain(sys.argv[1])  # opening finishes what an earlier kill interrupted

@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from fednb.domain import Domain
 from fednb.domain.process import DomainProcess
+
+if TYPE_CHECKING:  # serving local domains (the workshop's, for hours) needs no pandas
+    import pandas as pd
 
 
 def create_domain(root: Path, name: str, frame: pd.DataFrame, dataset: str, *, description: str = "",

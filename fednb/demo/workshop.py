@@ -16,15 +16,18 @@ teacher reviews.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from fednb.client import profile as profiles
-from fednb.demo import data
 from fednb.demo.owners import approving  # noqa: F401  (notebooks and tests use it from here)
-from fednb.errors import InvalidInput
+from fednb.errors import FednbError, InvalidInput
 
 PROFILE = "workshop"
-DOMAINS = (*data.HOSPITALS, "ylb-uyuni")
+# fednb.demo.data's two hospitals and the plant fednb.demo.tour.build_domains makes; named here, not
+# imported, so that serving (Binder's start) never loads pandas: see serve
+DOMAINS = ("hospital-a", "hospital-b", "ylb-uyuni")
 PORT = 8701  # hospital-a on 8701, hospital-b on 8702, ylb-uyuni on 8703
 
 
@@ -38,6 +41,19 @@ def create(root: str | os.PathLike, token: str) -> dict[str, Path]:
     return build_domains(root, token)
 
 
+def create_apart(root: str | os.PathLike, token: str) -> dict[str, Path]:
+    """:func:`create` in a fresh interpreter that exits afterwards: making the data loads pandas and
+    numpy (about 100 MB), which the process that then serves for hours (Binder's ``start``) should
+    not keep. The token travels on stdin, never on a command line others can read."""
+    done = subprocess.run([sys.executable, "-m", "fednb.demo.workshop", str(root)], input=token, text=True,
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise FednbError(f"the workshop's domains could not be created in {root}: "
+                         f"{lines[-1] if lines else f'exit status {done.returncode}'}")
+    return {name: Path(root).expanduser().resolve() / name for name in DOMAINS}
+
+
 def existing(root: str | os.PathLike) -> dict[str, Path] | None:
     """The workshop's domains in ``root`` if it has all three, else None."""
     root = Path(root).expanduser().resolve()
@@ -47,7 +63,6 @@ def existing(root: str | os.PathLike) -> dict[str, Path] | None:
 
 def local_token(folders: dict[str, Path], profile: str = PROFILE) -> str:
     """The profile's token where every domain still accepts it; otherwise a new one, invited on each."""
-    from fednb.demo.tour import ANALYST
     from fednb.domain import Domain
     from fednb.domain.domain import new_token
 
@@ -57,6 +72,8 @@ def local_token(folders: dict[str, Path], profile: str = PROFILE) -> str:
         for token in saved:
             if token and all(d.authenticate(token) for d in domains):
                 return token
+        from fednb.demo.tour import ANALYST  # with pandas, only when a new token is made
+
         token = new_token()
         for d in domains:
             d.invite(ANALYST, token=token)
@@ -97,7 +114,7 @@ def serve(root: str | os.PathLike, *, host: str = "127.0.0.1", port: int = PORT,
     folders = existing(root)
     if folders is None:
         token = new_token()
-        folders = create(root, token)
+        folders = create_apart(root, token)
     else:
         token = local_token(folders, profile)
     servers = serve_all(list(folders.values()), host=host, port=port)  # all three start in parallel
@@ -105,3 +122,10 @@ def serve(root: str | os.PathLike, *, host: str = "127.0.0.1", port: int = PORT,
     urls = {name: f"http://{local}:{s.port}" for name, s in zip(folders, servers)}
     save_profile(profile, urls, token, folders)
     return servers
+
+
+if __name__ == "__main__":  # create_apart's child: ROOT as argument, the analyst's token on stdin
+    try:
+        create(sys.argv[1], sys.stdin.read().strip())
+    except FednbError as exc:
+        sys.exit(str(exc))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from fednb.domain.audit import log as audit
 from fednb.domain.audit import receipts
+from fednb.domain.data import catalog
 from fednb.domain.identity import Identity, load_or_create
 from fednb.domain.names import check_name, owner_actor
 from fednb.domain.review.policy import Policy, load_policy, render_template
@@ -52,17 +53,6 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-def _process_alive(pid: str) -> bool:
-    """Whether process ``pid`` still runs (a folder not named after a pid is left alone)."""
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (ValueError, PermissionError):
-        return True
-    return True
-
-
 class Domain:
     """Open an existing domain folder (``Domain.init`` creates one)."""
 
@@ -73,7 +63,7 @@ class Domain:
         self.policy: Policy = load_policy(self.path / "policy.toml")
         self.store = Store.of_folder(self.path)
         self.store.check()
-        self._finish_adding_datasets()
+        catalog.finish_interrupted(self)
         self._listeners: list[Callable[[], None]] = []
         self._identity: Identity | None = None
 
@@ -125,79 +115,14 @@ class Domain:
         for listener in list(self._listeners):
             listener()
 
-    # -- datasets ------------------------------------------------------------------------------
+    # -- datasets (adding one and its bounds: fednb.domain.data.catalog) ----------------------------
     def add_dataset(self, file: str | os.PathLike, name: str, description: str = "") -> Dataset:
-        check_name("dataset name", name)
-        source = Path(file)
-        if not source.is_file():
-            raise InvalidInput(f"{source} is not a file")
-        staging = self.path / dataset_rows.STAGING / f"{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            meta, data_file, rows = datasets.register(staging, source, name, description, self.policy,
-                                                seed=int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        kept = self.bounds(name) if dataset_rows.exists(self.store.connect(), name) else {}
-        for c in meta.columns:  # re-registering a dataset keeps the owner's bounds
-            if c.name in kept and c.kind in ("numeric", "integer", "boolean"):
-                c.bounds = kept[c.name]
-        # The row (marked pending) and its audit entry commit first; then the files move into place and
-        # the row is marked ready. A kill before the commit leaves only staged files (cleared on open);
-        # a kill after it is finished on open (:meth:`_finish_adding_datasets`): never half a dataset.
-        with self.store.transaction() as tx:
-            dataset_rows.put_pending(tx, name, str(data_file.relative_to(self.path)), meta.model_dump_json(), rows)
-            audit.append(tx, owner_actor(), "dataset", name,
-                         {"rows": meta.rows, "columns": [c.name for c in meta.columns], "description": description,
-                          "mock": {k: meta.mock[k] for k in ("tier", "status", "report_sha256")} if meta.mock else None})
-        self._install_dataset(name, data_file.relative_to(self.path))
-        shutil.rmtree(staging, ignore_errors=True)
-        self.changed()
-        return meta
-
-    def _install_dataset(self, name: str, staged_file: Path) -> None:
-        """Move a pending dataset's staged files into place (idempotent), then mark its row ready."""
-        staged, target = (self.path / staged_file).parent, self.path / "datasets" / name
-        if staged.exists():
-            shutil.rmtree(target, ignore_errors=True)
-            staged.rename(target)
-        with self.store.transaction() as tx:
-            dataset_rows.mark_ready(tx, name, str(Path("datasets") / name / staged_file.name))
-
-    def _finish_adding_datasets(self) -> None:
-        """After a crash in :meth:`add_dataset`: finish the datasets whose row committed, and drop the
-        staged files of additions that died before theirs did (never those of one still running)."""
-        for name, staged_file in dataset_rows.pending(self.store.connect()):
-            self._install_dataset(name, Path(staged_file))
-        staging = self.path / dataset_rows.STAGING
-        for folder in staging.iterdir() if staging.is_dir() else ():
-            if not _process_alive(folder.name.split("-", 1)[0]):
-                shutil.rmtree(folder, ignore_errors=True)
+        """Register a CSV or Parquet file as dataset ``name`` and write its mock (all or nothing)."""
+        return catalog.add(self, file, name, description)
 
     def set_bounds(self, dataset: str, column: str, lo: float, hi: float) -> Dataset:
-        """The owner's clamping bounds for noisy sums, means and variances of a numeric column.
-
-        They are public (analysts see them in the metadata), so choose them from what the column can
-        mean (ages 0..120), never from the private values; changing them is recorded in the audit log.
-        """
-        import math
-
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise InvalidInput(f"bounds must be finite numbers with LO < HI; got {lo} and {hi}")
-        with self.store.transaction() as tx:
-            found_meta = dataset_rows.meta_json(tx, dataset)
-            if found_meta is None:
-                raise NotFound(N_("this domain has no dataset {dataset!r}").format(dataset=dataset))
-            meta = Dataset.model_validate_json(found_meta)
-            found = [c for c in meta.columns if c.name == column]
-            if not found:
-                raise InvalidInput(f"dataset {dataset!r} has no column {column!r}; it has {[c.name for c in meta.columns]}")
-            if found[0].kind not in ("numeric", "integer", "boolean"):
-                raise InvalidInput(f"column {column!r} is {found[0].kind}; bounds are for numeric columns")
-            found[0].bounds = [float(lo), float(hi)]
-            dataset_rows.set_meta_json(tx, dataset, meta.model_dump_json())
-            audit.append(tx, owner_actor(), "bounds", dataset, {"column": column, "bounds": [float(lo), float(hi)]})
-        return meta
+        """Public clamping bounds for noisy sums, means and variances of a numeric column (audited)."""
+        return catalog.set_bounds(self, dataset, column, lo, hi)
 
     def bounds(self, dataset: str) -> dict[str, list[float]]:
         return {c.name: c.bounds for c in self.dataset(dataset).columns if c.bounds is not None}

@@ -16,10 +16,10 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+if TYPE_CHECKING:  # loaded where a key is used: an owner listing requests never signs anything
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 KEY_FILE = "identity.key"
 
@@ -32,6 +32,9 @@ def fingerprint(public_key: bytes) -> str:
 
 def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """True when ``signature`` is ``public_key``'s Ed25519 signature of ``message``."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
     except (InvalidSignature, ValueError):
@@ -47,6 +50,8 @@ class Identity:
 
     @property
     def public_key(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
         return self.private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
     @property
@@ -59,6 +64,9 @@ class Identity:
 
 def load_or_create(folder: str | os.PathLike) -> Identity:
     """The domain's identity, made on first use; written with ``O_EXCL`` so two processes agree."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     path = Path(folder) / KEY_FILE
     if not path.exists():
         key = Ed25519PrivateKey.generate()

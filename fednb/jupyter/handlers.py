@@ -19,7 +19,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
 from fednb.errors import AuthenticationError, DomainError, DomainUnavailable, FednbError, InvalidInput, NotFound
-from fednb.i18n import normalize, t, table
+from fednb.i18n import normalize, speaking, t, table
 from fednb.jupyter.analyst import AnalystService
 from fednb.jupyter.config import Fednb
 from fednb.jupyter.errors import ApiError, UnknownDomain
@@ -50,7 +50,8 @@ class FednbHandler(APIHandler):
 
     async def answer(self, work) -> None:
         try:
-            result = await work
+            with speaking(self.lang):  # result tables and captions built for this request: in the lab's language
+                result = await work
         except ApiError as exc:
             return self.fail(exc.status, t(exc.key, self.lang, **exc.fields))
         except UnknownDomain as exc:

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from fednb.i18n import t
+from fednb.i18n import MESSAGES, t
 
 MAX_ROWS = 20
 MAX_COLUMNS = 12
@@ -83,7 +83,8 @@ def cell(value: Any, *, missing: str = "–") -> str:
 
 
 def _more(shown: int, total: int, what: str) -> list[str]:
-    return [f"… {total - shown:,} more {what}"] if total > shown else []
+    """The note under a cut table; ``what`` is one of bins, rows, columns, entries, values, edges."""
+    return [t(f"result.more.{what}", n=f"{total - shown:,}")] if total > shown else []
 
 
 # -- shapes -----------------------------------------------------------------------------------------
@@ -103,16 +104,23 @@ def is_cumulative(value: Any) -> bool:
 
 def _caption(value: dict, skip: set[str]) -> tuple[str, list[str]]:
     """The scalar facts next to a table (``n``, ``suppressed``) as a caption; the noise as a note."""
-    facts = [f"{k} = {cell(v)}" for k, v in value.items()
+    facts = [f"{label(k)} = {cell(v)}" for k, v in value.items()
              if k not in skip and k != "dp" and not isinstance(v, (list, dict))]
     return " · ".join(facts), dp_notes(value.get("dp"))
+
+
+def label(key: str) -> str:
+    """A released fact's name in the reader's language where fednb knows it (``suppressed``: how many
+    cells were hidden); other keys are the result's own names (``n``) and stay as they are."""
+    return t(f"result.fact.{key}") if f"result.fact.{key}" in MESSAGES else key
 
 
 def dp_notes(dp: Any) -> list[str]:
     if not isinstance(dp, dict):
         return []
-    parts = [f"{k} {cell(dp[k])}" for k in ("mechanism", "epsilon", "delta") if dp.get(k) is not None]
-    return ["noise added: " + ", ".join(parts)] if parts else ["noise added"]
+    names = {"mechanism": t("result.mechanism"), "epsilon": "epsilon", "delta": "delta"}
+    parts = [f"{names[k]} {cell(dp[k])}" for k in names if dp.get(k) is not None]
+    return [t("result.noise_with", details=", ".join(parts))] if parts else [t("result.noise")]
 
 
 def histogram_grid(value: dict) -> Grid:
@@ -138,7 +146,7 @@ def crosstab_grid(value: dict) -> Grid:
 def cumulative_grid(value: dict) -> Grid:
     rows = [[cell(e), cell(b)] for e, b in zip(value["edges"], value["below"])]
     caption, notes = _caption(value, {"edges", "below"})
-    return Grid(["edge", "rows below"], rows[:MAX_ROWS], caption, notes + _more(MAX_ROWS, len(rows), "edges"))
+    return Grid([t("result.edge"), t("result.rows_below")], rows[:MAX_ROWS], caption, notes + _more(MAX_ROWS, len(rows), "edges"))
 
 
 def frame_grid(frame: Any, caption: str = "") -> Grid:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from fednb import i18n
 from fednb.widgets._html import esc, number
 
 WIDTH, HEIGHT = 460, 220
@@ -45,8 +46,10 @@ def nice_top(largest: float) -> float:
 
 
 def bars(labels: Sequence[str], values: Sequence[float | None], *, title: str = "",
-         missing_label: str = "suppressed") -> str:
-    """Vertical bars; a missing value (a suppressed cell) is a grey stub labelled as such."""
+         missing_label: str | None = None) -> str:
+    """Vertical bars; a missing value (a suppressed cell) is a grey stub labelled as such (by
+    default "suppressed" in the reader's language)."""
+    missing_label = i18n.t("result.suppressed") if missing_label is None else missing_label
     known = [v for v in values if v is not None and not math.isnan(v)]
     top = nice_top(max(known, default=0))
     base_y, plot_h = HEIGHT - MARGIN_BOTTOM, HEIGHT - MARGIN_BOTTOM - MARGIN_TOP
@@ -68,8 +71,10 @@ def bars(labels: Sequence[str], values: Sequence[float | None], *, title: str = 
 
 
 def heatmap(rows: Sequence[str], cols: Sequence[str], cells: Sequence[Sequence[float | None]], *,
-            row_title: str = "", col_title: str = "", title: str = "", missing_label: str = "suppressed") -> str:
-    """A grid of counts, darker for larger; each cell carries its number; missing cells are grey."""
+            row_title: str = "", col_title: str = "", title: str = "", missing_label: str | None = None) -> str:
+    """A grid of counts, darker for larger; each cell carries its number; missing cells are grey
+    (labelled "suppressed" in the reader's language unless told otherwise)."""
+    missing_label = i18n.t("result.suppressed") if missing_label is None else missing_label
     known = [v for r in cells for v in r if v is not None and not math.isnan(v)]
     top = max(known, default=0) or 1.0
     left, head = 90, 34

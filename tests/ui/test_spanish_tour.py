@@ -30,6 +30,8 @@ TOUR = [
     "except fednb.errors.FednbError as refusal:\n    print(refusal)",
     "req = fed.send(patients.clients, {'dataset': 'patients', 'kind': 'builtin', 'name': 'count', "
     "'args': {'where': [{'column': 'age', 'op': '>=', 'value': 40}]}, 'description': 'Pacientes de 40 o más'})\nreq",
+    # a released histogram as tables under the tracker: more bins than a table shows, small cells hidden
+    "edades = patients.histogram('age', bins=list(range(0, 101, 4)))\nedades.request",
 ]
 
 
@@ -84,6 +86,8 @@ def test_the_english_list_knows_the_words_that_stayed_english_before():
     phrases, words = english_texts()
     assert {"Pending requests", "My requests", "the domain's minimum cohort"} <= phrases | words
     assert {"up", "done", "categorical", "strong"} <= words
+    assert {"more bins", "suppressed cells", "Rows below", "noise added"} <= phrases  # the released tables'
+    assert {"Count", "Bin", "Edge", "Value"} <= words
     assert english_in("Solicitudes pendientes · activo · terminada") == []
     assert english_in("Pending requests · up") == ["Pending requests", "up"]
 
@@ -117,17 +121,43 @@ def test_a_spanish_run_of_the_tour_shows_no_english(page, spanish_lab, federatio
     result.screenshot(path=shots / "result-histogram.png")
     cell(page, 2).screenshot(path=shots / "blocked-query.png")
 
+    # a released histogram as the tracker's tables: headers, the hidden cells' caption and the note
+    # of the bins a table leaves out, all in Spanish; the panels below show the same tables
+    ages = outputs(page, 4).locator(".fednb-tracker")
+    expect(ages.locator(".fednb-state-done")).to_have_count(2, timeout=120_000)
+    expect(ages.locator("table.fednb-grid").first.locator("thead th")).to_have_text(["Intervalo", "Recuento"])
+    expect(ages).to_contain_text("intervalos más")
+    expect(ages).to_contain_text("celdas suprimidas")
+    ages.screenshot(path=shots / "tracker-histogram-tables.png")
+
     analyst = open_side_panel(page, "fednb-analyst")
     expect(analyst.locator("h2")).to_have_text("Federación")
     expect(analyst.locator(".fednb-submission", has_text="Pacientes de 40 o más")).to_have_count(1, timeout=60_000)
     expect(analyst.locator(".fednb-domain").first).to_contain_text("activo")
     page.screenshot(path=shots / "analyst-panel-and-notebook.png")
+    released = analyst.locator(".fednb-submission").filter(has_text="96.0, 100.0")
+    expect(released.locator(".fednb-part-done")).to_have_count(2, timeout=60_000)
+    expect(released.locator("table.fednb-grid").first.locator("thead th")).to_have_text(["Intervalo", "Recuento"])
+    expect(released).to_contain_text("intervalos más")
     review = open_side_panel(page, "fednb-review")
     expect(review.locator("h3").first).to_have_text("Solicitudes pendientes")
     expect(review.locator(".fednb-owner-request", has_text="Pacientes de 40 o más")).to_have_count(2, timeout=60_000)
     page.screenshot(path=shots / "review-panel.png")
+    # the owner of hospital-b approves the count; its review tab then shows the released value as a table
+    (row,) = [r for r in spanish_lab.api("GET", "/fednb/api/owner/requests").json()["pending"]
+              if r["domain"] == "hospital-b" and r["description"] == "Pacientes de 40 o más"]
+    approved = spanish_lab.api("POST", f"/fednb/api/owner/requests/hospital-b/{row['id']}/approve",
+                               json={"reason": "recuento"})
+    assert approved.status_code == 200, approved.text
+    expect(tracker.locator(".fednb-state-done")).to_have_count(1, timeout=120_000)
+    review.locator(f".fednb-owner-request[data-id='{row['id']}']").click()
+    decided = page.locator(".fednb-review-tab:visible")
+    expect(decided).to_contain_text("Lo que el dominio publicó", timeout=60_000)
+    expect(decided.locator("table.fednb-grid").first.locator("thead th")).to_have_text(["", "Valor"])
+    decided.screenshot(path=shots / "review-tab-released.png")
 
     read = {"analyst panel": analyst.inner_text(), "review panel": review.inner_text(),
+            "review tab": decided.inner_text(),
             **{f"output of cell {i}": outputs(page, i).all_inner_texts() for i in range(len(TOUR))}}
     english = {where: english_in(text if isinstance(text, str) else "\n".join(text)) for where, text in read.items()}
     assert not any(english.values()), {where: found for where, found in english.items() if found}

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from fednb.domain.audit import log as audit
-from fednb.domain.release.disclosure import Blocked
 from fednb.domain.review.policy import Policy
 from fednb.domain.store import budget as ledger_rows
 from fednb.locale import N_
@@ -71,6 +70,8 @@ def spend(tx: Any, policy: Policy, *, analyst: str, dataset: str, request_id: st
                    N_("this release needs epsilon {epsilon:.4g}, but your privacy budget on {dataset!r} has "
                      "{left:.4g} epsilon left (of {total:g}); ask for less epsilon, or ask the owner for more "
                      "budget"))
+        from fednb.domain.release.disclosure import Blocked  # with numpy: `fednb domain budget` never needs it
+
         raise Blocked(message.format(epsilon=epsilon, delta=delta, dataset=dataset, left=before.remaining_epsilon,
                                      left_delta=before.remaining_delta, total=before.epsilon))
     ledger_rows.record(tx, analyst=analyst, dataset=dataset, request_id=request_id, job_id=job_id,

@@ -15,12 +15,13 @@ scale); its numbers stay in the job's ``result_blob`` and leave the domain only 
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from fednb import tensors
 from fednb.errors import InvalidInput
+
+if TYPE_CHECKING:  # numpy loads where a vector is made: reviewing a request must not pay for it
+    import numpy as np
 
 SECURE_BUILTINS = ("count", "sum", "mean")
 _NUMPY = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
@@ -60,6 +61,8 @@ def from_builtin(name: str, result: dict[str, Any]) -> tuple[dict[str, Any], byt
         values = {"n": result["n"], "sum": dp["center"] * result["n"] + result["t"]}
     else:
         values = {"n": result["n"], "sum": result["n"] * result["mean"]}
+    import numpy as np
+
     public: dict[str, Any] = {"secure": True, "fields": list(values)}
     if dp:
         public["dp"] = dp
@@ -68,6 +71,8 @@ def from_builtin(name: str, result: dict[str, Any]) -> tuple[dict[str, Any], byt
 
 def decode_weights(blob: bytes) -> dict[str, np.ndarray]:
     """Safetensors bytes → {name: float64 array}, without torch (the domain process never imports it)."""
+    import numpy as np
+
     layout, _ = tensors.header(blob)
     (size,) = np.frombuffer(blob[:8], dtype="<u8")
     body = memoryview(blob)[8 + int(size):]
@@ -82,6 +87,8 @@ def decode_weights(blob: bytes) -> dict[str, np.ndarray]:
 
 def from_round(global_blob: bytes, local_blob: bytes, n: int) -> np.ndarray:
     """n·(w − g) over the tensors in name order, then n."""
+    import numpy as np
+
     g, w = decode_weights(global_blob), decode_weights(local_blob)
     parts = [n * (w[name] - g[name]) for name in sorted(g)]
     return np.concatenate(parts + [np.array([float(n)])])
@@ -89,6 +96,8 @@ def from_round(global_blob: bytes, local_blob: bytes, n: int) -> np.ndarray:
 
 def job_vector(job) -> np.ndarray:
     """The secret vector of a finished job (a built-in's, or a training round's)."""
+    import numpy as np
+
     if job["round"] is None:
         return np.frombuffer(bytes(job["result_blob"]), dtype="<f8").astype(np.float64)
     result = json.loads(job["result_json"])
