@@ -135,13 +135,21 @@ def _serve(sock: socket.socket) -> None:
         _fork_worker(sock, int(msg.get("memory_mb", 1024)), fds)
 
 
-def _warm() -> None:
-    """What every worker imports, once, here: the forks then start with it loaded."""
-    import formulaic  # noqa: F401
-    import pyarrow.parquet  # noqa: F401
+WARM = ("duckdb", "formulaic", "pyarrow.parquet", "fednb.domain.data.engines.factory",
+        "fednb.domain.data.engines.duckdb", "fednb.domain.run.builtins", "fednb.domain.run.workers")
 
-    from fednb.domain.data.datasets import DataCache  # noqa: F401
-    from fednb.domain.run import builtins  # noqa: F401
+
+def _warm() -> None:
+    """What every worker imports, once, here: the forks then start with it loaded. A module that is
+    missing (an optional engine) is left to the worker, which says so for the job that needs it: the
+    template must never die of it, or every worker would start as a fresh Python again."""
+    import importlib
+
+    for name in WARM:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
 
 def _fork_worker(sock: socket.socket, memory_mb: int, fds: list[int]) -> None:
