@@ -61,3 +61,91 @@ def test_builtin_workers_are_forked_warm_not_started_as_fresh_pythons(tmp_path, 
             assert "forking a warm built-in worker failed" not in log
     finally:
         live.server.stop()
+
+
+# -- a domain on PostgreSQL: woken by the database, not by a timer -----------------------------------
+IDLE = 3.0  # seconds of idleness; a re-read every 0.2 s would wake each lane 15 times meanwhile
+COUNTERS = ("runner", "long_polls", "outside_writes", "server")
+QUICK_STOPS = {"\nidle_seconds = 120": "\nidle_seconds = 1", "builtin_worker_idle_seconds = 120":
+               "builtin_worker_idle_seconds = 1"}
+
+
+def _counters_by_process(live, processes: int, tries: int = 60) -> dict[int, dict]:
+    """``/v1/wakeups`` of each of the domain's server processes (a fresh connection each time: the
+    kernel spreads connections over the processes that share the port)."""
+    found: dict[int, dict] = {}
+    for _ in range(tries):
+        with httpx.Client(base_url=live.url, timeout=30) as client:
+            answer = client.get("/v1/wakeups", headers=auth(live.owner_token))
+        assert answer.status_code == 200, answer.text
+        counts = answer.json()
+        found[counts["process"]] = {k: counts[k] for k in (*COUNTERS, "store_watched")}
+        if len(found) == processes:
+            return found
+    raise AssertionError(f"reached {len(found)} of {processes} server processes in {tries} connections")
+
+
+def _cli(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "fednb", "domain", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def _served_on_postgres(tmp_path, alice_token, store: str, workers: int):
+    from fednb.domain.process import DomainProcess
+    from tests.conftest import LiveDomain, make_domain
+
+    frame = data.hospital("hospital-a")
+    d = make_domain(tmp_path, "site-pg", frame, token=alice_token, store=store, policy_edits=QUICK_STOPS)
+    owner = d.invite("olga", role="owner")
+    d.close()
+    server = DomainProcess(tmp_path / "site-pg", extra_args=["--workers", str(workers)] if workers > 1 else None)
+    server.start()
+    return LiveDomain("site-pg", tmp_path / "site-pg", server, alice_token, owner, frame)
+
+
+def test_a_postgres_domain_sleeps_until_another_process_commits(tmp_path, alice_token, postgres_database):
+    """No re-read of the store on a timer: the owner's CLI approval (another process) wakes it."""
+    live = _served_on_postgres(tmp_path, alice_token, postgres_database, workers=1)
+    try:
+        with httpx.Client(base_url=live.url, timeout=60) as client:
+            pending = _submit(live, client, {"kind": "function", "name": "n_rows",
+                                             "code": "def n_rows(df):\n    return fednb.stat(df, 'count')\n"}, wait=0)
+            assert pending["status"] == "pending"
+            before = _counters_by_process(live, 1)
+            assert next(iter(before.values()))["store_watched"] is True  # LISTEN/NOTIFY, not a re-read
+            import time
+
+            time.sleep(IDLE)
+            assert _counters_by_process(live, 1) == before  # asleep: nothing re-read, nothing ticked
+            approved = _cli("approve", str(live.path), pending["id"])
+            assert approved.returncode == 0, approved.stderr
+            final = client.get(f"/v1/requests/{pending['id']}?wait=60", headers=auth(live.token)).json()
+            assert final["status"] == "done", final
+            woken = next(iter(_counters_by_process(live, 1).values()))
+            assert woken["outside_writes"] > next(iter(before.values()))["outside_writes"]  # the notice woke it
+    finally:
+        live.server.stop()
+
+
+def test_postgres_workers_sleep_when_idle_and_wake_each_other(tmp_path, alice_token, postgres_database):
+    """``serve --workers 2``: each process sleeps while idle, and work submitted to one is run and
+    answered at once whichever process's runner claims it (every long-poll is woken by a commit)."""
+    import time
+
+    live = _served_on_postgres(tmp_path, alice_token, postgres_database, workers=2)
+    try:
+        settled = _counters_by_process(live, 2)
+        assert all(c["store_watched"] for c in settled.values())
+        time.sleep(IDLE)
+        assert _counters_by_process(live, 2) == settled  # no process re-reads the store or ticks while idle
+        for _ in range(12):  # fresh connections: the submissions land on both processes
+            with httpx.Client(base_url=live.url, timeout=60) as client:
+                done = _submit(live, client, {"kind": "builtin", "name": "mean", "args": {"column": "age"}})
+                assert done["status"] == "done", done
+        woken = _counters_by_process(live, 2)
+        assert sum(c["outside_writes"] for c in woken.values()) > sum(c["outside_writes"] for c in settled.values())
+    finally:
+        live.server.stop()

@@ -87,24 +87,37 @@ def _worker(path, sock, index: int, certfile, keyfile, log_level) -> None:
     import uvicorn
 
     from fednb.domain.api.app import create_app
+    from fednb.domain.api.idle_server import DateHeader, IdleServer
     from fednb.domain.audit import sovereignty
-    from fednb.domain.run.runner import Runner
-    from fednb.domain.server import LIMITS, start_sandbox
-    from fednb.domain.store import serving
+    from fednb.domain.run import worker_template
+    from fednb.domain.run.runner import POLL_SECONDS, Runner
+    from fednb.domain.server import LIMITS, quiet, start_sandbox
+    from fednb.domain.store import outside_writes, serving
 
+    template = worker_template.fork_template()  # warm built-in workers; first, while single-threaded
     domain = Domain(path)
     held = serving.serving(domain.store)  # waits until the parent's recovery is over
     sandbox, isolation = start_sandbox(domain)
     sovereignty.watch(domain.path, isolation, domain.identity.fingerprint)
-    runner = Runner(domain, sandbox)
+    # the other processes' commits (a job queued by one, run by another) wake this one at once
+    outside = outside_writes.watcher(domain.path, domain.store, domain.changed)
+    watched = outside.start()
+    runner = Runner(domain, sandbox, poll_seconds=None if watched else POLL_SECONDS,
+                    worker_idle_seconds=domain.policy.requests.builtin_worker_idle_seconds,
+                    worker_spawn=template.spawn if template is not None else None)
     try:
         runner.start(recover=False)
         app = create_app(domain, isolation=isolation)
-        config = uvicorn.Config(app, log_level=log_level, access_log=False, ssl_certfile=certfile,
+        config = uvicorn.Config(DateHeader(app), log_level=log_level, access_log=False, ssl_certfile=certfile,
                                 ssl_keyfile=keyfile, lifespan="off", **LIMITS)
-        uvicorn.Server(config).run(sockets=[sock])
+        server = IdleServer(config)
+        quiet(app, server, runner, sandbox, outside, watched)
+        server.run(sockets=[sock])
     finally:
+        outside.close()
         runner.stop()
+        if template is not None:
+            template.close()
         if sandbox is not None:
             sandbox.close()
         domain.close()
