@@ -126,8 +126,26 @@ def test_a_postgres_domain_sleeps_until_another_process_commits(tmp_path, alice_
             assert final["status"] == "done", final
             woken = next(iter(_counters_by_process(live, 1).values()))
             assert woken["outside_writes"] > next(iter(before.values()))["outside_writes"]  # the notice woke it
+            _cut_listeners(postgres_database)  # as a database restart would: the server listens again
+            again = _submit(live, client, {"kind": "function", "name": "rows",  # new code: waits for the owner
+                                           "code": "def rows(df):\n    return fednb.stat(df, 'count')\n"}, wait=0)
+            assert again["status"] == "pending", again
+            approved = _cli("approve", str(live.path), again["id"])
+            assert approved.returncode == 0, approved.stderr
+            final = client.get(f"/v1/requests/{again['id']}?wait=60", headers=auth(live.token)).json()
+            assert final["status"] == "done", final
     finally:
         live.server.stop()
+
+
+def _cut_listeners(url: str) -> None:
+    """End every session that listens for the store's commits (pg_terminate_backend)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        cut = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND query LIKE 'LISTEN %'").fetchone()[0]
+    assert cut >= 1, "no session listened for commits"
 
 
 def test_postgres_workers_sleep_when_idle_and_wake_each_other(tmp_path, alice_token, postgres_database):

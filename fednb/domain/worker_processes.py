@@ -94,7 +94,7 @@ def _worker(path, sock, index: int, certfile, keyfile, log_level) -> None:
     from fednb.domain.server import LIMITS, quiet, start_sandbox
     from fednb.domain.store import outside_writes, serving
 
-    template = worker_template.fork_template()  # warm built-in workers; first, while single-threaded
+    template = worker_template.fork_template(close=(sock.fileno(),))  # first, while single-threaded
     domain = Domain(path)
     held = serving.serving(domain.store)  # waits until the parent's recovery is over
     sandbox, isolation = start_sandbox(domain)

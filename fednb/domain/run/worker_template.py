@@ -86,8 +86,10 @@ class WorkerTemplate:
             pass
 
 
-def fork_template() -> WorkerTemplate | None:
-    """Fork the template from this (single-threaded) process; None where that cannot be done safely."""
+def fork_template(close: tuple[int, ...] = ()) -> WorkerTemplate | None:
+    """Fork the template from this (single-threaded) process; None where that cannot be done safely.
+    ``close``: descriptors the template and its workers must not hold (a server's listening socket:
+    held by a process that never accepts, it would keep the port bound after the server died)."""
     if not usable() or threading.active_count() > 1:
         return None
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -101,6 +103,8 @@ def fork_template() -> WorkerTemplate | None:
         code = 0
         try:
             ours.close()
+            for fd in close:
+                os.close(fd)
             die_with_parent(signal.SIGKILL)
             _serve(theirs)
         except BaseException:
