@@ -64,6 +64,11 @@ class SoakConfig:
     function_share: float = 0.15     # custom functions wait for the owner; the rest are built-ins
     think_s: tuple[float, float] = (0.2, 1.4)      # an analyst's pause between requests
     kill_every_s: tuple[float, float] = (0.3, 1.2)
+    # A restarted domain serves this long before it may be killed again. Without it, on a loaded
+    # machine (restarts of seconds), the killer took each domain down again within 0.3 s of its
+    # return, and an analyst retrying one submission found it down for all of give_up_s: that
+    # measured the kill schedule, not the domain. Every kill still lands while traffic flows.
+    min_up_s: float = 2.0
     give_up_s: float = 120.0         # an analyst stops retrying one submission after this long
     settle_s: float = 90.0           # after the storm: time for queued jobs to finish
     seed: int = 8
@@ -223,19 +228,25 @@ async def _owner(d: int, cfg: SoakConfig, url: str, token: str, traffic: Traffic
 async def _killer(cfg: SoakConfig, servers: list[DomainProcess], traffic: Traffic, t0: float) -> None:
     rng = random.Random(cfg.seed * 31 + 1)
     restarting: set[int] = set()
+    up_since = [time.monotonic()] * len(servers)
     restarts = []
 
     async def restart(d: int) -> None:
         started = time.monotonic()
         await asyncio.to_thread(servers[d].restart)
         traffic.restart_s.append(time.monotonic() - started)
+        up_since[d] = time.monotonic()
         restarting.discard(d)
+
+    def killable() -> list[int]:
+        now = time.monotonic()
+        return [i for i in range(len(servers)) if i not in restarting and now - up_since[i] >= cfg.min_up_s]
 
     for _ in range(cfg.kills):
         await asyncio.sleep(rng.uniform(*cfg.kill_every_s))
-        while len(restarting) == len(servers):
+        while not killable():
             await asyncio.sleep(0.05)
-        d = rng.choice([i for i in range(len(servers)) if i not in restarting])
+        d = rng.choice(killable())
         restarting.add(d)
         traffic.sandboxes |= sandbox_processes(servers[d].pid)
         await asyncio.to_thread(servers[d].kill)  # SIGKILL: no chance to clean up

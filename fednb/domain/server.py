@@ -159,7 +159,10 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if certfile:
         check_tls(certfile, keyfile or certfile)
-    template = worker_template.fork_template()  # first, while this process has one thread
+    # listen first: while the rest starts (a warm sandbox takes seconds on a loaded machine), clients'
+    # connections wait in the backlog instead of being refused, so a restart costs them no retries
+    sock = bind(host, port)
+    template = worker_template.fork_template(close=(sock.fileno(),))  # while this process has one thread
     domain = Domain(path)
     alone = serving.sole(domain.store)  # PostgreSQL: no other server process recovers or runs this store's jobs
     sandbox, isolation = start_sandbox(domain)
@@ -178,7 +181,6 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
                                 ssl_keyfile=keyfile, lifespan="off", **LIMITS)
         server = IdleServer(config)
         quiet(app, server, runner, sandbox, outside, watched)
-        sock = bind(host, port)
         actual = sock.getsockname()[1]
         scheme = "https" if certfile else "http"
         shown_host = f"[{host}]" if ":" in host else host
