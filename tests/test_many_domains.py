@@ -59,6 +59,10 @@ def test_builtin_workers_are_forked_warm_not_started_as_fresh_pythons(tmp_path, 
             assert fresh == [], f"built-in workers started as fresh Pythons: {fresh}"
             log = (live.path / "server.log").read_text() if (live.path / "server.log").exists() else ""
             assert "forking a warm built-in worker failed" not in log
+            for _ in range(6):  # one analyst's statistics one after another: the warm worker takes each
+                assert _submit(live, client, {"kind": "builtin", "name": "count", "args": {}})["status"] == "done"
+            counts = client.get("/v1/wakeups", headers=auth(live.owner_token)).json()
+            assert counts["builtin_workers_running"] == 1, counts  # not a second worker started for nothing
     finally:
         live.server.stop()
 
