@@ -171,3 +171,45 @@ def test_postgres_workers_sleep_when_idle_and_wake_each_other(tmp_path, alice_to
         assert sum(c["outside_writes"] for c in woken.values()) > sum(c["outside_writes"] for c in settled.values())
     finally:
         live.server.stop()
+
+
+LAUNCH_AT_ONCE = """
+import json, sys, threading
+from pathlib import Path
+from fednb.demo import data
+from fednb.demo.local import create_domain
+from fednb.domain import process
+root = Path(sys.argv[1])
+servers = []
+for i in range(4):
+    create_domain(root, f"site-{i}", data.hospital("hospital-a"), "patients").close()
+    servers.append(process.DomainProcess(root / f"site-{i}"))
+threads = [threading.Thread(target=s.start) for s in servers]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+parents = []
+for s in servers:
+    with open(f"/proc/{s.pid}/stat") as f:
+        parents.append(int(f.read().rsplit(")", 1)[1].split()[1]) if s.alive() else None)
+print(json.dumps({"alive": [s.alive() for s in servers], "parents": parents, "launcher": process.launcher_pid()}))
+for s in servers:
+    s.stop()
+"""
+
+
+def test_servers_launched_from_several_threads_at_once_share_one_launcher(tmp_path):
+    """The soak and the workshop start their domains from several threads: each must get a server
+    forked by the one launcher (a second launcher, made at the same moment and then dropped, took
+    its server down with it: a domain that "did not start", with an empty log)."""
+    import json
+    import subprocess
+    import sys
+
+    ran = subprocess.run([sys.executable, "-c", LAUNCH_AT_ONCE, str(tmp_path)], capture_output=True, text=True,
+                         timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    seen = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert seen["alive"] == [True] * 4, seen
+    assert seen["launcher"] is not None and set(seen["parents"]) == {seen["launcher"]}, seen
