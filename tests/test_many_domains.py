@@ -89,6 +89,20 @@ def _counters_by_process(live, processes: int, tries: int = 60) -> dict[int, dic
     raise AssertionError(f"reached {len(found)} of {processes} server processes in {tries} connections")
 
 
+def _settled(live, processes: int, tries: int = 20) -> dict[int, dict]:
+    """The counters once two reads a second apart agree (start-up is over)."""
+    import time
+
+    last = _counters_by_process(live, processes)
+    for _ in range(tries):
+        time.sleep(1)
+        now = _counters_by_process(live, processes)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"the domain's processes kept waking while nothing was sent: {last}")
+
+
 def _cli(*args: str):
     import subprocess
     import sys
@@ -159,7 +173,7 @@ def test_postgres_workers_sleep_when_idle_and_wake_each_other(tmp_path, alice_to
 
     live = _served_on_postgres(tmp_path, alice_token, postgres_database, workers=2)
     try:
-        settled = _counters_by_process(live, 2)
+        settled = _settled(live, 2)  # both processes' start-up commits have woken the other
         assert all(c["store_watched"] for c in settled.values())
         time.sleep(IDLE)
         assert _counters_by_process(live, 2) == settled  # no process re-reads the store or ticks while idle

@@ -48,11 +48,13 @@ def serve_workers(path: str | Path, host: str, port: int, workers: int, *, certf
         domain.close()
         raise FednbError("--workers needs the domain's store on PostgreSQL (fednb domain init DIR --store "
                          "postgresql://...): several processes cannot share SQLite's single writer safely")
+    # listen first: connections made while the domain recovers and its workers start wait in the
+    # backlog instead of being refused
+    sock = bind(host, port)
     with serving.recovering(domain.store):
         Runner(domain).recover()
         name = domain.name
         domain.close()
-        sock = bind(host, port)
         pids = [_fork_worker(path, sock, i, certfile, keyfile, log_level) for i in range(workers)]
     actual = sock.getsockname()[1]
     scheme = "https" if certfile else "http"
