@@ -45,9 +45,11 @@ def _submit(live, client: httpx.Client, body: dict, wait: float = 60) -> dict:
     return answer.json()
 
 
-def test_builtin_workers_are_forked_warm_not_started_as_fresh_pythons(tmp_path, alice_token):
+def test_builtin_workers_are_forked_warm_and_one_serves_sequential_statistics(tmp_path, alice_token):
     """A fresh ``python -m fednb.domain.run.workers`` per worker costs a second of CPU and ~100 MB of
-    private memory: with a hundred domains that is the first pooled call's whole budget."""
+    private memory, and even a forked one tens of milliseconds to start: with a hundred domains that
+    is a pooled call's whole budget. So workers are forked from the warm template, and statistics
+    sent one after another all go to the one worker already running."""
     live = start_live(tmp_path, "site-w", data.hospital("hospital-a"), alice_token)
     try:
         with httpx.Client(base_url=live.url, timeout=60) as client:
