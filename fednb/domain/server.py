@@ -2,8 +2,8 @@
 
 An idle domain uses no CPU: the HTTP server has no tick (:mod:`.api.idle_server`), the runner and the
 long-polls sleep until a change (this process's own, or another process's commit seen by
-:mod:`.store.outside_writes`), and the sandbox's fork server and built-in workers are stopped when
-unused, so many domains fit on one laptop.
+:mod:`.store.outside_writes` on SQLite, :mod:`.store.commit_notices` on PostgreSQL), and the sandbox's
+fork server and built-in workers are stopped when unused, so many domains fit on one laptop.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ The parent binds the port, re-queues what a crash left running (holding the stor
 serving lock, :mod:`fednb.domain.store.serving`), then forks N workers. Each worker is a whole server
 (HTTP API, job runner, sandbox) sharing the listening socket; the kernel spreads connections over
 them. The store keeps them consistent: writes are serialized, a job is claimed by one worker
-(``FOR UPDATE SKIP LOCKED``), and a budget's check and debit share one transaction.
+(``FOR UPDATE SKIP LOCKED``), and a budget's check and debit share one transaction. Each commit
+wakes the other workers (:mod:`fednb.domain.store.commit_notices`), so a job queued by one is run
+at once by whichever claims it, and an idle worker sleeps like a single server.
 
 If the parent dies (kill -9 included), its workers are killed at once (``PR_SET_PDEATHSIG``): a
 crash of the domain is a crash of all its processes, recovered at the next start. If one worker
