@@ -10,7 +10,8 @@ hospital dataset), then prints one JSON line per measure:
   request and again after the queries below (``phase``: fresh, after_use);
 - ``mean`` and ``glm``: one pooled mean over all N domains (cold: the first request each domain
   serves; warm: the next one) and one logistic regression, wall-clock seconds, checked against the
-  pooled data.
+  pooled data, with the CPU milliseconds per domain they cost the domains' processes and the
+  analyst's (CPU does not depend on how busy the shared machine was; wall-clock time does).
 
 Run it before and after a change on the same machine: the comparison is between those two runs.
 
@@ -111,8 +112,28 @@ def emit(line: dict) -> None:
     print(json.dumps({**line, "load_1min": round(os.getloadavg()[0], 1)}), flush=True)
 
 
-def queries(urls: list[str], token: str, truth: pd.DataFrame) -> list[dict]:
+def domains_cpu_seconds(servers) -> float:
+    """CPU used so far by every process of every domain (server, built-in workers, sandbox)."""
+    return sum(cpu_ticks(p) for t in trees(servers) for p in t) / CLOCK_TICKS
+
+
+def client_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def cost(servers, began: tuple[float, float], n: int) -> dict:
+    """CPU milliseconds per domain that a call cost the domains and the analyst's process: unlike its
+    wall-clock time, this does not depend on how busy the shared machine was."""
+    return {"domains_cpu_ms_per_domain": round(1000 * (domains_cpu_seconds(servers) - began[0]) / n, 1),
+            "client_cpu_ms_per_domain": round(1000 * (client_cpu_seconds() - began[1]) / n, 1)}
+
+
+def queries(urls: list[str], token: str, truth: pd.DataFrame, servers=()) -> list[dict]:
     import fednb
+
+    def now() -> tuple[float, float]:
+        return domains_cpu_seconds(servers), client_cpu_seconds()
 
     out = []
     began = time.perf_counter()
@@ -121,14 +142,16 @@ def queries(urls: list[str], token: str, truth: pd.DataFrame) -> list[dict]:
                 "seconds": round(time.perf_counter() - began, 3)})
     patients = fed.dataset("patients")
     for run in ("cold", "warm"):
-        began = time.perf_counter()
+        spent, began = now(), time.perf_counter()
         mean = patients.mean("age", timeout=120)
         seconds = time.perf_counter() - began
         out.append({"benchmark": "many_domains", "measure": "mean", "run": run, "domains": len(urls),
-                    "seconds": round(seconds, 3), "exact": bool(np.isclose(mean.value, truth.age.mean(), rtol=1e-12))})
-    began = time.perf_counter()
+                    "seconds": round(seconds, 3), "exact": bool(np.isclose(mean.value, truth.age.mean(), rtol=1e-12)),
+                    **cost(servers, spent, len(urls))})
+    spent, began = now(), time.perf_counter()
     fit = fednb.glm("readmitted ~ age + bmi + smoker", data=patients, family="binomial", timeout=120)
     seconds = time.perf_counter() - began
+    glm_cost = cost(servers, spent, len(urls))
     import statsmodels.api as sm
     import statsmodels.formula.api as smf
 
@@ -136,7 +159,8 @@ def queries(urls: list[str], token: str, truth: pd.DataFrame) -> list[dict]:
                   family=sm.families.Binomial()).fit()
     out.append({"benchmark": "many_domains", "measure": "glm", "domains": len(urls), "seconds": round(seconds, 3),
                 "iterations": fit.iterations,
-                "matches_pooled_fit": bool(np.allclose(fit.params.to_numpy(), ref.params.to_numpy(), rtol=1e-6))})
+                "matches_pooled_fit": bool(np.allclose(fit.params.to_numpy(), ref.params.to_numpy(), rtol=1e-6)),
+                **glm_cost})
     fed.close()
     return out
 
@@ -184,7 +208,7 @@ def main() -> None:
                   "cores": os.cpu_count()})
             time.sleep(args.settle_seconds)
             emit(idle(servers, args.idle_seconds, "fresh"))
-            for line in queries([s.url for s in servers], token, truth):
+            for line in queries([s.url for s in servers], token, truth, servers):
                 emit(line)
             time.sleep(args.settle_seconds)
             emit(idle(servers, args.idle_seconds, "after_use"))

@@ -64,6 +64,11 @@ class SoakConfig:
     function_share: float = 0.15     # custom functions wait for the owner; the rest are built-ins
     think_s: tuple[float, float] = (0.2, 1.4)      # an analyst's pause between requests
     kill_every_s: tuple[float, float] = (0.3, 1.2)
+    # A restarted domain serves this long before it may be killed again. Without it, on a loaded
+    # machine (restarts of seconds), the killer took each domain down again within 0.3 s of its
+    # return, and an analyst retrying one submission found it down for all of give_up_s: that
+    # measured the kill schedule, not the domain. Every kill still lands while traffic flows.
+    min_up_s: float = 2.0
     give_up_s: float = 120.0         # an analyst stops retrying one submission after this long
     settle_s: float = 90.0           # after the storm: time for queued jobs to finish
     seed: int = 8
@@ -86,9 +91,11 @@ class Traffic:
     refused: Counter = field(default_factory=Counter)        # 4xx answers to a submission, by status
     server_errors: int = 0                                   # 5xx answers (must stay 0)
     transport_errors: int = 0                                # connection refused/reset while a domain was down
+    transport_kinds: Counter = field(default_factory=Counter)  # those errors by kind (ConnectError, ReadTimeout...)
     retried_submissions: int = 0
     gave_up: int = 0
     submit_latency_s: list[float] = field(default_factory=list)
+    answer_latency_s: list[float] = field(default_factory=list)  # the one POST that was answered, alone
     polls: int = 0
     decisions: Counter = field(default_factory=Counter)
     kills: list[tuple[float, int]] = field(default_factory=list)
@@ -170,9 +177,12 @@ async def _analyst(i: int, cfg: SoakConfig, urls: list[str], token: str, traffic
             while True:
                 tries += 1
                 try:
+                    sent = time.monotonic()
                     r = await http.post(f"{urls[d]}/v1/requests", json=body)
-                except httpx.TransportError:  # the domain is down or died mid-request: same key again
+                    traffic.answer_latency_s.append(time.monotonic() - sent)
+                except httpx.TransportError as exc:  # the domain is down or died mid-request: same key again
                     traffic.transport_errors += 1
+                    traffic.transport_kinds[type(exc).__name__] += 1
                     if time.monotonic() - started > cfg.give_up_s:
                         traffic.gave_up += 1
                         break
@@ -218,19 +228,25 @@ async def _owner(d: int, cfg: SoakConfig, url: str, token: str, traffic: Traffic
 async def _killer(cfg: SoakConfig, servers: list[DomainProcess], traffic: Traffic, t0: float) -> None:
     rng = random.Random(cfg.seed * 31 + 1)
     restarting: set[int] = set()
+    up_since = [time.monotonic()] * len(servers)
     restarts = []
 
     async def restart(d: int) -> None:
         started = time.monotonic()
         await asyncio.to_thread(servers[d].restart)
         traffic.restart_s.append(time.monotonic() - started)
+        up_since[d] = time.monotonic()
         restarting.discard(d)
+
+    def killable() -> list[int]:
+        now = time.monotonic()
+        return [i for i in range(len(servers)) if i not in restarting and now - up_since[i] >= cfg.min_up_s]
 
     for _ in range(cfg.kills):
         await asyncio.sleep(rng.uniform(*cfg.kill_every_s))
-        while len(restarting) == len(servers):
+        while not killable():
             await asyncio.sleep(0.05)
-        d = rng.choice([i for i in range(len(servers)) if i not in restarting])
+        d = rng.choice(killable())
         restarting.add(d)
         traffic.sandboxes |= sandbox_processes(servers[d].pid)
         await asyncio.to_thread(servers[d].kill)  # SIGKILL: no chance to clean up
@@ -427,6 +443,7 @@ def run_soak(root: Path, cfg: SoakConfig) -> list[dict]:
         {"soak": "traffic", "submissions": cfg.analysts * cfg.requests_per_analyst,
          "accepted": len(traffic.accepted), "refused": dict(traffic.refused), "gave_up": traffic.gave_up,
          "server_errors": traffic.server_errors, "transport_errors": traffic.transport_errors,
+         "transport_errors_by_kind": dict(traffic.transport_kinds),
          "retried_submissions": traffic.retried_submissions, "polls": traffic.polls,
          "owner_decisions": dict(traffic.decisions), "kills": len(traffic.kills), "kills_during_traffic": during,
          "functions": sum(a.kind == "function" for a in traffic.accepted)},
@@ -437,8 +454,14 @@ def run_soak(root: Path, cfg: SoakConfig) -> list[dict]:
          "restart_median_s": round(statistics.median(traffic.restart_s), 2) if traffic.restart_s else None,
          "restart_max_s": round(max(traffic.restart_s), 2) if traffic.restart_s else None,
          "submit_median_s": round(statistics.median(lat), 4), "submit_p95_s": round(lat[int(0.95 * (len(lat) - 1))], 4),
-         "submit_max_s": round(lat[-1], 3)},
+         "submit_max_s": round(lat[-1], 3), **_spread("answer", traffic.answer_latency_s)},
     ]
+
+
+def _spread(name: str, values: list[float]) -> dict:
+    ordered = sorted(values) or [0.0]
+    return {f"{name}_median_s": round(statistics.median(ordered), 4),
+            f"{name}_p95_s": round(ordered[int(0.95 * (len(ordered) - 1))], 4), f"{name}_max_s": round(ordered[-1], 3)}
 
 
 def main() -> int:

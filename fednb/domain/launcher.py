@@ -38,7 +38,8 @@ from fednb.errors import FednbError
 WARM = ("fednb.cli", "fednb.domain.server", "fednb.domain.api.app", "fednb.domain.run.sandbox.client",
         "fednb.domain.run.sandbox.session", "fednb.domain.run.sandbox.selftest", "uvicorn",
         "uvicorn.protocols.http.h11_impl", "uvicorn.lifespan.off", "uvicorn.loops.asyncio",
-        "formulaic", "pyarrow.parquet", "fednb.domain.run.workers", "fednb.domain.run.builtins")
+        "formulaic", "pyarrow.parquet", "fednb.domain.run.workers", "fednb.domain.run.builtins",
+        "duckdb", "fednb.domain.data.engines.factory", "fednb.domain.data.engines.duckdb")
 START_SECONDS = 120.0
 COMMAND = "fednb.cli"  # what each child runs: `fednb ARGS`
 

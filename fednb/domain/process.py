@@ -65,6 +65,7 @@ class _Spawner:
 
 _spawner = _Spawner()
 _launcher = None  # made on the first lean launch
+_launcher_lock = threading.Lock()  # servers launched from several threads at once share one launcher
 
 
 def _lean_launcher():
@@ -72,10 +73,11 @@ def _lean_launcher():
     global _launcher
     if sys.platform != "linux" or not hasattr(os, "pidfd_open") or not hasattr(signal, "pidfd_send_signal"):
         return None
-    if _launcher is None:
-        from fednb.domain.launcher import Launcher
+    with _launcher_lock:  # two launchers made at once: the one dropped would take its servers with it
+        if _launcher is None:
+            from fednb.domain.launcher import Launcher
 
-        _launcher = Launcher()
+            _launcher = Launcher()
     return _launcher
 
 

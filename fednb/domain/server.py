@@ -2,14 +2,15 @@
 
 An idle domain uses no CPU: the HTTP server has no tick (:mod:`.api.idle_server`), the runner and the
 long-polls sleep until a change (this process's own, or another process's commit seen by
-:mod:`.store.outside_writes`), and the sandbox's fork server and built-in workers are stopped when
-unused, so many domains fit on one laptop.
+:mod:`.store.outside_writes` on SQLite, :mod:`.store.commit_notices` on PostgreSQL), and the sandbox's
+fork server and built-in workers are stopped when unused, so many domains fit on one laptop.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 import sys
 from pathlib import Path
@@ -20,8 +21,7 @@ from fednb.domain.audit import sovereignty
 from fednb.domain.domain import Domain
 from fednb.domain.run import worker_template
 from fednb.domain.run.runner import POLL_SECONDS, Runner
-from fednb.domain.store import serving
-from fednb.domain.store.outside_writes import OutsideWrites
+from fednb.domain.store import outside_writes, serving
 from fednb.errors import FednbError, InvalidInput, SandboxError
 
 # uvicorn's own limits: connections served at once (more get 503), an idle kept-alive connection's
@@ -129,7 +129,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def quiet(app: Any, server: IdleServer, runner: Runner, sandbox: Any, outside: OutsideWrites, watched: bool) -> None:
+def quiet(app: Any, server: IdleServer, runner: Runner, sandbox: Any, outside: Any, watched: bool) -> None:
     """An idle domain sleeps: long-polls wait for changes (no re-reads where the store is watched),
     and ``GET /v1/wakeups`` shows the owner that nothing wakes while nothing happens."""
     from fednb.domain.api import wakeups
@@ -139,7 +139,8 @@ def quiet(app: Any, server: IdleServer, runner: Runner, sandbox: Any, outside: O
         notifier.recheck_seconds = None
 
     def counters() -> dict[str, Any]:
-        return {"runner": runner.wakeups, "long_polls": notifier.wakeups, "outside_writes": outside.wakeups,
+        return {"process": os.getpid(),  # which of the domain's server processes (--workers N) answers
+                "runner": runner.wakeups, "long_polls": notifier.wakeups, "outside_writes": outside.wakeups,
                 "store_watched": watched, "server": server.wakeups,
                 "sandbox_starts": getattr(sandbox, "starts", 0),
                 "sandbox_running": bool(sandbox is not None and sandbox.zygote_pid),
@@ -158,17 +159,18 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if certfile:
         check_tls(certfile, keyfile or certfile)
-    template = worker_template.fork_template()  # first, while this process has one thread
+    # listen first: while the rest starts (a warm sandbox takes seconds on a loaded machine), clients'
+    # connections wait in the backlog instead of being refused, so a restart costs them no retries
+    sock = bind(host, port)
+    template = worker_template.fork_template(close=(sock.fileno(),))  # while this process has one thread
     domain = Domain(path)
     alone = serving.sole(domain.store)  # PostgreSQL: no other server process recovers or runs this store's jobs
     sandbox, isolation = start_sandbox(domain)
     # from here on, outbound connection attempts are recorded; the signing key is loaded now, not at the first release
     sovereignty.watch(domain.path, isolation, domain.identity.fingerprint)
-    # other processes' commits wake this one through inotify on an SQLite file; a PostgreSQL store is
-    # re-read instead (LISTEN/NOTIFY would do the same there)
-    sqlite = domain.store.path is not None
-    outside = OutsideWrites(domain.path, domain.store.path.name if sqlite else "", domain.changed)
-    watched = outside.start() if sqlite else False
+    # other processes' commits wake this one: inotify on an SQLite file, LISTEN/NOTIFY on PostgreSQL
+    outside = outside_writes.watcher(domain.path, domain.store, domain.changed)
+    watched = outside.start()
     runner = Runner(domain, sandbox, poll_seconds=None if watched else POLL_SECONDS,
                     worker_idle_seconds=domain.policy.requests.builtin_worker_idle_seconds,
                     worker_spawn=template.spawn if template is not None else None)
@@ -179,7 +181,6 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
                                 ssl_keyfile=keyfile, lifespan="off", **LIMITS)
         server = IdleServer(config)
         quiet(app, server, runner, sandbox, outside, watched)
-        sock = bind(host, port)
         actual = sock.getsockname()[1]
         scheme = "https" if certfile else "http"
         shown_host = f"[{host}]" if ":" in host else host

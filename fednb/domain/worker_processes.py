@@ -4,7 +4,9 @@ The parent binds the port, re-queues what a crash left running (holding the stor
 serving lock, :mod:`fednb.domain.store.serving`), then forks N workers. Each worker is a whole server
 (HTTP API, job runner, sandbox) sharing the listening socket; the kernel spreads connections over
 them. The store keeps them consistent: writes are serialized, a job is claimed by one worker
-(``FOR UPDATE SKIP LOCKED``), and a budget's check and debit share one transaction.
+(``FOR UPDATE SKIP LOCKED``), and a budget's check and debit share one transaction. Each commit
+wakes the other workers (:mod:`fednb.domain.store.commit_notices`), so a job queued by one is run
+at once by whichever claims it, and an idle worker sleeps like a single server.
 
 If the parent dies (kill -9 included), its workers are killed at once (``PR_SET_PDEATHSIG``): a
 crash of the domain is a crash of all its processes, recovered at the next start. If one worker
@@ -48,11 +50,13 @@ def serve_workers(path: str | Path, host: str, port: int, workers: int, *, certf
         domain.close()
         raise FednbError("--workers needs the domain's store on PostgreSQL (fednb domain init DIR --store "
                          "postgresql://...): several processes cannot share SQLite's single writer safely")
+    # listen first: connections made while the domain recovers and its workers start wait in the
+    # backlog instead of being refused
+    sock = bind(host, port)
     with serving.recovering(domain.store):
         Runner(domain).recover()
         name = domain.name
         domain.close()
-        sock = bind(host, port)
         pids = [_fork_worker(path, sock, i, certfile, keyfile, log_level) for i in range(workers)]
     actual = sock.getsockname()[1]
     scheme = "https" if certfile else "http"
@@ -87,24 +91,37 @@ def _worker(path, sock, index: int, certfile, keyfile, log_level) -> None:
     import uvicorn
 
     from fednb.domain.api.app import create_app
+    from fednb.domain.api.idle_server import DateHeader, IdleServer
     from fednb.domain.audit import sovereignty
-    from fednb.domain.run.runner import Runner
-    from fednb.domain.server import LIMITS, start_sandbox
-    from fednb.domain.store import serving
+    from fednb.domain.run import worker_template
+    from fednb.domain.run.runner import POLL_SECONDS, Runner
+    from fednb.domain.server import LIMITS, quiet, start_sandbox
+    from fednb.domain.store import outside_writes, serving
 
+    template = worker_template.fork_template(close=(sock.fileno(),))  # first, while single-threaded
     domain = Domain(path)
     held = serving.serving(domain.store)  # waits until the parent's recovery is over
     sandbox, isolation = start_sandbox(domain)
     sovereignty.watch(domain.path, isolation, domain.identity.fingerprint)
-    runner = Runner(domain, sandbox)
+    # the other processes' commits (a job queued by one, run by another) wake this one at once
+    outside = outside_writes.watcher(domain.path, domain.store, domain.changed)
+    watched = outside.start()
+    runner = Runner(domain, sandbox, poll_seconds=None if watched else POLL_SECONDS,
+                    worker_idle_seconds=domain.policy.requests.builtin_worker_idle_seconds,
+                    worker_spawn=template.spawn if template is not None else None)
     try:
         runner.start(recover=False)
         app = create_app(domain, isolation=isolation)
-        config = uvicorn.Config(app, log_level=log_level, access_log=False, ssl_certfile=certfile,
+        config = uvicorn.Config(DateHeader(app), log_level=log_level, access_log=False, ssl_certfile=certfile,
                                 ssl_keyfile=keyfile, lifespan="off", **LIMITS)
-        uvicorn.Server(config).run(sockets=[sock])
+        server = IdleServer(config)
+        quiet(app, server, runner, sandbox, outside, watched)
+        server.run(sockets=[sock])
     finally:
+        outside.close()
         runner.stop()
+        if template is not None:
+            template.close()
         if sandbox is not None:
             sandbox.close()
         domain.close()

@@ -23,8 +23,9 @@ async def _counters(request: HttpRequest) -> dict[str, Any]:
 
 @router.get("/v1/wakeups", tags=["owner"])
 async def wakeups(c: Owner, counters: Annotated[dict, Depends(_counters)]) -> dict[str, Any]:
-    """``runner``: times an idle job lane woke; ``long_polls``: times a waiting request re-read the
-    store; ``outside_writes``: commits by other processes (the CLI) that woke the server;
-    ``server``: wake-ups of the HTTP server's main loop; ``sandbox_starts`` and ``sandbox_running``:
-    the sandbox's fork server, started on demand; ``builtin_workers_running``: warm built-in workers."""
+    """``process``: the server process that answers (one of ``--workers N``); ``runner``: times an
+    idle job lane woke; ``long_polls``: times a waiting request re-read the store; ``outside_writes``:
+    commits by other processes (the CLI, the other ``--workers``) that woke the server; ``server``:
+    wake-ups of the HTTP server's main loop; ``sandbox_starts`` and ``sandbox_running``: the sandbox's
+    fork server, started on demand; ``builtin_workers_running``: warm built-in workers."""
     return counters

@@ -64,6 +64,7 @@ class Runner:
         self._threads: list[threading.Thread] = []
         self.custom = CustomCode(domain, sandbox)
         self._workers: list[Worker] = []
+        self._idle: set[int] = set()  # built-in lanes' workers (by id) not running a job now
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, *, recover: bool = True) -> None:
@@ -74,6 +75,7 @@ class Runner:
         self.domain.subscribe(self.wake)
         limits = self.builtin_limits()
         self._workers = [Worker(limits, self.worker_spawn) for _ in range(self.domain.policy.requests.builtin_workers)]
+        self._idle = {id(w) for w in self._workers}
         lanes = [("builtin", w) for w in self._workers] + [("sandbox", None)] * self.domain.policy.sandbox.workers
         for i, (lane, worker) in enumerate(lanes):
             t = threading.Thread(target=self._loop, args=(lane, worker), name=f"fednb-{lane}-{i}", daemon=True)
@@ -124,11 +126,12 @@ class Runner:
             with self._wake:
                 seen = self._generation
             try:
-                job = self._claim(lane) if self._queued(lane) else None
+                job = self._claim(lane) if self._queued(lane) and not self._defers(worker) else None
             except Exception:  # a locked or closing store must not kill the worker
                 log.exception("claiming a job failed")
                 job = None
             if job is None:
+                self._idle_again(worker)
                 if lane == "sandbox":
                     self.custom.close_idle_sessions()
                 self._sleep(seen, lane, worker)
@@ -141,7 +144,28 @@ class Runner:
                                                  "the owner can see the details in the server log")
             with self.domain.store.transaction() as tx:
                 self._finish(tx, job, job["request_id"], outcome)
+            self._idle_again(worker)
             self.domain.changed()
+
+    def _defers(self, worker: Worker | None) -> bool:
+        """A built-in lane without a running worker leaves the job to an idle lane that has one: a
+        worker's first job costs its start (a fork, DuckDB opening the data: tens of milliseconds
+        of CPU), so one domain's sequential statistics reuse one warm worker, and a hundred domains'
+        pooled calls do not start a second worker each. The lane that claims wakes the others
+        (:meth:`_claim` commits a change), so a second job still finds this lane."""
+        if worker is None:
+            return False
+        with self._wake:
+            deferring = not worker.running and any(
+                w.running for w in self._workers if w is not worker and id(w) in self._idle)
+            if not deferring:
+                self._idle.discard(id(worker))  # about to claim: busy until the job is finished
+        return deferring
+
+    def _idle_again(self, worker: Worker | None) -> None:
+        if worker is not None:
+            with self._wake:
+                self._idle.add(id(worker))
 
     def _queued(self, lane: str) -> bool:
         """A plain read first: most wake-ups (every commit wakes every lane) find nothing for this

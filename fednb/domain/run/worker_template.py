@@ -86,8 +86,10 @@ class WorkerTemplate:
             pass
 
 
-def fork_template() -> WorkerTemplate | None:
-    """Fork the template from this (single-threaded) process; None where that cannot be done safely."""
+def fork_template(close: tuple[int, ...] = ()) -> WorkerTemplate | None:
+    """Fork the template from this (single-threaded) process; None where that cannot be done safely.
+    ``close``: descriptors the template and its workers must not hold (a server's listening socket:
+    held by a process that never accepts, it would keep the port bound after the server died)."""
     if not usable() or threading.active_count() > 1:
         return None
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -101,6 +103,8 @@ def fork_template() -> WorkerTemplate | None:
         code = 0
         try:
             ours.close()
+            for fd in close:
+                os.close(fd)
             die_with_parent(signal.SIGKILL)
             _serve(theirs)
         except BaseException:
@@ -135,13 +139,21 @@ def _serve(sock: socket.socket) -> None:
         _fork_worker(sock, int(msg.get("memory_mb", 1024)), fds)
 
 
-def _warm() -> None:
-    """What every worker imports, once, here: the forks then start with it loaded."""
-    import formulaic  # noqa: F401
-    import pyarrow.parquet  # noqa: F401
+WARM = ("duckdb", "formulaic", "pyarrow.parquet", "fednb.domain.data.engines.factory",
+        "fednb.domain.data.engines.duckdb", "fednb.domain.run.builtins", "fednb.domain.run.workers")
 
-    from fednb.domain.data.datasets import DataCache  # noqa: F401
-    from fednb.domain.run import builtins  # noqa: F401
+
+def _warm() -> None:
+    """What every worker imports, once, here: the forks then start with it loaded. A module that is
+    missing (an optional engine) is left to the worker, which says so for the job that needs it: the
+    template must never die of it, or every worker would start as a fresh Python again."""
+    import importlib
+
+    for name in WARM:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
 
 def _fork_worker(sock: socket.socket, memory_mb: int, fds: list[int]) -> None:

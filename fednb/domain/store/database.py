@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fednb.domain.store import migrate
+from fednb.domain.store import commit_notices, migrate
 from fednb.errors import FednbError
 
 SQLITE_FILE = "domain.db"
@@ -172,6 +172,7 @@ class Store:
             try:
                 conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
                 yield conn
+                commit_notices.announce(conn)  # the other processes hear of it at commit, not by polling
             except BaseException:
                 if not conn.broken:  # a broken connection was rolled back by the server
                     conn.execute("ROLLBACK")

@@ -106,3 +106,14 @@ class OutsideWrites:
                 name = data[offset + _EVENT.size: offset + _EVENT.size + length].rstrip(b"\0")
                 ours = ours or self._ours(name)
                 offset += _EVENT.size + length
+
+
+def watcher(folder: str | os.PathLike, store, on_change: Callable[[], None]):
+    """What tells this process of other processes' commits to ``store``: the kernel for an SQLite
+    file, the database's own notices for PostgreSQL (:mod:`.commit_notices`). Call ``start()`` on
+    it; False there means nobody will tell, and the callers re-read the store on a timer."""
+    if store.dialect == "postgresql":
+        from fednb.domain.store.commit_notices import CommitNotices
+
+        return CommitNotices(store.url, on_change)
+    return OutsideWrites(folder, store.path.name if store.path is not None else "", on_change)
