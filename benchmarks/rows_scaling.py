@@ -3,7 +3,8 @@
 For each size (rows x 10 columns) the script writes a CSV under a temporary folder, registers it
 with ``fednb domain add-dataset`` (timed, peak RSS of that process), serves the domain and asks for
 each built-in through the real HTTP API (timed; the peak RSS of the server and all its worker
-processes, summed, polled every 50 ms), then does the same with plain DuckDB on the domain's
+processes, summed, polled every 50 ms; also their summed PSS, which counts the pages the forked
+workers share once), then does the same with plain DuckDB on the domain's
 Parquet file and with pandas on the CSV, each in a fresh process (its own peak RSS). Targets
 (issue 13): the domain's peak RSS under the policy's engine memory limit (1 GB) at 50M rows, and
 each built-in within 2x of plain DuckDB. Prints JSON lines; deletes its data on the way out.
@@ -47,14 +48,30 @@ def write_csv(path: Path, rows: int) -> None:
     con.close()
 
 
+def _pss(pid: int) -> int:
+    """Proportional set size in bytes: shared pages (the forked workers share the template's imports
+    copy-on-write) divided among the processes that share them, so a sum over processes counts each
+    page once. From ``smaps_rollup`` (Linux 4.14+); 0 where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) << 10
+    except OSError:
+        pass
+    return 0
+
+
 class PeakRss:
-    """Polls the summed RSS of a process and its descendants (a domain's server, its built-in workers
-    and sandbox helper) until stopped."""
+    """Polls a process and its descendants (a domain's server, its built-in workers, their template
+    and the sandbox helper) until stopped: the peak of their summed RSS (each shared page counted in
+    every process that maps it: an upper bound) and of their summed PSS (each page counted once)."""
 
     def __init__(self, pid: int, every: float = 0.05):
         import psutil
 
-        self.root, self.every, self.peak, self.largest = psutil.Process(pid), every, 0, {}
+        self.root, self.every, self.peak, self.peak_pss, self.largest = psutil.Process(pid), every, 0, 0, {}
+        self.processes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
@@ -65,16 +82,18 @@ class PeakRss:
         while not self._stop.is_set():
             try:
                 procs = [self.root, *self.root.children(recursive=True)]
-                total = 0
+                total = pss = 0
                 for p in procs:
                     try:
                         rss = p.memory_info().rss
                         total += rss
-                        name = " ".join(p.cmdline()[1:4])[-60:]
+                        pss += _pss(p.pid)
+                        name = f"{p.pid} " + " ".join(p.cmdline()[1:4])[-50:]
                         self.largest[name] = max(self.largest.get(name, 0), rss)
                     except psutil.Error:
                         pass
-                self.peak = max(self.peak, total)
+                self.peak, self.peak_pss = max(self.peak, total), max(self.peak_pss, pss)
+                self.processes = max(self.processes, len(procs))
             except psutil.Error:
                 pass
             self._stop.wait(self.every)
@@ -152,6 +171,7 @@ def domain_run(root: Path, csv: Path, rows: int, token: str, runs: int, skip_glm
                             **({"error": error} if error else {})})
         peak = watch.stop()
     out.append({"system": "fednb-domain", "measure": "serving", "peak_rss_mb": peak >> 20,
+                "peak_pss_mb": watch.peak_pss >> 20, "processes": watch.processes,
                 "peak_rss_mb_by_process": {k: v >> 20 for k, v in watch.largest.items()}})
 
 
@@ -237,10 +257,10 @@ def main() -> None:
                         lines.append(json.loads(line))
             plain = {ln["measure"]: ln["seconds"] for ln in lines if ln["system"] == "duckdb" and ln.get("seconds")}
             ours = {ln["measure"]: ln["seconds"] for ln in lines if ln["system"] == "fednb-domain" and ln.get("seconds")}
-            peak = max(ln.get("peak_rss_mb", 0) for ln in lines if ln["system"] == "fednb-domain"
-                       and ln["measure"] == "serving")
+            serving = next(ln for ln in lines if ln["system"] == "fednb-domain" and ln["measure"] == "serving")
             print(json.dumps({"benchmark": "rows_scaling", "rows": rows, "summary": True,
-                              "domain_serving_peak_rss_mb": peak,
+                              "domain_serving_peak_rss_mb": serving["peak_rss_mb"],
+                              "domain_serving_peak_pss_mb": serving["peak_pss_mb"],
                               "vs_plain_duckdb": {m: round(ours[m] / plain[m], 2) for m in ours if plain.get(m)}}),
                   flush=True)
         finally:
