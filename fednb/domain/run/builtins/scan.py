@@ -68,11 +68,19 @@ class Cells:
     def all_rows(self) -> BitMap:
         return BitMap.union(*self.rows) if self.rows else BitMap()
 
-    def evidence(self, hidden: np.ndarray) -> list[dict]:
-        """Each shown non-empty cell's rows, then the hidden cells' rows together (as ``cell_evidence``)."""
-        sets = [evidence(self.rows[c]) for c in range(self.counts.size) if self.counts[c] > 0 and not hidden[c]]
+    def evidence(self, hidden: np.ndarray, *, free: bool = False) -> list[dict]:
+        """Each shown non-empty cell's rows, then the hidden cells' rows together (as ``cell_evidence``).
+        ``free``: the table's last use; each cell's bitmap is dropped once serialized, so a table of
+        fifty million rows does not hold its bitmaps and their serialized copies at once."""
+        shown = [c for c in range(self.counts.size) if self.counts[c] > 0 and not hidden[c]]
+        hidden_rows = BitMap.union(*(self.rows[c] for c in np.flatnonzero(hidden))) if hidden.any() else BitMap()
+        sets = []
+        for c in shown:
+            sets.append(evidence(self.rows[c]))
+            if free:
+                self.rows[c] = BitMap()
         if (self.counts[hidden] > 0).any():
-            sets.append(evidence(BitMap.union(*(self.rows[c] for c in np.flatnonzero(hidden)))))
+            sets.append(evidence(hidden_rows))
         return sets
 
 

@@ -146,7 +146,7 @@ def histogram(a: BinArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
     disclosure.check_cohort(n, ctx.rules)
     hidden = disclosure.protect(cells.counts[None, :], ctx.rules, margins=(True, False))[0]
     ctx.evidence["rows"] = evidence(cells.all_rows())
-    ctx.evidence["cells"] = cells.evidence(hidden)
+    ctx.evidence["cells"] = cells.evidence(hidden, free=True)
     shown = [None if h else int(c) for c, h in zip(cells.counts, hidden)]
     return {"n": n, "edges": list(edges), "below": shown[0], "counts": shown[1:-1], "above": shown[-1],
             "suppressed": int(hidden.sum())}
@@ -183,7 +183,7 @@ def quantiles(a: BinArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
     for ids, values in _pieces(scan, a.column):
         groups.add(ids, np.searchsorted(np.asarray(kept_edges), values, side="right"))
     ctx.evidence["rows"] = evidence(groups.all_rows())
-    ctx.evidence["cells"] = groups.evidence(np.zeros(groups.counts.size, dtype=bool))
+    ctx.evidence["cells"] = groups.evidence(np.zeros(groups.counts.size, dtype=bool), free=True)
     return {"n": n, "edges": kept_edges, "below": [int(below[i]) for i in kept]}
 
 
@@ -220,9 +220,10 @@ def crosstab(a: CrosstabArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
     cells = Cells(table.size)
     cells.counts = table.reshape(-1).copy()
     cells.rows = [raw.rows[i * width + j] for i in keep_r for j in keep_c]
+    del raw  # the kept cells' bitmaps now live in ``cells`` alone, and are freed as they are serialized
     hidden = disclosure.protect(table, ctx.rules)
     ctx.evidence["rows"] = evidence(cells.all_rows())
-    ctx.evidence["cells"] = cells.evidence(hidden.reshape(-1))
+    ctx.evidence["cells"] = cells.evidence(hidden.reshape(-1), free=True)
     counts = [[None if hidden[i, j] else int(table[i, j]) for j in range(table.shape[1])]
               for i in range(table.shape[0])]
     labels = [[*p, *(["(other)"] if len(keep) > len(p) else [])] for p, keep in zip(publics, (keep_r, keep_c))]
