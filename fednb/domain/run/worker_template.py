@@ -136,12 +136,19 @@ def _serve(sock: socket.socket) -> None:
 
 
 def _warm() -> None:
-    """What every worker imports, once, here: the forks then start with it loaded."""
+    """What every worker imports, once, here: the forks then start with it loaded. The imported
+    objects are then frozen out of the garbage collector, whose passes would otherwise write to
+    (and so copy) every shared page in every worker."""
+    import gc
+
+    import duckdb  # noqa: F401
     import formulaic  # noqa: F401
     import pyarrow.parquet  # noqa: F401
 
-    from fednb.domain.data.datasets import DataCache  # noqa: F401
-    from fednb.domain.run import builtins  # noqa: F401
+    from fednb.domain.data.engines import factory  # noqa: F401
+    from fednb.domain.run import builtins, workers  # noqa: F401
+
+    gc.freeze()
 
 
 def _fork_worker(sock: socket.socket, memory_mb: int, fds: list[int]) -> None:
