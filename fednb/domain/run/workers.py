@@ -133,7 +133,10 @@ class Worker:
         if line is None:
             return self._stopped()
         try:
-            answer = json.loads(line)
+            # decoded here and the bytes dropped before parsing (json.loads would keep both alive
+            # beside its result): a reply of row sets is held twice at most, not three times
+            text, line = line.decode(), None
+            answer = json.loads(text)
         except ValueError:
             self.close()
             return Reply("error", reason="the built-in worker answered with something that is not JSON")
