@@ -4,6 +4,13 @@ A built-in asks for sums and counts in SQL and streams only the ids of the rows 
 (and behind each of its cells) in pieces, to build the Roaring bitmaps the differencing defence
 remembers (:mod:`fednb.domain.release.differencing`), so memory stays bounded whatever the table's
 length.
+
+The evidence is the costly part of a built-in over tens of millions of rows, so it is built the
+cheapest way that gives the same bitmap: a selection that is one run of rows (often every row) from
+its count, first and last id, with no id streamed; other ids as Arrow arrays straight into NumPy; a
+table's cells by a radix sort of each piece on narrow cell numbers. Measured and not used: DuckDB
+finding the runs itself (``rid - row_number()`` islands) costs twice the streaming of the ids, and
+``bitstring_agg`` per cell and container three times the streaming of ids and cell numbers.
 """
 
 from __future__ import annotations
