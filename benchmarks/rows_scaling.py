@@ -3,8 +3,11 @@
 For each size (rows x 10 columns) the script writes a CSV under a temporary folder, registers it
 with ``fednb domain add-dataset`` (timed, peak RSS of that process), serves the domain and asks for
 each built-in through the real HTTP API (timed; the peak RSS of the server and all its worker
-processes, summed, polled every 50 ms), then does the same with plain DuckDB on the domain's
-Parquet file and with pandas on the CSV, each in a fresh process (its own peak RSS). Targets
+processes, summed, polled every 50 ms; also their summed PSS, which counts the pages the forked
+workers share once), then does the same with plain DuckDB on the domain's
+Parquet file and with pandas on the CSV, each in a fresh process (its own peak RSS). Each answer
+also has its CPU seconds (the domain's server and workers summed; the plain process's own): on a
+shared machine wall time counts waiting for a core, CPU time only the work. Targets
 (issue 13): the domain's peak RSS under the policy's engine memory limit (1 GB) at 50M rows, and
 each built-in within 2x of plain DuckDB. Prints JSON lines; deletes its data on the way out.
 
@@ -47,14 +50,30 @@ def write_csv(path: Path, rows: int) -> None:
     con.close()
 
 
+def _pss(pid: int) -> int:
+    """Proportional set size in bytes: shared pages (the forked workers share the template's imports
+    copy-on-write) divided among the processes that share them, so a sum over processes counts each
+    page once. From ``smaps_rollup`` (Linux 4.14+); 0 where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) << 10
+    except OSError:
+        pass
+    return 0
+
+
 class PeakRss:
-    """Polls the summed RSS of a process and its descendants (a domain's server, its built-in workers
-    and sandbox helper) until stopped."""
+    """Polls a process and its descendants (a domain's server, its built-in workers, their template
+    and the sandbox helper) until stopped: the peak of their summed RSS (each shared page counted in
+    every process that maps it: an upper bound) and of their summed PSS (each page counted once)."""
 
     def __init__(self, pid: int, every: float = 0.05):
         import psutil
 
-        self.root, self.every, self.peak, self.largest = psutil.Process(pid), every, 0, {}
+        self.root, self.every, self.peak, self.peak_pss, self.largest = psutil.Process(pid), every, 0, 0, {}
+        self.processes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
@@ -65,16 +84,18 @@ class PeakRss:
         while not self._stop.is_set():
             try:
                 procs = [self.root, *self.root.children(recursive=True)]
-                total = 0
+                total = pss = 0
                 for p in procs:
                     try:
                         rss = p.memory_info().rss
                         total += rss
-                        name = " ".join(p.cmdline()[1:4])[-60:]
+                        pss += _pss(p.pid)
+                        name = f"{p.pid} " + " ".join(p.cmdline()[1:4])[-50:]
                         self.largest[name] = max(self.largest.get(name, 0), rss)
                     except psutil.Error:
                         pass
-                self.peak = max(self.peak, total)
+                self.peak, self.peak_pss = max(self.peak, total), max(self.peak_pss, pss)
+                self.processes = max(self.processes, len(procs))
             except psutil.Error:
                 pass
             self._stop.wait(self.every)
@@ -83,6 +104,25 @@ class PeakRss:
         self._stop.set()
         self._thread.join()
         return self.peak
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by a process and its living descendants: on a shared
+    machine the stable measure of work (wall time also counts waiting for a core)."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        pass
+    return total
 
 
 def timed_process(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
@@ -139,19 +179,21 @@ def domain_run(root: Path, csv: Path, rows: int, token: str, runs: int, skip_glm
             for i in range(2):  # start both built-in workers (their imports are not a built-in's time)
                 ds.count(where=f"k >= {-100 - i}")
             for name, ask in asks.items():
-                times, error = [], None
+                times, cpus, error = [], [], None
                 for i in range(runs):
-                    start = time.perf_counter()
+                    start, cpu = time.perf_counter(), cpu_seconds(servers[0].pid)
                     try:
                         ask(f"k >= {-1 - i}")  # a new request each run, over every row
                     except Exception as exc:  # a limit that stopped it is a result too
                         error = str(exc).splitlines()[-1][:300]
                         break
                     times.append(time.perf_counter() - start)
+                    cpus.append(cpu_seconds(servers[0].pid) - cpu)
                 out.append({"system": "fednb-domain", "measure": name, "seconds": round(min(times), 3) if times else None,
-                            **({"error": error} if error else {})})
+                            "cpu_seconds": round(min(cpus), 3) if cpus else None, **({"error": error} if error else {})})
         peak = watch.stop()
     out.append({"system": "fednb-domain", "measure": "serving", "peak_rss_mb": peak >> 20,
+                "peak_pss_mb": watch.peak_pss >> 20, "processes": watch.processes,
                 "peak_rss_mb_by_process": {k: v >> 20 for k, v in watch.largest.items()}})
 
 
@@ -159,9 +201,11 @@ def baseline(system: str, path: str, skip_glm: bool) -> None:
     """Runs in its own process: the same four answers with plain DuckDB or pandas, one JSON line each."""
     import numpy as np
 
+    cpu = [0.0]
+
     def emit(measure: str, start: float) -> None:
-        print(json.dumps({"system": system, "measure": measure, "seconds": round(time.perf_counter() - start, 3)}),
-              flush=True)
+        print(json.dumps({"system": system, "measure": measure, "seconds": round(time.perf_counter() - start, 3),
+                          "cpu_seconds": round(time.process_time() - cpu[0], 3)}), flush=True)
 
     if system == "duckdb":
         import duckdb
@@ -171,28 +215,28 @@ def baseline(system: str, path: str, skip_glm: bool) -> None:
         for measure, sql in [("count", f"SELECT count(*) FROM {src} WHERE {KEEP_ALL}"),
                              ("mean", f"SELECT avg(x1) FROM {src} WHERE {KEEP_ALL} AND x1 IS NOT NULL"),
                              ("crosstab", f"SELECT g, h, count(*) FROM {src} WHERE {KEEP_ALL} GROUP BY g, h")]:
-            start = time.perf_counter()
+            start, cpu[0] = time.perf_counter(), time.process_time()
             con.execute(sql).fetchall()
             emit(measure, start)
         if not skip_glm:
             terms = ["1", *COVARIATES]
             sums = [f"sum({a} * {b})" for i, a in enumerate(terms) for b in terms[i:]] + [f"sum({a} * y)" for a in terms]
-            start = time.perf_counter()
+            start, cpu[0] = time.perf_counter(), time.process_time()
             con.execute(f"SELECT {', '.join(sums)} FROM {src} WHERE {KEEP_ALL}").fetchall()
             emit("glm", start)
     else:
         import pandas as pd
 
-        start = time.perf_counter()
+        start, cpu[0] = time.perf_counter(), time.process_time()
         df = pd.read_csv(path)
         emit("load", start)
         for measure, fn in [("count", lambda s: len(s)), ("mean", lambda s: s["x1"].mean()),
                             ("crosstab", lambda s: pd.crosstab(s["g"], s["h"]))]:
-            start = time.perf_counter()
+            start, cpu[0] = time.perf_counter(), time.process_time()
             fn(df[df["k"] >= -1])
             emit(measure, start)
         if not skip_glm:
-            start = time.perf_counter()
+            start, cpu[0] = time.perf_counter(), time.process_time()
             rows = df[df["k"] >= -1]
             X = np.column_stack([np.ones(len(rows)), rows[COVARIATES].to_numpy()])
             np.linalg.solve(X.T @ X, X.T @ rows["y"].to_numpy())
@@ -235,13 +279,18 @@ def main() -> None:
                 for line in out.splitlines():
                     if line.strip():
                         lines.append(json.loads(line))
-            plain = {ln["measure"]: ln["seconds"] for ln in lines if ln["system"] == "duckdb" and ln.get("seconds")}
-            ours = {ln["measure"]: ln["seconds"] for ln in lines if ln["system"] == "fednb-domain" and ln.get("seconds")}
-            peak = max(ln.get("peak_rss_mb", 0) for ln in lines if ln["system"] == "fednb-domain"
-                       and ln["measure"] == "serving")
+            def measured(system: str, key: str) -> dict:
+                return {ln["measure"]: ln[key] for ln in lines if ln["system"] == system and ln.get(key)}
+
+            plain, ours = measured("duckdb", "seconds"), measured("fednb-domain", "seconds")
+            plain_cpu, ours_cpu = measured("duckdb", "cpu_seconds"), measured("fednb-domain", "cpu_seconds")
+            serving = next(ln for ln in lines if ln["system"] == "fednb-domain" and ln["measure"] == "serving")
             print(json.dumps({"benchmark": "rows_scaling", "rows": rows, "summary": True,
-                              "domain_serving_peak_rss_mb": peak,
-                              "vs_plain_duckdb": {m: round(ours[m] / plain[m], 2) for m in ours if plain.get(m)}}),
+                              "domain_serving_peak_rss_mb": serving["peak_rss_mb"],
+                              "domain_serving_peak_pss_mb": serving["peak_pss_mb"],
+                              "vs_plain_duckdb": {m: round(ours[m] / plain[m], 2) for m in ours if plain.get(m)},
+                              "cpu_vs_plain_duckdb": {m: round(ours_cpu[m] / plain_cpu[m], 2) for m in ours_cpu
+                                                      if plain_cpu.get(m)}}),
                   flush=True)
         finally:
             shutil.rmtree(root, ignore_errors=True)

@@ -146,7 +146,10 @@ WARM = ("duckdb", "formulaic", "pyarrow.parquet", "fednb.domain.data.engines.fac
 def _warm() -> None:
     """What every worker imports, once, here: the forks then start with it loaded. A module that is
     missing (an optional engine) is left to the worker, which says so for the job that needs it: the
-    template must never die of it, or every worker would start as a fresh Python again."""
+    template must never die of it, or every worker would start as a fresh Python again. The imported
+    objects are then frozen out of the garbage collector, whose passes would otherwise write to (and
+    so copy) every shared page in every worker."""
+    import gc
     import importlib
 
     for name in WARM:
@@ -154,6 +157,7 @@ def _warm() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+    gc.freeze()
 
 
 def _fork_worker(sock: socket.socket, memory_mb: int, fds: list[int]) -> None:

@@ -133,7 +133,10 @@ class Worker:
         if line is None:
             return self._stopped()
         try:
-            answer = json.loads(line)
+            # decoded here and the bytes dropped before parsing (json.loads would keep both alive
+            # beside its result): a reply of row sets is held twice at most, not three times
+            text, line = line.decode(), None
+            answer = json.loads(text)
         except ValueError:
             self.close()
             return Reply("error", reason="the built-in worker answered with something that is not JSON")
@@ -156,13 +159,12 @@ class Worker:
                                              "was stopped")
         return Reply("killed", reason=f"its worker process ended unexpectedly (exit status {code})")
 
-    def _read_line(self, deadline: float) -> bytes | None:
+    def _read_line(self, deadline: float) -> bytearray | None:
         """One line from the worker before ``deadline``; None when it is late, dead or too long."""
         proc = self._proc
         fd = proc.stdout.fileno()
         self._too_long = False
-        chunks: list[bytes] = []
-        size = 0
+        line = bytearray()  # grown in place: a reply of row sets is held once, not as pieces and a joined copy
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -174,11 +176,10 @@ class Worker:
             if not chunk:
                 proc.wait()
                 return None
-            chunks.append(chunk)
-            size += len(chunk)
+            line += chunk
             if chunk.endswith(b"\n"):
-                return b"".join(chunks)
-            if size > MAX_REPLY_BYTES:
+                return line
+            if len(line) > MAX_REPLY_BYTES:
                 self._too_long = True
                 return None
 
@@ -290,7 +291,18 @@ def main(memory_mb: int) -> None:
     _limit_memory(memory_mb)
 
     def reply(answer: dict[str, Any]) -> None:
-        out.write(json.dumps(answer, allow_nan=False).encode() + b"\n")
+        # The row sets (``evidence``: strings and counts, megabytes at tens of millions of rows) go
+        # out piece by piece, not also built as one string and then its bytes; the rest is encoded
+        # first, so a result JSON cannot carry raises before anything is written.
+        evidence = answer.pop("evidence", None)
+        head = json.dumps(answer, allow_nan=False).encode()
+        if evidence is None:
+            out.write(head + b"\n")
+        else:
+            out.write(head[:-1] + b', "evidence": ')
+            for piece in json.JSONEncoder(allow_nan=False).iterencode(evidence):
+                out.write(piece.encode())
+            out.write(b"}\n")
         out.flush()
 
     reply({"status": "ready"})

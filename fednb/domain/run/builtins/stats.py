@@ -25,7 +25,7 @@ from fednb.domain.data.engines.base import ROW_ID
 from fednb.domain.release import disclosure
 from fednb.domain.release.disclosure import Blocked
 from fednb.domain.run.builtins.registry import Args, Context, increasing, register
-from fednb.domain.run.builtins.scan import Cells, Scan, evidence, magnitude_reason
+from fednb.domain.run.builtins.scan import SPAN, Cells, Scan, evidence, magnitude_reason, magnitude_settled
 from fednb.errors import InvalidInput
 from fednb.locale import N_
 
@@ -69,17 +69,26 @@ def _values(scan: Scan, name: str) -> tuple[str, str]:
 def _pieces(scan: Scan, name: str):
     """(row ids, values) of the selected rows where ``name`` has a value, piece by piece."""
     value, present = _values(scan, name)
-    for piece in scan.stream(f"{value} AS v", extra=present):
-        yield piece[ROW_ID].to_numpy(), piece["v"].to_numpy(dtype=float)
+    for piece in scan.arrays(f"{value} AS v", extra=present):
+        yield piece[ROW_ID], piece["v"].astype(float, copy=False)
 
 
-def _sums(scan: Scan, expr: str, params: list, present: str, ctx: Context) -> tuple[int, float, float, list]:
-    """(count, sum, sum of absolute values, the largest absolute values) of ``expr`` over the selection."""
+def _sums(scan: Scan, expr: str, params: list, present: str, ctx: Context) -> tuple[int, float, float, list, tuple]:
+    """(count, sum, sum of absolute values, the largest absolute values, the selection's span) of
+    ``expr`` over the selection, in one pass; the few largest values in a second pass only when the
+    largest alone cannot already show that the magnitude rules hold (:func:`magnitude_settled`)."""
+    n, total, total_abs, largest, first, last = scan.one(
+        f"count(*), sum({expr}), sum(abs({expr})), max(abs({expr})), {SPAN}", [*params, *params, *params],
+        extra=present)
+    n, span = int(n), (n, first, last)
+    if n == 0:
+        return 0, 0.0, 0.0, [], span
+    total, total_abs, largest = float(total), float(total_abs), float(largest)
+    if magnitude_settled(n, total_abs, largest, ctx.rules):
+        return n, total, total_abs, [largest], span
     top = max(ctx.rules.safe_nk_n, 2)
-    n, total, total_abs, tops = scan.one(f"count(*), sum({expr}), sum(abs({expr})), max(abs({expr}), {top})",
-                                         [*params, *params, *params], extra=present)
-    tops = list(tops) if isinstance(tops, (list, tuple, np.ndarray)) else []  # NULL: no rows
-    return int(n), (float(total) if n else 0.0), (float(total_abs) if n else 0.0), tops
+    (tops,) = scan.one(f"max(abs({expr}), {top})", params, extra=present)
+    return n, total, total_abs, list(tops), span
 
 
 def _check_magnitude(n: int, total_abs: float, tops: list, ctx: Context, what: str) -> None:
@@ -101,10 +110,10 @@ def count(a: CountArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
 
 def _moments(a: ColumnArgs, scan: Scan, ctx: Context, what: str) -> tuple[int, float]:
     value, present = _values(scan, a.column)
-    n, total, total_abs, tops = _sums(scan, value, [], present, ctx)
+    n, total, total_abs, tops, span = _sums(scan, value, [], present, ctx)
     disclosure.check_cohort(n, ctx.rules)
     _check_magnitude(n, total_abs, tops, ctx, N_("the {what} of {column!r}").format(what=what, column=a.column))
-    ctx.evidence["rows"] = evidence(scan.rows(present))
+    ctx.evidence["rows"] = evidence(scan.rows(present, span))
     return n, total
 
 
@@ -123,7 +132,7 @@ def variance(a: ColumnArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
     m = total / n
     value, present = _values(scan, a.column)
     # M2 is a sum too: one outlier's squared deviation can dominate it and give that value away
-    _, m2, m2_abs, tops = _sums(scan, f"(({value} - CAST(? AS DOUBLE)) ^ 2)", [m], present, ctx)
+    _, m2, m2_abs, tops, _ = _sums(scan, f"(({value} - CAST(? AS DOUBLE)) ^ 2)", [m], present, ctx)
     _check_magnitude(n, m2_abs, tops, ctx, N_("the variance of {column!r}").format(column=a.column))
     return {"n": n, "mean": m, "m2": m2}
 
@@ -137,7 +146,7 @@ def histogram(a: BinArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
     disclosure.check_cohort(n, ctx.rules)
     hidden = disclosure.protect(cells.counts[None, :], ctx.rules, margins=(True, False))[0]
     ctx.evidence["rows"] = evidence(cells.all_rows())
-    ctx.evidence["cells"] = cells.evidence(hidden)
+    ctx.evidence["cells"] = cells.evidence(hidden, free=True)
     shown = [None if h else int(c) for c, h in zip(cells.counts, hidden)]
     return {"n": n, "edges": list(edges), "below": shown[0], "counts": shown[1:-1], "above": shown[-1],
             "suppressed": int(hidden.sum())}
@@ -174,7 +183,7 @@ def quantiles(a: BinArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
     for ids, values in _pieces(scan, a.column):
         groups.add(ids, np.searchsorted(np.asarray(kept_edges), values, side="right"))
     ctx.evidence["rows"] = evidence(groups.all_rows())
-    ctx.evidence["cells"] = groups.evidence(np.zeros(groups.counts.size, dtype=bool))
+    ctx.evidence["cells"] = groups.evidence(np.zeros(groups.counts.size, dtype=bool), free=True)
     return {"n": n, "edges": kept_edges, "below": [int(below[i]) for i in kept]}
 
 
@@ -200,8 +209,8 @@ def crosstab(a: CrosstabArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
     width = len(publics[1]) + 1
     raw = Cells((len(publics[0]) + 1) * width)
     present = f"{scan.schema.present(a.row)} AND {scan.schema.present(a.col)}"
-    for piece in scan.stream(f"{r_sql} AS r, {c_sql} AS c", [*r_params, *c_params], extra=present):
-        raw.add(piece[ROW_ID].to_numpy(), piece["r"].to_numpy(np.int64) * width + piece["c"].to_numpy(np.int64))
+    for piece in scan.arrays(f"{r_sql} * {width} + {c_sql} AS cell", [*r_params, *c_params], extra=present):
+        raw.add(piece[ROW_ID], piece["cell"])
     n = int(raw.counts.sum())
     disclosure.check_cohort(n, ctx.rules)
     grid = raw.counts.reshape(-1, width)
@@ -211,9 +220,10 @@ def crosstab(a: CrosstabArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
     cells = Cells(table.size)
     cells.counts = table.reshape(-1).copy()
     cells.rows = [raw.rows[i * width + j] for i in keep_r for j in keep_c]
+    del raw  # the kept cells' bitmaps now live in ``cells`` alone, and are freed as they are serialized
     hidden = disclosure.protect(table, ctx.rules)
     ctx.evidence["rows"] = evidence(cells.all_rows())
-    ctx.evidence["cells"] = cells.evidence(hidden.reshape(-1))
+    ctx.evidence["cells"] = cells.evidence(hidden.reshape(-1), free=True)
     counts = [[None if hidden[i, j] else int(table[i, j]) for j in range(table.shape[1])]
               for i in range(table.shape[0])]
     labels = [[*p, *(["(other)"] if len(keep) > len(p) else [])] for p, keep in zip(publics, (keep_r, keep_c))]
