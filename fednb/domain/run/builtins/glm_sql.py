@@ -1,0 +1,269 @@
+"""One IRLS step of the ``glm`` built-in as aggregate queries in the dataset's engine, out of core.
+
+The same numbers as the in-memory path of :mod:`fednb.domain.run.builtins.glm` (McCullagh & Nelder,
+*Generalized Linear Models*, 2nd ed. 1989, §2.5): for the coefficients β the analyst sends, the
+engine computes η = Xβ, μ, the working weights w and response z of the family row by row, and sums
+w·xᵢ·xⱼ (i ≤ j), w·xᵢ·z, the deviance, Pearson's χ², the log-likelihood and y in one streaming
+pass, so memory stays bounded whatever the table's length (DuckDB spills, PostgreSQL and Spark
+aggregate in their own process). The design's columns come from :mod:`.design_sql`; β and every
+other analyst value are ``?`` parameters.
+
+The disclosure checks read SQL aggregates and decide as the in-memory ones do:
+
+- rows off a column's most common value (:func:`_off_mode`): with n ≥ 2k - 1 rows, a value that
+  all but at most k - 1 rows share is both the k-th smallest and the k-th largest value, so a column
+  whose k-th smallest and k-th largest values differ has at least k rows off its mode, and otherwise
+  the count of that one value decides; smaller selections count every value;
+- dominance and p% on each column's sum, from the count, the total of absolute values and the
+  largest absolute values (:func:`fednb.domain.run.builtins.scan.magnitude_reason`);
+- each agreed level's rows, by a ``GROUP BY`` over the rows kept.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import weakref
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+from pyroaring import BitMap
+
+from fednb.domain.data.engines.base import ROW_ID
+from fednb.domain.release import disclosure
+from fednb.domain.run.builtins import design_sql
+from fednb.domain.run.builtins.design_sql import FINITE, Expr, SqlDesign, fill
+from fednb.domain.run.builtins.scan import Scan, bitmap, evidence, magnitude_reason
+from fednb.locale import N_
+
+EPS = repr(float(np.finfo(float).eps))
+#: above this many design columns the p(p+1)/2 sums make one query too long to plan; the in-memory path runs
+MAX_SQL_COLUMNS = 100
+
+
+def rows_query(d: SqlDesign, scan: Scan) -> Expr:
+    """The kept rows of the selection: row id, design columns x0.., outcome y and raw categorical c0.."""
+    cols = [Expr(f"{ROW_ID} AS rid"), *(fill(f"{{e}} AS x{i}", e=e) for i, e in enumerate(d.columns)),
+            fill("{e} AS y", e=d.outcome), *(Expr(f"{ident} AS c{i}") for i, ident in enumerate(d.categorical.values()))]
+    select = ", ".join(c.text for c in cols)
+    inner = Expr(f"SELECT {select} FROM data WHERE ({scan.test}) AND {d.present.text}",
+                 (*(p for c in cols for p in c.params), *scan.params, *d.present.params))
+    finite = " AND ".join(f"abs({x}) <= {FINITE}" for x in [*(f"x{i}" for i in range(len(d.columns))), "y"])
+    return fill(f"SELECT * FROM ({{inner}}) AS kept WHERE {finite}", inner=inner)
+
+
+def _ln(x: str) -> str:
+    return f"CASE WHEN {x} > 0 THEN ln({x}) END"
+
+
+def _ylogy(y: str, mu: str) -> str:
+    """y log(y / μ), 0 where y is 0 (NULL where μ is 0 and y is not, as NumPy's infinity)."""
+    y, mu = f"({y})", f"({mu})"
+    return f"CASE WHEN {y} > 0 THEN (CASE WHEN {mu} > 0 THEN {y} * ln({y} / {mu}) END) ELSE 0.0 END"
+
+
+def _mu(family: str, beta: list[float] | None, p: int) -> tuple[Expr, str]:
+    """(η as SQL over x0.. and y with β as parameters, μ as SQL over eta), as ``glm.FAMILIES``."""
+    if beta is None:  # the family's start: μ from y, then η = link(μ)
+        start = {"gaussian": "y", "binomial": "((y + 0.5) / 2)", "poisson": "(y + 0.1)"}[family]
+        link = {"gaussian": start, "binomial": _ln(f"({start} / (1 - {start}))"), "poisson": _ln(start)}[family]
+        return Expr(link), start
+    eta = Expr("(" + " + ".join(f"CAST(? AS DOUBLE) * x{i}" for i in range(p)) + ")", tuple(float(b) for b in beta))
+    expit = "CASE WHEN eta >= 0 THEN 1 / (1 + exp(- eta)) ELSE exp(eta) / (1 + exp(eta)) END"
+    mu = {"gaussian": "eta", "binomial": f"greatest(least({expit}, 1 - {EPS}), {EPS})",
+          "poisson": f"CASE WHEN eta <= {design_sql.EXP_LIMIT} THEN exp(eta) END"}[family]
+    return eta, mu
+
+
+def checks_query(rows: Expr, p: int, k: int, top: int) -> Expr:
+    """The aggregates the disclosure checks read, which do not depend on β: counts, the ends of the
+    row ids, the outcome's kind, and per column the total and largest absolute values and its k
+    smallest and k largest values."""
+    aggregates = [("n", "count(*)"), ("first", "min(rid)"), ("last", "max(rid)"),
+                  ("not_binary", "sum(CASE WHEN y = 0 OR y = 1 THEN 0 ELSE 1 END)"),
+                  ("negative", "sum(CASE WHEN y < 0 THEN 1 ELSE 0 END)")]
+    for name in [*(f"x{i}" for i in range(p)), "y"]:
+        aggregates += [(f"abs_{name}", f"sum(abs({name}))"), (f"top_{name}", f"max(abs({name}), {top})"),
+                       (f"low_{name}", f"min({name}, {k})"), (f"high_{name}", f"max({name}, {k})")]
+    select = ", ".join(f"{sql} AS {name}" for name, sql in aggregates)
+    return fill(f"SELECT {select} FROM ({{rows}}) AS r", rows=rows)
+
+
+def irls_query(rows: Expr, family: str, beta: list[float] | None, p: int) -> Expr:
+    """One IRLS step's sums over the kept rows at ``beta`` (None: the family's start), and ``bad``,
+    the rows where a working quantity is not finite (NumPy's inf or NaN, NULL here)."""
+    eta, mu = _mu(family, beta, p)
+    gprime, variance = {"gaussian": ("1.0", "1.0"), "binomial": ("mu * (1 - mu)", "mu * (1 - mu)"),
+                        "poisson": ("mu", "mu")}[family]
+    deviance = {"gaussian": "(y - mu) * (y - mu)",
+                "binomial": f"2 * (({_ylogy('y', 'mu')}) + ({_ylogy('1 - y', '1 - mu')}))",
+                "poisson": f"2 * (({_ylogy('y', 'mu')}) - (y - mu))"}[family]
+    loglik = {"gaussian": None, "binomial": "y * ln(mu) + (1 - y) * ln(1 - mu)",
+              "poisson": "CASE WHEN y > 0 THEN (CASE WHEN mu > 0 THEN y * ln(mu) END) ELSE 0.0 END - mu"}[family]
+    per_row = ["w * z AS wz", "(y - mu) * (y - mu) / NULLIF(v, 0) AS pearson", f"{deviance} AS dev",
+               *([f"{loglik} AS ll"] if loglik else [])]
+    with_mu = fill(f"SELECT *, {mu} AS mu FROM (SELECT *, {{eta}} AS eta FROM ({{rows}}) AS d) AS e", eta=eta, rows=rows)
+    with_g = fill(f"SELECT *, {gprime} AS g, {variance} AS v FROM ({{mu}}) AS f", mu=with_mu)
+    with_w = fill("SELECT *, g * g / NULLIF(v, 0) AS w, eta + (y - mu) / NULLIF(g, 0) AS z FROM ({g}) AS h", g=with_g)
+    with_all = fill(f"SELECT *, {', '.join(per_row)} FROM ({{w}}) AS i", w=with_w)
+    finite = " AND ".join(f"abs({q}) <= {FINITE}" for q in ["w", "z", "wz", "pearson", "dev", *(["ll"] if loglik else [])])
+    xs = [f"x{i}" for i in range(p)]
+    aggregates = [("bad", f"sum(CASE WHEN {finite} THEN 0 ELSE 1 END)")]
+    # (xᵢ·w)·xⱼ and xᵢ·(w·z): the products in the in-memory path's order
+    aggregates += [(f"xwx_{i}_{j}", f"sum({xs[i]} * w * {xs[j]})") for i in range(p) for j in range(i, p)]
+    aggregates += [(f"xwz_{i}", f"sum({xs[i]} * wz)") for i in range(p)]
+    aggregates += [("deviance", "sum(dev)"), ("pearson_chi2", "sum(pearson)"), ("y_sum", "sum(y)")]
+    if loglik:
+        aggregates.append(("loglik", "sum(ll)"))
+    select = ", ".join(f"{sql} AS {name}" for name, sql in aggregates)
+    return fill(f"SELECT {select} FROM ({{q}}) AS j", q=with_all)
+
+
+def one(scan: Scan, query: Expr) -> dict[str, Any]:
+    """The one row of an aggregate query, by lower-case column name."""
+    frame = scan.engine.query(query.text, list(query.params))
+    return {str(c).lower(): frame[c].iloc[0] for c in frame.columns}
+
+
+def _values(value: Any) -> list[float]:
+    """A list aggregate's values (NULL when there were no rows)."""
+    return [float(v) for v in value] if isinstance(value, (list, tuple, np.ndarray)) else []
+
+
+def _blocked_small(alias: str, name: str, k: int) -> disclosure.Blocked:
+    where = N_("the outcome") if alias == "y" else N_("the model column {name!r}").format(name=name)
+    return disclosure.Blocked(
+        N_("{where} differs from its most common value on fewer than {k} rows here, under the minimum "
+           "cell count; merge rare levels, drop the term or widen the selection").format(where=where, k=k))
+
+
+def _off_mode(scan: Scan, rows: Expr, stats: dict[str, Any], columns: dict[str, str], k: int) -> None:
+    """Refuse a column (or the outcome) with 1..k-1 rows off its most common value (see the module)."""
+    n = int(stats["n"])
+    candidates: dict[str, float] = {}
+    for alias in columns:
+        low, high = _values(stats[f"low_{alias}"]), _values(stats[f"high_{alias}"])
+        if n < 2 * k - 1:
+            counts = scan.engine.query(
+                f"SELECT max(c) AS c FROM (SELECT count(*) AS c FROM ({rows.text}) AS r GROUP BY {alias}) AS g",
+                list(rows.params))
+            if int(n - counts["c"].iloc[0]) in range(1, k):
+                raise _blocked_small(alias, columns[alias], k)
+        elif low[0] != high[0] and low[k - 1] == high[k - 1]:
+            candidates[alias] = low[k - 1]
+    if candidates:
+        sums = ", ".join(f"sum(CASE WHEN {alias} = ? THEN 1 ELSE 0 END) AS {alias}" for alias in candidates)
+        found = one(scan, Expr(f"SELECT {sums} FROM ({rows.text}) AS r", (*candidates.values(), *rows.params)))
+        for alias in candidates:
+            if int(n - found[alias]) in range(1, k):
+                raise _blocked_small(alias, columns[alias], k)
+
+
+def _magnitudes(stats: dict[str, Any], columns: dict[str, str], rules) -> None:
+    n = int(stats["n"])
+    for alias, name in columns.items():
+        reason = magnitude_reason(n, float(stats[f"abs_{alias}"] or 0.0), _values(stats[f"top_{alias}"]), rules)
+        if reason is not None:
+            where = "the outcome" if alias == "y" else f"the model column {name!r}"
+            raise disclosure.Blocked(N_("{what} cannot be released: {reason}, so it would reveal one row's value; "
+                                        "widen the selection or use a column no row dominates").format(
+                what=f"the sums of {where}", reason=reason))
+
+
+def _gammaln_sum(scan: Scan, rows: Expr) -> float:
+    """Σ log Γ(y + 1) over the kept rows, from the counts of each outcome value (scipy's gammaln, as
+    the in-memory path; PostgreSQL and Spark have no lgamma)."""
+    from scipy.special import gammaln
+
+    counts = scan.engine.query(f"SELECT y, count(*) AS c FROM ({rows.text}) AS r GROUP BY y", list(rows.params))
+    return float(np.sum(gammaln(counts["y"].to_numpy(dtype=float) + 1) * counts["c"].to_numpy(dtype=float)))
+
+
+def _level_counts(scan: Scan, rows: Expr, d: SqlDesign, k: int) -> None:
+    for i, name in enumerate(d.categorical):
+        counts = scan.engine.query(f"SELECT count(*) AS c FROM ({rows.text}) AS r GROUP BY c{i}", list(rows.params))
+        c = counts["c"].to_numpy()
+        if ((c > 0) & (c < k)).any():
+            raise disclosure.Blocked(N_("a level of {name!r} has fewer than {k} rows here, under the minimum "
+                                        "cell count; merge rare levels or leave them out of levels=").format(
+                name=name, k=k))
+
+
+def _rows_evidence(scan: Scan, rows: Expr, n: int, first: Any, last: Any) -> dict[str, Any]:
+    """The kept rows' ids as the differencing defence's record; one run of ids is known from its ends."""
+    whole = BitMap()
+    if n and int(last) - int(first) + 1 == n:
+        whole.add_range(int(first), int(last) + 1)
+        return evidence(whole)
+    for piece in scan.engine.batches(f"SELECT rid FROM ({rows.text}) AS r", list(rows.params)):
+        whole |= bitmap(piece["rid"].to_numpy())
+    return evidence(whole)
+
+
+class Facts:
+    """What one design over one selection shows whatever β is: the checks' aggregates, the rows the
+    filter selects, the small-groups verdict, the rows' evidence and Σ log Γ(y + 1). A fit asks for
+    them every round; each is computed once (per engine over a file the domain holds, see
+    :func:`facts`)."""
+
+    def __init__(self, scan: Scan, rows: Expr, d: SqlDesign, rules: Any):
+        self.rows, self.d, self.rules = rows, d, rules
+        self.stats = one(scan, checks_query(rows, len(d.names), rules.min_cell_count, max(rules.safe_nk_n, 2)))
+        self.n = int(self.stats["n"])
+        self.selected = int(scan.one("count(*)")[0])
+        self._verdict: list[str | None] = []
+        self._evidence: dict[str, Any] | None = None
+        self._gammaln: float | None = None
+
+    def check_small_groups(self, scan: Scan) -> None:
+        """The in-memory ``_check_small_groups`` from aggregates: rows off the mode, dominance, levels."""
+        if not self._verdict:
+            try:
+                columns = {**{f"x{i}": name for i, name in enumerate(self.d.names)}, "y": "y"}
+                _off_mode(scan, self.rows, self.stats, columns, self.rules.min_cell_count)
+                _magnitudes(self.stats, columns, self.rules)
+                _level_counts(scan, self.rows, self.d, self.rules.min_cell_count)
+                self._verdict.append(None)
+            except disclosure.Blocked as exc:
+                self._verdict.append(str(exc))
+        if self._verdict[0] is not None:
+            raise disclosure.Blocked(self._verdict[0])
+
+    def evidence(self, scan: Scan) -> dict[str, Any]:
+        if self._evidence is None:
+            self._evidence = _rows_evidence(scan, self.rows, self.n, self.stats["first"], self.stats["last"])
+        return self._evidence
+
+    def gammaln(self, scan: Scan) -> float:
+        if self._gammaln is None:
+            self._gammaln = _gammaln_sum(scan, self.rows)
+        return self._gammaln
+
+
+_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_cache_lock = threading.Lock()
+CACHED_FACTS = 8  # per engine: the designs of the fits under way
+
+
+def facts(scan: Scan, d: SqlDesign, rules: Any) -> Facts:
+    """The :class:`Facts` of ``d`` over the scan's selection, kept for the next rounds only while
+    the engine reads a Parquet file the domain holds: a worker reopens it (a new engine, a new cache)
+    when the file changes, whereas an owner's database table may change under the same engine."""
+    from fednb.domain.data.engines.duckdb import ParquetEngine
+
+    rows = rows_query(d, scan)
+    if not isinstance(scan.engine, ParquetEngine):
+        return Facts(scan, rows, d, rules)
+    key = (rows.text, rows.params, json.dumps(rules.model_dump(), sort_keys=True, default=str))
+    with _cache_lock:
+        kept = _cache.setdefault(scan.engine, OrderedDict())
+        if key in kept:
+            kept.move_to_end(key)
+            return kept[key]
+    found = Facts(scan, rows, d, rules)
+    with _cache_lock:
+        kept[key] = found
+        while len(kept) > CACHED_FACTS:
+            kept.popitem(last=False)
+    return found
