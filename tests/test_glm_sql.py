@@ -302,3 +302,30 @@ def test_levels_and_coefficients_stay_values_and_overflow_is_reported_not_raised
             assert released(overflow)["finite"] is False
     finally:
         live.server.stop()
+
+
+def test_the_step_on_postgres_equals_the_parquet_copy(table, postgres_database, monkeypatch):
+    """The same SQL, translated, on the owner's PostgreSQL table: the same numbers and refusals."""
+    from fednb.domain.data.engines.postgres import PostgresEngine
+    from tests.pg_tables import write_table
+
+    frame, local = table
+    write_table(postgres_database, "clinic", frame)
+    remote = PostgresEngine(postgres_database, "clinic")
+    try:
+        for formula, family, levels in FORMULAS:
+            args = {"formula": formula, "family": family, "levels": levels,
+                    "where": [{"column": "age", "op": ">", "value": 25}]}
+            expected, expected_evidence = in_engine(local, args)
+            got, evidence = in_engine(remote, args, monkeypatch=monkeypatch)
+            assert_same(got, expected)
+            assert evidence["rows"]["rows"] == expected_evidence["rows"]["rows"]
+            step = {"beta": solve(expected)}
+            assert_same(in_engine(remote, args, step, monkeypatch=monkeypatch)[0], in_engine(local, args, step)[0])
+        blocked = {"formula": "sbp ~ age + C(ward)", "family": "gaussian", "levels": {"ward": ["icu", "cardio"]},
+                   "where": [{"column": "age", "op": "<", "value": 24}]}
+        rules = DisclosureSection(min_cohort=5, safe_dof_threshold=1, max_parameters_per_row=1, min_cell_count=10)
+        refusal = in_engine(remote, blocked, rules=rules)[0]
+        assert isinstance(refusal, str) and refusal == in_engine(local, blocked, rules=rules)[0]
+    finally:
+        remote.close()

@@ -37,8 +37,11 @@ from fednb.domain.data.engines import sql
 FINITE = "1.7976931348623157e308"
 #: exp(x) is finite for x up to log(DBL_MAX); above it NumPy gives inf (and PostgreSQL an error)
 EXP_LIMIT = "709.782712893384"
-_FUNCTIONS = {"log": ("ln", "> 0"), "log2": ("log2", "> 0"), "log10": ("log10", "> 0"), "sqrt": ("sqrt", ">= 0"),
-              "exp": ("exp", f"<= {EXP_LIMIT}"), "abs": ("abs", None)}
+#: typed constants: PostgreSQL reads ``1.0`` as NUMERIC, whose sums come back as decimals
+ONE, ZERO = "CAST(1 AS DOUBLE)", "CAST(0 AS DOUBLE)"
+# log2 and log10 as ratios of ln: sqlglot writes them LOG(b, x), which PostgreSQL has only for NUMERIC
+_FUNCTIONS = {"log": ("ln({a})", "> 0"), "log2": ("(ln({a}) / ln(2))", "> 0"), "log10": ("(ln({a}) / ln(10))", "> 0"),
+              "sqrt": ("sqrt({a})", ">= 0"), "exp": ("exp({a})", f"<= {EXP_LIMIT}"), "abs": ("abs({a})", None)}
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ def _factor(expr: str, reduced: bool, spec: formulas.Spec, schema: sql.Schema,
         ident = schema.column(name)
         coded = levels[name][1:] if reduced else levels[name]
         label = "T." if reduced else ""
-        return [(f"{expr}[{label}{level}]", Expr(f"CASE WHEN {ident} = ? THEN 1.0 ELSE 0.0 END", (level,)))
+        return [(f"{expr}[{label}{level}]", Expr(f"CASE WHEN {ident} = ? THEN {ONE} ELSE {ZERO} END", (level,)))
                 for level in coded]
     if reduced:
         raise Untranslatable(expr)
@@ -183,7 +186,7 @@ def _factor(expr: str, reduced: bool, spec: formulas.Spec, schema: sql.Schema,
 
 def _product(parts: list[Expr]) -> Expr:
     if not parts:
-        return Expr("1.0")
+        return Expr(ONE)
     if len(parts) == 1:
         return parts[0]
     return Expr("(" + " * ".join(p.text for p in parts) + ")", tuple(v for p in parts for v in p.params))
@@ -222,10 +225,8 @@ def _numeric(node: ast.AST, spec: formulas.Spec, schema: sql.Schema, levels: dic
         if fn == "I":
             return inner
         if fn in _FUNCTIONS:
-            sql_name, domain = _FUNCTIONS[fn]
-            if domain is None:
-                return fill(f"{sql_name}({{a}})", a=inner)
-            return fill(f"CASE WHEN {{a}} {domain} THEN {sql_name}({{a}}) END", a=inner)
+            template, domain = _FUNCTIONS[fn]
+            return fill(template if domain is None else f"CASE WHEN {{a}} {domain} THEN {template} END", a=inner)
     raise Untranslatable(ast.dump(node)[:80])
 
 

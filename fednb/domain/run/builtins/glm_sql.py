@@ -33,7 +33,7 @@ from pyroaring import BitMap
 from fednb.domain.data.engines.base import ROW_ID
 from fednb.domain.release import disclosure
 from fednb.domain.run.builtins import design_sql
-from fednb.domain.run.builtins.design_sql import FINITE, Expr, SqlDesign, fill
+from fednb.domain.run.builtins.design_sql import FINITE, ONE, ZERO, Expr, SqlDesign, fill
 from fednb.domain.run.builtins.scan import Scan, bitmap, evidence, magnitude_reason
 from fednb.locale import N_
 
@@ -60,7 +60,7 @@ def _ln(x: str) -> str:
 def _ylogy(y: str, mu: str) -> str:
     """y log(y / μ), 0 where y is 0 (NULL where μ is 0 and y is not, as NumPy's infinity)."""
     y, mu = f"({y})", f"({mu})"
-    return f"CASE WHEN {y} > 0 THEN (CASE WHEN {mu} > 0 THEN {y} * ln({y} / {mu}) END) ELSE 0.0 END"
+    return f"CASE WHEN {y} > 0 THEN (CASE WHEN {mu} > 0 THEN {y} * ln({y} / {mu}) END) ELSE {ZERO} END"
 
 
 def _mu(family: str, beta: list[float] | None, p: int) -> tuple[Expr, str]:
@@ -94,13 +94,13 @@ def irls_query(rows: Expr, family: str, beta: list[float] | None, p: int) -> Exp
     """One IRLS step's sums over the kept rows at ``beta`` (None: the family's start), and ``bad``,
     the rows where a working quantity is not finite (NumPy's inf or NaN, NULL here)."""
     eta, mu = _mu(family, beta, p)
-    gprime, variance = {"gaussian": ("1.0", "1.0"), "binomial": ("mu * (1 - mu)", "mu * (1 - mu)"),
+    gprime, variance = {"gaussian": (ONE, ONE), "binomial": ("mu * (1 - mu)", "mu * (1 - mu)"),
                         "poisson": ("mu", "mu")}[family]
     deviance = {"gaussian": "(y - mu) * (y - mu)",
                 "binomial": f"2 * (({_ylogy('y', 'mu')}) + ({_ylogy('1 - y', '1 - mu')}))",
                 "poisson": f"2 * (({_ylogy('y', 'mu')}) - (y - mu))"}[family]
     loglik = {"gaussian": None, "binomial": "y * ln(mu) + (1 - y) * ln(1 - mu)",
-              "poisson": "CASE WHEN y > 0 THEN (CASE WHEN mu > 0 THEN y * ln(mu) END) ELSE 0.0 END - mu"}[family]
+              "poisson": f"CASE WHEN y > 0 THEN (CASE WHEN mu > 0 THEN y * ln(mu) END) ELSE {ZERO} END - mu"}[family]
     per_row = ["w * z AS wz", "(y - mu) * (y - mu) / NULLIF(v, 0) AS pearson", f"{deviance} AS dev",
                *([f"{loglik} AS ll"] if loglik else [])]
     with_mu = fill(f"SELECT *, {mu} AS mu FROM (SELECT *, {{eta}} AS eta FROM ({{rows}}) AS d) AS e", eta=eta, rows=rows)
