@@ -152,7 +152,7 @@ def glm_in_engine(a: GlmArgs, scan: Any, ctx: Context) -> dict[str, Any]:
     if d is None or len(d.names) > glm_sql.MAX_SQL_COLUMNS:
         return glm(a, scan.frame(used_columns(a, scan.schema.columns)), ctx)
     rules, p, family = ctx.rules, len(d.names), FAMILIES[a.family]
-    known = glm_sql.facts(scan, d, rules)
+    known, sums = glm_sql.step(scan, d, rules, a.family, a.beta)
     n = known.n
     disclosure.check_cohort(n, rules, N_("the rows with every model column present"))
     _check_size(n, p, rules)
@@ -165,7 +165,7 @@ def glm_in_engine(a: GlmArgs, scan: Any, ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {"n": n, **_dropped(known.selected - n, rules), "columns": d.names}
     if a.beta is not None and not np.all(np.isfinite(a.beta)):
         return {**out, "finite": False}
-    stats = glm_sql.one(scan, glm_sql.irls_query(known.rows, a.family, a.beta, p))
+    stats = sums()
     if stats["bad"]:
         return {**out, "finite": False}
     loglik = stats.get("loglik")

@@ -8,15 +8,9 @@ pass, so memory stays bounded whatever the table's length (DuckDB spills, Postgr
 aggregate in their own process). The design's columns come from :mod:`.design_sql`; β and every
 other analyst value are ``?`` parameters.
 
-The disclosure checks read SQL aggregates and decide as the in-memory ones do:
-
-- rows off a column's most common value (:func:`_off_mode`): with n ≥ 2k - 1 rows, a value that
-  all but at most k - 1 rows share is both the k-th smallest and the k-th largest value, so a column
-  whose k-th smallest and k-th largest values differ has at least k rows off its mode, and otherwise
-  the count of that one value decides; smaller selections count every value;
-- dominance and p% on each column's sum, from the count, the total of absolute values and the
-  largest absolute values (:func:`fednb.domain.run.builtins.scan.magnitude_reason`);
-- each agreed level's rows, by a ``GROUP BY`` over the rows kept.
+The disclosure checks' aggregates (:mod:`.glm_sql_checks`) come from the same pass on a fit's
+first round, and with the rows' evidence they are kept for the next rounds while the engine reads a
+file the domain holds, so a later round is one pass over the rows.
 """
 
 from __future__ import annotations
@@ -32,10 +26,9 @@ from pyroaring import BitMap
 
 from fednb.domain.data.engines.base import ROW_ID
 from fednb.domain.release import disclosure
-from fednb.domain.run.builtins import design_sql
+from fednb.domain.run.builtins import design_sql, glm_sql_checks
 from fednb.domain.run.builtins.design_sql import FINITE, ONE, ZERO, Expr, SqlDesign, fill
-from fednb.domain.run.builtins.scan import Scan, bitmap, evidence, magnitude_reason
-from fednb.locale import N_
+from fednb.domain.run.builtins.scan import Scan, bitmap, evidence
 
 EPS = repr(float(np.finfo(float).eps))
 #: above this many design columns the p(p+1)/2 sums make one query too long to plan; the in-memory path runs
@@ -76,23 +69,10 @@ def _mu(family: str, beta: list[float] | None, p: int) -> tuple[Expr, str]:
     return eta, mu
 
 
-def checks_query(rows: Expr, p: int, k: int, top: int) -> Expr:
-    """The aggregates the disclosure checks read, which do not depend on β: counts, the ends of the
-    row ids, the outcome's kind, and per column the total and largest absolute values and its k
-    smallest and k largest values."""
-    aggregates = [("n", "count(*)"), ("first", "min(rid)"), ("last", "max(rid)"),
-                  ("not_binary", "sum(CASE WHEN y = 0 OR y = 1 THEN 0 ELSE 1 END)"),
-                  ("negative", "sum(CASE WHEN y < 0 THEN 1 ELSE 0 END)")]
-    for name in [*(f"x{i}" for i in range(p)), "y"]:
-        aggregates += [(f"abs_{name}", f"sum(abs({name}))"), (f"top_{name}", f"max(abs({name}), {top})"),
-                       (f"low_{name}", f"min({name}, {k})"), (f"high_{name}", f"max({name}, {k})")]
-    select = ", ".join(f"{sql} AS {name}" for name, sql in aggregates)
-    return fill(f"SELECT {select} FROM ({{rows}}) AS r", rows=rows)
-
-
-def irls_query(rows: Expr, family: str, beta: list[float] | None, p: int) -> Expr:
+def irls_query(rows: Expr, family: str, beta: list[float] | None, p: int, checks: bool = False) -> Expr:
     """One IRLS step's sums over the kept rows at ``beta`` (None: the family's start), and ``bad``,
-    the rows where a working quantity is not finite (NumPy's inf or NaN, NULL here)."""
+    the rows where a working quantity is not finite (NumPy's inf or NaN, NULL here); with
+    ``checks``, the disclosure checks' aggregates in the same pass."""
     eta, mu = _mu(family, beta, p)
     gprime, variance = {"gaussian": (ONE, ONE), "binomial": ("mu * (1 - mu)", "mu * (1 - mu)"),
                         "poisson": ("mu", "mu")}[family]
@@ -116,59 +96,10 @@ def irls_query(rows: Expr, family: str, beta: list[float] | None, p: int) -> Exp
     aggregates += [("deviance", "sum(dev)"), ("pearson_chi2", "sum(pearson)"), ("y_sum", "sum(y)")]
     if loglik:
         aggregates.append(("loglik", "sum(ll)"))
+    if checks:
+        aggregates += glm_sql_checks.aggregates(p)
     select = ", ".join(f"{sql} AS {name}" for name, sql in aggregates)
     return fill(f"SELECT {select} FROM ({{q}}) AS j", q=with_all)
-
-
-def one(scan: Scan, query: Expr) -> dict[str, Any]:
-    """The one row of an aggregate query, by lower-case column name."""
-    frame = scan.engine.query(query.text, list(query.params))
-    return {str(c).lower(): frame[c].iloc[0] for c in frame.columns}
-
-
-def _values(value: Any) -> list[float]:
-    """A list aggregate's values (NULL when there were no rows)."""
-    return [float(v) for v in value] if isinstance(value, (list, tuple, np.ndarray)) else []
-
-
-def _blocked_small(alias: str, name: str, k: int) -> disclosure.Blocked:
-    where = N_("the outcome") if alias == "y" else N_("the model column {name!r}").format(name=name)
-    return disclosure.Blocked(
-        N_("{where} differs from its most common value on fewer than {k} rows here, under the minimum "
-           "cell count; merge rare levels, drop the term or widen the selection").format(where=where, k=k))
-
-
-def _off_mode(scan: Scan, rows: Expr, stats: dict[str, Any], columns: dict[str, str], k: int) -> None:
-    """Refuse a column (or the outcome) with 1..k-1 rows off its most common value (see the module)."""
-    n = int(stats["n"])
-    candidates: dict[str, float] = {}
-    for alias in columns:
-        low, high = _values(stats[f"low_{alias}"]), _values(stats[f"high_{alias}"])
-        if n < 2 * k - 1:
-            counts = scan.engine.query(
-                f"SELECT max(c) AS c FROM (SELECT count(*) AS c FROM ({rows.text}) AS r GROUP BY {alias}) AS g",
-                list(rows.params))
-            if int(n - counts["c"].iloc[0]) in range(1, k):
-                raise _blocked_small(alias, columns[alias], k)
-        elif low[0] != high[0] and low[k - 1] == high[k - 1]:
-            candidates[alias] = low[k - 1]
-    if candidates:
-        sums = ", ".join(f"sum(CASE WHEN {alias} = ? THEN 1 ELSE 0 END) AS {alias}" for alias in candidates)
-        found = one(scan, Expr(f"SELECT {sums} FROM ({rows.text}) AS r", (*candidates.values(), *rows.params)))
-        for alias in candidates:
-            if int(n - found[alias]) in range(1, k):
-                raise _blocked_small(alias, columns[alias], k)
-
-
-def _magnitudes(stats: dict[str, Any], columns: dict[str, str], rules) -> None:
-    n = int(stats["n"])
-    for alias, name in columns.items():
-        reason = magnitude_reason(n, float(stats[f"abs_{alias}"] or 0.0), _values(stats[f"top_{alias}"]), rules)
-        if reason is not None:
-            where = "the outcome" if alias == "y" else f"the model column {name!r}"
-            raise disclosure.Blocked(N_("{what} cannot be released: {reason}, so it would reveal one row's value; "
-                                        "widen the selection or use a column no row dominates").format(
-                what=f"the sums of {where}", reason=reason))
 
 
 def _gammaln_sum(scan: Scan, rows: Expr) -> float:
@@ -178,16 +109,6 @@ def _gammaln_sum(scan: Scan, rows: Expr) -> float:
 
     counts = scan.engine.query(f"SELECT y, count(*) AS c FROM ({rows.text}) AS r GROUP BY y", list(rows.params))
     return float(np.sum(gammaln(counts["y"].to_numpy(dtype=float) + 1) * counts["c"].to_numpy(dtype=float)))
-
-
-def _level_counts(scan: Scan, rows: Expr, d: SqlDesign, k: int) -> None:
-    for i, name in enumerate(d.categorical):
-        counts = scan.engine.query(f"SELECT count(*) AS c FROM ({rows.text}) AS r GROUP BY c{i}", list(rows.params))
-        c = counts["c"].to_numpy()
-        if ((c > 0) & (c < k)).any():
-            raise disclosure.Blocked(N_("a level of {name!r} has fewer than {k} rows here, under the minimum "
-                                        "cell count; merge rare levels or leave them out of levels=").format(
-                name=name, k=k))
 
 
 def _rows_evidence(scan: Scan, rows: Expr, n: int, first: Any, last: Any) -> dict[str, Any]:
@@ -201,29 +122,27 @@ def _rows_evidence(scan: Scan, rows: Expr, n: int, first: Any, last: Any) -> dic
     return evidence(whole)
 
 
+one = glm_sql_checks.one
+
+
 class Facts:
     """What one design over one selection shows whatever β is: the checks' aggregates, the rows the
     filter selects, the small-groups verdict, the rows' evidence and Σ log Γ(y + 1). A fit asks for
     them every round; each is computed once (per engine over a file the domain holds, see
     :func:`facts`)."""
 
-    def __init__(self, scan: Scan, rows: Expr, d: SqlDesign, rules: Any):
-        self.rows, self.d, self.rules = rows, d, rules
-        self.stats = one(scan, checks_query(rows, len(d.names), rules.min_cell_count, max(rules.safe_nk_n, 2)))
-        self.n = int(self.stats["n"])
+    def __init__(self, scan: Scan, rows: Expr, d: SqlDesign, rules: Any, stats: dict[str, Any]):
+        self.rows, self.d, self.rules, self.stats = rows, d, rules, stats
+        self.n = int(stats["n"])
         self.selected = int(scan.one("count(*)")[0])
         self._verdict: list[str | None] = []
         self._evidence: dict[str, Any] | None = None
         self._gammaln: float | None = None
 
     def check_small_groups(self, scan: Scan) -> None:
-        """The in-memory ``_check_small_groups`` from aggregates: rows off the mode, dominance, levels."""
         if not self._verdict:
             try:
-                columns = {**{f"x{i}": name for i, name in enumerate(self.d.names)}, "y": "y"}
-                _off_mode(scan, self.rows, self.stats, columns, self.rules.min_cell_count)
-                _magnitudes(self.stats, columns, self.rules)
-                _level_counts(scan, self.rows, self.d, self.rules.min_cell_count)
+                glm_sql_checks.check_small_groups(scan, self.rows, self.d, self.stats, self.rules)
                 self._verdict.append(None)
             except disclosure.Blocked as exc:
                 self._verdict.append(str(exc))
@@ -246,24 +165,29 @@ _cache_lock = threading.Lock()
 CACHED_FACTS = 8  # per engine: the designs of the fits under way
 
 
-def facts(scan: Scan, d: SqlDesign, rules: Any) -> Facts:
-    """The :class:`Facts` of ``d`` over the scan's selection, kept for the next rounds only while
-    the engine reads a Parquet file the domain holds: a worker reopens it (a new engine, a new cache)
-    when the file changes, whereas an owner's database table may change under the same engine."""
+def step(scan: Scan, d: SqlDesign, rules: Any, family: str, beta: list[float] | None) -> tuple[Facts, Any]:
+    """The :class:`Facts` of ``d`` over the scan's selection, and a function giving the IRLS step's
+    sums at ``beta``. On a first round both come from one pass; the facts are kept for the next
+    rounds only while the engine reads a Parquet file the domain holds: a worker reopens it (a new
+    engine, a new cache) when the file changes, whereas an owner's database table may change under
+    the same engine."""
     from fednb.domain.data.engines.duckdb import ParquetEngine
 
-    rows = rows_query(d, scan)
-    if not isinstance(scan.engine, ParquetEngine):
-        return Facts(scan, rows, d, rules)
+    rows, p = rows_query(d, scan), len(d.names)
+    cacheable = isinstance(scan.engine, ParquetEngine)
     key = (rows.text, rows.params, json.dumps(rules.model_dump(), sort_keys=True, default=str))
     with _cache_lock:
-        kept = _cache.setdefault(scan.engine, OrderedDict())
+        kept = _cache.setdefault(scan.engine, OrderedDict()) if cacheable else OrderedDict()
         if key in kept:
             kept.move_to_end(key)
-            return kept[key]
-    found = Facts(scan, rows, d, rules)
-    with _cache_lock:
-        kept[key] = found
-        while len(kept) > CACHED_FACTS:
-            kept.popitem(last=False)
-    return found
+            known = kept[key]
+            return known, lambda: one(scan, irls_query(rows, family, beta, p))
+    usable = beta is None or (len(beta) == p and bool(np.all(np.isfinite(beta))))
+    stats = one(scan, irls_query(rows, family, beta if usable else None, p, checks=True))
+    known = Facts(scan, rows, d, rules, stats)
+    if cacheable:
+        with _cache_lock:
+            kept[key] = known
+            while len(kept) > CACHED_FACTS:
+                kept.popitem(last=False)
+    return known, lambda: stats
