@@ -75,6 +75,7 @@ class SqlDesign:
     outcome: Expr
     present: Expr  # every used column present, categorical values among the agreed public levels
     categorical: dict[str, str] = field(default_factory=dict)  # column -> its quoted identifier
+    binary: list[bool] = field(default_factory=list)  # per column: 0/1 by construction (intercept, dummies)
 
 
 class Untranslatable(Exception):
@@ -104,6 +105,7 @@ def _compile(spec: formulas.Spec, schema: sql.Schema, asked: dict[str, list], pu
         raise Untranslatable("a categorical term without levels")
     names: list[str] = []
     columns: list[Expr] = []
+    binary: list[bool] = []
     for scoped_terms, expected in _structure(spec.formula, json.dumps(levels, sort_keys=True, default=str)):
         term_names = []
         for factors in scoped_terms:
@@ -111,8 +113,9 @@ def _compile(spec: formulas.Spec, schema: sql.Schema, asked: dict[str, list], pu
             # formulaic's order: the first factor varies fastest
             for combination in itertools.product(*reversed(parts)):
                 chosen = list(reversed(combination))
-                term_names.append(":".join(n for n, _ in chosen) or "Intercept")
-                columns.append(_product([e for _, e in chosen]))
+                term_names.append(":".join(n for n, _, _ in chosen) or "Intercept")
+                columns.append(_product([e for _, e, _ in chosen]))
+                binary.append(all(indicator for _, _, indicator in chosen))
         if term_names != list(expected):
             raise Untranslatable("column names differ from formulaic's")
         names += term_names
@@ -124,7 +127,7 @@ def _compile(spec: formulas.Spec, schema: sql.Schema, asked: dict[str, list], pu
                      if allowed else Expr("false"))
     present = Expr(" AND ".join(t.text for t in tests) or "true", tuple(p for t in tests for p in t.params))
     return SqlDesign(names, columns, Expr(schema.numeric(spec.outcome)), present,
-                     {name: schema.column(name) for name in levels})
+                     {name: schema.column(name) for name in levels}, binary)
 
 
 def _same_kind(sql_type: str, values: list) -> bool:
@@ -161,8 +164,8 @@ def _structure(formula: str, levels_json: str) -> tuple:
 
 
 def _factor(expr: str, reduced: bool, spec: formulas.Spec, schema: sql.Schema,
-            levels: dict[str, list]) -> list[tuple[str, Expr]]:
-    """(column name, SQL) for each column one factor contributes to a term."""
+            levels: dict[str, list]) -> list[tuple[str, Expr, bool]]:
+    """(column name, SQL, whether it is a 0/1 indicator) for each column one factor contributes to a term."""
     try:
         node = ast.parse(expr, mode="eval").body
     except SyntaxError:
@@ -177,11 +180,11 @@ def _factor(expr: str, reduced: bool, spec: formulas.Spec, schema: sql.Schema,
         ident = schema.column(name)
         coded = levels[name][1:] if reduced else levels[name]
         label = "T." if reduced else ""
-        return [(f"{expr}[{label}{level}]", Expr(f"CASE WHEN {ident} = ? THEN {ONE} ELSE {ZERO} END", (level,)))
+        return [(f"{expr}[{label}{level}]", Expr(f"CASE WHEN {ident} = ? THEN {ONE} ELSE {ZERO} END", (level,)), True)
                 for level in coded]
     if reduced:
         raise Untranslatable(expr)
-    return [(expr, _numeric(node, spec, schema, levels))]
+    return [(expr, _numeric(node, spec, schema, levels), False)]
 
 
 def _product(parts: list[Expr]) -> Expr:

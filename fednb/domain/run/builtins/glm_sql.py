@@ -69,10 +69,11 @@ def _mu(family: str, beta: list[float] | None, p: int) -> tuple[Expr, str]:
     return eta, mu
 
 
-def irls_query(rows: Expr, family: str, beta: list[float] | None, p: int, checks: bool = False) -> Expr:
+def irls_query(rows: Expr, family: str, beta: list[float] | None, p: int,
+               checks: list[bool] | None = None) -> Expr:
     """One IRLS step's sums over the kept rows at ``beta`` (None: the family's start), and ``bad``,
     the rows where a working quantity is not finite (NumPy's inf or NaN, NULL here); with
-    ``checks``, the disclosure checks' aggregates in the same pass."""
+    ``checks`` (which columns are 0/1), the disclosure checks' aggregates in the same pass."""
     eta, mu = _mu(family, beta, p)
     gprime, variance = {"gaussian": (ONE, ONE), "binomial": ("mu * (1 - mu)", "mu * (1 - mu)"),
                         "poisson": ("mu", "mu")}[family]
@@ -96,8 +97,8 @@ def irls_query(rows: Expr, family: str, beta: list[float] | None, p: int, checks
     aggregates += [("deviance", "sum(dev)"), ("pearson_chi2", "sum(pearson)"), ("y_sum", "sum(y)")]
     if loglik:
         aggregates.append(("loglik", "sum(ll)"))
-    if checks:
-        aggregates += glm_sql_checks.aggregates(p)
+    if checks is not None:
+        aggregates += glm_sql_checks.aggregates(checks)
     select = ", ".join(f"{sql} AS {name}" for name, sql in aggregates)
     return fill(f"SELECT {select} FROM ({{q}}) AS j", q=with_all)
 
@@ -183,8 +184,8 @@ def step(scan: Scan, d: SqlDesign, rules: Any, family: str, beta: list[float] | 
             known = kept[key]
             return known, lambda: one(scan, irls_query(rows, family, beta, p))
     usable = beta is None or (len(beta) == p and bool(np.all(np.isfinite(beta))))
-    stats = one(scan, irls_query(rows, family, beta if usable else None, p, checks=True))
-    known = Facts(scan, rows, d, rules, stats)
+    stats = one(scan, irls_query(rows, family, beta if usable else None, p, checks=d.binary))
+    known = Facts(scan, rows, d, rules, glm_sql_checks.complete(dict(stats), d.binary))
     if cacheable:
         with _cache_lock:
             kept[key] = known

@@ -34,23 +34,38 @@ from fednb.locale import N_
 EPS = float(np.finfo(float).eps)
 
 
-def aggregates(p: int) -> list[tuple[str, str]]:
+def aggregates(binary: list[bool]) -> list[tuple[str, str]]:
     """(name, SQL) of what one pass gives the checks: counts, the row ids' ends, the outcome's kind,
-    and per column x0.. and y its sum, sum of squares, ends and sum of absolute values."""
+    and per column x0.. and y its sum, sum of squares, ends and sum of absolute values (of a 0/1
+    column only its sum, the count of ones: :func:`complete` derives the rest)."""
     out = [("n", "count(*)"), ("first", "min(rid)"), ("last", "max(rid)"),
            ("not_binary", "sum(CASE WHEN y = 0 OR y = 1 THEN 0 ELSE 1 END)"),
            ("negative", "sum(CASE WHEN y < 0 THEN 1 ELSE 0 END)")]
-    for name in [*(f"x{i}" for i in range(p)), "y"]:
-        out += [(f"s1_{name}", f"sum({name})"), (f"s2_{name}", f"sum({name} * {name})"),
+    out += [(f"s1_{name}", f"sum({name})") for name in [*(f"x{i}" for i in range(len(binary))), "y"]]
+    for name in [*(f"x{i}" for i, is_binary in enumerate(binary) if not is_binary), "y"]:
+        out += [(f"s2_{name}", f"sum({name} * {name})"),
                 (f"lo_{name}", f"min({name})"), (f"hi_{name}", f"max({name})"), (f"abs_{name}", f"sum(abs({name}))")]
     return out
+
+
+def complete(stats: dict[str, Any], binary: list[bool]) -> dict[str, Any]:
+    """The aggregates of each 0/1 column from its count of ones: sum of squares and of absolute
+    values are that count, its ends 0 and 1 where both occur."""
+    n = int(stats["n"])
+    for i, is_binary in enumerate(binary):
+        if is_binary:
+            ones = _number(stats[f"s1_x{i}"])
+            stats.update({f"s2_x{i}": ones, f"abs_x{i}": ones, f"lo_x{i}": 0.0 if ones < n else 1.0,
+                          f"hi_x{i}": 1.0 if ones > 0 else 0.0})
+    return stats
 
 
 def check_small_groups(scan: Scan, rows: Expr, d: SqlDesign, stats: dict[str, Any], rules: Any) -> None:
     """Raise ``Blocked`` as the in-memory checks would: rows off the mode, then dominance, then levels."""
     columns = {**{f"x{i}": name for i, name in enumerate(d.names)}, "y": "y"}
-    _off_mode(scan, rows, stats, columns, rules.min_cell_count)
-    _magnitudes(scan, rows, stats, columns, rules)
+    binary = {f"x{i}" for i, is_binary in enumerate(d.binary) if is_binary}
+    _off_mode(scan, rows, stats, columns, binary, rules.min_cell_count)
+    _magnitudes(scan, rows, stats, columns, binary, rules)
     _level_counts(scan, rows, d, rules.min_cell_count)
 
 
@@ -86,12 +101,19 @@ def _blocked_small(alias: str, name: str, k: int) -> disclosure.Blocked:
            "cell count; merge rare levels, drop the term or widen the selection").format(where=where, k=k))
 
 
-def _off_mode(scan: Scan, rows: Expr, stats: dict[str, Any], columns: dict[str, str], k: int) -> None:
+def _off_mode(scan: Scan, rows: Expr, stats: dict[str, Any], columns: dict[str, str], binary: set[str],
+              k: int) -> None:
     n = int(stats["n"])
     if n == 0:
         return
-    unsettled = [alias for alias in columns if stats[f"lo_{alias}"] != stats[f"hi_{alias}"]
-                 and not _spread_settles(stats, alias, n, k)]
+    unsettled = []
+    for alias in columns:
+        if alias in binary:  # a 0/1 column's most common value is the more frequent of the two
+            ones = int(_number(stats[f"s1_{alias}"]))
+            if n - max(ones, n - ones) in range(1, k):
+                raise _blocked_small(alias, columns[alias], k)
+        elif stats[f"lo_{alias}"] != stats[f"hi_{alias}"] and not _spread_settles(stats, alias, n, k):
+            unsettled.append(alias)
     if not unsettled:
         return
     if n < 2 * k - 1:
@@ -117,10 +139,13 @@ def _off_mode(scan: Scan, rows: Expr, stats: dict[str, Any], columns: dict[str, 
                 raise _blocked_small(alias, columns[alias], k)
 
 
-def _magnitudes(scan: Scan, rows: Expr, stats: dict[str, Any], columns: dict[str, str], rules: Any) -> None:
+def _magnitudes(scan: Scan, rows: Expr, stats: dict[str, Any], columns: dict[str, str], binary: set[str],
+                rules: Any) -> None:
     n, nk, top = int(stats["n"]), rules.safe_nk_n, max(rules.safe_nk_n, 2)
     unsettled = []
     for alias in columns:
+        if alias in binary:  # its largest values are ones, as many as it has (up to top)
+            continue
         total = _number(stats[f"abs_{alias}"])
         first = max(abs(_number(stats[f"lo_{alias}"])), abs(_number(stats[f"hi_{alias}"])))
         # the nk largest sum to at most nk·first, the second is at most first
@@ -128,14 +153,15 @@ def _magnitudes(scan: Scan, rows: Expr, stats: dict[str, Any], columns: dict[str
         p_passes = first <= 0 or (total - first) - first >= rules.safe_pratio_p * first
         if not (dominance_passes and p_passes):
             unsettled.append(alias)
-    if not unsettled:
-        return
-    tops = one(scan, Expr(", ".join(f"max(abs({a}), {top}) AS top_{a}" for a in unsettled).join(
-        ("SELECT ", f" FROM ({rows.text}) AS r")), rows.params))
+    found = {alias: [1.0] * min(top, int(_number(stats[f"s1_{alias}"]))) for alias in binary}
+    if unsettled:
+        tops = one(scan, Expr(", ".join(f"max(abs({a}), {top}) AS top_{a}" for a in unsettled).join(
+            ("SELECT ", f" FROM ({rows.text}) AS r")), rows.params))
+        found.update({alias: _values(tops[f"top_{alias}"]) for alias in unsettled})
     for alias in columns:  # in the in-memory order: the first column refused is the one named
-        if alias not in unsettled:
+        if alias not in found:
             continue
-        reason = magnitude_reason(n, _number(stats[f"abs_{alias}"]), _values(tops[f"top_{alias}"]), rules)
+        reason = magnitude_reason(n, _number(stats[f"abs_{alias}"]), found[alias], rules)
         if reason is not None:
             where = "the outcome" if alias == "y" else f"the model column {columns[alias]!r}"
             raise disclosure.Blocked(N_("{what} cannot be released: {reason}, so it would reveal one row's value; "
