@@ -12,6 +12,7 @@ import pytest
 import statsmodels.api as statsmodels
 import statsmodels.formula.api as smf
 
+from fednb.domain.data.engines import EngineError
 from fednb.domain.data.engines.duckdb import ParquetEngine
 from fednb.domain.release.disclosure import Blocked
 from fednb.domain.review.policy import DisclosureSection
@@ -132,6 +133,29 @@ def test_the_step_in_sql_equals_the_step_in_memory(table, formula, family, level
     expected, _ = in_memory(frame, args, step)
     got, _ = in_engine(engine, args, step, monkeypatch=monkeypatch)
     assert_same(got, expected)
+
+
+EXTREMES = [
+    ("sbp ~ age", "binomial", None),  # not a 0/1 outcome: the family's error, not an engine's
+    ("visits ~ age + bmi", "poisson", [-2000.0, 0.0, 0.0]),  # μ underflows to 0: not finite
+    ("visits ~ age + bmi", "poisson", [800.0, 0.0, 0.0]),  # μ overflows: not finite
+    ("died ~ age + bmi", "binomial", [-2000.0, 0.0, 0.0]),  # μ clipped to a float's width
+    ("died ~ age + bmi", "binomial", [1e300, 1e300, 0.0]),  # η overflows
+    ("sbp ~ exp(I(age * 20)) + exp(I(-age * 20))", "gaussian", None),  # exp over- and underflows in a term
+]
+
+
+@pytest.mark.parametrize("formula, family, beta", EXTREMES, ids=[f"{f} {b}" for f, _, b in EXTREMES])
+def test_extreme_values_give_the_in_memory_answer(table, formula, family, beta, monkeypatch):
+    frame, engine = table
+    args = {"formula": formula, "family": family}
+    inputs = {} if beta is None else {"beta": beta}
+    expected, _ = in_memory(frame, args, inputs)
+    got, _ = in_engine(engine, args, inputs, monkeypatch=monkeypatch)
+    if isinstance(expected, str):
+        assert got == expected
+    else:
+        assert_same(got, expected)
 
 
 def test_a_formula_the_sql_design_cannot_express_runs_in_memory_with_the_same_answer(table):
@@ -322,6 +346,13 @@ def test_the_step_on_postgres_equals_the_parquet_copy(table, postgres_database, 
             assert evidence["rows"]["rows"] == expected_evidence["rows"]["rows"]
             step = {"beta": solve(expected)}
             assert_same(in_engine(remote, args, step, monkeypatch=monkeypatch)[0], in_engine(local, args, step)[0])
+        for formula, family, beta in EXTREMES:
+            args, inputs = {"formula": formula, "family": family}, {} if beta is None else {"beta": beta}
+            if "exp(" in formula:  # PostgreSQL refuses a product that underflows a double: a clean error
+                with pytest.raises(EngineError, match="refused the query"):
+                    in_engine(remote, args, inputs)
+                continue
+            assert in_engine(remote, args, inputs)[0] == in_engine(local, args, inputs)[0], formula
         blocked = {"formula": "sbp ~ age + C(ward)", "family": "gaussian", "levels": {"ward": ["icu", "cardio"]},
                    "where": [{"column": "age", "op": "<", "value": 24}]}
         rules = DisclosureSection(min_cohort=5, safe_dof_threshold=1, max_parameters_per_row=1, min_cell_count=10)

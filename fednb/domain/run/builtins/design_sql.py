@@ -33,15 +33,20 @@ from typing import Any
 from fednb import formula as formulas
 from fednb.domain.data.engines import sql
 
+#: typed constants: PostgreSQL reads ``1.0`` as NUMERIC, whose sums come back as decimals
+ONE, ZERO = "CAST(1 AS DOUBLE)", "CAST(0 AS DOUBLE)"
 #: the largest finite double: ``abs(x) <= FINITE`` is false for NaN, the infinities and NULL alike
 FINITE = "1.7976931348623157e308"
 #: exp(x) is finite for x up to log(DBL_MAX); above it NumPy gives inf (and PostgreSQL an error)
 EXP_LIMIT = "709.782712893384"
-#: typed constants: PostgreSQL reads ``1.0`` as NUMERIC, whose sums come back as decimals
-ONE, ZERO = "CAST(1 AS DOUBLE)", "CAST(0 AS DOUBLE)"
+#: exp(x) rounds to 0 below log(2**-1075); PostgreSQL reports that underflow as an error, NumPy gives 0
+EXP_UNDERFLOW = "-745.1332191019412"
 # log2 and log10 as ratios of ln: sqlglot writes them LOG(b, x), which PostgreSQL has only for NUMERIC
-_FUNCTIONS = {"log": ("ln({a})", "> 0"), "log2": ("(ln({a}) / ln(2))", "> 0"), "log10": ("(ln({a}) / ln(10))", "> 0"),
-              "sqrt": ("sqrt({a})", ">= 0"), "exp": ("exp({a})", f"<= {EXP_LIMIT}"), "abs": ("abs({a})", None)}
+# (SQL of the function of {a}, the domain where NumPy's result is finite, None: everywhere)
+_FUNCTIONS = {"log": ("ln({a})", "> 0"), "log2": ("(ln({a}) / ln(2))", "> 0"),
+              "log10": ("(ln({a}) / ln(10))", "> 0"), "sqrt": ("sqrt({a})", ">= 0"),
+              "exp": (f"(CASE WHEN {{a}} < {EXP_UNDERFLOW} THEN {ZERO} ELSE exp({{a}}) END)", f"<= {EXP_LIMIT}"),
+              "abs": ("abs({a})", None)}
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,12 @@ def rows_query(d: SqlDesign, scan: Scan) -> Expr:
     return fill(f"SELECT * FROM ({{inner}}) AS kept WHERE {finite}", inner=inner)
 
 
+def _exp(x: str) -> str:
+    """exp(x), 0 where it underflows and NULL where it overflows (NumPy's inf)."""
+    return (f"CASE WHEN {x} < {design_sql.EXP_UNDERFLOW} THEN {ZERO} "
+            f"WHEN {x} <= {design_sql.EXP_LIMIT} THEN exp({x}) END")
+
+
 def _ln(x: str) -> str:
     return f"CASE WHEN {x} > 0 THEN ln({x}) END"
 
@@ -60,12 +66,12 @@ def _mu(family: str, beta: list[float] | None, p: int) -> tuple[Expr, str]:
     """(η as SQL over x0.. and y with β as parameters, μ as SQL over eta), as ``glm.FAMILIES``."""
     if beta is None:  # the family's start: μ from y, then η = link(μ)
         start = {"gaussian": "y", "binomial": "((y + 0.5) / 2)", "poisson": "(y + 0.1)"}[family]
-        link = {"gaussian": start, "binomial": _ln(f"({start} / (1 - {start}))"), "poisson": _ln(start)}[family]
+        link = {"gaussian": start, "binomial": _ln(f"({start} / NULLIF(1 - {start}, 0))"), "poisson": _ln(start)}[family]
         return Expr(link), start
     eta = Expr("(" + " + ".join(f"CAST(? AS DOUBLE) * x{i}" for i in range(p)) + ")", tuple(float(b) for b in beta))
-    expit = "CASE WHEN eta >= 0 THEN 1 / (1 + exp(- eta)) ELSE exp(eta) / (1 + exp(eta)) END"
+    expit = f"CASE WHEN eta >= 0 THEN 1 / (1 + {_exp('(- eta)')}) ELSE {_exp('eta')} / (1 + {_exp('eta')}) END"
     mu = {"gaussian": "eta", "binomial": f"greatest(least({expit}, 1 - {EPS}), {EPS})",
-          "poisson": f"CASE WHEN eta <= {design_sql.EXP_LIMIT} THEN exp(eta) END"}[family]
+          "poisson": _exp("eta")}[family]
     return eta, mu
 
 
@@ -80,7 +86,7 @@ def irls_query(rows: Expr, family: str, beta: list[float] | None, p: int,
     deviance = {"gaussian": "(y - mu) * (y - mu)",
                 "binomial": f"2 * (({_ylogy('y', 'mu')}) + ({_ylogy('1 - y', '1 - mu')}))",
                 "poisson": f"2 * (({_ylogy('y', 'mu')}) - (y - mu))"}[family]
-    loglik = {"gaussian": None, "binomial": "y * ln(mu) + (1 - y) * ln(1 - mu)",
+    loglik = {"gaussian": None, "binomial": f"y * ({_ln('mu')}) + (1 - y) * ({_ln('(1 - mu)')})",
               "poisson": f"CASE WHEN y > 0 THEN (CASE WHEN mu > 0 THEN y * ln(mu) END) ELSE {ZERO} END - mu"}[family]
     per_row = ["w * z AS wz", "(y - mu) * (y - mu) / NULLIF(v, 0) AS pearson", f"{deviance} AS dev",
                *([f"{loglik} AS ll"] if loglik else [])]

@@ -86,8 +86,8 @@ def _values(value: Any) -> list[float]:
 
 def _spread_settles(stats: dict[str, Any], alias: str, n: int, k: int) -> bool:
     """True when the column's spread about its mean shows at least k rows off any one value."""
-    s1, s2 = _number(stats[f"s1_{alias}"]), _number(stats[f"s2_{alias}"])
-    lo, hi = _number(stats[f"lo_{alias}"]), _number(stats[f"hi_{alias}"])
+    s1, s2 = np.float64(_number(stats[f"s1_{alias}"])), np.float64(_number(stats[f"s2_{alias}"]))
+    lo, hi = np.float64(_number(stats[f"lo_{alias}"])), np.float64(_number(stats[f"hi_{alias}"]))
     with np.errstate(all="ignore"):
         spread = s2 - s1 * s1 / n
         bound = (k - 1) * (hi - lo) ** 2 + 8 * n * EPS * s2
