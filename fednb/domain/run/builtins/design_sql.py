@@ -104,7 +104,7 @@ def _compile(spec: formulas.Spec, schema: sql.Schema, asked: dict[str, list], pu
         if name not in schema.columns or (name not in levels and not sql.is_numeric(schema.columns[name])):
             raise Untranslatable(name)
     for name, values in levels.items():
-        if name not in public or not _same_kind(schema.columns[name], values):
+        if name not in public or not same_kind(schema.columns[name], values):
             raise Untranslatable(name)
     if set(spec.categorical) - set(levels):
         raise Untranslatable("a categorical term without levels")
@@ -135,7 +135,7 @@ def _compile(spec: formulas.Spec, schema: sql.Schema, asked: dict[str, list], pu
                      {name: schema.column(name) for name in levels}, binary)
 
 
-def _same_kind(sql_type: str, values: list) -> bool:
+def same_kind(sql_type: str, values: list) -> bool:
     """Levels compare with their column as pandas' ``isin`` does only when they are of its kind."""
     if sql_type.upper() == "BOOLEAN":
         return all(isinstance(v, bool) for v in values)

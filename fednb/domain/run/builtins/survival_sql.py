@@ -21,7 +21,7 @@ import numpy as np
 from fednb.domain.data.engines import sql
 from fednb.domain.release import disclosure
 from fednb.domain.run.builtins import survival
-from fednb.domain.run.builtins.design_sql import FINITE, _same_kind
+from fednb.domain.run.builtins.design_sql import FINITE, same_kind
 from fednb.domain.run.builtins.registry import Context, used_columns
 from fednb.domain.run.builtins.scan import Scan
 from fednb.errors import InvalidInput
@@ -35,7 +35,7 @@ def _readable(a: survival.KaplanMeierArgs, scan: Scan, public: list | None) -> b
     if any(n not in columns for n in names) or not sql.is_numeric(columns[a.event]):
         return False
     if a.by is not None and (public is None or len(public) > survival.MAX_GROUPS
-                             or not _same_kind(columns[a.by], list(public))):
+                             or not same_kind(columns[a.by], list(public))):
         return False
     return True
 
