@@ -319,13 +319,5 @@ def coxph(a: CoxArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
     return {**out, "points": points, "finite": True, **sums}
 
 
-def _table_in_engine(a: KaplanMeierArgs, scan: Any, ctx: Context) -> dict[str, Any]:
-    """The table counted in the dataset's engine, out of core (:mod:`.survival_sql`)."""
-    from fednb.domain.run.builtins.survival_sql import survival_table_in_engine
-
-    return survival_table_in_engine(a, scan, ctx)
-
-
-register("kaplan_meier", KaplanMeierArgs, _table_in_engine, sql=True)
-register("logrank", LogrankArgs, _table_in_engine, sql=True)
+# kaplan_meier and logrank are registered by .survival_sql, which counts their tables in the engine
 register("coxph", CoxArgs, coxph, round_inputs=CoxRound)

@@ -22,7 +22,7 @@ from fednb.domain.data.engines import sql
 from fednb.domain.release import disclosure
 from fednb.domain.run.builtins import survival
 from fednb.domain.run.builtins.design_sql import FINITE, same_kind
-from fednb.domain.run.builtins.registry import Context, used_columns
+from fednb.domain.run.builtins.registry import Context, register, used_columns
 from fednb.domain.run.builtins.scan import Scan
 from fednb.errors import InvalidInput
 from fednb.locale import N_
@@ -84,3 +84,7 @@ def survival_table_in_engine(a: survival.KaplanMeierArgs, scan: Scan, ctx: Conte
     counted = [(level, int(rows[g]), events[g], censored[g]) for g, level in enumerate(levels)
                if a.by is None or g < len(public) or rows[g] > 0]
     return survival.release_groups(a, ctx, counted)
+
+
+register("kaplan_meier", survival.KaplanMeierArgs, survival_table_in_engine, sql=True)
+register("logrank", survival.LogrankArgs, survival_table_in_engine, sql=True)
