@@ -38,7 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from fednb import formula as formulas
 from fednb.domain.release import disclosure
 from fednb.domain.review.policy import DisclosureSection
-from fednb.domain.run.builtins.registry import Args, Context, Scalar, register
+from fednb.domain.run.builtins import design_sql, glm_sql
+from fednb.domain.run.builtins.registry import Args, Context, Scalar, register, used_columns
 from fednb.errors import InvalidInput
 from fednb.locale import N_
 
@@ -143,7 +144,45 @@ def released_values(p: int) -> int:
     return p * (p + 1) // 2 + p + EXTRA_VALUES
 
 
+def glm_in_engine(a: GlmArgs, scan: Any, ctx: Context) -> dict[str, Any]:
+    """The step in the dataset's engine (:mod:`.glm_sql`), out of core; a formula the SQL design cannot
+    express (see :mod:`.design_sql`), or wider than ``glm_sql.MAX_SQL_COLUMNS``, runs in memory."""
+    spec = formulas.parse(a.formula)
+    d = design_sql.compile_design(spec, scan.schema, a.levels, ctx.levels)
+    if d is None or len(d.names) > glm_sql.MAX_SQL_COLUMNS:
+        return glm(a, scan.frame(used_columns(a, scan.schema.columns)), ctx)
+    rules, p, family = ctx.rules, len(d.names), FAMILIES[a.family]
+    known, sums = glm_sql.step(scan, d, rules, a.family, a.beta)
+    n = known.n
+    disclosure.check_cohort(n, rules, N_("the rows with every model column present"))
+    _check_size(n, p, rules)
+    known.check_small_groups(scan)
+    ctx.evidence["rows"] = known.evidence(scan)
+    if (a.family == "binomial" and known.stats["not_binary"]) or (a.family == "poisson" and known.stats["negative"]):
+        family.check(np.array([-1.0]), spec.outcome)  # raises, naming the outcome
+    if a.beta is not None and len(a.beta) != p:
+        raise InvalidInput(f"beta has {len(a.beta)} values but the design has {p} columns {d.names}")
+    out: dict[str, Any] = {"n": n, **_dropped(known.selected - n, rules), "columns": d.names}
+    if a.beta is not None and not np.all(np.isfinite(a.beta)):
+        return {**out, "finite": False}
+    stats = sums()
+    if stats["bad"]:
+        return {**out, "finite": False}
+    loglik = stats.get("loglik")
+    if a.family == "poisson":
+        loglik = float(loglik) - known.gammaln(scan)
+    upper = [float(stats[f"xwx_{i}_{j}"]) for i in range(p) for j in range(i, p)]
+    xtwz = [float(stats[f"xwz_{i}"]) for i in range(p)]
+    values = {"deviance": float(stats["deviance"]), "pearson_chi2": float(stats["pearson_chi2"]),
+              "loglik": None if loglik is None else float(loglik), "y_sum": float(stats["y_sum"])}
+    numbers = [*upper, *xtwz, *(v for v in values.values() if v is not None)]
+    if not np.all(np.isfinite(numbers)):
+        return {**out, "finite": False}
+    return {**out, "finite": True, "xtwx": upper, "xtwz": xtwz, **values}
+
+
 def glm(a: GlmArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
+    """The step in memory, on the selected rows of the used columns (formulaic's design matrix)."""
     spec = formulas.parse(a.formula)
     d = _design(spec, _public_levels_only(df, spec, a.levels, ctx.levels), a.levels)
     n, p = d.X.shape[0], len(d.names)
@@ -285,4 +324,4 @@ class GlmRound(BaseModel):
     beta: list[float] | None = Field(None, max_length=500)
 
 
-register("glm", GlmArgs, glm, round_inputs=GlmRound)
+register("glm", GlmArgs, glm_in_engine, round_inputs=GlmRound, sql=True)

@@ -58,13 +58,22 @@ class LogrankArgs(KaplanMeierArgs):
     by: str
 
 
+def event_error(name: str) -> InvalidInput:
+    return InvalidInput(N_("the event column {name!r} must be 0/1 or boolean (1: the event happened, 0: "
+                           "censored)").format(name=name))
+
+
+def duration_error(name: str) -> InvalidInput:
+    return InvalidInput(N_("the duration column {duration!r} must be numeric (time to the event or to "
+                           "censoring)").format(duration=name))
+
+
 def _event(s: pd.Series, name: str) -> pd.Series:
     values = s.dropna()
     if pd.api.types.is_bool_dtype(s):
         return s.astype("float")
     if not pd.api.types.is_numeric_dtype(s) or not values.isin((0, 1)).all():
-        raise InvalidInput(N_("the event column {name!r} must be 0/1 or boolean (1: the event happened, 0: "
-                              "censored)").format(name=name))
+        raise event_error(name)
     return s.astype("float")
 
 
@@ -72,8 +81,7 @@ def _durations(df: pd.DataFrame, duration: str, event: str, extra: str | None) -
     """Rows with a finite duration and an event (and the group column), as floats and booleans."""
     t = column(df, duration)
     if pd.api.types.is_bool_dtype(t) or not pd.api.types.is_numeric_dtype(t):
-        raise InvalidInput(N_("the duration column {duration!r} must be numeric (time to the event or to "
-                              "censoring)").format(duration=duration))
+        raise duration_error(duration)
     out = pd.DataFrame({"t": t.astype("float"), "e": _event(column(df, event), event)}, index=df.index)
     if extra is not None:
         out["g"] = column(df, extra)
@@ -96,11 +104,16 @@ def _groups(frame: pd.DataFrame, by: str | None, levels: dict[str, list]) -> lis
     return out + ([("(other)", other)] if other.any() else [])
 
 
-def _table(t: np.ndarray, e: np.ndarray, grid: np.ndarray, rules: DisclosureSection) -> dict[str, Any]:
+def counted(t: np.ndarray, e: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Events and censorings per interval of ``grid`` (rows beyond it censored at its end)."""
     index, e = pl.bin_rows(t, e, grid)
-    events, censored = pl.exits(index, e, len(grid))
-    kept = pl.coarsen(events, censored, len(t), rules.min_cell_count)
-    return {"n": len(t), "points": kept, "events": pl.merge(events, kept).tolist(),
+    return pl.exits(index, e, len(grid))
+
+
+def _table(events: np.ndarray, censored: np.ndarray, n: int, grid: np.ndarray,
+           rules: DisclosureSection) -> dict[str, Any]:
+    kept = pl.coarsen(events, censored, n, rules.min_cell_count)
+    return {"n": n, "points": kept, "events": pl.merge(events, kept).tolist(),
             "censored": pl.merge(censored, kept).tolist(), "merged": len(grid) - len(kept)}
 
 
@@ -111,9 +124,17 @@ def survival_table(a: KaplanMeierArgs, df: pd.DataFrame, ctx: Context) -> dict[s
     if (frame["t"] < 0).any():
         raise InvalidInput(N_("the duration column {duration!r} has negative values").format(duration=a.duration))
     grid = np.asarray(a.time_grid, dtype=float)
+    t, e = frame["t"].to_numpy(), frame["e"].to_numpy()
+    return release_groups(a, ctx, [(level, int(mask.sum()), *counted(t[mask], e[mask], grid))
+                                   for level, mask in _groups(frame, a.by, ctx.levels)])
+
+
+def release_groups(a: KaplanMeierArgs, ctx: Context,
+                   groups_counted: list[tuple[Any, int, np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """The released table from each group's (level, rows, events, censorings per interval)."""
+    grid = np.asarray(a.time_grid, dtype=float)
     groups = []
-    for level, mask in _groups(frame, a.by, ctx.levels):
-        n = int(mask.sum())
+    for level, n, events, censored in groups_counted:
         if n == 0:
             groups.append({"level": level, "n": 0, "points": [], "events": [], "censored": [], "merged": 0})
         elif n < ctx.rules.min_cohort:
@@ -121,8 +142,7 @@ def survival_table(a: KaplanMeierArgs, df: pd.DataFrame, ctx: Context) -> dict[s
                                                          f"{ctx.rules.min_cohort} rows here (the domain's minimum "
                                                          "cohort), so its curve is not released"})
         else:
-            groups.append({"level": level, **_table(frame["t"].to_numpy()[mask], frame["e"].to_numpy()[mask],
-                                                    grid, ctx.rules)})
+            groups.append({"level": level, **_table(events, censored, n, grid, ctx.rules)})
     released = [g for g in groups if "suppressed" not in g]
     if not any(g["n"] for g in released):
         raise disclosure.Blocked(groups[0].get("suppressed", "no group has enough rows to release a curve"))
@@ -299,6 +319,5 @@ def coxph(a: CoxArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
     return {**out, "points": points, "finite": True, **sums}
 
 
-register("kaplan_meier", KaplanMeierArgs, survival_table)
-register("logrank", LogrankArgs, survival_table)
+# kaplan_meier and logrank are registered by .survival_sql, which counts their tables in the engine
 register("coxph", CoxArgs, coxph, round_inputs=CoxRound)
