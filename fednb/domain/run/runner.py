@@ -64,7 +64,7 @@ class Runner:
         self._threads: list[threading.Thread] = []
         self.custom = CustomCode(domain, sandbox)
         self._workers: list[Worker] = []
-        self._idle: set[int] = set()  # built-in lanes' workers (by id) not running a job now
+        self._busy: set[int] = set()  # built-in lanes' workers (by id) running a job now
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, *, recover: bool = True) -> None:
@@ -75,7 +75,7 @@ class Runner:
         self.domain.subscribe(self.wake)
         limits = self.builtin_limits()
         self._workers = [Worker(limits, self.worker_spawn) for _ in range(self.domain.policy.requests.builtin_workers)]
-        self._idle = {id(w) for w in self._workers}
+        self._busy = set()
         lanes = [("builtin", w) for w in self._workers] + [("sandbox", None)] * self.domain.policy.sandbox.workers
         for i, (lane, worker) in enumerate(lanes):
             t = threading.Thread(target=self._loop, args=(lane, worker), name=f"fednb-{lane}-{i}", daemon=True)
@@ -131,24 +131,27 @@ class Runner:
                 log.exception("claiming a job failed")
                 job = None
             if job is None:
-                self._idle_again(worker)
                 if lane == "sandbox":
                     self.custom.close_idle_sessions()
                 self._sleep(seen, lane, worker)
                 continue
+            self._busy_with(worker, True)
             try:
                 outcome = self._execute(job, worker)
             except Exception as exc:  # our bug, not the analyst's: fail the job, keep serving
                 log.exception("job %s crashed", job["id"])
                 outcome = Outcome("fail", reason=f"the domain could not run this job ({type(exc).__name__}); "
                                                  "the owner can see the details in the server log")
+            # free before the release commits: the analyst's next statistic, sent the moment this one
+            # is done, must find this warm worker free rather than start a second one
+            self._busy_with(worker, False)
             with self.domain.store.transaction() as tx:
                 self._finish(tx, job, job["request_id"], outcome)
-            self._idle_again(worker)
             self.domain.changed()
 
     def _defers(self, worker: Worker | None) -> bool:
-        """A built-in lane without a running worker leaves the job to an idle lane that has one: a
+        """A built-in lane without a running worker leaves the job to a lane whose worker runs and is
+        not busy with a job: a
         worker's first job costs its start (a fork, DuckDB opening the data: tens of milliseconds
         of CPU), so one domain's sequential statistics reuse one warm worker, and a hundred domains'
         pooled calls do not start a second worker each. The lane that claims wakes the others
@@ -156,16 +159,13 @@ class Runner:
         if worker is None:
             return False
         with self._wake:
-            deferring = not worker.running and any(
-                w.running for w in self._workers if w is not worker and id(w) in self._idle)
-            if not deferring:
-                self._idle.discard(id(worker))  # about to claim: busy until the job is finished
-        return deferring
+            return not worker.running and any(w.running and id(w) not in self._busy
+                                              for w in self._workers if w is not worker)
 
-    def _idle_again(self, worker: Worker | None) -> None:
+    def _busy_with(self, worker: Worker | None, busy: bool) -> None:
         if worker is not None:
             with self._wake:
-                self._idle.add(id(worker))
+                (self._busy.add if busy else self._busy.discard)(id(worker))
 
     def _queued(self, lane: str) -> bool:
         """A plain read first: most wake-ups (every commit wakes every lane) find nothing for this

@@ -6,7 +6,8 @@ it, but keeps every idle domain awake forever (a hundred workshop domains burned
 doing nothing). Instead the server asks the kernel (Linux ``inotify(7)``) to tell it when a file of
 the store changes: every commit in WAL mode writes to ``domain.db-wal`` (and a checkpoint to
 ``domain.db``), whoever made it. One thread blocks on that descriptor and calls ``on_change`` once
-per burst of events; while nothing is written it never runs.
+per burst of events, and twice more shortly after it (:data:`RECHECK_SECONDS`); while nothing is
+written it never runs.
 
 Where inotify is missing (not Linux, or the store is not a local file), :meth:`start` says so and
 the callers keep re-reading at their old pace.
@@ -28,6 +29,11 @@ log = logging.getLogger("fednb.domain.store.outside_writes")
 IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_TO, IN_CREATE = 0x2, 0x8, 0x80, 0x100
 IN_CLOEXEC, IN_NONBLOCK = 0o2000000, 0o4000
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
+# A WAL commit becomes visible when the writer updates the shared-memory index (``-shm``, written
+# through mmap: no inotify event) just *after* its last write to ``-wal``; a read woken by that write
+# can miss the commit, and nothing else is written until the writer's next transaction or close.
+# So each burst of events is followed by two quiet re-reads, then sleep again.
+RECHECK_SECONDS = (0.05, 0.5)
 
 
 class OutsideWrites:
@@ -81,16 +87,25 @@ class OutsideWrites:
         poller = select.poll()
         poller.register(self._fd, select.POLLIN)
         poller.register(self._stop_r, select.POLLIN)
+        rechecks: list[float] = []
         while True:
-            ready = {fd for fd, _ in poller.poll()}  # no timeout: asleep until the kernel reports a write
+            # asleep until the kernel reports a write; after a burst, only until its re-checks are due
+            ready = {fd for fd, _ in poller.poll(rechecks[0] * 1000 if rechecks else None)}
             if self._stop_r in ready:
                 return
-            if self._drain():
-                self.wakeups += 1
-                try:
-                    self.on_change()
-                except Exception:  # a listener's failure must not stop the watching
-                    log.exception("waking the domain after an outside write failed")
+            if not ready:
+                rechecks.pop(0)
+                self._wake()
+            elif self._drain():
+                self._wake()
+                rechecks = list(RECHECK_SECONDS)
+
+    def _wake(self) -> None:
+        self.wakeups += 1
+        try:
+            self.on_change()
+        except Exception:  # a listener's failure must not stop the watching
+            log.exception("waking the domain after an outside write failed")
 
     def _drain(self) -> bool:
         """Read every pending event; True if one concerns the store."""
