@@ -19,6 +19,7 @@ from fednb import codec
 from fednb.client.dry_run import unresolved_globals
 from fednb.demo import data
 from fednb.errors import InvalidInput, RequestFailed
+from tests.api_support import run_approved
 from tests.conftest import start_live
 
 threshold = 60  # a notebook variable the functions below forget to take as an argument
@@ -35,15 +36,7 @@ def domain(tmp_path_factory, alice_token):
 
 def on_the_domain(domain, fn, args: dict | None = None):
     """Submit ``fn``, approve it as the owner, wait; the domain's part of the request."""
-    live, ds = domain
-    req = ds.submit(fn, args=args or {})
-    part = req.parts[0]
-    if part.status == "pending":
-        d = live.domain()
-        d.approve(part.id, "reviewed")
-        d.close()
-    req.wait(60)
-    return req.parts[0]
+    return run_approved(domain, fn, args)
 
 
 def test_a_notebook_variable_fails_the_dry_run_by_name_as_it_fails_on_the_domain(domain):

@@ -8,6 +8,7 @@ import pytest
 
 import fednb
 from fednb.demo import data
+from tests.api_support import run_approved
 from tests.conftest import start_live
 
 FAST = {"wall_seconds = 120": "wall_seconds = 4", "cpu_seconds = 60": "cpu_seconds = 1",
@@ -26,16 +27,8 @@ def domain(tmp_path_factory, alice_token):
 
 def run(domain, body: str, args: dict | None = None):
     """Submit, approve as the owner, wait; returns the domain's part of the request."""
-    live, ds = domain
     src = "def job(df, **kw):\n" + "\n".join("    " + line for line in body.strip().splitlines()) + "\n"
-    req = ds.submit(fednb.function(src, name="job"), args=args or {})
-    part = req.parts[0]
-    if part.status == "pending":
-        d = live.domain()
-        d.approve(part.id, "test")
-        d.close()
-    req.wait(30)
-    return req.parts[0]
+    return run_approved(domain, fednb.function(src, name="job"), args, timeout=30)
 
 
 def test_an_approved_function_runs_and_releases_its_aggregate(domain):
