@@ -20,10 +20,11 @@ from __future__ import annotations
 import logging
 import os
 import select
-import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
+
+from fednb.domain.store.watching import Watcher
 
 log = logging.getLogger("fednb.domain.store.commit_notices")
 
@@ -45,38 +46,21 @@ def announce(conn: Any) -> None:
     conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, _sender()))
 
 
-class CommitNotices:
+class CommitNotices(Watcher):
     """Calls ``on_change()`` whenever another process commits a write to the PostgreSQL store at
     ``url``. ``wakeups`` counts the calls; same interface as :class:`.outside_writes.OutsideWrites`."""
 
+    thread_name = "fednb-commit-notices"
+
     def __init__(self, url: str, on_change: Callable[[], None]):
+        super().__init__(on_change)
         self.url = url
-        self.on_change = on_change
-        self.wakeups = 0
         self._conn: Any = None
-        self._stop_r, self._stop_w = -1, -1
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> bool:
-        """Begin listening; False (nothing started) where the store cannot be reached now."""
-        try:
-            self._conn = self._listen()
-        except Exception as exc:  # psycopg.OperationalError and kin: the callers re-read instead
-            log.warning("cannot listen for other processes' commits (%s); re-reading the store instead", exc)
-            return False
-        self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
-        self._thread = threading.Thread(target=self._watch, name="fednb-commit-notices", daemon=True)
-        self._thread.start()
-        return True
+    def _open(self) -> None:
+        self._conn = self._listen()
 
-    def close(self) -> None:
-        if self._thread is None:
-            return
-        os.write(self._stop_w, b"x")
-        self._thread.join(5)
-        for fd in (self._stop_r, self._stop_w):
-            os.close(fd)
-        self._thread = None
+    def _release(self) -> None:
         self._close_conn()
 
     def _listen(self) -> Any:
@@ -109,19 +93,10 @@ class CommitNotices:
                     log.warning("lost the store's commit notices (%s); listening again", exc)
                     if not self._reconnect():
                         return
-                    ours = True
-                    self._wake(ours)
+                    self._wake()
                     break
-                self._wake(ours)
-
-    def _wake(self, ours: bool) -> None:
-        if not ours:
-            return
-        self.wakeups += 1
-        try:
-            self.on_change()
-        except Exception:  # a listener's failure must not stop the listening
-            log.exception("waking the domain after another process's commit failed")
+                if ours:
+                    self._wake()
 
     def _drain(self) -> bool:
         """Read every notice that arrived; True if one came from another process."""

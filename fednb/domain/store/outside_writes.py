@@ -20,9 +20,10 @@ import logging
 import os
 import select
 import struct
-import threading
 from collections.abc import Callable
 from pathlib import Path
+
+from fednb.domain.store.watching import Watcher
 
 log = logging.getLogger("fednb.domain.store.outside_writes")
 
@@ -36,48 +37,32 @@ _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
 RECHECK_SECONDS = (0.05, 0.5)
 
 
-class OutsideWrites:
+class OutsideWrites(Watcher):
     """Calls ``on_change()`` whenever a file named ``store_file`` (or its ``-wal``/``-journal``)
     in ``folder`` is written, by any process. ``wakeups`` counts the calls."""
 
+    thread_name = "fednb-outside-writes"
+
     def __init__(self, folder: str | os.PathLike, store_file: str, on_change: Callable[[], None]):
+        super().__init__(on_change)
         self.folder = Path(folder)
         self.store_file = store_file
-        self.on_change = on_change
-        self.wakeups = 0
         self._fd: int | None = None
-        self._stop_r, self._stop_w = -1, -1
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> bool:
-        """Begin watching; False (nothing started) where the kernel cannot tell us."""
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = libc.inotify_init1(IN_CLOEXEC | IN_NONBLOCK)
-            if fd < 0:
-                raise OSError(ctypes.get_errno(), "inotify_init1")
-            mask = IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE
-            if libc.inotify_add_watch(fd, os.fsencode(self.folder), mask) < 0:
-                os.close(fd)
-                raise OSError(ctypes.get_errno(), "inotify_add_watch")
-        except (OSError, AttributeError) as exc:
-            log.warning("cannot watch %s for other processes' writes (%s); re-reading it instead",
-                        self.folder, exc)
-            return False
-        self._fd = fd
-        self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
-        self._thread = threading.Thread(target=self._watch, name="fednb-outside-writes", daemon=True)
-        self._thread.start()
-        return True
-
-    def close(self) -> None:
-        if self._thread is None:
-            return
-        os.write(self._stop_w, b"x")
-        self._thread.join(5)
-        for fd in (self._fd, self._stop_r, self._stop_w):
+    def _open(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.inotify_init1(IN_CLOEXEC | IN_NONBLOCK)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        mask = IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE
+        if libc.inotify_add_watch(fd, os.fsencode(self.folder), mask) < 0:
             os.close(fd)
-        self._thread = None
+            raise OSError(ctypes.get_errno(), f"inotify_add_watch on {self.folder}")
+        self._fd = fd
+
+    def _release(self) -> None:
+        os.close(self._fd)
+        self._fd = None
 
     def _ours(self, name: bytes) -> bool:
         return name.decode(errors="replace") in (self.store_file, f"{self.store_file}-wal",
@@ -99,13 +84,6 @@ class OutsideWrites:
             elif self._drain():
                 self._wake()
                 rechecks = list(RECHECK_SECONDS)
-
-    def _wake(self) -> None:
-        self.wakeups += 1
-        try:
-            self.on_change()
-        except Exception:  # a listener's failure must not stop the watching
-            log.exception("waking the domain after an outside write failed")
 
     def _drain(self) -> bool:
         """Read every pending event; True if one concerns the store."""
