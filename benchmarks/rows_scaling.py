@@ -149,12 +149,23 @@ class Lines(list):
         print(json.dumps({"benchmark": "rows_scaling", "rows": self.rows, **line}), flush=True)
 
 
-def domain_run(root: Path, csv: Path, rows: int, token: str, runs: int, skip_glm: bool, out: Lines) -> None:
-    import fednb
-    from fednb.demo.local import serving
+def prepared_copy(prepared: Path, root: Path, token: str) -> None:
+    """A working copy of a domain prepared earlier (its Parquet hard-linked, read only; its store and
+    policy copied), so a 50M-row table is written and registered once for many runs."""
     from fednb.domain import Domain
 
     folder = root / "domain"
+    shutil.copytree(prepared, folder, ignore=shutil.ignore_patterns("datasets"))
+    shutil.copytree(prepared / "datasets", folder / "datasets", copy_function=os.link)
+    d = Domain(folder)
+    d.invite(f"ana-{token[:6]}", token=token)
+    d.close()
+
+
+def register(folder: Path, csv: Path, token: str, out: Lines) -> None:
+    """A new domain with the CSV added as dataset ``t`` (the add-dataset time and peak RSS measured)."""
+    from fednb.domain import Domain
+
     d = Domain.init(folder, "scaling")
     policy = folder / "policy.toml"
     text = policy.read_text()
@@ -168,6 +179,15 @@ def domain_run(root: Path, csv: Path, rows: int, token: str, runs: int, skip_glm
                                       "--name", "t"])
     out.append({"system": "fednb-domain", "measure": "add_dataset", "seconds": round(seconds, 3),
                 "peak_rss_mb": peak >> 20})
+
+
+def domain_run(root: Path, csv: Path | None, rows: int, token: str, runs: int, skip_glm: bool, out: Lines) -> None:
+    import fednb
+    from fednb.demo.local import serving
+
+    folder = root / "domain"
+    if csv is not None:
+        register(folder, csv, token, out)
     with serving([folder]) as servers:
         watch = PeakRss(servers[0].pid)
         with fednb.connect([servers[0].url], token=token) as fed:
@@ -245,6 +265,12 @@ def baseline(system: str, path: str, skip_glm: bool) -> None:
     print(json.dumps({"system": system, "measure": "process", "peak_rss_mb": peak_kb >> 10}), flush=True)
 
 
+def parquet_rows(prepared: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(prepared / "datasets" / "t" / "data.parquet").metadata.num_rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, action="append", help="repeatable; default 1,000,000")
@@ -252,6 +278,9 @@ def main() -> None:
     parser.add_argument("--pandas-max", type=int, default=10_000_000, help="skip pandas above this many rows")
     parser.add_argument("--skip-glm", action="store_true")
     parser.add_argument("--tmp", default=None, help="where the data is written (and deleted after)")
+    parser.add_argument("--reuse", default=None, metavar="DOMAIN",
+                        help="a domain folder with dataset t registered earlier (by this script's table): measured "
+                             "on a copy, with no CSV written or added")
     parser.add_argument("--baseline", nargs=2, metavar=("SYSTEM", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline:
@@ -260,19 +289,24 @@ def main() -> None:
     from fednb.domain.domain import new_token
 
     token = new_token()
-    for rows in args.rows or [1_000_000]:
+    sizes = [parquet_rows(Path(args.reuse))] if args.reuse else args.rows or [1_000_000]
+    for rows in sizes:
         root = Path(tempfile.mkdtemp(prefix="fednb-rows-", dir=args.tmp))
         try:
-            csv = root / "table.csv"
-            start = time.perf_counter()
-            write_csv(csv, rows)
             lines = Lines(rows)
-            lines.append({"system": "data", "measure": "write_csv", "seconds": round(time.perf_counter() - start, 3),
-                          "csv_mb": csv.stat().st_size >> 20})
+            if args.reuse:
+                csv = None
+                prepared_copy(Path(args.reuse), root, token)
+            else:
+                csv = root / "table.csv"
+                start = time.perf_counter()
+                write_csv(csv, rows)
+                lines.append({"system": "data", "measure": "write_csv", "seconds": round(time.perf_counter() - start, 3),
+                              "csv_mb": csv.stat().st_size >> 20})
             domain_run(root, csv, rows, token, args.runs, args.skip_glm, lines)
             parquet = root / "domain" / "datasets" / "t" / "data.parquet"
             extra = ["--skip-glm"] if args.skip_glm else []
-            systems = [("duckdb", parquet)] + ([("pandas", csv)] if rows <= args.pandas_max else [])
+            systems = [("duckdb", parquet)] + ([("pandas", csv)] if csv and rows <= args.pandas_max else [])
             for system, path in systems:
                 _, _, out = timed_process([sys.executable, __file__, "--baseline", system, str(path), *extra],
                                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
