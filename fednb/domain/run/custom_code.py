@@ -14,9 +14,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fednb import tensors
+from fednb.domain.data.engines.base import EngineError
 from fednb.domain.release import disclosure, dp_training, error_text, output_check
 from fednb.domain.release.disclosure import Blocked
 from fednb.domain.review.data_access import rows_over_cap
+from fednb.domain.run.job_data import JobData, RowCapExceeded, clear_left_behind
 from fednb.domain.run.outcome import Outcome
 from fednb.domain.run.rounds import charged
 from fednb.domain.store import requests as request_rows
@@ -37,6 +39,7 @@ class CustomCode:
         self.sandbox = sandbox
         self._sessions: dict[str, tuple[Any, float]] = {}  # training request -> (session, last used)
         self._sessions_lock = threading.Lock()
+        clear_left_behind(domain.path)
 
     def seconds_to_idle_check(self) -> float | None:
         """When the oldest-used training worker passes the idle limit (None: no worker alive), so
@@ -81,11 +84,11 @@ class CustomCode:
                       memory_mb=policy.sandbox.memory_mb, max_file_mb=policy.sandbox.max_file_mb,
                       max_output_bytes=max_output_bytes or policy.disclosure.max_output_bytes)
 
-    def _spec(self, req, job, limits, *, harness: str, probe: float | None):
+    def _spec(self, req, job, limits, data: JobData, *, harness: str, probe: float | None):
         from fednb.domain.run.sandbox import JobSpec
 
         return JobSpec(job_id=str(job["id"]), code=req["code"], entry=req["name"], args=json.loads(req["args_json"]),
-                       data_path=str(self.domain.data_path(req["dataset"])), data_format="parquet",
+                       data_path=data.path(), data_format="parquet",
                        harness=harness, probe_fraction=probe, limits=limits, columns=_columns(req))
 
     def _over_row_cap(self, req) -> Outcome | None:
@@ -99,8 +102,14 @@ class CustomCode:
         if refused:
             return refused
         limits = self._limits(req)
-        out = self.sandbox.run(self._spec(req, job, limits, harness="function", probe=None))
-        return self._judge(out, limits, self.domain.row_count(req["dataset"]), req)
+        with _job_data(self.domain, req, job) as data:
+            try:
+                spec = self._spec(req, job, limits, data, harness="function", probe=None)
+            except (RowCapExceeded, EngineError) as exc:  # the owner's store refused, or holds too many rows
+                return Outcome("fail", reason=str(exc))
+            out = self.sandbox.run(spec)
+        rows = self.domain.row_count(req["dataset"]) if data.frame is None else len(data.frame)
+        return self._judge(out, limits, rows, req, data.frame)
 
     def training(self, req, job) -> Outcome:
         """One round in the request's kept-alive worker; the update must be the model's parameters."""
@@ -128,8 +137,12 @@ class CustomCode:
             except FednbError as exc:
                 return Outcome("fail", reason=str(exc))
             inputs["dp"] = plan.inputs()
-        session = self._session(req, job, limits)
-        out = session.call(inputs, blob)
+        with _job_data(self.domain, req, job) as data:  # a new worker loads its rows in its first round
+            try:
+                session = self._session(req, job, limits, data)
+            except (RowCapExceeded, EngineError) as exc:
+                return Outcome("fail", reason=str(exc))
+            out = session.call(inputs, blob)
         if not session.alive:
             self._drop_session(req["id"])
         if out.status != "ok":
@@ -157,13 +170,13 @@ class CustomCode:
         return Outcome("release", result=result, blob=out.blob, disclosure=shown,
                        spend=dp_training.RoundSpend(plan) if plan is not None else None)
 
-    def _session(self, req, job, limits):
+    def _session(self, req, job, limits, data: JobData):
         with self._sessions_lock:
             found = self._sessions.get(req["id"])
             if found is not None and found[0].alive:
                 self._sessions[req["id"]] = (found[0], time.monotonic())
                 return found[0]
-        session = self.sandbox.session(self._spec(req, job, limits, harness="training", probe=None))
+        session = self.sandbox.session(self._spec(req, job, limits, data, harness="training", probe=None))
         with self._sessions_lock:
             self._sessions[req["id"]] = (session, time.monotonic())
         return session
@@ -199,18 +212,20 @@ class CustomCode:
                 "eval": None if evaluation is None else output_check.check_metrics(evaluation, rules, "the evaluation"),
                 "train_seconds": float(value.get("train_seconds") or 0.0)}
 
-    def _judge(self, out: Any, limits: Any, rows: int, req: Any) -> Outcome:
+    def _judge(self, out: Any, limits: Any, rows: int, req: Any, frame: Any = None) -> Outcome:
         """Map a sandbox outcome to release, block or fail, with reasons an analyst can act on.
 
         ``rows`` is the domain's own count, never the job's. A released value passes the output
         checker (:mod:`fednb.domain.release.output_check`) against the domain's own copy of the
-        data; a failure's text is reduced to what the analyst may learn (:mod:`error_text`).
+        data (``frame``: the rows the job was given, when the domain read them from the owner's
+        store); a failure's text is reduced to what the analyst may learn (:mod:`error_text`).
         """
         rules = self.domain.policy.disclosure
         if out.status == "ok":
             try:
                 disclosure.check_cohort(rows, rules, N_("the dataset's rows"))
-                checker = output_check.OutputChecker(rules, self.domain.load(req["dataset"], _columns(req)),
+                own = frame if frame is not None else self.domain.load(req["dataset"], _columns(req))
+                checker = output_check.OutputChecker(rules, own,
                                                      unchecked_allowed=rules.allows_unchecked(req["dataset"]))
                 value, report = checker.check(out.value)
             except Blocked as exc:
@@ -237,6 +252,11 @@ class CustomCode:
 def _columns(req) -> list[str] | None:
     """The columns the request declared (the job and the output checker read only these), or None."""
     return json.loads(req["limits_json"]).get("columns")
+
+
+def _job_data(domain: Domain, req, job) -> JobData:
+    """The rows of ``job``: its dataset's file, or the declared columns read from the owner's store."""
+    return JobData(domain, req["dataset"], _columns(req), str(job["id"]))
 
 
 def _clip(message: str, limit: int = 300) -> str:
