@@ -24,13 +24,13 @@ from fednb.domain import Domain
 from fednb.domain.data import sources
 from fednb.domain.run.job_data import JOB_DATA
 from tests.api_support import auth
-from tests.conftest import start_live
+from tests.conftest import owners_approving, start_live
 from tests.pg_tables import read_only_role, write_table
 from tests.postgres_server import create_database
 
 PASSWORD = "reader-secret-pw"  # tests/pg_tables.py gives every read-only role this one
 CAP = 1000
-FAST = {"wall_seconds = 120": "wall_seconds = 30", "memory_mb = 2048": "memory_mb = 512",
+FAST = {"wall_seconds = 120": "wall_seconds = 60",
         "show_error_text = false": "show_error_text = true",  # the reasons name the exception
         "max_rows_loaded = 0": f"max_rows_loaded = {CAP}"}
 
@@ -208,3 +208,24 @@ def test_a_table_grown_past_the_cap_is_refused_without_being_read_whole(target):
     finally:
         with psycopg.connect(target["admin"], autocommit=True) as conn:
             conn.execute("UPDATE tripwire SET max_rows = NULL")
+
+
+def test_training_rounds_read_the_declared_columns_of_the_table(target):
+    """A training worker loads its rows once, from the domain's private copy, which is gone after the
+    first round; later rounds reuse the worker."""
+    pytest.importorskip("torch")
+    import fednb
+    import fednb.learn as fl
+    from tests.test_learning import RiskNet, features, train
+
+    fed = fednb.connect([target["live"].url], token=target["live"].token)
+    try:
+        with owners_approving([target["live"]]):
+            _, history = fl.Trainer(RiskNet(), train, data=fed.dataset("registry"), rounds=2, min_domains=1,
+                                    helpers=[features], columns=["age", "bmi", "smoker", "diabetes", "readmitted"],
+                                    progress=False).fit()
+    finally:
+        fed.close()
+    assert set(history["status"]) == {"ok"}, history
+    assert list(history[history.domain != "global"]["n"]) == [600, 600]
+    assert not list((target["live"].path / "datasets" / JOB_DATA).glob("*")), "the worker's copy was left behind"

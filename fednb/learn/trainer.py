@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fednb.client.functions import source_of
+from fednb.client.functions import column_list, source_of
 from fednb.client.http import DomainClient, gather, run
 from fednb.client.requests import FederatedRequest, Part
 from fednb.errors import DomainError, DomainUnavailable, InvalidInput, NotEnoughDomains
@@ -43,6 +43,9 @@ class Trainer:
     ``evaluate_fn(model, df, **config) -> dict``, if given, scores the incoming global model on each
     domain (federated evaluation); ``central_eval(model) -> dict`` scores it on the analyst's side.
     ``helpers``: other functions or classes the model or training code uses, sent along.
+    ``columns=["age", "bmi"]`` declares the only columns ``train_fn`` (and ``evaluate_fn``) read: each
+    domain then loads only those into the training worker, and the list is part of the approved hash
+    (as for :func:`fednb.function`); without it the worker gets every column.
 
     ``secure_aggregation=True``: the domains' updates are summed by secure aggregation (Bonawitz et
     al. 2017), so you learn only their weighted sum (for FedAvg, FedProx and FedAdam, which need no
@@ -58,7 +61,7 @@ class Trainer:
                  round_timeout: float = 120.0, approval_timeout: float = 600.0, checkpoint: str | None = None,
                  description: str = "", on_round: Callable[[dict], None] | None = None,
                  progress: bool | None = None, seed: int = 0, secure_aggregation: bool = False,
-                 dp: DPSGD | None = None):
+                 dp: DPSGD | None = None, columns: Sequence[str] | None = None):
         if rounds < 1 or min_domains < 1:
             raise InvalidInput("rounds and min_domains must be at least 1")
         strategy = strategy or FedAvg()
@@ -66,6 +69,7 @@ class Trainer:
             raise InvalidInput(f"{type(strategy).__name__} needs each domain's update, but secure aggregation "
                                "reveals only their sum; use FedAvg, FedProx or FedAdam")
         self.secure_aggregation, self.dp = secure_aggregation, dp
+        self.columns = column_list(columns)
         self.model, self.train_fn, self.data = model, train_fn, data
         self.strategy = strategy
         self.rounds, self.min_domains = rounds, min_domains
@@ -93,10 +97,13 @@ class Trainer:
             args["secure_aggregation"] = True
         if self.dp is not None:
             args["dp"] = self.dp.args()
+        limits: dict[str, Any] = {"max_rounds": self.rounds, "max_runtime_s": self.round_timeout}
+        if self.columns is not None:
+            limits["columns"] = self.columns
         return {"dataset": self.data.name, "kind": "training", "name": self.train_fn.__name__,
                 "code": "\n\n".join(parts), "args": args,
                 "description": self.description or f"train {args['model']} for {self.rounds} rounds",
-                "limits": {"max_rounds": self.rounds, "max_runtime_s": self.round_timeout}}
+                "limits": limits}
 
     # -- results ---------------------------------------------------------------------------------
     @property
