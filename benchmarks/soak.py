@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx  # noqa: E402
 
 from fednb.demo import data  # noqa: E402
+from fednb.demo.processes import command_line, descendants  # noqa: E402
 from fednb.domain import Domain  # noqa: E402
 from fednb.domain.domain import new_token  # noqa: E402
 from fednb.domain.process import DomainProcess  # noqa: E402
@@ -376,29 +377,16 @@ def check(paths: list[Path], traffic: Traffic) -> dict:
 
 
 def _is_zygote(pid: int) -> bool:
-    try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return len(cmd) > 3 and cmd[1] == b"-I" and cmd[2] == b"-c" and b"fednb.domain.run.sandbox" in cmd[3]
+    cmd = command_line(pid)
+    return len(cmd) > 3 and cmd[1] == "-I" and cmd[2] == "-c" and "fednb.domain.run.sandbox" in cmd[3]
 
 
 def sandbox_processes(pid: int | None) -> set[int]:
-    """The sandbox fork servers a domain server runs (its zygote and the zygote's namespace init)."""
+    """The sandbox fork servers a domain server runs (its zygote and the zygote's namespace init),
+    found through the worker processes of --workers N too."""
     if pid is None:
         return set()
-    parents: dict[int, int] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(") ", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    descendants, frontier = set(), {pid}  # through the worker processes of --workers N
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier}
-        descendants |= frontier
-    return {p for p in descendants if _is_zygote(p)}
+    return {p for p in descendants(pid) if _is_zygote(p)}
 
 
 def left_behind(pids: set[int], grace_s: float = 10.0) -> int:

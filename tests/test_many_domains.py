@@ -12,30 +12,9 @@ from pathlib import Path
 import httpx
 
 from fednb.demo import data
+from fednb.demo.processes import command_line, descendants
 from tests.api_support import auth
 from tests.conftest import start_live
-
-
-def _descendants(pid: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    found, frontier = [], {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier}
-        found.extend(frontier)
-    return found
-
-
-def _command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def _submit(live, client: httpx.Client, body: dict, wait: float = 60) -> dict:
@@ -55,7 +34,7 @@ def test_builtin_workers_are_forked_warm_and_one_serves_sequential_statistics(tm
         with httpx.Client(base_url=live.url, timeout=60) as client:
             done = _submit(live, client, {"kind": "builtin", "name": "mean", "args": {"column": "age"}})
             assert done["status"] == "done", done
-            commands = [_command(p) for p in _descendants(live.server.pid)]
+            commands = [" ".join(command_line(p)) for p in descendants(live.server.pid)]
             assert commands, "the server runs no helper process at all"
             fresh = [c for c in commands if "fednb.domain.run.workers" in c]
             assert fresh == [], f"built-in workers started as fresh Pythons: {fresh}"
@@ -193,6 +172,7 @@ LAUNCH_AT_ONCE = """
 import json, sys, threading
 from pathlib import Path
 from fednb.demo import data
+from fednb.demo.processes import command_line, descendants
 from fednb.demo.local import create_domain
 from fednb.domain import process
 root = Path(sys.argv[1])
