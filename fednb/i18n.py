@@ -217,6 +217,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "lab.owner.analyst": ("Analyst", "Analista"),
     "lab.owner.submitted": ("Submitted", "Enviada"),
     "lab.owner.hash": ("SHA-256 of code and arguments", "SHA-256 del código y los argumentos"),
+    "lab.owner.columns": ("Columns it may read", "Columnas que puede leer"),
+    "lab.owner.columns.all": ("every column (it declares none)", "todas las columnas (no declara ninguna)"),
     "lab.owner.output": ("Output check", "Control de la salida"),
     "lab.owner.mocks": ("Mocks served to analysts", "Datos simulados que ven los analistas"),
     "lab.owner.mock.unreviewed": ("not reviewed", "sin revisar"),

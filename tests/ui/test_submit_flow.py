@@ -16,7 +16,8 @@ V2 = ('def bmi_by_sex(df):\n    """Mean BMI by sex, with the group sizes."""\n  
 def test_magic_and_submit_command_reach_the_owner_with_code_and_diff(page, lab, federation, screenshots):
     notebook = write_notebook(lab.root, "submit.ipynb", [
         "%load_ext fednb\nimport fednb\nfed = fednb.connect(profile='default')",
-        f'%%fednb submit patients --description "BMI by sex, first version" --as v1\n{V1}',
+        f'%%fednb submit patients --description "BMI by sex, first version" --as v1\n'
+        f'@fednb.function(columns=["sex", "bmi"])\n{V1}',
         V2,
     ])
     open_lab(page, lab, notebook)
@@ -59,6 +60,8 @@ def test_magic_and_submit_command_reach_the_owner_with_code_and_diff(page, lab, 
     # what the domain will check on this code's output, in the owner's words (the default policy: checked)
     expect(tab.locator(".fednb-facts")).to_contain_text("Output check")
     expect(tab.locator(".fednb-facts")).to_contain_text("values the domain verifies row by row")
+    # which columns the job may load (part of the approval): this version declares none
+    expect(tab.locator(".fednb-facts")).to_contain_text("Columns it may readevery column (it declares none)")
     diff = tab.locator(".fednb-diff")
     expect(diff.locator(".fednb-diff-del")).to_contain_text(['"""Mean BMI by sex."""',
                                                             'return df.groupby("sex").bmi.mean()'])
@@ -71,6 +74,11 @@ def test_magic_and_submit_command_reach_the_owner_with_code_and_diff(page, lab, 
     tab.locator(".fednb-reason-input").fill("Group sizes under 10 must be suppressed first")
     tab.locator(".fednb-deny").click()
     expect(tab.locator("h2 .fednb-badge")).to_have_text("denied")
+    # the first version, still pending on hospital-b, declared the columns it reads
+    review.locator(".fednb-pending .fednb-owner-request", has_text="BMI by sex, first version").filter(
+        has_text="hospital-b").click()
+    first = page.locator(".fednb-review-tab:visible")
+    expect(first.locator(".fednb-facts")).to_contain_text("Columns it may readsex, bmi")
     page.get_by_role("tab", name="submit.ipynb").click()
     expect(second.locator(".fednb-state-denied")).to_have_count(1, timeout=60_000)
     expect(second).to_contain_text("Group sizes under 10 must be suppressed first")

@@ -240,6 +240,10 @@ export class ReviewWidget extends Widget {
       [tr('lab.owner.arguments'), JSON.stringify(d.args)],
       [tr('lab.owner.hash'), d.code_hash]
     ];
+    if (d.kind !== 'builtin') {
+      // what the job may load is part of what the owner approves (limits.columns, in the hash)
+      facts.push([tr('lab.owner.columns'), declaredColumns(d.limits)]);
+    }
     if (d.kind === 'function') {
       const check =
         d.unchecked_output === true
@@ -429,6 +433,14 @@ export class ReviewWidget extends Widget {
       this.denyButton.disabled = false;
     }
   }
+}
+
+/** The columns a custom job may load, as its request declared them, or "every column". */
+export function declaredColumns(limits: Record<string, unknown>): string {
+  const columns = limits?.columns;
+  return Array.isArray(columns) && columns.length
+    ? columns.map(String).join(', ')
+    : tr('lab.owner.columns.all');
 }
 
 interface IApproveAllOutcome {
