@@ -68,6 +68,7 @@ def target(tmp_path_factory, postgres_admin_url, alice_token):
     d.add_dataset(root / "cohort.parquet", "cohort", "600 patients, as a file")
     sources.add_to_domain(d, reader, "cohort", "registry", "the same 600 patients, kept in PostgreSQL")
     sources.add_to_domain(d, reader, "growing", "growing", "a table that grows after it is registered")
+    sources.add_to_domain(d, reader, "cohort", "twin", "the same table again, with no release yet")
     d.close()
     with psycopg.connect(admin, autocommit=True) as conn:
         socket_dir = conn.execute("SHOW unix_socket_directories").fetchone()[0]
@@ -229,3 +230,18 @@ def test_training_rounds_read_the_declared_columns_of_the_table(target):
     assert set(history["status"]) == {"ok"}, history
     assert list(history[history.domain != "global"]["n"]) == [600, 600]
     assert not list((target["live"].path / "datasets" / JOB_DATA).glob("*")), "the worker's copy was left behind"
+
+
+def test_custom_code_and_built_ins_are_compared_on_the_same_row_ids(target):
+    """The table's rows have the store's ids (from ``ctid``), not 0..n-1: a function releasing the sum
+    over every row but the first, after a built-in released it over every row, is a differencing
+    attack the domain must see across the two kinds."""
+    client, live = target["client"], target["live"]
+    total = client.post("/v1/requests?wait=30", headers=auth(live.token),
+                        json={"dataset": "twin", "kind": "builtin", "name": "count"}).json()
+    assert total["status"] == "done", total
+    same = _run(target, _job("return fednb.stat(df.age, 'sum')"), "twin", ["age"])
+    assert same["status"] == "done", same.get("reason")  # the same rows again: nothing new is learnt
+    all_but_one = _run(target, _job("return fednb.stat(df.age.iloc[1:], 'sum')"), "twin", ["age"])
+    assert all_but_one["status"] == "blocked", all_but_one
+    assert "differencing" in all_but_one["reason"] and total["id"] in all_but_one["reason"], all_but_one["reason"]

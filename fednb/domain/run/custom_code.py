@@ -109,7 +109,7 @@ class CustomCode:
                 return Outcome("fail", reason=str(exc))
             out = self.sandbox.run(spec)
         rows = self.domain.row_count(req["dataset"]) if data.frame is None else len(data.frame)
-        return self._judge(out, limits, rows, req, data.frame)
+        return self._judge(out, limits, rows, req, data)
 
     def training(self, req, job) -> Outcome:
         """One round in the request's kept-alive worker; the update must be the model's parameters."""
@@ -212,25 +212,28 @@ class CustomCode:
                 "eval": None if evaluation is None else output_check.check_metrics(evaluation, rules, "the evaluation"),
                 "train_seconds": float(value.get("train_seconds") or 0.0)}
 
-    def _judge(self, out: Any, limits: Any, rows: int, req: Any, frame: Any = None) -> Outcome:
+    def _judge(self, out: Any, limits: Any, rows: int, req: Any, data: JobData | None = None) -> Outcome:
         """Map a sandbox outcome to release, block or fail, with reasons an analyst can act on.
 
         ``rows`` is the domain's own count, never the job's. A released value passes the output
         checker (:mod:`fednb.domain.release.output_check`) against the domain's own copy of the
-        data (``frame``: the rows the job was given, when the domain read them from the owner's
+        data (``data``: the rows the job was given, when the domain read them from the owner's
         store); a failure's text is reduced to what the analyst may learn (:mod:`error_text`).
         """
         rules = self.domain.policy.disclosure
         if out.status == "ok":
             try:
                 disclosure.check_cohort(rows, rules, N_("the dataset's rows"))
-                own = frame if frame is not None else self.domain.load(req["dataset"], _columns(req))
+                own = data.frame if data is not None and data.frame is not None else \
+                    self.domain.load(req["dataset"], _columns(req))
                 checker = output_check.OutputChecker(rules, own,
                                                      unchecked_allowed=rules.allows_unchecked(req["dataset"]))
                 value, report = checker.check(out.value)
             except Blocked as exc:
                 return Outcome("block", reason=str(exc))
-            return Outcome("release", result=value, disclosure=report, evidence=checker.evidence())
+            evidence = checker.evidence()
+            return Outcome("release", result=value, disclosure=report,
+                           evidence=data.store_evidence(evidence) if data is not None else evidence)
         said = error_text.reduce(out.message, req["code"], show_text=rules.show_error_text)
         reasons = {
             "error": N_("your code raised {error}").format(error=said),

@@ -11,6 +11,12 @@ columns to a Parquet file of the job's own under ``datasets/.job-data`` (mode 06
 the sandbox may read besides the datasets themselves. The job then loads that file exactly as it
 would a Parquet dataset; the file is removed when the job has loaded it (a training worker) or ended.
 
+The job's frame is numbered 0, 1, ... as a Parquet file's rows are, but the store's rows have ids
+of their own (PostgreSQL's ``ctid``, Spark's file and row index: :data:`~fednb.domain.data.engines.base.ROW_ID`),
+which the built-ins' releases are remembered by. So the rows behind a custom job's release are
+translated back to those ids (:meth:`JobData.store_evidence`) before the differencing defence
+(:mod:`fednb.domain.release.differencing`) compares them with every earlier release on the dataset.
+
 The owner's ``max_rows_loaded`` is applied in the store before any row leaves it: ``SELECT count(*)
 FROM (SELECT 1 FROM data LIMIT cap + 1)`` stops scanning at the first row past the cap and returns
 one number, so an over-cap table is refused without being read whole, however large it has grown
@@ -23,6 +29,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from fednb.domain.data.engines.base import SOURCE_FILE
 from fednb.domain.review.data_access import rows_over_cap
@@ -73,8 +81,8 @@ def bounded_count(engine: Any, limit: int) -> int:
 
 
 def read_columns(engine: Any, columns: list[str] | None, policy: Policy) -> pd.DataFrame:
-    """The declared ``columns`` (None: all) of every row, in row-id order, refusing a table over
-    the policy's ``max_rows_loaded`` before reading it (raises RowCapExceeded)."""
+    """The declared ``columns`` (None: all) of every row, in row-id order and indexed by row id,
+    refusing a table over the policy's ``max_rows_loaded`` before reading it (raises RowCapExceeded)."""
     cap = policy.sandbox.max_rows_loaded
     if cap:
         refused = rows_over_cap(bounded_count(engine, cap + 1), policy)
@@ -84,7 +92,7 @@ def read_columns(engine: Any, columns: list[str] | None, policy: Policy) -> pd.D
     refused = rows_over_cap(len(frame), policy)
     if refused:  # the table grew past the cap between the two queries
         raise RowCapExceeded(refused)
-    return frame.reset_index(drop=True)
+    return frame
 
 
 class JobData:
@@ -96,7 +104,8 @@ class JobData:
         self.dataset = dataset
         self.columns = columns
         self.job_id = job_id
-        self.frame: pd.DataFrame | None = None  # the rows read from the store (None for a file)
+        self.frame: pd.DataFrame | None = None  # the rows read from the store, numbered 0.. (None for a file)
+        self.row_ids: np.ndarray | None = None  # the store's id of each of those rows
         self._written: Path | None = None
 
     def path(self) -> str:
@@ -107,9 +116,11 @@ class JobData:
         if self._written is None:
             engine = self.domain.engine(self.dataset)
             try:
-                self.frame = read_columns(engine, self.columns, self.domain.policy)
+                read = read_columns(engine, self.columns, self.domain.policy)
             finally:
                 engine.close()
+            self.row_ids = read.index.to_numpy(dtype=np.int64)
+            self.frame = read.reset_index(drop=True)
             self._written = self._write(self.frame)
         return str(self._written)
 
@@ -121,6 +132,15 @@ class JobData:
         with os.fdopen(descriptor, "wb") as sink:
             frame.to_parquet(sink, index=False)
         return target
+
+    def store_evidence(self, evidence: dict[str, Any]) -> dict[str, Any]:
+        """An output check's evidence (row positions in the job's frame) in the store's row ids."""
+        from fednb.domain.release import differencing
+
+        if self.row_ids is None or not evidence:
+            return evidence
+        return {kind: [differencing.evidence(self.row_ids[_positions(found)]) for found in sets]
+                for kind, sets in evidence.items()}
 
     def close(self) -> None:
         """Remove the private copy (the job has its rows, or has ended)."""
@@ -134,3 +154,11 @@ class JobData:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+def _positions(found: dict[str, Any]) -> np.ndarray:
+    """The row positions a :func:`fednb.domain.release.differencing.evidence` record holds."""
+    import base64
+
+    from pyroaring import BitMap
+
+    return np.asarray(list(BitMap.deserialize(base64.b64decode(found["bitmap"]))), dtype=np.int64)
