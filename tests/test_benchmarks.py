@@ -32,6 +32,7 @@ SMALL = {  # script -> (arguments, a key that each run's output must contain)
     "many_domains": (["--domains", "2", "--idle-seconds", "1", "--settle-seconds", "1"], "pss_mb_per_domain"),
     "cli_startup": (["--runs", "1"], "median_s"),
     "rows_scaling": (["--rows", "20000", "--runs", "1"], "vs_plain_duckdb"),
+    "custom_code_postgres": (["--rows", "20000"], "bounded_count_to"),
 }
 
 
