@@ -27,6 +27,7 @@ from tests.api_support import auth
 from tests.conftest import owners_approving, start_live
 from tests.pg_tables import read_only_role, write_table
 from tests.postgres_server import create_database
+from tests.test_declared_columns import PAGES_HOLDING
 
 PASSWORD = "reader-secret-pw"  # tests/pg_tables.py gives every read-only role this one
 CAP = 1000
@@ -119,39 +120,18 @@ def test_the_frame_holds_only_the_declared_columns_of_the_table(target):
     assert undeclared["status"] == "failed" and "KeyError: 'bmi'" in undeclared["reason"], undeclared
 
 
-# Scans the job's own memory around its heaps and the frame's buffers for the password (assembled
-# here from a reversed tail, so no object of the job's spec holds it), then plants one copy and scans
-# again: the first scan must find nothing, the second must find it (the scan can see).
-CREDENTIAL_SCAN = """import ctypes, os
-libc = ctypes.CDLL(None, use_errno=True)
-libc.malloc.restype = ctypes.c_void_p
-needle = b'reader-' + tail[::-1].encode()
-mine = {(id(needle) + d) // 4096 * 4096 for d in (0, 64)}
-page = bytearray(4096)
-probe, sink = os.pipe()
+# Looks for the password in the job's own memory (assembled here from a reversed tail, so no object
+# of the job's spec holds it), then plants one copy and looks again: the first scan must find
+# nothing, the second must find it (the scan can see).
+CREDENTIAL_SCAN = PAGES_HOLDING + """needle = b'reader-' + tail[::-1].encode()
 anchors = [df['age'].values.ctypes.data, id(df), id(tail), libc.malloc(100), libc.malloc(5000),
            libc.malloc(70000), libc.malloc(300000)]
-def scan(skip):
-    seen, found = set(), 0
-    for anchor in anchors:
-        for k in range(-20000, 20000):
-            addr = anchor - anchor % 4096 + k * 4096
-            if addr <= 0 or addr in seen or addr in skip:
-                continue
-            seen.add(addr)
-            if libc.write(sink, ctypes.c_void_p(addr), 4096) != 4096:
-                continue
-            os.readv(probe, [page])
-            if needle in page:
-                found += 1
-    assert len(seen) > 50000, f'scanned only {len(seen)} pages'
-    return found
-before = scan(mine)
+before = pages_holding(needle, anchors)
 assert not before, f'the password is in the job memory: {before} pages'
 assert not any(tail[::-1] in value for value in os.environ.values()), 'the password is in the environment'
 planted = bytearray(needle * 600)
 anchors.append(ctypes.addressof((ctypes.c_char * len(planted)).from_buffer(planted)))
-assert scan(mine), 'the scan could not find a planted copy'
+assert pages_holding(needle, anchors), 'the scan could not find a planted copy'
 return fednb.stat(df.age)"""
 
 

@@ -113,31 +113,36 @@ def test_opening_the_dataset_file_for_the_other_columns_is_refused(target):
     assert final["result"] is None
 
 
-# Reads the job's own memory page by page around its heaps and the frame's buffers (a pipe write
-# tells readable pages from unmapped ones without a crash) and fails, naming the count, if it finds
-# the other column's text. The text to look for is assembled here, never sent whole.
-MEMORY_SCAN = """import ctypes, os
+# Reads the job's own memory page by page around ``anchors`` (its heaps, the frame's buffers; a pipe
+# write tells readable pages from unmapped ones without a crash) and counts the pages holding
+# ``needle``, the needle's own pages left out. The text to look for is assembled in the job, never
+# sent whole. Job code to prepend to a job's body (which calls ``pages_holding``).
+PAGES_HOLDING = """import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
 libc.malloc.restype = ctypes.c_void_p
-needle = b'CANARY' + tail[::-1].encode()  # no other object holds the whole text
-mine = {(id(needle) + d) // 4096 * 4096 for d in (0, 64)}
 page = bytearray(4096)  # one buffer, refilled: no copy of a page is left behind to be found again
 probe, sink = os.pipe()
+def pages_holding(needle, anchors):
+    mine = {(id(needle) + d) // 4096 * 4096 for d in (0, 64)}
+    seen, found = set(), 0
+    for anchor in anchors:
+        for k in range(-20000, 20000):
+            addr = anchor - anchor % 4096 + k * 4096
+            if addr <= 0 or addr in seen or addr in mine:
+                continue
+            seen.add(addr)
+            if libc.write(sink, ctypes.c_void_p(addr), 4096) != 4096:
+                continue
+            os.readv(probe, [page])
+            if needle in page:
+                found += 1
+    assert len(seen) > 50000, f'scanned only {len(seen)} pages'
+    return found
+"""
+MEMORY_SCAN = PAGES_HOLDING + """needle = b'CANARY' + tail[::-1].encode()  # no other object holds the whole text
 anchors = [df['age'].values.ctypes.data, id(df), id(tail), libc.malloc(100), libc.malloc(5000),
            libc.malloc(70000), libc.malloc(300000)]
-seen, found = set(), 0
-for anchor in anchors:
-    for k in range(-20000, 20000):
-        addr = anchor - anchor % 4096 + k * 4096
-        if addr <= 0 or addr in seen or addr in mine:
-            continue
-        seen.add(addr)
-        if libc.write(sink, ctypes.c_void_p(addr), 4096) != 4096:
-            continue
-        os.readv(probe, [page])
-        if needle in page:
-            found += 1
-assert len(seen) > 50000, f'scanned only {len(seen)} pages'
+found = pages_holding(needle, anchors)
 assert not found, f'the notes are in memory: {found} pages'
 return fednb.stat(df.age)"""
 

@@ -81,11 +81,11 @@ def finish_interrupted(domain: Domain) -> None:
         install(domain, name, Path(staged_file))
     staging = domain.path / dataset_rows.STAGING
     for folder in staging.iterdir() if staging.is_dir() else ():
-        if not _process_alive(folder.name.split("-", 1)[0]):
+        if not process_alive(folder.name.split("-", 1)[0]):
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _process_alive(pid: str) -> bool:
+def process_alive(pid: str) -> bool:
     """Whether process ``pid`` still runs (a folder not named after a pid is left alone)."""
     try:
         os.kill(int(pid), 0)

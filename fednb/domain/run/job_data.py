@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fednb.domain.data.catalog import process_alive
 from fednb.domain.data.engines.base import SOURCE_FILE
 from fednb.domain.review.data_access import rows_over_cap
 
@@ -60,18 +61,8 @@ def clear_left_behind(domain_path: Path) -> None:
     the same domain keep theirs."""
     folder = Path(domain_path) / "datasets" / JOB_DATA
     for found in folder.iterdir() if folder.is_dir() else ():
-        if not _process_alive(found.name.split("-", 1)[0]):
+        if not process_alive(found.name.split("-", 1)[0]):
             found.unlink(missing_ok=True)
-
-
-def _process_alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (ValueError, PermissionError):
-        return True
-    return True
 
 
 def bounded_count(engine: Any, limit: int) -> int:
