@@ -88,7 +88,10 @@ def test_spanish_lab_shows_spanish_panels_and_widgets(page, lab, federation, scr
             "import fednb\nfednb.set_language('es')\nfed = fednb.connect(profile='default')\n"
             "ds = fed.dataset('patients')\nreq = fed.send(ds.clients, {'dataset': 'patients', 'kind': 'builtin', "
             "'name': 'count', 'args': {'where': [{'column': 'age', 'op': '>=', 'value': 30}]}, "
-            "'description': '¿Cuántos pacientes?'})\nreq",
+            "'description': '¿Cuántos pacientes?'})\n"
+            "ages = fed.send(ds.clients, {'dataset': 'patients', 'kind': 'function', 'name': 'ages', "
+            "'code': 'def ages(df):\\n    return fednb.stat(df.age)\\n', 'limits': {'columns': ['age']}, "
+            "'description': 'Edad media, solo age'})\nreq",
         ])
         open_lab(page, lab, notebook)
         run_cell(page, 0)
@@ -109,6 +112,9 @@ def test_spanish_lab_shows_spanish_panels_and_widgets(page, lab, federation, scr
         tab.locator(".fednb-reason-input").fill("Prueba en español")
         tab.locator(".fednb-deny").click()
         expect(tab.locator("h2 .fednb-badge")).to_have_text("denegada")
+        # a function's review names the columns it declared, in Spanish
+        review.locator(".fednb-owner-request", has_text="Edad media, solo age").filter(has_text="hospital-a").click()
+        expect(page.locator(".fednb-review-tab:visible .fednb-facts")).to_contain_text("Columnas que puede leerage")
         page.get_by_role("tab", name="espanol.ipynb").click()
         expect(tracker).to_contain_text("denegada por el propietario: Prueba en español", timeout=60_000)
     finally:
