@@ -2,7 +2,8 @@
 columns through the dataset's engine (``fednb.domain.run.job_data.read_columns``: the cap's bounded
 count, then the rows in row-id order) and writing the job's private Parquet copy, against plain
 psycopg + pandas doing the same read and write (``COPY (SELECT ...) TO STDOUT`` as CSV into
-``pandas.read_csv``, no order, no cap). Also the bounded count alone on a table far over the cap: it
+``pandas.read_csv``, no order, no cap), each in a fresh process whose peak memory above its start is
+reported (``peak_mb``: what the serving process would carry). Also the bounded count alone on a table far over the cap: it
 stays flat as the table grows, because the store stops at cap + 1 rows.
 
 The table is pushdown_parity.py's (an id, a 5-level category, three floats, two integers), loaded
@@ -41,6 +42,27 @@ def timed(fn):
     start = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - start
+
+
+def measured(fn, *args) -> tuple[int, float, int]:
+    """(rows, seconds, peak MB above the start) of ``fn(*args)`` run in a forked process."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(1, mp_context=get_context("fork")) as pool:
+        return pool.submit(_in_child, fn, *args).result()
+
+
+def _in_child(fn, *args) -> tuple[int, float, int]:
+    import resource
+
+    import pandas  # noqa: F401  (imported before the baseline: both sides use it)
+    import psycopg  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rows, seconds = timed(lambda: fn(*args))
+    return rows, seconds, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024
 
 
 def domain_read(url: str, columns: list[str], rules, target: Path) -> int:
@@ -86,11 +108,11 @@ def main() -> None:
             url = create_database(admin, f"bench{i}")
             load_postgres(url, make_frame(rows), folder)
             for label, columns in COLUMN_SETS.items():
-                got, seconds = timed(lambda: domain_read(url, columns, uncapped, folder / "domain.parquet"))
-                plain, plain_seconds = timed(lambda: plain_read(url, columns, folder / "plain.parquet"))
+                got, seconds, peak = measured(domain_read, url, columns, uncapped, folder / "domain.parquet")
+                plain, plain_seconds, plain_peak = measured(plain_read, url, columns, folder / "plain.parquet")
                 print(json.dumps({"rows": rows, "columns": label, "seconds": round(seconds, 4),
-                                  "plain_seconds": round(plain_seconds, 4), "same_rows": got == plain == rows}),
-                      flush=True)
+                                  "plain_seconds": round(plain_seconds, 4), "peak_mb": peak, "plain_peak_mb": plain_peak,
+                                  "same_rows": got == plain == rows}), flush=True)
             engine = PostgresEngine(url, "t", timeout_seconds=600)
             counted, seconds = timed(lambda: bounded_count(engine, CAP + 1))
             full, full_seconds = timed(engine.row_count)

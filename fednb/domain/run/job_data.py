@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fednb.domain.data.catalog import process_alive
-from fednb.domain.data.engines.base import SOURCE_FILE
+from fednb.domain.data.engines.base import ROW_ID, SOURCE_FILE
 from fednb.domain.review.data_access import rows_over_cap
 
 if TYPE_CHECKING:
@@ -79,11 +79,25 @@ def read_columns(engine: Any, columns: list[str] | None, policy: Policy) -> pd.D
         refused = rows_over_cap(bounded_count(engine, cap + 1), policy)
         if refused:
             raise RowCapExceeded(refused)
-    frame = engine.frame(columns, limit=cap + 1 if cap else None)
+    wanted = list(engine.columns()) if columns is None else list(columns)
+    picked = ", ".join(_quoted(c) for c in [ROW_ID, *wanted])
+    sql = f"SELECT {picked} FROM data ORDER BY {_quoted(ROW_ID)}" + (f" LIMIT {int(cap) + 1}" if cap else "")
+    import pandas as pd
+
+    # in pieces (a server-side cursor on PostgreSQL): the rows never stand in the domain's memory as
+    # Python objects all at once, only as the frame's columns
+    pieces = list(engine.batches(sql))
+    frame = pieces[0] if len(pieces) == 1 else pd.concat(pieces, ignore_index=True)
+    del pieces
     refused = rows_over_cap(len(frame), policy)
     if refused:  # the table grew past the cap between the two queries
         raise RowCapExceeded(refused)
+    frame.index = pd.Index(frame.pop(ROW_ID).to_numpy(), name=None)
     return frame
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 class JobData:
