@@ -227,3 +227,22 @@ def test_custom_code_and_built_ins_are_compared_on_the_same_row_ids(target):
     all_but_one = _run(target, _job("return fednb.stat(df.age.iloc[1:], 'sum')"), "twin", ["age"])
     assert all_but_one["status"] == "blocked", all_but_one
     assert "differencing" in all_but_one["reason"] and total["id"] in all_but_one["reason"], all_but_one["reason"]
+
+
+def test_a_read_that_outlasts_the_jobs_wall_clock_limit_is_refused(target, tmp_path, monkeypatch):
+    """Each fetch has PostgreSQL's statement timeout, but a long table is fetched in many pieces: the
+    read as a whole stops at the job's wall-clock limit (the clock is moved on here, not waited for)."""
+    from fednb.domain.data.engines.postgres import PostgresEngine
+    from fednb.domain.review.policy import load_policy, render_template
+    from fednb.domain.run import job_data
+
+    path = tmp_path / "policy.toml"
+    path.write_text(render_template("d").replace("wall_seconds = 120", "wall_seconds = 5"))
+    clock = iter([0.0, 6.0])
+    monkeypatch.setattr(job_data, "monotonic", lambda: next(clock))
+    engine = PostgresEngine(target["reader"], "cohort")
+    try:
+        with pytest.raises(job_data.RowsNotLoaded, match=r"took longer than a job may run \(5 s\); nothing ran"):
+            job_data.read_columns(engine, ["age"], load_policy(path))
+    finally:
+        engine.close()

@@ -12,7 +12,7 @@ pytest.importorskip("pyspark", reason="the 'spark' extra is not installed (pip i
 from fednb.demo import data  # noqa: E402
 from fednb.domain.data.engines.spark import SparkEngine, session  # noqa: E402
 from fednb.domain.review.policy import Policy, load_policy, render_template  # noqa: E402
-from fednb.domain.run.job_data import RowCapExceeded, bounded_count, read_columns  # noqa: E402
+from fednb.domain.run.job_data import RowsNotLoaded, bounded_count, read_columns  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
 MASTER = "local[2]"
@@ -42,6 +42,6 @@ def test_a_job_gets_only_the_declared_columns_of_a_spark_table(lake, tmp_path):
 
 def test_a_spark_table_over_the_cap_is_refused_from_a_bounded_count(lake, tmp_path):
     assert bounded_count(lake["engine"], 101) == 101
-    with pytest.raises(RowCapExceeded, match=r"custom code load \(100,"):
+    with pytest.raises(RowsNotLoaded, match=r"custom code load \(100,"):
         read_columns(lake["engine"], ["age"], _policy(100, tmp_path))
     assert len(read_columns(lake["engine"], ["age"], _policy(500, tmp_path))) == 500

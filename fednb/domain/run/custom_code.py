@@ -18,7 +18,7 @@ from fednb.domain.data.engines.base import EngineError
 from fednb.domain.release import disclosure, dp_training, error_text, output_check
 from fednb.domain.release.disclosure import Blocked
 from fednb.domain.review.data_access import rows_over_cap
-from fednb.domain.run.job_data import JobData, RowCapExceeded, clear_left_behind
+from fednb.domain.run.job_data import JobData, RowsNotLoaded, clear_left_behind
 from fednb.domain.run.outcome import Outcome
 from fednb.domain.run.rounds import charged
 from fednb.domain.store import requests as request_rows
@@ -105,7 +105,7 @@ class CustomCode:
         with _job_data(self.domain, req, job) as data:
             try:
                 spec = self._spec(req, job, limits, data, harness="function", probe=None)
-            except (RowCapExceeded, EngineError) as exc:  # the owner's store refused, or holds too many rows
+            except (RowsNotLoaded, EngineError) as exc:  # the owner's store refused, or holds too many rows
                 return Outcome("fail", reason=str(exc))
             out = self.sandbox.run(spec)
         rows = self.domain.row_count(req["dataset"]) if data.frame is None else len(data.frame)
@@ -140,7 +140,7 @@ class CustomCode:
         with _job_data(self.domain, req, job) as data:  # a new worker loads its rows in its first round
             try:
                 session = self._session(req, job, limits, data)
-            except (RowCapExceeded, EngineError) as exc:
+            except (RowsNotLoaded, EngineError) as exc:
                 return Outcome("fail", reason=str(exc))
             out = session.call(inputs, blob)
         if not session.alive:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +36,7 @@ import numpy as np
 from fednb.domain.data.catalog import process_alive
 from fednb.domain.data.engines.base import ROW_ID, SOURCE_FILE
 from fednb.domain.review.data_access import rows_over_cap
+from fednb.locale import N_
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,8 +48,9 @@ if TYPE_CHECKING:
 JOB_DATA = ".job-data"
 
 
-class RowCapExceeded(Exception):
-    """The store holds more rows than the owner's ``max_rows_loaded``; the message says so."""
+class RowsNotLoaded(Exception):
+    """The job's rows were not loaded: the store holds more than the owner's ``max_rows_loaded``, or
+    reading them took longer than the job may run; the message says which, for the analyst."""
 
 
 def kept_in_store(data_path: Path) -> bool:
@@ -73,12 +76,14 @@ def bounded_count(engine: Any, limit: int) -> int:
 
 def read_columns(engine: Any, columns: list[str] | None, policy: Policy) -> pd.DataFrame:
     """The declared ``columns`` (None: all) of every row, in row-id order and indexed by row id,
-    refusing a table over the policy's ``max_rows_loaded`` before reading it (raises RowCapExceeded)."""
+    refusing a table over the policy's ``max_rows_loaded`` before reading it, and a read that outlasts
+    the job's wall-clock limit (``[sandbox] wall_seconds``: each statement has the store's own timeout,
+    but a long table is fetched in many) (raises RowsNotLoaded)."""
     cap = policy.sandbox.max_rows_loaded
     if cap:
         refused = rows_over_cap(bounded_count(engine, cap + 1), policy)
         if refused:
-            raise RowCapExceeded(refused)
+            raise RowsNotLoaded(refused)
     wanted = list(engine.columns()) if columns is None else list(columns)
     picked = ", ".join(_quoted(c) for c in [ROW_ID, *wanted])
     sql = f"SELECT {picked} FROM data ORDER BY {_quoted(ROW_ID)}" + (f" LIMIT {int(cap) + 1}" if cap else "")
@@ -86,12 +91,19 @@ def read_columns(engine: Any, columns: list[str] | None, policy: Policy) -> pd.D
 
     # in pieces (a server-side cursor on PostgreSQL): the rows never stand in the domain's memory as
     # Python objects all at once, only as the frame's columns
-    pieces = list(engine.batches(sql))
+    deadline = monotonic() + policy.sandbox.wall_seconds
+    pieces = []
+    for piece in engine.batches(sql):
+        pieces.append(piece)
+        if monotonic() > deadline:
+            raise RowsNotLoaded(N_("reading the dataset's rows from the owner's database took longer than a job may "
+                                   "run ({seconds:g} s); nothing ran. Declare fewer columns, or ask the owner for a "
+                                   "row cap (max_rows_loaded)").format(seconds=policy.sandbox.wall_seconds))
     frame = pieces[0] if len(pieces) == 1 else pd.concat(pieces, ignore_index=True)
     del pieces
     refused = rows_over_cap(len(frame), policy)
     if refused:  # the table grew past the cap between the two queries
-        raise RowCapExceeded(refused)
+        raise RowsNotLoaded(refused)
     frame.index = pd.Index(frame.pop(ROW_ID).to_numpy(), name=None)
     return frame
 
@@ -114,7 +126,7 @@ class JobData:
         self._written: Path | None = None
 
     def path(self) -> str:
-        """The file to hand the sandbox (raises RowCapExceeded, EngineError)."""
+        """The file to hand the sandbox (raises RowsNotLoaded, EngineError)."""
         registered = self.domain.data_path(self.dataset)
         if not kept_in_store(registered):
             return str(registered)
