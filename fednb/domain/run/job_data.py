@@ -99,6 +99,8 @@ def read_columns(engine: Any, columns: list[str] | None, policy: Policy) -> pd.D
             raise RowsNotLoaded(N_("reading the dataset's rows from the owner's database took longer than a job may "
                                    "run ({seconds:g} s); nothing ran. Declare fewer columns, or ask the owner for a "
                                    "row cap (max_rows_loaded)").format(seconds=policy.sandbox.wall_seconds))
+    if not pieces:  # an engine may stream an empty result as no piece at all
+        pieces = [pd.DataFrame(columns=[ROW_ID, *wanted])]
     frame = pieces[0] if len(pieces) == 1 else pd.concat(pieces, ignore_index=True)
     del pieces
     refused = rows_over_cap(len(frame), policy)
