@@ -145,8 +145,18 @@ def test_the_secret_file_cannot_be_opened_by_the_job(target):
     assert PASSWORD in secret.read_text()  # it is there, on the domain's side
     final = _run(target, _job(f"return open({str(secret)!r}).read()"), "registry", ["age"])
     assert final["status"] == "failed", final
-    assert "PermissionError" in final["reason"] or "FileNotFoundError" in final["reason"], final["reason"]
+    assert "PermissionError: [Errno 13] Permission denied" in final["reason"], final["reason"]
     assert PASSWORD not in final["reason"]
+
+
+def test_the_copies_of_running_jobs_are_out_of_reach(target):
+    """The folder of the domain's copies (this job's own and any other job's running at once, which may
+    hold other columns) cannot be listed or read by analyst code."""
+    folder = target["live"].path / "datasets" / JOB_DATA
+    body = f"import os\nreturn len(os.listdir({str(folder)!r}))"
+    final = _run(target, _job(body), "registry", ["age"])
+    assert final["status"] == "failed", final
+    assert "PermissionError: [Errno 13] Permission denied" in final["reason"], final["reason"]
 
 
 @pytest.mark.parametrize("attempt", ["tcp", "unix", "psycopg"])
