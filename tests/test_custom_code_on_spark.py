@@ -23,7 +23,8 @@ def lake(tmp_path_factory):
     frame = data.hospital("hospital-b").head(500).reset_index(drop=True)
     folder = tmp_path_factory.mktemp("lake") / "patients"
     session(MASTER).createDataFrame(frame).coalesce(1).write.parquet(str(folder))
-    return {"engine": SparkEngine(MASTER, f"parquet.`{folder}`"), "frame": frame}
+    # a generous timeout: the read is what is tested here, not how fast a busy machine runs Spark
+    return {"engine": SparkEngine(MASTER, f"parquet.`{folder}`", timeout_seconds=300), "frame": frame}
 
 
 def _policy(cap: int, tmp_path) -> Policy:
