@@ -1,0 +1,289 @@
+"""Cox regression's risk-set sums in the dataset's engine: the same numbers (to 1e-9) and the same
+refusals as the in-memory path on both tie methods and stratified, lifelines' fit when iterated, the
+same on PostgreSQL, and through a real domain server a fit over more rows than a worker may hold in
+memory, refusals of the rare columns and small risk sets, and the differencing defence."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from lifelines import CoxPHFitter
+
+from fednb import partial_likelihood as pl
+from fednb.domain.release.disclosure import Blocked
+from fednb.domain.review.policy import DisclosureSection
+from fednb.domain.run import builtins
+from fednb.domain.run.builtins import survival
+from fednb.domain.run.builtins.registry import select
+from fednb.domain.run.builtins.scan import Scan
+from fednb.errors import InvalidInput
+from tests.api_support import auth
+from tests.conftest import start_live
+from tests.engine_support import parquet_engine
+
+PUBLIC = {"ward": ["cardio", "general", "icu"], "stage": [1, 2, 3]}
+RTOL = 1e-9
+WARDS = {"ward": ["cardio", "general", "icu"]}
+
+
+def cohort(n: int = 800, seed: int = 3) -> pd.DataFrame:
+    """Whole-day durations (so tied times), missing values, a nullable boolean, a text category with
+    a hidden rare level, an integer one, a boolean event and one with missing values."""
+    rng = np.random.default_rng(seed)
+    age = rng.uniform(30, 90, n)
+    ward = rng.choice(["cardio", "general", "icu"], n, p=[0.3, 0.5, 0.2]).astype(object)
+    ward[:3] = "burns"
+    smoker = pd.array(rng.random(n) < 0.35, dtype="boolean")
+    smoker[9::70] = pd.NA
+    hazard = np.exp(0.03 * (age - 60) + 0.5 * (ward == "icu") + 0.4 * np.asarray(smoker.fillna(False), dtype=bool))
+    time = np.ceil(rng.exponential(400 / hazard))
+    censor = np.ceil(rng.uniform(50, 1500, n))
+    died = (time <= censor).astype(float)
+    died[11::83] = np.nan
+    frame = pd.DataFrame({"days": np.minimum(time, censor), "died": died, "dead": died == 1, "age": age,
+                          "bmi": rng.normal(27, 4, n), "ward": ward, "smoker": smoker, "stage": rng.integers(1, 4, n),
+                          "id": np.arange(n)})
+    frame.loc[5::41, "bmi"] = np.nan
+    return frame
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    frame = cohort()
+    with parquet_engine(tmp_path_factory.mktemp("cox-sql"), frame) as engine:
+        yield frame, engine
+
+
+def in_memory(frame: pd.DataFrame, args: dict, inputs: dict | None = None, rules=None):
+    """The in-memory path on the selected rows, with its evidence (or the refusal it raises)."""
+    parsed = survival.CoxArgs.model_validate({**args, **(inputs or {})})
+    ctx = builtins.Context(rules or DisclosureSection(), PUBLIC)
+    try:
+        return survival.coxph(parsed, select(frame, parsed.where), ctx), ctx.evidence
+    except (Blocked, InvalidInput) as exc:
+        return type(exc).__name__ + ": " + str(exc), {}
+
+
+def in_engine(engine, args: dict, inputs: dict | None = None, rules=None, monkeypatch=None):
+    """The engine path; with ``monkeypatch``, reading the rows into pandas fails the test."""
+    if monkeypatch is not None:
+        monkeypatch.setattr(Scan, "frame", lambda *a, **k: pytest.fail("coxph read its rows into pandas"))
+    ctx = builtins.Context(rules or DisclosureSection(), PUBLIC)
+    try:
+        return builtins.compute("coxph", args, engine, ctx, inputs), ctx.evidence
+    except (Blocked, InvalidInput) as exc:
+        return type(exc).__name__ + ": " + str(exc), {}
+    finally:
+        if monkeypatch is not None:
+            monkeypatch.undo()
+
+
+SUMS = ("s0", "s1", "s2", "e0", "e1", "e2", "xsum", "gradient", "hessian", "d")
+
+
+def assert_same(got, expected) -> None:
+    if isinstance(expected, str):
+        assert got == expected
+        return
+    assert isinstance(got, dict), got
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        if key in SUMS:
+            np.testing.assert_allclose(np.asarray(got[key], dtype=float), np.asarray(value, dtype=float),
+                                       rtol=RTOL, atol=0, err_msg=key)
+        elif isinstance(value, float):
+            assert got[key] == pytest.approx(value, rel=RTOL, abs=0), key
+        else:
+            assert got[key] == value, key
+
+
+MODELS = [
+    ("days ~ age + bmi", {}),
+    ("days ~ age + C(ward) + smoker + C(ward):age", WARDS),
+    ("days ~ C(ward) + I(age ** 2) + np.log(bmi) + C(stage)", {"ward": ["general", "cardio", "icu"],
+                                                                 "stage": [1, 2, 3]}),
+]
+MODES = [{"ties": "efron", "time_grid": [float(x) for x in range(30, 1500, 30)]},
+         {"ties": "breslow", "time_grid": [100.0, 250.0, 400.0, 700.0, 1000.0]},
+         {"ties": "efron", "stratified": True}, {"ties": "breslow", "stratified": True}]
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: f"{m['ties']} {'stratified' if 'stratified' in m else 'grid'}")
+@pytest.mark.parametrize("formula, levels", MODELS, ids=[f for f, _ in MODELS])
+def test_the_round_in_sql_equals_the_round_in_memory(table, formula, levels, mode, monkeypatch):
+    frame, engine = table
+    for event in ("died", "dead"):
+        args = {"formula": formula, "event": event, "levels": levels, **mode,
+                "where": [{"column": "age", "op": ">", "value": 35}]}
+        expected, expected_evidence = in_memory(frame, args)
+        assert isinstance(expected, dict) and expected["finite"], expected
+        got, evidence = in_engine(engine, args, monkeypatch=monkeypatch)
+        assert_same(got, expected)
+        assert evidence == expected_evidence and evidence["rows"]["rows"] == expected["n"]
+        p = len(expected["columns"])
+        beta = list(np.linspace(-0.02, 0.03, p))  # a later round, at coefficients near the fit
+        step = {"beta": beta, **({"points": expected["points"]} if "points" in expected else {})}
+        expected, _ = in_memory(frame, args, step)
+        assert expected["finite"]
+        assert_same(in_engine(engine, args, step, monkeypatch=monkeypatch)[0], expected)
+
+
+EXTREMES = [
+    ({"stratified": True}, {"beta": [800.0, 0.0]}),  # exp(xβ) overflows: not finite, not an engine error
+    ({"time_grid": [100.0, 400.0]}, {"beta": [800.0, 0.0]}),
+    ({"time_grid": [100.0, 400.0]}, {"beta": [-2000.0, 0.0]}),  # underflows to 0: log(0)
+    ({"stratified": True}, {"beta": [1.0]}),  # the wrong number of coefficients
+    ({"time_grid": [100.0, 400.0]}, {"points": [0, 7]}),  # points off the grid
+    ({}, {}),  # no grid and not stratified
+]
+
+
+@pytest.mark.parametrize("mode, inputs", EXTREMES, ids=[f"{m} {i}" for m, i in EXTREMES])
+def test_extreme_rounds_give_the_in_memory_answer(table, mode, inputs, monkeypatch):
+    frame, engine = table
+    args = {"formula": "days ~ age + bmi", "event": "died", **mode}
+    expected, _ = in_memory(frame, args, inputs)
+    assert_same(in_engine(engine, args, inputs, monkeypatch=monkeypatch)[0], expected)
+
+
+def test_a_model_the_sql_design_cannot_express_runs_in_memory_with_the_same_answer(table):
+    frame, engine = table
+    args = {"formula": "days ~ age + log1p(bmi)", "event": "died", "time_grid": [200.0, 600.0]}
+    got, _ = in_engine(engine, args)
+    assert got["columns"] == ["age", "log1p(bmi)"]
+    assert_same(got, in_memory(frame, args)[0])
+    for bad in [{"formula": "days ~ age", "event": "ward", "time_grid": [100.0]},  # a text event
+                {"formula": "days ~ age", "event": "bmi", "time_grid": [100.0]},  # not 0/1
+                {"formula": "days ~ age", "event": "nothing", "time_grid": [100.0]},
+                {"formula": "days ~ died", "event": "died", "time_grid": [100.0]}]:
+        expected = in_memory(frame, bad)[0]
+        assert isinstance(expected, str) and in_engine(engine, bad)[0] == expected
+
+
+def lifelines_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    kept = frame[frame["ward"].isin(WARDS["ward"])].dropna(subset=["died", "bmi"])
+    return pd.DataFrame({"days": kept["days"], "died": kept["died"], "age": kept["age"], "bmi": kept["bmi"],
+                         "C(ward)[T.general]": (kept["ward"] == "general").astype(float),
+                         "C(ward)[T.icu]": (kept["ward"] == "icu").astype(float)})
+
+
+def newton(engine, args: dict, rounds: int = 30) -> tuple[np.ndarray, dict]:
+    """The analyst's Newton–Raphson over one domain's rounds (as :mod:`fednb.federated.cox`)."""
+    result, _ = in_engine(engine, args)
+    beta = np.zeros(len(result["columns"]))
+    for _ in range(rounds):
+        if args.get("stratified"):
+            p, grad = len(beta), np.asarray(result["gradient"])
+            hess = np.zeros((p, p))
+            hess[np.triu_indices(p)] = result["hessian"]
+            hess = hess + np.triu(hess, 1).T
+        else:
+            r = risk_sums(result, len(beta))
+            _, grad, hess = pl.loglik_gradient_hessian(r, beta, args["ties"])
+        step = np.linalg.solve(hess, grad)
+        beta = beta - step
+        result, _ = in_engine(engine, args, {"beta": list(beta), **({"points": result["points"]}
+                                                                    if "points" in result else {})})
+        if np.max(np.abs(step)) < 1e-12:
+            break
+    return beta, result
+
+
+def risk_sums(result: dict, p: int) -> pl.RiskSums:
+    def square(rows):
+        out = np.zeros((len(rows), p, p))
+        for k, upper in enumerate(rows):
+            out[k][np.triu_indices(p)] = upper
+            out[k] = out[k] + np.triu(out[k], 1).T
+        return out
+
+    q = len(result["d"])
+    e = (np.asarray(result["e0"]), np.asarray(result["e1"]), square(result["e2"])) if "e0" in result else (
+        np.zeros(q), np.zeros((q, p)), np.zeros((q, p, p)))
+    return pl.RiskSums(np.asarray(result["d"]), np.asarray(result["s0"]), np.asarray(result["s1"]),
+                       square(result["s2"]), *e, np.asarray(result["xsum"]))
+
+
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_iterated_stratified_rounds_reach_lifelines_fit(table, ties):
+    """Exact times (one stratum): the engine's rounds converge to lifelines' Efron fit, and Breslow's
+    to statsmodels' (lifelines has only Efron)."""
+    frame, engine = table
+    args = {"formula": "days ~ age + bmi + C(ward)", "event": "died", "levels": WARDS, "ties": ties,
+            "stratified": True}
+    beta, _ = newton(engine, args)
+    rows = lifelines_rows(frame)
+    if ties == "efron":
+        ref = CoxPHFitter().fit(rows, "days", "died", fit_options={"precision": 1e-12}).params_
+    else:
+        import statsmodels.api as sm
+
+        cols = ["age", "bmi", "C(ward)[T.general]", "C(ward)[T.icu]"]
+        ref = pd.Series(sm.PHReg(rows["days"], rows[cols], status=rows["died"], ties="breslow").fit(tol=1e-12).params,
+                        index=cols)
+    np.testing.assert_allclose(beta, ref[["age", "bmi", "C(ward)[T.general]", "C(ward)[T.icu]"]].to_numpy(), rtol=1e-6)
+
+
+def test_iterated_grid_rounds_reach_lifelines_fit_on_the_binned_rows(table):
+    frame, engine = table
+    grid = [float(x) for x in range(60, 1500, 60)]
+    args = {"formula": "days ~ age + bmi + C(ward)", "event": "died", "levels": WARDS, "ties": "efron",
+            "time_grid": grid}
+    beta, result = newton(engine, args)
+    kept = np.asarray(grid)[result["points"]]
+    rows = lifelines_rows(frame)
+    index = pl.intervals(rows["days"].to_numpy(), kept)
+    inside = index < len(kept)
+    binned = rows.assign(days=np.where(inside, kept[np.minimum(index, len(kept) - 1)], kept[-1] + 1),
+                         died=np.where(inside, rows["died"], 0))
+    ref = CoxPHFitter().fit(binned, "days", "died", fit_options={"precision": 1e-12}).params_
+    np.testing.assert_allclose(beta, ref[result["columns"]].to_numpy(), rtol=1e-6)
+
+
+def attacked() -> pd.DataFrame:
+    frame = cohort(400, seed=8)
+    frame["one"] = 0
+    frame.loc[17, "one"] = 1
+    frame["rare"] = np.where(frame.index < 3, "x", np.where(frame.index % 2, "a", "b"))
+    return frame
+
+
+DECISIONS = [
+    ({"formula": "days ~ age + one", "time_grid": [300.0]}, None),  # a 0/1 column on one row
+    ({"formula": "days ~ age + C(rare)", "levels": {"rare": ["x", "a", "b"]}, "stratified": True}, None),  # the reference level: no column
+    ({"formula": "days ~ age + C(ward)", "levels": {"ward": ["cardio", "general", "icu", "burns"]},
+      "time_grid": [300.0]}, None),  # a hidden level asked for: its three rows
+    ({"formula": "days ~ age", "time_grid": [300.0], "where": [{"column": "id", "op": "<", "value": 9}]}, None),
+    ({"formula": "days ~ age", "time_grid": [300.0], "where": [{"column": "died", "op": "==", "value": 1}]}, None),
+    # late intervals with few rows at risk merged, the first too small to release anything
+    ({"formula": "days ~ age + bmi + stage", "time_grid": [float(x) for x in range(10, 1500, 10)]}, None),
+    ({"formula": "days ~ age + bmi + stage", "time_grid": [float(x) for x in range(10, 1500, 10)]},
+     DisclosureSection(rows_per_value=40)),
+    ({"formula": "days ~ age + bmi + stage + age:bmi", "stratified": True}, DisclosureSection(rows_per_value=40)),
+]
+
+
+@pytest.mark.parametrize("args, rules", DECISIONS, ids=[str(a)[:70] for a, _ in DECISIONS])
+def test_the_disclosure_checks_decide_as_in_memory(tmp_path, args, rules, monkeypatch):
+    frame = attacked()
+    args = {"event": "died", **args}
+    expected, expected_evidence = in_memory(frame, args, rules=rules)
+    with parquet_engine(tmp_path, frame) as engine:
+        got, evidence = in_engine(engine, args, rules=rules, monkeypatch=monkeypatch)
+    assert_same(got, expected)
+    assert evidence == expected_evidence
+
+
+def test_the_attack_columns_are_refused(tmp_path):
+    """The decisions compared above are the interesting ones: refusals where a few people stand out."""
+    frame = attacked()
+    reasons = [in_memory(frame, {"event": "died", **args}, rules=rules)[0] for args, rules in DECISIONS]
+    assert "'one' is 1 on fewer than 5 rows" in reasons[0]
+    assert "a level of 'rare' has fewer than 5 rows" in reasons[1]
+    assert "'C(ward)[T.burns]' is 1 on fewer than 5 rows" in reasons[2]
+    assert "minimum cohort" in reasons[3] and "fewer than 5 events (or fewer than 5 censored" in reasons[4]
+    assert isinstance(reasons[5], dict) and 0 < len(reasons[5]["points"]) < 149
+    assert "no interval of the time grid has a risk set of" in reasons[6]
+    assert "releases 20 values per round" in reasons[7]
