@@ -247,6 +247,8 @@ def attacked() -> pd.DataFrame:
     frame["one"] = 0
     frame.loc[17, "one"] = 1
     frame["rare"] = np.where(frame.index < 3, "x", np.where(frame.index % 2, "a", "b"))
+    frame["picked"] = frame["died"] == 1  # every death and two censored patients: their two rows stand out
+    frame.loc[frame.index[frame["died"] == 0][:2], "picked"] = True
     return frame
 
 
@@ -256,7 +258,7 @@ DECISIONS = [
     ({"formula": "days ~ age + C(ward)", "levels": {"ward": ["cardio", "general", "icu", "burns"]},
       "time_grid": [300.0]}, None),  # a hidden level asked for: its three rows
     ({"formula": "days ~ age", "time_grid": [300.0], "where": [{"column": "id", "op": "<", "value": 9}]}, None),
-    ({"formula": "days ~ age", "time_grid": [300.0], "where": [{"column": "died", "op": "==", "value": 1}]}, None),
+    ({"formula": "days ~ age", "time_grid": [300.0], "where": [{"column": "picked", "op": "==", "value": True}]}, None),
     # late intervals with few rows at risk merged, the first too small to release anything
     ({"formula": "days ~ age + bmi + stage", "time_grid": [float(x) for x in range(10, 1500, 10)]}, None),
     ({"formula": "days ~ age + bmi + stage", "time_grid": [float(x) for x in range(10, 1500, 10)]},
@@ -286,4 +288,4 @@ def test_the_attack_columns_are_refused(tmp_path):
     assert "minimum cohort" in reasons[3] and "fewer than 5 events (or fewer than 5 censored" in reasons[4]
     assert isinstance(reasons[5], dict) and 0 < len(reasons[5]["points"]) < 149
     assert "no interval of the time grid has a risk set of" in reasons[6]
-    assert "releases 20 values per round" in reasons[7]
+    assert "releases 15 values per round" in reasons[7]
