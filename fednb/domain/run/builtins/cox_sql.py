@@ -142,7 +142,7 @@ class Totals:
     def __init__(self, p: int, levels: dict[str, list]):
         """``levels``: per categorical column, the levels whose rows are counted."""
         self.n, self.events, self.bad, self.first, self.last = 0, 0, 0, None, None
-        self.odd, self.ones = np.zeros(p, dtype=np.int64), np.zeros(p)
+        self.odd, self.ones, self.xsum = np.zeros(p, dtype=np.int64), np.zeros(p), np.zeros(p)
         self.levels = {name: np.zeros(len(values), dtype=np.int64) for name, values in levels.items()}
 
     def add(self, frame: Any) -> None:
@@ -156,6 +156,7 @@ class Totals:
         for i in range(len(self.odd)):
             self.odd[i] += int(frame[f"odd_{i}"].sum())
             self.ones[i] += float(frame[f"sum_{i}"].sum())
+            self.xsum[i] += float(frame[f"ex_{i}"].sum())
         for c, name in enumerate(self.levels):
             for v in range(len(self.levels[name])):
                 self.levels[name][v] += int(frame[f"level_{c}_{v}"].sum())
@@ -275,42 +276,73 @@ def _coarse_sums(frame: Any, coarse: np.ndarray, q: int, p: int, efron: bool) ->
     return pl.RiskSums(d, s0, s1, s2, e0, e1, e2, xsum)
 
 
+def _window(column: str) -> str:
+    """The sum of ``column`` over this time and every later one: the risk set's (Cox 1972)."""
+    return f"sum({column}) OVER (ORDER BY g DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+
+
+def _partial_likelihood(m: Model, beta: np.ndarray, efron: bool) -> Expr:
+    """One row: Σ log a0, Σ a1/a0 and Σ (a2/a0 − (a1/a0)(a1/a0)ᵀ) over the events, where (a0, a1, a2)
+    are the risk set's sums at the event's exact time, less the share (l/d) of its d tied events'
+    own sums for the l-th of them with Efron's ties (Efron 1977; none with Breslow's, 1974, whose d
+    terms are one term counted d times), and ``bad``, the terms that are not finite (an exp(xβ)
+    that overflowed in the risk set, a risk set summing to 0): :func:`fednb.partial_likelihood.
+    loglik_gradient_hessian` without the events' Σ xβ, which NumPy adds."""
+    xs, p = m.xs, len(m.names)
+    pairs = [(i, j) for i in range(p) for j in range(i, p)]
+    own = [("s0", "w"), *((f"s1_{i}", f"w * {x}") for i, x in enumerate(xs)),
+           *((f"s2_{i}_{j}", f"{xs[i]} * w * {xs[j]}") for i, j in pairs)]
+    sums = [f"sum({sql}) AS {name}" for name, sql in own]
+    if efron:  # the same sums over the events alone
+        sums += [f"sum(e * {sql}) AS e{name[1:]}" for name, sql in own]
+    weighted = fill("SELECT *, {w} AS w FROM ({rows}) AS r", w=_weights(m, beta), rows=m.rows)
+    per_time = fill(f"SELECT t AS g, sum(e) AS d, sum(CASE WHEN w IS NULL THEN 1 ELSE 0 END) AS bad, "
+                    f"{', '.join(sums)} FROM ({{weighted}}) AS q GROUP BY t", weighted=weighted)
+    risk_columns = [f"{_window(name)} AS r{name[1:]}" for name, _ in own]
+    kept_columns = [f"e{name[1:]}" for name, _ in own] if efron else []
+    risk = fill(f"SELECT g, d, {_window('bad')} AS cb, {', '.join([*risk_columns, *kept_columns])} "
+                "FROM ({per_time}) AS pt", per_time=per_time)
+    if efron:  # the l-th (from 0) of a time's d tied events: its rank among them
+        ranked = fill("SELECT t, row_number() OVER (PARTITION BY t) - 1 AS l FROM ({rows}) AS r WHERE e = 1",
+                      rows=m.rows)
+        events = fill("SELECT rs.*, CAST(ranked.l AS DOUBLE) / rs.d AS f, 1 AS k FROM ({risk}) AS rs "
+                      "JOIN ({ranked}) AS ranked ON ranked.t = rs.g", risk=risk, ranked=ranked)
+        shares = [f"r{name[1:]} - f * e{name[1:]} AS a{name[1:]}" for name, _ in own]
+    else:
+        events = fill("SELECT *, d AS k FROM ({risk}) AS rs WHERE d > 0", risk=risk)
+        shares = [f"r{name[1:]} AS a{name[1:]}" for name, _ in own]
+    terms = fill(f"SELECT k, cb, {', '.join(shares)} FROM ({{events}}) AS ev", events=events)
+    means = [f"a1_{i} / NULLIF(a0, 0) AS m{i}" for i in range(p)]
+    scaled = fill(f"SELECT *, {', '.join(means)} FROM ({{terms}}) AS tm", terms=terms)
+    out = ["sum(CASE WHEN cb > 0 OR NOT (a0 > 0) THEN 1 ELSE 0 END) AS bad",
+           "sum(k * CASE WHEN a0 > 0 THEN ln(a0) END) AS loglik",
+           *(f"sum(k * m{i}) AS g{i}" for i in range(p)),
+           *(f"sum(k * (a2_{i}_{j} / NULLIF(a0, 0) - m{i} * m{j})) AS h{i}_{j}" for i, j in pairs)]
+    return fill(f"SELECT {', '.join(out)} FROM ({{scaled}}) AS sc", scaled=scaled)
+
+
 def _stratified(a: survival.CoxArgs, scan: Scan, ctx: Context, m: Model, beta: np.ndarray,
                 usable: bool) -> dict[str, Any]:
-    p, efron = len(m.names), a.ties == "efron"
+    """Exact times: the checks' aggregates in one pass, then the partial likelihood's value, gradient
+    and Hessian wholly in the engine (its sort and windows spill; one row comes out)."""
+    p = len(m.names)
     totals = Totals(p, m.asked)
-    query = _grouped(m, beta, Expr("t"), efron, descending=True)
-    running = [0.0, np.zeros(p), np.zeros((p, p))]  # the risk set so far: S0, S1, S2 (Efron's E apart)
-    bad, xsum = 0, np.zeros(p)
-    loglik, grad, hess, finite = 0.0, np.zeros(p), np.zeros((p, p)), True
-    with np.errstate(all="ignore"):
-        for piece in scan.engine.batches(*_query(query)):
-            totals.add(piece)
-            if not len(piece):
-                continue
-            s0 = running[0] + np.cumsum(piece["s0"].to_numpy(dtype=float))
-            s1 = running[1] + np.cumsum(_sums(piece, "s1", p), axis=0)
-            s2 = running[2] + np.cumsum(_sums(piece, "s2", p, upper=True), axis=0)
-            running = [s0[-1], s1[-1], s2[-1]]
-            bads = bad + np.cumsum(piece["bad"].to_numpy(dtype=np.int64))
-            bad = int(bads[-1])
-            d = piece["d"].to_numpy(dtype=float)
-            at = np.flatnonzero(d > 0)[::-1]  # event times, earliest first as the in-memory loop
-            xsum += _sums(piece, "ex", p).sum(axis=0)
-            if not at.size:
-                continue
-            finite &= not bads[at].any()
-            e0, e1, e2 = ((piece["e0"].to_numpy(dtype=float)[at], _sums(piece, "e1", p)[at],
-                           _sums(piece, "e2", p, upper=True)[at]) if efron else
-                          (np.zeros(at.size), np.zeros((at.size, p)), np.zeros((at.size, p, p))))
-            r = pl.RiskSums(d[at], s0[at], s1[at], s2[at], e0, e1, e2, np.zeros(p))
-            part = pl.loglik_gradient_hessian(r, beta, a.ties)
-            loglik, grad, hess = loglik + part[0], grad + part[1], hess + part[2]
+    totals.add(scan.engine.query(*_query(_grouped(m, np.zeros(p), Expr("0"), False))))
     out = _common(a, scan, ctx, m, totals)
     survival.check_stratified_size(totals.n, p, ctx.rules)
-    if not usable or not finite:
+    if not usable:
         return {**out, "finite": False}
-    return survival.stratified_release(out, float(xsum @ beta) + loglik, xsum + grad, hess)
+    row = scan.engine.query(*_query(_partial_likelihood(m, beta, a.ties == "efron"))).iloc[0]
+    if int(row["bad"] or 0):
+        return {**out, "finite": False}
+    xsum = totals.xsum
+    upper = np.array([float(row[f"h{i}_{j}"]) for i in range(p) for j in range(i, p)])
+    hess = np.zeros((p, p))
+    hess[np.triu_indices(p)] = -upper
+    hess = hess + np.triu(hess, 1).T
+    grad = xsum - np.array([float(row[f"g{i}"]) for i in range(p)])
+    with np.errstate(all="ignore"):
+        return survival.stratified_release(out, float(xsum @ beta) - float(row["loglik"]), grad, hess)
 
 
 register("coxph", survival.CoxArgs, coxph_in_engine, round_inputs=survival.CoxRound, sql=True)
