@@ -3,20 +3,21 @@
 The same numbers and refusals as the in-memory path (:func:`fednb.domain.run.builtins.survival.coxph`),
 computed where the rows are, so memory does not grow with them. The design's columns are the GLM's
 SQL expressions (:mod:`.design_sql`, the intercept left out: it cancels in the partial likelihood,
-Cox 1972); the engine computes w = exp(xβ) row by row with β as ``?`` parameters, and one pass sums,
-per group of rows, the count, the events, w, w·x, w·x·xᵀ (and Efron's sums over the events, Efron
-1977), the events' x, and what the disclosure checks read (0/1 columns' counts of ones, each level's
-rows). The groups are:
+Cox 1972); the engine computes w = exp(xβ) row by row with β as ``?`` parameters.
 
-- with a time grid, the intervals of the grid this round asks for (a row's interval is found by a
-  binary search written as nested ``CASE``, at most nine comparisons for the 500 points a grid may
-  have): at most 501 groups. The coarser intervals actually released are unions of consecutive
-  ones, so their sums are added up here in NumPy and the risk sets are the reverse cumulative sums,
-  as in :func:`fednb.partial_likelihood.risk_sums`;
-- stratified by domain (exact times, only the log-likelihood, gradient and Hessian leave), each
-  distinct duration: the groups stream out ordered from the last time to the first, in pieces, and
-  each piece's risk sets (the running sums) add their terms of the partial likelihood, so memory
-  holds one piece whatever the number of distinct times.
+- **On a time grid**, one pass sums per interval of the grid this round asks for (a row's interval
+  is found by a binary search written as nested ``CASE``, at most nine comparisons for the 500
+  points a grid may have, so at most 501 groups) the count, the events, w, w·x, w·x·xᵀ, Efron's
+  same sums over the events (Efron 1977), the events' x, and what the disclosure checks read (0/1
+  columns' counts of ones, each level's rows). The intervals released are unions of consecutive
+  ones (merged so that no count is small), so their sums are added up here in NumPy and the risk
+  sets are reverse cumulative sums, as in :func:`fednb.partial_likelihood.risk_sums`.
+- **Stratified by domain** (exact times; only the log-likelihood, gradient and Hessian leave) the
+  distinct times may be as many as the rows, so nothing per time comes out: the engine sums per
+  time, takes the risk sets as window sums from the last time back, ranks each time's tied events
+  for Efron's shares, and returns one row (:func:`_partial_likelihood`); a first pass gives the
+  checks' aggregates. DuckDB sorts and aggregates out of core; PostgreSQL and Spark in their own
+  processes.
 
 The rows behind the result are remembered by the differencing defence, as a GLM's
 (:func:`fednb.domain.run.builtins.scan.evidence`); a selection that is one run of row ids is known
@@ -47,7 +48,8 @@ class Model:
     """The design over the engine: the model columns x0.. (intercept left out), the duration t, the
     event e, and the query of the rows the in-memory path keeps."""
 
-    def __init__(self, a: survival.CoxArgs, scan: Scan, d: SqlDesign):
+    def __init__(self, a: survival.CoxArgs, scan: Scan, d: SqlDesign, selected: int):
+        self.selected = selected  # the rows the filter selects, kept or not
         keep = [j for j, name in enumerate(d.names) if name != "Intercept"]
         self.names = [d.names[j] for j in keep]
         self.columns = [d.columns[j] for j in keep]
@@ -92,15 +94,17 @@ def _weights(m: Model, beta: np.ndarray) -> Expr:
     return Expr(text, values * 3)
 
 
-def _aggregates(m: Model, efron: bool) -> list[str]:
+def _aggregates(m: Model, efron: bool, sums: bool) -> list[str]:
+    """Counts, the row ids' ends, the events' x, the checks' aggregates and (``sums``) the risk sums."""
     xs, p = m.xs, len(m.names)
     pairs = [(i, j) for i in range(p) for j in range(i, p)]
-    out = ["count(*) AS n", "sum(e) AS d", "sum(CASE WHEN w IS NULL THEN 1 ELSE 0 END) AS bad",
-           "min(rid) AS first", "max(rid) AS last", "sum(w) AS s0"]
-    out += [f"sum(w * {x}) AS s1_{i}" for i, x in enumerate(xs)]
-    out += [f"sum({xs[i]} * w * {xs[j]}) AS s2_{i}_{j}" for i, j in pairs]
+    out = ["count(*) AS n", "sum(e) AS d", "min(rid) AS first", "max(rid) AS last"]
     out += [f"sum(e * {x}) AS ex_{i}" for i, x in enumerate(xs)]
-    if efron:
+    if sums:
+        out += ["sum(CASE WHEN w IS NULL THEN 1 ELSE 0 END) AS bad", "sum(w) AS s0"]
+        out += [f"sum(w * {x}) AS s1_{i}" for i, x in enumerate(xs)]
+        out += [f"sum({xs[i]} * w * {xs[j]}) AS s2_{i}_{j}" for i, j in pairs]
+    if sums and efron:
         out += ["sum(e * w) AS e0", *(f"sum(e * w * {x}) AS e1_{i}" for i, x in enumerate(xs))]
         out += [f"sum(e * {xs[i]} * w * {xs[j]}) AS e2_{i}_{j}" for i, j in pairs]
     # the disclosure checks: rows off 0/1, and the sum (the count of ones where there are none)
@@ -109,18 +113,19 @@ def _aggregates(m: Model, efron: bool) -> list[str]:
     return out
 
 
-def _grouped(m: Model, beta: np.ndarray, key: Expr, efron: bool, descending: bool = False) -> Expr:
-    """Per group of rows (``key`` over the kept rows' columns), every sum one round needs."""
+def _grouped(m: Model, beta: np.ndarray | None, key: Expr, efron: bool) -> Expr:
+    """Per group of rows (``key`` over the kept rows' columns), every sum one round needs at ``beta``
+    (None: only the counts and the checks' aggregates)."""
     level_counts = []
     params: list[Any] = []  # they sit in the SELECT, ahead of the subquery's
     for c, (name, alias) in enumerate(m.levels.items()):
         for v, level in enumerate(m.asked[name]):
             level_counts.append(f"sum(CASE WHEN {alias} = ? THEN 1 ELSE 0 END) AS level_{c}_{v}")
             params.append(level)
-    select = ", ".join([*_aggregates(m, efron), *level_counts])
-    weighted = fill("SELECT *, {w} AS w, {key} AS g FROM ({rows}) AS r", w=_weights(m, beta), key=key, rows=m.rows)
-    order = " ORDER BY g DESC" if descending else ""
-    return fill(f"SELECT g, {select} FROM ({{weighted}}) AS q GROUP BY g{order}",
+    select = ", ".join([*_aggregates(m, efron, beta is not None), *level_counts])
+    w = _weights(m, beta) if beta is not None else Expr(ONE)
+    weighted = fill("SELECT *, {w} AS w, {key} AS g FROM ({rows}) AS r", w=w, key=key, rows=m.rows)
+    return fill(f"SELECT g, {select} FROM ({{weighted}}) AS q GROUP BY g",
                 weighted=Expr(weighted.text, (*params, *weighted.params)))
 
 
@@ -141,7 +146,7 @@ class Totals:
 
     def __init__(self, p: int, levels: dict[str, list]):
         """``levels``: per categorical column, the levels whose rows are counted."""
-        self.n, self.events, self.bad, self.first, self.last = 0, 0, 0, None, None
+        self.n, self.events, self.first, self.last = 0, 0, None, None
         self.odd, self.ones, self.xsum = np.zeros(p, dtype=np.int64), np.zeros(p), np.zeros(p)
         self.levels = {name: np.zeros(len(values), dtype=np.int64) for name, values in levels.items()}
 
@@ -194,12 +199,12 @@ def coxph_in_engine(a: survival.CoxArgs, scan: Scan, ctx: Context) -> dict[str, 
     d = _translatable(a, scan, spec)
     if d is None:
         return survival.coxph(a, scan.frame([*used_columns(a, scan.schema.columns)]), ctx)
-    m = Model(a, scan, d)
-    survival.check_width(m.names)
-    event = scan.schema.numeric(a.event)
-    odd = scan.one(f"count(*) FILTER (WHERE {event} <> 0 AND {event} <> 1)", extra=scan.schema.present(a.event))[0]
+    event, present = scan.schema.numeric(a.event), scan.schema.present(a.event)
+    selected, odd = scan.one(f"count(*), count(*) FILTER (WHERE {present} AND {event} <> 0 AND {event} <> 1)")
     if int(odd):
         raise survival.event_error(a.event)
+    m = Model(a, scan, d, int(selected))
+    survival.check_width(m.names)
     p = len(m.names)
     usable = a.beta is None or (len(a.beta) == p and bool(np.all(np.isfinite(a.beta))))
     beta = np.asarray(a.beta, dtype=float) if a.beta is not None and usable else np.zeros(p)
@@ -213,8 +218,7 @@ def _common(a: survival.CoxArgs, scan: Scan, ctx: Context, m: Model, totals: Tot
     totals.check(m.names, ctx.rules)
     ctx.evidence["rows"] = totals.evidence(scan, m)
     survival.check_beta(a, m.names)
-    selected = int(scan.one("count(*)")[0])
-    return {"n": totals.n, "dropped": selected - totals.n, "columns": m.names, "events": totals.events}
+    return {"n": totals.n, "dropped": m.selected - totals.n, "columns": m.names, "events": totals.events}
 
 
 def _on_grid(a: survival.CoxArgs, scan: Scan, ctx: Context, m: Model, beta: np.ndarray, usable: bool) -> dict[str, Any]:
@@ -327,7 +331,7 @@ def _stratified(a: survival.CoxArgs, scan: Scan, ctx: Context, m: Model, beta: n
     and Hessian wholly in the engine (its sort and windows spill; one row comes out)."""
     p = len(m.names)
     totals = Totals(p, m.asked)
-    totals.add(scan.engine.query(*_query(_grouped(m, np.zeros(p), Expr("0"), False))))
+    totals.add(scan.engine.query(*_query(_grouped(m, None, Expr("0"), False))))
     out = _common(a, scan, ctx, m, totals)
     survival.check_stratified_size(totals.n, p, ctx.rules)
     if not usable:
