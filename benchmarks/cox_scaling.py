@@ -62,7 +62,7 @@ def new_domain(folder: Path, table: Path, token: str) -> None:
 
 def domain_fits(folder: Path, rows: int, token: str) -> dict[str, list[float]]:
     import fednb
-    from benchmarks.rows_scaling import PeakRss, cpu_seconds
+    from rows_scaling import PeakRss, cpu_seconds  # this folder: the domain-process peak RSS and CPU
     from fednb.demo.local import serving
 
     params = {}
@@ -85,7 +85,7 @@ def domain_fits(folder: Path, rows: int, token: str) -> dict[str, list[float]]:
                                   "iterations": fit.iterations, "converged": fit.converged, "nobs": fit.nobs,
                                   "domain_peak_rss_mb": watch.peak >> 20,
                                   "worker_peak_rss_mb": max(workers) >> 20 if workers else None,
-                                  "params": [round(b, 6) for b in params[name]]}), flush=True)
+                                  "params": [float(b) for b in params[name]]}), flush=True)
     return params
 
 
@@ -100,7 +100,7 @@ def lifelines_fit(path: str) -> None:
     print(json.dumps({"system": "lifelines", "fit": "exact", "seconds": round(time.perf_counter() - start, 3),
                       "cpu_seconds": round(time.process_time() - cpu, 3),
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10,
-                      "params": [round(float(fit.params_[x]), 6) for x in COVARIATES]}), flush=True)
+                      "params": [float(fit.params_[x]) for x in COVARIATES]}), flush=True)
 
 
 def main() -> None:
@@ -126,9 +126,10 @@ def main() -> None:
                                  capture_output=True, text=True).stdout
             ref = json.loads(out.strip().splitlines()[-1])
             print(json.dumps({"benchmark": "cox_scaling", "rows": rows, **ref}), flush=True)
-            rel = max(abs(a - b) / abs(b) for a, b in zip(ours["stratified"], ref["params"]) if b)
+            # relative to the largest coefficient: x2, x3 and x5 are 0 in the model, so near 0 here
+            diff = max(abs(a - b) for a, b in zip(ours["stratified"], ref["params"])) / max(map(abs, ref["params"]))
             print(json.dumps({"benchmark": "cox_scaling", "rows": rows, "summary": True,
-                              "stratified_vs_lifelines_max_rel_diff": float(f"{rel:.3g}")}), flush=True)
+                              "stratified_vs_lifelines_max_diff_rel_to_largest": float(f"{diff:.3g}")}), flush=True)
         finally:
             shutil.rmtree(root, ignore_errors=True)
 

@@ -407,3 +407,27 @@ def test_two_fits_whose_rows_differ_by_one_patient_are_a_differencing_attack(tmp
             assert released(far)["n"] < released(first)["n"] - 50
     finally:
         live.server.stop()
+
+
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+@pytest.mark.parametrize("block", [3, 7, pl.TIED_AT_ONCE])
+def test_the_partial_likelihood_in_blocks_equals_the_textbook_loop(ties, block, monkeypatch):
+    """Blocks of tied events that split intervals (3, 7) or hold them all give the sum, over each
+    interval's d tied events, of Efron's (or Breslow's) terms, one event at a time (Efron 1977)."""
+    rng = np.random.default_rng(4)
+    X, t, e = rng.normal(size=(300, 3)), np.ceil(rng.exponential(20, 300)), rng.random(300) < 0.7
+    beta = np.array([0.3, -0.2, 0.1])
+    r = pl.risk_sums(X, beta, pl.intervals(t, np.arange(2, 60, 2.0)), e, list(range(29)))
+    loglik, grad, hess = float(r.xsum @ beta), r.xsum.copy(), np.zeros((3, 3))
+    for j in np.flatnonzero(r.d > 0):
+        d = int(r.d[j])
+        for ell in range(d):
+            f = ell / d if ties == "efron" else 0.0
+            a0, a1, a2 = r.s0[j] - f * r.e0[j], r.s1[j] - f * r.e1[j], r.s2[j] - f * r.e2[j]
+            loglik, grad, hess = loglik - np.log(a0), grad - a1 / a0, hess - (a2 / a0 - np.outer(a1, a1) / a0 ** 2)
+    assert r.d.max() > 7  # intervals with more tied events than a block
+    monkeypatch.setattr(pl, "TIED_AT_ONCE", block)
+    got = pl.loglik_gradient_hessian(r, beta, ties)
+    assert got[0] == pytest.approx(loglik, rel=1e-12)
+    np.testing.assert_allclose(got[1], grad, rtol=1e-10)
+    np.testing.assert_allclose(got[2], hess, rtol=1e-10)
