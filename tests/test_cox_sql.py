@@ -431,3 +431,21 @@ def test_the_partial_likelihood_in_blocks_equals_the_textbook_loop(ties, block, 
     assert got[0] == pytest.approx(loglik, rel=1e-12)
     np.testing.assert_allclose(got[1], grad, rtol=1e-10)
     np.testing.assert_allclose(got[2], hess, rtol=1e-10)
+
+
+@pytest.mark.parametrize("mode", [MODES[0], MODES[2]], ids=["grid", "stratified"])
+def test_a_later_round_over_a_parquet_file_is_one_query(table, mode, monkeypatch):
+    """The selection's count, the checks' aggregates and the rows' evidence do not depend on β: a
+    fit's later rounds reuse them, so each reads the rows once (the sums at the new β)."""
+    frame, engine = table
+    args = {"formula": "days ~ age + bmi", "event": "died", **mode, "where": [{"column": "age", "op": ">", "value": 40}]}
+    first, evidence = in_engine(engine, args)
+    assert evidence["rows"]["rows"] == first["n"] and 0 < first["n"] < len(frame)  # not one run of ids
+    queries = []
+    for method in ("query", "batches"):
+        original = getattr(engine, method)
+        monkeypatch.setattr(engine, method, lambda *a, _f=original, _m=method, **k: queries.append(_m) or _f(*a, **k))
+    step = {"beta": [0.01, -0.02], **({"points": first["points"]} if "points" in first else {})}
+    later, later_evidence = in_engine(engine, args, step)
+    assert queries == ["query"] and later_evidence == evidence
+    assert_same(later, in_memory(frame, args, step)[0])

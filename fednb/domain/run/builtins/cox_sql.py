@@ -26,6 +26,10 @@ from its ends without streaming an id.
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -182,6 +186,34 @@ class Totals:
         return evidence(whole)
 
 
+_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_cache_lock = threading.Lock()
+CACHED = 24  # per engine: a few facts for each of the fits under way
+
+
+def remembered(scan: Scan, key: tuple, compute: Callable[[], Any]) -> Any:
+    """What the rows show whatever β is (the selection's count, the checks' aggregates, the rows'
+    evidence), computed once per fit and kept for its next rounds, but only while the engine reads
+    a Parquet file the domain holds: a worker reopens it (a new engine) when the file changes,
+    whereas an owner's database table may change under the same engine (as the GLM's facts)."""
+    from fednb.domain.data.engines.duckdb import ParquetEngine
+
+    if not isinstance(scan.engine, ParquetEngine):
+        return compute()
+    key = tuple(repr(k) for k in key)  # levels and constants of any type, compared as written
+    with _cache_lock:
+        kept = _cache.setdefault(scan.engine, OrderedDict())
+        if key in kept:
+            kept.move_to_end(key)
+            return kept[key]
+    value = compute()
+    with _cache_lock:
+        kept[key] = value
+        while len(kept) > CACHED:
+            kept.popitem(last=False)
+    return value
+
+
 def _translatable(a: survival.CoxArgs, scan: Scan, spec: formulas.Spec) -> SqlDesign | None:
     columns = scan.schema.columns
     if a.event not in columns or not sql.is_numeric(columns[a.event]):
@@ -200,7 +232,8 @@ def coxph_in_engine(a: survival.CoxArgs, scan: Scan, ctx: Context) -> dict[str, 
     if d is None:
         return survival.coxph(a, scan.frame([*used_columns(a, scan.schema.columns)]), ctx)
     event, present = scan.schema.numeric(a.event), scan.schema.present(a.event)
-    selected, odd = scan.one(f"count(*), count(*) FILTER (WHERE {present} AND {event} <> 0 AND {event} <> 1)")
+    query = f"count(*), count(*) FILTER (WHERE {present} AND {event} <> 0 AND {event} <> 1)"
+    selected, odd = remembered(scan, ("selection", query, scan.test, *scan.params), lambda: scan.one(query))
     if int(odd):
         raise survival.event_error(a.event)
     m = Model(a, scan, d, int(selected))
@@ -216,7 +249,7 @@ def coxph_in_engine(a: survival.CoxArgs, scan: Scan, ctx: Context) -> dict[str, 
 def _common(a: survival.CoxArgs, scan: Scan, ctx: Context, m: Model, totals: Totals) -> dict[str, Any]:
     """The checks and the evidence, in the in-memory path's order, and the fields every round has."""
     totals.check(m.names, ctx.rules)
-    ctx.evidence["rows"] = totals.evidence(scan, m)
+    ctx.evidence["rows"] = remembered(scan, ("evidence", m.rows.text, *m.rows.params), lambda: totals.evidence(scan, m))
     survival.check_beta(a, m.names)
     return {"n": totals.n, "dropped": m.selected - totals.n, "columns": m.names, "events": totals.events}
 
@@ -331,7 +364,8 @@ def _stratified(a: survival.CoxArgs, scan: Scan, ctx: Context, m: Model, beta: n
     and Hessian wholly in the engine (its sort and windows spill; one row comes out)."""
     p = len(m.names)
     totals = Totals(p, m.asked)
-    totals.add(scan.engine.query(*_query(_grouped(m, None, Expr("0"), False))))
+    checks = _grouped(m, None, Expr("0"), False)
+    totals.add(remembered(scan, ("checks", checks.text, *checks.params), lambda: scan.engine.query(*_query(checks))))
     out = _common(a, scan, ctx, m, totals)
     survival.check_stratified_size(totals.n, p, ctx.rules)
     if not usable:
