@@ -91,14 +91,15 @@ def _interval(grid: np.ndarray, lo: int = 0, hi: int | None = None) -> Expr:
                 (float(grid[mid]), *below.params, *above.params))
 
 
-def _weights(m: Model, beta: np.ndarray) -> Expr:
-    """exp(xβ): 0 where it underflows (as NumPy), NULL where it overflows (counted as ``bad``)."""
-    if not len(beta):
-        return Expr(ONE)
-    eta = "(" + " + ".join(f"CAST(? AS DOUBLE) * {x}" for x in m.xs) + ")"
-    text = f"CASE WHEN {eta} < {EXP_UNDERFLOW} THEN {ZERO} WHEN {eta} <= {EXP_LIMIT} THEN exp({eta}) END"
-    values = tuple(float(b) for b in beta)
-    return Expr(text, values * 3)
+def _weighted(m: Model, beta: np.ndarray | None) -> Expr:
+    """The kept rows with w = exp(xβ): 0 where it underflows (as NumPy), NULL where it overflows
+    (counted as ``bad``); β None: w = 1 (the checks' pass, which reads no sum of w)."""
+    if beta is None:
+        return fill(f"SELECT *, {ONE} AS w FROM ({{rows}}) AS r", rows=m.rows)
+    eta = Expr(" + ".join(f"CAST(? AS DOUBLE) * {x}" for x in m.xs), tuple(float(b) for b in beta))
+    with_eta = fill("SELECT *, {eta} AS eta FROM ({rows}) AS r", eta=eta, rows=m.rows)
+    return fill(f"SELECT *, CASE WHEN eta < {EXP_UNDERFLOW} THEN {ZERO} WHEN eta <= {EXP_LIMIT} THEN exp(eta) END "
+                "AS w FROM ({with_eta}) AS h", with_eta=with_eta)
 
 
 def _aggregates(m: Model, efron: bool, sums: bool) -> list[str]:
@@ -130,8 +131,7 @@ def _grouped(m: Model, beta: np.ndarray | None, key: Expr, efron: bool) -> Expr:
             level_counts.append(f"sum(CASE WHEN {alias} = ? THEN 1 ELSE 0 END) AS level_{c}_{v}")
             params.append(level)
     select = ", ".join([*_aggregates(m, efron, beta is not None), *level_counts])
-    w = _weights(m, beta) if beta is not None else Expr(ONE)
-    weighted = fill("SELECT *, {w} AS w, {key} AS g FROM ({rows}) AS r", w=w, key=key, rows=m.rows)
+    weighted = fill("SELECT *, {key} AS g FROM ({rows}) AS r", key=key, rows=_weighted(m, beta))
     return fill(f"SELECT g, {select} FROM ({{weighted}}) AS q GROUP BY g",
                 weighted=Expr(weighted.text, (*params, *weighted.params)))
 
@@ -336,7 +336,7 @@ def _partial_likelihood(m: Model, beta: np.ndarray, most_tied: int | None) -> Ex
     sums = [f"sum({sql}) AS {name}" for name, sql in own]
     if efron:  # the same sums over the events alone
         sums += [f"sum(e * {sql}) AS e{name[1:]}" for name, sql in own]
-    weighted = fill("SELECT *, {w} AS w FROM ({rows}) AS r", w=_weights(m, beta), rows=m.rows)
+    weighted = _weighted(m, beta)
     per_time = fill(f"SELECT t AS g, sum(e) AS d, sum(CASE WHEN w IS NULL THEN 1 ELSE 0 END) AS bad, "
                     f"{', '.join(sums)} FROM ({{weighted}}) AS q GROUP BY t", weighted=weighted)
     risk_columns = [f"{_window(name)} AS r{name[1:]}" for name, _ in own]
