@@ -344,7 +344,8 @@ def _partial_likelihood(m: Model, beta: np.ndarray, most_tied: int | None) -> Ex
     risk = fill(f"SELECT g, d, {_window('bad')} AS cb, {', '.join([*risk_columns, *kept_columns])} "
                 "FROM ({per_time}) AS pt", per_time=per_time)
     if most_tied:  # the l-th (from 0) of a time's d tied events, l numbered by the first rows' positions
-        numbers = Expr("SELECT row_number() OVER () - 1 AS l FROM data LIMIT ?", (int(most_tied),))
+        # a count the domain computed, written as a literal: Spark SQL takes no parameter in LIMIT
+        numbers = Expr(f"SELECT row_number() OVER () - 1 AS l FROM data LIMIT {int(most_tied)}")
         events = fill("SELECT rs.*, CAST(ls.l AS DOUBLE) / rs.d AS f, 1 AS k FROM ({risk}) AS rs "
                       "JOIN ({numbers}) AS ls ON ls.l < rs.d", risk=risk, numbers=numbers)
         shares = [f"r{name[1:]} - f * e{name[1:]} AS a{name[1:]}" for name, _ in own]
