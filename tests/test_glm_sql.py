@@ -23,6 +23,7 @@ from fednb.domain.run.builtins.scan import Scan
 from fednb.errors import InvalidInput
 from tests.api_support import auth
 from tests.conftest import start_live
+from tests.engine_support import parquet_engine
 
 PUBLIC = {"ward": ["cardio", "general", "icu"], "smoker": [False, True], "stage": [1, 2, 3]}
 RTOL = 1e-9
@@ -55,11 +56,8 @@ def clinic(n: int = 600, seed: int = 5) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
     frame = clinic()
-    path = tmp_path_factory.mktemp("glm-sql") / "data.parquet"
-    frame.to_parquet(path, index=False)
-    engine = ParquetEngine(path, memory_limit="256MB", threads=1)
-    yield frame, engine
-    engine.close()
+    with parquet_engine(tmp_path_factory.mktemp("glm-sql"), frame, "256MB") as engine:
+        yield frame, engine
 
 
 def in_memory(frame: pd.DataFrame, args: dict, inputs: dict | None = None, rules=None):

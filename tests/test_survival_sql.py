@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from fednb.domain.data.engines import duckdb as duckdb_engines
-from fednb.domain.data.engines.duckdb import ParquetEngine
 from fednb.domain.release.disclosure import Blocked
 from fednb.domain.review.policy import DisclosureSection
 from fednb.domain.run import builtins
@@ -17,6 +16,7 @@ from fednb.domain.run.builtins import survival
 from fednb.domain.run.builtins.registry import select
 from fednb.domain.run.builtins.scan import Scan
 from fednb.errors import InvalidInput
+from tests.engine_support import parquet_engine
 
 PUBLIC = {"ward": ["cardio", "general", "icu"], "tiny": ["a", "b"], "stage": [1, 2, 3]}
 
@@ -41,11 +41,8 @@ def cohort(n: int = 900, seed: int = 4) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
     frame = cohort()
-    path = tmp_path_factory.mktemp("survival-sql") / "data.parquet"
-    frame.to_parquet(path, index=False)
-    engine = ParquetEngine(path, memory_limit="128MB", threads=1)
-    yield frame, engine
-    engine.close()
+    with parquet_engine(tmp_path_factory.mktemp("survival-sql"), frame) as engine:
+        yield frame, engine
 
 
 def outcome(fn):

@@ -33,7 +33,7 @@ from fednb import formula as formulas
 from fednb import partial_likelihood as pl
 from fednb.domain.release import disclosure
 from fednb.domain.review.policy import DisclosureSection
-from fednb.domain.run.builtins.registry import Args, Context, Scalar, column, increasing, register
+from fednb.domain.run.builtins.registry import Args, Context, Scalar, column, increasing
 from fednb.errors import InvalidInput
 from fednb.locale import N_
 
@@ -206,46 +206,61 @@ class CoxRound(BaseModel):
     points: list[int] | None = Field(None, max_length=MAX_GRID)
 
 
-def _cox_design(a: CoxArgs, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], int, pd.DataFrame]:
-    spec = formulas.parse(a.formula)
+def check_event_apart(a: CoxArgs, spec: formulas.Spec) -> None:
     if a.event == spec.outcome or a.event in spec.variables:
         raise InvalidInput(f"the event column {a.event!r} cannot also be the duration or a term")
+
+
+def _cox_design(a: CoxArgs, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], int, pd.DataFrame]:
+    spec = formulas.parse(a.formula)
+    check_event_apart(a, spec)
     event = _event(column(df, a.event), a.event)
     rows = df[event.notna()]
     d = formulas.design(spec, rows, a.levels)
     keep = [j for j, name in enumerate(d.names) if name != "Intercept"]  # cancels in the partial likelihood
     X, names = d.X[:, keep], [d.names[j] for j in keep]
-    if not names:
-        raise InvalidInput("the model has no terms; write 'duration + event ~ age + C(sex)'")
-    if len(names) > MAX_PARAMETERS:
-        raise InvalidInput(f"the model has {len(names)} columns; at most {MAX_PARAMETERS}")
+    check_width(names)
     e = event.loc[d.frame.index].to_numpy() > 0
     return d.y, e, X, names, d.dropped + int(len(df) - len(rows)), d.frame
 
 
+def check_width(names: list[str]) -> None:
+    if not names:
+        raise InvalidInput("the model has no terms; write 'duration + event ~ age + C(sex)'")
+    if len(names) > MAX_PARAMETERS:
+        raise InvalidInput(f"the model has {len(names)} columns; at most {MAX_PARAMETERS}")
+
+
 def _check_small(X: np.ndarray, names: list[str], e: np.ndarray, frame: pd.DataFrame, levels: dict,
                  rules: DisclosureSection) -> None:
-    """As the GLM: no sums over 1..k−1 people through a 0/1 column, a level, or the events."""
-    k, n = rules.min_cell_count, len(e)
+    ones = [int(X[:, j].sum()) if np.isin(X[:, j], (0.0, 1.0)).all() else None for j in range(len(names))]
+    counts = {name: frame[name].value_counts().to_numpy() for name in levels if name in frame}
+    check_small_counts(names, ones, int(e.sum()), len(e), counts, rules)
+
+
+def check_small_counts(names: list[str], ones: list[int | None], events: int, n: int,
+                       level_counts: dict[str, np.ndarray], rules: DisclosureSection) -> None:
+    """As the GLM: no sums over 1..k−1 people through a 0/1 column, a level, or the events.
+    ``ones``: per model column its count of ones where it is 0/1, else None; ``level_counts``: per
+    categorical column of ``levels=`` the rows of each of its values."""
+    k = rules.min_cell_count
 
     def small(count: int) -> bool:
         return 0 < count < k or 0 < n - count < k
 
-    for j, name in enumerate(names):
-        if np.isin(X[:, j], (0.0, 1.0)).all() and small(int(X[:, j].sum())):
+    for name, count in zip(names, ones):
+        if count is not None and small(count):
             raise disclosure.Blocked(N_("the model column {name!r} is 1 on fewer than {k} rows (or 0 on fewer than "
                                         "{k}) here, under the minimum cell count; merge rare levels or widen the "
                                         "selection").format(name=name, k=k))
-    if small(int(e.sum())):
+    if small(events):
         raise disclosure.Blocked(N_("fewer than {k} events (or fewer than {k} censored rows) here, under the minimum "
                                     "cell count; widen the selection").format(k=k))
-    for name in levels:
-        if name in frame:
-            counts = frame[name].value_counts()
-            if ((counts > 0) & (counts < k)).any():
-                raise disclosure.Blocked(N_("a level of {name!r} has fewer than {k} rows here, under the minimum "
-                                            "cell count; merge rare levels or leave them out of levels=").format(
-                    name=name, k=k))
+    for name, counts in level_counts.items():
+        if ((counts > 0) & (counts < k)).any():
+            raise disclosure.Blocked(N_("a level of {name!r} has fewer than {k} rows here, under the minimum "
+                                        "cell count; merge rare levels or leave them out of levels=").format(
+                name=name, k=k))
 
 
 def values_per_interval(p: int, ties: str) -> int:
@@ -254,23 +269,36 @@ def values_per_interval(p: int, ties: str) -> int:
     return 1 + one * (2 if ties == "efron" else 1)
 
 
-def _points(a: CoxArgs, t: np.ndarray, e: np.ndarray, p: int, rules: DisclosureSection) -> tuple[list[int], np.ndarray]:
-    """The grid points released (indexes into the approved grid) and their times."""
+def chosen_grid(a: CoxArgs) -> tuple[list[int], np.ndarray]:
+    """The indexes into the approved grid this round asks for, and their times."""
     if a.time_grid is None:
         raise InvalidInput("a Cox model that is not stratified by domain needs a time_grid")
     full = np.asarray(a.time_grid, dtype=float)
     chosen = list(range(len(full))) if a.points is None else a.points
     if any(not 0 <= i < len(full) for i in chosen) or any(j <= i for i, j in zip(chosen, chosen[1:])):
         raise InvalidInput(f"points must be increasing indexes into the time grid of {len(full)} points")
-    grid = full[chosen]
+    return chosen, full[chosen]
+
+
+def _points(a: CoxArgs, t: np.ndarray, e: np.ndarray, p: int, rules: DisclosureSection) -> tuple[list[int], np.ndarray]:
+    """The grid points released (indexes into the approved grid) and their times."""
+    _, grid = chosen_grid(a)
     index, e = pl.bin_rows(t, e, grid)
     events, censored = pl.exits(index, e, len(grid))
+    return points_from_counts(a, events, censored, len(t), p, rules)
+
+
+def points_from_counts(a: CoxArgs, events: np.ndarray, censored: np.ndarray, n: int, p: int,
+                       rules: DisclosureSection) -> tuple[list[int], np.ndarray]:
+    """The released points from the events and censorings per interval of the chosen grid (rows
+    beyond it censored in its last interval, as :func:`fednb.partial_likelihood.bin_rows`)."""
+    chosen, grid = chosen_grid(a)
     everything = list(range(len(grid)))
-    if a.points is not None and pl.valid(everything, events, censored, len(t), rules.min_cell_count):
+    if a.points is not None and pl.valid(everything, events, censored, n, rules.min_cell_count):
         kept = everything  # the points every domain kept: a merge of valid intervals, so valid here
     else:
-        kept = pl.coarsen(events, censored, len(t), rules.min_cell_count)
-    at_risk = len(t) - np.concatenate([[0], np.cumsum(events + censored)])  # at the start of each interval
+        kept = pl.coarsen(events, censored, n, rules.min_cell_count)
+    at_risk = n - np.concatenate([[0], np.cumsum(events + censored)])  # at the start of each interval
     needed = rules.rows_per_value * values_per_interval(p, a.ties)
     while kept and at_risk[(kept[-2] + 1) if len(kept) > 1 else 0] < needed:
         kept.pop()
@@ -282,36 +310,36 @@ def _points(a: CoxArgs, t: np.ndarray, e: np.ndarray, p: int, rules: DisclosureS
     return [chosen[j] for j in kept], grid[kept]
 
 
-def coxph(a: CoxArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
-    t, e, X, names, dropped, frame = _cox_design(a, df)
-    n, p = X.shape
-    disclosure.check_cohort(n, ctx.rules, N_("the rows with every model column present"))
-    _check_small(X, names, e, frame, a.levels, ctx.rules)
+def check_beta(a: CoxArgs, names: list[str]) -> np.ndarray:
+    p = len(names)
     if a.beta is not None and len(a.beta) != p:
         raise InvalidInput(f"beta has {len(a.beta)} values but the model has {p} columns {names}")
-    beta = np.zeros(p) if a.beta is None else np.asarray(a.beta, dtype=float)
-    out: dict[str, Any] = {"n": n, "dropped": dropped, "columns": names, "events": int(e.sum())}
-    with np.errstate(all="ignore"):
-        if a.stratified:
-            values = p * (p + 1) // 2 + p + 1
-            if values > max(1, n // ctx.rules.rows_per_value):
-                raise disclosure.Blocked(N_("a model with {p} parameters releases {values} values per round, but "
-                                            "{n} rows allow at most {limit}; use fewer terms").format(
-                    p=p, values=values, n=n, limit=n // ctx.rules.rows_per_value))
-            times = np.unique(t[e])  # exact times: only sums over every row leave
-            r = pl.risk_sums(X, beta, pl.exact_intervals(t, e, times), e, list(range(len(times))))
-            loglik, grad, hess = pl.loglik_gradient_hessian(r, beta, a.ties)
-            numbers = [loglik, *grad, *hess[np.triu_indices(p)]]
-            if not np.all(np.isfinite(numbers)):
-                return {**out, "finite": False}
-            return {**out, "finite": True, "loglik": loglik, "gradient": grad.tolist(),
-                    "hessian": hess[np.triu_indices(p)].tolist()}
-        points, grid = _points(a, t, e, p, ctx.rules)
-        r = pl.risk_sums(X, beta, pl.intervals(t, grid), e, points)
+    return np.zeros(p) if a.beta is None else np.asarray(a.beta, dtype=float)
+
+
+def check_stratified_size(n: int, p: int, rules: DisclosureSection) -> None:
+    values = p * (p + 1) // 2 + p + 1
+    if values > max(1, n // rules.rows_per_value):
+        raise disclosure.Blocked(N_("a model with {p} parameters releases {values} values per round, but "
+                                    "{n} rows allow at most {limit}; use fewer terms").format(
+            p=p, values=values, n=n, limit=n // rules.rows_per_value))
+
+
+def stratified_release(out: dict[str, Any], loglik: float, grad: np.ndarray, hess: np.ndarray) -> dict[str, Any]:
+    p = len(grad)
+    numbers = [loglik, *grad, *hess[np.triu_indices(p)]]
+    if not np.all(np.isfinite(numbers)):
+        return {**out, "finite": False}
+    return {**out, "finite": True, "loglik": loglik, "gradient": grad.tolist(),
+            "hessian": hess[np.triu_indices(p)].tolist()}
+
+
+def sums_release(out: dict[str, Any], points: list[int], r: pl.RiskSums, ties: str) -> dict[str, Any]:
+    p = r.s1.shape[1]
     upper = np.triu_indices(p)
     sums = {"d": r.d.tolist(), "s0": r.s0.tolist(), "s1": r.s1.tolist(), "s2": [m[upper].tolist() for m in r.s2],
             "xsum": r.xsum.tolist()}
-    if a.ties == "efron":
+    if ties == "efron":
         sums.update(e0=r.e0.tolist(), e1=r.e1.tolist(), e2=[m[upper].tolist() for m in r.e2])
     flat = np.concatenate([np.ravel(np.asarray(v, dtype=float)) for v in sums.values()])
     if not np.all(np.isfinite(flat)):
@@ -319,5 +347,27 @@ def coxph(a: CoxArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
     return {**out, "points": points, "finite": True, **sums}
 
 
-# kaplan_meier and logrank are registered by .survival_sql, which counts their tables in the engine
-register("coxph", CoxArgs, coxph, round_inputs=CoxRound)
+def coxph(a: CoxArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
+    """Cox's risk-set sums in memory, on the selected rows of the used columns: for what the engine
+    path (:mod:`.cox_sql`) cannot translate."""
+    t, e, X, names, dropped, frame = _cox_design(a, df)
+    n, p = X.shape
+    disclosure.check_cohort(n, ctx.rules, N_("the rows with every model column present"))
+    _check_small(X, names, e, frame, a.levels, ctx.rules)
+    ctx.rows_used(frame.index)
+    beta = check_beta(a, names)
+    out: dict[str, Any] = {"n": n, "dropped": dropped, "columns": names, "events": int(e.sum())}
+    with np.errstate(all="ignore"):
+        if a.stratified:
+            check_stratified_size(n, p, ctx.rules)
+            times = np.unique(t[e])  # exact times: only sums over every row leave
+            r = pl.risk_sums(X, beta, pl.exact_intervals(t, e, times), e, list(range(len(times))))
+            return stratified_release(out, *pl.loglik_gradient_hessian(r, beta, a.ties))
+        points, grid = _points(a, t, e, p, ctx.rules)
+        r = pl.risk_sums(X, beta, pl.intervals(t, grid), e, points)
+    return sums_release(out, points, r, a.ties)
+
+
+# kaplan_meier and logrank are registered by .survival_sql, which counts their tables in the engine, and
+# coxph by .cox_sql, which sums its risk sets there
+

@@ -9,7 +9,7 @@ stays one piece whatever the table's length and the released numbers are the sam
 
 Where the columns are not what the table needs (a missing or non-numeric column, a grouping column
 without public levels or with levels of another type), the in-memory path runs and reports it as it
-always did. Cox regression still reads its columns into memory.
+always did. Cox regression's sums are computed in the engine by :mod:`.cox_sql`.
 """
 
 from __future__ import annotations
