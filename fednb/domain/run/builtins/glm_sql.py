@@ -65,7 +65,7 @@ def _ylogy(y: str, mu: str) -> str:
 def _mu(family: str, beta: list[float] | None, p: int) -> tuple[Expr, str]:
     """(η as SQL over x0.. and y with β as parameters, μ as SQL over eta), as ``glm.FAMILIES``."""
     if beta is None:  # the family's start: μ from y, then η = link(μ)
-        start = {"gaussian": "y", "binomial": "((y + 0.5) / 2)", "poisson": "(y + 0.1)"}[family]
+        start = {"gaussian": ZERO, "binomial": "((y + 0.5) / 2)", "poisson": "(y + 0.1)"}[family]
         link = {"gaussian": start, "binomial": _ln(f"({start} / NULLIF(1 - {start}, 0))"), "poisson": _ln(start)}[family]
         return Expr(link), start
     eta = Expr("(" + " + ".join(f"CAST(? AS DOUBLE) * x{i}" for i in range(p)) + ")", tuple(float(b) for b in beta))
