@@ -126,3 +126,27 @@ def test_the_one_pass_decides_as_the_rules_on_every_value(name):
         assert got == expected(name, values, mean), values
         decided["released" if got is None else "refused"] += 1
     assert min(decided.values()) > 50  # both sides of the rules were exercised
+
+
+def test_missing_and_nan_values_are_left_out_and_infinite_ones_kept(tmp_path):
+    """A float column's rows with a value are found by one comparison (x <= +inf); NULL and NaN rows
+    are left out of n and of the differencing evidence as ``NOT isnan(x)`` left them, ±inf kept."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fednb.domain.release.differencing import evidence
+
+    values = [float(v) for v in range(40)]
+    values[3], values[7], values[9], values[11] = float("nan"), None, float("inf"), float("-inf")
+    path = tmp_path / "data.parquet"
+    pq.write_table(pa.table({"v": pa.array(values, type=pa.float64(), from_pandas=False)}), path)
+    engine = ParquetEngine(path, memory_limit="64MB", threads=1)
+    try:
+        for name in ("sum", "mean", "variance"):
+            ctx = builtins.Context(RULES)
+            result = builtins.compute(name, {"column": "v"}, engine, ctx)
+            assert result["n"] == 38, name
+            kept = [i for i in range(40) if i not in (3, 7)]
+            assert ctx.evidence["rows"]["sha256"] == evidence(pd.Index(kept))["sha256"], name
+    finally:
+        engine.close()

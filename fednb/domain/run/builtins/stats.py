@@ -76,6 +76,16 @@ def _pieces(scan: Scan, name: str):
         yield piece[ROW_ID], piece["v"].astype(float, copy=False)
 
 
+def _summed(scan: Scan, name: str) -> tuple[str, str]:
+    """As :func:`_values`, with a float column's test written ``x <= +inf``: false for NULL and for NaN,
+    which DuckDB, PostgreSQL and Spark all order above every number, so the same rows, in one
+    comparison where ``NOT isnan(x)`` calls a function per row (a quarter of a mean's CPU at 10M rows)."""
+    value, present = _values(scan, name)
+    if scan.schema.columns[name].upper() in ("DOUBLE", "FLOAT", "REAL"):
+        present = f"{scan.schema.column(name)} <= CAST('Infinity' AS DOUBLE)"
+    return value, present
+
+
 def _sums(scan: Scan, expr: str, params: list, present: str, ctx: Context) -> tuple[int, float, float, list, tuple]:
     """(count, sum, sum of absolute values, the largest absolute values, the selection's span) of
     ``expr`` over the selection, in one pass; the few largest values in a second pass only when
@@ -123,7 +133,7 @@ def count(a: CountArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
 
 
 def _moments(a: ColumnArgs, scan: Scan, ctx: Context, what: str) -> tuple[int, float]:
-    value, present = _values(scan, a.column)
+    value, present = _summed(scan, a.column)
     n, total, total_abs, tops, span = _sums(scan, value, [], present, ctx)
     disclosure.check_cohort(n, ctx.rules)
     _check_magnitude(n, total_abs, tops, ctx, N_("the {what} of {column!r}").format(what=what, column=a.column))
@@ -144,7 +154,7 @@ def mean(a: ColumnArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
 def variance(a: ColumnArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
     n, total = _moments(a, scan, ctx, N_("variance"))
     m = total / n
-    value, present = _values(scan, a.column)
+    value, present = _summed(scan, a.column)
     # M2 is a sum too: one outlier's squared deviation can dominate it and give that value away.
     # Its terms are squares, so their sum is their sum of absolute values, and the span is the mean's.
     square = f"(({value} - CAST(? AS DOUBLE)) ^ 2)"
