@@ -49,6 +49,8 @@ def engine(tmp_path_factory):
     frame.loc[40, "rich"] = 1e9  # one row dominates its column's sum
     frame["y"] = 1 + 2 * frame["x"] + rng.normal(0, 1, n)
     frame["z"] = rng.normal(0, 1, n)
+    frame["g"] = rng.choice(["a", "b", "c"], n)
+    frame["h"] = rng.choice(["u", "v"], n)
     path = tmp_path_factory.mktemp("one-pass") / "data.parquet"
     frame.to_parquet(path, index=False)
     engine = ParquetEngine(path, memory_limit="256MB", threads=1)
@@ -75,9 +77,11 @@ def test_a_dominated_sum_reads_its_top_values_and_is_refused(engine):
 
 
 def test_a_gaussian_glm_first_round_is_one_pass_over_the_kept_rows(engine):
+    """Categorical terms too: each level's rows are counted in the same pass."""
+    args = {"formula": "y ~ x + z + C(g) + C(h)", "family": "gaussian", "where": EVERY_ROW,
+            "levels": {"g": ["a", "b", "c"], "h": ["u", "v"]}}
     with passes_of(engine) as seen:
-        result = builtins.compute("glm", {"formula": "y ~ x + z", "family": "gaussian", "where": EVERY_ROW},
-                                  engine, builtins.Context(RULES))
+        result = builtins.compute("glm", args, engine, builtins.Context(RULES, {"g": ["a", "b", "c"], "h": ["u", "v"]}))
     assert result["finite"] and result["n"] == 5000
     # the sums and every check's aggregates in one pass; the selected rows' count (for ``dropped``) reads
     # the filter's column alone

@@ -81,6 +81,7 @@ class SqlDesign:
     present: Expr  # used columns present (those the finite design needs no test for), categorical values public
     categorical: dict[str, str] = field(default_factory=dict)  # column -> its quoted identifier
     binary: list[bool] = field(default_factory=list)  # per column: 0/1 by construction (intercept, dummies)
+    kept_levels: dict[str, list] = field(default_factory=dict)  # categorical column -> the levels its rows may have
 
 
 class Untranslatable(Exception):
@@ -129,14 +130,15 @@ def _compile(spec: formulas.Spec, schema: sql.Schema, asked: dict[str, list], pu
     plain = {c.text for c in columns}
     tests = [Expr(schema.present(name)) for name in spec.variables
              if name not in levels and name != spec.outcome and schema.numeric(name) not in plain]
+    kept_levels = {}
     for name, values in levels.items():
-        allowed = [v for v in values if v in public[name]]
+        allowed = kept_levels[name] = [v for v in values if v in public[name]]
         ident = schema.column(name)
         tests.append(Expr(f"coalesce({ident} IN ({', '.join('?' for _ in allowed)}), false)", tuple(allowed))
                      if allowed else Expr("false"))
     present = Expr(" AND ".join(t.text for t in tests) or "true", tuple(p for t in tests for p in t.params))
     return SqlDesign(names, columns, Expr(schema.numeric(spec.outcome)), present,
-                     {name: schema.column(name) for name in levels}, binary)
+                     {name: schema.column(name) for name in levels}, binary, kept_levels)
 
 
 def same_kind(sql_type: str, values: list) -> bool:

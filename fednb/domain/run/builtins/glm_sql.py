@@ -112,14 +112,18 @@ def irls_query(rows: Expr, d: SqlDesign, family: str, beta: list[float] | None,
     aggregates += [("deviance", f"sum({dev})"), ("pearson_chi2", f"sum({pearson})"), ("y_sum", "sum(y)")]
     if loglik:
         aggregates.append(("loglik", "sum(ll)"))
+    exprs = [(name, Expr(sql)) for name, sql in aggregates]
     if checks:
         constant = {f"x{i}" for i, x in enumerate(xs) if x is None}
-        aggregates += glm_sql_checks.aggregates(d.binary, family, constant)
-    columns: dict[str, str] = {}
-    for _name, sql in aggregates:
-        columns.setdefault(sql, f"a{len(columns)}")
-    select = ", ".join(f"{sql} AS {alias}" for sql, alias in columns.items())
-    return fill(f"SELECT {select} FROM ({{q}}) AS j", q=frame), {name: columns[sql] for name, sql in aggregates}
+        exprs += [(name, Expr(sql)) for name, sql in glm_sql_checks.aggregates(d.binary, family, constant)]
+        exprs += glm_sql_checks.level_aggregates(d)
+    columns: dict[Expr, str] = {}
+    for _name, expr in exprs:
+        columns.setdefault(expr, f"a{len(columns)}")
+    select = Expr(", ".join(f"{e.text} AS {alias}" for e, alias in columns.items()),
+                  tuple(v for e in columns for v in e.params))
+    query = fill("SELECT {select} FROM ({q}) AS j", select=select, q=frame)
+    return query, {name: columns[expr] for name, expr in exprs}
 
 
 def _working(rows: Expr, family: str, beta: list[float] | None, p: int) -> tuple[Expr, str | None]:

@@ -19,7 +19,7 @@ column they cannot settle costs another query, which reads what the rule reads:
   is at least Σx²/M (each x² ≤ M·|x|), so nearly every column settles without its own sum of
   absolute values; for the rest that sum and the largest absolute values are read
   (``max(abs(x), n)``) and :func:`fednb.domain.run.builtins.scan.magnitude_reason` decides.
-- **each agreed level's rows**, by a ``GROUP BY`` over the rows kept.
+- **each agreed level's rows**, counted in the same pass.
 """
 
 from __future__ import annotations
@@ -54,6 +54,12 @@ def aggregates(binary: list[bool], family: str, constant: set[str] = frozenset()
     return out
 
 
+def level_aggregates(d: SqlDesign) -> list[tuple[str, Expr]]:
+    """(name, SQL) of each kept level's count of rows, for :func:`_level_counts` (the level a ``?``)."""
+    return [(f"level_{i}_{j}", Expr(f"sum(CASE WHEN c{i} = ? THEN 1 ELSE 0 END)", (level,)))
+            for i, name in enumerate(d.categorical) for j, level in enumerate(d.kept_levels.get(name, []))]
+
+
 def complete(stats: dict[str, Any], binary: list[bool]) -> dict[str, Any]:
     """The aggregates of each 0/1 column from its count of ones: sum of squares and of absolute
     values are that count, its largest absolute value 1 if it has a one."""
@@ -70,7 +76,7 @@ def check_small_groups(scan: Scan, rows: Expr, d: SqlDesign, stats: dict[str, An
     binary = {f"x{i}" for i, is_binary in enumerate(d.binary) if is_binary}
     _off_mode(scan, rows, stats, columns, binary, rules.min_cell_count)
     _magnitudes(scan, rows, stats, columns, binary, rules)
-    _level_counts(scan, rows, d, rules.min_cell_count)
+    _level_counts(stats, d, rules.min_cell_count)
 
 
 def one(scan: Scan, query: Expr) -> dict[str, Any]:
@@ -178,10 +184,9 @@ def _magnitudes(scan: Scan, rows: Expr, stats: dict[str, Any], columns: dict[str
                 what=f"the sums of {where}", reason=reason))
 
 
-def _level_counts(scan: Scan, rows: Expr, d: SqlDesign, k: int) -> None:
+def _level_counts(stats: dict[str, Any], d: SqlDesign, k: int) -> None:
     for i, name in enumerate(d.categorical):
-        counts = scan.engine.query(f"SELECT count(*) AS c FROM ({rows.text}) AS r GROUP BY c{i}", list(rows.params))
-        c = counts["c"].to_numpy()
+        c = np.array([number(stats[f"level_{i}_{j}"]) for j in range(len(d.kept_levels.get(name, [])))])
         if ((c > 0) & (c < k)).any():
             raise disclosure.Blocked(N_("a level of {name!r} has fewer than {k} rows here, under the minimum "
                                         "cell count; merge rare levels or leave them out of levels=").format(
