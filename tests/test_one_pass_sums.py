@@ -1,7 +1,7 @@
 """mean, sum, variance and a Gaussian GLM's first round read the rows in as few passes as their
 checks allow, and still decide exactly as the magnitude rules on every value: the largest
-contribution is bounded by √Σx² from the same pass, and only sums that bound cannot settle read
-their top values."""
+contribution is bounded by √Σx² from the same pass (√Σd⁴ for a variance's M2), and only sums that
+bound cannot settle read their top values."""
 
 from __future__ import annotations
 

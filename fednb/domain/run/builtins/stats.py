@@ -86,28 +86,28 @@ def _summed(scan: Scan, name: str) -> tuple[str, str]:
     return value, present
 
 
-def _sums(scan: Scan, expr: str, params: list, present: str, ctx: Context) -> tuple[int, float, float, list, tuple]:
+def _sums(scan: Scan, expr: str, present: str, ctx: Context) -> tuple[int, float, float, list, tuple]:
     """(count, sum, sum of absolute values, the largest absolute values, the selection's span) of
     ``expr`` over the selection, in one pass; the few largest values in a second pass only when
-    their bound cannot already show that the magnitude rules hold (:func:`magnitude_settled`)."""
+    their bound cannot already show that the magnitude rules hold."""
     n, total, total_abs, squares, first, last = scan.one(
-        f"count(*), sum({expr}), sum(abs({expr})), sum(({expr}) * ({expr})), {SPAN}", [*params] * 4, extra=present)
+        f"count(*), sum({expr}), sum(abs({expr})), sum(({expr}) * ({expr})), {SPAN}", extra=present)
     n, span = int(n), (n, first, last)
     if n == 0:
         return 0, 0.0, 0.0, [], span
-    total, total_abs = float(total), float(total_abs)
-    return n, total, total_abs, _largest(scan, expr, params, present, ctx, n, total_abs, float(squares)), span
+    total, total_abs, squares = float(total), float(total_abs), float(squares)
+    # no value's square exceeds the sum of all the squares, less its rounding (Higham, *Accuracy and
+    # Stability of Numerical Algorithms*, 2002, §4.2); a sum aggregate is cheaper than DuckDB's max
+    bound = math.sqrt(squares * (1 + 8 * n * EPS)) * (1 + 4 * EPS) if math.isfinite(squares) else math.inf
+    return n, total, total_abs, _largest(scan, expr, [], present, ctx, n, total_abs, bound), span
 
 
 def _largest(scan: Scan, expr: str, params: list, present: str, ctx: Context, n: int, total_abs: float,
-             squares: float) -> list:
-    """The largest absolute values of ``expr`` as the magnitude rules need them: the bound √Σx² of the
-    largest (no value's square exceeds the sum of all the squares, less its rounding: Higham,
-    *Accuracy and Stability of Numerical Algorithms*, 2002, §4.2) where the rules hold whatever the
-    others are, else the top values read in one more pass. A sum aggregate is cheaper than DuckDB's
-    ``max``; a bound above the largest only settles fewer sums (the rules are monotone in it), so the
-    decisions are those of the exact values."""
-    bound = math.sqrt(squares * (1 + 8 * n * EPS)) * (1 + 4 * EPS) if math.isfinite(squares) else math.inf
+             bound: float) -> list:
+    """The largest absolute values of ``expr`` as the magnitude rules need them: ``bound`` (at least
+    the largest) where the rules hold whatever the others are (:func:`magnitude_settled`), else the
+    top values read in one more pass. A bound above the largest only settles fewer sums (the rules
+    are monotone in it), so the decisions are those of the exact values."""
     if magnitude_settled(n, total_abs, bound, ctx.rules):
         return [bound]
     top = max(ctx.rules.safe_nk_n, 2)
@@ -134,7 +134,7 @@ def count(a: CountArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
 
 def _moments(a: ColumnArgs, scan: Scan, ctx: Context, what: str) -> tuple[int, float]:
     value, present = _summed(scan, a.column)
-    n, total, total_abs, tops, span = _sums(scan, value, [], present, ctx)
+    n, total, total_abs, tops, span = _sums(scan, value, present, ctx)
     disclosure.check_cohort(n, ctx.rules)
     _check_magnitude(n, total_abs, tops, ctx, N_("the {what} of {column!r}").format(what=what, column=a.column))
     ctx.evidence["rows"] = evidence(scan.rows(present, span))
@@ -156,10 +156,13 @@ def variance(a: ColumnArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
     m = total / n
     value, present = _summed(scan, a.column)
     # M2 is a sum too: one outlier's squared deviation can dominate it and give that value away.
-    # Its terms are squares, so their sum is their sum of absolute values, and the span is the mean's.
-    square = f"(({value} - CAST(? AS DOUBLE)) ^ 2)"
-    m2, fourth = (float(v) for v in scan.one(f"sum({square}), sum({square} * {square})", [m] * 3, extra=present))
-    tops = _largest(scan, square, [m], present, ctx, n, m2, fourth)
+    # Its terms are squares, so their sum is their sum of absolute values, and the span is the mean's;
+    # d·d is the correctly rounded square pow(d, 2) gives, without a function call per row.
+    d = f"({value} - CAST(? AS DOUBLE))"
+    square = f"({d} * {d})"
+    m2, fourth = (float(v) for v in scan.one(f"sum({square}), sum({square} * {square})", [m] * 6, extra=present))
+    bound = math.sqrt(fourth * (1 + 8 * n * EPS)) * (1 + 4 * EPS) if math.isfinite(fourth) else math.inf
+    tops = _largest(scan, square, [m] * 2, present, ctx, n, m2, bound)
     _check_magnitude(n, m2, tops, ctx, N_("the variance of {column!r}").format(column=a.column))
     return {"n": n, "mean": m, "m2": m2}
 
