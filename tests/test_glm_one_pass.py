@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import fednb
-from fednb.federated.glm import Sums, least_squares
+from fednb.federated.glm import Sums, least_squares, pool, pooled_start
 from tests.api_support import auth
 from tests.conftest import live_domains
 from tests.test_glm import assert_parity, pooled_fit
@@ -88,24 +88,31 @@ def test_the_start_releases_what_any_round_at_beta_zero_releases(sites, alice_to
     assert start["deviance"] == pytest.approx(float(y @ y), rel=1e-12)
 
 
-def test_a_domain_whose_start_is_not_beta_zero_gets_the_irls_rounds():
-    """A domain of an older version starts at μ = y (deviance 0): the closed form does not apply, and
-    the fit takes the IRLS round at β̂ as before."""
+@pytest.mark.parametrize("older", [[0], [1], [0, 1]], ids=["first older", "second older", "both older"])
+def test_a_domain_whose_start_is_not_beta_zero_gets_the_irls_rounds(older):
+    """A domain of an earlier version starts at μ = y (deviance 0): alone or next to a current one, the
+    closed form does not apply, and the fit takes the IRLS round at β̂ as before."""
     rng = np.random.default_rng(7)
-    X = np.column_stack([np.ones(200), rng.normal(size=(200, 2))])
-    y = X @ [1.0, 2.0, -1.0] + rng.normal(size=200)
+    # a small domain next to a large noisy one: the large one's yᵀy alone exceeds the fit's sums
+    designs = [np.column_stack([np.ones(n), rng.normal(size=(n, 2))]) for n in (20, 1000)]
+    outcomes = [X @ [1.0, 2.0, -1.0] + rng.normal(0, 5, size=len(X)) for X in designs]
     asked = []
+
+    def domain(X, y, beta, start_at_y):
+        mu = (y if start_at_y else np.zeros_like(y)) if beta is None else X @ beta
+        dev = float(((y - mu) ** 2).sum())
+        return Sums.from_result({"columns": ["Intercept", "a", "b"], "n": len(y), "finite": True,
+                                 "xtwx": list((X.T @ X)[np.triu_indices(3)]), "xtwz": list(X.T @ y),
+                                 "deviance": dev, "pearson_chi2": dev, "y_sum": y.sum()})
 
     def ask(beta):
         asked.append(beta)
-        mu = y if beta is None else X @ beta
-        upper = (X.T @ X)[np.triu_indices(3)]
-        dev = float(((y - mu) ** 2).sum())
-        return Sums.from_result({"columns": ["Intercept", "a", "b"], "n": 200, "finite": True, "xtwx": list(upper),
-                                 "xtwz": list(X.T @ y), "deviance": dev, "pearson_chi2": dev, "y_sum": y.sum()})
+        parts = [domain(X, y, beta, i in older) for i, (X, y) in enumerate(zip(designs, outcomes))]
+        return pooled_start(parts, "gaussian") if beta is None else pool(parts)
 
     fit = least_squares(ask)
     assert len(asked) == 2 and asked[0] is None
+    X, y = np.vstack(designs), np.concatenate(outcomes)
     beta = np.linalg.lstsq(X, y, rcond=None)[0]
     np.testing.assert_allclose(fit.beta, beta, rtol=1e-10)
     assert fit.sums.deviance == pytest.approx(float(((y - X @ beta) ** 2).sum()), rel=1e-10)

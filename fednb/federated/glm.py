@@ -174,6 +174,16 @@ def deviance_at(start: Sums, beta: np.ndarray) -> Sums | None:
     return Sums(start.names, start.n, True, start.xtwx, start.xtwz, deviance, deviance, None, start.y_sum)
 
 
+def pooled_start(parts: list[Sums], family: str) -> Sums:
+    """The domains' starts pooled. A Gaussian start with deviance 0 where Xᵀy is not 0 started at
+    μ = y (a domain of an earlier version): its yᵀy is missing from the pooled deviance, so the
+    deviance is marked unknown and :func:`least_squares` takes the IRLS rounds instead."""
+    pooled = pool(parts)
+    if family == "gaussian" and any(s.finite and s.deviance == 0 and np.any(s.xtwz) for s in parts):
+        pooled.deviance = pooled.pearson_chi2 = math.nan
+    return pooled
+
+
 def least_squares(ask: Callable[[np.ndarray | None], Sums], *, maxiter: int = MAXITER, tol: float = TOL) -> Fit:
     """The Gaussian fit with the identity link from one round of sums.
 
@@ -345,10 +355,11 @@ class _Rounds(IterativeRequest):
 
     def ask(self, beta: np.ndarray | None) -> Sums:
         parts = self.round({"beta": [float(b) for b in beta]} if beta is not None else {})
-        pooled = pool([Sums.from_result(r) for r in parts.values()])
+        sums = [Sums.from_result(r) for r in parts.values()]
         if beta is None:
-            self.start = pooled
-        return pooled
+            self.start = pooled_start(sums, self.args["family"])
+            return self.start
+        return pool(sums)
 
     def report(self) -> tuple[list[dict], dict[str, str], int]:
         rows = [{"domain": d, "n": p["n"], "dropped": _dropped(p)} for d, p in self.last.items()]
