@@ -7,6 +7,8 @@ built-in, :mod:`fednb.domain.run.builtins.glm`), adds up what they release, and 
 as DataSHIELD's ``ds.glm`` does (Jones et al., 2012; Gaye et al., 2014). The fixed point is the
 maximum-likelihood estimate on the concatenated rows, and (XᵀWX)⁻¹ there, times the dispersion,
 is its covariance: the same numbers as a pooled fit, without any row leaving its domain.
+A Gaussian model with the identity link needs only the first round: one least-squares step from
+its sums is the fit, and the deviance there follows from the same sums (:func:`least_squares`).
 
 Convergence is on the coefficients (every step below ``tol`` relative to the estimate or 1% of its
 standard error), not only the deviance, so that the information matrix is taken at the optimum.
@@ -45,6 +47,10 @@ STALLED = 1e-6  # relative change in deviance under which it has stopped falling
 STALL_ROUNDS = 3  # rounds of a stalled deviance with steps not shrinking: separation
 MAX_HALVINGS = 10  # step-halving when a step overshoots into non-finite values (as R's glm.fit)
 RANK_TOL = 1e-10  # smallest eigenvalue of the equilibrated XᵀWX below which the design is singular
+# The closed-form residual sum of squares (:func:`deviance_at`) loses about log10(terms / result)
+# digits to cancellation, on top of the ~1e-13 relative rounding of sums over millions of rows; past
+# this ratio the domains sum the residuals themselves in one more round.
+CANCELLATION_LIMIT = 1e4
 
 
 @dataclass
@@ -142,18 +148,69 @@ def newton(s: Sums) -> tuple[np.ndarray, np.ndarray]:
     return beta, inverse
 
 
-def irls(ask: Callable[[np.ndarray | None], Sums], family: str, *, maxiter: int = MAXITER,
-         tol: float = TOL) -> Fit:
-    """Run IRLS; ``ask(beta)`` returns the pooled :class:`Sums` at ``beta`` (``None``: the start).
-
-    Raises :class:`SingularDesign`, :class:`PerfectSeparation` or :class:`NotConverged`
-    (whose ``result`` is then filled in by the caller).
-    """
-    start = ask(None)
+def _checked_start(start: Sums) -> Sums:
     if not start.finite:
         raise ModelError("the model's sums overflow at the starting values; rescale covariates with very large "
                          "values (e.g. income in thousands) or transform them (log)")
     check_rank(start)
+    return start
+
+
+def deviance_at(start: Sums, beta: np.ndarray) -> Sums | None:
+    """The Gaussian's sums at ``beta`` from its start's, without another pass over the rows.
+
+    The Gaussian start is β = 0 (w = 1, z = y), so it carries XᵀX, Xᵀy and, as its deviance, yᵀy;
+    with the identity link w and XᵀWX are the same at every β, and the residual sum of squares is
+    D(β) = yᵀy − 2βᵀXᵀy + βᵀXᵀXβ (Seber & Lee, *Linear Regression Analysis*, 2nd ed. 2003, §3.1),
+    which is also Pearson's χ². None when that difference would lose more than
+    :data:`CANCELLATION_LIMIT` to rounding, or the start is not β = 0 (its deviance is not yᵀy)."""
+    yty = start.deviance
+    cross, square = float(beta @ start.xtwz), float(beta @ start.xtwx @ beta)
+    deviance = yty - 2 * cross + square
+    terms = abs(yty) + 2 * abs(cross) + abs(square)
+    if not (start.pearson_chi2 == yty and math.isfinite(terms) and deviance > 0
+            and terms <= CANCELLATION_LIMIT * deviance):
+        return None
+    return Sums(start.names, start.n, True, start.xtwx, start.xtwz, deviance, deviance, None, start.y_sum)
+
+
+def pooled_start(parts: list[Sums], family: str) -> Sums:
+    """The domains' starts pooled. A Gaussian start with deviance 0 where Xᵀy is not 0 started at
+    μ = y (a domain of an earlier version): its yᵀy is missing from the pooled deviance, so the
+    deviance is marked unknown and :func:`least_squares` takes the IRLS rounds instead."""
+    pooled = pool(parts)
+    if family == "gaussian" and any(s.finite and s.deviance == 0 and np.any(s.xtwz) for s in parts):
+        pooled.deviance = pooled.pearson_chi2 = math.nan
+    return pooled
+
+
+def least_squares(ask: Callable[[np.ndarray | None], Sums], *, maxiter: int = MAXITER, tol: float = TOL) -> Fit:
+    """The Gaussian fit with the identity link from one round of sums.
+
+    IRLS with W = I is weighted least squares with constant weights, so its first step from any start
+    is the fixed point β̂ = (XᵀX)⁻¹Xᵀy (McCullagh & Nelder 1989, §2.5), and the deviance, scale and
+    Pearson's χ² there follow from the start's sums (:func:`deviance_at`): one pass over each
+    domain's rows instead of one per IRLS round. Where the closed form would lose digits to
+    cancellation (a near-perfect fit, an outcome far from 0 next to its residuals), IRLS continues
+    from the same start and the domains sum the residuals at β̂.
+    """
+    start = _checked_start(ask(None))
+    beta, inverse = newton(start)
+    at = deviance_at(start, beta)
+    if at is None:
+        return irls(ask, "gaussian", maxiter=maxiter, tol=tol, start=start)
+    return Fit(beta, inverse, at, 1, True, [at.deviance])
+
+
+def irls(ask: Callable[[np.ndarray | None], Sums], family: str, *, maxiter: int = MAXITER,
+         tol: float = TOL, start: Sums | None = None) -> Fit:
+    """Run IRLS; ``ask(beta)`` returns the pooled :class:`Sums` at ``beta`` (``None``: the start,
+    unless ``start`` already holds them).
+
+    Raises :class:`SingularDesign`, :class:`PerfectSeparation` or :class:`NotConverged`
+    (whose ``result`` is then filled in by the caller).
+    """
+    start = _checked_start(ask(None) if start is None else start)
     names = start.names
     beta, _ = newton(start)
     anchor = np.zeros_like(beta)  # where to halve back to if the first step overshoots
@@ -244,7 +301,10 @@ def glm(formula: str, data: FederatedDataset, family: str = "gaussian", *, where
                      budget=3 * maxiter + 2)
     try:
         try:
-            fit = irls(rounds.ask, family, maxiter=maxiter, tol=tol)
+            if family == "gaussian":
+                fit = least_squares(rounds.ask, maxiter=maxiter, tol=tol)
+            else:
+                fit = irls(rounds.ask, family, maxiter=maxiter, tol=tol)
         except NotConverged as exc:
             if exc.result is not None:
                 exc.result = GlmResult.build(formula, family, exc.result, rounds.report(), None)
@@ -291,9 +351,15 @@ class _Rounds(IterativeRequest):
     def description(self) -> str:
         return f"glm: {self.args['formula']} ({self.args['family']})"
 
+    start: Sums | None = None
+
     def ask(self, beta: np.ndarray | None) -> Sums:
         parts = self.round({"beta": [float(b) for b in beta]} if beta is not None else {})
-        return pool([Sums.from_result(r) for r in parts.values()])
+        sums = [Sums.from_result(r) for r in parts.values()]
+        if beta is None:
+            self.start = pooled_start(sums, self.args["family"])
+            return self.start
+        return pool(sums)
 
     def report(self) -> tuple[list[dict], dict[str, str], int]:
         rows = [{"domain": d, "n": p["n"], "dropped": _dropped(p)} for d, p in self.last.items()]
@@ -309,6 +375,9 @@ class _Rounds(IterativeRequest):
             return None
         beta = np.zeros(len(fit.sums.names))
         beta[fit.sums.names.index("Intercept")] = link(ybar)
+        closed = None if family != "gaussian" or self.start is None else deviance_at(self.start, beta)
+        if closed is not None:
+            return closed
         try:
             null = self.ask(beta)
         except ModelError:

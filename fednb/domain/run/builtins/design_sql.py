@@ -78,9 +78,10 @@ class SqlDesign:
     names: list[str]
     columns: list[Expr]
     outcome: Expr
-    present: Expr  # every used column present, categorical values among the agreed public levels
+    present: Expr  # used columns present (those the finite design needs no test for), categorical values public
     categorical: dict[str, str] = field(default_factory=dict)  # column -> its quoted identifier
     binary: list[bool] = field(default_factory=list)  # per column: 0/1 by construction (intercept, dummies)
+    kept_levels: dict[str, list] = field(default_factory=dict)  # categorical column -> the levels its rows may have
 
 
 class Untranslatable(Exception):
@@ -124,15 +125,20 @@ def _compile(spec: formulas.Spec, schema: sql.Schema, asked: dict[str, list], pu
         if term_names != list(expected):
             raise Untranslatable("column names differ from formulaic's")
         names += term_names
-    tests = [Expr(schema.present(name)) for name in [spec.outcome, *spec.variables] if name not in levels]
+    # a column that is itself a design column (or the outcome) is kept only where finite, which it is
+    # not where missing (``abs(NULL)`` and ``abs(NaN) <= FINITE`` are not true): no test of its own
+    plain = {c.text for c in columns}
+    tests = [Expr(schema.present(name)) for name in spec.variables
+             if name not in levels and name != spec.outcome and schema.numeric(name) not in plain]
+    kept_levels = {}
     for name, values in levels.items():
-        allowed = [v for v in values if v in public[name]]
+        allowed = kept_levels[name] = [v for v in values if v in public[name]]
         ident = schema.column(name)
         tests.append(Expr(f"coalesce({ident} IN ({', '.join('?' for _ in allowed)}), false)", tuple(allowed))
                      if allowed else Expr("false"))
     present = Expr(" AND ".join(t.text for t in tests) or "true", tuple(p for t in tests for p in t.params))
     return SqlDesign(names, columns, Expr(schema.numeric(spec.outcome)), present,
-                     {name: schema.column(name) for name in levels}, binary)
+                     {name: schema.column(name) for name in levels}, binary, kept_levels)
 
 
 def same_kind(sql_type: str, values: list) -> bool:

@@ -121,7 +121,9 @@ def _poisson_loglik(y: np.ndarray, mu: np.ndarray) -> float:
 
 FAMILIES: dict[str, Family] = {
     "gaussian": Family(
-        "gaussian", start=lambda y: y, link=lambda mu: mu, inverse=lambda eta: eta,
+        # β = 0 rather than R's μ = y: the same XᵀWX and XᵀWz (w = 1, z = y either way), and the deviance
+        # there is yᵀy, from which the analyst's side finds the fit's own in the same round
+        "gaussian", start=np.zeros_like, link=lambda mu: mu, inverse=lambda eta: eta,
         dmu_deta=np.ones_like, variance=np.ones_like,
         deviance=lambda y, mu: float(np.sum((y - mu) ** 2)), loglik=lambda y, mu: None,
         check=lambda y, outcome: None),

@@ -16,6 +16,7 @@ file the domain holds, so a later round is one pass over the rows.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import weakref
 from collections import OrderedDict
@@ -42,7 +43,8 @@ def rows_query(d: SqlDesign, scan: Scan) -> Expr:
     select = ", ".join(c.text for c in cols)
     inner = Expr(f"SELECT {select} FROM data WHERE ({scan.test}) AND {d.present.text}",
                  (*(p for c in cols for p in c.params), *scan.params, *d.present.params))
-    finite = " AND ".join(f"abs({x}) <= {FINITE}" for x in [*(f"x{i}" for i in range(len(d.columns))), "y"])
+    finite = " AND ".join(f"abs({x}) <= {FINITE}" for x in
+                          [*(f"x{i}" for i, c in enumerate(d.columns) if c.text != ONE), "y"])
     return fill(f"SELECT * FROM ({{inner}}) AS kept WHERE {finite}", inner=inner)
 
 
@@ -65,7 +67,7 @@ def _ylogy(y: str, mu: str) -> str:
 def _mu(family: str, beta: list[float] | None, p: int) -> tuple[Expr, str]:
     """(η as SQL over x0.. and y with β as parameters, μ as SQL over eta), as ``glm.FAMILIES``."""
     if beta is None:  # the family's start: μ from y, then η = link(μ)
-        start = {"gaussian": "y", "binomial": "((y + 0.5) / 2)", "poisson": "(y + 0.1)"}[family]
+        start = {"gaussian": ZERO, "binomial": "((y + 0.5) / 2)", "poisson": "(y + 0.1)"}[family]
         link = {"gaussian": start, "binomial": _ln(f"({start} / NULLIF(1 - {start}, 0))"), "poisson": _ln(start)}[family]
         return Expr(link), start
     eta = Expr("(" + " + ".join(f"CAST(? AS DOUBLE) * x{i}" for i in range(p)) + ")", tuple(float(b) for b in beta))
@@ -75,11 +77,58 @@ def _mu(family: str, beta: list[float] | None, p: int) -> tuple[Expr, str]:
     return eta, mu
 
 
-def irls_query(rows: Expr, family: str, beta: list[float] | None, p: int,
-               checks: list[bool] | None = None) -> Expr:
+def _times(*factors: str | None) -> str:
+    """The sum over rows of a product, with factors that are 1 on every row (None) left out: 1·a is a
+    exactly, so the sum is the same number; the product of none is the count."""
+    kept = [f for f in factors if f is not None]
+    return f"sum({' * '.join(kept)})" if kept else "count(*)"
+
+
+def irls_query(rows: Expr, d: SqlDesign, family: str, beta: list[float] | None,
+               checks: bool = False) -> tuple[Expr, dict[str, str]]:
     """One IRLS step's sums over the kept rows at ``beta`` (None: the family's start), and ``bad``,
     the rows where a working quantity is not finite (NumPy's inf or NaN, NULL here); with
-    ``checks`` (which columns are 0/1), the disclosure checks' aggregates in the same pass."""
+    ``checks``, the disclosure checks' aggregates in the same pass. Returns the query and, per
+    name, its column: a sum asked for twice (Σx in the checks and in XᵀX) is computed once.
+
+    The Gaussian start (β = 0) has w = 1 and z = y on every row, so its sums are written without
+    them: XᵀX, Xᵀy and yᵀy, the same numbers as the general expressions give, in one plain pass."""
+    p = len(d.names)
+    xs: list[str | None] = [None if c.text == ONE else f"x{i}" for i, c in enumerate(d.columns)]
+    if family == "gaussian" and beta is None:
+        frame, w, wz, dev, pearson, loglik = rows, None, "y", "y * y", "y * y", None
+        finite = [f"abs({dev}) <= {FINITE}"]
+    else:
+        frame, loglik = _working(rows, family, beta, p)
+        w, wz, dev, pearson = "w", "wz", "dev", "pearson"
+        finite = [f"abs({q}) <= {FINITE}" for q in ["w", "z", "wz", "pearson", "dev", *(["ll"] if loglik else [])]]
+    # the Gaussian start's one non-finite quantity is y·y, which overflows on some row exactly when on
+    # the row of the largest |y|: with the checks' max(abs(y)) in the pass, :func:`sums` finds ``bad``
+    derived = family == "gaussian" and beta is None and checks
+    aggregates = [] if derived else [("bad", f"sum(CASE WHEN {' AND '.join(finite)} THEN 0 ELSE 1 END)")]
+    # (xᵢ·w)·xⱼ and xᵢ·(w·z): the products in the in-memory path's order
+    aggregates += [(f"xwx_{i}_{j}", _times(xs[i], w, xs[j])) for i in range(p) for j in range(i, p)]
+    aggregates += [(f"xwz_{i}", _times(xs[i], wz)) for i in range(p)]
+    aggregates += [("deviance", f"sum({dev})"), ("pearson_chi2", f"sum({pearson})"), ("y_sum", "sum(y)")]
+    if loglik:
+        aggregates.append(("loglik", "sum(ll)"))
+    exprs = [(name, Expr(sql)) for name, sql in aggregates]
+    if checks:
+        constant = {f"x{i}" for i, x in enumerate(xs) if x is None}
+        exprs += [(name, Expr(sql)) for name, sql in glm_sql_checks.aggregates(d.binary, family, constant)]
+        exprs += glm_sql_checks.level_aggregates(d)
+    columns: dict[Expr, str] = {}
+    for _name, expr in exprs:
+        columns.setdefault(expr, f"a{len(columns)}")
+    select = Expr(", ".join(f"{e.text} AS {alias}" for e, alias in columns.items()),
+                  tuple(v for e in columns for v in e.params))
+    query = fill("SELECT {select} FROM ({q}) AS j", select=select, q=frame)
+    return query, {name: columns[expr] for name, expr in exprs}
+
+
+def _working(rows: Expr, family: str, beta: list[float] | None, p: int) -> tuple[Expr, str | None]:
+    """The kept rows with η, μ, the working weight w and response z, w·z, and each row's Pearson
+    residual², deviance and log-likelihood terms; and the log-likelihood's SQL (None: the Gaussian's)."""
     eta, mu = _mu(family, beta, p)
     gprime, variance = {"gaussian": (ONE, ONE), "binomial": ("mu * (1 - mu)", "mu * (1 - mu)"),
                         "poisson": ("mu", "mu")}[family]
@@ -93,20 +142,18 @@ def irls_query(rows: Expr, family: str, beta: list[float] | None, p: int,
     with_mu = fill(f"SELECT *, {mu} AS mu FROM (SELECT *, {{eta}} AS eta FROM ({{rows}}) AS d) AS e", eta=eta, rows=rows)
     with_g = fill(f"SELECT *, {gprime} AS g, {variance} AS v FROM ({{mu}}) AS f", mu=with_mu)
     with_w = fill("SELECT *, g * g / NULLIF(v, 0) AS w, eta + (y - mu) / NULLIF(g, 0) AS z FROM ({g}) AS h", g=with_g)
-    with_all = fill(f"SELECT *, {', '.join(per_row)} FROM ({{w}}) AS i", w=with_w)
-    finite = " AND ".join(f"abs({q}) <= {FINITE}" for q in ["w", "z", "wz", "pearson", "dev", *(["ll"] if loglik else [])])
-    xs = [f"x{i}" for i in range(p)]
-    aggregates = [("bad", f"sum(CASE WHEN {finite} THEN 0 ELSE 1 END)")]
-    # (xᵢ·w)·xⱼ and xᵢ·(w·z): the products in the in-memory path's order
-    aggregates += [(f"xwx_{i}_{j}", f"sum({xs[i]} * w * {xs[j]})") for i in range(p) for j in range(i, p)]
-    aggregates += [(f"xwz_{i}", f"sum({xs[i]} * wz)") for i in range(p)]
-    aggregates += [("deviance", "sum(dev)"), ("pearson_chi2", "sum(pearson)"), ("y_sum", "sum(y)")]
-    if loglik:
-        aggregates.append(("loglik", "sum(ll)"))
-    if checks is not None:
-        aggregates += glm_sql_checks.aggregates(checks)
-    select = ", ".join(f"{sql} AS {name}" for name, sql in aggregates)
-    return fill(f"SELECT {select} FROM ({{q}}) AS j", q=with_all)
+    return fill(f"SELECT *, {', '.join(per_row)} FROM ({{w}}) AS i", w=with_w), loglik
+
+
+def sums(scan: Scan, query: tuple[Expr, dict[str, str]]) -> dict[str, Any]:
+    """The one row of :func:`irls_query`'s query, by name."""
+    text, columns = query
+    row = one(scan, text)
+    out = {name: row[column] for name, column in columns.items()}
+    if "bad" not in out:
+        largest = glm_sql_checks.number(out["max_abs_y"])
+        out["bad"] = 0 if math.isfinite(largest * largest) else 1
+    return out
 
 
 def _gammaln_sum(scan: Scan, rows: Expr) -> float:
@@ -182,15 +229,15 @@ def step(scan: Scan, d: SqlDesign, rules: Any, family: str, beta: list[float] | 
 
     rows, p = rows_query(d, scan), len(d.names)
     cacheable = isinstance(scan.engine, ParquetEngine)
-    key = (rows.text, rows.params, json.dumps(rules.model_dump(), sort_keys=True, default=str))
+    key = (rows.text, rows.params, family, json.dumps(rules.model_dump(), sort_keys=True, default=str))
     with _cache_lock:
         kept = _cache.setdefault(scan.engine, OrderedDict()) if cacheable else OrderedDict()
         if key in kept:
             kept.move_to_end(key)
             known = kept[key]
-            return known, lambda: one(scan, irls_query(rows, family, beta, p))
+            return known, lambda: sums(scan, irls_query(rows, d, family, beta))
     usable = beta is None or (len(beta) == p and bool(np.all(np.isfinite(beta))))
-    stats = one(scan, irls_query(rows, family, beta if usable else None, p, checks=d.binary))
+    stats = sums(scan, irls_query(rows, d, family, beta if usable else None, checks=True))
     known = Facts(scan, rows, d, rules, glm_sql_checks.complete(dict(stats), d.binary))
     if cacheable:
         with _cache_lock:

@@ -2,22 +2,24 @@
 
 The in-memory path (:func:`fednb.domain.run.builtins.glm._check_small_groups`) looks at every value
 of every model column and of the outcome. Here one streaming pass gives, per column, its count, sum,
-sum of squares, minimum, maximum and sum of absolute values, and those settle nearly every column
-exactly; only a column they cannot settle costs another query, which reads what the rule reads:
+sum of squares and largest absolute value M (the sums are those of XᵀX where the step has them, so
+the checks add one aggregate per column), and those settle nearly every column exactly; only a
+column they cannot settle costs another query, which reads what the rule reads:
 
-- **rows off the most common value** (refused when 1..k-1, k = ``min_cell_count``). A column whose
-  minimum equals its maximum has none. If all but at most k-1 of n rows share a value m, the sum of
-  squared deviations from the mean is at most that from m, (k-1)·(max-min)²; a column whose sum of
-  squares about the mean exceeds this (by more than the rounding of the sums, n·ε·Σx²; Higham,
-  *Accuracy and Stability of Numerical Algorithms*, 2002, §4.2) has at least k rows off any value.
-  Otherwise, with n ≥ 2k-1, such an m is both the k-th smallest and the k-th largest value, so the
-  k smallest and k largest values (``min(x, k)``, ``max(x, k)``) name the one candidate and a count
-  of it decides; with fewer rows every value is counted (``GROUP BY``).
-- **dominance and p%** (:mod:`fednb.domain.release.magnitude`). The largest absolute value is
-  max(|min|, |max|), and the n largest sum to at most n times it, so a total of absolute values large
-  enough against it passes both rules; otherwise the largest absolute values are read
+- **rows off the most common value** (refused when 1..k-1, k = ``min_cell_count``). If all but at
+  most k-1 of n rows share a value m, the sum of squared deviations from the mean is at most that
+  from m, (k-1)·(max-min)² ≤ (k-1)·(2M)²; a column whose sum of squares about the mean exceeds this
+  (by more than the rounding of the sums, n·ε·Σx²; Higham, *Accuracy and Stability of Numerical
+  Algorithms*, 2002, §4.2) has at least k rows off any value. Otherwise, with n ≥ 2k-1, such an m is
+  both the k-th smallest and the k-th largest value, so the k smallest and k largest values
+  (``min(x, k)``, ``max(x, k)``) name the one candidate and a count of it decides; with fewer rows
+  every value is counted (``GROUP BY``).
+- **dominance and p%** (:mod:`fednb.domain.release.magnitude`). The n largest absolute values sum to
+  at most n·M, so a total of absolute values large enough against M passes both rules. That total
+  is at least Σx²/M (each x² ≤ M·|x|), so nearly every column settles without its own sum of
+  absolute values; for the rest that sum and the largest absolute values are read
   (``max(abs(x), n)``) and :func:`fednb.domain.run.builtins.scan.magnitude_reason` decides.
-- **each agreed level's rows**, by a ``GROUP BY`` over the rows kept.
+- **each agreed level's rows**, counted in the same pass.
 """
 
 from __future__ import annotations
@@ -34,29 +36,37 @@ from fednb.locale import N_
 EPS = float(np.finfo(float).eps)
 
 
-def aggregates(binary: list[bool]) -> list[tuple[str, str]]:
-    """(name, SQL) of what one pass gives the checks: counts, the row ids' ends, the outcome's kind,
-    and per column x0.. and y its sum, sum of squares, ends and sum of absolute values (of a 0/1
-    column only its sum, the count of ones: :func:`complete` derives the rest)."""
-    out = [("n", "count(*)"), ("first", "min(rid)"), ("last", "max(rid)"),
-           ("not_binary", "sum(CASE WHEN y = 0 OR y = 1 THEN 0 ELSE 1 END)"),
-           ("negative", "sum(CASE WHEN y < 0 THEN 1 ELSE 0 END)")]
-    out += [(f"s1_{name}", f"sum({name})") for name in [*(f"x{i}" for i in range(len(binary))), "y"]]
+def aggregates(binary: list[bool], family: str, constant: set[str] = frozenset()) -> list[tuple[str, str]]:
+    """(name, SQL) of what one pass gives the checks: counts, the row ids' ends, the outcome's kind
+    where the family needs it, and per column x0.. and y its sum, sum of squares and ends (of a 0/1
+    column only its sum, the count of ones: :func:`complete` derives the rest; a ``constant`` column
+    is 1 on every row, so its sum is the count). Written as the IRLS sums write the same sums, so a
+    query asks for each once."""
+    out = [("n", "count(*)"), ("first", "min(rid)"), ("last", "max(rid)")]
+    if family == "binomial":
+        out.append(("not_binary", "sum(CASE WHEN y = 0 OR y = 1 THEN 0 ELSE 1 END)"))
+    if family == "poisson":
+        out.append(("negative", "sum(CASE WHEN y < 0 THEN 1 ELSE 0 END)"))
+    out += [(f"s1_{name}", "count(*)" if name in constant else f"sum({name})")
+            for name in [*(f"x{i}" for i in range(len(binary))), "y"]]
     for name in [*(f"x{i}" for i, is_binary in enumerate(binary) if not is_binary), "y"]:
-        out += [(f"s2_{name}", f"sum({name} * {name})"),
-                (f"lo_{name}", f"min({name})"), (f"hi_{name}", f"max({name})"), (f"abs_{name}", f"sum(abs({name}))")]
+        out += [(f"s2_{name}", f"sum({name} * {name})"), (f"max_abs_{name}", f"max(abs({name}))")]
     return out
+
+
+def level_aggregates(d: SqlDesign) -> list[tuple[str, Expr]]:
+    """(name, SQL) of each kept level's count of rows, for :func:`_level_counts` (the level a ``?``)."""
+    return [(f"level_{i}_{j}", Expr(f"sum(CASE WHEN c{i} = ? THEN 1 ELSE 0 END)", (level,)))
+            for i, name in enumerate(d.categorical) for j, level in enumerate(d.kept_levels.get(name, []))]
 
 
 def complete(stats: dict[str, Any], binary: list[bool]) -> dict[str, Any]:
     """The aggregates of each 0/1 column from its count of ones: sum of squares and of absolute
-    values are that count, its ends 0 and 1 where both occur."""
-    n = int(stats["n"])
+    values are that count, its largest absolute value 1 if it has a one."""
     for i, is_binary in enumerate(binary):
         if is_binary:
-            ones = _number(stats[f"s1_x{i}"])
-            stats.update({f"s2_x{i}": ones, f"abs_x{i}": ones, f"lo_x{i}": 0.0 if ones < n else 1.0,
-                          f"hi_x{i}": 1.0 if ones > 0 else 0.0})
+            ones = number(stats[f"s1_x{i}"])
+            stats.update({f"s2_x{i}": ones, f"abs_x{i}": ones, f"max_abs_x{i}": 1.0 if ones > 0 else 0.0})
     return stats
 
 
@@ -66,7 +76,7 @@ def check_small_groups(scan: Scan, rows: Expr, d: SqlDesign, stats: dict[str, An
     binary = {f"x{i}" for i, is_binary in enumerate(d.binary) if is_binary}
     _off_mode(scan, rows, stats, columns, binary, rules.min_cell_count)
     _magnitudes(scan, rows, stats, columns, binary, rules)
-    _level_counts(scan, rows, d, rules.min_cell_count)
+    _level_counts(stats, d, rules.min_cell_count)
 
 
 def one(scan: Scan, query: Expr) -> dict[str, Any]:
@@ -75,7 +85,7 @@ def one(scan: Scan, query: Expr) -> dict[str, Any]:
     return {str(c).lower(): frame[c].iloc[0] for c in frame.columns}
 
 
-def _number(value: Any) -> float:
+def number(value: Any) -> float:
     return 0.0 if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
 
 
@@ -86,11 +96,11 @@ def _values(value: Any) -> list[float]:
 
 def _spread_settles(stats: dict[str, Any], alias: str, n: int, k: int) -> bool:
     """True when the column's spread about its mean shows at least k rows off any one value."""
-    s1, s2 = np.float64(_number(stats[f"s1_{alias}"])), np.float64(_number(stats[f"s2_{alias}"]))
-    lo, hi = np.float64(_number(stats[f"lo_{alias}"])), np.float64(_number(stats[f"hi_{alias}"]))
+    s1, s2 = np.float64(number(stats[f"s1_{alias}"])), np.float64(number(stats[f"s2_{alias}"]))
+    largest = np.float64(number(stats[f"max_abs_{alias}"]))
     with np.errstate(all="ignore"):
         spread = s2 - s1 * s1 / n
-        bound = (k - 1) * (hi - lo) ** 2 + 8 * n * EPS * s2
+        bound = (k - 1) * (2 * largest) ** 2 + 8 * n * EPS * s2
         return bool(np.isfinite(spread) and np.isfinite(bound) and spread > bound)
 
 
@@ -109,10 +119,10 @@ def _off_mode(scan: Scan, rows: Expr, stats: dict[str, Any], columns: dict[str, 
     unsettled = []
     for alias in columns:
         if alias in binary:  # a 0/1 column's most common value is the more frequent of the two
-            ones = int(_number(stats[f"s1_{alias}"]))
+            ones = int(number(stats[f"s1_{alias}"]))
             if n - max(ones, n - ones) in range(1, k):
                 raise _blocked_small(alias, columns[alias], k)
-        elif stats[f"lo_{alias}"] != stats[f"hi_{alias}"] and not _spread_settles(stats, alias, n, k):
+        elif not _spread_settles(stats, alias, n, k):
             unsettled.append(alias)
     if not unsettled:
         return
@@ -146,22 +156,27 @@ def _magnitudes(scan: Scan, rows: Expr, stats: dict[str, Any], columns: dict[str
     for alias in columns:
         if alias in binary:  # its largest values are ones, as many as it has (up to top)
             continue
-        total = _number(stats[f"abs_{alias}"])
-        first = max(abs(_number(stats[f"lo_{alias}"])), abs(_number(stats[f"hi_{alias}"])))
+        first = number(stats[f"max_abs_{alias}"])
+        if first <= 0:  # every value is 0: an empty sum passes both rules
+            continue
+        # a lower bound of the total of absolute values, less the rounding of both sums (Higham 2002, §4.2)
+        total = number(stats[f"s2_{alias}"]) / first * (1 - 8 * n * EPS)
         # the nk largest sum to at most nk·first, the second is at most first
-        dominance_passes = total <= 0 or (n > nk and nk * first <= rules.safe_nk_k * total)
-        p_passes = first <= 0 or (total - first) - first >= rules.safe_pratio_p * first
+        dominance_passes = np.isfinite(total) and n > nk and nk * first <= rules.safe_nk_k * total
+        p_passes = (total - first) - first >= rules.safe_pratio_p * first
         if not (dominance_passes and p_passes):
             unsettled.append(alias)
-    found = {alias: [1.0] * min(top, int(_number(stats[f"s1_{alias}"]))) for alias in binary}
+    found = {alias: [1.0] * min(top, int(number(stats[f"s1_{alias}"]))) for alias in binary}
     if unsettled:
-        tops = one(scan, Expr(", ".join(f"max(abs({a}), {top}) AS top_{a}" for a in unsettled).join(
-            ("SELECT ", f" FROM ({rows.text}) AS r")), rows.params))
+        tops = one(scan, Expr(", ".join(f"sum(abs({a})) AS abs_{a}, max(abs({a}), {top}) AS top_{a}"
+                                        for a in unsettled).join(("SELECT ", f" FROM ({rows.text}) AS r")),
+                              rows.params))
         found.update({alias: _values(tops[f"top_{alias}"]) for alias in unsettled})
+        stats.update({f"abs_{alias}": tops[f"abs_{alias}"] for alias in unsettled})
     for alias in columns:  # in the in-memory order: the first column refused is the one named
         if alias not in found:
             continue
-        reason = magnitude_reason(n, _number(stats[f"abs_{alias}"]), found[alias], rules)
+        reason = magnitude_reason(n, number(stats[f"abs_{alias}"]), found[alias], rules)
         if reason is not None:
             where = "the outcome" if alias == "y" else f"the model column {columns[alias]!r}"
             raise disclosure.Blocked(N_("{what} cannot be released: {reason}, so it would reveal one row's value; "
@@ -169,10 +184,9 @@ def _magnitudes(scan: Scan, rows: Expr, stats: dict[str, Any], columns: dict[str
                 what=f"the sums of {where}", reason=reason))
 
 
-def _level_counts(scan: Scan, rows: Expr, d: SqlDesign, k: int) -> None:
+def _level_counts(stats: dict[str, Any], d: SqlDesign, k: int) -> None:
     for i, name in enumerate(d.categorical):
-        counts = scan.engine.query(f"SELECT count(*) AS c FROM ({rows.text}) AS r GROUP BY c{i}", list(rows.params))
-        c = counts["c"].to_numpy()
+        c = np.array([number(stats[f"level_{i}_{j}"]) for j in range(len(d.kept_levels.get(name, [])))])
         if ((c > 0) & (c < k)).any():
             raise disclosure.Blocked(N_("a level of {name!r} has fewer than {k} rows here, under the minimum "
                                         "cell count; merge rare levels or leave them out of levels=").format(

@@ -16,6 +16,7 @@ as ``numpy.histogram`` places them.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,8 @@ from fednb.domain.run.builtins.registry import Args, Context, increasing, regist
 from fednb.domain.run.builtins.scan import SPAN, Cells, Scan, evidence, magnitude_reason, magnitude_settled
 from fednb.errors import InvalidInput
 from fednb.locale import N_
+
+EPS = float(np.finfo(float).eps)
 
 
 class CountArgs(Args):
@@ -73,22 +76,43 @@ def _pieces(scan: Scan, name: str):
         yield piece[ROW_ID], piece["v"].astype(float, copy=False)
 
 
-def _sums(scan: Scan, expr: str, params: list, present: str, ctx: Context) -> tuple[int, float, float, list, tuple]:
+def _summed(scan: Scan, name: str) -> tuple[str, str]:
+    """As :func:`_values`, with a float column's test written ``x <= +inf``: false for NULL and for NaN,
+    which DuckDB, PostgreSQL and Spark all order above every number, so the same rows, in one
+    comparison where ``NOT isnan(x)`` calls a function per row (a quarter of a mean's CPU at 10M rows)."""
+    value, present = _values(scan, name)
+    if scan.schema.columns[name].upper() in ("DOUBLE", "FLOAT", "REAL"):
+        present = f"{scan.schema.column(name)} <= CAST('Infinity' AS DOUBLE)"
+    return value, present
+
+
+def _sums(scan: Scan, expr: str, present: str, ctx: Context) -> tuple[int, float, float, list, tuple]:
     """(count, sum, sum of absolute values, the largest absolute values, the selection's span) of
-    ``expr`` over the selection, in one pass; the few largest values in a second pass only when the
-    largest alone cannot already show that the magnitude rules hold (:func:`magnitude_settled`)."""
-    n, total, total_abs, largest, first, last = scan.one(
-        f"count(*), sum({expr}), sum(abs({expr})), max(abs({expr})), {SPAN}", [*params, *params, *params],
-        extra=present)
+    ``expr`` over the selection, in one pass; the few largest values in a second pass only when
+    their bound cannot already show that the magnitude rules hold."""
+    n, total, total_abs, squares, first, last = scan.one(
+        f"count(*), sum({expr}), sum(abs({expr})), sum(({expr}) * ({expr})), {SPAN}", extra=present)
     n, span = int(n), (n, first, last)
     if n == 0:
         return 0, 0.0, 0.0, [], span
-    total, total_abs, largest = float(total), float(total_abs), float(largest)
-    if magnitude_settled(n, total_abs, largest, ctx.rules):
-        return n, total, total_abs, [largest], span
+    total, total_abs, squares = float(total), float(total_abs), float(squares)
+    # no value's square exceeds the sum of all the squares, less its rounding (Higham, *Accuracy and
+    # Stability of Numerical Algorithms*, 2002, §4.2); a sum aggregate is cheaper than DuckDB's max
+    bound = math.sqrt(squares * (1 + 8 * n * EPS)) * (1 + 4 * EPS) if math.isfinite(squares) else math.inf
+    return n, total, total_abs, _largest(scan, expr, [], present, ctx, n, total_abs, bound), span
+
+
+def _largest(scan: Scan, expr: str, params: list, present: str, ctx: Context, n: int, total_abs: float,
+             bound: float) -> list:
+    """The largest absolute values of ``expr`` as the magnitude rules need them: ``bound`` (at least
+    the largest) where the rules hold whatever the others are (:func:`magnitude_settled`), else the
+    top values read in one more pass. A bound above the largest only settles fewer sums (the rules
+    are monotone in it), so the decisions are those of the exact values."""
+    if magnitude_settled(n, total_abs, bound, ctx.rules):
+        return [bound]
     top = max(ctx.rules.safe_nk_n, 2)
     (tops,) = scan.one(f"max(abs({expr}), {top})", params, extra=present)
-    return n, total, total_abs, list(tops), span
+    return list(tops)
 
 
 def _check_magnitude(n: int, total_abs: float, tops: list, ctx: Context, what: str) -> None:
@@ -109,8 +133,8 @@ def count(a: CountArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
 
 
 def _moments(a: ColumnArgs, scan: Scan, ctx: Context, what: str) -> tuple[int, float]:
-    value, present = _values(scan, a.column)
-    n, total, total_abs, tops, span = _sums(scan, value, [], present, ctx)
+    value, present = _summed(scan, a.column)
+    n, total, total_abs, tops, span = _sums(scan, value, present, ctx)
     disclosure.check_cohort(n, ctx.rules)
     _check_magnitude(n, total_abs, tops, ctx, N_("the {what} of {column!r}").format(what=what, column=a.column))
     ctx.evidence["rows"] = evidence(scan.rows(present, span))
@@ -130,10 +154,16 @@ def mean(a: ColumnArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
 def variance(a: ColumnArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
     n, total = _moments(a, scan, ctx, N_("variance"))
     m = total / n
-    value, present = _values(scan, a.column)
-    # M2 is a sum too: one outlier's squared deviation can dominate it and give that value away
-    _, m2, m2_abs, tops, _ = _sums(scan, f"(({value} - CAST(? AS DOUBLE)) ^ 2)", [m], present, ctx)
-    _check_magnitude(n, m2_abs, tops, ctx, N_("the variance of {column!r}").format(column=a.column))
+    value, present = _summed(scan, a.column)
+    # M2 is a sum too: one outlier's squared deviation can dominate it and give that value away.
+    # Its terms are squares, so their sum is their sum of absolute values, and the span is the mean's;
+    # d·d is the correctly rounded square pow(d, 2) gives, without a function call per row.
+    d = f"({value} - CAST(? AS DOUBLE))"
+    square = f"({d} * {d})"
+    m2, fourth = (float(v) for v in scan.one(f"sum({square}), sum({square} * {square})", [m] * 6, extra=present))
+    bound = math.sqrt(fourth * (1 + 8 * n * EPS)) * (1 + 4 * EPS) if math.isfinite(fourth) else math.inf
+    tops = _largest(scan, square, [m] * 2, present, ctx, n, m2, bound)
+    _check_magnitude(n, m2, tops, ctx, N_("the variance of {column!r}").format(column=a.column))
     return {"n": n, "mean": m, "m2": m2}
 
 
