@@ -66,6 +66,13 @@ def roaring(ids: np.ndarray) -> BitMap:
     return bitmap
 
 
+def _blob(rows: dict[str, Any]) -> bytes:
+    """The serialized bitmap of a record: base64 text (custom code's checker), or an object whose
+    ``read()`` returns it checked (a built-in worker's file, :mod:`fednb.domain.run.evidence_files`)."""
+    stored = rows["bitmap"]
+    return base64.b64decode(stored) if isinstance(stored, str) else stored.read()
+
+
 def closest(tx: Any, dataset: str, rows: dict[str, Any], *, cell: bool,
             min_cohort: int, min_cell: int) -> tuple[str, int] | None:
     """(request id, the threshold it fails) of a remembered release too few rows away from ``rows``.
@@ -82,7 +89,7 @@ def closest(tx: Any, dataset: str, rows: dict[str, Any], *, cell: bool,
     for request_id, blob, old_cell in candidates:
         limit = min_cell if cell and old_cell else min_cohort
         if new is None:
-            new = BitMap.deserialize(base64.b64decode(rows["bitmap"]))
+            new = BitMap.deserialize(_blob(rows))
         apart = new.symmetric_difference_cardinality(BitMap.deserialize(bytes(blob)))
         if 0 < apart < limit:
             return request_id, limit
@@ -94,8 +101,7 @@ def remember(tx: Any, dataset: str, request_id: str, job_id: int | None, rows: d
     """Keep the row set of a release; one copy per distinct set, kind and dataset."""
     if release_rows.row_set_known(tx, dataset, rows["sha256"], cell):
         return
-    release_rows.add_row_set(tx, dataset, request_id, job_id, int(rows["rows"]), rows["sha256"], cell,
-                             base64.b64decode(rows["bitmap"]))
+    release_rows.add_row_set(tx, dataset, request_id, job_id, int(rows["rows"]), rows["sha256"], cell, _blob(rows))
 
 
 def settle(tx: Any, request_id: str, job_id: int | None, found: dict[str, Any], *,

@@ -24,7 +24,10 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from fednb.domain.run import evidence_files
 
 log = logging.getLogger("fednb.domain.run.workers")
 
@@ -109,7 +112,15 @@ class Worker:
         self.start()
 
     def run(self, job: dict[str, Any]) -> Reply:
-        """Evaluate ``job`` (see :func:`evaluate`); never raises for anything the job does."""
+        """Evaluate ``job`` (see :func:`evaluate`); never raises for anything the job does. With
+        ``job["evidence_file"]`` the worker writes the row sets there and the reply's evidence reads
+        them from it (:mod:`fednb.domain.run.evidence_files`); the file is gone when the reply is not
+        an ``ok`` with row sets."""
+        path = job.get("evidence_file")
+        reply = self._exchange(job)
+        return reply if path is None else _with_evidence_file(reply, Path(path))
+
+    def _exchange(self, job: dict[str, Any]) -> Reply:
         if self._proc is None or self._proc.poll() is not None:
             self.start()
         if not self._ready:
@@ -182,6 +193,20 @@ class Worker:
             if len(line) > MAX_REPLY_BYTES:
                 self._too_long = True
                 return None
+
+
+def _with_evidence_file(reply: Reply, path: Path) -> Reply:
+    """``reply`` with its row sets read from the worker's file, or a failure naming what is wrong with it."""
+    if reply.status != "ok" or not reply.evidence:
+        evidence_files.remove(path)
+        reply.evidence = {}
+        return reply
+    try:
+        reply.evidence = evidence_files.opened(reply.evidence, path)
+    except evidence_files.UnreadableEvidence as exc:
+        evidence_files.remove(path)
+        return Reply("error", reason=str(exc))
+    return reply
 
 
 # -- inside the worker process -------------------------------------------------------------------
@@ -290,7 +315,9 @@ def main(memory_mb: int) -> None:
     engines = Engines()
     _limit_memory(memory_mb)
 
-    def reply(answer: dict[str, Any]) -> None:
+    def reply(answer: dict[str, Any], evidence_file: str | None = None) -> None:
+        if evidence_file is not None and answer.get("evidence"):  # the row sets go to the server's file
+            evidence_files.write(answer["evidence"], evidence_file)
         # The row sets (``evidence``: strings and counts, megabytes at tens of millions of rows) go
         # out piece by piece, not also built as one string and then its bytes; the rest is encoded
         # first, so a result JSON cannot carry raises before anything is written.
@@ -311,7 +338,7 @@ def main(memory_mb: int) -> None:
         _limit_cpu(float(job.get("cpu_seconds", 15)))
         try:
             answer = evaluate(job, engines)
-            reply(answer)
+            reply(answer, job.get("evidence_file"))
         except Exception as exc:
             if not _out_of_memory(exc):
                 logging.getLogger(__name__).exception("built-in %s failed", job.get("name"))
