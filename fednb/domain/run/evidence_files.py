@@ -74,25 +74,24 @@ def sweep(domain_path: Path) -> int:
     return removed
 
 
-def _records(evidence: dict[str, Any]):
-    """Every row-set record in a built-in's evidence: ``evidence["rows"]`` and the items of its lists."""
-    for value in evidence.values():
-        if isinstance(value, dict) and "bitmap" in value:
-            yield value
-        elif isinstance(value, list):
-            yield from (item for item in value if isinstance(item, dict) and "bitmap" in item)
-
-
 # -- in the worker -----------------------------------------------------------------------------
 def write(evidence: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """Move each record's bitmap (base64) into the file at ``path``, leaving its offset and size; in
-    place, each string dropped once written, so the worker never holds them and their bytes at once."""
+    """A copy of ``evidence`` whose records carry, instead of their bitmap (base64), its offset and size
+    in the file at ``path``, written there one at a time. The built-in's own records are left as they
+    are: a GLM keeps its rows' record for its next rounds."""
+    def moved(record: dict[str, Any]) -> dict[str, Any]:
+        blob = base64.b64decode(record["bitmap"])
+        placed = {**{k: v for k, v in record.items() if k != "bitmap"}, "offset": out.tell(), "size": len(blob)}
+        out.write(blob)
+        return placed
+
+    def is_record(value: Any) -> bool:
+        return isinstance(value, dict) and "bitmap" in value
+
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-        for record in _records(evidence):
-            blob = base64.b64decode(record.pop("bitmap"))
-            record["offset"], record["size"] = out.tell(), len(blob)
-            out.write(blob)
-    return evidence
+        return {key: moved(value) if is_record(value) else
+                [moved(v) if is_record(v) else v for v in value] if isinstance(value, list) else value
+                for key, value in evidence.items()}
 
 
 # -- in the server -----------------------------------------------------------------------------

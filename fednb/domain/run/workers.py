@@ -317,7 +317,7 @@ def main(memory_mb: int) -> None:
 
     def reply(answer: dict[str, Any], evidence_file: str | None = None) -> None:
         if evidence_file is not None and answer.get("evidence"):  # the row sets go to the server's file
-            evidence_files.write(answer["evidence"], evidence_file)
+            answer["evidence"] = evidence_files.write(answer["evidence"], evidence_file)
         # The row sets (``evidence``: strings and counts, megabytes at tens of millions of rows) go
         # out piece by piece, not also built as one string and then its bytes; the rest is encoded
         # first, so a result JSON cannot carry raises before anything is written.
