@@ -169,3 +169,63 @@ def test_a_worker_whose_row_sets_are_wrong_fails_the_job_clearly_and_leaves_no_f
         assert worker.run({"evidence_file": str(path)}).status in ("ok", "error")  # the server goes on
     finally:
         worker.close()
+
+
+# -- a crosstab's cells from the rows kept per level: the same sets as streaming every row's cell ------
+def _messy() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    n = 140_000
+    frame = pd.DataFrame({"id": np.arange(n), "g": rng.choice(["a", "b", "c", "rare"], n, p=[.4, .3, .29, .01]),
+                          "h": rng.choice(["u", "v"], n), "x": rng.normal(0, 1, n),
+                          "f": rng.choice([1.0, 2.0, np.nan], n)})
+    frame.loc[rng.choice(n, 500, replace=False), "g"] = None
+    return frame
+
+
+@pytest.fixture(scope="module")
+def messy_engine(tmp_path_factory):
+    from fednb.domain.data.engines.duckdb import ParquetEngine
+
+    path = tmp_path_factory.mktemp("messy") / "data.parquet"
+    _messy().to_parquet(path, index=False, row_group_size=25_000)
+    engine = ParquetEngine(path, memory_limit="256MB", threads=2)
+    yield engine
+    engine.close()
+
+
+KEPT_CASES = {
+    "every row": ("g", "h", []),
+    "scattered rows": ("g", "h", [{"column": "x", "op": ">", "value": 0.5}]),
+    "a run of rows": ("h", "g", [{"column": "id", "op": ">=", "value": 65_535}]),
+    "one level": ("g", "h", [{"column": "g", "op": "==", "value": "b"}]),
+    "NaN and missing": ("f", "g", [{"column": "id", "op": "<", "value": 100_000}]),
+    "crossed with itself": ("g", "g", []),
+    "no public level": ("h", "x2", []),
+}
+
+
+@pytest.mark.parametrize("case", sorted(KEPT_CASES))
+def test_kept_level_rows_give_the_cells_and_row_sets_of_streaming(messy_engine, case, monkeypatch):
+    from fednb.domain.review.policy import DisclosureSection
+    from fednb.domain.run import builtins
+    from fednb.domain.run.builtins import scan as scan_module
+    from fednb.domain.run.builtins import stats
+
+    row, col, where = KEPT_CASES[case]
+    levels = {"g": ["a", "b", "c"], "h": ["u", "v"], "f": [1.0, 2.0], "x2": []}
+    if col == "x2":  # a categorical column whose levels are all hidden: every row is '(other)'
+        col, levels["h"] = "h", []
+
+    def crosstab() -> tuple[dict, dict]:
+        ctx = builtins.Context(DisclosureSection(), levels)
+        return builtins.compute("crosstab", {"row": row, "col": col, "where": where}, messy_engine, ctx), ctx.evidence
+
+    calls = []
+    real = scan_module.kept_codes
+    monkeypatch.setattr(stats, "kept_codes", lambda *a: calls.append(1) or real(*a))
+    kept_cold, kept_warm = crosstab(), crosstab()
+    assert len(calls) == 2 and scan_module._kept.get(messy_engine)  # the kept path was taken, then reused
+    monkeypatch.setattr(stats, "kept_codes", lambda *a: None)
+    streamed = crosstab()
+    assert kept_cold == kept_warm == streamed
+    assert streamed[1]["cells"] and streamed[0]["n"] > 0
