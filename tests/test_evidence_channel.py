@@ -23,6 +23,7 @@ import pytest
 from pyroaring import BitMap
 
 from fednb.domain import Domain
+from fednb.domain.process import DomainProcess
 from fednb.domain.release import differencing
 from fednb.domain.run import evidence_files
 from fednb.domain.run.workers import Worker, WorkerLimits
@@ -87,11 +88,8 @@ def test_a_starting_server_removes_the_row_sets_of_processes_that_are_gone(tmp_p
         path.write_bytes(b"rows of a killed job")
     ours = evidence_files.path_for(live.path, 9)  # this process runs: its file stays
     ours.write_bytes(b"in use")
-    live.server.start()
-    try:
+    with DomainProcess(live.path):
         assert sorted(folder.iterdir()) == [ours]
-    finally:
-        live.server.stop()
 
 
 # -- the server's side of the channel, with a worker process that misbehaves --------------------------

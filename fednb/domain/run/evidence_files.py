@@ -76,17 +76,19 @@ def sweep(domain_path: Path) -> int:
 
 # -- in the worker -----------------------------------------------------------------------------
 def write(evidence: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """A copy of ``evidence`` whose records carry, instead of their bitmap (base64), its offset and size
+    """A copy of ``evidence`` whose records carry, instead of their bitmap (base64 ``bitmap`` or bytes
+    ``blob``: :data:`fednb.domain.run.builtins.scan.RAW_BITMAPS`), its offset and size
     in the file at ``path``, written there one at a time. The built-in's own records are left as they
     are: a GLM keeps its rows' record for its next rounds."""
     def moved(record: dict[str, Any]) -> dict[str, Any]:
-        blob = base64.b64decode(record["bitmap"])
-        placed = {**{k: v for k, v in record.items() if k != "bitmap"}, "offset": out.tell(), "size": len(blob)}
+        blob = record["blob"] if "blob" in record else base64.b64decode(record["bitmap"])
+        placed = {**{k: v for k, v in record.items() if k not in ("bitmap", "blob")},
+                  "offset": out.tell(), "size": len(blob)}
         out.write(blob)
         return placed
 
     def is_record(value: Any) -> bool:
-        return isinstance(value, dict) and "bitmap" in value
+        return isinstance(value, dict) and ("bitmap" in value or "blob" in value)
 
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
         return {key: moved(value) if is_record(value) else

@@ -311,6 +311,7 @@ def main(memory_mb: int) -> None:
     import pyarrow.parquet  # noqa: F401
 
     from fednb.domain.run import builtins  # noqa: F401  (warm: registers every built-in)
+    from fednb.domain.run.builtins.scan import RAW_BITMAPS
 
     engines = Engines()
     _limit_memory(memory_mb)
@@ -336,6 +337,7 @@ def main(memory_mb: int) -> None:
     for line in sys.stdin.buffer:
         job = json.loads(line)
         _limit_cpu(float(job.get("cpu_seconds", 15)))
+        raw = RAW_BITMAPS.set("evidence_file" in job)  # row sets as bytes, bound for the file
         try:
             answer = evaluate(job, engines)
             reply(answer, job.get("evidence_file"))
@@ -347,6 +349,8 @@ def main(memory_mb: int) -> None:
             reply({"status": "memory", "reason": f"it needed more than the built-in memory limit of "
                                                  f"{memory_mb} MiB"})
             return
+        finally:
+            RAW_BITMAPS.reset(raw)
 
 
 def _out_of_memory(exc: BaseException | None) -> bool:

@@ -22,6 +22,7 @@ import json
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -41,13 +42,23 @@ def bitmap(ids: np.ndarray) -> BitMap:
     return BitMap(buffer)
 
 
+# Set in a worker that hands its row sets to the server in a file (fednb.domain.run.evidence_files):
+# a record then keeps its serialized bitmap as bytes (``blob``), not as base64 text (``bitmap``), so
+# tens of megabytes of bitmaps are neither encoded nor decoded again on their way to the file.
+RAW_BITMAPS: ContextVar[bool] = ContextVar("fednb_raw_bitmaps", default=False)
+
+
 def evidence(rows: BitMap) -> dict[str, Any]:
     """The same record as :func:`fednb.domain.release.differencing.evidence`, from a built bitmap."""
     rows = BitMap(rows)
     rows.run_optimize()
     blob = rows.serialize()
-    return {"rows": len(rows), "sha256": hashlib.sha256(blob).hexdigest(),
-            "bitmap": base64.b64encode(blob).decode("ascii")}
+    record: dict[str, Any] = {"rows": len(rows), "sha256": hashlib.sha256(blob).hexdigest()}
+    if RAW_BITMAPS.get():
+        record["blob"] = blob
+    else:
+        record["bitmap"] = base64.b64encode(blob).decode("ascii")
+    return record
 
 
 # The first and last selected row id: with count(*) in the same query they tell whether the
