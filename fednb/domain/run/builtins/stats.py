@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import Field, field_validator
+from pyroaring import BitMap
 
 from fednb.domain.data.engines.base import ROW_ID
 from fednb.domain.release import disclosure
@@ -168,11 +169,13 @@ def quantiles(a: BinArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
     The groups between kept edges are remembered as cells by the differencing defence.
     """
     edges = np.asarray(a.bins, dtype=float)
-    below = np.zeros(edges.size, dtype=np.int64)
-    n = 0
-    for _, values in _pieces(scan, a.column):
-        below += np.searchsorted(np.sort(values), edges, side="left")  # values < edge
-        n += values.size
+    # one pass: fine cell j holds the values with exactly j edges at or below them, so the count
+    # below edge i is the total of fine cells 0..i, and each kept group is a union of fine cells
+    fine = Cells(edges.size + 1)
+    for ids, values in _pieces(scan, a.column):
+        fine.add(ids, np.searchsorted(edges, values, side="right"))
+    below = np.cumsum(fine.counts)[:edges.size]  # values < edge
+    n = int(fine.counts.sum())
     disclosure.check_cohort(n, ctx.rules)
     k = ctx.rules.min_cell_count
     kept: list[int] = []
@@ -188,8 +191,11 @@ def quantiles(a: BinArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
         kept.pop()
     kept_edges = [float(edges[i]) for i in kept]
     groups = Cells(len(kept_edges) + 1)
-    for ids, values in _pieces(scan, a.column):
-        groups.add(ids, np.searchsorted(np.asarray(kept_edges), values, side="right"))
+    owner = np.searchsorted(np.asarray(kept, dtype=np.int64), np.arange(edges.size + 1), side="left")
+    for j in np.flatnonzero(fine.counts):  # group of fine cell j: the kept edges below its values
+        groups.rows[owner[j]] |= fine.rows[j]
+        fine.rows[j] = BitMap()
+    groups.counts = np.bincount(owner, weights=fine.counts, minlength=len(kept) + 1).astype(np.int64)
     ctx.evidence["rows"] = evidence(groups.all_rows())
     ctx.evidence["cells"] = groups.evidence(np.zeros(groups.counts.size, dtype=bool), free=True)
     return {"n": n, "edges": kept_edges, "below": [int(below[i]) for i in kept]}
