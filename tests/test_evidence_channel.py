@@ -227,3 +227,22 @@ def test_kept_level_rows_give_the_cells_and_row_sets_of_streaming(messy_engine, 
     streamed = crosstab()
     assert kept_cold == kept_warm == streamed
     assert streamed[1]["cells"] and streamed[0]["n"] > 0
+
+
+def test_a_worker_killed_after_writing_its_row_sets_leaves_no_file(tmp_path):
+    path = tmp_path / "job.bin"
+    dying = FAKE_WORKER.replace('print(json.dumps({"status": "ok"', 'os.kill(os.getpid(), 9); print(json.dumps({"status": "ok"')
+    dying = dying.replace("import json, sys", "import json, os, sys")
+    assert "os.kill" in dying
+
+    def spawn(memory_mb: int) -> subprocess.Popen:
+        plan = json.dumps({"file": BLOB.hex(), "evidence": {"rows": GOOD}})
+        return subprocess.Popen([sys.executable, "-c", dying, plan], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    worker = Worker(WorkerLimits(wall_seconds=30), spawn)
+    try:
+        reply = worker.run({"evidence_file": str(path)})
+    finally:
+        worker.close()
+    assert reply.status == "killed" and reply.evidence == {}
+    assert not path.exists()
