@@ -246,3 +246,28 @@ def test_a_worker_killed_after_writing_its_row_sets_leaves_no_file(tmp_path):
         worker.close()
     assert reply.status == "killed" and reply.evidence == {}
     assert not path.exists()
+
+
+def test_kept_level_rows_are_not_reused_for_a_file_replaced_under_its_engine(tmp_path):
+    from fednb.domain.data.engines.duckdb import ParquetEngine
+    from fednb.domain.review.policy import DisclosureSection
+    from fednb.domain.run import builtins
+
+    path = tmp_path / "data.parquet"
+    frame = _messy()
+    frame.to_parquet(path, index=False)
+    engine = ParquetEngine(path, memory_limit="256MB", threads=2)
+    try:
+        def crosstab() -> dict:
+            ctx = builtins.Context(DisclosureSection(), {"g": ["a", "b", "c"], "h": ["u", "v"]})
+            return builtins.compute("crosstab", {"row": "g", "col": "h"}, engine, ctx)
+
+        before = crosstab()
+        frame.assign(h=frame["h"].where(frame["id"] % 5 != 0, "u")).to_parquet(path, index=False)
+        after = crosstab()
+        assert after["counts"] != before["counts"]
+        assert after == builtins.compute("crosstab", {"row": "g", "col": "h"},
+                                         ParquetEngine(path, memory_limit="256MB", threads=2),
+                                         builtins.Context(DisclosureSection(), {"g": ["a", "b", "c"], "h": ["u", "v"]}))
+    finally:
+        engine.close()

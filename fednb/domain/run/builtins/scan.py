@@ -19,6 +19,7 @@ import array
 import base64
 import hashlib
 import json
+import os
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -129,7 +130,9 @@ def kept_codes(scan: Scan, codes: Sequence[tuple[str, Sequence[Any], int]]) -> l
     if not isinstance(scan.engine, ParquetEngine):
         return None
     kept = _kept.setdefault(scan.engine, OrderedDict())
-    keys = [(text, json.dumps(list(params), default=str), size) for text, params, size in codes]
+    stat = os.stat(scan.engine.path)  # a file replaced under an open engine is read afresh
+    keys = [(stat.st_mtime_ns, stat.st_size, stat.st_ino, text, json.dumps(list(params), default=str), size)
+            for text, params, size in codes]
     missing = [i for i, key in enumerate(keys) if key not in kept]
     if missing:
         select = ", ".join(f"{codes[i][0]} AS c{i}" for i in missing)
