@@ -32,8 +32,9 @@ from fednb.domain.run import evidence_files
 log = logging.getLogger("fednb.domain.run.workers")
 
 START_SECONDS = 60.0  # importing pandas on a loaded machine; not counted against a job's wall limit
-# A reply carries the row sets behind a release (Roaring bitmaps, up to rows/8 bytes per set and cell,
-# base64): a crosstab over ten million rows needs ~20 MB of them.
+# A reply without an evidence file (fednb.domain.run.evidence_files) carries the row sets behind a
+# release itself (Roaring bitmaps, up to rows/8 bytes per set and cell, base64): a crosstab over ten
+# million rows needs ~20 MB of them. With the file, a reply is a few kilobytes.
 MAX_REPLY_BYTES = 256_000_000
 _THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 # Arrow's own allocator and glibc's per-thread arenas reserve address space by the GiB (a 200,000-row

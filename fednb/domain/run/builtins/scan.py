@@ -8,7 +8,9 @@ length.
 The evidence is the costly part of a built-in over tens of millions of rows, so it is built the
 cheapest way that gives the same bitmap: a selection that is one run of rows (often every row) from
 its count, first and last id, with no id streamed; other ids as Arrow arrays straight into NumPy; a
-table's cells by a radix sort of each piece on narrow cell numbers. Measured and not used: DuckDB
+table's cells by a radix sort of each piece on narrow cell numbers, or, for a crosstab over a
+Parquet file, as intersections with the rows of each level, read once per column and kept
+(:func:`kept_codes`). Measured and not used: DuckDB
 finding the runs itself (``rid - row_number()`` islands) costs twice the streaming of the ids, and
 ``bitstring_agg`` per cell and container three times the streaming of ids and cell numbers.
 """
