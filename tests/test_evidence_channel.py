@@ -128,6 +128,7 @@ def test_row_sets_the_worker_wrote_are_read_one_at_a_time_and_checked(tmp_path):
         worker.close()
     assert reply.status == "ok", reply.reason
     assert reply.evidence["rows"]["bitmap"].read() == BLOB
+    assert reply.evidence["rows"]["bitmap"].container_sizes() == differencing.container_sizes(BLOB)
     assert differencing._blob(reply.evidence["cells"][0]) == BLOB
     path.write_bytes(b"x" * 5 + BLOB[:-1] + bytes([BLOB[-1] ^ 1]))  # altered after the reply
     with pytest.raises(evidence_files.UnreadableEvidence, match="SHA-256"):

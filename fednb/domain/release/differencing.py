@@ -68,7 +68,8 @@ def roaring(ids: np.ndarray) -> BitMap:
 
 def _blob(rows: dict[str, Any]) -> bytes:
     """The serialized bitmap of a record: base64 text (custom code's checker), or an object whose
-    ``read()`` returns it checked (a built-in worker's file, :mod:`fednb.domain.run.evidence_files`)."""
+    ``read()`` returns it checked and ``container_sizes()`` its header's (a built-in worker's file,
+    :mod:`fednb.domain.run.evidence_files`)."""
     stored = rows["bitmap"]
     return base64.b64decode(stored) if isinstance(stored, str) else stored.read()
 
@@ -122,16 +123,16 @@ def closest(tx: Any, dataset: str, rows: dict[str, Any], *, cell: bool,
     candidates = release_rows.near_in_size(tx, dataset, n - reach, n + reach, rows["sha256"])
     if not candidates:
         return None
-    blob = _blob(rows)
-    header, new = container_sizes(blob), None
-    sizes = None if header is None else _sizes_by_key(header)
+    stored = rows["bitmap"]
+    header = container_sizes(base64.b64decode(stored)) if isinstance(stored, str) else stored.container_sizes()
+    sizes, new = None if header is None else _sizes_by_key(header), None
     for row_set_id, request_id, old_cell, old_sizes in candidates:
         limit = min_cell if cell and old_cell else min_cohort
         if sizes is not None and old_sizes is not None and \
                 apart_at_least(sizes, _sizes_by_key(bytes(old_sizes))) >= limit:
             continue
         if new is None:
-            new = BitMap.deserialize(blob)
+            new = BitMap.deserialize(_blob(rows))
         apart = new.symmetric_difference_cardinality(BitMap.deserialize(release_rows.bitmap_of(tx, row_set_id)))
         if 0 < apart < limit:
             return request_id, limit

@@ -104,6 +104,24 @@ class StoredBitmap:
         self.path, self.offset, self.size = path, record["offset"], record["size"]
         self.rows, self.sha256 = record["rows"], record["sha256"]
 
+    def container_sizes(self) -> bytes | None:
+        """The bitmap's container keys and sizes (:func:`fednb.domain.release.differencing.container_sizes`),
+        read from its header alone: enough to pass over far-apart sets without reading the whole bitmap,
+        which is checked whenever it is read."""
+        from fednb.domain.release.differencing import container_sizes
+
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                start = f.read(min(8, self.size))
+                cookie = int.from_bytes(start[:4], "little")
+                count = (cookie >> 16) + 1 if cookie & 0xFFFF == 12347 else int.from_bytes(start[4:8], "little")
+                f.seek(self.offset)
+                return container_sizes(f.read(min(self.size, 8 + (count + 7) // 8 + 4 * count)))
+        except OSError as exc:
+            raise UnreadableEvidence(f"the built-in worker's row sets could not be read ({type(exc).__name__})") \
+                from None
+
     def read(self) -> bytes:
         """The serialized bitmap, after checking it is the one the worker announced."""
         try:
