@@ -83,7 +83,8 @@ def test_a_starting_server_removes_the_row_sets_of_processes_that_are_gone(tmp_p
     live.server.stop()
     folder = live.path / evidence_files.FOLDER
     folder.mkdir(exist_ok=True)
-    stale = [folder / f"{dead.pid}-12345-7.bin", folder / "1-0-3.bin", folder / "not-ours.tmp"]
+    stale = [folder / f"{dead.pid}-12345-7.bin", folder / f"{dead.pid}-0-4.bin",
+             folder / "1-12345-3.bin", folder / "not-ours.tmp"]  # pid 1 runs, but started at another time
     for path in stale:
         path.write_bytes(b"rows of a killed job")
     ours = evidence_files.path_for(live.path, 9)  # this process runs: its file stays

@@ -68,10 +68,24 @@ def sweep(domain_path: Path) -> int:
     removed = 0
     for entry in folder.iterdir() if folder.is_dir() else ():
         match = _NAME.match(entry.name)
-        if match is None or _started(int(match[1])) != int(match[2]):
+        if match is None or not _running(int(match[1]), int(match[2])):
             remove(entry)
             removed += 1
     return removed
+
+
+def _running(pid: int, started: int) -> bool:
+    """Whether the process that named a file still runs (started 0: a system without ``/proc``,
+    where the pid alone is asked)."""
+    if started:
+        return _started(pid) == started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # -- in the worker -----------------------------------------------------------------------------
