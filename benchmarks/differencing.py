@@ -66,8 +66,9 @@ def main() -> None:
             blob = differencing.roaring(ids).serialize()
             bitmap_bytes.append(len(blob))
             conn.execute("INSERT INTO released_rows (dataset, request_id, job_id, rows, rows_sha256, cell, bitmap,"
-                         " created_at) VALUES ('d', ?, ?, ?, ?, 0, ?, 0)",
-                         (f"r{i}", i, len(ids), hashlib.sha256(blob).hexdigest(), blob))
+                         " container_sizes, created_at) VALUES ('d', ?, ?, ?, ?, 0, ?, ?, 0)",
+                         (f"r{i}", i, len(ids), hashlib.sha256(blob).hexdigest(), blob,
+                          differencing.container_sizes(blob)))
             if i % 1000 == 999:
                 conn.commit()
         conn.commit()

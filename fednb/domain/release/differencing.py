@@ -66,24 +66,74 @@ def roaring(ids: np.ndarray) -> BitMap:
     return bitmap
 
 
+def _blob(rows: dict[str, Any]) -> bytes:
+    """The serialized bitmap of a record: base64 text (custom code's checker), or an object whose
+    ``read()`` returns it checked and ``container_sizes()`` its header's (a built-in worker's file,
+    :mod:`fednb.domain.run.evidence_files`)."""
+    stored = rows["bitmap"]
+    return base64.b64decode(stored) if isinstance(stored, str) else stored.read()
+
+
+# The portable Roaring format (https://github.com/RoaringBitmap/RoaringFormatSpec) opens with a cookie
+# and, per container, its key (the ids' high 16 bits) and its size minus one, as little-endian uint16s.
+_COOKIE_RUNS, _COOKIE_NO_RUNS = 12347, 12346
+
+
+def container_sizes(blob: bytes) -> bytes | None:
+    """The (key, size - 1) pairs of a serialized bitmap's containers, as stored (4 bytes a container);
+    None for bytes not in that format (such a set is then always compared bitmap to bitmap)."""
+    cookie = int.from_bytes(blob[:4], "little")
+    if cookie & 0xFFFF == _COOKIE_RUNS:
+        count = (cookie >> 16) + 1
+        start = 4 + (count + 7) // 8
+    elif cookie == _COOKIE_NO_RUNS:
+        count, start = int.from_bytes(blob[4:8], "little"), 8
+    else:
+        return None
+    header = blob[start:start + 4 * count]
+    return bytes(header) if len(header) == 4 * count else None
+
+
+def _sizes_by_key(header: bytes) -> np.ndarray:
+    pairs = np.frombuffer(header, dtype="<u2").reshape(-1, 2)
+    sizes = np.zeros(1 << 16, dtype=np.int64)
+    sizes[pairs[:, 0]] = pairs[:, 1].astype(np.int64) + 1
+    return sizes
+
+
+def apart_at_least(a: np.ndarray, b: np.ndarray) -> int:
+    """A lower bound of |S △ T| from the sizes of their containers by key: the containers split the
+    ids, and two sets of m and n ids differ by at least |m - n| ids."""
+    return int(np.abs(a - b).sum())
+
+
 def closest(tx: Any, dataset: str, rows: dict[str, Any], *, cell: bool,
             min_cohort: int, min_cell: int) -> tuple[str, int] | None:
     """(request id, the threshold it fails) of a remembered release too few rows away from ``rows``.
 
     Too few: under ``min_cell`` when both sets are table cells (their difference is one more count
     cell, which the cell rule would allow from ``min_cell`` rows), under ``min_cohort`` otherwise.
+    A remembered set whose containers' sizes already differ by the threshold is passed over without
+    reading its bitmap (:func:`apart_at_least`); the others are compared exactly.
     """
     if max(min_cohort, min_cell) <= 1:
         return None
     n = int(rows["rows"])
     reach = max(min_cohort, min_cell) if cell else min_cohort  # |S △ T| >= ||S| - |T||
     candidates = release_rows.near_in_size(tx, dataset, n - reach, n + reach, rows["sha256"])
-    new = None
-    for request_id, blob, old_cell in candidates:
+    if not candidates:
+        return None
+    stored = rows["bitmap"]
+    header = container_sizes(base64.b64decode(stored)) if isinstance(stored, str) else stored.container_sizes()
+    sizes, new = None if header is None else _sizes_by_key(header), None
+    for row_set_id, request_id, old_cell, old_sizes in candidates:
         limit = min_cell if cell and old_cell else min_cohort
+        if sizes is not None and old_sizes is not None and \
+                apart_at_least(sizes, _sizes_by_key(bytes(old_sizes))) >= limit:
+            continue
         if new is None:
-            new = BitMap.deserialize(base64.b64decode(rows["bitmap"]))
-        apart = new.symmetric_difference_cardinality(BitMap.deserialize(bytes(blob)))
+            new = BitMap.deserialize(_blob(rows))
+        apart = new.symmetric_difference_cardinality(BitMap.deserialize(release_rows.bitmap_of(tx, row_set_id)))
         if 0 < apart < limit:
             return request_id, limit
     return None
@@ -94,8 +144,9 @@ def remember(tx: Any, dataset: str, request_id: str, job_id: int | None, rows: d
     """Keep the row set of a release; one copy per distinct set, kind and dataset."""
     if release_rows.row_set_known(tx, dataset, rows["sha256"], cell):
         return
-    release_rows.add_row_set(tx, dataset, request_id, job_id, int(rows["rows"]), rows["sha256"], cell,
-                             base64.b64decode(rows["bitmap"]))
+    blob = _blob(rows)
+    release_rows.add_row_set(tx, dataset, request_id, job_id, int(rows["rows"]), rows["sha256"], cell, blob,
+                             container_sizes(blob))
 
 
 def settle(tx: Any, request_id: str, job_id: int | None, found: dict[str, Any], *,

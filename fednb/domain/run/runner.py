@@ -30,7 +30,7 @@ from fednb.domain.release import (
     secure_inputs,
 )
 from fednb.domain.release.disclosure import Blocked
-from fednb.domain.run import builtins
+from fednb.domain.run import builtins, evidence_files
 from fednb.domain.run.custom_code import CustomCode
 from fednb.domain.run.outcome import Outcome
 from fednb.domain.run.workers import Worker, WorkerLimits, engine_settings
@@ -72,6 +72,7 @@ class Runner:
         (several server processes on one store: only the first may re-queue what a crash left running)."""
         if recover:
             self.recover()
+        evidence_files.sweep(self.domain.path)  # row sets left by a server process killed mid-job
         self.domain.subscribe(self.wake)
         limits = self.builtin_limits()
         self._workers = [Worker(limits, self.worker_spawn) for _ in range(self.domain.policy.requests.builtin_workers)]
@@ -145,8 +146,11 @@ class Runner:
             # free before the release commits: the analyst's next statistic, sent the moment this one
             # is done, must find this warm worker free rather than start a second one
             self._busy_with(worker, False)
-            with self.domain.store.transaction() as tx:
-                self._finish(tx, job, job["request_id"], outcome)
+            try:
+                with self.domain.store.transaction() as tx:
+                    self._finish(tx, job, job["request_id"], outcome)
+            finally:
+                evidence_files.remove(evidence_files.path_for(self.domain.path, job["id"]))
             self.domain.changed()
 
     def _defers(self, worker: Worker | None) -> bool:
@@ -205,8 +209,12 @@ class Runner:
     def _finish(self, tx, job, request_id: str, outcome: Outcome) -> None:
         if outcome.evidence and outcome.action == "release":
             rules = self.domain.policy.disclosure
-            reason = differencing.settle(tx, request_id, job["id"], outcome.evidence,
-                                         min_cohort=rules.min_cohort, min_cell=rules.min_cell_count)
+            try:
+                reason = differencing.settle(tx, request_id, job["id"], outcome.evidence,
+                                             min_cohort=rules.min_cohort, min_cell=rules.min_cell_count)
+            except evidence_files.UnreadableEvidence as exc:
+                log.error("the row sets of job %s were unreadable: %s", job["id"], exc)
+                reason, outcome = None, Outcome("fail", reason=f"the domain could not check this result ({exc})")
             if reason is not None:
                 outcome = Outcome("block", reason=reason)
         if outcome.spend is not None:  # set on releases, and on DP rounds that fail where the analyst learns
@@ -279,7 +287,8 @@ class Runner:
             task: dict[str, Any] = {"name": req["name"], "args": args, "inputs": inputs,
                                     "data_path": str(self.domain.data_path(req["dataset"])),
                                     "engine": engine_settings(self.domain.policy),
-                                    "rules": rules.model_dump(), "levels": ctx.levels}
+                                    "rules": rules.model_dump(), "levels": ctx.levels,
+                                    "evidence_file": str(evidence_files.path_for(self.domain.path, job["id"]))}
             if noisy.wanted(req["name"], args, self.domain.policy):
                 spend = noisy.plan(req["name"], args, self.domain.policy, req["analyst"], req["dataset"])
                 bounds = self.domain.bounds(req["dataset"])

@@ -24,13 +24,17 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from fednb.domain.run import evidence_files
 
 log = logging.getLogger("fednb.domain.run.workers")
 
 START_SECONDS = 60.0  # importing pandas on a loaded machine; not counted against a job's wall limit
-# A reply carries the row sets behind a release (Roaring bitmaps, up to rows/8 bytes per set and cell,
-# base64): a crosstab over ten million rows needs ~20 MB of them.
+# A reply without an evidence file (fednb.domain.run.evidence_files) carries the row sets behind a
+# release itself (Roaring bitmaps, up to rows/8 bytes per set and cell, base64): a crosstab over ten
+# million rows needs ~20 MB of them. With the file, a reply is a few kilobytes.
 MAX_REPLY_BYTES = 256_000_000
 _THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 # Arrow's own allocator and glibc's per-thread arenas reserve address space by the GiB (a 200,000-row
@@ -109,7 +113,15 @@ class Worker:
         self.start()
 
     def run(self, job: dict[str, Any]) -> Reply:
-        """Evaluate ``job`` (see :func:`evaluate`); never raises for anything the job does."""
+        """Evaluate ``job`` (see :func:`evaluate`); never raises for anything the job does. With
+        ``job["evidence_file"]`` the worker writes the row sets there and the reply's evidence reads
+        them from it (:mod:`fednb.domain.run.evidence_files`); the file is gone when the reply is not
+        an ``ok`` with row sets."""
+        path = job.get("evidence_file")
+        reply = self._exchange(job)
+        return reply if path is None else _with_evidence_file(reply, Path(path))
+
+    def _exchange(self, job: dict[str, Any]) -> Reply:
         if self._proc is None or self._proc.poll() is not None:
             self.start()
         if not self._ready:
@@ -182,6 +194,20 @@ class Worker:
             if len(line) > MAX_REPLY_BYTES:
                 self._too_long = True
                 return None
+
+
+def _with_evidence_file(reply: Reply, path: Path) -> Reply:
+    """``reply`` with its row sets read from the worker's file, or a failure naming what is wrong with it."""
+    if reply.status != "ok" or not reply.evidence:
+        evidence_files.remove(path)
+        reply.evidence = {}
+        return reply
+    try:
+        reply.evidence = evidence_files.opened(reply.evidence, path)
+    except evidence_files.UnreadableEvidence as exc:
+        evidence_files.remove(path)
+        return Reply("error", reason=str(exc))
+    return reply
 
 
 # -- inside the worker process -------------------------------------------------------------------
@@ -286,11 +312,14 @@ def main(memory_mb: int) -> None:
     import pyarrow.parquet  # noqa: F401
 
     from fednb.domain.run import builtins  # noqa: F401  (warm: registers every built-in)
+    from fednb.domain.run.builtins.scan import RAW_BITMAPS
 
     engines = Engines()
     _limit_memory(memory_mb)
 
-    def reply(answer: dict[str, Any]) -> None:
+    def reply(answer: dict[str, Any], evidence_file: str | None = None) -> None:
+        if evidence_file is not None and answer.get("evidence"):  # the row sets go to the server's file
+            answer["evidence"] = evidence_files.write(answer["evidence"], evidence_file)
         # The row sets (``evidence``: strings and counts, megabytes at tens of millions of rows) go
         # out piece by piece, not also built as one string and then its bytes; the rest is encoded
         # first, so a result JSON cannot carry raises before anything is written.
@@ -309,9 +338,10 @@ def main(memory_mb: int) -> None:
     for line in sys.stdin.buffer:
         job = json.loads(line)
         _limit_cpu(float(job.get("cpu_seconds", 15)))
+        raw = RAW_BITMAPS.set("evidence_file" in job)  # row sets as bytes, bound for the file
         try:
             answer = evaluate(job, engines)
-            reply(answer)
+            reply(answer, job.get("evidence_file"))
         except Exception as exc:
             if not _out_of_memory(exc):
                 logging.getLogger(__name__).exception("built-in %s failed", job.get("name"))
@@ -320,6 +350,8 @@ def main(memory_mb: int) -> None:
             reply({"status": "memory", "reason": f"it needed more than the built-in memory limit of "
                                                  f"{memory_mb} MiB"})
             return
+        finally:
+            RAW_BITMAPS.reset(raw)
 
 
 def _out_of_memory(exc: BaseException | None) -> bool:

@@ -26,7 +26,7 @@ from fednb.errors import FednbError
 SQLITE_FILE = "domain.db"
 URL_FILE = "store.url"
 WRITER_LOCK = 0x66656E63  # the advisory lock key every PostgreSQL write transaction holds
-KNOWN_REVISIONS = ("0001", "0002", "0003")  # in order; the last is the layout this fednb writes
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")  # in order; the last is the layout this fednb writes
 # PostgreSQL connections per server process: reads never wait on a lock, and writes queue on the
 # writer lock anyway, so a few of each serve any number of threads (see store.postgres.Pool)
 READ_CONNECTIONS = 6

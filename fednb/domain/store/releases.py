@@ -8,10 +8,16 @@ from typing import Any
 
 
 # -- released row sets ---------------------------------------------------------------------------------
-def near_in_size(conn: Any, dataset: str, low: int, high: int, other_than_sha256: str):
-    """(request_id, bitmap, cell) of earlier row sets with low < rows < high, oldest first."""
-    return conn.execute("SELECT request_id, bitmap, cell FROM released_rows WHERE dataset = ? AND rows > ?"
-                        " AND rows < ? AND rows_sha256 != ? ORDER BY id", (dataset, low, high, other_than_sha256))
+def near_in_size(conn: Any, dataset: str, low: int, high: int, other_than_sha256: str) -> list[tuple]:
+    """(id, request_id, cell, container_sizes) of earlier row sets with low < rows < high, oldest
+    first; their bitmaps are read one at a time, only where needed (:func:`bitmap_of`)."""
+    return conn.execute("SELECT id, request_id, cell, container_sizes FROM released_rows WHERE dataset = ?"
+                        " AND rows > ? AND rows < ? AND rows_sha256 != ? ORDER BY id",
+                        (dataset, low, high, other_than_sha256)).fetchall()
+
+
+def bitmap_of(conn: Any, row_set_id: int) -> bytes:
+    return bytes(conn.execute("SELECT bitmap FROM released_rows WHERE id = ?", (row_set_id,)).fetchone()[0])
 
 
 def row_set_known(conn: Any, dataset: str, rows_sha256: str, cell: bool) -> bool:
@@ -20,10 +26,10 @@ def row_set_known(conn: Any, dataset: str, rows_sha256: str, cell: bool) -> bool
 
 
 def add_row_set(tx: Any, dataset: str, request_id: str, job_id: int | None, rows: int, rows_sha256: str, cell: bool,
-                bitmap: bytes) -> None:
-    tx.execute("INSERT INTO released_rows (dataset, request_id, job_id, rows, rows_sha256, cell, bitmap, created_at)"
-               " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-               (dataset, request_id, job_id, rows, rows_sha256, int(cell), bitmap, time.time()))
+                bitmap: bytes, container_sizes: bytes | None = None) -> None:
+    tx.execute("INSERT INTO released_rows (dataset, request_id, job_id, rows, rows_sha256, cell, bitmap,"
+               " container_sizes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               (dataset, request_id, job_id, rows, rows_sha256, int(cell), bitmap, container_sizes, time.time()))
 
 
 # -- secure aggregation -----------------------------------------------------------------------------------

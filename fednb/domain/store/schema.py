@@ -166,6 +166,9 @@ released_rows = Table(
     Column("cell", Integer, nullable=False, server_default="0"),  # 1: one table cell's rows; 0: a whole result's
     Column("bitmap", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
+    # the bitmap's container keys and sizes (its portable header): most near-sized sets are told apart
+    # by these alone, without reading the bitmap (fednb.domain.release.differencing); NULL before 0004
+    Column("container_sizes", LargeBinary),
     Index("released_rows_by_size", "dataset", "rows"),
     Index("released_rows_by_hash", "dataset", "rows_sha256"),
     sqlite_autoincrement=True,

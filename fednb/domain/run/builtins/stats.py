@@ -21,12 +21,21 @@ from typing import Any
 
 import numpy as np
 from pydantic import Field, field_validator
+from pyroaring import BitMap
 
 from fednb.domain.data.engines.base import ROW_ID
 from fednb.domain.release import disclosure
 from fednb.domain.release.disclosure import Blocked
 from fednb.domain.run.builtins.registry import Args, Context, increasing, register
-from fednb.domain.run.builtins.scan import SPAN, Cells, Scan, evidence, magnitude_reason, magnitude_settled
+from fednb.domain.run.builtins.scan import (
+    SPAN,
+    Cells,
+    Scan,
+    evidence,
+    kept_codes,
+    magnitude_reason,
+    magnitude_settled,
+)
 from fednb.errors import InvalidInput
 from fednb.locale import N_
 
@@ -190,11 +199,13 @@ def quantiles(a: BinArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
     The groups between kept edges are remembered as cells by the differencing defence.
     """
     edges = np.asarray(a.bins, dtype=float)
-    below = np.zeros(edges.size, dtype=np.int64)
-    n = 0
-    for _, values in _pieces(scan, a.column):
-        below += np.searchsorted(np.sort(values), edges, side="left")  # values < edge
-        n += values.size
+    # one pass: fine cell j holds the values with exactly j edges at or below them, so the count
+    # below edge i is the total of fine cells 0..i, and each kept group is a union of fine cells
+    fine = Cells(edges.size + 1)
+    for ids, values in _pieces(scan, a.column):
+        fine.add(ids, np.searchsorted(edges, values, side="right"))
+    below = np.cumsum(fine.counts)[:edges.size]  # values < edge
+    n = int(fine.counts.sum())
     disclosure.check_cohort(n, ctx.rules)
     k = ctx.rules.min_cell_count
     kept: list[int] = []
@@ -210,8 +221,11 @@ def quantiles(a: BinArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
         kept.pop()
     kept_edges = [float(edges[i]) for i in kept]
     groups = Cells(len(kept_edges) + 1)
-    for ids, values in _pieces(scan, a.column):
-        groups.add(ids, np.searchsorted(np.asarray(kept_edges), values, side="right"))
+    owner = np.searchsorted(np.asarray(kept, dtype=np.int64), np.arange(edges.size + 1), side="left")
+    for j in np.flatnonzero(fine.counts):  # group of fine cell j: the kept edges below its values
+        groups.rows[owner[j]] |= fine.rows[j]
+        fine.rows[j] = BitMap()
+    groups.counts = np.bincount(owner, weights=fine.counts, minlength=len(kept) + 1).astype(np.int64)
     ctx.evidence["rows"] = evidence(groups.all_rows())
     ctx.evidence["cells"] = groups.evidence(np.zeros(groups.counts.size, dtype=bool), free=True)
     return {"n": n, "edges": kept_edges, "below": [int(below[i]) for i in kept]}
@@ -225,6 +239,40 @@ def _codes(scan: Scan, name: str, public: list) -> tuple[str, list]:
     return (f"CASE {whens} ELSE {len(public)} END" if public else "0"), list(public)
 
 
+def _streamed_cells(scan: Scan, a: CrosstabArgs, publics: list[list]) -> Cells:
+    """The cells of the selected rows, from each row's id and cell number streamed out of the engine."""
+    (r_sql, r_params), (c_sql, c_params) = (_codes(scan, n, p) for n, p in zip((a.row, a.col), publics))
+    width = len(publics[1]) + 1
+    raw = Cells((len(publics[0]) + 1) * width)
+    present = f"{scan.schema.present(a.row)} AND {scan.schema.present(a.col)}"
+    for piece in scan.arrays(f"{r_sql} * {width} + {c_sql} AS cell", [*r_params, *c_params], extra=present):
+        raw.add(piece[ROW_ID], piece["cell"])
+    return raw
+
+
+def _kept_cells(scan: Scan, a: CrosstabArgs, publics: list[list]) -> Cells | None:
+    """The same cells as the selection intersected with the rows of each pair of levels, which the
+    engine keeps per column (:func:`fednb.domain.run.builtins.scan.kept_codes`); None where it keeps none.
+    A row without a value in either column has the code after every level and is in no cell."""
+    codes = []
+    for name, public in zip((a.row, a.col), publics):
+        text, params = _codes(scan, name, public)
+        codes.append((f"CASE WHEN {scan.schema.present(name)} THEN {text} ELSE {len(public) + 1} END",
+                      params, len(public) + 2))
+    kept = kept_codes(scan, codes)
+    if kept is None:
+        return None
+    selection = scan.rows()
+    width = len(publics[1]) + 1
+    raw = Cells((len(publics[0]) + 1) * width)
+    for i, level_rows in enumerate(kept[0][:-1]):
+        chosen = selection & level_rows
+        for j, other_rows in enumerate(kept[1][:-1]):
+            raw.rows[i * width + j] = chosen & other_rows
+            raw.counts[i * width + j] = len(raw.rows[i * width + j])
+    return raw
+
+
 def crosstab(a: CrosstabArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
     """Counts over the public levels only; rarer levels are pooled into '(other)' so their names stay
     hidden. A column crossed with itself is a valid (diagonal) table."""
@@ -235,12 +283,8 @@ def crosstab(a: CrosstabArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
         if public is None:
             raise InvalidInput(N_("column {name!r} is not categorical; crosstab needs categories").format(name=name))
         publics.append(list(public))
-    (r_sql, r_params), (c_sql, c_params) = (_codes(scan, n, p) for n, p in zip((a.row, a.col), publics))
     width = len(publics[1]) + 1
-    raw = Cells((len(publics[0]) + 1) * width)
-    present = f"{scan.schema.present(a.row)} AND {scan.schema.present(a.col)}"
-    for piece in scan.arrays(f"{r_sql} * {width} + {c_sql} AS cell", [*r_params, *c_params], extra=present):
-        raw.add(piece[ROW_ID], piece["cell"])
+    raw = _kept_cells(scan, a, publics) or _streamed_cells(scan, a, publics)
     n = int(raw.counts.sum())
     disclosure.check_cohort(n, ctx.rules)
     grid = raw.counts.reshape(-1, width)
