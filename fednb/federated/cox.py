@@ -22,6 +22,7 @@ import pandas as pd
 from fednb import formula_terms
 from fednb import partial_likelihood as pl
 from fednb.errors import InvalidInput, ModelError, NotConverged
+from fednb.federated.glm import shown_dropped
 from fednb.federated.rounds import IterativeRequest
 from fednb.federated.survival import grid_points
 from fednb.federated.survival_result import CoxResult
@@ -137,7 +138,7 @@ def coxph(formula: str, data: FederatedDataset, *, ties: str = "efron", strata: 
     finally:
         rounds.close()
     names = list(next(iter(rounds.last.values()))["columns"])
-    by_domain = pd.DataFrame([{"domain": d, "n": r["n"], "events": r["events"], "dropped": r["dropped"]}
+    by_domain = pd.DataFrame([{"domain": d, "n": r["n"], "events": r["events"], "dropped": shown_dropped(r)}
                               for d, r in rounds.last.items()])
     grid = None if stratified else [args["time_grid"][j] for j in points]
     return CoxResult.build(formula, ties, strata, names, fit, by_domain, rounds.missing, rounds.count,

@@ -362,7 +362,7 @@ class _Rounds(IterativeRequest):
         return pool(sums)
 
     def report(self) -> tuple[list[dict], dict[str, str], int]:
-        rows = [{"domain": d, "n": p["n"], "dropped": _dropped(p)} for d, p in self.last.items()]
+        rows = [{"domain": d, "n": p["n"], "dropped": shown_dropped(p)} for d, p in self.last.items()]
         return rows, self.missing, self.count
 
     def null_model(self, fit: Fit, family: str) -> Sums | None:
@@ -385,7 +385,7 @@ class _Rounds(IterativeRequest):
         return null if null.finite else None
 
 
-def _dropped(part: dict) -> int | str:
+def shown_dropped(part: dict) -> int | str:
     """A domain shows how many rows it dropped only as 0 or at least its minimum cell count."""
     if part.get("dropped") is not None:
         return part["dropped"]

@@ -107,3 +107,12 @@ def check_size(size: int, rules: DisclosureSection) -> None:
 
 def describe_suppression(mask: np.ndarray) -> dict[str, Any]:
     return {"suppressed_cells": int(mask.sum())}
+
+
+def dropped_rows(dropped: int, rules: DisclosureSection) -> dict[str, Any]:
+    """The rows left out for a missing model value, as released: exact when 0 or at least the minimum
+    cell count, otherwise only "fewer than k" (a count of 1..k-1 rows would describe those people)."""
+    k = rules.min_cell_count
+    if dropped == 0 or dropped >= k:
+        return {"dropped": int(dropped)}
+    return {"dropped": None, "dropped_below": k}

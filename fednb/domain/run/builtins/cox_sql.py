@@ -217,21 +217,20 @@ def remembered(scan: Scan, key: tuple, compute: Callable[[], Any]) -> Any:
     return value
 
 
-def _translatable(a: survival.CoxArgs, scan: Scan, spec: formulas.Spec) -> SqlDesign | None:
+def _translatable(a: survival.CoxArgs, scan: Scan, spec: formulas.Spec, public: dict[str, list]) -> SqlDesign | None:
     columns = scan.schema.columns
     if a.event not in columns or not sql.is_numeric(columns[a.event]):
         return None
     if spec.outcome in a.levels and spec.outcome not in spec.variables:
         return None  # the in-memory checks count the duration's values then
-    # Cox codes the levels the analyst names (the in-memory path does), so they are its public levels here
-    return design_sql.compile_design(spec, scan.schema, a.levels, a.levels)
+    return design_sql.compile_design(spec, scan.schema, a.levels, public)
 
 
 def coxph_in_engine(a: survival.CoxArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
     """The round in the dataset's engine; what :func:`_translatable` refuses runs in memory."""
     spec = formulas.parse(a.formula)
     survival.check_event_apart(a, spec)
-    d = _translatable(a, scan, spec)
+    d = _translatable(a, scan, spec, ctx.levels)
     if d is None:
         return survival.coxph(a, scan.frame([*used_columns(a, scan.schema.columns)]), ctx)
     event, present = scan.schema.numeric(a.event), scan.schema.present(a.event)
@@ -254,7 +253,8 @@ def _common(a: survival.CoxArgs, scan: Scan, ctx: Context, m: Model, totals: Tot
     totals.check(m.names, ctx.rules)
     ctx.evidence["rows"] = remembered(scan, ("evidence", m.rows.text, *m.rows.params), lambda: totals.evidence(scan, m))
     survival.check_beta(a, m.names)
-    return {"n": totals.n, "dropped": m.selected - totals.n, "columns": m.names, "events": totals.events}
+    return {"n": totals.n, **disclosure.dropped_rows(m.selected - totals.n, ctx.rules), "columns": m.names,
+            "events": totals.events}
 
 
 def _on_grid(a: survival.CoxArgs, scan: Scan, ctx: Context, m: Model, beta: np.ndarray, usable: bool) -> dict[str, Any]:

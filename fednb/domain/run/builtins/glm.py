@@ -164,7 +164,7 @@ def glm_in_engine(a: GlmArgs, scan: Any, ctx: Context) -> dict[str, Any]:
         family.check(np.array([-1.0]), spec.outcome)  # raises, naming the outcome
     if a.beta is not None and len(a.beta) != p:
         raise InvalidInput(f"beta has {len(a.beta)} values but the design has {p} columns {d.names}")
-    out: dict[str, Any] = {"n": n, **_dropped(known.selected - n, rules), "columns": d.names}
+    out: dict[str, Any] = {"n": n, **disclosure.dropped_rows(known.selected - n, rules), "columns": d.names}
     if a.beta is not None and not np.all(np.isfinite(a.beta)):
         return {**out, "finite": False}
     stats = sums()
@@ -186,7 +186,7 @@ def glm_in_engine(a: GlmArgs, scan: Any, ctx: Context) -> dict[str, Any]:
 def glm(a: GlmArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
     """The step in memory, on the selected rows of the used columns (formulaic's design matrix)."""
     spec = formulas.parse(a.formula)
-    d = _design(spec, _public_levels_only(df, spec, a.levels, ctx.levels), a.levels)
+    d = _design(spec, public_levels_only(df, spec, a.levels, ctx.levels), a.levels)
     n, p = d.X.shape[0], len(d.names)
     disclosure.check_cohort(n, ctx.rules, N_("the rows with every model column present"))
     _check_size(n, p, ctx.rules)
@@ -203,7 +203,7 @@ def glm(a: GlmArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
         with np.errstate(over="ignore", invalid="ignore"):
             eta = d.X @ np.asarray(a.beta, dtype=float)
             mu = family.inverse(eta)
-    out: dict[str, Any] = {"n": n, **_dropped(d.dropped, ctx.rules), "columns": d.names}
+    out: dict[str, Any] = {"n": n, **disclosure.dropped_rows(d.dropped, ctx.rules), "columns": d.names}
     with np.errstate(all="ignore"):
         gprime = family.dmu_deta(mu)
         w = gprime ** 2 / family.variance(mu)
@@ -246,7 +246,7 @@ def _design(spec: formulas.Spec, df: pd.DataFrame, levels: dict[str, list]) -> f
     return d
 
 
-def _public_levels_only(df: pd.DataFrame, spec: formulas.Spec, asked: dict[str, list],
+def public_levels_only(df: pd.DataFrame, spec: formulas.Spec, asked: dict[str, list],
                         public: dict[str, list]) -> pd.DataFrame:
     """The frame with values of categorical terms outside the listing's levels made missing.
 
@@ -263,12 +263,6 @@ def _public_levels_only(df: pd.DataFrame, spec: formulas.Spec, asked: dict[str, 
         changed[name] = df[name].where(df[name].isin(public[name]))
     return df.assign(**changed) if changed else df
 
-
-def _dropped(dropped: int, rules: DisclosureSection) -> dict[str, Any]:
-    k = rules.min_cell_count
-    if dropped == 0 or dropped >= k:
-        return {"dropped": int(dropped)}
-    return {"dropped": None, "dropped_below": k}
 
 
 def _check_size(n: int, p: int, rules: DisclosureSection) -> None:

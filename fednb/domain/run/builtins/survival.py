@@ -33,6 +33,7 @@ from fednb import formula as formulas
 from fednb import partial_likelihood as pl
 from fednb.domain.release import disclosure
 from fednb.domain.review.policy import DisclosureSection
+from fednb.domain.run.builtins.glm import public_levels_only
 from fednb.domain.run.builtins.registry import Args, Context, Scalar, column, increasing
 from fednb.errors import InvalidInput
 from fednb.locale import N_
@@ -211,12 +212,15 @@ def check_event_apart(a: CoxArgs, spec: formulas.Spec) -> None:
         raise InvalidInput(f"the event column {a.event!r} cannot also be the duration or a term")
 
 
-def _cox_design(a: CoxArgs, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], int, pd.DataFrame]:
+def _cox_design(a: CoxArgs, df: pd.DataFrame,
+                public: dict[str, list]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], int, pd.DataFrame]:
+    """The model's arrays, categorical columns coded over the listing's levels only, as the GLM's: a
+    hidden (rare) level named in ``levels=`` is an empty column, as a made-up name is."""
     spec = formulas.parse(a.formula)
     check_event_apart(a, spec)
     event = _event(column(df, a.event), a.event)
     rows = df[event.notna()]
-    d = formulas.design(spec, rows, a.levels)
+    d = formulas.design(spec, public_levels_only(rows, spec, a.levels, public), a.levels)
     keep = [j for j, name in enumerate(d.names) if name != "Intercept"]  # cancels in the partial likelihood
     X, names = d.X[:, keep], [d.names[j] for j in keep]
     check_width(names)
@@ -350,13 +354,13 @@ def sums_release(out: dict[str, Any], points: list[int], r: pl.RiskSums, ties: s
 def coxph(a: CoxArgs, df: pd.DataFrame, ctx: Context) -> dict[str, Any]:
     """Cox's risk-set sums in memory, on the selected rows of the used columns: for what the engine
     path (:mod:`.cox_sql`) cannot translate."""
-    t, e, X, names, dropped, frame = _cox_design(a, df)
+    t, e, X, names, dropped, frame = _cox_design(a, df, ctx.levels)
     n, p = X.shape
     disclosure.check_cohort(n, ctx.rules, N_("the rows with every model column present"))
     _check_small(X, names, e, frame, a.levels, ctx.rules)
     ctx.rows_used(frame.index)
     beta = check_beta(a, names)
-    out: dict[str, Any] = {"n": n, "dropped": dropped, "columns": names, "events": int(e.sum())}
+    out: dict[str, Any] = {"n": n, **disclosure.dropped_rows(dropped, ctx.rules), "columns": names, "events": int(e.sum())}
     with np.errstate(all="ignore"):
         if a.stratified:
             check_stratified_size(n, p, ctx.rules)
