@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Sequence
 
 from fednb.domain.launcher import Forked, die_with_parent
 
@@ -48,7 +49,7 @@ class WorkerTemplate:
             raise OSError("the worker template has stopped")
         return json.loads(data), got
 
-    def spawn(self, memory_mb: int, ahead: list[dict] = ()) -> Forked:
+    def spawn(self, memory_mb: int, ahead: Sequence[dict] = ()) -> Forked:
         """A worker forked now; ``ahead``: the datasets it opens before its first job
         (:meth:`fednb.domain.run.workers.Engines.open_ahead`)."""
         to_worker_r, to_worker_w = os.pipe2(os.O_CLOEXEC)

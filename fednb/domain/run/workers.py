@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,7 +211,7 @@ class Engines:
     def __init__(self) -> None:
         self._open: dict[str, tuple[Any, Any]] = {}
 
-    def open_ahead(self, datasets: list[dict[str, Any]]) -> None:
+    def open_ahead(self, datasets: Sequence[dict[str, Any]]) -> None:
         """Open each ``{"data_path", "engine"}`` now, as its first job would, and read its columns
         (DuckDB binds the Parquet footer). Only files kept in the domain: a dataset in the owner's
         PostgreSQL or Spark would connect to another machine, which waits on the network. A dataset
@@ -314,7 +315,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def main(memory_mb: int, ahead: list[dict[str, Any]] = ()) -> None:
+def main(memory_mb: int, ahead: Sequence[dict[str, Any]] = ()) -> None:
     _die_with_parent()
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the replies
