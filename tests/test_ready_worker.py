@@ -185,3 +185,22 @@ def test_a_ready_worker_killed_while_idle_is_replaced_by_the_next_statistic(quic
     assert _until(lambda: _gone(ready), 10)
     done = _submit(live, client, {"kind": "builtin", "name": "mean", "args": {"column": "age"}})
     assert done["status"] == "done" and done["result"]["mean"] == pytest.approx(live.frame.age.mean())
+
+
+def test_only_files_kept_in_the_domain_are_opened_ahead(tmp_path):
+    """A dataset in the owner's PostgreSQL or Spark would connect to another machine while the
+    worker starts: it is left to its first job; a Parquet file is opened, and a broken one is left
+    to its first job too, which says why."""
+    from fednb.domain.data.engines.base import SOURCE_FILE
+    from fednb.domain.run.workers import Engines
+
+    kept, remote, broken = (tmp_path / name for name in ("kept", "remote", "broken"))
+    for folder in (kept, remote, broken):
+        folder.mkdir()
+    pd.DataFrame({"age": [30, 40, 50]}).to_parquet(kept / "data.parquet")
+    (remote / SOURCE_FILE).write_text('{"engine": "postgresql", "url": "postgresql://10.255.255.1/db", "table": "t"}')
+    (broken / "data.parquet").write_text("not parquet")
+    engines = Engines()
+    engines.open_ahead([{"data_path": str(f / "data.parquet"), "engine": {}} for f in (kept, remote, broken)])
+    assert sorted(engines._open) == [str(kept / "data.parquet")]
+    assert engines.get(str(kept / "data.parquet"), {}) is engines._open[str(kept / "data.parquet")][1]  # reused
