@@ -3,7 +3,8 @@
 Jobs live in the store, so a kill -9 loses none: on start, jobs left ``running`` are re-queued once
 (``requeue`` in the audit log) and failed with a reason the second time. Built-ins run on lanes of
 their own (``policy.requests.builtin_workers``), each with a warm worker process that a CPU, memory
-or wall-clock limit stops (:mod:`fednb.domain.run.workers`); a built-in that hits a limit is failed
+or wall-clock limit stops (:mod:`fednb.domain.run.workers`), one of them started ahead of the first
+job with the datasets opened (``builtin_worker_ready``); a built-in that hits a limit is failed
 with the reason, never re-queued, and one analyst holds at most one built-in lane at a time, so a
 long custom job or another analyst's pathological request never delays them. Custom code runs in
 the sandbox on ``policy.sandbox.workers`` lanes.
