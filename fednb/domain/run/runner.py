@@ -150,8 +150,6 @@ class Runner:
             # free before the release commits: the analyst's next statistic, sent the moment this one
             # is done, must find this warm worker free rather than start a second one
             self._busy_with(worker, False)
-            if worker is not None:
-                worker.used = True
             with self.domain.store.transaction() as tx:
                 self._finish(tx, job, job["request_id"], outcome)
             self.domain.changed()
@@ -173,6 +171,8 @@ class Runner:
         if worker is not None:
             with self._wake:
                 (self._busy.add if busy else self._busy.discard)(id(worker))
+            if not busy:  # after its job (which may have started it): idle, it is stopped in time
+                worker.used = True
 
     def _queued(self, lane: str) -> bool:
         """A plain read first: most wake-ups (every commit wakes every lane) find nothing for this
