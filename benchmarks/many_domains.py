@@ -11,14 +11,18 @@ hospital dataset), then prints one JSON line per measure:
 - ``mean`` and ``glm``: one pooled mean over all N domains (cold: the first request each domain
   serves; warm: the next one) and one logistic regression, wall-clock seconds, checked against the
   pooled data, with the CPU milliseconds per domain they cost the domains' processes and the
-  analyst's (CPU does not depend on how busy the shared machine was; wall-clock time does).
+  analyst's (CPU does not depend on how busy the shared machine was; wall-clock time does), split
+  into the servers' and their helpers' (worker template, built-in workers).
 
 Run it before and after a change on the same machine: the comparison is between those two runs.
 
     python benchmarks/many_domains.py [--domains 100] [--idle-seconds 30] [--rows 200] [--classic]
+                                      [--no-ready-worker]
 
 ``--classic`` starts each server as a fresh ``python -m fednb domain serve`` instead of forking it
 from the shared launcher (:mod:`fednb.domain.launcher`): the same run, the old way.
+``--no-ready-worker`` turns off the built-in worker each domain keeps ready with its datasets opened
+(``[requests] builtin_worker_ready``): the cold mean then pays each domain's worker start.
 """
 
 from __future__ import annotations
@@ -112,9 +116,12 @@ def emit(line: dict) -> None:
     print(json.dumps({**line, "load_1min": round(os.getloadavg()[0], 1)}), flush=True)
 
 
-def domains_cpu_seconds(servers) -> float:
-    """CPU used so far by every process of every domain (server, built-in workers, sandbox)."""
-    return sum(cpu_ticks(p) for t in trees(servers) for p in t) / CLOCK_TICKS
+def domains_cpu_seconds(servers) -> tuple[float, float]:
+    """CPU used so far by every process of every domain: (the servers, their helpers: worker template,
+    built-in workers, sandbox)."""
+    found = trees(servers)
+    served = sum(cpu_ticks(t[0]) for t in found)
+    return served / CLOCK_TICKS, (sum(cpu_ticks(p) for t in found for p in t) - served) / CLOCK_TICKS
 
 
 def client_cpu_seconds() -> float:
@@ -125,14 +132,17 @@ def client_cpu_seconds() -> float:
 def cost(servers, began: tuple[float, float], n: int) -> dict:
     """CPU milliseconds per domain that a call cost the domains and the analyst's process: unlike its
     wall-clock time, this does not depend on how busy the shared machine was."""
-    return {"domains_cpu_ms_per_domain": round(1000 * (domains_cpu_seconds(servers) - began[0]) / n, 1),
+    server, helpers = domains_cpu_seconds(servers)
+    return {"domains_cpu_ms_per_domain": round(1000 * (server + helpers - sum(began[0])) / n, 1),
+            "server_cpu_ms_per_domain": round(1000 * (server - began[0][0]) / n, 1),
+            "workers_cpu_ms_per_domain": round(1000 * (helpers - began[0][1]) / n, 1),
             "client_cpu_ms_per_domain": round(1000 * (client_cpu_seconds() - began[1]) / n, 1)}
 
 
 def queries(urls: list[str], token: str, truth: pd.DataFrame, servers=()) -> list[dict]:
     import fednb
 
-    def now() -> tuple[float, float]:
+    def now() -> tuple[tuple[float, float], float]:
         return domains_cpu_seconds(servers), client_cpu_seconds()
 
     out = []
@@ -165,14 +175,14 @@ def queries(urls: list[str], token: str, truth: pd.DataFrame, servers=()) -> lis
     return out
 
 
-def build(root: Path, n: int, rows: int, token: str) -> tuple[list[Path], pd.DataFrame]:
+def build(root: Path, n: int, rows: int, token: str, policy_edits: dict | None = None) -> tuple[list[Path], pd.DataFrame]:
     from fednb.demo import data
     from fednb.demo.local import create_domain
 
     folders, frames = [], []
     for i in range(n):
         frame = data.patients(rows, age=(50 + i % 15, 14), bmi=(27.0, 4.5), smoker=0.25, male=0.5, seed=100 + i)
-        create_domain(root, f"site-{i:03d}", frame, "patients", token=token).close()
+        create_domain(root, f"site-{i:03d}", frame, "patients", token=token, policy_edits=policy_edits).close()
         folders.append(root / f"site-{i:03d}")
         frames.append(frame)
     return folders, pd.concat(frames, ignore_index=True)
@@ -185,6 +195,8 @@ def main() -> None:
     parser.add_argument("--settle-seconds", type=float, default=10, help="after start, before measuring idleness")
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--classic", action="store_true", help="each server a fresh `python -m fednb` (no launcher)")
+    parser.add_argument("--no-ready-worker", action="store_true",
+                        help="policy builtin_worker_ready = false: no built-in worker until the first statistic")
     args = parser.parse_args()
     from fednb.domain.domain import new_token
     from fednb.domain.process import DomainProcess
@@ -193,7 +205,8 @@ def main() -> None:
         os.environ["FEDNB_HOME"] = str(Path(tmp) / "home")
         token = new_token()
         began = time.perf_counter()
-        folders, truth = build(Path(tmp), args.domains, args.rows, token)
+        edits = {"builtin_worker_ready = true": "builtin_worker_ready = false"} if args.no_ready_worker else None
+        folders, truth = build(Path(tmp), args.domains, args.rows, token, edits)
         emit({"benchmark": "many_domains", "measure": "create", "domains": args.domains,
               "seconds": round(time.perf_counter() - began, 3)})
         began = time.perf_counter()
@@ -204,7 +217,8 @@ def main() -> None:
             s.wait_ready(600)
         try:
             emit({"benchmark": "many_domains", "measure": "start", "domains": args.domains,
-                  "launcher": not args.classic, "seconds": round(time.perf_counter() - began, 3),
+                  "launcher": not args.classic, "ready_worker": not args.no_ready_worker,
+                  "seconds": round(time.perf_counter() - began, 3),
                   "cores": os.cpu_count()})
             time.sleep(args.settle_seconds)
             emit(idle(servers, args.idle_seconds, "fresh"))

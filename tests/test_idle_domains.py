@@ -24,7 +24,8 @@ from tests.conftest import start_live
 
 IDLE = 3.0  # seconds of idleness; a polling loop (0.2 s) would wake 15 times per lane meanwhile
 QUICK_STOPS = {"\nidle_seconds = 120": "\nidle_seconds = 1", "builtin_worker_idle_seconds = 120":
-               "builtin_worker_idle_seconds = 1"}
+               "builtin_worker_idle_seconds = 1",
+               "builtin_worker_ready = true": "builtin_worker_ready = false"}  # tests/test_ready_worker.py: on
 COUNTERS = ("runner", "long_polls", "outside_writes", "server")
 
 

@@ -35,7 +35,7 @@ from fednb.errors import FednbError
 
 # What `fednb domain serve` imports before it serves, and what its built-in workers import (formulaic
 # alone is ~0.4 s of CPU per domain otherwise), warmed once in the launcher.
-WARM = ("fednb.cli", "fednb.domain.server", "fednb.domain.api.app", "fednb.domain.run.sandbox.client",
+WARM = ("fednb.cli", "fednb.domain.server", "fednb.domain.api.app", "fednb.domain.api.eager_routes", "fednb.domain.run.sandbox.client",
         "fednb.domain.run.sandbox.session", "fednb.domain.run.sandbox.selftest", "uvicorn",
         "uvicorn.protocols.http.h11_impl", "uvicorn.lifespan.off", "uvicorn.loops.asyncio",
         "formulaic", "pyarrow.parquet", "fednb.domain.run.workers", "fednb.domain.run.builtins",

@@ -155,6 +155,7 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
     import uvicorn
 
     from fednb.domain.api.app import create_app
+    from fednb.domain.api.eager_routes import build_routes
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if certfile:
@@ -181,6 +182,7 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8701, *,
                                 ssl_keyfile=keyfile, lifespan="off", **LIMITS)
         server = IdleServer(config)
         quiet(app, server, runner, sandbox, outside, watched)
+        build_routes(app)  # now, not in every domain's first answer to an analyst
         actual = sock.getsockname()[1]
         scheme = "https" if certfile else "http"
         shown_host = f"[{host}]" if ":" in host else host

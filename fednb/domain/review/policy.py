@@ -96,6 +96,7 @@ class RequestsSection(_Section):
     builtin_memory_mb: int = Field(1024, ge=128)
     max_argument_bytes: int = Field(32_000, ge=1000, le=2_000_000)
     builtin_worker_idle_seconds: float = Field(120, gt=0, le=86400)
+    builtin_worker_ready: bool = True
 
 
 class EngineSection(_Section):
@@ -229,9 +230,13 @@ builtin_wall_seconds = 20
 builtin_memory_mb = 1024
 # Largest arguments of one request, bytes of JSON; they are stored with the request. Default: 32000.
 max_argument_bytes = 32000
-# A built-in worker (about 100 MB) unused this many seconds is stopped; the next built-in starts one
-# again, so an idle domain holds no worker. Default: 120.
+# A built-in worker that ran jobs and is unused this many seconds is stopped, which returns the memory
+# its jobs took; the next built-in starts one again. Default: 120.
 builtin_worker_idle_seconds = 120
+# Keep one fresh built-in worker started, its datasets opened, while the domain is idle, so the first
+# statistic answers as fast as the next (a sleeping fork of the server: no CPU, a few MB of its own).
+# false: an idle domain holds no worker. Default: true.
+builtin_worker_ready = true
 
 [engine]
 # Built-ins run as SQL in DuckDB over each dataset's Parquet file, reading only the columns they

@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Sequence
 
 from fednb.domain.launcher import Forked, die_with_parent
 
@@ -48,11 +49,16 @@ class WorkerTemplate:
             raise OSError("the worker template has stopped")
         return json.loads(data), got
 
-    def spawn(self, memory_mb: int) -> Forked:
+    def spawn(self, memory_mb: int, ahead: Sequence[dict] = ()) -> Forked:
+        """A worker forked now; ``ahead``: the datasets it opens before its first job
+        (:meth:`fednb.domain.run.workers.Engines.open_ahead`)."""
         to_worker_r, to_worker_w = os.pipe2(os.O_CLOEXEC)
         from_worker_r, from_worker_w = os.pipe2(os.O_CLOEXEC)
         try:
-            answer, fds = self._ask({"op": "fork", "memory_mb": int(memory_mb)}, [to_worker_r, from_worker_w])
+            request = {"op": "fork", "memory_mb": int(memory_mb), "ahead": list(ahead)}
+            if len(json.dumps(request)) > MAX_MESSAGE:  # the worker then opens each dataset at its first job
+                request["ahead"] = []
+            answer, fds = self._ask(request, [to_worker_r, from_worker_w])
         except OSError:
             for fd in (to_worker_w, from_worker_r):
                 os.close(fd)
@@ -120,7 +126,7 @@ def _serve(sock: socket.socket) -> None:
     warmed = False
     while True:
         try:
-            data, fds, _, _ = socket.recv_fds(sock, 4096, 2)
+            data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 2)
         except OSError:
             return
         if not data:
@@ -136,19 +142,20 @@ def _serve(sock: socket.socket) -> None:
         if not warmed:
             _warm()
             warmed = True
-        _fork_worker(sock, int(msg.get("memory_mb", 1024)), fds)
+        _fork_worker(sock, int(msg.get("memory_mb", 1024)), fds, msg.get("ahead") or [])
 
 
+MAX_MESSAGE = 1 << 16  # a request: the worker's memory cap and the datasets it opens ahead
 WARM = ("duckdb", "formulaic", "pyarrow.parquet", "fednb.domain.data.engines.factory",
         "fednb.domain.data.engines.duckdb", "fednb.domain.run.builtins", "fednb.domain.run.workers")
 
 
 def _warm() -> None:
-    """What every worker imports, once, here: the forks then start with it loaded. A module that is
-    missing (an optional engine) is left to the worker, which says so for the job that needs it: the
-    template must never die of it, or every worker would start as a fresh Python again. The imported
-    objects are then frozen out of the garbage collector, whose passes would otherwise write to (and
-    so copy) every shared page in every worker."""
+    """What every worker imports and its allocator settings, once, here: the forks then start with
+    them. A module that is missing (an optional engine) is left to the worker, which says so for the
+    job that needs it: the template must never die of it, or every worker would start as a fresh
+    Python again. The imported objects are then frozen out of the garbage collector, whose passes
+    would otherwise write to (and so copy) every shared page in every worker."""
     import gc
     import importlib
 
@@ -157,10 +164,11 @@ def _warm() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+    _lean_allocators()
     gc.freeze()
 
 
-def _fork_worker(sock: socket.socket, memory_mb: int, fds: list[int]) -> None:
+def _fork_worker(sock: socket.socket, memory_mb: int, fds: list[int], ahead: list[dict]) -> None:
     try:
         pid = os.fork()
     except OSError as exc:
@@ -169,7 +177,7 @@ def _fork_worker(sock: socket.socket, memory_mb: int, fds: list[int]) -> None:
             os.close(fd)
         return
     if pid == 0:
-        _become_worker(sock, memory_mb, fds)
+        _become_worker(sock, memory_mb, fds, ahead)
     pidfd = os.pidfd_open(pid)
     try:
         socket.send_fds(sock, [json.dumps({"pid": pid}).encode()], [pidfd])
@@ -179,9 +187,9 @@ def _fork_worker(sock: socket.socket, memory_mb: int, fds: list[int]) -> None:
             os.close(fd)
 
 
-def _become_worker(sock: socket.socket, memory_mb: int, fds: list[int]) -> None:
-    """In the forked child: the worker's pipes on stdin and stdout, its allocator and thread settings,
-    then the worker's own ``main`` (which sets its limits). Never returns."""
+def _become_worker(sock: socket.socket, memory_mb: int, fds: list[int], ahead: list[dict]) -> None:
+    """In the forked child: the worker's pipes on stdin and stdout, then the worker's own ``main``
+    (which sets its limits and opens the ``ahead`` datasets). Never returns."""
     code = 1
     try:
         sock.close()
@@ -191,10 +199,9 @@ def _become_worker(sock: socket.socket, memory_mb: int, fds: list[int]) -> None:
             os.close(fd)
         sys.stdin = os.fdopen(0, "r", closefd=False)
         sys.stdout = os.fdopen(1, "w", closefd=False)
-        _lean_allocators()
         from fednb.domain.run import workers
 
-        workers.main(memory_mb)
+        workers.main(memory_mb, ahead)
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0
@@ -208,7 +215,9 @@ def _become_worker(sock: socket.socket, memory_mb: int, fds: list[int]) -> None:
 
 def _lean_allocators() -> None:
     """What the exec'd worker gets from its environment (one BLAS thread, glibc's arenas capped,
-    Arrow on the system allocator), applied at run time since the libraries are already loaded."""
+    Arrow on the system allocator), applied at run time since the libraries are already loaded: once,
+    here in the template (each fork inherits them), not in every worker (threadpoolctl's look at the
+    loaded libraries alone is ~10 ms of CPU per start)."""
     import ctypes
 
     os.environ.update({"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
