@@ -91,6 +91,7 @@ def _worker(path, sock, index: int, certfile, keyfile, log_level) -> None:
     import uvicorn
 
     from fednb.domain.api.app import create_app
+    from fednb.domain.api.eager_routes import build_routes
     from fednb.domain.api.idle_server import DateHeader, IdleServer
     from fednb.domain.audit import sovereignty
     from fednb.domain.run import worker_template
@@ -116,6 +117,7 @@ def _worker(path, sock, index: int, certfile, keyfile, log_level) -> None:
                                 ssl_keyfile=keyfile, lifespan="off", **LIMITS)
         server = IdleServer(config)
         quiet(app, server, runner, sandbox, outside, watched)
+        build_routes(app)  # now, not in this process's first answer to an analyst
         server.run(sockets=[sock])
     finally:
         outside.close()
