@@ -12,16 +12,11 @@ import pytest
 from lifelines import CoxPHFitter
 
 from fednb import partial_likelihood as pl
-from fednb.domain.release.disclosure import Blocked
 from fednb.domain.review.policy import DisclosureSection
-from fednb.domain.run import builtins
 from fednb.domain.run.builtins import survival
-from fednb.domain.run.builtins.registry import select
-from fednb.domain.run.builtins.scan import Scan
-from fednb.errors import InvalidInput
 from tests.api_support import auth
 from tests.conftest import start_live
-from tests.engine_support import parquet_engine
+from tests.engine_support import BothPaths, parquet_engine
 
 # the listing's levels; 'rare' publishes a level that a selection can make rare ('x': 3 rows)
 PUBLIC = {"ward": ["cardio", "general", "icu"], "stage": [1, 2, 3], "rare": ["x", "a", "b"]}
@@ -57,28 +52,8 @@ def table(tmp_path_factory):
         yield frame, engine
 
 
-def in_memory(frame: pd.DataFrame, args: dict, inputs: dict | None = None, rules=None):
-    """The in-memory path on the selected rows, with its evidence (or the refusal it raises)."""
-    parsed = survival.CoxArgs.model_validate({**args, **(inputs or {})})
-    ctx = builtins.Context(rules or DisclosureSection(), PUBLIC)
-    try:
-        return survival.coxph(parsed, select(frame, parsed.where), ctx), ctx.evidence
-    except (Blocked, InvalidInput) as exc:
-        return type(exc).__name__ + ": " + str(exc), {}
-
-
-def in_engine(engine, args: dict, inputs: dict | None = None, rules=None, monkeypatch=None):
-    """The engine path; with ``monkeypatch``, reading the rows into pandas fails the test."""
-    if monkeypatch is not None:
-        monkeypatch.setattr(Scan, "frame", lambda *a, **k: pytest.fail("coxph read its rows into pandas"))
-    ctx = builtins.Context(rules or DisclosureSection(), PUBLIC)
-    try:
-        return builtins.compute("coxph", args, engine, ctx, inputs), ctx.evidence
-    except (Blocked, InvalidInput) as exc:
-        return type(exc).__name__ + ": " + str(exc), {}
-    finally:
-        if monkeypatch is not None:
-            monkeypatch.undo()
+PATHS = BothPaths("coxph", survival.CoxArgs, survival.coxph, PUBLIC)
+in_memory, in_engine = PATHS.in_memory, PATHS.in_engine
 
 
 SUMS = ("s0", "s1", "s2", "e0", "e1", "e2", "xsum", "gradient", "hessian", "d")

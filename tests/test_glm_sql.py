@@ -14,16 +14,11 @@ import statsmodels.formula.api as smf
 
 from fednb.domain.data.engines import EngineError
 from fednb.domain.data.engines.duckdb import ParquetEngine
-from fednb.domain.release.disclosure import Blocked
 from fednb.domain.review.policy import DisclosureSection
-from fednb.domain.run import builtins
 from fednb.domain.run.builtins import glm as glm_builtin
-from fednb.domain.run.builtins.registry import select
-from fednb.domain.run.builtins.scan import Scan
-from fednb.errors import InvalidInput
 from tests.api_support import auth
 from tests.conftest import start_live
-from tests.engine_support import parquet_engine
+from tests.engine_support import BothPaths, parquet_engine
 
 PUBLIC = {"ward": ["cardio", "general", "icu"], "smoker": [False, True], "stage": [1, 2, 3]}
 RTOL = 1e-9
@@ -60,28 +55,8 @@ def table(tmp_path_factory):
         yield frame, engine
 
 
-def in_memory(frame: pd.DataFrame, args: dict, inputs: dict | None = None, rules=None):
-    """The in-memory path on the selected rows, with its evidence (or the refusal it raises)."""
-    parsed = glm_builtin.GlmArgs.model_validate({**args, **(inputs or {})})
-    ctx = builtins.Context(rules or DisclosureSection(), PUBLIC)
-    try:
-        return glm_builtin.glm(parsed, select(frame, parsed.where), ctx), ctx.evidence
-    except (Blocked, InvalidInput) as exc:
-        return type(exc).__name__ + ": " + str(exc), {}
-
-
-def in_engine(engine, args: dict, inputs: dict | None = None, rules=None, monkeypatch=None):
-    """The engine path; with ``monkeypatch``, reading the rows into pandas fails the test."""
-    if monkeypatch is not None:
-        monkeypatch.setattr(Scan, "frame", lambda *a, **k: pytest.fail("the GLM read its rows into pandas"))
-    ctx = builtins.Context(rules or DisclosureSection(), PUBLIC)
-    try:
-        return builtins.compute("glm", args, engine, ctx, inputs), ctx.evidence
-    except (Blocked, InvalidInput) as exc:
-        return type(exc).__name__ + ": " + str(exc), {}
-    finally:
-        if monkeypatch is not None:
-            monkeypatch.undo()
+PATHS = BothPaths("glm", glm_builtin.GlmArgs, glm_builtin.glm, PUBLIC)
+in_memory, in_engine = PATHS.in_memory, PATHS.in_engine
 
 
 def assert_same(got: dict, expected: dict) -> None:
