@@ -113,7 +113,7 @@ FAKE_WORKER = textwrap.dedent("""
 def _fake_worker(file: bytes, evidence: dict) -> Worker:
     plan = json.dumps({"file": file.hex(), "evidence": evidence})
 
-    def spawn(memory_mb: int) -> subprocess.Popen:
+    def spawn(memory_mb: int, ahead: list) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-c", FAKE_WORKER, plan], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE)
 
@@ -237,7 +237,7 @@ def test_a_worker_killed_after_writing_its_row_sets_leaves_no_file(tmp_path):
     dying = dying.replace("import json, sys", "import json, os, sys")
     assert "os.kill" in dying
 
-    def spawn(memory_mb: int) -> subprocess.Popen:
+    def spawn(memory_mb: int, ahead: list) -> subprocess.Popen:
         plan = json.dumps({"file": BLOB.hex(), "evidence": {"rows": GOOD}})
         return subprocess.Popen([sys.executable, "-c", dying, plan], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
