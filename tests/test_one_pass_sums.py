@@ -154,3 +154,64 @@ def test_missing_and_nan_values_are_left_out_and_infinite_ones_kept(tmp_path):
             assert ctx.evidence["rows"]["sha256"] == evidence(pd.Index(kept))["sha256"], name
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("name", ["mean", "sum"])
+def test_the_files_own_bound_decides_as_the_rules_on_every_value(tmp_path, name):
+    """Over a Parquet file the largest contribution is bounded by the file's column statistics, which
+    also cover rows outside the selection: an outlier there makes the bound loose (only the top
+    values' pass then decides), never too small, so the decisions are the rules' on the selected rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(5)
+    decided = {"released": 0, "refused": 0}
+    for case, values in enumerate(samples(rng)):
+        if case % 3:
+            continue
+        outside = float(rng.choice([-1, 1]) * 10 ** rng.uniform(-1, 5))  # a row the selection leaves out
+        path = tmp_path / f"{case}.parquet"
+        pq.write_table(pa.table({"v": [*values, outside], "kept": [1] * values.size + [0]}), path,
+                       row_group_size=int(rng.integers(2, 20)))
+        engine = ParquetEngine(path, memory_limit="64MB", threads=1)
+        try:
+            assert engine.largest_magnitude("v") >= np.abs(values).max()
+            try:
+                builtins.compute(name, {"column": "v", "where": [{"column": "kept", "op": "==", "value": 1}]},
+                                 engine, builtins.Context(RULES))
+                got = None
+            except Blocked as exc:
+                got = reason(exc)
+        finally:
+            engine.close()
+        assert got == expected(name, values, None), (values, outside)
+        decided["released" if got is None else "refused"] += 1
+    assert min(decided.values()) > 15
+
+
+def test_a_file_without_statistics_bounds_by_the_squares_and_a_part_asks_its_span(tmp_path):
+    """No column statistics: the pass sums the squares for the bound, as over a database's table. A
+    selection of fewer than every row asks its first and last row id in one more pass, and its
+    evidence is the same rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fednb.domain.release.differencing import evidence
+
+    path = tmp_path / "data.parquet"
+    pq.write_table(pa.table({"v": np.linspace(1, 2, 300), "k": np.arange(300) % 3}), path, write_statistics=False)
+    engine = ParquetEngine(path, memory_limit="64MB", threads=1)
+    try:
+        assert engine.largest_magnitude("v") is None and engine.numbered_rows() == 300
+        with passes_of(engine) as seen:
+            ctx = builtins.Context(RULES)
+            assert builtins.compute("mean", {"column": "v"}, engine, ctx)["n"] == 300
+        assert len(seen) == 1 and "* (" in seen[0]
+        with passes_of(engine) as seen:
+            ctx = builtins.Context(RULES)
+            part = builtins.compute("mean", {"column": "v", "where": [{"column": "k", "op": "==", "value": 1}]},
+                                    engine, ctx)
+        assert part["n"] == 100 and len(seen) == 3  # the sums, the span, the ids (not one run)
+        assert ctx.evidence["rows"]["sha256"] == evidence(pd.Index(range(1, 300, 3)))["sha256"]
+    finally:
+        engine.close()

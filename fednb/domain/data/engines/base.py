@@ -63,6 +63,17 @@ class Engine(ABC):
     def row_count(self) -> int:
         """The exact number of rows (private: never shown unrounded)."""
 
+    def numbered_rows(self) -> int | None:
+        """N when the rows are an unchanging file's, their ids 0..N-1, so a selection of N rows is
+        every row and its ids need no query; None where the table can change between two queries
+        (a database's)."""
+        return None
+
+    def largest_magnitude(self, column: str) -> float | None:
+        """An upper bound on |value| over the whole table, from statistics the file itself keeps, or
+        None: a bound over every row also bounds any selection's values, at no pass over the rows."""
+        return None
+
     @abstractmethod
     def sample(self, n: int, seed: int) -> pd.DataFrame:
         """About ``n`` rows drawn at random (for building mocks without loading the whole table)."""

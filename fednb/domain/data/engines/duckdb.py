@@ -11,6 +11,7 @@ folder's ``source.json``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,40 @@ class ParquetEngine(DuckDBEngine):
     def _define(self) -> None:
         self._con.execute(f"CREATE VIEW data AS SELECT * EXCLUDE (file_row_number), file_row_number AS {ROW_ID}"
                           f" FROM read_parquet({_literal(str(self.path))}, file_row_number = true)")
+
+    def _footer(self) -> Any:
+        """The file's Parquet metadata (row count, each row group's column statistics), read again only
+        when the file is another (a dataset replaced under an open engine: its mtime, size or inode)."""
+        import pyarrow.parquet as pq
+
+        st = self.path.stat()
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if getattr(self, "_footer_of", None) != key:
+            self._metadata, self._footer_of = pq.ParquetFile(self.path).metadata, key
+        return self._metadata
+
+    def numbered_rows(self) -> int | None:
+        return int(self._footer().num_rows)  # file_row_number: 0..N-1 in file order
+
+    def largest_magnitude(self, column: str) -> float | None:
+        """max(|min|, |max|) over the row groups' statistics of ``column`` (the Parquet writer leaves
+        NaN out of them, and NaN rows are never summed); None when a row group has none."""
+        meta = self._footer()
+        largest = 0.0
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            stats = next((group.column(j).statistics for j in range(group.num_columns)
+                          if group.column(j).path_in_schema == column), None)
+            if stats is None or not stats.has_min_max:
+                return None
+            try:
+                ends = abs(float(stats.min)), abs(float(stats.max))
+            except (TypeError, ValueError):
+                return None
+            if math.isnan(ends[0]) or math.isnan(ends[1]):
+                return None  # a writer that kept NaN in its statistics: they bound nothing
+            largest = max(largest, *ends)
+        return largest
 
 
 class FrameEngine(DuckDBEngine):

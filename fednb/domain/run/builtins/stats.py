@@ -95,19 +95,31 @@ def _summed(scan: Scan, name: str) -> tuple[str, str]:
     return value, present
 
 
-def _sums(scan: Scan, expr: str, present: str, ctx: Context) -> tuple[int, float, float, list, tuple]:
+def _sums(scan: Scan, expr: str, present: str, ctx: Context,
+          bound: float | None = None) -> tuple[int, float, float, list, tuple | None]:
     """(count, sum, sum of absolute values, the largest absolute values, the selection's span) of
     ``expr`` over the selection, in one pass; the few largest values in a second pass only when
-    their bound cannot already show that the magnitude rules hold."""
-    n, total, total_abs, squares, first, last = scan.one(
-        f"count(*), sum({expr}), sum(abs({expr})), sum(({expr}) * ({expr})), {SPAN}", extra=present)
-    n, span = int(n), (n, first, last)
+    their bound cannot already show that the magnitude rules hold. ``bound``: one already known for
+    every row (the file's statistics), else the pass also sums the squares for one. The span (count,
+    first and last row id) is None when it must be asked: over a file of N numbered rows a selection
+    of N rows is every row, so its first and last ids are not read in the pass."""
+    numbered = scan.engine.numbered_rows()
+    extra_sums = "" if bound is not None else f", sum(({expr}) * ({expr}))"
+    found = scan.one(f"count(*), sum({expr}), sum(abs({expr})){extra_sums}{'' if numbered else ', ' + SPAN}",
+                     extra=present)
+    n, total, total_abs = int(found[0]), found[1], found[2]
+    if numbered:
+        span = (n, 0, numbered - 1) if n == numbered else None
+    else:
+        span = (n, found[-2], found[-1])
     if n == 0:
-        return 0, 0.0, 0.0, [], span
-    total, total_abs, squares = float(total), float(total_abs), float(squares)
-    # no value's square exceeds the sum of all the squares, less its rounding (Higham, *Accuracy and
-    # Stability of Numerical Algorithms*, 2002, §4.2); a sum aggregate is cheaper than DuckDB's max
-    bound = math.sqrt(squares * (1 + 8 * n * EPS)) * (1 + 4 * EPS) if math.isfinite(squares) else math.inf
+        return 0, 0.0, 0.0, [], (0, None, None)
+    total, total_abs = float(total), float(total_abs)
+    if bound is None:
+        squares = float(found[3])
+        # no value's square exceeds the sum of all the squares, less its rounding (Higham, *Accuracy and
+        # Stability of Numerical Algorithms*, 2002, §4.2); a sum aggregate is cheaper than DuckDB's max
+        bound = math.sqrt(squares * (1 + 8 * n * EPS)) * (1 + 4 * EPS) if math.isfinite(squares) else math.inf
     return n, total, total_abs, _largest(scan, expr, [], present, ctx, n, total_abs, bound), span
 
 
@@ -143,7 +155,7 @@ def count(a: CountArgs, scan: Scan, ctx: Context) -> dict[str, Any]:
 
 def _moments(a: ColumnArgs, scan: Scan, ctx: Context, what: str) -> tuple[int, float]:
     value, present = _summed(scan, a.column)
-    n, total, total_abs, tops, span = _sums(scan, value, present, ctx)
+    n, total, total_abs, tops, span = _sums(scan, value, present, ctx, scan.engine.largest_magnitude(a.column))
     disclosure.check_cohort(n, ctx.rules)
     _check_magnitude(n, total_abs, tops, ctx, N_("the {what} of {column!r}").format(what=what, column=a.column))
     ctx.evidence["rows"] = evidence(scan.rows(present, span))
