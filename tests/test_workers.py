@@ -43,6 +43,8 @@ def two_workers(tmp_path, postgres_database):
     server.start()
     yield server, tokens
     server.stop()
+    # shown with a failure's report: why a server process ended, if one did
+    print((tmp_path / "busy" / "server.log").read_text(errors="replace")[-4000:])
 
 
 def test_two_workers_run_each_job_once_and_spend_budgets_exactly(two_workers):
