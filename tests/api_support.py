@@ -62,3 +62,29 @@ def run_approved(domain, fn, args: dict | None = None, *, timeout: float = 60):
         d.close()
     req.wait(timeout)
     return req.parts[0]
+
+
+def builtin_round(client: Any, args: dict, inputs: dict | None = None, rid: str | None = None, number: int = 1,
+                  *, name: str) -> tuple[str, dict]:
+    """Round ``number`` of an iterative built-in ``name`` over ``patients`` through the HTTP API (the
+    request is submitted first when ``rid`` is None): its id and the round's final state."""
+    if rid is None:
+        body = {"dataset": "patients", "kind": "builtin", "name": name, "args": args, "limits": {"max_rounds": 5}}
+        r = client.post("/v1/requests", json=body, params={"wait": 0})
+        assert r.status_code == 201, r.text
+        rid = r.json()["id"]
+    r = client.post(f"/v1/requests/{rid}/rounds", json={"round": number, "inputs": inputs or {}},
+                    params={"wait": 60})
+    assert r.status_code == 202, r.text
+    final = r.json()
+    for _ in range(10):
+        if final["status"] in ("done", "failed", "blocked"):
+            break
+        final = client.get(f"/v1/requests/{rid}/rounds/{number}", params={"wait": 60}).json()
+    return rid, final
+
+
+def released(final: dict) -> dict:
+    """The result of a request (or round) that must have been released."""
+    assert final["status"] == "done", (final["status"], final.get("reason"))
+    return final["result"]

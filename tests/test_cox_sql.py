@@ -5,6 +5,8 @@ memory, refusals of the rare columns and small risk sets, and the differencing d
 
 from __future__ import annotations
 
+import functools
+
 import httpx
 import numpy as np
 import pandas as pd
@@ -14,7 +16,7 @@ from lifelines import CoxPHFitter
 from fednb import partial_likelihood as pl
 from fednb.domain.review.policy import DisclosureSection
 from fednb.domain.run.builtins import survival
-from tests.api_support import auth
+from tests.api_support import auth, builtin_round, released
 from tests.conftest import start_live
 from tests.engine_support import BothPaths, parquet_engine
 
@@ -305,27 +307,7 @@ def test_a_fit_on_postgres_equals_the_parquet_copy(table, postgres_database, mon
 
 # -- through a real domain server ------------------------------------------------------------------
 
-def cox_round(client: httpx.Client, args: dict, inputs: dict | None = None, rid: str | None = None,
-              number: int = 1) -> tuple[str, dict]:
-    if rid is None:
-        body = {"dataset": "patients", "kind": "builtin", "name": "coxph", "args": args, "limits": {"max_rounds": 5}}
-        r = client.post("/v1/requests", json=body, params={"wait": 0})
-        assert r.status_code == 201, r.text
-        rid = r.json()["id"]
-    r = client.post(f"/v1/requests/{rid}/rounds", json={"round": number, "inputs": inputs or {}},
-                    params={"wait": 60})
-    assert r.status_code == 202, r.text
-    final = r.json()
-    for _ in range(10):
-        if final["status"] in ("done", "failed", "blocked"):
-            break
-        final = client.get(f"/v1/requests/{rid}/rounds/{number}", params={"wait": 60}).json()
-    return rid, final
-
-
-def released(final: dict) -> dict:
-    assert final["status"] == "done", final
-    return final["result"]
+cox_round = functools.partial(builtin_round, name="coxph")
 
 
 def big_cohort(rows: int) -> pd.DataFrame:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.api_support import assert_clean_error, auth
+from tests.api_support import assert_clean_error, auth, released
 from tests.conftest import start_live
 
 ROWS = 203
@@ -90,11 +90,6 @@ def blocked(final: dict, *phrases: str) -> None:
     for phrase in phrases:
         assert phrase in final["reason"], final["reason"]
     assert final.get("result") is None
-
-
-def released(final: dict) -> dict:
-    assert final["status"] == "done", (final["status"], final.get("reason"))
-    return final["result"]
 
 
 NOT_TARGET = [{"column": "id", "op": "!=", "value": TARGET}]

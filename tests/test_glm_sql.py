@@ -5,6 +5,8 @@ chosen to overflow."""
 
 from __future__ import annotations
 
+import functools
+
 import httpx
 import numpy as np
 import pandas as pd
@@ -16,7 +18,7 @@ from fednb.domain.data.engines import EngineError
 from fednb.domain.data.engines.duckdb import ParquetEngine
 from fednb.domain.review.policy import DisclosureSection
 from fednb.domain.run.builtins import glm as glm_builtin
-from tests.api_support import auth
+from tests.api_support import auth, builtin_round, released
 from tests.conftest import start_live
 from tests.engine_support import BothPaths, parquet_engine
 
@@ -227,27 +229,7 @@ def test_the_attack_columns_are_blocked_and_the_ordinary_ones_pass(tmp_path):
 
 # -- through a real domain server ------------------------------------------------------------------
 
-def glm_round(client: httpx.Client, args: dict, inputs: dict | None = None, rid: str | None = None,
-              number: int = 1) -> tuple[str, dict]:
-    if rid is None:
-        body = {"dataset": "patients", "kind": "builtin", "name": "glm", "args": args, "limits": {"max_rounds": 5}}
-        r = client.post("/v1/requests", json=body, params={"wait": 0})
-        assert r.status_code == 201, r.text
-        rid = r.json()["id"]
-    r = client.post(f"/v1/requests/{rid}/rounds", json={"round": number, "inputs": inputs or {}},
-                    params={"wait": 60})
-    assert r.status_code == 202, r.text
-    final = r.json()
-    for _ in range(5):
-        if final["status"] in ("done", "failed", "blocked"):
-            break
-        final = client.get(f"/v1/requests/{rid}/rounds/{number}", params={"wait": 60}).json()
-    return rid, final
-
-
-def released(final: dict) -> dict:
-    assert final["status"] == "done", final
-    return final["result"]
+glm_round = functools.partial(builtin_round, name="glm")
 
 
 def test_a_glm_over_more_rows_than_a_worker_may_hold_is_answered(tmp_path, alice_token):
