@@ -88,3 +88,14 @@ def released(final: dict) -> dict:
     """The result of a request (or round) that must have been released."""
     assert final["status"] == "done", (final["status"], final.get("reason"))
     return final["result"]
+
+
+def ask_builtin(client: Any, name: str, **args) -> dict:
+    """Submit built-in ``name`` over ``patients`` through the HTTP API and wait for its final state."""
+    body = {"dataset": "patients", "kind": "builtin", "name": name, "args": args}
+    r = client.post("/v1/requests", json=body, params={"wait": 60})
+    assert r.status_code == 201, r.text
+    final = r.json()
+    if final["status"] not in ("done", "blocked", "failed"):
+        final = client.get(f"/v1/requests/{final['id']}", params={"wait": 60}).json()
+    return final

@@ -27,7 +27,7 @@ from fednb.domain.process import DomainProcess
 from fednb.domain.release import differencing
 from fednb.domain.run import evidence_files
 from fednb.domain.run.workers import Worker, WorkerLimits
-from tests.api_support import auth
+from tests.api_support import ask_builtin, auth
 from tests.conftest import start_live
 
 ROWS = 150_000  # three Roaring containers: the cells are streamed ids, bitset and array containers
@@ -42,30 +42,20 @@ def table() -> pd.DataFrame:
     return pd.DataFrame({"id": np.arange(ROWS), "g": g, "h": h, "h2": h2, "x": rng.normal(0, 1, ROWS)})
 
 
-def _ask(client: httpx.Client, name: str, **args) -> dict:
-    body = {"dataset": "patients", "kind": "builtin", "name": name, "args": args}
-    r = client.post("/v1/requests", json=body, params={"wait": 60})
-    assert r.status_code == 201, r.text
-    final = r.json()
-    if final["status"] not in ("done", "blocked", "failed"):
-        final = client.get(f"/v1/requests/{final['id']}", params={"wait": 60}).json()
-    return final
-
-
 def test_a_crosstab_one_cell_apart_is_blocked_and_no_row_set_file_stays(tmp_path, alice_token):
     live = start_live(tmp_path, "files", table(), alice_token)
     try:
         with httpx.Client(base_url=live.url, headers=auth(alice_token), timeout=120) as client:
-            first = _ask(client, "crosstab", row="g", col="h")
+            first = ask_builtin(client, "crosstab", row="g", col="h")
             assert first["status"] == "done", first
             assert sum(sum(row) for row in first["result"]["counts"]) == ROWS
             # the same rows in total, but cell (g, h) of row 70,001 lost it and its neighbour gained it
-            moved = _ask(client, "crosstab", row="g", col="h2")
+            moved = ask_builtin(client, "crosstab", row="g", col="h2")
             assert moved["status"] == "blocked", moved
             assert "one of its cells" in moved["reason"] and first["id"] in moved["reason"]
-            dropped = _ask(client, "crosstab", row="g", col="h", where=[{"column": "id", "op": "!=", "value": 70_001}])
+            dropped = ask_builtin(client, "crosstab", row="g", col="h", where=[{"column": "id", "op": "!=", "value": 70_001}])
             assert dropped["status"] == "blocked" and "differencing attack" in dropped["reason"], dropped
-            far = _ask(client, "crosstab", row="g", col="h", where=[{"column": "id", "op": ">=", "value": 1000}])
+            far = ask_builtin(client, "crosstab", row="g", col="h", where=[{"column": "id", "op": ">=", "value": 1000}])
             assert far["status"] == "done", far
         assert list((live.path / evidence_files.FOLDER).iterdir()) == []
         domain = Domain(live.path)

@@ -23,7 +23,7 @@ from fednb.domain.release.disclosure import Blocked
 from fednb.domain.review.policy import DisclosureSection
 from fednb.domain.run import builtins
 from fednb.domain.run.builtins.scan import Cells, Scan, evidence, magnitude_reason, magnitude_settled
-from tests.api_support import auth
+from tests.api_support import ask_builtin, auth
 from tests.conftest import start_live
 
 ROWS = 200_000  # three Roaring containers of 65,536 rows and a partial fourth
@@ -145,13 +145,7 @@ def test_a_differencing_attack_across_roaring_containers_is_blocked(tmp_path, al
     try:
         with httpx.Client(base_url=live.url, headers=auth(alice_token), timeout=120) as client:
             def ask(name: str, **args) -> dict:
-                body = {"dataset": "patients", "kind": "builtin", "name": name, "args": args}
-                r = client.post("/v1/requests", json=body, params={"wait": 60})
-                assert r.status_code == 201, r.text
-                final = r.json()
-                if final["status"] not in ("done", "blocked", "failed"):
-                    final = client.get(f"/v1/requests/{final['id']}", params={"wait": 60}).json()
-                return final
+                return ask_builtin(client, name, **args)
 
             first = ask("count")
             assert first["status"] == "done", first
